@@ -1,0 +1,203 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strconv"
+	"strings"
+
+	"golang.org/x/term"
+
+	"github.com/medvault/medvault/vault"
+	"github.com/medvault/medvault/vault/identity"
+)
+
+// app carries what commands need from the process: streams, environment and
+// global flags. Nothing else in medvault reads os.Args, the environment or
+// the terminal.
+type app struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	getenv         func(string) string
+
+	passphraseFile string
+	passphraseFD   int
+	jsonOut        bool
+
+	id *identity.Identity // unlocked identity, once per process
+}
+
+// insecureWorkFactorEnv lowers the scrypt cost of identity files created by
+// 'init'. It exists for tests and the demo only: its name says so.
+const insecureWorkFactorEnv = "MEDVAULT_INSECURE_TEST_SCRYPT_WORK_FACTOR"
+
+// dataDir resolves the data directory: $MEDVAULT_HOME, else
+// $XDG_DATA_HOME/medvault, else ~/.local/share/medvault.
+func (a *app) dataDir() (string, error) {
+	if d := a.getenv("MEDVAULT_HOME"); d != "" {
+		return filepath.Abs(d)
+	}
+	if d := a.getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "medvault"), nil
+	}
+	home := a.getenv("HOME")
+	if home == "" {
+		var err error
+		if home, err = os.UserHomeDir(); err != nil {
+			return "", withHint(errors.New("cannot find the data directory"), "set MEDVAULT_HOME")
+		}
+	}
+	return filepath.Join(home, ".local", "share", "medvault"), nil
+}
+
+func (a *app) isTTY(f io.Reader) bool {
+	if f, ok := f.(*os.File); ok {
+		return term.IsTerminal(int(f.Fd()))
+	}
+	return false
+}
+
+func (a *app) stderrTTY() bool {
+	if f, ok := a.stderr.(*os.File); ok {
+		return term.IsTerminal(int(f.Fd()))
+	}
+	return false
+}
+
+func (a *app) stdoutTTY() bool {
+	if f, ok := a.stdout.(*os.File); ok {
+		return term.IsTerminal(int(f.Fd()))
+	}
+	return false
+}
+
+const maxPassphrase = 4096
+
+// passphrase returns the passphrase from, in order: --passphrase-file,
+// $MEDVAULT_PASSPHRASE_FILE, --passphrase-fd, a prompt on the terminal. With
+// none of them available it fails at once with a hint, never waits.
+func (a *app) passphrase(prompt string, confirm bool) ([]byte, error) {
+	file := a.passphraseFile
+	if file == "" {
+		file = a.getenv("MEDVAULT_PASSPHRASE_FILE")
+	}
+	switch {
+	case file != "":
+		f, err := os.Open(file)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("passphrase file: %w", err)}
+		}
+		defer f.Close()
+		return readPassphrase(f)
+	case a.passphraseFD > 0:
+		f := os.NewFile(uintptr(a.passphraseFD), "passphrase-fd")
+		if f == nil {
+			return nil, usagef("--passphrase-fd %d is not an open file descriptor", a.passphraseFD)
+		}
+		defer f.Close()
+		return readPassphrase(f)
+	}
+	tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
+	if err != nil || !term.IsTerminal(int(tty.Fd())) {
+		if tty != nil {
+			tty.Close()
+		}
+		return nil, withHint(usagef("no passphrase source: not running on a terminal"),
+			"give --passphrase-file FILE, set MEDVAULT_PASSPHRASE_FILE, or use --passphrase-fd N")
+	}
+	defer tty.Close()
+	ask := func(p string) ([]byte, error) {
+		fmt.Fprint(tty, p)
+		b, err := term.ReadPassword(int(tty.Fd()))
+		fmt.Fprintln(tty)
+		if err != nil {
+			return nil, errCancelled
+		}
+		return b, nil
+	}
+	pass, err := ask(prompt)
+	if err != nil {
+		return nil, err
+	}
+	if confirm {
+		again, err := ask("Repeat passphrase: ")
+		if err != nil {
+			return nil, err
+		}
+		if string(again) != string(pass) {
+			return nil, usagef("passphrases do not match")
+		}
+	}
+	if len(pass) == 0 {
+		return nil, usagef("empty passphrase")
+	}
+	return pass, nil
+}
+
+// readPassphrase reads the first line of r, without its line ending.
+func readPassphrase(r io.Reader) ([]byte, error) {
+	br := bufio.NewReaderSize(io.LimitReader(r, maxPassphrase+2), maxPassphrase+2)
+	line, err := br.ReadBytes('\n')
+	if err != nil && err != io.EOF {
+		return nil, fmt.Errorf("read passphrase: %w", err)
+	}
+	line = []byte(strings.TrimRight(string(line), "\r\n"))
+	if len(line) == 0 {
+		return nil, usagef("the passphrase source is empty")
+	}
+	if len(line) > maxPassphrase {
+		return nil, usagef("passphrase longer than %d bytes", maxPassphrase)
+	}
+	return line, nil
+}
+
+// unlock decrypts the identity once per process, then lowers the memory
+// target so the rest of the command does not carry scrypt's peak.
+func (a *app) unlock() (*identity.Identity, string, error) {
+	dir, err := a.dataDir()
+	if err != nil {
+		return nil, "", err
+	}
+	if a.id != nil {
+		return a.id, dir, nil
+	}
+	path := filepath.Join(dir, vault.IdentityFile)
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil, "", fmt.Errorf("%w: no identity in %s", vault.ErrNoVault, dir)
+	}
+	pass, err := a.passphrase("Passphrase: ", false)
+	if err != nil {
+		return nil, "", err
+	}
+	defer clear(pass)
+	id, err := identity.Load(path, pass, identity.MaxWorkFactor)
+	if err != nil {
+		return nil, "", fmt.Errorf("unlock %s: %w", path, err)
+	}
+	debug.SetMemoryLimit(48 << 20)
+	a.id = id
+	return id, dir, nil
+}
+
+// openVault unlocks the identity and opens the vault.
+func (a *app) openVault() (*vault.Vault, error) {
+	id, dir, err := a.unlock()
+	if err != nil {
+		return nil, err
+	}
+	return vault.Open(dir, id, vault.Options{})
+}
+
+func (a *app) workFactor() int {
+	if s := a.getenv(insecureWorkFactorEnv); s != "" {
+		if n, err := strconv.Atoi(s); err == nil && n >= 1 && n <= identity.MaxWorkFactor {
+			return n
+		}
+	}
+	return identity.DefaultWorkFactor
+}

@@ -1,0 +1,622 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/spf13/cobra"
+
+	"github.com/medvault/medvault/vault"
+	"github.com/medvault/medvault/vault/record"
+)
+
+func categoryList() string {
+	cs := record.Categories()
+	s := make([]string, len(cs))
+	for i, c := range cs {
+		s[i] = string(c)
+	}
+	return strings.Join(s, ", ")
+}
+
+// parseDate accepts YYYY-MM-DD or RFC 3339.
+func parseDate(s string) (time.Time, error) {
+	if t, err := time.Parse("2006-01-02", s); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t.UTC(), nil
+	}
+	return time.Time{}, usagef("invalid date %q: use YYYY-MM-DD", s)
+}
+
+func newAddCommand(a *app) *cobra.Command {
+	var category, title, date string
+	var labels []string
+	cmd := &cobra.Command{
+		Use:   "add FILE|- --category C [--title T] [--date D] [--label L]...",
+		Short: "Encrypt a file into the vault as a new record",
+		Long: `Encrypt a file (or standard input, given as -) into the vault as one record.
+Content, title, category, labels and file name are all encrypted; memory use is
+flat for any file size. The record appears only once fully written.
+
+Categories: ` + categoryList() + `.
+Sensitivity labels: MH, SUD, SEX, HIV, STD, GDIS, SDV.`,
+		Example: `  medvault add knee-mri.pdf --category imaging --title "Knee MRI" --date 2026-03-02
+  medvault add therapy-notes.txt --category notes --label MH
+  pg_dump clinic | medvault add - --category other --title "clinic export"`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := record.ParseCategory(category)
+			if err != nil {
+				return usageError{err}
+			}
+			n := vault.NewRecord{Category: c, Title: title, Source: vault.SourceAdd}
+			for _, l := range labels {
+				lb, err := record.ParseLabel(l)
+				if err != nil {
+					return usageError{err}
+				}
+				n.Labels = append(n.Labels, lb)
+			}
+			if date != "" {
+				if n.Date, err = parseDate(date); err != nil {
+					return err
+				}
+			}
+			var in io.Reader = a.stdin
+			if args[0] != "-" {
+				f, err := openRegular(args[0])
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				in = f
+				n.FileName = filepath.Base(args[0])
+				if n.Title == "" {
+					n.Title = n.FileName
+				}
+			}
+			v, err := a.openVault()
+			if err != nil {
+				return err
+			}
+			defer v.Close()
+			m, err := v.Add(in, n)
+			if err != nil {
+				return err
+			}
+			if a.jsonOut {
+				return printJSON(a.stdout, map[string]any{"v": 1, "id": m.ID.String(), "size": m.Size})
+			}
+			fmt.Fprintln(a.stdout, m.ID)
+			a.say("Added %s (%s, %d bytes)", m.ID.String()[:8], m.Category, m.Size)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&category, "category", "", "the record's `CATEGORY` (required)")
+	f.StringVar(&title, "title", "", "a title (default: the file name)")
+	f.StringVar(&date, "date", "", "the clinical `DATE` (YYYY-MM-DD)")
+	f.StringArrayVar(&labels, "label", nil, "a sensitivity `LABEL` (repeatable)")
+	f.BoolVar(&a.jsonOut, "json", false, "print JSON")
+	cmd.MarkFlagRequired("category")
+	return cmd
+}
+
+// openRegular opens path for reading, refusing directories and other
+// non-regular files with a clear error.
+func openRegular(path string) (*os.File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, usagef("%s: no such file", path)
+		}
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if st.IsDir() {
+		f.Close()
+		return nil, usagef("%s is a directory, not a file", path)
+	}
+	if !st.Mode().IsRegular() && st.Mode()&os.ModeNamedPipe == 0 && st.Mode()&os.ModeCharDevice == 0 {
+		f.Close()
+		return nil, usagef("%s is not a regular file", path)
+	}
+	return f, nil
+}
+
+// recordJSON is the --json form of a record's metadata (v1; only ever gains
+// fields).
+type recordJSON struct {
+	ID       string   `json:"id"`
+	Title    string   `json:"title"`
+	Category string   `json:"category"`
+	Labels   []string `json:"labels"`
+	Date     string   `json:"date,omitempty"`
+	Added    string   `json:"added"`
+	Size     int64    `json:"size"`
+	Source   string   `json:"source"`
+	File     string   `json:"file,omitempty"`
+	FHIR     *struct {
+		Type    string `json:"type"`
+		ID      string `json:"id"`
+		Version int    `json:"version"`
+	} `json:"fhir,omitempty"`
+	From string `json:"from,omitempty"`
+}
+
+func toJSON(m *vault.Meta) recordJSON {
+	r := recordJSON{ID: m.ID.String(), Title: m.Title, Category: string(m.Category), Labels: []string{},
+		Added: m.Added.UTC().Format(time.RFC3339), Size: m.Size, Source: string(m.Source), File: m.FileName}
+	for _, l := range m.Labels {
+		r.Labels = append(r.Labels, string(l))
+	}
+	if !m.Date.IsZero() {
+		r.Date = m.Date.UTC().Format("2006-01-02")
+	}
+	if m.FHIR != nil {
+		r.FHIR = &struct {
+			Type    string `json:"type"`
+			ID      string `json:"id"`
+			Version int    `json:"version"`
+		}{m.FHIR.Type, m.FHIR.ID, m.FHIR.Version}
+	}
+	if !m.From.IsZero() {
+		r.From = m.From.String()
+	}
+	return r
+}
+
+func labelsText(m *vault.Meta) string {
+	if len(m.Labels) == 0 {
+		return "-"
+	}
+	s := make([]string, len(m.Labels))
+	for i, l := range m.Labels {
+		s[i] = string(l)
+	}
+	return strings.Join(s, ",")
+}
+
+func dateText(m *vault.Meta) string {
+	if m.Date.IsZero() {
+		return "-"
+	}
+	return m.Date.UTC().Format("2006-01-02")
+}
+
+func newListCommand(a *app) *cobra.Command {
+	var category, since, label string
+	cmd := &cobra.Command{
+		Use:   "list [--category C] [--label L] [--since D] [--json]",
+		Short: "List records",
+		Long:  "List the records in the vault, oldest first. Listing reads metadata only.",
+		Example: `  medvault list
+  medvault list --category labs --since 2025-01-01
+  medvault list --json | jq -r '.records[].id'`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var f vault.Filter
+			var err error
+			if category != "" {
+				if f.Category, err = record.ParseCategory(category); err != nil {
+					return usageError{err}
+				}
+			}
+			if label != "" {
+				if f.Label, err = record.ParseLabel(label); err != nil {
+					return usageError{err}
+				}
+			}
+			if since != "" {
+				if f.Since, err = parseDate(since); err != nil {
+					return err
+				}
+			}
+			v, err := a.openVault()
+			if err != nil {
+				return err
+			}
+			defer v.Close()
+			ms, err := v.List(f)
+			if err != nil {
+				return err
+			}
+			return a.printRecords(ms)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&category, "category", "", "only this `CATEGORY`")
+	f.StringVar(&label, "label", "", "only records carrying this sensitivity `LABEL`")
+	f.StringVar(&since, "since", "", "only records dated on or after `DATE`")
+	f.BoolVar(&a.jsonOut, "json", false, "print JSON")
+	return cmd
+}
+
+func (a *app) printRecords(ms []*vault.Meta) error {
+	if a.jsonOut {
+		out := struct {
+			V       int          `json:"v"`
+			Records []recordJSON `json:"records"`
+		}{V: 1, Records: []recordJSON{}}
+		for _, m := range ms {
+			out.Records = append(out.Records, toJSON(m))
+		}
+		return printJSON(a.stdout, out)
+	}
+	if len(ms) == 0 {
+		a.say("No records.")
+		return nil
+	}
+	rows := make([][]string, 0, len(ms))
+	for _, m := range ms {
+		rows = append(rows, []string{m.ID.String()[:12], dateText(m), string(m.Category), labelsText(m), truncate(m.Title, 60), humanSize(m.Size)})
+	}
+	a.printTable([]string{"ID", "DATE", "CATEGORY", "LABELS", "TITLE", "SIZE"}, rows)
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	r := []rune(s)
+	return string(r[:n-1]) + "…"
+}
+
+func humanSize(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+func newShowCommand(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "show ID [--json]",
+		Short: "Show a record's metadata",
+		Long:  "Show a record's metadata. ID may be abbreviated to its first 6 or more hex digits.",
+		Example: `  medvault show 3f9a2c
+  medvault show 3f9a2c --json`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			v, err := a.openVault()
+			if err != nil {
+				return err
+			}
+			defer v.Close()
+			id, err := resolve(v, args[0])
+			if err != nil {
+				return err
+			}
+			m, err := v.Show(id)
+			if err != nil {
+				return err
+			}
+			if a.jsonOut {
+				return printJSON(a.stdout, struct {
+					V int `json:"v"`
+					recordJSON
+				}{1, toJSON(m)})
+			}
+			w := a.stdout
+			fmt.Fprintf(w, "ID:        %s\n", m.ID)
+			fmt.Fprintf(w, "Title:     %s\n", sanitize(m.Title))
+			fmt.Fprintf(w, "Category:  %s\n", m.Category)
+			fmt.Fprintf(w, "Labels:    %s\n", labelsText(m))
+			fmt.Fprintf(w, "Date:      %s\n", dateText(m))
+			fmt.Fprintf(w, "Added:     %s\n", m.Added.UTC().Format(time.RFC3339))
+			fmt.Fprintf(w, "Size:      %s (%d bytes)\n", humanSize(m.Size), m.Size)
+			fmt.Fprintf(w, "Source:    %s\n", m.Source)
+			if m.FileName != "" {
+				fmt.Fprintf(w, "File:      %s\n", sanitize(m.FileName))
+			}
+			if m.FHIR != nil {
+				fmt.Fprintf(w, "FHIR:      %s/%s (version %d)\n", sanitize(m.FHIR.Type), sanitize(m.FHIR.ID), m.FHIR.Version)
+			}
+			if !m.From.IsZero() {
+				fmt.Fprintf(w, "From:      %s\n", m.From)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&a.jsonOut, "json", false, "print JSON")
+	return cmd
+}
+
+func resolve(v *vault.Vault, s string) (record.ID, error) {
+	id, err := v.Resolve(s)
+	if err != nil && !errors.Is(err, vault.ErrNotFound) {
+		return id, usageError{err}
+	}
+	return id, err
+}
+
+func newGetCommand(a *app) *cobra.Command {
+	var out string
+	cmd := &cobra.Command{
+		Use:   "get ID [-o FILE]",
+		Short: "Decrypt a record's content",
+		Long: `Decrypt a record's content to standard output or to a new file. The read is
+written to the ledger before any content is decrypted. Binary content is not
+printed to a terminal; give -o FILE. An existing file is never overwritten,
+and after a failure no partial file is left behind.`,
+		Example: `  medvault get 3f9a2c -o knee-mri.pdf
+  medvault get 3f9a2c | less`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			v, err := a.openVault()
+			if err != nil {
+				return err
+			}
+			defer v.Close()
+			id, err := resolve(v, args[0])
+			if err != nil {
+				return err
+			}
+			if out == "" || out == "-" {
+				w := io.Writer(a.stdout)
+				var g *ttyGuard
+				if a.stdoutTTY() {
+					g = &ttyGuard{w: a.stdout}
+					w = g
+				}
+				if _, err := v.Get(id, w); err != nil {
+					return err
+				}
+				if g != nil {
+					return g.Close()
+				}
+				return nil
+			}
+			return writeNewFile(out, func(w io.Writer) error {
+				_, err := v.Get(id, w)
+				return err
+			})
+		},
+	}
+	cmd.Flags().StringVarP(&out, "output", "o", "", "write to `FILE` (must not exist)")
+	return cmd
+}
+
+// writeNewFile writes through fill into a temporary file beside path and
+// renames it into place only on success, so failures leave nothing behind.
+func writeNewFile(path string, fill func(io.Writer) error) error {
+	if _, err := os.Lstat(path); err == nil {
+		return withHint(usagef("%s already exists", path), "medvault never overwrites a file; choose another name")
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".medvault-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if err := f.Chmod(0o600); err != nil {
+		return err
+	}
+	if err := fill(f); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Link(tmp, path); err != nil { // fails if path appeared meanwhile
+		return err
+	}
+	os.Remove(tmp)
+	ok = true
+	return nil
+}
+
+// ttyGuard refuses to print binary content to a terminal. It holds back the
+// first 8 KiB and decides from them.
+type ttyGuard struct {
+	w       io.Writer
+	buf     bytes.Buffer
+	decided bool
+}
+
+var errBinary = withHint(usagef("the record is binary; not printing it to a terminal"), "give -o FILE, or pipe the output")
+
+func (g *ttyGuard) Write(p []byte) (int, error) {
+	if g.decided {
+		return g.w.Write(p)
+	}
+	g.buf.Write(p)
+	if g.buf.Len() < 8192 {
+		return len(p), nil
+	}
+	if err := g.decide(); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (g *ttyGuard) decide() error {
+	g.decided = true
+	b := g.buf.Bytes()
+	if bytes.IndexByte(b, 0) >= 0 || !utf8.Valid(trimPartialRune(b)) {
+		return errBinary
+	}
+	_, err := g.w.Write([]byte(sanitizeText(string(b))))
+	g.buf.Reset()
+	return err
+}
+
+// Close flushes held-back text.
+func (g *ttyGuard) Close() error {
+	if g.decided {
+		return nil
+	}
+	return g.decide()
+}
+
+func trimPartialRune(b []byte) []byte {
+	for i := 0; i < 3 && len(b) > 0 && !utf8.Valid(b); i++ {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// sanitizeText drops escape sequences' introducer from text shown on a
+// terminal, keeping newlines and tabs.
+func sanitizeText(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\n' || r == '\t' || r == '\r' {
+			return r
+		}
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, s)
+}
+
+func newRmCommand(a *app) *cobra.Command {
+	var yes bool
+	cmd := &cobra.Command{
+		Use:   "rm ID [--yes]",
+		Short: "Delete a record for good (crypto-shred)",
+		Long: `Delete a record: its encrypted content and metadata are removed and the vault
+file is compacted, so no copy stays in its free pages. The deletion is a ledger
+entry. Copies already shared with providers are not affected.
+
+On a terminal, rm asks for confirmation; without one, give --yes.`,
+		Example: `  medvault rm 3f9a2c
+  medvault rm 3f9a2c --yes`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			v, err := a.openVault()
+			if err != nil {
+				return err
+			}
+			defer v.Close()
+			id, err := resolve(v, args[0])
+			if err != nil {
+				return err
+			}
+			m, err := v.Show(id)
+			if err != nil {
+				return err
+			}
+			if !yes {
+				if !a.isTTY(a.stdin) {
+					return withHint(usagef("refusing to delete without confirmation"), "give --yes to delete without a terminal")
+				}
+				fmt.Fprintf(a.stderr, "Delete %q (%s) for good? Type yes: ", sanitize(m.Title), m.ID.String()[:12])
+				line, _ := readLine(a.stdin)
+				if strings.TrimSpace(line) != "yes" {
+					return errCancelled
+				}
+			}
+			if err := v.Remove(id); err != nil {
+				return err
+			}
+			a.say("Deleted %s.", m.ID.String()[:12])
+			return nil
+		},
+	}
+	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
+	return cmd
+}
+
+func readLine(r io.Reader) (string, error) {
+	var b []byte
+	one := make([]byte, 1)
+	for len(b) < 1024 {
+		n, err := r.Read(one)
+		if n == 1 {
+			if one[0] == '\n' {
+				break
+			}
+			b = append(b, one[0])
+		}
+		if err != nil {
+			return string(b), err
+		}
+	}
+	return string(b), nil
+}
+
+func newLabelCommand(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "label ID +L|-L...",
+		Short: "Add or remove sensitivity labels by hand",
+		Long: `Correct a record's sensitivity labels: +L adds label L, -L removes it.
+Labels: MH (mental health), SUD (substance use), SEX (reproductive health),
+HIV, STD, GDIS (genetics), SDV (violence). A grant never includes a labelled
+record unless it names the label. The change is a ledger entry.`,
+		Example: `  medvault label 3f9a2c +MH
+  medvault label 3f9a2c -SUD +MH
+  medvault --passphrase-file pass.txt label 3f9a2c -SUD   (flags go before the ID)`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) < 2 {
+				return usagef("give a record ID and at least one +LABEL or -LABEL")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var add, rm []record.Label
+			for _, s := range args[1:] {
+				if s == "--" {
+					continue
+				}
+				if len(s) < 2 || (s[0] != '+' && s[0] != '-') {
+					return usagef("%q: write +LABEL to add or -LABEL to remove", s)
+				}
+				l, err := record.ParseLabel(s[1:])
+				if err != nil {
+					return usageError{err}
+				}
+				if s[0] == '+' {
+					add = append(add, l)
+				} else {
+					rm = append(rm, l)
+				}
+			}
+			v, err := a.openVault()
+			if err != nil {
+				return err
+			}
+			defer v.Close()
+			id, err := resolve(v, args[0])
+			if err != nil {
+				return err
+			}
+			m, err := v.SetLabels(id, add, rm)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "%s %s\n", m.ID.String()[:12], labelsText(m))
+			return nil
+		},
+	}
+	cmd.Flags().SetInterspersed(false)
+	return cmd
+}

@@ -1,0 +1,131 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/medvault/medvault/vault"
+	"github.com/medvault/medvault/vault/identity"
+)
+
+// Exit codes: the documented interface for scripts (README, `medvault help
+// exit-codes`). Never renumber.
+const (
+	exitOK          = 0
+	exitFailure     = 1
+	exitUsage       = 2
+	exitCancelled   = 3
+	exitNotFound    = 10
+	exitDecrypt     = 11
+	exitBusy        = 12
+	exitIntegrity   = 13
+	exitDenied      = 17
+	exitUnreachable = 20
+)
+
+const exitCodesHelp = `Exit codes (stable; scripts may rely on them):
+
+   0  ok
+   1  other failure
+   2  usage: bad flags or arguments, unknown category, missing passphrase source
+   3  cancelled by the user
+  10  not found (record, contact, grant)
+  11  wrong passphrase, or decryption failed
+  12  vault busy: another medvault process holds it
+  13  integrity failure: tampering detected (see 'medvault verify')
+  17  access denied: expired, revoked, out of scope or wrong audience
+  20  peer unreachable
+`
+
+// usageError marks errors that are the caller's mistake in how medvault was
+// invoked (exit 2).
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
+
+// hinted attaches a hint line to an error.
+type hinted struct {
+	err  error
+	hint string
+}
+
+func (e hinted) Error() string { return e.err.Error() }
+func (e hinted) Unwrap() error { return e.err }
+
+func withHint(err error, hint string) error { return hinted{err, hint} }
+
+var errCancelled = errors.New("cancelled")
+
+// exitCode maps an error to its documented exit code.
+func exitCode(err error) int {
+	var ue usageError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &ue):
+		return exitUsage
+	case errors.Is(err, errCancelled):
+		return exitCancelled
+	case errors.Is(err, vault.ErrNotFound):
+		return exitNotFound
+	case errors.Is(err, identity.ErrWrongPassphrase), errors.Is(err, vault.ErrDecrypt):
+		return exitDecrypt
+	case errors.Is(err, vault.ErrLocked):
+		return exitBusy
+	case errors.Is(err, vault.ErrTampered):
+		return exitIntegrity
+	}
+	for _, c := range extraExitCodes {
+		if code := c(err); code != 0 {
+			return code
+		}
+	}
+	msg := err.Error()
+	if strings.HasPrefix(msg, "unknown command") || strings.HasPrefix(msg, "unknown flag") ||
+		strings.HasPrefix(msg, "unknown shorthand flag") || strings.Contains(msg, "arg(s)") {
+		return exitUsage
+	}
+	return exitFailure
+}
+
+// extraExitCodes lets other files map their packages' sentinel errors.
+var extraExitCodes []func(error) int
+
+// hintFor returns the hint for well-known errors.
+func hintFor(err error) string {
+	var h hinted
+	if errors.As(err, &h) {
+		return h.hint
+	}
+	switch {
+	case errors.Is(err, vault.ErrLocked):
+		return "another medvault command is using the vault; wait for it to finish (or stop 'medvault serve') and retry"
+	case errors.Is(err, identity.ErrWrongPassphrase):
+		return "nothing was changed; check the passphrase (and the file given by --passphrase-file)"
+	case errors.Is(err, vault.ErrNoVault):
+		return "run 'medvault init' first, or set MEDVAULT_HOME to the data directory of an existing vault"
+	case errors.Is(err, vault.ErrTampered):
+		return "run 'medvault verify' for a full integrity report"
+	case errors.Is(err, identity.ErrNewerFormat), errors.Is(err, vault.ErrNewerFormat):
+		return "upgrade medvault to open this vault; this build does not change it"
+	}
+	var ue usageError
+	if errors.As(err, &ue) {
+		return "see 'medvault help' or 'medvault COMMAND --help'"
+	}
+	return ""
+}
+
+// printError writes the error (and a hint where one helps) the way every
+// command reports failure.
+func printError(w io.Writer, err error) {
+	fmt.Fprintf(w, "medvault: error: %v\n", err)
+	if h := hintFor(err); h != "" {
+		fmt.Fprintf(w, "medvault: hint: %s\n", h)
+	}
+}

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/charmbracelet/lipgloss"
+	"github.com/charmbracelet/lipgloss/table"
+)
+
+// styled reports whether output to stdout may use colour and borders: only
+// on a terminal, and never under NO_COLOR.
+func (a *app) styled() bool {
+	return a.stdoutTTY() && a.getenv("NO_COLOR") == "" && a.getenv("TERM") != "dumb"
+}
+
+// printTable writes rows under headers: a lipgloss table on a colour
+// terminal, tab-aligned plain text otherwise. Meaning never depends on
+// colour: the same words appear either way.
+func (a *app) printTable(headers []string, rows [][]string) {
+	if !a.styled() {
+		tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, strings.Join(headers, "\t"))
+		for _, r := range rows {
+			fmt.Fprintln(tw, strings.Join(sanitizeRow(r), "\t"))
+		}
+		tw.Flush()
+		return
+	}
+	head := lipgloss.NewStyle().Bold(true).Padding(0, 1)
+	cell := lipgloss.NewStyle().Padding(0, 1)
+	t := table.New().
+		Border(lipgloss.RoundedBorder()).
+		BorderStyle(lipgloss.NewStyle().Foreground(lipgloss.Color("8"))).
+		Headers(headers...).
+		StyleFunc(func(row, _ int) lipgloss.Style {
+			if row == table.HeaderRow {
+				return head
+			}
+			return cell
+		})
+	for _, r := range rows {
+		t.Row(sanitizeRow(r)...)
+	}
+	fmt.Fprintln(a.stdout, t.Render())
+}
+
+// sanitizeRow strips control characters so that record titles from imported
+// files cannot move the cursor or change the terminal.
+func sanitizeRow(r []string) []string {
+	out := make([]string, len(r))
+	for i, s := range r {
+		out[i] = sanitize(s)
+	}
+	return out
+}
+
+func sanitize(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return -1
+		}
+		return r
+	}, s)
+}
+
+// printJSON writes v as one JSON document. Every --json document carries
+// "v": 1 and only ever gains fields.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// say writes a status line to stderr (never stdout, which carries only what
+// was asked for).
+func (a *app) say(format string, args ...any) {
+	fmt.Fprintf(a.stderr, format+"\n", args...)
+}

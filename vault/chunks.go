@@ -1,0 +1,266 @@
+package vault
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"sync/atomic"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/medvault/medvault/vault/record"
+)
+
+// Content is stored as the bytes of one age file, cut into values of
+// chunkSize bytes under keys record.ID || uint32 big-endian index. A record's
+// chunks are written in transactions of about batchSize bytes, so memory
+// stays flat for any record size; the record becomes visible only in the last
+// transaction, which also writes its metadata and ledger entry.
+const (
+	chunkSize = 256 << 10
+	batchSize = 8 << 20
+)
+
+func chunkKey(id record.ID, i uint32) []byte {
+	k := make([]byte, 20)
+	copy(k, id[:])
+	binary.BigEndian.PutUint32(k[16:], i)
+	return k
+}
+
+var errWriteFailed = errors.New("writing to the vault failed")
+
+// chunkWriter receives the age ciphertext stream and writes it to bbolt in
+// batches. Full batches are committed by a second goroutine while the next
+// batch fills, so encryption and disk writes overlap. Buffers are recycled
+// only after the transaction that referenced them has committed.
+type chunkWriter struct {
+	v      *Vault
+	id     record.ID
+	next   uint32 // index of the next chunk to queue
+	cur    []byte // chunk being filled
+	batch  [][]byte
+	digest hash.Hash
+	size   int64
+
+	jobs   chan [][]byte
+	done   chan error
+	free   chan []byte
+	failed atomic.Bool // set by the committer after a failed transaction
+	err    error
+}
+
+func (v *Vault) newChunkWriter(id record.ID) *chunkWriter {
+	w := &chunkWriter{v: v, id: id, digest: sha256.New(),
+		jobs: make(chan [][]byte, 1), done: make(chan error, 1),
+		free: make(chan []byte, 3*batchSize/chunkSize)}
+	go w.commitLoop()
+	return w
+}
+
+func (w *chunkWriter) commitLoop() {
+	var err error
+	start := uint32(0)
+	for batch := range w.jobs {
+		// Hash here, on the committer's goroutine, so hashing overlaps
+		// encryption on another core.
+		for _, c := range batch {
+			w.digest.Write(c)
+		}
+		if err == nil {
+			err = w.v.db.Update(func(tx *bbolt.Tx) error {
+				b := tx.Bucket(bucketChunks)
+				for i, c := range batch {
+					if err := b.Put(chunkKey(w.id, start+uint32(i)), c); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		}
+		if err != nil {
+			w.failed.Store(true)
+		}
+		start += uint32(len(batch))
+		for _, c := range batch {
+			select {
+			case w.free <- c[:0]:
+			default:
+			}
+		}
+	}
+	w.done <- err
+}
+
+func (w *chunkWriter) buf() []byte {
+	select {
+	case b := <-w.free:
+		return b
+	default:
+		return make([]byte, 0, chunkSize)
+	}
+}
+
+func (w *chunkWriter) Write(p []byte) (int, error) {
+	if w.err != nil {
+		return 0, w.err
+	}
+	n := len(p)
+	w.size += int64(n)
+	for len(p) > 0 {
+		if w.cur == nil {
+			w.cur = w.buf()
+		}
+		k := copy(w.cur[len(w.cur):cap(w.cur)], p)
+		w.cur = w.cur[:len(w.cur)+k]
+		p = p[k:]
+		if len(w.cur) == chunkSize {
+			w.batch = append(w.batch, w.cur)
+			w.cur = nil
+			if len(w.batch)*chunkSize >= batchSize {
+				if err := w.flush(); err != nil {
+					return 0, err
+				}
+			}
+		}
+	}
+	return n, nil
+}
+
+// flush hands the current batch to the committer, failing early if an
+// earlier commit failed.
+func (w *chunkWriter) flush() error {
+	if w.failed.Load() {
+		// The committer keeps draining; finish reports its error.
+		w.err = errWriteFailed
+		return w.err
+	}
+	w.jobs <- w.batch
+	w.next += uint32(len(w.batch))
+	w.batch = nil
+	return nil
+}
+
+// finish waits for queued batches and returns the chunks not yet written
+// (at most one batch), to be written in the final transaction with the
+// record's metadata, and the first index they take.
+func (w *chunkWriter) finish() (rest [][]byte, first uint32, err error) {
+	if w.cur != nil && len(w.cur) > 0 {
+		w.batch = append(w.batch, w.cur)
+		w.cur = nil
+	}
+	close(w.jobs)
+	if err := <-w.done; err != nil {
+		return nil, 0, err
+	}
+	return w.batch, w.next, nil
+}
+
+// abort stops the committer after a failure.
+func (w *chunkWriter) abort() {
+	close(w.jobs)
+	<-w.done
+}
+
+// sum returns the digest of the whole stream; call after finish, with the
+// rest chunks it returned.
+func (w *chunkWriter) sum(rest [][]byte) (d [32]byte) {
+	for _, c := range rest {
+		w.digest.Write(c)
+	}
+	copy(d[:], w.digest.Sum(nil))
+	return d
+}
+
+// chunkReader streams a record's chunks inside one read transaction. The
+// bytes it returns are copied out of bbolt's memory map by Read.
+type chunkReader struct {
+	c      *bbolt.Cursor
+	id     record.ID
+	next   uint32
+	want   uint32
+	cur    []byte // bbolt slice, valid for the transaction
+	digest hash.Hash
+	err    error
+}
+
+func newChunkReader(tx *bbolt.Tx, id record.ID, chunks uint32) *chunkReader {
+	return &chunkReader{c: tx.Bucket(bucketChunks).Cursor(), id: id, want: chunks, digest: sha256.New()}
+}
+
+func (r *chunkReader) Read(p []byte) (int, error) {
+	for len(r.cur) == 0 {
+		if r.err != nil {
+			return 0, r.err
+		}
+		if r.next == r.want {
+			r.err = io.EOF
+			return 0, io.EOF
+		}
+		var k, v []byte
+		if r.next == 0 {
+			k, v = r.c.Seek(chunkKey(r.id, 0))
+		} else {
+			k, v = r.c.Next()
+		}
+		if k == nil || !bytes.Equal(k, chunkKey(r.id, r.next)) {
+			r.err = fmt.Errorf("%w: record %s: chunk %d of %d is missing", ErrTampered, r.id, r.next, r.want)
+			return 0, r.err
+		}
+		r.next++
+		r.cur = v
+		r.digest.Write(v)
+	}
+	n := copy(p, r.cur)
+	r.cur = r.cur[n:]
+	return n, nil
+}
+
+// check reports whether the bytes read so far hash to want and nothing
+// follows the last chunk.
+func (r *chunkReader) check(want [32]byte) error {
+	if r.next != r.want {
+		return fmt.Errorf("%w: record %s: read %d of %d chunks", ErrTampered, r.id, r.next, r.want)
+	}
+	if k, _ := r.c.Next(); k != nil && bytes.HasPrefix(k, r.id[:]) {
+		return fmt.Errorf("%w: record %s: unexpected chunk after the last", ErrTampered, r.id)
+	}
+	var got [32]byte
+	copy(got[:], r.digest.Sum(nil))
+	if got != want {
+		return fmt.Errorf("%w: record %s: content does not match its digest", ErrTampered, r.id)
+	}
+	return nil
+}
+
+// deleteChunks removes every chunk of id (and its pending marker when
+// pending is set), in transactions of bounded size.
+func (v *Vault) deleteChunks(id record.ID, pending bool) error {
+	for {
+		more := false
+		err := v.db.Update(func(tx *bbolt.Tx) error {
+			c := tx.Bucket(bucketChunks).Cursor()
+			n := 0
+			for k, _ := c.Seek(id[:]); k != nil && bytes.HasPrefix(k, id[:]); k, _ = c.Seek(id[:]) {
+				if err := c.Delete(); err != nil {
+					return err
+				}
+				if n++; n == 256 {
+					more = true
+					return nil
+				}
+			}
+			if pending {
+				return tx.Bucket(bucketPending).Delete(id[:])
+			}
+			return nil
+		})
+		if err != nil || !more {
+			return err
+		}
+	}
+}

@@ -1,0 +1,24 @@
+package vault
+
+import "errors"
+
+// Errors callers branch on. The CLI maps each to a documented exit code.
+var (
+	// ErrNotFound means no record has that ID.
+	ErrNotFound = errors.New("record not found")
+	// ErrLocked means another process holds the vault.
+	ErrLocked = errors.New("vault is in use by another medvault process")
+	// ErrNoVault means the data directory holds no vault yet.
+	ErrNoVault = errors.New("no vault here")
+	// ErrExists means a vault already exists in the data directory.
+	ErrExists = errors.New("a vault already exists here")
+	// ErrNewerFormat means the vault was written by a newer medvault.
+	ErrNewerFormat = errors.New("vault was written by a newer medvault")
+	// ErrWrongOwner means the identity does not own this vault.
+	ErrWrongOwner = errors.New("identity does not own this vault")
+	// ErrTampered means stored data failed an integrity check.
+	ErrTampered = errors.New("integrity check failed")
+	// ErrDecrypt means stored ciphertext could not be decrypted with this
+	// identity.
+	ErrDecrypt = errors.New("decryption failed")
+)

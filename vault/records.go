@@ -1,0 +1,379 @@
+package vault
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"filippo.io/age"
+	"go.etcd.io/bbolt"
+
+	"github.com/medvault/medvault/vault/record"
+)
+
+// NewRecord is what a caller says about a record it adds.
+type NewRecord struct {
+	Title    string
+	Category record.Category
+	Labels   []record.Label
+	Date     time.Time
+	FileName string
+	Source   Source
+	FHIR     *FHIRInfo
+}
+
+const maxTitle = 1024
+
+func (n *NewRecord) validate() error {
+	if !n.Category.Valid() {
+		return fmt.Errorf("unknown category %q", n.Category)
+	}
+	for _, l := range n.Labels {
+		if !l.Valid() {
+			return fmt.Errorf("unknown sensitivity label %q", l)
+		}
+	}
+	if len(n.Title) > maxTitle || len(n.FileName) > maxTitle {
+		return fmt.Errorf("title or file name longer than %d bytes", maxTitle)
+	}
+	return nil
+}
+
+// Add encrypts everything read from r to the owner's age recipient and stores
+// it as a new record, in chunks, with memory bounded for any size. The record
+// and its ledger entry appear together in the final transaction; if Add fails
+// or the process dies, no part of the record is visible and the chunks
+// written so far are removed (now, or at the next Open).
+func (v *Vault) Add(r io.Reader, n NewRecord) (*Meta, error) {
+	if err := n.validate(); err != nil {
+		return nil, err
+	}
+	if n.Source == "" {
+		n.Source = SourceAdd
+	}
+	id := record.NewID()
+	if err := v.db.Update(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketPending).Put(id[:], []byte(v.now().UTC().Format(time.RFC3339)))
+	}); err != nil {
+		return nil, fmt.Errorf("add: %w", err)
+	}
+	m, err := v.addContent(id, r, n)
+	if err != nil {
+		if cerr := v.deleteChunks(id, true); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("clean up: %w", cerr))
+		}
+		return nil, err
+	}
+	return m, nil
+}
+
+func (v *Vault) addContent(id record.ID, r io.Reader, n NewRecord) (*Meta, error) {
+	cw := v.newChunkWriter(id)
+	enc, err := age.Encrypt(cw, v.id.Recipient())
+	if err != nil {
+		cw.abort()
+		return nil, fmt.Errorf("add: %w", err)
+	}
+	size, err := io.Copy(enc, r)
+	if err == nil {
+		err = enc.Close()
+	}
+	if err != nil {
+		cw.abort()
+		if errors.Is(err, errWriteFailed) {
+			return nil, fmt.Errorf("add: write to vault failed")
+		}
+		return nil, fmt.Errorf("add: %w", err)
+	}
+	rest, first, err := cw.finish()
+	if err != nil {
+		return nil, fmt.Errorf("add: write to vault: %w", err)
+	}
+	m := &Meta{ID: id, Title: n.Title, Category: n.Category, Labels: normLabels(n.Labels), Date: n.Date,
+		Added: v.now().UTC(), FileName: n.FileName, Size: size, Source: n.Source, FHIR: n.FHIR,
+		ContentDigest: cw.sum(rest), Chunks: first + uint32(len(rest))}
+	err = v.db.Update(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketChunks)
+		for i, c := range rest {
+			if err := b.Put(chunkKey(id, first+uint32(i)), c); err != nil {
+				return err
+			}
+		}
+		if err := tx.Bucket(bucketPending).Delete(id[:]); err != nil {
+			return err
+		}
+		if err := v.putMeta(tx, m, actAdd); err != nil {
+			return err
+		}
+		return v.ledger.checkpoint(tx)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("add: %w", err)
+	}
+	return m, nil
+}
+
+// putMeta seals and stores m and appends the ledger entry that commits to
+// the record's new state.
+func (v *Vault) putMeta(tx *bbolt.Tx, m *Meta, act action) error {
+	sealed, err := v.sealMeta(m)
+	if err != nil {
+		return err
+	}
+	if err := tx.Bucket(bucketRecords).Put(m.ID[:], sealed); err != nil {
+		return err
+	}
+	return v.logAppend(tx, logEntry{action: act, subjects: []record.ID{m.ID}, commit: recordCommit(m.ID, sealed, m.ContentDigest)})
+}
+
+// recordCommit is what the ledger commits to for a record's stored state:
+// SHA-256("medvault/record-commit/v1" 0x00 || id || SHA-256(sealed meta) || content digest).
+func recordCommit(id record.ID, sealed []byte, digest [32]byte) [32]byte {
+	ms := sha256.Sum256(sealed)
+	h := sha256.New()
+	h.Write([]byte("medvault/record-commit/v1\x00"))
+	h.Write(id[:])
+	h.Write(ms[:])
+	h.Write(digest[:])
+	var out [32]byte
+	copy(out[:], h.Sum(nil))
+	return out
+}
+
+func normLabels(ls []record.Label) []record.Label {
+	out := slices.Clone(ls)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// Filter selects records in List. Zero fields match everything.
+type Filter struct {
+	Category record.Category
+	Label    record.Label
+	Since    time.Time // clinical date (or added date when unknown) on or after
+	From     *[32]byte // only records shared by this patient (provider side)
+	Source   Source
+}
+
+func (f *Filter) match(m *Meta) bool {
+	if f.Category != "" && m.Category != f.Category {
+		return false
+	}
+	if f.Label != "" && !m.HasLabel(f.Label) {
+		return false
+	}
+	if f.Source != "" && m.Source != f.Source {
+		return false
+	}
+	if f.From != nil && [32]byte(m.From) != *f.From {
+		return false
+	}
+	if !f.Since.IsZero() {
+		d := m.Date
+		if d.IsZero() {
+			d = m.Added
+		}
+		if d.Before(f.Since) {
+			return false
+		}
+	}
+	return true
+}
+
+// List returns the metadata of the records that match f, ordered by date
+// (clinical date, else added), oldest first. Listing reads metadata only and
+// is not a ledger event.
+func (v *Vault) List(f Filter) ([]*Meta, error) {
+	var out []*Meta
+	err := v.db.View(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketRecords).ForEach(func(k, sealed []byte) error {
+			if len(k) != 16 {
+				return fmt.Errorf("%w: malformed record key", ErrTampered)
+			}
+			m, err := v.openMeta(record.ID(k), sealed)
+			if err != nil {
+				return err
+			}
+			if f.match(m) {
+				out = append(out, m)
+			}
+			return nil
+		})
+	})
+	slices.SortStableFunc(out, func(a, b *Meta) int {
+		return sortTime(a).Compare(sortTime(b))
+	})
+	return out, err
+}
+
+func sortTime(m *Meta) time.Time {
+	if !m.Date.IsZero() {
+		return m.Date
+	}
+	return m.Added
+}
+
+// Show returns the metadata of one record.
+func (v *Vault) Show(id record.ID) (*Meta, error) {
+	var m *Meta
+	err := v.db.View(func(tx *bbolt.Tx) error {
+		var err error
+		m, err = v.meta1(tx, id)
+		return err
+	})
+	return m, err
+}
+
+func (v *Vault) meta1(tx *bbolt.Tx, id record.ID) (*Meta, error) {
+	sealed := tx.Bucket(bucketRecords).Get(id[:])
+	if sealed == nil {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	return v.openMeta(id, sealed)
+}
+
+// Resolve finds the record whose ID starts with prefix (at least 6 hex
+// digits), so users can type short IDs as they do with git.
+func (v *Vault) Resolve(prefix string) (record.ID, error) {
+	prefix = strings.ToLower(strings.TrimSpace(prefix))
+	if id, err := record.ParseID(prefix); err == nil {
+		return id, nil
+	}
+	if len(prefix) < 6 || strings.Trim(prefix, "0123456789abcdef") != "" {
+		return record.ID{}, fmt.Errorf("invalid record ID %q: give at least 6 hex digits", prefix)
+	}
+	var found []record.ID
+	err := v.db.View(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketRecords).ForEach(func(k, _ []byte) error {
+			if len(k) == 16 && strings.HasPrefix(record.ID(k).String(), prefix) {
+				found = append(found, record.ID(k))
+			}
+			return nil
+		})
+	})
+	switch {
+	case err != nil:
+		return record.ID{}, err
+	case len(found) == 0:
+		return record.ID{}, fmt.Errorf("%w: %s", ErrNotFound, prefix)
+	case len(found) > 1:
+		return record.ID{}, fmt.Errorf("record ID prefix %q is ambiguous (%d records)", prefix, len(found))
+	}
+	return found[0], nil
+}
+
+// Get writes the decrypted content of a record to w. The read is appended to
+// the ledger, and committed, before any content is decrypted: there is no
+// way through this package to read a record without leaving an entry.
+func (v *Vault) Get(id record.ID, w io.Writer) (*Meta, error) {
+	var m *Meta
+	err := v.db.Update(func(tx *bbolt.Tx) error {
+		var err error
+		if m, err = v.meta1(tx, id); err != nil {
+			return err
+		}
+		if err := v.logAppend(tx, logEntry{action: actRead, subjects: []record.ID{id}}); err != nil {
+			return err
+		}
+		return v.ledger.checkpoint(tx)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return m, v.db.View(func(tx *bbolt.Tx) error {
+		return v.decryptTo(tx, m, w)
+	})
+}
+
+func (v *Vault) decryptTo(tx *bbolt.Tx, m *Meta, w io.Writer) error {
+	cr := newChunkReader(tx, m.ID, m.Chunks)
+	dec, err := age.Decrypt(cr, v.id.AgeIdentity())
+	if err != nil {
+		if errors.Is(err, ErrTampered) {
+			return err
+		}
+		return fmt.Errorf("%w: record %s: %v", ErrDecrypt, m.ID, err)
+	}
+	if _, err := io.Copy(errWriter{w}, dec); err != nil {
+		if errors.Is(err, ErrTampered) {
+			return err
+		}
+		var we *writeError
+		if errors.As(err, &we) {
+			return we.err
+		}
+		return fmt.Errorf("%w: record %s: content does not authenticate", ErrTampered, m.ID)
+	}
+	return cr.check(m.ContentDigest)
+}
+
+// errWriter marks errors from the destination, so they are not mistaken
+// for tampering.
+type errWriter struct{ w io.Writer }
+
+func (e errWriter) Write(p []byte) (int, error) {
+	n, err := e.w.Write(p)
+	if err != nil {
+		err = &writeError{err}
+	}
+	return n, err
+}
+
+type writeError struct{ err error }
+
+func (e *writeError) Error() string { return e.err.Error() }
+
+// Remove deletes a record: its metadata, its chunks and its index entries go
+// in one transaction with the ledger entry, then the database is compacted
+// so that no freed page keeps a copy of the ciphertext or metadata.
+func (v *Vault) Remove(id record.ID) error {
+	err := v.db.Update(func(tx *bbolt.Tx) error {
+		if tx.Bucket(bucketRecords).Get(id[:]) == nil {
+			return fmt.Errorf("%w: %s", ErrNotFound, id)
+		}
+		if err := tx.Bucket(bucketRecords).Delete(id[:]); err != nil {
+			return err
+		}
+		c := tx.Bucket(bucketChunks).Cursor()
+		for k, _ := c.Seek(id[:]); k != nil && len(k) == 20 && record.ID(k[:16]) == id; k, _ = c.Seek(id[:]) {
+			if err := c.Delete(); err != nil {
+				return err
+			}
+		}
+		if err := v.unindex(tx, id); err != nil {
+			return err
+		}
+		if err := v.logAppend(tx, logEntry{action: actRemove, subjects: []record.ID{id}}); err != nil {
+			return err
+		}
+		return v.ledger.checkpoint(tx)
+	})
+	if err != nil {
+		return err
+	}
+	return v.compact()
+}
+
+// SetLabels adds and removes sensitivity labels by hand; the change is a
+// ledger entry.
+func (v *Vault) SetLabels(id record.ID, add, remove []record.Label) (*Meta, error) {
+	var m *Meta
+	err := v.db.Update(func(tx *bbolt.Tx) error {
+		var err error
+		if m, err = v.meta1(tx, id); err != nil {
+			return err
+		}
+		ls := append(slices.Clone(m.Labels), add...)
+		ls = slices.DeleteFunc(ls, func(l record.Label) bool { return slices.Contains(remove, l) })
+		m.Labels = normLabels(ls)
+		if err := v.putMeta(tx, m, actLabel); err != nil {
+			return err
+		}
+		return v.ledger.checkpoint(tx)
+	})
+	return m, err
+}

@@ -1,0 +1,151 @@
+package vault
+
+import (
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/medvault/medvault/vault/identity"
+	"github.com/medvault/medvault/vault/record"
+)
+
+// Meta describes a record. It is stored sealed (see sealMeta); nothing in it
+// is ever written to the database in the clear.
+type Meta struct {
+	ID       record.ID
+	Title    string
+	Category record.Category
+	Labels   []record.Label
+	Date     time.Time // clinical date, zero if unknown
+	Added    time.Time
+	FileName string
+	Size     int64  // plaintext bytes
+	Source   Source // how the record entered the vault
+	FHIR     *FHIRInfo
+	// From is the patient who shared this record (provider vaults only).
+	From identity.ID
+	// Grant is the grant ID under which a shared record arrived.
+	Grant []byte
+	// ContentDigest is the SHA-256 of the stored age ciphertext.
+	ContentDigest [32]byte
+	Chunks        uint32
+}
+
+// FHIRInfo is the index of a FHIR resource stored as a record.
+type FHIRInfo struct {
+	Type    string
+	ID      string
+	Version int // 1 for the first content seen under Type/ID, then 2, 3, ...
+}
+
+// Source says how a record entered the vault.
+type Source string
+
+// Sources of records.
+const (
+	SourceAdd    Source = "add"
+	SourceImport Source = "import"
+	SourceFetch  Source = "fetch"
+)
+
+// HasLabel reports whether the record carries l.
+func (m *Meta) HasLabel(l record.Label) bool {
+	for _, x := range m.Labels {
+		if x == l {
+			return true
+		}
+	}
+	return false
+}
+
+// metaPad rounds sealed metadata up to a multiple of this many bytes so its
+// length says little about the title or file name.
+const metaPad = 256
+
+const metaDomain = "medvault/record-meta/v1\x00"
+
+type metaV1 struct {
+	V        int              `json:"v"`
+	Title    string           `json:"title,omitempty"`
+	Category record.Category  `json:"category"`
+	Labels   []record.Label   `json:"labels,omitempty"`
+	Date     *time.Time       `json:"date,omitempty"`
+	Added    time.Time        `json:"added"`
+	FileName string           `json:"file,omitempty"`
+	Size     int64            `json:"size"`
+	Source   Source           `json:"source"`
+	FHIR     *FHIRInfo        `json:"fhir,omitempty"`
+	From     []byte           `json:"from,omitempty"`
+	Grant    []byte           `json:"grant,omitempty"`
+	Digest   []byte           `json:"digest"`
+	Chunks   uint32           `json:"chunks"`
+}
+
+// sealMeta encrypts m with XChaCha20-Poly1305 under the vault's metadata key;
+// the additional data binds it to its record ID, so moving sealed metadata to
+// another key fails to decrypt.
+func (v *Vault) sealMeta(m *Meta) ([]byte, error) {
+	mv := metaV1{V: 1, Title: m.Title, Category: m.Category, Labels: m.Labels, Added: m.Added.UTC(),
+		FileName: m.FileName, Size: m.Size, Source: m.Source, FHIR: m.FHIR, Grant: m.Grant,
+		Digest: m.ContentDigest[:], Chunks: m.Chunks}
+	if !m.Date.IsZero() {
+		d := m.Date.UTC()
+		mv.Date = &d
+	}
+	if !m.From.IsZero() {
+		mv.From = m.From[:]
+	}
+	plain, err := json.Marshal(mv)
+	if err != nil {
+		return nil, err
+	}
+	// Pad with spaces inside the JSON value (after the object: JSON allows
+	// trailing whitespace, and json.Unmarshal ignores it).
+	if r := len(plain) % metaPad; r != 0 {
+		plain = append(plain, make([]byte, metaPad-r)...)
+		for i := len(plain) - (metaPad - r); i < len(plain); i++ {
+			plain[i] = ' '
+		}
+	}
+	nonce := make([]byte, v.meta.NonceSize(), v.meta.NonceSize()+len(plain)+v.meta.Overhead())
+	rand.Read(nonce)
+	out := v.meta.Seal(nonce, nonce, plain, v.metaAD(m.ID))
+	clear(plain)
+	return out, nil
+}
+
+func (v *Vault) metaAD(id record.ID) []byte {
+	return append([]byte(metaDomain), id[:]...)
+}
+
+// openMeta decrypts sealed metadata. sealed may be a bbolt slice: nothing
+// returned aliases it.
+func (v *Vault) openMeta(id record.ID, sealed []byte) (*Meta, error) {
+	ns := v.meta.NonceSize()
+	if len(sealed) < ns+v.meta.Overhead() {
+		return nil, fmt.Errorf("%w: metadata of record %s is truncated", ErrTampered, id)
+	}
+	plain, err := v.meta.Open(nil, sealed[:ns], sealed[ns:], v.metaAD(id))
+	if err != nil {
+		return nil, fmt.Errorf("%w: metadata of record %s does not authenticate", ErrTampered, id)
+	}
+	defer clear(plain)
+	var mv metaV1
+	if err := json.Unmarshal(plain, &mv); err != nil || mv.V != 1 || len(mv.Digest) != 32 {
+		return nil, fmt.Errorf("%w: metadata of record %s is malformed", ErrTampered, id)
+	}
+	m := &Meta{ID: id, Title: mv.Title, Category: mv.Category, Labels: mv.Labels, Added: mv.Added,
+		FileName: mv.FileName, Size: mv.Size, Source: mv.Source, FHIR: mv.FHIR, Grant: mv.Grant, Chunks: mv.Chunks}
+	if mv.Date != nil {
+		m.Date = *mv.Date
+	}
+	if len(mv.From) > 0 {
+		if len(mv.From) != len(m.From) {
+			return nil, fmt.Errorf("%w: metadata of record %s is malformed", ErrTampered, id)
+		}
+		copy(m.From[:], mv.From)
+	}
+	copy(m.ContentDigest[:], mv.Digest)
+	return m, nil
+}

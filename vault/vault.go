@@ -1,0 +1,277 @@
+package vault
+
+import (
+	"crypto/cipher"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"go.etcd.io/bbolt"
+	"golang.org/x/crypto/chacha20poly1305"
+
+	"github.com/medvault/medvault/vault/identity"
+	"github.com/medvault/medvault/vault/record"
+)
+
+// FormatVersion is the on-disk format this build writes and reads.
+const FormatVersion = 1
+
+// File names inside a data directory.
+const (
+	IdentityFile = "identity.age"
+	DBFile       = "vault.db"
+	LockFile     = "vault.lock"
+)
+
+// Bucket names. Keys are opaque IDs; every value that says anything about a
+// record is encrypted.
+var (
+	bucketMeta    = []byte("meta")    // vault-level settings, plaintext, nothing personal
+	bucketRecords = []byte("records") // record.ID -> sealed metadata
+	bucketChunks  = []byte("chunks")  // record.ID || uint32 BE index -> age ciphertext segment
+	bucketPending = []byte("pending") // record.ID -> start time of an unfinished add
+	bucketIndex   = []byte("index")   // keyed hash of (resourceType, id) -> record.ID list
+
+	keyFormat  = []byte("format")
+	keyOwner   = []byte("owner")
+	keyVaultID = []byte("vault-id")
+)
+
+// Options tune Open and Create.
+type Options struct {
+	// LockTimeout is how long to wait for another process to release the
+	// vault before failing with ErrLocked. Zero means one second.
+	LockTimeout time.Duration
+	// Now returns the current time; nil means time.Now. Tests set it.
+	Now func() time.Time
+}
+
+// Vault is an open vault. It holds the exclusive lock on the data directory
+// until Close. Methods are safe for use by one goroutine at a time per call
+// sequence; bbolt serialises writers.
+type Vault struct {
+	dir     string
+	db      *bbolt.DB
+	lock    *os.File
+	id      *identity.Identity
+	vaultID [16]byte
+	meta    cipher.AEAD // seals record metadata
+	index   []byte      // key for the FHIR de-duplication index
+	now     func() time.Time
+	ledger  *ledgerLog
+}
+
+// boltOptions are the bbolt settings for the vault file. The lock timeout
+// makes a second process fail (ErrLocked) instead of blocking forever; a
+// large initial mmap and allocation step avoid remapping and growing the
+// file (each growth is an fsync) every few megabytes while a large record is
+// written; the map freelist keeps commits fast in large files.
+func boltOptions(timeout time.Duration) *bbolt.Options {
+	return &bbolt.Options{
+		Timeout:         timeout,
+		InitialMmapSize: 1 << 30,
+		FreelistType:    bbolt.FreelistMapType,
+	}
+}
+
+func openBolt(path string, timeout time.Duration) (*bbolt.DB, error) {
+	db, err := bbolt.Open(path, 0o600, boltOptions(timeout))
+	if err != nil {
+		return nil, err
+	}
+	db.AllocSize = 64 << 20
+	return db, nil
+}
+
+func (o *Options) fill() {
+	if o.LockTimeout == 0 {
+		o.LockTimeout = time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// Exists reports whether dir holds a vault database.
+func Exists(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, DBFile))
+	return err == nil
+}
+
+// Create makes a new, empty vault in dir (which must exist, mode 0700) owned
+// by id, and records the key creation as the first ledger entry.
+func Create(dir string, id *identity.Identity, opts Options) error {
+	opts.fill()
+	lock, err := lockFile(filepath.Join(dir, LockFile), opts.LockTimeout)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+	path := filepath.Join(dir, DBFile)
+	if _, err := os.Stat(path); err == nil {
+		return fmt.Errorf("%w: %s", ErrExists, path)
+	}
+	db, err := openBolt(path, opts.LockTimeout)
+	if err != nil {
+		return fmt.Errorf("create vault: %w", err)
+	}
+	v := &Vault{dir: dir, db: db, id: id, now: opts.Now}
+	if err := v.initKeys(); err != nil {
+		db.Close()
+		os.Remove(path)
+		return err
+	}
+	var vid [16]byte = record.NewID()
+	err = db.Update(func(tx *bbolt.Tx) error {
+		for _, b := range [][]byte{bucketMeta, bucketRecords, bucketChunks, bucketPending, bucketIndex} {
+			if _, err := tx.CreateBucket(b); err != nil {
+				return err
+			}
+		}
+		m := tx.Bucket(bucketMeta)
+		if err := m.Put(keyFormat, binary.BigEndian.AppendUint32(nil, FormatVersion)); err != nil {
+			return err
+		}
+		owner := id.ID()
+		if err := m.Put(keyOwner, owner[:]); err != nil {
+			return err
+		}
+		if err := m.Put(keyVaultID, vid[:]); err != nil {
+			return err
+		}
+		v.vaultID = vid
+		if err := v.ledger.init(tx); err != nil {
+			return err
+		}
+		return v.logCommit(tx, logEntry{action: actInit})
+	})
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+		return fmt.Errorf("create vault: %w", err)
+	}
+	return nil
+}
+
+// Open opens the vault in dir for id, waiting at most opts.LockTimeout for
+// another process to release it. It finishes or discards any add that a
+// killed process left unfinished.
+func Open(dir string, id *identity.Identity, opts Options) (*Vault, error) {
+	opts.fill()
+	path := filepath.Join(dir, DBFile)
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s", ErrNoVault, dir)
+	}
+	lock, err := lockFile(filepath.Join(dir, LockFile), opts.LockTimeout)
+	if err != nil {
+		return nil, err
+	}
+	db, err := openBolt(path, opts.LockTimeout)
+	if err != nil {
+		lock.Close()
+		if errors.Is(err, bbolt.ErrTimeout) {
+			return nil, ErrLocked
+		}
+		return nil, fmt.Errorf("open vault: %w: %w", ErrTampered, err)
+	}
+	v := &Vault{dir: dir, db: db, lock: lock, id: id, now: opts.Now}
+	if err := v.load(); err != nil {
+		v.Close()
+		return nil, err
+	}
+	return v, nil
+}
+
+func (v *Vault) initKeys() error {
+	var err error
+	v.meta, err = chacha20poly1305.NewX(v.id.SubKey("medvault/vault/metadata/v1"))
+	if err != nil {
+		return err
+	}
+	v.index = v.id.SubKey("medvault/vault/index/v1")
+	v.ledger, err = newLedgerLog(v.id)
+	return err
+}
+
+func (v *Vault) load() error {
+	if err := v.initKeys(); err != nil {
+		return err
+	}
+	err := v.db.View(func(tx *bbolt.Tx) error {
+		m := tx.Bucket(bucketMeta)
+		if m == nil {
+			return fmt.Errorf("%w: meta bucket missing", ErrTampered)
+		}
+		f := m.Get(keyFormat)
+		if len(f) != 4 {
+			return fmt.Errorf("%w: format version missing", ErrTampered)
+		}
+		if ver := binary.BigEndian.Uint32(f); ver > FormatVersion {
+			return fmt.Errorf("%w (format v%d, this build reads v%d)", ErrNewerFormat, ver, FormatVersion)
+		} else if ver != FormatVersion {
+			return fmt.Errorf("%w: unknown format version %d", ErrTampered, ver)
+		}
+		owner := v.id.ID()
+		if got := m.Get(keyOwner); string(got) != string(owner[:]) {
+			return ErrWrongOwner
+		}
+		vid := m.Get(keyVaultID)
+		if len(vid) != 16 {
+			return fmt.Errorf("%w: vault ID missing", ErrTampered)
+		}
+		copy(v.vaultID[:], vid)
+		for _, b := range [][]byte{bucketRecords, bucketChunks, bucketPending, bucketIndex} {
+			if tx.Bucket(b) == nil {
+				return fmt.Errorf("%w: bucket %q missing", ErrTampered, b)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return v.cleanPending()
+}
+
+// cleanPending deletes the chunks of adds that never finished. We hold the
+// exclusive lock, so any pending add belongs to a process that died.
+func (v *Vault) cleanPending() error {
+	var ids []record.ID
+	v.db.View(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketPending).ForEach(func(k, _ []byte) error {
+			if len(k) == 16 {
+				ids = append(ids, record.ID(k))
+			}
+			return nil
+		})
+	})
+	for _, id := range ids {
+		if err := v.deleteChunks(id, true); err != nil {
+			return fmt.Errorf("discard unfinished add: %w", err)
+		}
+	}
+	return nil
+}
+
+// Close releases the vault and its lock.
+func (v *Vault) Close() error {
+	err := v.db.Close()
+	if v.lock != nil {
+		v.lock.Close()
+	}
+	return err
+}
+
+// Owner returns the identity that owns the vault.
+func (v *Vault) Owner() *identity.Identity { return v.id }
+
+// VaultID returns the random ID that names this vault in grants.
+func (v *Vault) VaultID() [16]byte { return v.vaultID }
+
+// Dir returns the data directory.
+func (v *Vault) Dir() string { return v.dir }
