@@ -420,9 +420,6 @@ func writeNewFile(path string, fill func(io.Writer) error) error {
 	if err := fill(f); err != nil {
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
 	if err := f.Close(); err != nil {
 		return err
 	}

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Prints medvault add/get throughput and peak anonymous memory (RssAnon)
+# side by side with the age CLI on the same file, medians of RUNS runs, and
+# the start-up time of `medvault --help`.
+#
+#   bash docs/bench/add-get.sh [SIZE_MIB] [RUNS]     (defaults: 1024 3)
+#
+# Needs the age CLI (Debian package "age"; installed if missing and root).
+# Uses a scratch directory under ${BENCH_DIR:-/var/tmp}; needs ~4x SIZE free.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+size_mib=${1:-1024}
+runs=${2:-3}
+if ! command -v age >/dev/null; then
+	if [ "$(id -u)" = 0 ]; then apt-get install -y -qq age >/dev/null; else echo "install age first" >&2; exit 1; fi
+fi
+work=$(mktemp -d "${BENCH_DIR:-/var/tmp}/medvault-bench.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+go build -o "$work/medvault" ./cmd/medvault
+mv=$work/medvault
+export MEDVAULT_HOME=$work/home MEDVAULT_INSECURE_TEST_SCRYPT_WORK_FACTOR=10
+printf 'bench\n' >"$work/pass"
+export MEDVAULT_PASSPHRASE_FILE=$work/pass
+"$mv" init >/dev/null 2>&1
+age-keygen -o "$work/key.txt" 2>/dev/null
+recipient=$(age-keygen -y "$work/key.txt")
+head -c $((size_mib << 20)) /dev/urandom >"$work/in.bin"
+
+# peak RssAnon (KiB) of a command, sampled every 5 ms; prints "seconds kib".
+measure() {
+	local start end pid peak=0 cur
+	start=$(date +%s%N)
+	"$@" >/dev/null 2>&1 &
+	pid=$!
+	while kill -0 "$pid" 2>/dev/null; do
+		cur=$(awk '/^RssAnon:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
+		[ -n "$cur" ] && [ "$cur" -gt "$peak" ] && peak=$cur
+		sleep 0.005
+	done
+	wait "$pid"
+	end=$(date +%s%N)
+	echo "$(( (end - start) / 1000000 )) $peak"
+}
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+declare -A ms kib
+for op in age-enc mv-add age-dec mv-get; do ms[$op]=""; kib[$op]=""; done
+for _ in $(seq "$runs"); do
+	rm -f "$work/out.age"
+	read -r t k < <(measure age -e -r "$recipient" -o "$work/out.age" "$work/in.bin"); ms[age-enc]+="$t "; kib[age-enc]+="$k "
+	read -r t k < <(measure "$mv" add "$work/in.bin" --category imaging); ms[mv-add]+="$t "; kib[mv-add]+="$k "
+	rm -f "$work/out.bin"
+	read -r t k < <(measure age -d -i "$work/key.txt" -o "$work/out.bin" "$work/out.age"); ms[age-dec]+="$t "; kib[age-dec]+="$k "
+	rm -f "$work/out.bin"
+done
+ids=$("$mv" list --json | awk -F'"' '/"id"/ {print $4}')
+for id in $ids; do
+	rm -f "$work/out.bin"
+	read -r t k < <(measure "$mv" get "$id" -o "$work/out.bin"); ms[mv-get]+="$t "; kib[mv-get]+="$k "
+done
+cmp -s "$work/out.bin" "$work/in.bin" || { echo "round trip mismatch" >&2; exit 1; }
+
+mbps() { awk -v s="$size_mib" -v t="$1" 'BEGIN {printf "%.0f", s * 1.048576 / (t / 1000)}'; }
+printf '%-28s %10s %10s %14s\n' "operation ($size_mib MiB, median of $runs)" "ms" "MB/s" "peak RssAnon"
+for op in age-enc mv-add age-dec mv-get; do
+	t=$(echo "${ms[$op]}" | tr ' ' '\n' | grep . | median)
+	k=$(echo "${kib[$op]}" | tr ' ' '\n' | grep . | median)
+	printf '%-28s %10s %10s %10s MiB\n' "$op" "$t" "$(mbps "$t")" "$((k / 1024))"
+done
+add=$(echo "${ms[mv-add]}" | tr ' ' '\n' | grep . | median); enc=$(echo "${ms[age-enc]}" | tr ' ' '\n' | grep . | median)
+get=$(echo "${ms[mv-get]}" | tr ' ' '\n' | grep . | median); dec=$(echo "${ms[age-dec]}" | tr ' ' '\n' | grep . | median)
+awk -v a="$add" -v e="$enc" -v g="$get" -v d="$dec" 'BEGIN {printf "add/age-enc throughput ratio: %.2f (goal >= 0.70)\nget/age-dec throughput ratio: %.2f (goal >= 0.90)\n", e/a, d/g}'
+echo "note: medvault add fsyncs every transaction; age -e does not sync. age -e + sync:"
+rm -f "$work/out.age"
+read -r t _ < <(measure sh -c "age -e -r $recipient -o $work/out.age $work/in.bin && sync $work/out.age")
+printf '%-28s %10s %10s\n' "age-enc+sync" "$t" "$(mbps "$t")"
+
+# Start-up: median of 21 runs of --help.
+for _ in $(seq 21); do
+	s=$(date +%s%N); "$mv" --help >/dev/null; e=$(date +%s%N); echo $(( (e - s) / 1000 ))
+done | median | awk '{printf "medvault --help: %.1f ms (goal < 10 ms)\n", $1/1000}'
