@@ -35,12 +35,17 @@ func BenchmarkAdd(b *testing.B) {
 	size := benchSize()
 	v := newTestVault(b)
 	b.SetBytes(size)
+	stop := make(chan struct{})
+	peak := peakRSSAnon(stop)
 	b.ResetTimer()
 	for range b.N {
 		if _, err := v.Add(newRandReader(size), NewRecord{Category: "imaging"}); err != nil {
 			b.Fatal(err)
 		}
 	}
+	b.StopTimer()
+	close(stop)
+	b.ReportMetric(<-peak, "peak-RssAnon-MiB")
 }
 
 // BenchmarkGet measures Get throughput of one record of benchSize bytes.
@@ -52,10 +57,15 @@ func BenchmarkGet(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.SetBytes(size)
+	stop := make(chan struct{})
+	peak := peakRSSAnon(stop)
 	b.ResetTimer()
 	for range b.N {
 		if _, err := v.Get(m.ID, io.Discard); err != nil {
 			b.Fatal(err)
 		}
 	}
+	b.StopTimer()
+	close(stop)
+	b.ReportMetric(<-peak, "peak-RssAnon-MiB")
 }

@@ -290,7 +290,7 @@ func (v *Vault) Get(id record.ID, w io.Writer) (*Meta, error) {
 }
 
 func (v *Vault) decryptTo(tx *bbolt.Tx, m *Meta, w io.Writer) error {
-	cr := newChunkReader(tx, m.ID, m.Chunks)
+	cr := newChunkReader(tx, m.ID, m.Chunks, nil)
 	dec, err := age.Decrypt(cr, v.id.AgeIdentity())
 	if err != nil {
 		if errors.Is(err, ErrTampered) {

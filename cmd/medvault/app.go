@@ -10,9 +10,11 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 
 	"golang.org/x/term"
 
+	"github.com/medvault/medvault/cmd/medvault/internal/control"
 	"github.com/medvault/medvault/vault"
 	"github.com/medvault/medvault/vault/identity"
 )
@@ -29,7 +31,23 @@ type app struct {
 	passphraseFD   int
 	jsonOut        bool
 
-	id *identity.Identity // unlocked identity, once per process
+	id    *identity.Identity // unlocked identity, once per process
+	vault *vault.Vault       // set when running inside the node (serve)
+
+	// Set when a forwarded command runs inside the node: the client's
+	// working directory and terminal state.
+	cwd    string
+	remote *control.Request
+	nodeMu sync.Mutex // serialises forwarded commands in the node
+}
+
+// abs resolves a path given on the command line against the caller's
+// working directory (the client's, for a command forwarded to the node).
+func (a *app) abs(p string) string {
+	if a.cwd == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(a.cwd, p)
 }
 
 // insecureWorkFactorEnv lowers the scrypt cost of identity files created by
@@ -56,6 +74,9 @@ func (a *app) dataDir() (string, error) {
 }
 
 func (a *app) isTTY(f io.Reader) bool {
+	if a.remote != nil {
+		return a.remote.StdinTTY
+	}
 	if f, ok := f.(*os.File); ok {
 		return term.IsTerminal(int(f.Fd()))
 	}
@@ -70,6 +91,9 @@ func (a *app) stderrTTY() bool {
 }
 
 func (a *app) stdoutTTY() bool {
+	if a.remote != nil {
+		return a.remote.StdoutTTY
+	}
 	if f, ok := a.stdout.(*os.File); ok {
 		return term.IsTerminal(int(f.Fd()))
 	}
@@ -184,13 +208,22 @@ func (a *app) unlock() (*identity.Identity, string, error) {
 	return id, dir, nil
 }
 
-// openVault unlocks the identity and opens the vault.
-func (a *app) openVault() (*vault.Vault, error) {
+// openVault returns the open vault and a function to call when done with
+// it. Inside a running node the vault is the node's, already open, and done
+// does not close it; otherwise it unlocks the identity and opens the vault.
+func (a *app) openVault() (*vault.Vault, func(), error) {
+	if a.vault != nil {
+		return a.vault, func() {}, nil
+	}
 	id, dir, err := a.unlock()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return vault.Open(dir, id, vault.Options{})
+	v, err := vault.Open(dir, id, vault.Options{})
+	if err != nil {
+		return nil, nil, err
+	}
+	return v, func() { v.Close() }, nil
 }
 
 func (a *app) workFactor() int {

@@ -73,7 +73,7 @@ Sensitivity labels: MH, SUD, SEX, HIV, STD, GDIS, SDV.`,
 			}
 			var in io.Reader = a.stdin
 			if args[0] != "-" {
-				f, err := openRegular(args[0])
+				f, err := openRegular(a.abs(args[0]))
 				if err != nil {
 					return err
 				}
@@ -84,11 +84,11 @@ Sensitivity labels: MH, SUD, SEX, HIV, STD, GDIS, SDV.`,
 					n.Title = n.FileName
 				}
 			}
-			v, err := a.openVault()
+			v, done, err := a.openVault()
 			if err != nil {
 				return err
 			}
-			defer v.Close()
+			defer done()
 			m, err := v.Add(in, n)
 			if err != nil {
 				return err
@@ -225,11 +225,11 @@ func newListCommand(a *app) *cobra.Command {
 					return err
 				}
 			}
-			v, err := a.openVault()
+			v, done, err := a.openVault()
 			if err != nil {
 				return err
 			}
-			defer v.Close()
+			defer done()
 			ms, err := v.List(f)
 			if err != nil {
 				return err
@@ -297,11 +297,11 @@ func newShowCommand(a *app) *cobra.Command {
   medvault show 3f9a2c --json`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			v, err := a.openVault()
+			v, done, err := a.openVault()
 			if err != nil {
 				return err
 			}
-			defer v.Close()
+			defer done()
 			id, err := resolve(v, args[0])
 			if err != nil {
 				return err
@@ -362,11 +362,11 @@ and after a failure no partial file is left behind.`,
   medvault get 3f9a2c | less`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			v, err := a.openVault()
+			v, done, err := a.openVault()
 			if err != nil {
 				return err
 			}
-			defer v.Close()
+			defer done()
 			id, err := resolve(v, args[0])
 			if err != nil {
 				return err
@@ -386,7 +386,7 @@ and after a failure no partial file is left behind.`,
 				}
 				return nil
 			}
-			return writeNewFile(out, func(w io.Writer) error {
+			return writeNewFile(a.abs(out), func(w io.Writer) error {
 				_, err := v.Get(id, w)
 				return err
 			})
@@ -509,11 +509,11 @@ On a terminal, rm asks for confirmation; without one, give --yes.`,
   medvault rm 3f9a2c --yes`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			v, err := a.openVault()
+			v, done, err := a.openVault()
 			if err != nil {
 				return err
 			}
-			defer v.Close()
+			defer done()
 			id, err := resolve(v, args[0])
 			if err != nil {
 				return err
@@ -597,11 +597,11 @@ record unless it names the label. The change is a ledger entry.`,
 					rm = append(rm, l)
 				}
 			}
-			v, err := a.openVault()
+			v, done, err := a.openVault()
 			if err != nil {
 				return err
 			}
-			defer v.Close()
+			defer done()
 			id, err := resolve(v, args[0])
 			if err != nil {
 				return err

@@ -1,24 +1,79 @@
 package main
 
 import (
+	"errors"
 	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/medvault/medvault/cmd/medvault/internal/control"
 
 	"github.com/spf13/cobra"
 )
 
-// run executes medvault with args and returns the exit code.
+// run executes medvault with args and returns the exit code. When a node
+// ('medvault serve') is running for the data directory, commands that use
+// the vault are forwarded to it.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
 	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv}
+	if code, ok := a.forward(args); ok {
+		return code
+	}
+	return execute(a, args)
+}
+
+func execute(a *app, args []string) int {
 	root := newRootCommand(a)
 	root.SetArgs(args)
-	root.SetIn(stdin)
-	root.SetOut(stdout)
-	root.SetErr(stderr)
+	root.SetIn(a.stdin)
+	root.SetOut(a.stdout)
+	root.SetErr(a.stderr)
 	err := root.Execute()
 	if err != nil {
-		printError(stderr, err)
+		printError(a.stderr, err)
 	}
 	return exitCode(err)
+}
+
+// localOnly marks commands that never run inside the node.
+var localOnly = map[string]bool{"init": true, "serve": true, "demo": true, "completion": true, "help": true, "exit-codes": true, "medvault": true}
+
+// forward runs args in the node when one is running and the command uses
+// the vault. ok is false when the command must run here.
+func (a *app) forward(args []string) (code int, ok bool) {
+	root := newRootCommand(a)
+	cmd, _, err := root.Find(args)
+	if err != nil || localOnly[cmd.Name()] || (cmd.Parent() != nil && localOnly[cmd.Parent().Name()] && cmd.Parent() != root) {
+		return 0, false
+	}
+	for _, s := range args {
+		if s == "--" {
+			break
+		}
+		if s == "-h" || s == "--help" {
+			return 0, false
+		}
+	}
+	dir, err := a.dataDir()
+	if err != nil {
+		return 0, false
+	}
+	cwd, _ := os.Getwd()
+	req := control.Request{Args: args, Dir: cwd, StdinTTY: a.isTTY(a.stdin), StdoutTTY: a.stdoutTTY(),
+		NoColor: a.getenv("NO_COLOR") != ""}
+	var in io.Reader
+	if !req.StdinTTY {
+		in = a.stdin
+	}
+	code, err = control.Call(filepath.Join(dir, nodeSocket), req, in, a.stdout, a.stderr)
+	if errors.Is(err, control.ErrNoNode) {
+		return 0, false
+	}
+	if err != nil {
+		printError(a.stderr, err)
+		return exitFailure, true
+	}
+	return code, true
 }
 
 func newRootCommand(a *app) *cobra.Command {
@@ -53,6 +108,7 @@ Passphrase: --passphrase-file FILE, $MEDVAULT_PASSPHRASE_FILE, --passphrase-fd N
 		newGetCommand(a),
 		newRmCommand(a),
 		newLabelCommand(a),
+		newServeCommand(a),
 		&cobra.Command{
 			Use:   "exit-codes",
 			Short: "The exit codes medvault returns",

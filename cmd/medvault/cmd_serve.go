@@ -1,0 +1,86 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/medvault/medvault/cmd/medvault/internal/control"
+	"github.com/medvault/medvault/vault"
+)
+
+// nodeSocket is the control socket's name in the data directory.
+const nodeSocket = "node.sock"
+
+func newServeCommand(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run your node: keep the vault open for other commands and for providers",
+		Long: `Run your medvault node in the foreground until interrupted (Ctrl-C, SIGTERM).
+The node unlocks your identity once and holds the vault open; while it runs,
+every other medvault command for the same data directory is handled by the
+node through a local control socket (` + nodeSocket + `, mode 0600), without the
+passphrase and without waiting on the vault lock.`,
+		Example: `  medvault serve --passphrase-file ~/.config/medvault/pass &
+  medvault list          # answered by the node`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			v, done, err := a.openVault()
+			if err != nil {
+				return err
+			}
+			defer done()
+			ln, err := control.Listen(filepath.Join(v.Dir(), nodeSocket))
+			if err != nil {
+				return err
+			}
+			defer os.Remove(filepath.Join(v.Dir(), nodeSocket))
+			go control.Serve(ln, func(req *control.Request, stdin io.Reader, stdout, stderr io.Writer) int {
+				return a.runInNode(v, req, stdin, stdout, stderr)
+			})
+			a.say("medvault node running for %s (ID %s); Ctrl-C to stop", v.Dir(), v.Owner().ID())
+			sig := make(chan os.Signal, 1)
+			signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+			<-sig
+			signal.Stop(sig)
+			ln.Close()
+			a.say("medvault node stopped")
+			return nil
+		},
+	}
+	return cmd
+}
+
+// runInNode runs a forwarded command against the node's open vault.
+// Commands run one at a time: the vault's methods are safe for concurrent
+// use except around the compaction that follows rm.
+func (a *app) runInNode(v *vault.Vault, req *control.Request, stdin io.Reader, stdout, stderr io.Writer) (code int) {
+	a.nodeMu.Lock()
+	defer a.nodeMu.Unlock()
+	env := func(k string) string {
+		switch k {
+		case "NO_COLOR":
+			if req.NoColor {
+				return "1"
+			}
+			return ""
+		case "MEDVAULT_HOME":
+			return v.Dir()
+		}
+		return a.getenv(k)
+	}
+	sub := &app{stdin: stdin, stdout: stdout, stderr: stderr, getenv: env,
+		id: v.Owner(), vault: v, cwd: req.Dir, remote: req}
+	defer func() {
+		if r := recover(); r != nil {
+			fmt.Fprintln(stderr, "medvault: error: internal error in the node")
+			code = exitFailure
+		}
+	}()
+	return execute(sub, req.Args)
+}

@@ -1,0 +1,266 @@
+// Package control lets medvault commands run inside a running node
+// ('medvault serve'), the way kubo's CLI talks to its daemon: while the node
+// holds the vault open and the identity unlocked, a command forwards its
+// arguments and standard streams over a unix socket in the data directory
+// and the node runs it, so the command neither waits on the vault lock nor
+// asks for the passphrase again.
+//
+// Security: the socket is created mode 0600 inside the 0700 data directory,
+// and the server also checks the connecting process's user ID
+// (SO_PEERCRED). Anyone who can act as that user can use the vault while
+// the node runs, without the passphrase; that is the price of not unlocking
+// per command, and the same trust the user's account already has over the
+// node's memory.
+//
+// Wire format (medvault/control/v1): frames of a 1-byte type, a 4-byte
+// big-endian length and a payload of at most MaxFrame bytes. The client
+// sends one 'h' frame (JSON Request), then 'i' frames of standard input and
+// one 'e' frame at its end. The server sends 'o' (stdout) and 'r' (stderr)
+// frames and finally one 'x' frame holding the exit code (4 bytes, BE).
+package control
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// MaxFrame bounds every frame's payload.
+const MaxFrame = 1 << 20
+
+// ErrNoNode means no node is listening on the socket.
+var ErrNoNode = errors.New("no medvault node is running")
+
+// Request describes the command to run.
+type Request struct {
+	V         int      `json:"v"`
+	Args      []string `json:"args"`
+	Dir       string   `json:"dir"` // the client's working directory
+	StdinTTY  bool     `json:"stdin_tty"`
+	StdoutTTY bool     `json:"stdout_tty"`
+	NoColor   bool     `json:"no_color"`
+}
+
+const (
+	frameHello  = 'h'
+	frameStdin  = 'i'
+	frameEOF    = 'e'
+	frameStdout = 'o'
+	frameStderr = 'r'
+	frameExit   = 'x'
+)
+
+func writeFrame(w io.Writer, typ byte, p []byte) error {
+	var h [5]byte
+	h[0] = typ
+	binary.BigEndian.PutUint32(h[1:], uint32(len(p)))
+	if _, err := w.Write(h[:]); err != nil {
+		return err
+	}
+	_, err := w.Write(p)
+	return err
+}
+
+func readFrame(r io.Reader, buf []byte) (byte, []byte, error) {
+	var h [5]byte
+	if _, err := io.ReadFull(r, h[:]); err != nil {
+		return 0, nil, err
+	}
+	n := binary.BigEndian.Uint32(h[1:])
+	if n > MaxFrame {
+		return 0, nil, fmt.Errorf("control frame of %d bytes exceeds the limit", n)
+	}
+	if cap(buf) < int(n) {
+		buf = make([]byte, n)
+	}
+	buf = buf[:n]
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return 0, nil, fmt.Errorf("truncated control frame: %w", err)
+	}
+	return h[0], buf, nil
+}
+
+// frameWriter sends every Write as frames of one type; safe for concurrent
+// use with other frameWriters on the same connection.
+type frameWriter struct {
+	mu  *sync.Mutex
+	w   io.Writer
+	typ byte
+}
+
+func (f frameWriter) Write(p []byte) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for len(p) > 0 {
+		k := min(len(p), MaxFrame)
+		if err := writeFrame(f.w, f.typ, p[:k]); err != nil {
+			return n, err
+		}
+		n += k
+		p = p[k:]
+	}
+	return n, nil
+}
+
+// Call runs req on the node listening at sock, streaming stdin to it and its
+// output to stdout and stderr, and returns the command's exit code. It
+// returns ErrNoNode when nothing listens there.
+func Call(sock string, req Request, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
+	conn, err := net.DialTimeout("unix", sock, time.Second)
+	if err != nil {
+		return 0, ErrNoNode
+	}
+	defer conn.Close()
+	req.V = 1
+	hello, err := json.Marshal(req)
+	if err != nil {
+		return 0, err
+	}
+	var mu sync.Mutex
+	if err := writeFrame(conn, frameHello, hello); err != nil {
+		return 0, ErrNoNode
+	}
+	if stdin != nil {
+		go func() {
+			io.Copy(frameWriter{&mu, conn, frameStdin}, stdin)
+			mu.Lock()
+			writeFrame(conn, frameEOF, nil)
+			mu.Unlock()
+		}()
+	} else {
+		mu.Lock()
+		writeFrame(conn, frameEOF, nil)
+		mu.Unlock()
+	}
+	buf := make([]byte, 64<<10)
+	for {
+		typ, p, err := readFrame(conn, buf)
+		if err != nil {
+			return 1, fmt.Errorf("connection to the node lost: %w", err)
+		}
+		switch typ {
+		case frameStdout:
+			if _, err := stdout.Write(p); err != nil {
+				return 1, err
+			}
+		case frameStderr:
+			stderr.Write(p)
+		case frameExit:
+			if len(p) != 4 {
+				return 1, errors.New("malformed exit frame from the node")
+			}
+			return int(binary.BigEndian.Uint32(p)), nil
+		default:
+			return 1, fmt.Errorf("unexpected control frame %q from the node", typ)
+		}
+	}
+}
+
+// Handler runs one forwarded command and returns its exit code.
+type Handler func(req *Request, stdin io.Reader, stdout, stderr io.Writer) int
+
+// Listen creates the control socket at sock, replacing a stale one left by
+// a node that died, with mode 0600.
+func Listen(sock string) (net.Listener, error) {
+	if c, err := net.DialTimeout("unix", sock, 200*time.Millisecond); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("a medvault node is already running (%s)", sock)
+	}
+	os.Remove(sock)
+	old := syscall.Umask(0o177)
+	ln, err := net.Listen("unix", sock)
+	syscall.Umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	if err := os.Chmod(sock, 0o600); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
+}
+
+// Serve accepts connections on ln until it is closed, running each request
+// with h. Only processes of the same user are served.
+func Serve(ln net.Listener, h Handler) error {
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return err
+		}
+		go serveConn(conn, h)
+	}
+}
+
+func sameUser(conn net.Conn) bool {
+	uc, ok := conn.(*net.UnixConn)
+	if !ok {
+		return false
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var cred *syscall.Ucred
+	raw.Control(func(fd uintptr) {
+		cred, err = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
+	})
+	return err == nil && cred != nil && int(cred.Uid) == os.Getuid()
+}
+
+func serveConn(conn net.Conn, h Handler) {
+	defer conn.Close()
+	if !sameUser(conn) {
+		return
+	}
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	typ, p, err := readFrame(conn, nil)
+	if err != nil || typ != frameHello {
+		return
+	}
+	var req Request
+	if err := json.Unmarshal(p, &req); err != nil || req.V != 1 || len(req.Args) > 4096 {
+		return
+	}
+	conn.SetReadDeadline(time.Time{})
+	stdinR, stdinW := io.Pipe()
+	go func() {
+		buf := make([]byte, 64<<10)
+		for {
+			typ, p, err := readFrame(conn, buf)
+			if err != nil {
+				stdinW.CloseWithError(io.ErrUnexpectedEOF)
+				return
+			}
+			switch typ {
+			case frameStdin:
+				if _, err := stdinW.Write(p); err != nil {
+					return
+				}
+			case frameEOF:
+				stdinW.Close()
+				// Keep reading so a client that goes away is noticed.
+			default:
+				stdinW.CloseWithError(errors.New("unexpected control frame"))
+				return
+			}
+		}
+	}()
+	var mu sync.Mutex
+	code := h(&req, stdinR, frameWriter{&mu, conn, frameStdout}, frameWriter{&mu, conn, frameStderr})
+	stdinR.Close()
+	mu.Lock()
+	writeFrame(conn, frameExit, binary.BigEndian.AppendUint32(nil, uint32(code)))
+	mu.Unlock()
+}

@@ -1,0 +1,67 @@
+package control
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestCallServe(t *testing.T) {
+	dir, err := os.MkdirTemp("", "ctl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	sock := filepath.Join(dir, "node.sock")
+	if _, err := Call(sock, Request{Args: []string{"list"}}, nil, io.Discard, io.Discard); err != ErrNoNode {
+		t.Fatalf("Call with no node: %v", err)
+	}
+	ln, err := Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	st, _ := os.Stat(sock)
+	if st.Mode().Perm() != 0o600 {
+		t.Fatalf("socket mode %o", st.Mode().Perm())
+	}
+	go Serve(ln, func(req *Request, stdin io.Reader, stdout, stderr io.Writer) int {
+		in, _ := io.ReadAll(stdin)
+		fmt.Fprintf(stdout, "args=%s dir=%s in=%d", strings.Join(req.Args, ","), req.Dir, len(in))
+		fmt.Fprint(stderr, "status")
+		return 17
+	})
+	if _, err := Listen(sock); err == nil {
+		t.Fatal("a second Listen on a live socket succeeded")
+	}
+	big := bytes.Repeat([]byte("x"), 3*MaxFrame+5)
+	var out, errb bytes.Buffer
+	code, err := Call(sock, Request{Args: []string{"add", "-"}, Dir: "/w"}, bytes.NewReader(big), &out, &errb)
+	if err != nil || code != 17 {
+		t.Fatalf("Call = %d, %v", code, err)
+	}
+	if want := fmt.Sprintf("args=add,- dir=/w in=%d", len(big)); out.String() != want || errb.String() != "status" {
+		t.Fatalf("stdout %q stderr %q", out.String(), errb.String())
+	}
+}
+
+func FuzzReadFrame(f *testing.F) {
+	f.Add([]byte{'o', 0, 0, 0, 2, 'h', 'i'})
+	f.Add([]byte{'x', 0, 0, 0, 4, 0, 0, 0, 1})
+	f.Add([]byte{'i', 0xff, 0xff, 0xff, 0xff})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		typ, p, err := readFrame(bytes.NewReader(b), nil)
+		if err != nil {
+			return
+		}
+		var buf bytes.Buffer
+		writeFrame(&buf, typ, p)
+		if !bytes.Equal(buf.Bytes(), b[:5+len(p)]) {
+			t.Fatalf("frame did not round-trip")
+		}
+	})
+}
