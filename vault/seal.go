@@ -66,20 +66,20 @@ const metaPad = 256
 const metaDomain = "medvault/record-meta/v1\x00"
 
 type metaV1 struct {
-	V        int              `json:"v"`
-	Title    string           `json:"title,omitempty"`
-	Category record.Category  `json:"category"`
-	Labels   []record.Label   `json:"labels,omitempty"`
-	Date     *time.Time       `json:"date,omitempty"`
-	Added    time.Time        `json:"added"`
-	FileName string           `json:"file,omitempty"`
-	Size     int64            `json:"size"`
-	Source   Source           `json:"source"`
-	FHIR     *FHIRInfo        `json:"fhir,omitempty"`
-	From     []byte           `json:"from,omitempty"`
-	Grant    []byte           `json:"grant,omitempty"`
-	Digest   []byte           `json:"digest"`
-	Chunks   uint32           `json:"chunks"`
+	V        int             `json:"v"`
+	Title    string          `json:"title,omitempty"`
+	Category record.Category `json:"category"`
+	Labels   []record.Label  `json:"labels,omitempty"`
+	Date     *time.Time      `json:"date,omitempty"`
+	Added    time.Time       `json:"added"`
+	FileName string          `json:"file,omitempty"`
+	Size     int64           `json:"size"`
+	Source   Source          `json:"source"`
+	FHIR     *FHIRInfo       `json:"fhir,omitempty"`
+	From     []byte          `json:"from,omitempty"`
+	Grant    []byte          `json:"grant,omitempty"`
+	Digest   []byte          `json:"digest"`
+	Chunks   uint32          `json:"chunks"`
 }
 
 // sealMeta encrypts m with XChaCha20-Poly1305 under the vault's metadata key;

@@ -1,0 +1,132 @@
+package identity
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/hex"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"filippo.io/age"
+)
+
+// Known answer: the peer ID of the Ed25519 key with seed 32 zero bytes,
+// as libp2p computes it (cross-checked in package p2p against
+// peer.IDFromPublicKey).
+func TestIDKnownAnswer(t *testing.T) {
+	priv := ed25519.NewKeyFromSeed(make([]byte, 32))
+	id, err := IDFromPublicKey(priv.Public().(ed25519.PublicKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = "12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN"
+	if id.String() != want {
+		t.Fatalf("ID = %s, want %s", id, want)
+	}
+	if got := hex.EncodeToString(id.Bytes()[:6]); got != "002408011220" {
+		t.Fatalf("multihash prefix = %s", got)
+	}
+	back, err := ParseID(want)
+	if err != nil || back != id {
+		t.Fatalf("ParseID round trip: %v", err)
+	}
+	if sn := id.SafetyNumber(); len(sn) != 23 || sn != id.SafetyNumber() {
+		t.Fatalf("safety number %q", sn)
+	}
+}
+
+func TestParseIDRejects(t *testing.T) {
+	for _, s := range []string{"", "12D3KooW", "QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N", "not base58 0OIl",
+		strings.Repeat("1", 100)} {
+		if _, err := ParseID(s); !errors.Is(err, ErrInvalidID) {
+			t.Errorf("ParseID(%q) = %v", s, err)
+		}
+	}
+}
+
+func TestSaveLoad(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "identity.age")
+	id, err := Generate("Ada", Patient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := id.Save(path, []byte("pw"), 10); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := os.Stat(path)
+	if st.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %o", st.Mode().Perm())
+	}
+	if err := id.Save(path, []byte("pw"), 10); !errors.Is(err, ErrExists) {
+		t.Fatalf("second Save: %v", err)
+	}
+	got, err := Load(path, []byte("pw"), MaxWorkFactor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ID() != id.ID() || got.Name() != "Ada" || got.Role() != Patient ||
+		got.Recipient().String() != id.Recipient().String() ||
+		!bytes.Equal(got.SubKey("x"), id.SubKey("x")) || bytes.Equal(got.SubKey("x"), got.SubKey("y")) {
+		t.Fatal("identity did not round-trip")
+	}
+	if _, err := Load(path, []byte("wrong"), MaxWorkFactor); !errors.Is(err, ErrWrongPassphrase) {
+		t.Fatalf("wrong passphrase: %v", err)
+	}
+	data, _ := os.ReadFile(path)
+	for _, bad := range [][]byte{data[:len(data)/2], append(bytes.Clone(data[:len(data)-1]), data[len(data)-1]^1), []byte("garbage"), nil} {
+		if _, err := Decrypt(bad, []byte("pw"), MaxWorkFactor); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("corrupt file: %v", err)
+		}
+	}
+}
+
+func TestWorkFactorCap(t *testing.T) {
+	id, _ := Generate("", Provider)
+	path := filepath.Join(t.TempDir(), "id.age")
+	if err := id.Save(path, []byte("pw"), 12); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(path, []byte("pw"), 11); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "work factor") {
+		t.Fatalf("work factor above cap: %v", err)
+	}
+}
+
+func TestNewerFormat(t *testing.T) {
+	r, _ := age.NewScryptRecipient("pw")
+	r.SetWorkFactor(10)
+	var buf bytes.Buffer
+	w, _ := age.Encrypt(&buf, r)
+	w.Write([]byte(`{"v":2,"name":"x","future":true}`))
+	w.Close()
+	if _, err := Decrypt(buf.Bytes(), []byte("pw"), MaxWorkFactor); !errors.Is(err, ErrNewerFormat) {
+		t.Fatalf("newer format: %v", err)
+	}
+}
+
+func TestGenerateRejects(t *testing.T) {
+	if _, err := Generate("a\x1b[31m", Patient); err == nil {
+		t.Error("control characters in name accepted")
+	}
+	if _, err := Generate(strings.Repeat("a", 200), Patient); err == nil {
+		t.Error("long name accepted")
+	}
+	if _, err := ParseRole("nurse"); err == nil {
+		t.Error("role nurse accepted")
+	}
+}
+
+func FuzzDecrypt(f *testing.F) {
+	id, _ := Generate("f", Patient)
+	path := filepath.Join(f.TempDir(), "id.age")
+	id.Save(path, []byte("pw"), 2)
+	data, _ := os.ReadFile(path)
+	f.Add(data)
+	f.Add([]byte("age-encryption.org/v1\n-> scrypt AAAA 30\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		Decrypt(b, []byte("pw"), 4) // must not panic or stall
+	})
+}
