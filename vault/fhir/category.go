@@ -1,0 +1,176 @@
+package fhir
+
+import (
+	"strings"
+
+	"github.com/medvault/medvault/vault/record"
+)
+
+// typeCategories maps resource types to categories. Observation,
+// DiagnosticReport, Consent and DocumentReference are refined by their
+// category (see CategoryOf). Every other valid type maps to record.Other.
+// CATEGORIES.md holds the same table; a test checks they agree.
+var typeCategories = map[string]record.Category{
+	"Patient":       record.Demographics,
+	"RelatedPerson": record.Demographics,
+	"Person":        record.Demographics,
+
+	"AllergyIntolerance": record.Allergies,
+
+	"Condition":    record.Problems,
+	"AdverseEvent": record.Problems,
+
+	"Medication":               record.Medications,
+	"MedicationRequest":        record.Medications,
+	"MedicationStatement":      record.Medications,
+	"MedicationAdministration": record.Medications,
+	"MedicationDispense":       record.Medications,
+
+	"Immunization":               record.Immunizations,
+	"ImmunizationEvaluation":     record.Immunizations,
+	"ImmunizationRecommendation": record.Immunizations,
+
+	"Observation":      record.Labs,  // refined by category
+	"DiagnosticReport": record.Notes, // refined by category
+	"Specimen":         record.Labs,
+
+	"ImagingStudy": record.Imaging,
+	"Media":        record.Imaging,
+
+	"Procedure": record.Procedures,
+
+	"Encounter":     record.Encounters,
+	"EpisodeOfCare": record.Encounters,
+	"Appointment":   record.Encounters,
+
+	"CarePlan":       record.CarePlans,
+	"CareTeam":       record.CarePlans,
+	"Goal":           record.CarePlans,
+	"ServiceRequest": record.CarePlans,
+	"NutritionOrder": record.CarePlans,
+	"RequestGroup":   record.CarePlans,
+
+	"DocumentReference":     record.Notes, // advance directives refined by category
+	"Composition":           record.Notes,
+	"DocumentManifest":      record.Notes,
+	"ClinicalImpression":    record.Notes,
+	"RiskAssessment":        record.Notes,
+	"Communication":         record.Notes,
+	"QuestionnaireResponse": record.Notes,
+
+	"Device":             record.Devices,
+	"DeviceRequest":      record.Devices,
+	"DeviceUseStatement": record.Devices,
+	"DeviceMetric":       record.Devices,
+	"VisionPrescription": record.Devices,
+
+	"Claim":                       record.Billing,
+	"ClaimResponse":               record.Billing,
+	"ExplanationOfBenefit":        record.Billing,
+	"Coverage":                    record.Billing,
+	"CoverageEligibilityRequest":  record.Billing,
+	"CoverageEligibilityResponse": record.Billing,
+	"Account":                     record.Billing,
+	"ChargeItem":                  record.Billing,
+	"Invoice":                     record.Billing,
+	"PaymentNotice":               record.Billing,
+	"PaymentReconciliation":       record.Billing,
+
+	"MolecularSequence": record.Genomics,
+
+	"Consent": record.Other, // advance directives refined by category
+}
+
+// observationCategories maps the codes of
+// http://terminology.hl7.org/CodeSystem/observation-category.
+var observationCategories = map[string]record.Category{
+	"laboratory":     record.Labs,
+	"vital-signs":    record.Vitals,
+	"social-history": record.SocialHistory,
+	"survey":         record.SocialHistory,
+	"imaging":        record.Imaging,
+	"procedure":      record.Procedures,
+	"therapy":        record.Procedures,
+	"activity":       record.Vitals,
+	"exam":           record.Notes,
+}
+
+// reportCategories maps DiagnosticReport category codes: HL7 v2 table 0074
+// (diagnostic service section) and the LOINC groups US Core uses for
+// report notes.
+var reportCategories = map[string]record.Category{
+	// laboratory sections
+	"LAB": record.Labs, "CH": record.Labs, "HM": record.Labs, "MB": record.Labs,
+	"MCB": record.Labs, "SR": record.Labs, "IMM": record.Labs, "BLB": record.Labs,
+	"CP": record.Labs, "SP": record.Labs, "PAT": record.Labs, "TX": record.Labs,
+	"VR": record.Labs, "URN": record.Labs, "HLA": record.Labs,
+	// imaging sections
+	"RAD": record.Imaging, "RX": record.Imaging, "CT": record.Imaging, "NMR": record.Imaging,
+	"NMS": record.Imaging, "RUS": record.Imaging, "VUS": record.Imaging, "OUS": record.Imaging,
+	"XRC": record.Imaging, "CUS": record.Imaging,
+	// cardiac catheterization
+	"CTH": record.Procedures,
+	// genetics
+	"GE": record.Genomics, "CG": record.Genomics,
+	// US Core report categories (LOINC)
+	"LP29684-5": record.Imaging, // Radiology
+	"LP7839-6":  record.Labs,    // Pathology
+	"LP29708-2": record.Notes,   // Cardiology
+}
+
+// advanceDirectiveCodes are category/scope codes that mark a Consent or
+// DocumentReference as an advance directive.
+var advanceDirectiveCodes = map[string]bool{
+	"adr":     true, // consentscope: advanced care directive
+	"acd":     true, // consentcategorycodes: advance directive
+	"dnr":     true, // consentcategorycodes: do not resuscitate
+	"polst":   true, // consentcategorycodes: POLST
+	"hcd":     true, // consentcategorycodes: health care directive
+	"42348-3": true, // LOINC: Advance directives
+	"75320-2": true, // LOINC: Advance directive
+}
+
+// CategoryOf returns the medvault category of a resource of type typ with
+// the given category codings and clinical codings. An unknown but valid
+// type maps to record.Other.
+func CategoryOf(typ string, categories, codes []Coding) record.Category {
+	switch typ {
+	case "Observation":
+		for _, c := range categories {
+			if cat, ok := observationCategories[strings.TrimSpace(c.Code)]; ok {
+				return cat
+			}
+		}
+		return record.Other
+	case "DiagnosticReport":
+		for _, c := range categories {
+			if cat, ok := reportCategories[strings.TrimSpace(c.Code)]; ok {
+				return cat
+			}
+		}
+		return record.Notes
+	case "Consent":
+		if hasAdvanceDirective(categories) || hasAdvanceDirective(codes) {
+			return record.AdvanceDirectives
+		}
+		return record.Other
+	case "DocumentReference":
+		if hasAdvanceDirective(categories) || hasAdvanceDirective(codes) {
+			return record.AdvanceDirectives
+		}
+		return record.Notes
+	}
+	if c, ok := typeCategories[typ]; ok {
+		return c
+	}
+	return record.Other
+}
+
+func hasAdvanceDirective(cs []Coding) bool {
+	for _, c := range cs {
+		if advanceDirectiveCodes[strings.TrimSpace(c.Code)] {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,353 @@
+package fhir
+
+import (
+	"bufio"
+	"go/parser"
+	"go/token"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/medvault/medvault/vault/record"
+)
+
+func TestValueListsLoad(t *testing.T) {
+	if _, err := loadTables(); err != nil {
+		t.Fatal(err)
+	}
+	stats, err := ValueListStats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range record.Labels() {
+		if stats[l] < 5 {
+			t.Errorf("label %s has only %d rules", l, stats[l])
+		}
+	}
+	if n := len(ResourceTypes()); n != 146 {
+		t.Errorf("%d R4 resource types, want 146", n)
+	}
+	for _, typ := range []string{"Patient", "Observation", "MolecularSequence", "Bundle", "VisionPrescription"} {
+		if !IsResourceType(typ) {
+			t.Errorf("%s is not accepted", typ)
+		}
+	}
+	for _, typ := range []string{"", "patient", "Resource", "DomainResource", "Spaceship", "NutritionProduct"} {
+		if IsResourceType(typ) {
+			t.Errorf("%q is accepted", typ)
+		}
+	}
+}
+
+// TestValueListsCiteSources: every list starts with a comment block that
+// names its sources.
+func TestValueListsCiteSources(t *testing.T) {
+	files, _ := filepath.Glob("valuesets/*.txt")
+	if len(files) != len(record.Labels()) {
+		t.Fatalf("%d value lists, want one per label", len(files))
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		head := string(b[:min(len(b), 3000)])
+		if !strings.HasPrefix(head, "# ") || !strings.Contains(head, "Sources:") {
+			t.Errorf("%s: no sources block at the top", f)
+		}
+	}
+}
+
+func TestParseListErrors(t *testing.T) {
+	bad := []string{
+		"http://snomed.info/sct|123\n",
+		"http://snomed.info/sct||x\n",
+		"urn:oid:2.16.840.1.113883.6.96|123|x\n",
+		"http://example.org|123|x\n",
+		"http://snomed.info/sct|12*|x\n",
+		"http://hl7.org/fhir/sid/icd-10-cm|F40-F3|x\n",
+		"http://hl7.org/fhir/sid/icd-10-cm|F40-F399|x\n",
+	}
+	for _, in := range bad {
+		tb := &tables{exact: map[codeKey][]rule{}, pattern: map[string][]rule{}}
+		if err := tb.addList(record.MH, "x.txt", []byte(in)); err == nil {
+			t.Errorf("%q accepted", in)
+		}
+	}
+}
+
+func TestCodeLabels(t *testing.T) {
+	const (
+		sct   = "http://snomed.info/sct"
+		icd   = "http://hl7.org/fhir/sid/icd-10-cm"
+		who   = "http://hl7.org/fhir/sid/icd-10"
+		icd9  = "http://hl7.org/fhir/sid/icd-9-cm"
+		loinc = "http://loinc.org"
+		rx    = "http://www.nlm.nih.gov/research/umls/rxnorm"
+	)
+	L := func(ls ...record.Label) []record.Label { return ls }
+	tests := []struct {
+		system, code string
+		want         []record.Label
+	}{
+		// the sensitive conditions of the Synthea sample patients
+		{sct, "370143000", L(record.MH)},  // major depressive disorder
+		{sct, "36923009", L(record.MH)},   // major depression, single episode
+		{sct, "47505003", L(record.MH)},   // PTSD
+		{sct, "5602001", L(record.SUD)},   // opioid abuse
+		{sct, "72892002", L(record.SEX)},  // normal pregnancy
+		{sct, "19169002", L(record.SEX)},  // miscarriage in first trimester
+		{sct, "714812005", L(record.SEX)}, // induced termination of pregnancy
+		{rx, "748962", L(record.SEX)},     // Camila (contraceptive)
+		// ordinary ones stay unlabelled
+		{sct, "38341003", nil},        // hypertension
+		{sct, "59621000", nil},        // essential hypertension
+		{sct, "444814009", nil},       // viral sinusitis
+		{sct, "10509002", nil},        // acute bronchitis
+		{sct, "15777000", nil},        // prediabetes
+		{sct, "271737000", nil},       // anemia
+		{sct, "26929004", nil},        // Alzheimer's disease (not the familial form)
+		{sct, "5880005", nil},         // physical examination (generic)
+		{sct, "185347001", nil},       // encounter for problem (generic)
+		{sct, "428191000124101", nil}, // documentation of current medications
+		{rx, "1049221", nil},          // oxycodone/acetaminophen: an analgesic
+		{rx, "406022", nil},           // fluoxetine: labelled through propagation only
+		{loinc, "72166-2", nil},       // tobacco smoking status
+		{loinc, "8867-4", nil},        // heart rate
+		// ICD-10 ranges, prefixes, exclusions and spellings
+		{icd, "F32.9", L(record.MH)},
+		{icd, "F329", L(record.MH)},
+		{icd, "f32.9", L(record.MH)},
+		{who, "F32.9", L(record.MH)},
+		{"urn:oid:2.16.840.1.113883.6.90", "F41.1", L(record.MH)},
+		{icd, "F11.20", L(record.SUD)},
+		{icd, "F10.10", L(record.SUD)},
+		{icd, "F17.210", nil}, // nicotine: 42 CFR 2.11 excludes tobacco
+		{icd, "F03.90", nil},  // dementia: COGN, not modelled
+		{icd, "F70", nil},     // intellectual disability: DVD, not modelled
+		{icd, "F84.0", L(record.MH)},
+		{icd, "O09.90", L(record.SEX)},
+		{icd, "O9A.311", L(record.SEX, record.SDV)},
+		{icd, "O99.320", L(record.SUD, record.SEX)},
+		{icd, "O98.711", L(record.SEX, record.HIV)},
+		{icd, "Z33.1", L(record.SEX)},
+		{icd, "Z38.00", nil}, // the newborn's own birth record
+		{icd, "B20", L(record.HIV)},
+		{icd, "Z21", L(record.HIV)},
+		{icd, "A56.01", L(record.STD)},
+		{icd, "A64", L(record.STD)},
+		{icd, "A65", nil},
+		{icd, "Q90.9", L(record.GDIS)},
+		{icd, "Q89.9", nil},
+		{icd, "E84.0", L(record.GDIS)},
+		{icd, "T74.21XA", L(record.SDV)},
+		{icd, "Z69.11", L(record.MH, record.SDV)},
+		{icd, "I10", nil},
+		{icd, "J01.90", nil},
+		{icd, "E11.9", nil},
+		// ICD-9
+		{icd9, "296.20", L(record.MH)},
+		{icd9, "304.00", L(record.SUD)},
+		{icd9, "305.1", nil},
+		{icd9, "042", L(record.HIV)},
+		{icd9, "V22.0", L(record.SEX)},
+		{icd9, "401.9", nil},
+		// other systems and edge cases
+		{loinc, "44261-6", L(record.MH)},
+		{loinc, "55277-8", L(record.HIV)},
+		{"http://example.org/codes", "370143000", nil},
+		{"", "370143000", nil},
+		{sct, "", nil},
+		{sct, " 370143000 ", L(record.MH)},
+	}
+	for _, tc := range tests {
+		got := CodeLabels(Coding{System: tc.system, Code: tc.code})
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s|%s: %v, want %v", tc.system, tc.code, got, tc.want)
+		}
+	}
+}
+
+func TestSecurityLabels(t *testing.T) {
+	tests := []struct {
+		system, code string
+		want         []record.Label
+	}{
+		{"http://terminology.hl7.org/CodeSystem/v3-ActCode", "PSY", []record.Label{record.MH}},
+		{"http://terminology.hl7.org/CodeSystem/v3-ActCode", "ETH", []record.Label{record.SUD}},
+		{"http://terminology.hl7.org/CodeSystem/v3-ActCode", "BH", []record.Label{record.MH, record.SUD}},
+		{"http://hl7.org/fhir/v3/ActCode", "HIV", []record.Label{record.HIV}},
+		{"urn:oid:2.16.840.1.113883.5.4", "SDV", []record.Label{record.SDV}},
+		{"http://terminology.hl7.org/CodeSystem/v3-ActCode", "SICKLE", []record.Label{record.GDIS}},
+		{"http://terminology.hl7.org/CodeSystem/v3-ActCode", "R", nil},
+		{"http://terminology.hl7.org/CodeSystem/v3-ActCode", "COGN", nil},
+		{"http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "MH", nil},
+		{"http://example.org", "MH", nil},
+	}
+	for _, tc := range tests {
+		got := LabelsOf(nil, []Coding{{System: tc.system, Code: tc.code}})
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s|%s: %v, want %v", tc.system, tc.code, got, tc.want)
+		}
+	}
+	for code, ls := range securityLabels {
+		for _, l := range ls {
+			if !l.Valid() {
+				t.Errorf("%s maps to invalid label %q", code, l)
+			}
+		}
+	}
+}
+
+// TestImports enforces the package's import rule: the standard library and
+// vault/record only.
+func TestImports(t *testing.T) {
+	files, _ := filepath.Glob("*.go")
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		af, err := parser.ParseFile(token.NewFileSet(), f, nil, parser.ImportsOnly)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, imp := range af.Imports {
+			p, _ := strconv.Unquote(imp.Path.Value)
+			first, _, _ := strings.Cut(p, "/")
+			if strings.Contains(first, ".") && p != "github.com/medvault/medvault/vault/record" {
+				t.Errorf("%s imports %s: only the standard library and vault/record are allowed", f, p)
+			}
+		}
+	}
+}
+
+// TestCategoriesDocMatchesCode compares the tables of CATEGORIES.md with the
+// Go tables, both ways.
+func TestCategoriesDocMatchesCode(t *testing.T) {
+	doc := readDocTables(t, "CATEGORIES.md")
+	check := func(name string, code map[string]string) {
+		t.Helper()
+		got := doc[name]
+		if got == nil {
+			t.Fatalf("CATEGORIES.md has no %q table", name)
+		}
+		if !reflect.DeepEqual(got, code) {
+			for k, v := range code {
+				if got[k] != v {
+					t.Errorf("%s: code maps %s to %q, CATEGORIES.md to %q", name, k, v, got[k])
+				}
+			}
+			for k, v := range got {
+				if _, ok := code[k]; !ok {
+					t.Errorf("%s: CATEGORIES.md lists %s → %q, the code does not", name, k, v)
+				}
+			}
+		}
+	}
+	str := func(m map[string]record.Category) map[string]string {
+		out := map[string]string{}
+		for k, v := range m {
+			out[k] = string(v)
+		}
+		return out
+	}
+	check("types", str(typeCategories))
+	check("observation", str(observationCategories))
+	check("report", str(reportCategories))
+	sec := map[string]string{}
+	for k, ls := range securityLabels {
+		var s []string
+		for _, l := range ls {
+			s = append(s, string(l))
+		}
+		sec[k] = strings.Join(s, ", ")
+	}
+	check("security", sec)
+	for k, c := range typeCategories {
+		if !IsResourceType(k) {
+			t.Errorf("typeCategories has unknown type %s", k)
+		}
+		if !c.Valid() {
+			t.Errorf("%s maps to invalid category %q", k, c)
+		}
+	}
+}
+
+// readDocTables reads the two-column tables between <!-- name:begin -->
+// and <!-- name:end --> markers.
+func readDocTables(t *testing.T, path string) map[string]map[string]string {
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	out := map[string]map[string]string{}
+	var cur map[string]string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		ln := strings.TrimSpace(sc.Text())
+		switch {
+		case strings.HasPrefix(ln, "<!-- ") && strings.HasSuffix(ln, ":begin -->"):
+			cur = map[string]string{}
+			out[strings.TrimSuffix(strings.TrimPrefix(ln, "<!-- "), ":begin -->")] = cur
+		case strings.HasSuffix(ln, ":end -->"):
+			cur = nil
+		case cur != nil && strings.HasPrefix(ln, "|"):
+			cells := strings.Split(strings.Trim(ln, "|"), "|")
+			if len(cells) != 2 {
+				t.Fatalf("bad table row %q", ln)
+			}
+			k, v := strings.TrimSpace(cells[0]), strings.TrimSpace(cells[1])
+			if strings.HasPrefix(k, "---") || k == "FHIR resource type" || strings.HasSuffix(k, "code") || k == "v3 ActCode" {
+				continue // header
+			}
+			if _, dup := cur[k]; dup {
+				t.Fatalf("duplicate row %q", k)
+			}
+			cur[k] = v
+		}
+	}
+	return out
+}
+
+func TestCategoryOf(t *testing.T) {
+	oc := func(code string) []Coding {
+		return []Coding{{System: "http://terminology.hl7.org/CodeSystem/observation-category", Code: code}}
+	}
+	tests := []struct {
+		typ        string
+		categories []Coding
+		codes      []Coding
+		want       record.Category
+	}{
+		{"Observation", oc("laboratory"), nil, record.Labs},
+		{"Observation", oc("vital-signs"), nil, record.Vitals},
+		{"Observation", oc("social-history"), nil, record.SocialHistory},
+		{"Observation", oc("survey"), nil, record.SocialHistory},
+		{"Observation", append(oc("unknown"), oc("imaging")...), nil, record.Imaging},
+		{"Observation", nil, nil, record.Other},
+		{"DiagnosticReport", []Coding{{Code: "LAB"}}, nil, record.Labs},
+		{"DiagnosticReport", []Coding{{Code: "RAD"}}, nil, record.Imaging},
+		{"DiagnosticReport", []Coding{{Code: "LP29684-5"}}, nil, record.Imaging},
+		{"DiagnosticReport", nil, nil, record.Notes},
+		{"Consent", []Coding{{Code: "59284-0"}}, nil, record.Other},
+		{"Consent", []Coding{{Code: "acd"}}, nil, record.AdvanceDirectives},
+		{"Consent", nil, []Coding{{Code: "adr"}}, record.AdvanceDirectives},
+		{"DocumentReference", nil, []Coding{{System: "http://loinc.org", Code: "42348-3"}}, record.AdvanceDirectives},
+		{"DocumentReference", nil, nil, record.Notes},
+		{"Patient", nil, nil, record.Demographics},
+		{"ExplanationOfBenefit", nil, nil, record.Billing},
+		{"MolecularSequence", nil, nil, record.Genomics},
+		{"CareTeam", nil, nil, record.CarePlans},
+		{"Practitioner", nil, nil, record.Other},
+		{"Basic", nil, nil, record.Other},
+	}
+	for _, tc := range tests {
+		if got := CategoryOf(tc.typ, tc.categories, tc.codes); got != tc.want {
+			t.Errorf("CategoryOf(%s, %v, %v) = %s, want %s", tc.typ, tc.categories, tc.codes, got, tc.want)
+		}
+	}
+}

@@ -1,0 +1,169 @@
+package fhir
+
+import (
+	"strings"
+
+	"github.com/medvault/medvault/vault/record"
+)
+
+// actorTypes never pass their labels on: every clinical resource
+// references its Patient and practitioners, so a label on one of these
+// would spread to a whole record set.
+var actorTypes = map[string]bool{
+	"Patient": true, "Practitioner": true, "PractitionerRole": true, "Organization": true,
+	"Location": true, "HealthcareService": true, "RelatedPerson": true, "Person": true,
+	"Group": true, "Endpoint": true,
+}
+
+// Propagate spreads sensitivity labels across a batch of resources and
+// returns how many resources gained a label. Two rules apply until nothing
+// changes:
+//
+//  1. A resource inherits every label of each resource it references
+//     (resolved by fullUrl, such as "urn:uuid:...", or by "Type/id", from
+//     relative or absolute references, ignoring "/_history/v"). So an
+//     Encounter whose reason is depression labels the Claim whose item
+//     references that Encounter, and the ExplanationOfBenefit that
+//     references the Claim; a MedicationRequest whose reasonReference or
+//     encounter points at a labelled resource is labelled. References to
+//     actor resources (Patient, Practitioner, Organization, ...) carry
+//     nothing.
+//  2. A resource whose primary code equals the primary code of a resource
+//     labelled by its own meta.security receives those labels: a source
+//     that marked one "F32.9" Condition as MH has said what that code means.
+//
+// Propagation only adds labels; it never removes one. Its reach is the
+// slice given: one import batch, plus whatever earlier resources the
+// caller includes (for example the records a new batch references). A
+// reference to a resource outside the slice propagates nothing.
+func Propagate(rs []*Resource) int {
+	byKey := make(map[string]*Resource, 2*len(rs))
+	for _, r := range rs {
+		if r == nil {
+			continue
+		}
+		if r.FullURL != "" {
+			byKey[r.FullURL] = r
+			if typ, id, ok := splitRESTful(r.FullURL); ok && typ == r.Type && id == r.ID {
+				byKey[typ+"/"+id] = r
+			}
+		}
+		if k := r.Key(); k != "" {
+			if _, taken := byKey[k]; !taken {
+				byKey[k] = r
+			}
+		}
+	}
+	changed := map[*Resource]bool{}
+
+	// Rule 2: codes of explicitly labelled resources.
+	codeLabels := map[codeKey][]record.Label{}
+	for _, r := range rs {
+		if r == nil {
+			continue
+		}
+		own := securityOnly(r)
+		if len(own) == 0 {
+			continue
+		}
+		for _, c := range r.Code {
+			k := codeKey{canonicalOrRaw(c.System), c.Code}
+			codeLabels[k] = append(codeLabels[k], own...)
+		}
+	}
+	if len(codeLabels) > 0 {
+		for _, r := range rs {
+			if r == nil {
+				continue
+			}
+			for _, c := range r.Code {
+				for _, l := range codeLabels[codeKey{canonicalOrRaw(c.System), c.Code}] {
+					if r.addLabel(l, "same code as a resource labelled "+string(l)+" by its source") {
+						changed[r] = true
+					}
+				}
+			}
+		}
+	}
+
+	// Rule 1: referrers inherit from referents, to a fixed point. The
+	// reverse edges are built once; each resource re-enters the work list
+	// only when it gains a label, and it can gain at most len(Labels())
+	// labels, so the work is O(edges × labels).
+	referrers := map[*Resource][]*Resource{}
+	for _, r := range rs {
+		if r == nil {
+			continue
+		}
+		for _, ref := range r.References {
+			t := resolve(byKey, ref)
+			if t == nil || t == r || actorTypes[t.Type] {
+				continue
+			}
+			referrers[t] = append(referrers[t], r)
+		}
+	}
+	var work []*Resource
+	for _, r := range rs {
+		if r != nil && len(r.Labels) > 0 {
+			work = append(work, r)
+		}
+	}
+	for len(work) > 0 {
+		t := work[len(work)-1]
+		work = work[:len(work)-1]
+		for _, r := range referrers[t] {
+			grew := false
+			for _, l := range t.Labels {
+				if r.addLabel(l, "references "+refName(t)) {
+					grew = true
+				}
+			}
+			if grew {
+				changed[r] = true
+				work = append(work, r)
+			}
+		}
+	}
+	return len(changed)
+}
+
+// securityOnly returns the labels r's own meta.security gives it.
+func securityOnly(r *Resource) []record.Label {
+	var out []record.Label
+	for _, c := range r.Security {
+		if canonicalSystem(c.System) != sysActV3 {
+			continue
+		}
+		out = append(out, securityLabels[strings.TrimSpace(c.Code)]...)
+	}
+	return out
+}
+
+func canonicalOrRaw(sys string) string {
+	if c := canonicalSystem(sys); c != "" {
+		return c
+	}
+	return sys
+}
+
+// resolve finds the resource a reference names within the batch.
+func resolve(byKey map[string]*Resource, ref string) *Resource {
+	if t, ok := byKey[ref]; ok {
+		return t
+	}
+	if strings.HasPrefix(ref, "urn:") {
+		return nil
+	}
+	if typ, id, ok := splitRESTful(ref); ok {
+		return byKey[typ+"/"+id]
+	}
+	return nil
+}
+
+func refName(r *Resource) string {
+	if k := r.Key(); k != "" {
+		return k
+	}
+	return r.FullURL
+}
