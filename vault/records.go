@@ -12,6 +12,7 @@ import (
 	"filippo.io/age"
 	"go.etcd.io/bbolt"
 
+	"github.com/medvault/medvault/ledger"
 	"github.com/medvault/medvault/vault/record"
 )
 
@@ -63,6 +64,7 @@ func (v *Vault) Add(r io.Reader, n NewRecord) (*Meta, error) {
 	}
 	m, err := v.addContent(id, r, n)
 	if err != nil {
+		err = fmt.Errorf("add: %w", err)
 		if cerr := v.deleteChunks(id, true); cerr != nil {
 			err = errors.Join(err, fmt.Errorf("clean up: %w", cerr))
 		}
@@ -72,30 +74,45 @@ func (v *Vault) Add(r io.Reader, n NewRecord) (*Meta, error) {
 }
 
 func (v *Vault) addContent(id record.ID, r io.Reader, n NewRecord) (*Meta, error) {
+	return v.storeStream(id, r, n, v.id.Recipient(), ledger.ActionAdd, nil)
+}
+
+// storeStream writes what it reads from r as the content of record id:
+// encrypted to `to`, or as it is when to is nil (r is then already an age
+// file for the owner). The final transaction writes the last chunks, the
+// sealed metadata (adjusted by fix, if set) and the ledger entry act.
+func (v *Vault) storeStream(id record.ID, r io.Reader, n NewRecord, to age.Recipient, act ledger.Action, fix func(*Meta)) (*Meta, error) {
 	cw := v.newChunkWriter(id)
-	enc, err := age.Encrypt(cw, v.id.Recipient())
-	if err != nil {
-		cw.abort()
-		return nil, fmt.Errorf("add: %w", err)
+	var dst io.WriteCloser = nopCloser{cw}
+	if to != nil {
+		enc, err := age.Encrypt(cw, to)
+		if err != nil {
+			cw.abort()
+			return nil, err
+		}
+		dst = enc
 	}
-	size, err := io.Copy(enc, r)
+	size, err := io.Copy(dst, r)
 	if err == nil {
-		err = enc.Close()
+		err = dst.Close()
 	}
 	if err != nil {
 		cw.abort()
 		if errors.Is(err, errWriteFailed) {
-			return nil, fmt.Errorf("add: write to vault failed")
+			return nil, fmt.Errorf("write to vault failed")
 		}
-		return nil, fmt.Errorf("add: %w", err)
+		return nil, err
 	}
 	rest, first, err := cw.finish()
 	if err != nil {
-		return nil, fmt.Errorf("add: write to vault: %w", err)
+		return nil, fmt.Errorf("write to vault: %w", err)
 	}
 	m := &Meta{ID: id, Title: n.Title, Category: n.Category, Labels: normLabels(n.Labels), Date: n.Date,
 		Added: v.now().UTC(), FileName: n.FileName, Size: size, Source: n.Source, FHIR: n.FHIR,
 		ContentDigest: cw.sum(rest), Chunks: first + uint32(len(rest))}
+	if fix != nil {
+		fix(m)
+	}
 	err = v.db.Update(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucketChunks)
 		for i, c := range rest {
@@ -106,20 +123,28 @@ func (v *Vault) addContent(id record.ID, r io.Reader, n NewRecord) (*Meta, error
 		if err := tx.Bucket(bucketPending).Delete(id[:]); err != nil {
 			return err
 		}
-		if err := v.putMeta(tx, m, actAdd); err != nil {
+		if err := v.putMetaGrant(tx, m, act, m.Grant); err != nil {
 			return err
 		}
 		return v.ledger.checkpoint(tx)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("add: %w", err)
+		return nil, err
 	}
 	return m, nil
 }
 
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }
+
 // putMeta seals and stores m and appends the ledger entry that commits to
 // the record's new state.
-func (v *Vault) putMeta(tx *bbolt.Tx, m *Meta, act action) error {
+func (v *Vault) putMeta(tx *bbolt.Tx, m *Meta, act ledger.Action) error {
+	return v.putMetaGrant(tx, m, act, nil)
+}
+
+func (v *Vault) putMetaGrant(tx *bbolt.Tx, m *Meta, act ledger.Action, grant []byte) error {
 	sealed, err := v.sealMeta(m)
 	if err != nil {
 		return err
@@ -127,19 +152,19 @@ func (v *Vault) putMeta(tx *bbolt.Tx, m *Meta, act action) error {
 	if err := tx.Bucket(bucketRecords).Put(m.ID[:], sealed); err != nil {
 		return err
 	}
-	return v.logAppend(tx, logEntry{action: act, subjects: []record.ID{m.ID}, commit: recordCommit(m.ID, sealed, m.ContentDigest)})
+	return v.logAppend(tx, Event{Action: act, Subjects: recordSubjects(m.ID), Grant: grant, commit: recordCommit(m.ID, sealed, m.ContentDigest)})
 }
 
 // recordCommit is what the ledger commits to for a record's stored state:
 // SHA-256("medvault/record-commit/v1" 0x00 || id || SHA-256(sealed meta) || content digest).
-func recordCommit(id record.ID, sealed []byte, digest [32]byte) [32]byte {
+func recordCommit(id record.ID, sealed []byte, digest [32]byte) ledger.Hash {
 	ms := sha256.Sum256(sealed)
 	h := sha256.New()
 	h.Write([]byte("medvault/record-commit/v1\x00"))
 	h.Write(id[:])
 	h.Write(ms[:])
 	h.Write(digest[:])
-	var out [32]byte
+	var out ledger.Hash
 	copy(out[:], h.Sum(nil))
 	return out
 }
@@ -276,7 +301,7 @@ func (v *Vault) Get(id record.ID, w io.Writer) (*Meta, error) {
 		if m, err = v.meta1(tx, id); err != nil {
 			return err
 		}
-		if err := v.logAppend(tx, logEntry{action: actRead, subjects: []record.ID{id}}); err != nil {
+		if err := v.logAppend(tx, Event{Action: ledger.ActionRead, Subjects: recordSubjects(id)}); err != nil {
 			return err
 		}
 		return v.ledger.checkpoint(tx)
@@ -332,8 +357,9 @@ func (e *writeError) Error() string { return e.err.Error() }
 // so that no freed page keeps a copy of the ciphertext or metadata.
 func (v *Vault) Remove(id record.ID) error {
 	err := v.db.Update(func(tx *bbolt.Tx) error {
-		if tx.Bucket(bucketRecords).Get(id[:]) == nil {
-			return fmt.Errorf("%w: %s", ErrNotFound, id)
+		m, err := v.meta1(tx, id)
+		if err != nil {
+			return err
 		}
 		if err := tx.Bucket(bucketRecords).Delete(id[:]); err != nil {
 			return err
@@ -344,10 +370,10 @@ func (v *Vault) Remove(id record.ID) error {
 				return err
 			}
 		}
-		if err := v.unindex(tx, id); err != nil {
+		if err := v.unindex(tx, m); err != nil {
 			return err
 		}
-		if err := v.logAppend(tx, logEntry{action: actRemove, subjects: []record.ID{id}}); err != nil {
+		if err := v.logAppend(tx, Event{Action: ledger.ActionRemove, Subjects: recordSubjects(id)}); err != nil {
 			return err
 		}
 		return v.ledger.checkpoint(tx)
@@ -370,7 +396,7 @@ func (v *Vault) SetLabels(id record.ID, add, remove []record.Label) (*Meta, erro
 		ls := append(slices.Clone(m.Labels), add...)
 		ls = slices.DeleteFunc(ls, func(l record.Label) bool { return slices.Contains(remove, l) })
 		m.Labels = normLabels(ls)
-		if err := v.putMeta(tx, m, actLabel); err != nil {
+		if err := v.putMeta(tx, m, ledger.ActionLabel); err != nil {
 			return err
 		}
 		return v.ledger.checkpoint(tx)

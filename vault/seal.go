@@ -23,10 +23,14 @@ type Meta struct {
 	Size     int64  // plaintext bytes
 	Source   Source // how the record entered the vault
 	FHIR     *FHIRInfo
+	// Status is a FHIR resource's status or clinicalStatus code, "" if none.
+	Status string
 	// From is the patient who shared this record (provider vaults only).
 	From identity.ID
 	// Grant is the grant ID under which a shared record arrived.
 	Grant []byte
+	// SourceID is a shared record's ID in the patient's vault.
+	SourceID record.ID
 	// ContentDigest is the SHA-256 of the stored age ciphertext.
 	ContentDigest [32]byte
 	Chunks        uint32
@@ -36,7 +40,12 @@ type Meta struct {
 type FHIRInfo struct {
 	Type    string
 	ID      string
-	Version int // 1 for the first content seen under Type/ID, then 2, 3, ...
+	FullURL string `json:",omitempty"` // Bundle.entry.fullUrl, kept for export
+	// ContentKey is the keyed hash of the resource's bytes under which the
+	// de-duplication index lists it; sealed here so verify can check the
+	// index without decrypting content.
+	ContentKey []byte `json:",omitempty"`
+	Version    int    // 1 for the first content seen under Type/ID, then 2, 3, ...
 }
 
 // Source says how a record entered the vault.
@@ -76,8 +85,10 @@ type metaV1 struct {
 	Size     int64           `json:"size"`
 	Source   Source          `json:"source"`
 	FHIR     *FHIRInfo       `json:"fhir,omitempty"`
+	Status   string          `json:"status,omitempty"`
 	From     []byte          `json:"from,omitempty"`
 	Grant    []byte          `json:"grant,omitempty"`
+	SourceID []byte          `json:"source_id,omitempty"`
 	Digest   []byte          `json:"digest"`
 	Chunks   uint32          `json:"chunks"`
 }
@@ -87,7 +98,7 @@ type metaV1 struct {
 // another key fails to decrypt.
 func (v *Vault) sealMeta(m *Meta) ([]byte, error) {
 	mv := metaV1{V: 1, Title: m.Title, Category: m.Category, Labels: m.Labels, Added: m.Added.UTC(),
-		FileName: m.FileName, Size: m.Size, Source: m.Source, FHIR: m.FHIR, Grant: m.Grant,
+		FileName: m.FileName, Size: m.Size, Source: m.Source, FHIR: m.FHIR, Status: m.Status, Grant: m.Grant,
 		Digest: m.ContentDigest[:], Chunks: m.Chunks}
 	if !m.Date.IsZero() {
 		d := m.Date.UTC()
@@ -95,6 +106,7 @@ func (v *Vault) sealMeta(m *Meta) ([]byte, error) {
 	}
 	if !m.From.IsZero() {
 		mv.From = m.From[:]
+		mv.SourceID = m.SourceID[:]
 	}
 	plain, err := json.Marshal(mv)
 	if err != nil {
@@ -136,7 +148,7 @@ func (v *Vault) openMeta(id record.ID, sealed []byte) (*Meta, error) {
 		return nil, fmt.Errorf("%w: metadata of record %s is malformed", ErrTampered, id)
 	}
 	m := &Meta{ID: id, Title: mv.Title, Category: mv.Category, Labels: mv.Labels, Added: mv.Added,
-		FileName: mv.FileName, Size: mv.Size, Source: mv.Source, FHIR: mv.FHIR, Grant: mv.Grant, Chunks: mv.Chunks}
+		FileName: mv.FileName, Size: mv.Size, Source: mv.Source, FHIR: mv.FHIR, Status: mv.Status, Grant: mv.Grant, Chunks: mv.Chunks}
 	if mv.Date != nil {
 		m.Date = *mv.Date
 	}
@@ -145,7 +157,18 @@ func (v *Vault) openMeta(id record.ID, sealed []byte) (*Meta, error) {
 			return nil, fmt.Errorf("%w: metadata of record %s is malformed", ErrTampered, id)
 		}
 		copy(m.From[:], mv.From)
+		if len(mv.SourceID) == len(m.SourceID) {
+			copy(m.SourceID[:], mv.SourceID)
+		}
 	}
 	copy(m.ContentDigest[:], mv.Digest)
 	return m, nil
 }
+
+// Active reports whether a record counts as current for the emergency
+// summary: a FHIR resource whose status or clinicalStatus says it is over
+// (stopped, completed, resolved, inactive, entered-in-error, ...) is not;
+// anything else is.
+func (m *Meta) Active() bool { return m.Status == "" || activeStatus[m.Status] }
+
+var activeStatus = map[string]bool{"active": true, "recurrence": true, "relapse": true, "on-hold": true, "intended": true, "draft": true, "unknown": true}

@@ -12,6 +12,7 @@ import (
 	"go.etcd.io/bbolt"
 	"golang.org/x/crypto/chacha20poly1305"
 
+	"github.com/medvault/medvault/ledger"
 	"github.com/medvault/medvault/vault/identity"
 	"github.com/medvault/medvault/vault/record"
 )
@@ -66,9 +67,9 @@ type Vault struct {
 
 // boltOptions are the bbolt settings for the vault file. The lock timeout
 // makes a second process fail (ErrLocked) instead of blocking forever; a
-// large initial mmap and allocation step avoid remapping and growing the
-// file (each growth is an fsync) every few megabytes while a large record is
-// written; the map freelist keeps commits fast in large files.
+// large initial mmap (address space only) avoids remapping every few
+// megabytes while a large record is written; the map freelist keeps commits
+// fast in large files.
 func boltOptions(timeout time.Duration) *bbolt.Options {
 	return &bbolt.Options{
 		Timeout:         timeout,
@@ -82,7 +83,6 @@ func openBolt(path string, timeout time.Duration) (*bbolt.DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	db.AllocSize = 64 << 20
 	return db, nil
 }
 
@@ -146,7 +146,7 @@ func Create(dir string, id *identity.Identity, opts Options) error {
 		if err := v.ledger.init(tx); err != nil {
 			return err
 		}
-		return v.logCommit(tx, logEntry{action: actInit})
+		return v.logCommit(tx, Event{Action: ledger.ActionInit, Subjects: [][]byte{vid[:]}})
 	})
 	if cerr := db.Close(); err == nil {
 		err = cerr
@@ -194,7 +194,7 @@ func (v *Vault) initKeys() error {
 		return err
 	}
 	v.index = v.id.SubKey("medvault/vault/index/v1")
-	v.ledger, err = newLedgerLog(v.id)
+	v.ledger, err = newLedgerLog(v.id, v.now)
 	return err
 }
 
@@ -251,6 +251,15 @@ func (v *Vault) cleanPending() error {
 		})
 	})
 	for _, id := range ids {
+		if _, err := v.Show(id); err == nil {
+			// A pending mark on a stored record is not ours to act on (it
+			// can only come from outside medvault): keep the record, drop
+			// the mark; verify still checks the record.
+			if err := v.db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketPending).Delete(id[:]) }); err != nil {
+				return err
+			}
+			continue
+		}
 		if err := v.deleteChunks(id, true); err != nil {
 			return fmt.Errorf("discard unfinished add: %w", err)
 		}

@@ -1,0 +1,190 @@
+package vault
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/medvault/medvault/ledger"
+	"github.com/medvault/medvault/vault/fhir"
+	"github.com/medvault/medvault/vault/record"
+)
+
+// ExportFormat selects how Export writes records.
+type ExportFormat string
+
+// Export formats.
+const (
+	ExportBundle ExportFormat = "fhir"   // one FHIR R4 Bundle of type collection
+	ExportNDJSON ExportFormat = "ndjson" // one FHIR resource per line
+	ExportFiles  ExportFormat = "files"  // each record as a file in a new directory
+)
+
+// ExportStats says what an export wrote.
+type ExportStats struct {
+	Records int // records written
+	Skipped int // records not written: not FHIR resources, in a FHIR format
+}
+
+// logExport appends Export entries naming ids (at most ledger.MaxSubjects
+// per entry) and signs a checkpoint, before any content is decrypted.
+func (v *Vault) logExport(ids []record.ID) error {
+	return v.db.Update(func(tx *bbolt.Tx) error {
+		for len(ids) > 0 {
+			n := min(len(ids), ledger.MaxSubjects)
+			if err := v.logAppend(tx, Event{Action: ledger.ActionExport, Subjects: recordSubjects(ids[:n]...)}); err != nil {
+				return err
+			}
+			ids = ids[n:]
+		}
+		return v.ledger.checkpoint(tx)
+	})
+}
+
+// ExportFHIR writes the FHIR resources among the records matching f to w,
+// as a Bundle or NDJSON, each with its original bytes (NDJSON compacts a
+// resource that spans lines; see fhir.NDJSONWriter). Records that are not
+// FHIR resources are skipped and counted. The export is written to the
+// ledger before anything is decrypted.
+func (v *Vault) ExportFHIR(f Filter, format ExportFormat, w io.Writer) (*ExportStats, error) {
+	ms, err := v.List(f)
+	if err != nil {
+		return nil, err
+	}
+	st := &ExportStats{}
+	var ids []record.ID
+	var sel []*Meta
+	for _, m := range ms {
+		if m.FHIR == nil {
+			st.Skipped++
+			continue
+		}
+		ids = append(ids, m.ID)
+		sel = append(sel, m)
+	}
+	if err := v.logExport(ids); err != nil {
+		return nil, err
+	}
+	var write func(fullURL string, raw []byte) error
+	var closeW func() error
+	switch format {
+	case ExportBundle:
+		bw := fhir.NewBundleWriter(w)
+		write, closeW = bw.WriteRaw, bw.Close
+	case ExportNDJSON:
+		nw := fhir.NewNDJSONWriter(w)
+		write, closeW = func(_ string, raw []byte) error { return nw.WriteRaw(raw) }, nw.Close
+	default:
+		return nil, fmt.Errorf("unknown FHIR export format %q", format)
+	}
+	var buf bytes.Buffer
+	err = v.db.View(func(tx *bbolt.Tx) error {
+		for _, m := range sel {
+			buf.Reset()
+			if err := v.decryptTo(tx, m, &buf); err != nil {
+				return err
+			}
+			if err := write(m.FHIR.FullURL, buf.Bytes()); err != nil {
+				return fmt.Errorf("export record %s: %w", m.ID, err)
+			}
+			st.Records++
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return st, closeW()
+}
+
+// ExportToDir writes each record matching f as a file in dir, which must
+// not exist yet (it is created with mode 0700; files are 0600). FHIR
+// resources are named Type-id.json (with -vN for later versions); other
+// records keep their file name, made unique. The export is written to the
+// ledger before anything is decrypted. On failure, files already written
+// stay and are listed in the error.
+func (v *Vault) ExportToDir(f Filter, dir string) (*ExportStats, error) {
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("export: %w", err)
+	}
+	ms, err := v.List(f)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]record.ID, len(ms))
+	for i, m := range ms {
+		ids[i] = m.ID
+	}
+	if err := v.logExport(ids); err != nil {
+		return nil, err
+	}
+	st := &ExportStats{}
+	used := map[string]bool{}
+	err = v.db.View(func(tx *bbolt.Tx) error {
+		for _, m := range ms {
+			name := uniqueName(exportName(m), used)
+			out, err := os.OpenFile(filepath.Join(dir, name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+			if err != nil {
+				return err
+			}
+			err = v.decryptTo(tx, m, out)
+			if cerr := out.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				os.Remove(filepath.Join(dir, name))
+				return fmt.Errorf("export record %s (%d written to %s): %w", m.ID, st.Records, dir, err)
+			}
+			st.Records++
+		}
+		return nil
+	})
+	return st, err
+}
+
+// exportName is a safe file name for a record: no path separators, no
+// leading dot, no control characters.
+func exportName(m *Meta) string {
+	var name string
+	switch {
+	case m.FHIR != nil && m.FHIR.ID != "":
+		name = m.FHIR.Type + "-" + m.FHIR.ID
+		if m.FHIR.Version > 1 {
+			name += fmt.Sprintf("-v%d", m.FHIR.Version)
+		}
+		name += ".json"
+	case m.FHIR != nil:
+		name = m.FHIR.Type + "-" + m.ID.String()[:12] + ".json"
+	case m.FileName != "":
+		name = m.FileName
+	default:
+		name = m.ID.String()[:12] + ".bin"
+	}
+	name = strings.Map(func(r rune) rune {
+		if r == '/' || r == '\\' || r < 0x20 || r == 0x7f {
+			return '_'
+		}
+		return r
+	}, filepath.Base(name))
+	name = strings.TrimLeft(name, ".")
+	if name == "" {
+		name = m.ID.String()[:12]
+	}
+	return name
+}
+
+func uniqueName(name string, used map[string]bool) string {
+	ext := filepath.Ext(name)
+	base := strings.TrimSuffix(name, ext)
+	n := name
+	for i := 2; used[n]; i++ {
+		n = fmt.Sprintf("%s-%d%s", base, i, ext)
+	}
+	used[n] = true
+	return n
+}

@@ -1,0 +1,322 @@
+package vault
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"filippo.io/age"
+	"go.etcd.io/bbolt"
+
+	"github.com/medvault/medvault/ledger"
+	"github.com/medvault/medvault/vault/fhir"
+	"github.com/medvault/medvault/vault/record"
+)
+
+// ImportStats says what an import did.
+type ImportStats struct {
+	File       string
+	Resources  int // resources read from the file
+	Added      int // new records (first versions)
+	Versions   int // new versions of resources already in the vault
+	Unchanged  int // resources already in the vault with the same content
+	ByCategory map[record.Category]int
+	Labelled   int // records added with at least one sensitivity label
+}
+
+// importBatch is how many resources are encrypted and staged per
+// transaction while a file is read.
+const importBatch = 2048
+
+type staged struct {
+	id      record.ID
+	res     *fhir.Resource // Raw dropped once encrypted
+	key     []byte         // index key for Type/ID
+	content [32]byte       // keyed hash of the raw bytes
+	version int
+	digest  [32]byte
+	chunks  uint32
+	size    int64
+}
+
+// Import reads one FHIR R4 file (a Bundle, NDJSON, or a single resource)
+// and stores each resource as a record, with its original bytes exactly.
+//
+// An import takes the whole file or nothing of it: resources are encrypted
+// and staged (invisible, marked pending) in batches while the file is read,
+// and all of them become visible, with their ledger entries, in one final
+// transaction, only after the whole file parsed. A parse error, or a
+// process killed at any point, leaves the vault as it was.
+//
+// Importing the same data again adds nothing: a resource whose type, id and
+// content are already in the vault is counted as unchanged; the same type
+// and id with other content becomes a new version beside the old one.
+// Sensitivity labels found on a resource are propagated to the resources of
+// the same file that reference it or carry the same codes.
+//
+// Memory grows with the number of resources in the file (their index, about
+// a kilobyte each), not with their size.
+func (v *Vault) Import(name string, r io.Reader, progress func(resources int)) (*ImportStats, error) {
+	st := &ImportStats{File: name, ByCategory: map[record.Category]int{}}
+	var all []*staged
+	seen := map[string][][32]byte{} // this file's type/id -> content hashes
+	fail := func(err error) (*ImportStats, error) {
+		if derr := v.discardStaged(all); derr != nil {
+			err = errors.Join(err, fmt.Errorf("discard staged records: %w (they are removed at the next open)", derr))
+		}
+		return nil, err
+	}
+	rd := fhir.NewReader(r, name)
+	var batch []*staged
+	for {
+		res, err := rd.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fail(err)
+		}
+		st.Resources++
+		s := &staged{res: res, key: v.fhirKey(res), content: v.contentKey(res.Raw)}
+		if v.knownContent(seen, s) {
+			st.Unchanged++
+			continue
+		}
+		batch = append(batch, s)
+		all = append(all, s)
+		if len(batch) == importBatch {
+			if err := v.stage(batch); err != nil {
+				return fail(fmt.Errorf("import %s: %w", name, err))
+			}
+			batch = batch[:0]
+			if progress != nil {
+				progress(st.Resources)
+			}
+		}
+	}
+	if err := v.stage(batch); err != nil {
+		return fail(fmt.Errorf("import %s: %w", name, err))
+	}
+	if progress != nil {
+		progress(st.Resources)
+	}
+	rs := make([]*fhir.Resource, len(all))
+	for i, s := range all {
+		rs[i] = s.res
+	}
+	fhir.Propagate(rs)
+	err := v.db.Update(func(tx *bbolt.Tx) error {
+		idx := tx.Bucket(bucketIndex)
+		for _, s := range all {
+			prev := idx.Get(s.key)
+			s.version = len(prev)/indexEntry + 1
+			m := &Meta{ID: s.id, Title: s.res.Title, Category: s.res.Category, Labels: normLabels(s.res.Labels),
+				Date: s.res.Date, Added: v.now().UTC(), Size: s.size, Source: SourceImport,
+				FHIR:   &FHIRInfo{Type: s.res.Type, ID: s.res.ID, FullURL: s.res.FullURL, Version: s.version, ContentKey: s.content[:]},
+				Status: s.res.Status, ContentDigest: s.digest, Chunks: s.chunks}
+			if err := v.putMeta(tx, m, ledger.ActionImport); err != nil {
+				return err
+			}
+			val := append(bytes.Clone(prev), s.id[:]...)
+			if err := idx.Put(s.key, append(val, s.content[:]...)); err != nil {
+				return err
+			}
+			if err := tx.Bucket(bucketPending).Delete(s.id[:]); err != nil {
+				return err
+			}
+			if s.version == 1 {
+				st.Added++
+			} else {
+				st.Versions++
+			}
+			st.ByCategory[m.Category]++
+			if len(m.Labels) > 0 {
+				st.Labelled++
+			}
+		}
+		return v.ledger.checkpoint(tx)
+	})
+	if err != nil {
+		return fail(fmt.Errorf("import %s: %w", name, err))
+	}
+	return st, nil
+}
+
+// indexEntry is the size of one version in an index value:
+// record ID (16) || keyed content hash (32).
+const indexEntry = 16 + 32
+
+// fhirKey is the index key of a resource: a keyed hash of its type and id
+// (or fullUrl when it has no id), so the index reveals neither.
+func (v *Vault) fhirKey(r *fhir.Resource) []byte {
+	m := hmac.New(sha256.New, v.index)
+	m.Write([]byte("medvault/fhir-key/v1\x00"))
+	m.Write([]byte(r.Type))
+	m.Write([]byte{0})
+	if r.ID != "" {
+		m.Write([]byte(r.ID))
+	} else {
+		m.Write([]byte("fullUrl\x00" + r.FullURL))
+	}
+	return m.Sum(nil)
+}
+
+func (v *Vault) contentKey(raw []byte) (out [32]byte) {
+	m := hmac.New(sha256.New, v.index)
+	m.Write([]byte("medvault/fhir-content/v1\x00"))
+	m.Write(raw)
+	copy(out[:], m.Sum(nil))
+	return out
+}
+
+// knownContent reports whether the vault, or this file earlier, already
+// holds s's type/id with the same content, and remembers s.
+func (v *Vault) knownContent(seen map[string][][32]byte, s *staged) bool {
+	k := string(s.key)
+	for _, c := range seen[k] {
+		if c == s.content {
+			return true
+		}
+	}
+	seen[k] = append(seen[k], s.content)
+	found := false
+	v.db.View(func(tx *bbolt.Tx) error {
+		val := tx.Bucket(bucketIndex).Get(s.key)
+		for i := 0; i+indexEntry <= len(val); i += indexEntry {
+			if bytes.Equal(val[i+16:i+indexEntry], s.content[:]) {
+				found = true
+			}
+		}
+		return nil
+	})
+	return found
+}
+
+// discardStaged deletes the chunks and pending marks of staged records, many
+// per transaction (each resource is small: at most a few chunks).
+func (v *Vault) discardStaged(all []*staged) error {
+	for len(all) > 0 {
+		n := min(len(all), 1024)
+		err := v.db.Update(func(tx *bbolt.Tx) error {
+			cb, pb := tx.Bucket(bucketChunks), tx.Bucket(bucketPending)
+			for _, s := range all[:n] {
+				if s.chunks == 0 {
+					continue
+				}
+				for i := range s.chunks {
+					if err := cb.Delete(chunkKey(s.id, i)); err != nil {
+						return err
+					}
+				}
+				if err := pb.Delete(s.id[:]); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		all = all[n:]
+	}
+	return nil
+}
+
+// stage encrypts a batch of resources (on both cores) and writes their
+// chunks, marked pending, in one transaction.
+func (v *Vault) stage(batch []*staged) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	type result struct {
+		chunks [][]byte
+		err    error
+	}
+	out := make([]result, len(batch))
+	var wg sync.WaitGroup
+	work := make(chan int)
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				out[i].chunks, out[i].err = v.encryptSmall(batch[i])
+			}
+		}()
+	}
+	for i := range batch {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	return v.db.Update(func(tx *bbolt.Tx) error {
+		cb, pb := tx.Bucket(bucketChunks), tx.Bucket(bucketPending)
+		for i, s := range batch {
+			if out[i].err != nil {
+				return out[i].err
+			}
+			s.id = record.NewID()
+			for j, c := range out[i].chunks {
+				if err := cb.Put(chunkKey(s.id, uint32(j)), c); err != nil {
+					return err
+				}
+			}
+			s.chunks = uint32(len(out[i].chunks))
+			if err := pb.Put(s.id[:], []byte("import")); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// encryptSmall encrypts one resource's raw bytes in memory (resources are
+// bounded by the reader's size limit) and cuts the ciphertext into chunks.
+func (v *Vault) encryptSmall(s *staged) ([][]byte, error) {
+	var buf bytes.Buffer
+	w, err := age.Encrypt(&buf, v.id.Recipient())
+	if err != nil {
+		return nil, err
+	}
+	if _, err := w.Write(s.res.Raw); err != nil {
+		return nil, err
+	}
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	s.size = int64(len(s.res.Raw))
+	s.res.Raw = nil
+	ct := buf.Bytes()
+	s.digest = sha256.Sum256(ct)
+	var chunks [][]byte
+	for len(ct) > 0 {
+		n := min(len(ct), chunkSize)
+		chunks = append(chunks, ct[:n])
+		ct = ct[n:]
+	}
+	return chunks, nil
+}
+
+// unindex removes a deleted record from the FHIR index.
+func (v *Vault) unindex(tx *bbolt.Tx, m *Meta) error {
+	if m.FHIR == nil {
+		return nil
+	}
+	key := v.fhirKey(&fhir.Resource{Type: m.FHIR.Type, ID: m.FHIR.ID, FullURL: m.FHIR.FullURL})
+	idx := tx.Bucket(bucketIndex)
+	val := idx.Get(key)
+	var keep []byte
+	for i := 0; i+indexEntry <= len(val); i += indexEntry {
+		if !bytes.Equal(val[i:i+16], m.ID[:]) {
+			keep = append(keep, val[i:i+indexEntry]...)
+		}
+	}
+	if len(keep) == 0 {
+		return idx.Delete(key)
+	}
+	return idx.Put(key, keep)
+}

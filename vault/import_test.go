@@ -1,0 +1,216 @@
+package vault
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/medvault/medvault/vault/fhir"
+	"github.com/medvault/medvault/vault/record"
+)
+
+const sharedFHIR = "../../shared/fhir"
+
+func syntheaFiles(tb testing.TB) []string {
+	files, _ := filepath.Glob(filepath.Join(sharedFHIR, "synthea-r4", "[A-Z]*_*.json"))
+	if len(files) == 0 {
+		tb.Skip("../shared/fhir not present: skipping tests on real Synthea data")
+	}
+	return files
+}
+
+// Every resource of the Synthea bundles round-trips byte for byte through
+// import and export, and importing again adds nothing.
+func TestImportExportRoundTrip(t *testing.T) {
+	files := syntheaFiles(t)
+	v := newTestVault(t)
+	want := map[string][]byte{}
+	total := 0
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs, err := fhir.ReadAll(bytes.NewReader(data), f, fhir.Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rs {
+			want[r.Type+"/"+r.ID] = r.Raw
+		}
+		st, err := v.Import(f, bytes.NewReader(data), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += st.Added
+	}
+	if total != len(want) {
+		t.Fatalf("imported %d records, the files hold %d distinct resources", total, len(want))
+	}
+	for _, f := range files {
+		data, _ := os.ReadFile(f)
+		st, err := v.Import(f, bytes.NewReader(data), nil)
+		if err != nil || st.Added != 0 || st.Versions != 0 {
+			t.Fatalf("re-import of %s: %+v, %v", f, st, err)
+		}
+	}
+	var out bytes.Buffer
+	st, err := v.ExportFHIR(Filter{}, ExportBundle, &out)
+	if err != nil || st.Records != len(want) {
+		t.Fatalf("export: %+v, %v", st, err)
+	}
+	rs, err := fhir.ReadAll(&out, "export.json", fhir.Limits{})
+	if err != nil {
+		t.Fatalf("the exported bundle does not parse: %v", err)
+	}
+	for _, r := range rs {
+		if !bytes.Equal(r.Raw, want[r.Type+"/"+r.ID]) {
+			t.Fatalf("%s/%s did not round-trip byte for byte", r.Type, r.ID)
+		}
+	}
+	if len(rs) != len(want) {
+		t.Fatalf("exported %d resources, want %d", len(rs), len(want))
+	}
+	if rep, err := v.Verify(true); err != nil {
+		t.Fatalf("verify after import: %v %v", err, rep.Problems)
+	}
+}
+
+// The sensitive conditions in the Synthea data come out labelled; ordinary
+// ones do not.
+func TestImportLabelsRealData(t *testing.T) {
+	files := syntheaFiles(t)
+	v := newTestVault(t)
+	for _, f := range files {
+		fh, _ := os.Open(f)
+		if _, err := v.Import(f, fh, nil); err != nil {
+			t.Fatal(err)
+		}
+		fh.Close()
+	}
+	ms, _ := v.List(Filter{Category: record.Problems})
+	has := func(sub string, l record.Label) (found, labelled bool) {
+		for _, m := range ms {
+			if strings.Contains(strings.ToLower(m.Title), sub) {
+				found = true
+				labelled = labelled || m.HasLabel(l)
+			}
+		}
+		return
+	}
+	for _, tc := range []struct {
+		title string
+		label record.Label
+		want  bool
+	}{
+		{"major depression", record.MH, true},
+		{"opioid abuse", record.SUD, true},
+		{"miscarriage", record.SEX, true},
+		{"hypertension", record.MH, false},
+		{"viral sinusitis", record.MH, false},
+	} {
+		found, labelled := has(tc.title, tc.label)
+		if !found {
+			t.Errorf("no %q condition in the data", tc.title)
+		} else if labelled != tc.want {
+			t.Errorf("%q labelled %s = %v, want %v", tc.title, tc.label, labelled, tc.want)
+		}
+	}
+}
+
+const bundleV1 = `{"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"Observation","id":"o1","status":"final","code":{"text":"A1c"},"valueQuantity":{"value":6.1}}}]}`
+const bundleV2 = `{"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"Observation","id":"o1","status":"amended","code":{"text":"A1c"},"valueQuantity":{"value":6.3}}}]}`
+
+// A changed resource with the same id becomes a new version beside the old.
+func TestImportVersions(t *testing.T) {
+	v := newTestVault(t)
+	if st, err := v.Import("a.json", strings.NewReader(bundleV1), nil); err != nil || st.Added != 1 {
+		t.Fatalf("%+v %v", st, err)
+	}
+	st, err := v.Import("b.json", strings.NewReader(bundleV2), nil)
+	if err != nil || st.Versions != 1 || st.Added != 0 {
+		t.Fatalf("changed resource: %+v %v", st, err)
+	}
+	ms, _ := v.List(Filter{})
+	if len(ms) != 2 {
+		t.Fatalf("%d records, want both versions", len(ms))
+	}
+	versions := map[int]bool{}
+	for _, m := range ms {
+		versions[m.FHIR.Version] = true
+	}
+	if !versions[1] || !versions[2] {
+		t.Fatalf("versions %v", versions)
+	}
+	if st, _ := v.Import("b.json", strings.NewReader(bundleV2), nil); st.Unchanged != 1 {
+		t.Fatalf("re-import of v2: %+v", st)
+	}
+	// Removing one version keeps the other findable for dedup.
+	v.Remove(ms[0].ID)
+	if rep, err := v.Verify(true); err != nil {
+		t.Fatalf("verify: %v %v", err, rep.Problems)
+	}
+}
+
+// A file with a bad entry late in it imports nothing at all.
+func TestImportAllOrNothing(t *testing.T) {
+	v := newTestVault(t)
+	var b strings.Builder
+	b.WriteString(`{"resourceType":"Bundle","type":"collection","entry":[`)
+	for i := range 3000 {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		b.WriteString(`{"resource":{"resourceType":"Observation","id":"o` + itoa(i) + `","status":"final","code":{"text":"x"}}}`)
+	}
+	good := b.String() + "]}"
+	for name, bad := range map[string]string{
+		"truncated":   good[:len(good)-100],
+		"no id":       strings.Replace(good, `"id":"o2999",`, "", 1),
+		"bad type":    strings.Replace(good, `"resourceType":"Observation","id":"o2500"`, `"resourceType":"Observatory","id":"o2500"`, 1),
+		"no resource": strings.Replace(good, `{"resource":{"resourceType":"Observation","id":"o2998","status":"final","code":{"text":"x"}}}`, `{"fullUrl":"urn:uuid:x"}`, 1),
+		"not json":    "this is not json",
+	} {
+		_, err := v.Import(name, strings.NewReader(bad), nil)
+		var pe *fhir.ParseError
+		if !errors.As(err, &pe) {
+			t.Errorf("%s: error %v is not a ParseError", name, err)
+		} else if pe.File != name {
+			t.Errorf("%s: error names file %q", name, pe.File)
+		}
+		assertEmpty(t, v)
+	}
+	if st, err := v.Import("good", strings.NewReader(good), nil); err != nil || st.Added != 3000 {
+		t.Fatalf("good file: %+v %v", st, err)
+	}
+}
+
+func itoa(i int) string { b, _ := json.Marshal(i); return string(b) }
+
+// kill -9 during an import leaves nothing visible.
+func TestImportStagedIsInvisible(t *testing.T) {
+	v := newTestVault(t)
+	// Stage a batch as an import does, then "die" before the final commit.
+	s := &staged{res: &fhir.Resource{Raw: []byte(`{"resourceType":"Patient","id":"p"}`), Type: "Patient", ID: "p"}}
+	if err := v.stage([]*staged{s}); err != nil {
+		t.Fatal(err)
+	}
+	if ms, _ := v.List(Filter{}); len(ms) != 0 {
+		t.Fatal("staged record is visible")
+	}
+	v.Close()
+	reopen(t, v)
+	assertEmpty(t, v)
+	v.db.View(func(tx *bbolt.Tx) error {
+		if tx.Bucket(bucketIndex).Stats().KeyN != 0 {
+			t.Error("index entry left by an unfinished import")
+		}
+		return nil
+	})
+}

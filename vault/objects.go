@@ -1,0 +1,178 @@
+package vault
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+
+	"go.etcd.io/bbolt"
+)
+
+// Kind names a collection of small sealed objects kept beside the records:
+// the contact book, grants issued, grants received. The vault does not
+// interpret them; package share defines their content.
+type Kind string
+
+// The kinds of objects a vault keeps.
+const (
+	KindContact Kind = "contacts"
+	KindGrant   Kind = "grants"
+	KindInbox   Kind = "inbox"
+	KindRevoked Kind = "revocations"
+	KindReceipt Kind = "receipts"
+)
+
+var kinds = []Kind{KindContact, KindGrant, KindInbox, KindRevoked, KindReceipt}
+
+const maxObject = 1 << 20
+
+// Object is one stored object: its key (an alias, a grant ID) and value.
+type Object struct {
+	Key   string
+	Value []byte
+}
+
+// objectKey hides the natural key (a contact's alias, say) behind a keyed
+// hash, so bucket keys reveal nothing.
+func (v *Vault) objectKey(kind Kind, key string) []byte {
+	m := hmac.New(sha256.New, v.index)
+	m.Write([]byte("medvault/object/v1\x00"))
+	m.Write([]byte(kind))
+	m.Write([]byte{0})
+	m.Write([]byte(key))
+	return m.Sum(nil)
+}
+
+func (v *Vault) objectAD(kind Kind, bkey []byte) []byte {
+	ad := append([]byte("medvault/object-seal/v1\x00"), kind...)
+	return append(append(ad, 0), bkey...)
+}
+
+func (v *Vault) sealObject(kind Kind, bkey []byte, key string, value []byte) []byte {
+	plain := binary.BigEndian.AppendUint32(nil, uint32(len(key)))
+	plain = append(append(plain, key...), value...)
+	nonce := make([]byte, v.meta.NonceSize())
+	rand.Read(nonce)
+	out := v.meta.Seal(nonce, nonce, plain, v.objectAD(kind, bkey))
+	clear(plain)
+	return out
+}
+
+func (v *Vault) openObject(kind Kind, bkey, sealed []byte) (Object, error) {
+	ns := v.meta.NonceSize()
+	if len(sealed) < ns+v.meta.Overhead() {
+		return Object{}, fmt.Errorf("%w: %s object is truncated", ErrTampered, kind)
+	}
+	plain, err := v.meta.Open(nil, sealed[:ns], sealed[ns:], v.objectAD(kind, bkey))
+	if err != nil || len(plain) < 4 {
+		return Object{}, fmt.Errorf("%w: %s object does not authenticate", ErrTampered, kind)
+	}
+	n := binary.BigEndian.Uint32(plain)
+	if uint64(n) > uint64(len(plain)-4) {
+		return Object{}, fmt.Errorf("%w: %s object is malformed", ErrTampered, kind)
+	}
+	return Object{Key: string(plain[4 : 4+n]), Value: plain[4+n:]}, nil
+}
+
+func objectBucket(tx *bbolt.Tx, kind Kind) (*bbolt.Bucket, error) {
+	b := tx.Bucket([]byte(kind))
+	if b == nil {
+		if !tx.Writable() {
+			return nil, nil
+		}
+		return tx.CreateBucket([]byte(kind))
+	}
+	return b, nil
+}
+
+// PutObject stores value under key, replacing any previous value, and
+// appends ev to the ledger in the same transaction (ev may be nil).
+func (v *Vault) PutObject(kind Kind, key string, value []byte, ev *Event) error {
+	if len(value) > maxObject || len(key) > 1024 {
+		return fmt.Errorf("%s object too large", kind)
+	}
+	return v.db.Update(func(tx *bbolt.Tx) error {
+		b, err := objectBucket(tx, kind)
+		if err != nil {
+			return err
+		}
+		bkey := v.objectKey(kind, key)
+		if err := b.Put(bkey, v.sealObject(kind, bkey, key, value)); err != nil {
+			return err
+		}
+		return v.logEvent(tx, ev)
+	})
+}
+
+// GetObject returns the value stored under key, or ErrNotFound.
+func (v *Vault) GetObject(kind Kind, key string) ([]byte, error) {
+	var out []byte
+	err := v.db.View(func(tx *bbolt.Tx) error {
+		b, _ := objectBucket(tx, kind)
+		bkey := v.objectKey(kind, key)
+		var sealed []byte
+		if b != nil {
+			sealed = b.Get(bkey)
+		}
+		if sealed == nil {
+			return fmt.Errorf("%w: %s %q", ErrNotFound, kindNoun(kind), key)
+		}
+		o, err := v.openObject(kind, bkey, sealed)
+		out = o.Value
+		return err
+	})
+	return out, err
+}
+
+// Objects returns every object of a kind.
+func (v *Vault) Objects(kind Kind) ([]Object, error) {
+	var out []Object
+	err := v.db.View(func(tx *bbolt.Tx) error {
+		b, _ := objectBucket(tx, kind)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, sealed []byte) error {
+			o, err := v.openObject(kind, k, sealed)
+			if err != nil {
+				return err
+			}
+			out = append(out, o)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// DeleteObject removes key and appends ev to the ledger in the same
+// transaction. It returns ErrNotFound when there is nothing to delete.
+func (v *Vault) DeleteObject(kind Kind, key string, ev *Event) error {
+	return v.db.Update(func(tx *bbolt.Tx) error {
+		b, err := objectBucket(tx, kind)
+		if err != nil {
+			return err
+		}
+		bkey := v.objectKey(kind, key)
+		if b.Get(bkey) == nil {
+			return fmt.Errorf("%w: %s %q", ErrNotFound, kindNoun(kind), key)
+		}
+		if err := b.Delete(bkey); err != nil {
+			return err
+		}
+		return v.logEvent(tx, ev)
+	})
+}
+
+func kindNoun(k Kind) string {
+	switch k {
+	case KindContact:
+		return "contact"
+	case KindGrant, KindInbox:
+		return "grant"
+	case KindRevoked:
+		return "revocation"
+	}
+	return string(k)
+}

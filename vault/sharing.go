@@ -1,0 +1,279 @@
+package vault
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+
+	"filippo.io/age"
+	"go.etcd.io/bbolt"
+
+	"github.com/medvault/medvault/ledger"
+	"github.com/medvault/medvault/vault/identity"
+	"github.com/medvault/medvault/vault/record"
+)
+
+// This file holds what the sharing protocol (package share) needs from a
+// vault: on the patient's side, deciding a provider's request and logging it
+// atomically, and streaming admitted records re-encrypted to the provider;
+// on the provider's side, storing the ciphertext received as it is.
+
+var bucketNonces = []byte("nonces") // grant ID || request nonce -> unused
+
+// Receipt proves to a provider that its request was logged: the patient's
+// signed checkpoint, the ledger leaf (salt and entry) of the request and an
+// inclusion proof of that leaf in the checkpoint's tree.
+type Receipt struct {
+	Checkpoint []byte // signed note, verbatim
+	Index      int64
+	Leaf       []byte // ledger.Leaf binary
+	Proof      []byte // ledger.Proof binary
+}
+
+// Admission records that a request was decided and logged. Only records it
+// admits can be streamed to the requester (Vault.StreamTo).
+type Admission struct {
+	Allowed []record.ID
+	Receipt Receipt
+	allowed map[record.ID]bool
+}
+
+// AdmitState is the vault as a decision sees it, inside the transaction
+// that will log the decision.
+type AdmitState struct {
+	v  *Vault
+	tx *bbolt.Tx
+}
+
+// Object returns a stored object, or ErrNotFound.
+func (s *AdmitState) Object(kind Kind, key string) ([]byte, error) {
+	b, _ := objectBucket(s.tx, kind)
+	bkey := s.v.objectKey(kind, key)
+	var sealed []byte
+	if b != nil {
+		sealed = b.Get(bkey)
+	}
+	if sealed == nil {
+		return nil, fmt.Errorf("%w: %s %q", ErrNotFound, kindNoun(kind), key)
+	}
+	o, err := s.v.openObject(kind, bkey, sealed)
+	return o.Value, err
+}
+
+// Revoked reports whether a revocation is stored for grant.
+func (s *AdmitState) Revoked(grant [32]byte) (bool, error) {
+	_, err := s.Object(KindRevoked, hex.EncodeToString(grant[:]))
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// NonceSeen reports whether a request nonce was already used under grant.
+func (s *AdmitState) NonceSeen(grant [32]byte, nonce [16]byte) bool {
+	b := s.tx.Bucket(bucketNonces)
+	return b != nil && b.Get(append(grant[:], nonce[:]...)) != nil
+}
+
+// Record returns the metadata of one of the owner's own records.
+func (s *AdmitState) Record(id record.ID) (*Meta, bool, error) {
+	sealed := s.tx.Bucket(bucketRecords).Get(id[:])
+	if sealed == nil {
+		return nil, false, nil
+	}
+	m, err := s.v.openMeta(id, sealed)
+	if err != nil || !m.From.IsZero() {
+		return nil, false, err
+	}
+	return m, true, nil
+}
+
+// Records returns the metadata of all the owner's own records.
+func (s *AdmitState) Records() ([]*Meta, error) {
+	var out []*Meta
+	err := s.tx.Bucket(bucketRecords).ForEach(func(k, sealed []byte) error {
+		m, err := s.v.openMeta(record.ID(k), sealed)
+		if err != nil {
+			return err
+		}
+		if m.From.IsZero() {
+			out = append(out, m)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Decision is what a decide function returns to Admit.
+type Decision struct {
+	Event   Event       // the ledger entry: Serve (allowed) or a denial
+	Allowed []record.ID // records the requester may now fetch
+	// Grant and Nonce, when Nonce is set, are remembered so the same
+	// request cannot be admitted twice.
+	Grant [32]byte
+	Nonce *[16]byte
+}
+
+// Admit decides a provider's request and logs the decision in one write
+// transaction: decide looks at the vault through st; the event it returns is
+// appended to the ledger, the request nonce remembered, a checkpoint signed
+// and a receipt built. Two copies of one request therefore cannot both be
+// admitted, and nothing is admitted without its ledger entry.
+func (v *Vault) Admit(decide func(st *AdmitState) (Decision, error)) (*Admission, error) {
+	var adm *Admission
+	err := v.db.Update(func(tx *bbolt.Tx) error {
+		d, err := decide(&AdmitState{v: v, tx: tx})
+		if err != nil {
+			return err
+		}
+		if d.Nonce != nil {
+			nb, err := tx.CreateBucketIfNotExists(bucketNonces)
+			if err != nil {
+				return err
+			}
+			if err := nb.Put(append(d.Grant[:], d.Nonce[:]...), []byte{1}); err != nil {
+				return err
+			}
+		}
+		if err := v.logAppend(tx, d.Event); err != nil {
+			return err
+		}
+		cp, err := v.ledger.log.Checkpoint(tx)
+		if err != nil {
+			return err
+		}
+		index := cp.Size - 1
+		leaf, err := v.ledger.log.Leaf(tx, index)
+		if err != nil {
+			return err
+		}
+		lb, err := leaf.MarshalBinary()
+		if err != nil {
+			return err
+		}
+		proof, err := v.ledger.log.InclusionProof(tx, index, cp.Size)
+		if err != nil {
+			return err
+		}
+		pb, err := proof.MarshalBinary()
+		if err != nil {
+			return err
+		}
+		adm = &Admission{Allowed: d.Allowed, allowed: map[record.ID]bool{},
+			Receipt: Receipt{Checkpoint: bytes.Clone(cp.Note), Index: index, Leaf: lb, Proof: pb}}
+		for _, id := range d.Allowed {
+			adm.allowed[id] = true
+		}
+		return nil
+	})
+	return adm, err
+}
+
+// StreamTo decrypts an admitted record and writes it, encrypted to to (the
+// provider's age recipient), to w. It reads the vault one chunk per short
+// transaction, so a slow network peer never holds a long transaction open.
+func (v *Vault) StreamTo(adm *Admission, id record.ID, to age.Recipient, w io.Writer) (*Meta, error) {
+	if adm == nil || !adm.allowed[id] {
+		return nil, fmt.Errorf("record %s was not admitted for this request", id)
+	}
+	m, err := v.Show(id)
+	if err != nil {
+		return nil, err
+	}
+	enc, err := age.Encrypt(w, to)
+	if err != nil {
+		return nil, err
+	}
+	dec, err := age.Decrypt(&shortTxReader{v: v, id: id, want: m.Chunks}, v.id.AgeIdentity())
+	if err != nil {
+		return nil, fmt.Errorf("%w: record %s: %v", ErrDecrypt, id, err)
+	}
+	if _, err := io.Copy(enc, dec); err != nil {
+		return nil, err
+	}
+	return m, enc.Close()
+}
+
+// shortTxReader reads a record's chunks, each in its own read transaction.
+type shortTxReader struct {
+	v    *Vault
+	id   record.ID
+	next uint32
+	want uint32
+	cur  []byte
+}
+
+func (r *shortTxReader) Read(p []byte) (int, error) {
+	for len(r.cur) == 0 {
+		if r.next == r.want {
+			return 0, io.EOF
+		}
+		err := r.v.db.View(func(tx *bbolt.Tx) error {
+			c := tx.Bucket(bucketChunks).Get(chunkKey(r.id, r.next))
+			if c == nil {
+				return fmt.Errorf("%w: record %s: chunk %d is missing", ErrTampered, r.id, r.next)
+			}
+			r.cur = append(r.cur[:0], c...)
+			return nil
+		})
+		if err != nil {
+			return 0, err
+		}
+		r.next++
+	}
+	n := copy(p, r.cur)
+	r.cur = r.cur[n:]
+	return n, nil
+}
+
+// Received describes a record shared with the owner (a provider).
+type Received struct {
+	From     identity.ID // the patient
+	Grant    [32]byte
+	SourceID record.ID // the record's ID in the patient's vault
+	Size     int64     // plaintext size, as the patient stated it
+	Status   string
+}
+
+// AddCiphertext stores a record received from a patient: r is an age file
+// already encrypted to the owner, stored as it is. Like Add, the record
+// appears with its ledger entry (Receive) only once complete.
+func (v *Vault) AddCiphertext(r io.Reader, n NewRecord, rc Received) (*Meta, error) {
+	if err := n.validate(); err != nil {
+		return nil, err
+	}
+	n.Source = SourceFetch
+	id := record.NewID()
+	if err := v.db.Update(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketPending).Put(id[:], []byte("fetch"))
+	}); err != nil {
+		return nil, err
+	}
+	m, err := v.storeStream(id, r, n, nil, ledger.ActionReceive, func(m *Meta) {
+		m.From, m.Grant, m.SourceID, m.Size, m.Status = rc.From, rc.Grant[:], rc.SourceID, rc.Size, rc.Status
+	})
+	if err != nil {
+		if cerr := v.deleteChunks(id, true); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+		return nil, err
+	}
+	return m, nil
+}
+
+// ReceivedFrom returns the patient record IDs already stored from patient.
+func (v *Vault) ReceivedFrom(patient identity.ID) (map[record.ID]bool, error) {
+	ms, err := v.List(Filter{})
+	if err != nil {
+		return nil, err
+	}
+	out := map[record.ID]bool{}
+	for _, m := range ms {
+		if m.From == patient {
+			out[m.SourceID] = true
+		}
+	}
+	return out, nil
+}

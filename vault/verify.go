@@ -1,0 +1,254 @@
+package vault
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/medvault/medvault/ledger"
+	"github.com/medvault/medvault/vault/fhir"
+	"github.com/medvault/medvault/vault/record"
+)
+
+// Problem is one integrity failure found by Verify.
+type Problem struct {
+	What   string    // "ledger", "record", "metadata", "content", "chunk", "vault"
+	Record record.ID // zero when not about one record
+	Detail string
+}
+
+func (p Problem) String() string {
+	if p.Record != (record.ID{}) {
+		return fmt.Sprintf("%s %s: %s", p.What, p.Record, p.Detail)
+	}
+	return fmt.Sprintf("%s: %s", p.What, p.Detail)
+}
+
+// VerifyReport is the outcome of Verify.
+type VerifyReport struct {
+	Ledger         *ledger.Report // nil if the ledger itself failed
+	Records        int            // records whose metadata was checked against the ledger
+	ContentChecked int            // records whose ciphertext was re-hashed
+	Bytes          int64          // ciphertext bytes re-hashed
+	Problems       []Problem
+}
+
+// Verify checks the vault's integrity: the ledger (its tree, entries,
+// checkpoint signatures and their consistency; see ledger.Log.Verify), and
+// that every record's sealed metadata and ciphertext are exactly what the
+// ledger's latest entry for that record committed to, that no record
+// exists without an entry and no entry's record is missing, and that no
+// stray chunk is stored.
+//
+// With full false it is incremental: the ledger checks only entries added
+// since the last successful verify, and only the records those entries
+// touch are checked. full checks everything. A successful verify advances
+// the verified-through marker; a failed one changes nothing.
+//
+// The returned error wraps ErrTampered when problems were found; the report
+// lists each one.
+func (v *Vault) Verify(full bool) (*VerifyReport, error) {
+	rep := &VerifyReport{}
+	errProblems := errors.New("problems found")
+	err := v.db.Update(func(tx *bbolt.Tx) error {
+		lr, err := v.ledger.log.Verify(tx, full)
+		if err != nil {
+			rep.Problems = append(rep.Problems, Problem{What: "ledger", Detail: err.Error()})
+			return errProblems
+		}
+		rep.Ledger = lr
+		v.verifyRecords(tx, lr, full, rep)
+		if len(rep.Problems) > 0 {
+			return errProblems // roll back the verified-through marker
+		}
+		return nil
+	})
+	if errors.Is(err, errProblems) {
+		return rep, fmt.Errorf("%w: %d problem(s) found", ErrTampered, len(rep.Problems))
+	}
+	return rep, err
+}
+
+type lastEntry struct {
+	index  int64
+	action ledger.Action
+	commit ledger.Hash
+}
+
+func (v *Vault) verifyRecords(tx *bbolt.Tx, lr *ledger.Report, full bool, rep *VerifyReport) {
+	from := lr.From
+	if full {
+		from = 0
+	}
+	last := map[record.ID]lastEntry{}
+	err := v.ledger.log.Scan(tx, from, func(i int64, e *ledger.Entry) error {
+		switch e.Action {
+		case ledger.ActionAdd, ledger.ActionImport, ledger.ActionLabel, ledger.ActionRemove, ledger.ActionReceive:
+			for _, s := range e.Subjects {
+				if len(s) == 16 {
+					last[record.ID(s)] = lastEntry{i, e.Action, e.Commit}
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		rep.Problems = append(rep.Problems, Problem{What: "ledger", Detail: err.Error()})
+		return
+	}
+	if full {
+		v.checkVaultID(tx, rep)
+	}
+	recs := tx.Bucket(bucketRecords)
+	index := map[string][]byte{} // expected index, rebuilt from metadata (full only)
+	check := func(id record.ID, sealed []byte) {
+		rep.Records++
+		le, ok := last[id]
+		switch {
+		case !ok:
+			rep.Problems = append(rep.Problems, Problem{"record", id, "stored, but no ledger entry added it (inserted outside medvault)"})
+			return
+		case le.action == ledger.ActionRemove:
+			rep.Problems = append(rep.Problems, Problem{"record", id, fmt.Sprintf("stored, but ledger entry %d removed it", le.index)})
+			return
+		}
+		m, err := v.openMeta(id, sealed)
+		if err != nil {
+			rep.Problems = append(rep.Problems, Problem{"metadata", id, "does not authenticate (changed or damaged)"})
+			return
+		}
+		if recordCommit(id, sealed, m.ContentDigest) != le.commit {
+			rep.Problems = append(rep.Problems, Problem{"metadata", id, fmt.Sprintf("differs from what ledger entry %d committed to", le.index)})
+			return
+		}
+		if m.FHIR != nil && full {
+			k := string(v.fhirKey(&fhir.Resource{Type: m.FHIR.Type, ID: m.FHIR.ID, FullURL: m.FHIR.FullURL}))
+			index[k] = append(append(index[k], id[:]...), m.FHIR.ContentKey...)
+		}
+		cr := newChunkReader(tx, id, m.Chunks, sha256.New())
+		n, err := io.Copy(io.Discard, cr)
+		rep.Bytes += n
+		rep.ContentChecked++
+		if err == nil {
+			err = cr.check(m.ContentDigest)
+		}
+		if err != nil {
+			rep.Problems = append(rep.Problems, Problem{"content", id, "ciphertext differs from what the ledger committed to"})
+		}
+	}
+	if full {
+		seen := map[record.ID]bool{}
+		recs.ForEach(func(k, sealed []byte) error {
+			if len(k) != 16 {
+				rep.Problems = append(rep.Problems, Problem{What: "vault", Detail: fmt.Sprintf("malformed record key %x", k)})
+				return nil
+			}
+			seen[record.ID(k)] = true
+			check(record.ID(k), sealed)
+			return nil
+		})
+		for id, le := range sortedEntries(last) {
+			if le.action != ledger.ActionRemove && !seen[id] {
+				rep.Problems = append(rep.Problems, Problem{"record", id, fmt.Sprintf("added by ledger entry %d but missing from the vault", le.index)})
+			}
+		}
+		v.checkStrayChunks(tx, rep)
+		v.checkIndex(tx, index, rep)
+		return
+	}
+	for id, le := range sortedEntries(last) {
+		sealed := recs.Get(id[:])
+		switch {
+		case sealed == nil && le.action != ledger.ActionRemove:
+			rep.Problems = append(rep.Problems, Problem{"record", id, fmt.Sprintf("added by ledger entry %d but missing from the vault", le.index)})
+		case sealed != nil:
+			check(id, sealed)
+		}
+	}
+}
+
+// checkStrayChunks reports chunks that belong to no record and to no
+// unfinished add.
+func (v *Vault) checkStrayChunks(tx *bbolt.Tx, rep *VerifyReport) {
+	recs, pend := tx.Bucket(bucketRecords), tx.Bucket(bucketPending)
+	c := tx.Bucket(bucketChunks).Cursor()
+	for k, _ := c.First(); k != nil; {
+		if len(k) != 20 {
+			rep.Problems = append(rep.Problems, Problem{What: "chunk", Detail: fmt.Sprintf("malformed chunk key %x", k)})
+			k, _ = c.Next()
+			continue
+		}
+		id := record.ID(k[:16])
+		if recs.Get(id[:]) == nil && pend.Get(id[:]) == nil {
+			rep.Problems = append(rep.Problems, Problem{"chunk", id, "stored for no record (inserted outside medvault)"})
+		}
+		// Skip to the next record's chunks.
+		next := append(bytes.Clone(id[:]), 0xff, 0xff, 0xff, 0xff)
+		k, _ = c.Seek(next)
+		if k != nil && bytes.Equal(k, next) {
+			k, _ = c.Next()
+		}
+	}
+}
+
+// sortedEntries iterates m in record ID order, so reports are stable.
+func sortedEntries(m map[record.ID]lastEntry) func(func(record.ID, lastEntry) bool) {
+	return func(yield func(record.ID, lastEntry) bool) {
+		ids := make([]record.ID, 0, len(m))
+		for id := range m {
+			ids = append(ids, id)
+		}
+		slices.SortFunc(ids, func(a, b record.ID) int { return bytes.Compare(a[:], b[:]) })
+		for _, id := range ids {
+			if !yield(id, m[id]) {
+				return
+			}
+		}
+	}
+}
+
+// checkVaultID compares the stored vault ID with the one the ledger's first
+// entry committed to (grants name the vault by this ID).
+func (v *Vault) checkVaultID(tx *bbolt.Tx, rep *VerifyReport) {
+	e, err := v.ledger.log.Entry(tx, 0)
+	if err != nil || e.Action != ledger.ActionInit || len(e.Subjects) != 1 {
+		rep.Problems = append(rep.Problems, Problem{What: "ledger", Detail: "the first entry is not the vault's creation"})
+		return
+	}
+	if !bytes.Equal(e.Subjects[0], tx.Bucket(bucketMeta).Get(keyVaultID)) {
+		rep.Problems = append(rep.Problems, Problem{What: "vault", Detail: "the vault ID differs from the one recorded at creation"})
+	}
+}
+
+// checkIndex compares the FHIR de-duplication index with the one rebuilt
+// from the records' metadata. The order of versions within a value is the
+// order they were imported, so values are compared as sets of entries.
+func (v *Vault) checkIndex(tx *bbolt.Tx, want map[string][]byte, rep *VerifyReport) {
+	norm := func(b []byte) string {
+		var es []string
+		for i := 0; i+indexEntry <= len(b); i += indexEntry {
+			es = append(es, string(b[i:i+indexEntry]))
+		}
+		if len(b)%indexEntry != 0 {
+			es = append(es, "malformed")
+		}
+		slices.Sort(es)
+		return fmt.Sprint(es)
+	}
+	got := 0
+	tx.Bucket(bucketIndex).ForEach(func(k, val []byte) error {
+		got++
+		if w, ok := want[string(k)]; !ok || norm(w) != norm(val) {
+			rep.Problems = append(rep.Problems, Problem{What: "vault", Detail: fmt.Sprintf("FHIR index entry %x does not match the records", k[:8])})
+		}
+		return nil
+	})
+	if got != len(want) {
+		rep.Problems = append(rep.Problems, Problem{What: "vault", Detail: fmt.Sprintf("FHIR index has %d entries, the records need %d", got, len(want))})
+	}
+}
