@@ -1,0 +1,540 @@
+package share
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"filippo.io/age"
+
+	"github.com/medvault/medvault/ledger"
+	"github.com/medvault/medvault/vault"
+	"github.com/medvault/medvault/vault/identity"
+	"github.com/medvault/medvault/vault/record"
+)
+
+// Framer is a stream of typed, length-prefixed frames with a size limit on
+// every read: a p2p.Stream over libp2p, or any io.ReadWriter wrapped by
+// p2p/frame in tests.
+type Framer interface {
+	ReadFrame(limit int) (typ byte, payload []byte, err error)
+	WriteFrame(typ byte, payload []byte) error
+}
+
+// Frame types of the share protocol (/medvault/share/1.0.0). See
+// p2p/PROTOCOL.md, "Messages".
+const (
+	frameRequest  = 'Q' // provider: a signed Request
+	frameHave     = 'H' // provider: patient record IDs it already holds (16 bytes each)
+	frameReceipt  = 'T' // patient: the receipt of the logged decision
+	frameDenied   = 'D' // patient: the request was refused; payload is the reason code
+	frameMeta     = 'M' // patient: metadata of the next record (JSON)
+	frameChunk    = 'C' // patient: a piece of the record's age ciphertext
+	frameEnd      = 'E' // patient: end of the record; SHA-256 of its ciphertext
+	frameDone     = 'Z' // patient: end of the response; uint32 count of records sent
+	maxRequest    = 64 << 10
+	maxHave       = 16 << 16 // 65,536 record IDs
+	maxMeta       = 64 << 10
+	maxChunkFrame = 1 << 20
+	maxReceipt    = 64 << 10
+)
+
+// ErrProtocol reports a peer that broke the protocol.
+var ErrProtocol = errors.New("share protocol violation")
+
+// sharedMeta is the metadata the patient's node sends with each record.
+type sharedMeta struct {
+	ID       string   `json:"id"`
+	Title    string   `json:"title"`
+	Category string   `json:"category"`
+	Labels   []string `json:"labels,omitempty"`
+	Date     string   `json:"date,omitempty"`
+	Size     int64    `json:"size"`
+	Status   string   `json:"status,omitempty"`
+	FileName string   `json:"file,omitempty"`
+	FHIR     *struct {
+		Type    string `json:"type"`
+		ID      string `json:"id"`
+		FullURL string `json:"full_url,omitempty"`
+		Version int    `json:"version"`
+	} `json:"fhir,omitempty"`
+}
+
+// ServeConn answers one request on c from remote, the peer the connection
+// authenticated. Every request, allowed or not, becomes one ledger entry
+// with the provider's signed request, written before any record is read;
+// the provider first gets the receipt of that entry, then either the reason
+// of a refusal or the admitted records, encrypted to its age recipient,
+// skipping those it says it already holds.
+func ServeConn(v *vault.Vault, c Framer, remote identity.ID, now time.Time) error {
+	typ, p, err := c.ReadFrame(maxRequest)
+	if err != nil {
+		return fmt.Errorf("read request: %w", err)
+	}
+	if typ != frameRequest {
+		return fmt.Errorf("%w: expected a request frame", ErrProtocol)
+	}
+	req, reqErr := DecodeRequest(p)
+	rawReq := bytes.Clone(p)
+	typ, p, err = c.ReadFrame(maxHave)
+	if err != nil {
+		return fmt.Errorf("read request: %w", err)
+	}
+	if typ != frameHave || len(p)%16 != 0 {
+		return fmt.Errorf("%w: expected a have frame", ErrProtocol)
+	}
+	have := map[record.ID]bool{}
+	for i := 0; i < len(p); i += 16 {
+		have[record.ID(p[i:i+16])] = true
+	}
+	var reason Reason
+	var g *Grant
+	adm, err := v.Admit(func(st *vault.AdmitState) (vault.Decision, error) {
+		ev := vault.Event{Action: ledger.ActionServe, Actor: remote, Request: rawReq}
+		if len(rawReq) > ledger.MaxRequestLen {
+			ev.Request = nil
+		}
+		deny := func(r Reason) (vault.Decision, error) {
+			reason = r
+			ev.Outcome, ev.Reason = ledger.OutcomeDenied, string(r)
+			return vault.Decision{Event: ev}, nil
+		}
+		if reqErr != nil {
+			if errors.Is(reqErr, ErrBadSignature) {
+				return deny(ReasonBadRequestSignature)
+			}
+			return deny(ReasonMalformed)
+		}
+		gid := req.Grant()
+		ev.Grant = gid[:]
+		gb, err := st.Object(vault.KindGrant, gid.String())
+		if errors.Is(err, vault.ErrNotFound) {
+			return deny(ReasonNotFound)
+		} else if err != nil {
+			return vault.Decision{}, err
+		}
+		if g, err = DecodeGrant(gb); err != nil {
+			return vault.Decision{}, err
+		}
+		ev.Purpose = string(g.Purpose())
+		d := Decide(g, req, remote, now, admitState(v, st))
+		out := vault.Decision{Grant: gid}
+		if d.Authenticated {
+			n := [16]byte(req.Nonce())
+			out.Nonce = &n
+		}
+		if !d.Allowed {
+			reason = d.Reason
+			ev.Outcome, ev.Reason = ledger.OutcomeDenied, string(d.Reason)
+			out.Event = ev
+			return out, nil
+		}
+		reason = ReasonAllowed
+		for _, id := range d.Items {
+			ev.Subjects = append(ev.Subjects, bytes.Clone(id[:]))
+		}
+		ev.Outcome = ledger.OutcomeOK
+		out.Event, out.Allowed = ev, d.Items
+		return out, nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := c.WriteFrame(frameReceipt, encodeReceipt(&adm.Receipt)); err != nil {
+		return err
+	}
+	if reason != ReasonAllowed {
+		// Out-of-scope, not-found and label-excluded are not told apart
+		// to the provider: that would reveal records outside the grant.
+		switch reason {
+		case ReasonNotFound, ReasonLabelExcluded:
+			reason = ReasonOutOfScope
+		}
+		return c.WriteFrame(frameDenied, []byte(reason))
+	}
+	rcpt, err := recipientOf(v, remote)
+	if err != nil {
+		c.WriteFrame(frameDenied, []byte(ReasonUnavailable))
+		return err
+	}
+	sent := uint32(0)
+	for _, id := range adm.Allowed {
+		if have[id] {
+			continue
+		}
+		if err := sendRecord(v, c, adm, id, rcpt); err != nil {
+			return fmt.Errorf("send record %s: %w", id, err)
+		}
+		sent++
+	}
+	return c.WriteFrame(frameDone, binary.BigEndian.AppendUint32(nil, sent))
+}
+
+// admitState adapts the vault's admission view to the decision's State.
+func admitState(v *vault.Vault, st *vault.AdmitState) State {
+	info := func(m *vault.Meta) RecordInfo {
+		return RecordInfo{ID: m.ID, Category: m.Category, Labels: m.Labels, Active: m.Active()}
+	}
+	return State{
+		Owner: v.Owner().ID(),
+		Vault: VaultID(v.VaultID()),
+		Revoked: func(id GrantID) (bool, error) {
+			return st.Revoked(id)
+		},
+		NonceSeen: func(id GrantID, n Nonce) (bool, error) {
+			return st.NonceSeen(id, n), nil
+		},
+		Lookup: func(id record.ID) (RecordInfo, bool, error) {
+			m, ok, err := st.Record(id)
+			if !ok || err != nil {
+				return RecordInfo{}, ok, err
+			}
+			return info(m), true, nil
+		},
+		All: func() ([]RecordInfo, error) {
+			ms, err := st.Records()
+			out := make([]RecordInfo, len(ms))
+			for i, m := range ms {
+				out[i] = info(m)
+			}
+			return out, err
+		},
+	}
+}
+
+// recipientOf finds the age recipient of a contact by ID.
+func recipientOf(v *vault.Vault, id identity.ID) (age.Recipient, error) {
+	b, err := LoadBook(v)
+	if err != nil {
+		return nil, err
+	}
+	_, c, ok := b.Find(id)
+	if !ok {
+		return nil, fmt.Errorf("no contact card for %s: cannot encrypt to them", id)
+	}
+	return age.ParseX25519Recipient(c.Recipient().String())
+}
+
+// chunkFramer turns a byte stream into chunk frames of up to 256 KiB and
+// hashes what it sends.
+type chunkFramer struct {
+	c   Framer
+	buf []byte
+	h   interface {
+		io.Writer
+		Sum([]byte) []byte
+	}
+}
+
+func (f *chunkFramer) Write(p []byte) (int, error) {
+	n := len(p)
+	f.h.Write(p)
+	for len(p) > 0 {
+		k := min(len(p), cap(f.buf)-len(f.buf))
+		f.buf = append(f.buf, p[:k]...)
+		p = p[k:]
+		if len(f.buf) == cap(f.buf) {
+			if err := f.flush(); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return n, nil
+}
+
+func (f *chunkFramer) flush() error {
+	if len(f.buf) == 0 {
+		return nil
+	}
+	err := f.c.WriteFrame(frameChunk, f.buf)
+	f.buf = f.buf[:0]
+	return err
+}
+
+func sendRecord(v *vault.Vault, c Framer, adm *vault.Admission, id record.ID, to age.Recipient) error {
+	m, err := v.Show(id)
+	if err != nil {
+		return err
+	}
+	sm := sharedMeta{ID: id.String(), Title: m.Title, Category: string(m.Category), Size: m.Size, Status: m.Status, FileName: m.FileName}
+	for _, l := range m.Labels {
+		sm.Labels = append(sm.Labels, string(l))
+	}
+	if !m.Date.IsZero() {
+		sm.Date = m.Date.UTC().Format(time.RFC3339)
+	}
+	if m.FHIR != nil {
+		sm.FHIR = &struct {
+			Type    string `json:"type"`
+			ID      string `json:"id"`
+			FullURL string `json:"full_url,omitempty"`
+			Version int    `json:"version"`
+		}{m.FHIR.Type, m.FHIR.ID, m.FHIR.FullURL, m.FHIR.Version}
+	}
+	mb, err := json.Marshal(sm)
+	if err != nil {
+		return err
+	}
+	if err := c.WriteFrame(frameMeta, mb); err != nil {
+		return err
+	}
+	cf := &chunkFramer{c: c, buf: make([]byte, 0, 256<<10), h: sha256.New()}
+	if _, err := v.StreamTo(adm, id, to, cf); err != nil {
+		return err
+	}
+	if err := cf.flush(); err != nil {
+		return err
+	}
+	return c.WriteFrame(frameEnd, cf.h.Sum(nil))
+}
+
+func encodeReceipt(r *vault.Receipt) []byte {
+	var b []byte
+	b = binary.BigEndian.AppendUint32(b, uint32(len(r.Checkpoint)))
+	b = append(b, r.Checkpoint...)
+	b = binary.BigEndian.AppendUint64(b, uint64(r.Index))
+	b = binary.BigEndian.AppendUint32(b, uint32(len(r.Leaf)))
+	b = append(b, r.Leaf...)
+	return append(b, r.Proof...)
+}
+
+// DecodeReceipt parses a receipt's wire form (see p2p/PROTOCOL.md).
+func DecodeReceipt(b []byte) (*vault.Receipt, error) {
+	r := &vault.Receipt{}
+	take := func(n int) ([]byte, bool) {
+		if n < 0 || len(b) < n {
+			return nil, false
+		}
+		out := b[:n]
+		b = b[n:]
+		return out, true
+	}
+	l, ok := take(4)
+	if !ok {
+		return nil, fmt.Errorf("%w: receipt truncated", ErrMalformed)
+	}
+	cp, ok := take(int(binary.BigEndian.Uint32(l)))
+	if !ok {
+		return nil, fmt.Errorf("%w: receipt truncated", ErrMalformed)
+	}
+	ix, ok := take(8)
+	if !ok {
+		return nil, fmt.Errorf("%w: receipt truncated", ErrMalformed)
+	}
+	l, ok = take(4)
+	if !ok {
+		return nil, fmt.Errorf("%w: receipt truncated", ErrMalformed)
+	}
+	leaf, ok := take(int(binary.BigEndian.Uint32(l)))
+	if !ok || int64(binary.BigEndian.Uint64(ix)) < 0 {
+		return nil, fmt.Errorf("%w: receipt truncated", ErrMalformed)
+	}
+	r.Checkpoint, r.Index, r.Leaf, r.Proof = bytes.Clone(cp), int64(binary.BigEndian.Uint64(ix)), bytes.Clone(leaf), bytes.Clone(b)
+	return r, nil
+}
+
+// VerifyReceipt checks a receipt against the grant and the request it
+// answers: the checkpoint is signed by the grant's issuer, the leaf is
+// included in it, and the logged entry names this requester, this grant
+// and exactly this request. It returns the logged entry.
+func VerifyReceipt(r *vault.Receipt, g *Grant, req *Request) (*ledger.Entry, *ledger.Checkpoint, error) {
+	issuer := g.Issuer()
+	vf, err := ledger.NewVerifier("medvault.ledger/"+issuer.String(), issuer.PublicKey())
+	if err != nil {
+		return nil, nil, err
+	}
+	cp, err := ledger.ParseCheckpoint(r.Checkpoint, vf)
+	if err != nil {
+		return nil, nil, fmt.Errorf("receipt checkpoint: %w", err)
+	}
+	var leaf ledger.Leaf
+	if err := leaf.UnmarshalBinary(r.Leaf); err != nil {
+		return nil, nil, fmt.Errorf("receipt leaf: %w", err)
+	}
+	var proof ledger.Proof
+	if err := proof.UnmarshalBinary(r.Proof); err != nil {
+		return nil, nil, fmt.Errorf("receipt proof: %w", err)
+	}
+	h, err := leaf.Hash()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := ledger.VerifyInclusion(cp, r.Index, h, proof); err != nil {
+		return nil, nil, fmt.Errorf("receipt: %w", err)
+	}
+	e := &leaf.Entry
+	gid := g.ID()
+	me := req.Requester()
+	if !bytes.Equal(e.Actor, me.Bytes()) || !bytes.Equal(e.Grant, gid[:]) || !bytes.Equal(e.Request, req.Bytes()) {
+		return nil, nil, fmt.Errorf("%w: the receipt logs another request", ErrMalformed)
+	}
+	return e, cp, nil
+}
+
+// FetchResult says what a fetch did.
+type FetchResult struct {
+	Records int   // records received and stored
+	Bytes   int64 // ciphertext bytes received
+	Entry   *ledger.Entry
+	Index   int64 // the request's index in the patient's ledger
+}
+
+// FetchConn sends a signed request for every record in g's scope (minus
+// those already held) on c and stores what arrives in v, the provider's
+// vault, as it is: encrypted to the provider. It verifies the receipt before
+// storing anything and stores it in the vault. A refusal returns an error
+// wrapping the reason's sentinel (ErrRevoked, ErrExpired, ...). Records
+// completed before a cut connection are kept; fetching again resumes with
+// the ones missing.
+func FetchConn(v *vault.Vault, c Framer, g *Grant, now time.Time, progress func(records int, bytes int64)) (*FetchResult, error) {
+	req, err := NewRequest(v.Owner(), RequestParams{Grant: g.ID(), All: true}, now)
+	if err != nil {
+		return nil, err
+	}
+	held, err := v.ReceivedFrom(g.Issuer())
+	if err != nil {
+		return nil, err
+	}
+	var have []byte
+	for id := range held {
+		have = append(have, id[:]...)
+	}
+	if len(have) > maxHave {
+		have = have[:maxHave]
+	}
+	if err := c.WriteFrame(frameRequest, req.Bytes()); err != nil {
+		return nil, err
+	}
+	if err := c.WriteFrame(frameHave, have); err != nil {
+		return nil, err
+	}
+	typ, p, err := c.ReadFrame(maxReceipt)
+	if err != nil {
+		return nil, fmt.Errorf("read receipt: %w", err)
+	}
+	if typ != frameReceipt {
+		return nil, fmt.Errorf("%w: expected a receipt", ErrProtocol)
+	}
+	rc, err := DecodeReceipt(p)
+	if err != nil {
+		return nil, err
+	}
+	entry, _, err := VerifyReceipt(rc, g, req)
+	if err != nil {
+		return nil, err
+	}
+	gid := g.ID()
+	if err := v.PutObject(vault.KindReceipt, fmt.Sprintf("%s/%020d", gid, rc.Index), p, nil); err != nil {
+		return nil, err
+	}
+	res := &FetchResult{Entry: entry, Index: rc.Index}
+	for {
+		typ, p, err := c.ReadFrame(maxMeta)
+		if err != nil {
+			return res, fmt.Errorf("connection lost after %d record(s): %w", res.Records, err)
+		}
+		switch typ {
+		case frameDenied:
+			r := Reason(p)
+			return res, fmt.Errorf("the patient's node refused the request: %s: %w", r, r.Err())
+		case frameDone:
+			return res, nil
+		case frameMeta:
+			n, err := receiveRecord(v, c, g, p, res, progress)
+			if err != nil {
+				return res, err
+			}
+			_ = n
+		default:
+			return res, fmt.Errorf("%w: unexpected frame %q", ErrProtocol, typ)
+		}
+	}
+}
+
+func receiveRecord(v *vault.Vault, c Framer, g *Grant, mb []byte, res *FetchResult, progress func(int, int64)) (*vault.Meta, error) {
+	var sm sharedMeta
+	if err := json.Unmarshal(mb, &sm); err != nil {
+		return nil, fmt.Errorf("%w: record metadata: %v", ErrProtocol, err)
+	}
+	src, err := record.ParseID(sm.ID)
+	if err != nil {
+		return nil, fmt.Errorf("%w: record metadata: %v", ErrProtocol, err)
+	}
+	cat, err := record.ParseCategory(sm.Category)
+	if err != nil {
+		return nil, fmt.Errorf("%w: record metadata: %v", ErrProtocol, err)
+	}
+	n := vault.NewRecord{Title: sm.Title, Category: cat, FileName: sm.FileName}
+	for _, l := range sm.Labels {
+		lb, err := record.ParseLabel(l)
+		if err != nil {
+			return nil, fmt.Errorf("%w: record metadata: %v", ErrProtocol, err)
+		}
+		n.Labels = append(n.Labels, lb)
+	}
+	if sm.Date != "" {
+		if n.Date, err = time.Parse(time.RFC3339, sm.Date); err != nil {
+			return nil, fmt.Errorf("%w: record metadata: %v", ErrProtocol, err)
+		}
+	}
+	if sm.FHIR != nil {
+		n.FHIR = &vault.FHIRInfo{Type: sm.FHIR.Type, ID: sm.FHIR.ID, FullURL: sm.FHIR.FullURL, Version: sm.FHIR.Version}
+	}
+	pr, pw := io.Pipe()
+	type result struct {
+		m   *vault.Meta
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		m, err := v.AddCiphertext(pr, n, vault.Received{From: g.Issuer(), Grant: g.ID(), SourceID: src, Size: sm.Size, Status: sm.Status})
+		pr.CloseWithError(err)
+		done <- result{m, err}
+	}()
+	h := sha256.New()
+	for {
+		typ, p, err := c.ReadFrame(maxChunkFrame)
+		if err != nil {
+			pw.CloseWithError(err)
+			<-done
+			return nil, fmt.Errorf("connection lost during record %s: %w", src, err)
+		}
+		switch typ {
+		case frameChunk:
+			h.Write(p)
+			res.Bytes += int64(len(p))
+			if _, err := pw.Write(p); err != nil {
+				r := <-done
+				return nil, fmt.Errorf("store record %s: %w", src, r.err)
+			}
+			if progress != nil {
+				progress(res.Records, res.Bytes)
+			}
+		case frameEnd:
+			if !bytes.Equal(p, h.Sum(nil)) {
+				pw.CloseWithError(fmt.Errorf("%w: record %s: digest mismatch", ErrProtocol, src))
+				<-done
+				return nil, fmt.Errorf("%w: record %s arrived damaged", ErrProtocol, src)
+			}
+			pw.Close()
+			r := <-done
+			if r.err != nil {
+				return nil, fmt.Errorf("store record %s: %w", src, r.err)
+			}
+			res.Records++
+			if progress != nil {
+				progress(res.Records, res.Bytes)
+			}
+			return r.m, nil
+		default:
+			pw.CloseWithError(ErrProtocol)
+			<-done
+			return nil, fmt.Errorf("%w: unexpected frame %q in a record", ErrProtocol, typ)
+		}
+	}
+}

@@ -1,0 +1,159 @@
+package share
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/medvault/medvault/ledger"
+	"github.com/medvault/medvault/p2p/frame"
+	"github.com/medvault/medvault/vault"
+	"github.com/medvault/medvault/vault/identity"
+	"github.com/medvault/medvault/vault/record"
+)
+
+func openVault(t *testing.T, name string, role identity.Role) *vault.Vault {
+	t.Helper()
+	id, err := identity.Generate(name, role)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := vault.Create(dir, id, vault.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	v, err := vault.Open(dir, id, vault.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { v.Close() })
+	return v
+}
+
+func cardOf(t *testing.T, v *vault.Vault) *Card {
+	id := v.Owner()
+	r, _ := ParseAgeRecipient(id.Recipient().String())
+	c, err := NewCard(id, CardParams{Recipient: r, Name: id.Name(), Role: id.Role()}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// exchange runs one request between provider and patient over an in-memory
+// connection, as the libp2p stream would carry it, with remote as the
+// authenticated peer the patient sees.
+func exchange(t *testing.T, patient, provider *vault.Vault, remote identity.ID, g *Grant) (*FetchResult, error) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	served := make(chan error, 1)
+	go func() {
+		served <- ServeConn(patient, frame.NewConn(a, nil), remote, time.Now())
+		a.Close()
+	}()
+	res, err := FetchConn(provider, frame.NewConn(b, nil), g, time.Now(), nil)
+	b.Close()
+	<-served
+	return res, err
+}
+
+func TestShareProtocol(t *testing.T) {
+	patient := openVault(t, "Ada", identity.Patient)
+	provider := openVault(t, "Dr. Hopper", identity.Provider)
+	lab, _ := patient.Add(strings.NewReader("HbA1c 6.1%"), vault.NewRecord{Category: record.Labs, Title: "A1c"})
+	big, _ := patient.Add(bytes.NewReader(bytes.Repeat([]byte("x"), 3<<20)), vault.NewRecord{Category: record.Labs, Title: "big"})
+	patient.Add(strings.NewReader("lithium"), vault.NewRecord{Category: record.Labs, Title: "MH lab", Labels: []record.Label{record.MH}})
+	patient.Add(strings.NewReader("invoice"), vault.NewRecord{Category: record.Billing, Title: "bill"})
+	if _, err := SaveContact(patient, "dr-hopper", cardOf(t, provider), false); err != nil {
+		t.Fatal(err)
+	}
+	g, err := IssueAndStore(patient, GrantParams{Audience: provider.Owner().ID(), Scope: Scope{Categories: []record.Category{record.Labs}},
+		Purpose: "TREAT", Expiry: time.Now().Add(time.Hour)}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := exchange(t, patient, provider, provider.Owner().ID(), g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Records != 2 || res.Entry.Action != ledger.ActionServe {
+		t.Fatalf("fetched %d records (want the 2 unlabelled labs), entry %v", res.Records, res.Entry.Action)
+	}
+	got, _ := provider.List(vault.Filter{})
+	if len(got) != 2 {
+		t.Fatalf("provider holds %d records", len(got))
+	}
+	for _, m := range got {
+		if m.From != patient.Owner().ID() || m.Category != record.Labs {
+			t.Fatalf("provenance: %+v", m)
+		}
+		var buf bytes.Buffer
+		if _, err := provider.Get(m.ID, &buf); err != nil {
+			t.Fatalf("provider cannot read %s: %v", m.Title, err)
+		}
+		if m.SourceID == lab.ID && buf.String() != "HbA1c 6.1%" || m.SourceID == big.ID && buf.Len() != 3<<20 {
+			t.Fatalf("content of %s differs", m.Title)
+		}
+	}
+	// Incremental: a second fetch sends nothing new but is logged.
+	res, err = exchange(t, patient, provider, provider.Owner().ID(), g)
+	if err != nil || res.Records != 0 {
+		t.Fatalf("second fetch: %+v %v", res, err)
+	}
+	// A peer that is not the audience is refused, and logged.
+	stranger := openVault(t, "Eve", identity.Provider)
+	if _, err := exchange(t, patient, stranger, stranger.Owner().ID(), g); !errors.Is(err, ErrWrongAudience) && !errors.Is(err, ErrBadSignature) && err == nil {
+		t.Fatalf("stranger: %v", err)
+	}
+	// Revocation takes effect on the very next request.
+	issued, _ := FindIssued(patient, g.ID().String())
+	if _, _, err := RevokeAndStore(patient, issued, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := exchange(t, patient, provider, provider.Owner().ID(), g); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("fetch after revoke: %v", err)
+	}
+	// The patient's ledger holds every request, served or denied, and
+	// verifies.
+	var served, denied int
+	patient.Entries(0, func(i int64, e *ledger.Entry) error {
+		if e.Action == ledger.ActionServe {
+			if e.Outcome == ledger.OutcomeOK {
+				served++
+			} else {
+				denied++
+			}
+		}
+		return nil
+	})
+	if served != 2 || denied != 2 {
+		t.Fatalf("ledger: %d served, %d denied", served, denied)
+	}
+	for _, v := range []*vault.Vault{patient, provider} {
+		if rep, err := v.Verify(true); err != nil {
+			t.Fatalf("verify: %v %v", err, rep.Problems)
+		}
+	}
+	// The provider kept a receipt per request.
+	if rs, _ := provider.Objects(vault.KindReceipt); len(rs) != 3 {
+		t.Fatalf("provider holds %d receipts, want 3", len(rs))
+	}
+}
+
+func FuzzDecodeReceipt(f *testing.F) {
+	f.Add(encodeReceipt(&vault.Receipt{Checkpoint: []byte("cp"), Index: 3, Leaf: []byte("leaf"), Proof: []byte("p")}))
+	f.Add([]byte{0, 0, 0, 9})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := DecodeReceipt(b)
+		if err != nil {
+			return
+		}
+		if !bytes.Equal(encodeReceipt(r), b) {
+			t.Fatal("receipt did not round-trip")
+		}
+	})
+}

@@ -1,0 +1,219 @@
+package share
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/medvault/medvault/ledger"
+	"github.com/medvault/medvault/vault"
+	"github.com/medvault/medvault/vault/identity"
+)
+
+// This file keeps share's state in a vault: the contact book, the grants a
+// patient issued and their revocations, and the grants a provider received.
+// Each is a sealed vault object; issuing and revoking are ledger entries
+// written in the same transaction as the stored token.
+
+// LoadBook rebuilds the contact book from the vault.
+func LoadBook(v *vault.Vault) (*Book, error) {
+	objs, err := v.Objects(vault.KindContact)
+	if err != nil {
+		return nil, err
+	}
+	b := &Book{}
+	for _, o := range objs {
+		c, err := DecodeCard(o.Value)
+		if err != nil {
+			return nil, fmt.Errorf("stored contact %q: %w", o.Key, err)
+		}
+		if _, err := b.Add(Alias(o.Key), c, true); err != nil {
+			return nil, fmt.Errorf("stored contact %q: %w", o.Key, err)
+		}
+	}
+	return b, nil
+}
+
+// SaveContact pins card under alias in the vault's contact book. A key
+// change is refused with ErrKeyChanged unless replace is set.
+func SaveContact(v *vault.Vault, alias Alias, c *Card, replace bool) (PinResult, error) {
+	b, err := LoadBook(v)
+	if err != nil {
+		return PinResult{}, err
+	}
+	res, err := b.Add(alias, c, replace)
+	if err != nil {
+		return res, err
+	}
+	if res.Action != PinUnchanged {
+		if err := v.PutObject(vault.KindContact, string(alias), c.Bytes(), nil); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// RemoveContact deletes a contact; it returns vault.ErrNotFound if there is
+// none by that alias.
+func RemoveContact(v *vault.Vault, alias Alias) error {
+	return v.DeleteObject(vault.KindContact, string(alias), nil)
+}
+
+// ResolveContact finds a contact by alias, or by ID text among contacts.
+func ResolveContact(v *vault.Vault, s string) (Alias, *Card, error) {
+	b, err := LoadBook(v)
+	if err != nil {
+		return "", nil, err
+	}
+	if a, err := ParseAlias(s); err == nil {
+		if c, ok := b.Get(a); ok {
+			return a, c, nil
+		}
+	}
+	if id, err := identity.ParseID(s); err == nil {
+		if a, c, ok := b.Find(id); ok {
+			return a, c, nil
+		}
+	}
+	return "", nil, fmt.Errorf("%w: no contact %q (add one with 'medvault contacts add CARD --as ALIAS')", vault.ErrNotFound, s)
+}
+
+// Issued is a grant the vault's owner issued, with its revocation if any.
+type Issued struct {
+	Grant   *Grant
+	Revoked *Revocation
+}
+
+// State of an issued grant at a time.
+func (i *Issued) State(now time.Time) string {
+	switch {
+	case i.Revoked != nil:
+		return "revoked"
+	case now.After(i.Grant.Expiry()):
+		return "expired"
+	case now.Before(i.Grant.NotBefore()):
+		return "pending"
+	}
+	return "active"
+}
+
+// IssueAndStore signs a grant for the vault's owner, stores it and appends
+// the grant to the ledger, in one transaction. The vault ID in p is set from
+// the vault.
+func IssueAndStore(v *vault.Vault, p GrantParams, now time.Time) (*Grant, error) {
+	p.Vault = VaultID(v.VaultID())
+	g, err := IssueGrant(v.Owner(), p, now)
+	if err != nil {
+		return nil, err
+	}
+	id := g.ID()
+	err = v.PutObject(vault.KindGrant, id.String(), g.Bytes(), &vault.Event{
+		Action: ledger.ActionGrant, Subjects: [][]byte{g.Audience().Bytes()}, Grant: id[:], Purpose: string(g.Purpose()),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// IssuedGrants returns every grant the owner issued, newest first.
+func IssuedGrants(v *vault.Vault) ([]*Issued, error) {
+	objs, err := v.Objects(vault.KindGrant)
+	if err != nil {
+		return nil, err
+	}
+	revs, err := revocations(v)
+	if err != nil {
+		return nil, err
+	}
+	var out []*Issued
+	for _, o := range objs {
+		g, err := DecodeGrant(o.Value)
+		if err != nil {
+			return nil, fmt.Errorf("stored grant %s: %w", o.Key, err)
+		}
+		out = append(out, &Issued{Grant: g, Revoked: revs[g.ID()]})
+	}
+	slices.SortFunc(out, func(a, b *Issued) int { return b.Grant.Issued().Compare(a.Grant.Issued()) })
+	return out, nil
+}
+
+func revocations(v *vault.Vault) (map[GrantID]*Revocation, error) {
+	objs, err := v.Objects(vault.KindRevoked)
+	if err != nil {
+		return nil, err
+	}
+	out := map[GrantID]*Revocation{}
+	for _, o := range objs {
+		r, err := DecodeRevocation(o.Value)
+		if err != nil {
+			return nil, fmt.Errorf("stored revocation %s: %w", o.Key, err)
+		}
+		out[r.Grant()] = r
+	}
+	return out, nil
+}
+
+// FindIssued resolves a grant ID, or a unique prefix of at least 8 hex
+// digits, among issued grants.
+func FindIssued(v *vault.Vault, s string) (*Issued, error) {
+	s = strings.ToLower(strings.TrimSpace(s))
+	all, err := IssuedGrants(v)
+	if err != nil {
+		return nil, err
+	}
+	if len(s) < 8 {
+		return nil, fmt.Errorf("grant ID %q is too short: give at least 8 hex digits", s)
+	}
+	var found []*Issued
+	for _, i := range all {
+		if strings.HasPrefix(i.Grant.ID().String(), s) {
+			found = append(found, i)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return nil, fmt.Errorf("%w: no grant %s", vault.ErrNotFound, s)
+	case 1:
+		return found[0], nil
+	}
+	return nil, fmt.Errorf("grant ID prefix %q is ambiguous", s)
+}
+
+// RevokeAndStore revokes an issued grant: from this moment the owner's node
+// refuses it. Revoking twice returns the first revocation and already=true.
+func RevokeAndStore(v *vault.Vault, i *Issued, now time.Time) (r *Revocation, already bool, err error) {
+	if i.Revoked != nil {
+		return i.Revoked, true, nil
+	}
+	r, err = Revoke(v.Owner(), i.Grant.ID(), now)
+	if err != nil {
+		return nil, false, err
+	}
+	id := i.Grant.ID()
+	err = v.PutObject(vault.KindRevoked, id.String(), r.Bytes(), &vault.Event{
+		Action: ledger.ActionRevoke, Subjects: [][]byte{i.Grant.Audience().Bytes()}, Grant: id[:], Purpose: string(i.Grant.Purpose()),
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	return r, false, nil
+}
+
+// RecordInfos returns what the access rules need to know of every record in
+// the vault that is the owner's own (not one shared with the owner).
+func RecordInfos(v *vault.Vault) ([]RecordInfo, error) {
+	ms, err := v.List(vault.Filter{})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]RecordInfo, 0, len(ms))
+	for _, m := range ms {
+		if !m.From.IsZero() {
+			continue
+		}
+		out = append(out, RecordInfo{ID: m.ID, Category: m.Category, Labels: m.Labels, Active: m.Active()})
+	}
+	return out, nil
+}
