@@ -15,6 +15,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/medvault/medvault/cmd/medvault/internal/control"
+	"github.com/medvault/medvault/share"
 	"github.com/medvault/medvault/vault"
 	"github.com/medvault/medvault/vault/identity"
 )
@@ -39,6 +40,9 @@ type app struct {
 	cwd    string
 	remote *control.Request
 	nodeMu sync.Mutex // serialises forwarded commands in the node
+
+	nodeAddrs []string    // the running node's addresses, put in grants and cards
+	book      *share.Book // contact book, loaded on first use
 }
 
 // abs resolves a path given on the command line against the caller's

@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/medvault/medvault/share"
 	"github.com/medvault/medvault/vault"
 	"github.com/medvault/medvault/vault/identity"
 )
@@ -100,10 +102,18 @@ you hold the same key.`,
 
 func printIdentity(a *app, id *identity.Identity) error {
 	pub := id.ID()
+	rcpt, err := share.ParseAgeRecipient(id.Recipient().String())
+	if err != nil {
+		return err
+	}
+	card, err := share.NewCard(id, share.CardParams{Recipient: rcpt, Name: id.Name(), Role: id.Role(), Hints: a.nodeAddrs}, time.Now())
+	if err != nil {
+		return err
+	}
 	if a.jsonOut {
 		return printJSON(a.stdout, map[string]any{
 			"v": 1, "id": pub.String(), "safety_number": pub.SafetyNumber(),
-			"name": id.Name(), "role": id.Role(), "age_recipient": id.Recipient().String(),
+			"name": id.Name(), "role": id.Role(), "age_recipient": id.Recipient().String(), "card": card.Text(),
 		})
 	}
 	fmt.Fprintf(a.stdout, "ID:             %s\n", pub)
@@ -112,5 +122,6 @@ func printIdentity(a *app, id *identity.Identity) error {
 		fmt.Fprintf(a.stdout, "Name:           %s\n", sanitize(id.Name()))
 	}
 	fmt.Fprintf(a.stdout, "Role:           %s\n", id.Role())
+	fmt.Fprintf(a.stdout, "Card:           %s\n", card.Text())
 	return nil
 }

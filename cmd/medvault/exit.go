@@ -6,6 +6,8 @@ import (
 	"io"
 	"strings"
 
+	"github.com/medvault/medvault/ledger"
+	"github.com/medvault/medvault/share"
 	"github.com/medvault/medvault/vault"
 	"github.com/medvault/medvault/vault/identity"
 )
@@ -77,12 +79,20 @@ func exitCode(err error) int {
 		return exitDecrypt
 	case errors.Is(err, vault.ErrLocked):
 		return exitBusy
-	case errors.Is(err, vault.ErrTampered):
+	case errors.Is(err, vault.ErrTampered), errors.Is(err, ledger.ErrTampered):
 		return exitIntegrity
 	}
-	for _, c := range extraExitCodes {
-		if code := c(err); code != 0 {
-			return code
+	for _, s := range []error{share.ErrExpired, share.ErrRevoked, share.ErrOutOfScope, share.ErrWrongAudience,
+		share.ErrLabelExcluded, share.ErrNotYetValid, share.ErrWrongIssuer, share.ErrWrongVault, share.ErrNonceReused,
+		share.ErrStaleRequest, share.ErrBadSignature, share.ErrBadChecksum} {
+		if errors.Is(err, s) {
+			return exitDenied
+		}
+	}
+	for _, s := range []error{share.ErrMissingExpiry, share.ErrLifetimeTooLong, share.ErrEmptyScope, share.ErrUnknownCategory,
+		share.ErrUnknownLabel, share.ErrUnknownPurpose, share.ErrUnknownPreset, share.ErrInvalidAlias, share.ErrInvalidParams} {
+		if errors.Is(err, s) {
+			return exitUsage
 		}
 	}
 	msg := err.Error()
@@ -92,9 +102,6 @@ func exitCode(err error) int {
 	}
 	return exitFailure
 }
-
-// extraExitCodes lets other files map their packages' sentinel errors.
-var extraExitCodes []func(error) int
 
 // hintFor returns the hint for well-known errors.
 func hintFor(err error) string {

@@ -20,7 +20,7 @@ func TestImportRules(t *testing.T) {
 	}{
 		{"ledger", []string{mod + "vault", mod + "share", mod + "p2p", mod + "cmd", "github.com/libp2p/", "filippo.io/age", "github.com/spf13/", "github.com/charmbracelet/"}, []string{mod + "vault/record"}},
 		{"vault/...", []string{mod + "share", mod + "p2p", mod + "cmd", "github.com/libp2p/", "github.com/spf13/", "github.com/charmbracelet/"}, nil},
-		{"share/...", []string{mod + "p2p", mod + "cmd", "github.com/libp2p/", "github.com/spf13/", "github.com/charmbracelet/"}, nil},
+		{"share/...", []string{mod + "p2p", mod + "cmd", "github.com/libp2p/", "github.com/spf13/", "github.com/charmbracelet/"}, []string{mod + "p2p/frame"}},
 		{"p2p/...", []string{mod + "vault", mod + "share", mod + "ledger", mod + "cmd", "github.com/spf13/", "github.com/charmbracelet/"}, nil},
 	}
 	for _, r := range rules {

@@ -2,9 +2,14 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
+
+	"go.etcd.io/bbolt"
 
 	"github.com/rogpeppe/go-internal/testscript"
 )
@@ -27,9 +32,10 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"nogrep":  cmdNoGrep,
-			"perm":    cmdPerm,
-			"corrupt": cmdCorrupt,
+			"nogrep":   cmdNoGrep,
+			"perm":     cmdPerm,
+			"corrupt":  cmdCorrupt,
+			"boltflip": cmdBoltFlip,
 		},
 	})
 }
@@ -111,4 +117,44 @@ func atoi(ts *testscript.TestScript, s string) int {
 		return -n
 	}
 	return n
+}
+
+// boltflip FILE BUCKET[/SUB...] [N] flips one bit in the middle of the N-th value
+// (default 0) of a top-level bbolt bucket, as an attacker with the file
+// could.
+func cmdBoltFlip(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 2 {
+		ts.Fatalf("usage: boltflip FILE BUCKET [N]")
+	}
+	n := 0
+	if len(args) == 3 {
+		n = atoi(ts, args[2])
+	}
+	db, err := bbolt.Open(ts.MkAbs(args[0]), 0o600, &bbolt.Options{Timeout: time.Second})
+	ts.Check(err)
+	defer db.Close()
+	ts.Check(db.Update(func(tx *bbolt.Tx) error {
+		var b *bbolt.Bucket
+		for i, name := range strings.Split(args[1], "/") {
+			if i == 0 {
+				b = tx.Bucket([]byte(name))
+			} else if b != nil {
+				b = b.Bucket([]byte(name))
+			}
+		}
+		if b == nil {
+			return fmt.Errorf("no bucket %q", args[1])
+		}
+		c := b.Cursor()
+		k, v := c.First()
+		for i := 0; i < n && k != nil; i++ {
+			k, v = c.Next()
+		}
+		if k == nil || v == nil {
+			return fmt.Errorf("bucket %q has no value %d", args[1], n)
+		}
+		val := bytes.Clone(v)
+		val[len(val)/2] ^= 0x04
+		return b.Put(bytes.Clone(k), val)
+	}))
 }

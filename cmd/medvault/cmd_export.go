@@ -1,0 +1,89 @@
+package main
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	"github.com/medvault/medvault/vault"
+	"github.com/medvault/medvault/vault/record"
+)
+
+func newExportCommand(a *app) *cobra.Command {
+	var format, out, category, label, since string
+	cmd := &cobra.Command{
+		Use:   "export [--format fhir|ndjson|files] [--category C] [--label L] [--since D] -o OUT",
+		Short: "Export records as FHIR R4 (for an EHR) or as files",
+		Long: `Export the selected records. --format fhir writes one FHIR R4 Bundle (type
+collection) holding each resource's original bytes; ndjson writes one resource
+per line (bulk-data style; a resource spanning lines is compacted, the only
+change ever made); files writes each record as a file into a new directory.
+FHIR formats skip records that are not FHIR resources. The export is written
+to the ledger before anything is decrypted.`,
+		Example: `  medvault export -o all.json
+  medvault export --format ndjson --category labs -o labs.ndjson
+  medvault export --format files --category imaging -o ./scans`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var f vault.Filter
+			var err error
+			if category != "" {
+				if f.Category, err = record.ParseCategory(category); err != nil {
+					return usageError{err}
+				}
+			}
+			if label != "" {
+				if f.Label, err = record.ParseLabel(label); err != nil {
+					return usageError{err}
+				}
+			}
+			if since != "" {
+				if f.Since, err = parseDate(since); err != nil {
+					return err
+				}
+			}
+			fm := vault.ExportFormat(format)
+			if fm != vault.ExportBundle && fm != vault.ExportNDJSON && fm != vault.ExportFiles {
+				return usagef("unknown --format %q (fhir, ndjson or files)", format)
+			}
+			if out == "" {
+				return usagef("give -o OUT (a new file, - for standard output, or a new directory for --format files)")
+			}
+			v, done, err := a.openVault()
+			if err != nil {
+				return err
+			}
+			defer done()
+			var st *vault.ExportStats
+			switch {
+			case fm == vault.ExportFiles:
+				st, err = v.ExportToDir(f, a.abs(out))
+			case out == "-":
+				st, err = v.ExportFHIR(f, fm, a.stdout)
+			default:
+				err = writeNewFile(a.abs(out), func(w io.Writer) error {
+					var err error
+					st, err = v.ExportFHIR(f, fm, w)
+					return err
+				})
+			}
+			if err != nil {
+				return err
+			}
+			msg := fmt.Sprintf("Exported %d record(s)", st.Records)
+			if st.Skipped > 0 {
+				msg += fmt.Sprintf("; skipped %d that are not FHIR resources (use --format files)", st.Skipped)
+			}
+			a.say("%s.", msg)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&format, "format", "fhir", "fhir, ndjson or files")
+	f.StringVarP(&out, "output", "o", "", "write to `OUT`")
+	f.StringVar(&category, "category", "", "only this `CATEGORY`")
+	f.StringVar(&label, "label", "", "only records with this `LABEL`")
+	f.StringVar(&since, "since", "", "only records dated on or after `DATE`")
+	return cmd
+}

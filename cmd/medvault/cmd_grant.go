@@ -1,0 +1,384 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/medvault/medvault/share"
+	"github.com/medvault/medvault/vault"
+	"github.com/medvault/medvault/vault/record"
+)
+
+const notRecallable = "Records a provider has already fetched cannot be recalled; revoking stops further access."
+
+func newGrantCommand(a *app) *cobra.Command {
+	var scope, expires, purpose, preset string
+	var records, labels []string
+	var dryRun bool
+	cmd := &cobra.Command{
+		Use:   "grant CONTACT --scope CATS|--preset P [--record ID]... [--label L]... --expires DUR --purpose P [--dry-run]",
+		Short: "Let a contact read some of your records, for a time and a purpose",
+		Long: `Issue a grant: a token you sign that lets one contact read the records in its
+scope until it expires, for the stated purpose. Records carrying a sensitivity
+label (MH, SUD, SEX, HIV, STD, GDIS, SDV) are never included unless you name
+the label with --label. Every use of the grant is written to your ledger.
+
+--scope takes categories and derived scopes, comma-separated
+(` + categoryList() + `, emergency-summary).
+
+Presets:
+` + presetHelp() + `
+Purposes of use:
+` + purposeHelp() + `
+` + notRecallable,
+		Example: `  medvault grant dr-hopper --scope labs,vitals --expires 1h --purpose TREAT --dry-run
+  medvault grant dr-hopper --preset nurse --expires 8h
+  medvault grant dr-hopper --scope notes --label MH --expires 7d --purpose TREAT --json`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var p share.GrantParams
+			if preset != "" {
+				pr, err := share.LookupPreset(preset)
+				if err != nil {
+					return usageError{err}
+				}
+				p.Scope, p.Purpose = pr.Scope, pr.Purpose
+			}
+			if scope != "" {
+				sc, err := share.ParseScope(scope)
+				if err != nil {
+					return usageError{err}
+				}
+				p.Scope.Categories = append(p.Scope.Categories, sc.Categories...)
+				p.Scope.Records = append(p.Scope.Records, sc.Records...)
+				p.Scope.EmergencySummary = p.Scope.EmergencySummary || sc.EmergencySummary
+			}
+			for _, l := range labels {
+				lb, err := record.ParseLabel(l)
+				if err != nil {
+					return usageError{err}
+				}
+				p.Labels = append(p.Labels, lb)
+			}
+			if purpose != "" {
+				pu, err := share.ParsePurpose(purpose)
+				if err != nil {
+					return usageError{err}
+				}
+				p.Purpose = pu
+			}
+			if p.Purpose == "" {
+				return usagef("give --purpose (e.g. TREAT) or a --preset")
+			}
+			if expires == "" {
+				return usagef("give --expires DURATION (e.g. 1h, 7d): every grant expires")
+			}
+			d, err := parseDuration(expires)
+			if err != nil {
+				return err
+			}
+			v, done, err := a.openVault()
+			if err != nil {
+				return err
+			}
+			defer done()
+			for _, r := range records {
+				id, err := resolve(v, r)
+				if err != nil {
+					return err
+				}
+				p.Scope.Records = append(p.Scope.Records, id)
+			}
+			if p.Scope.IsEmpty() {
+				return usagef("give --scope, --record or --preset: a grant must cover something")
+			}
+			al, card, err := share.ResolveContact(v, args[0])
+			if err != nil {
+				return err
+			}
+			now := time.Now()
+			p.Audience = card.ID()
+			p.Expiry = now.Add(d)
+			p.Hints = a.nodeAddrs
+			if dryRun {
+				return a.dryRun(v, al, card, p, now)
+			}
+			g, err := share.IssueAndStore(v, p, now)
+			if err != nil {
+				return err
+			}
+			if a.jsonOut {
+				return printJSON(a.stdout, map[string]any{"v": 1, "id": g.ID().String(), "token": g.Text(),
+					"audience": g.Audience().String(), "expires": g.Expiry().UTC().Format(time.RFC3339)})
+			}
+			fmt.Fprintln(a.stdout, g.ID())
+			fmt.Fprintln(a.stdout, g.Text())
+			a.say("Granted %s (%s) %s for %s until %s.", al, sanitize(card.Name()), g.Scope(), g.Purpose(), g.Expiry().Local().Format("2006-01-02 15:04"))
+			a.say("%s", notRecallable)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&scope, "scope", "", "comma-separated `CATEGORIES` (and emergency-summary)")
+	f.StringVar(&preset, "preset", "", "a role `PRESET`: "+presetNames())
+	f.StringArrayVar(&records, "record", nil, "also include this record `ID` (repeatable)")
+	f.StringArrayVar(&labels, "label", nil, "include records with this sensitivity `LABEL` (repeatable)")
+	f.StringVar(&expires, "expires", "", "how long the grant lasts, e.g. 1h, 7d (required)")
+	f.StringVar(&purpose, "purpose", "", "purpose of use, e.g. TREAT")
+	f.BoolVar(&dryRun, "dry-run", false, "say exactly what would be shared, change nothing")
+	f.BoolVar(&a.jsonOut, "json", false, "print JSON")
+	return cmd
+}
+
+func presetNames() string {
+	var s []string
+	for _, p := range share.Presets() {
+		s = append(s, p.Name)
+	}
+	return strings.Join(s, ", ")
+}
+
+// dryRun prints, in plain language, what a grant would share.
+func (a *app) dryRun(v *vault.Vault, al share.Alias, card *share.Card, p share.GrantParams, now time.Time) error {
+	infos, err := share.RecordInfos(v)
+	if err != nil {
+		return err
+	}
+	// A grant signed but never stored or sent changes nothing; it lets the
+	// dry run apply exactly the rule the node will.
+	p.Vault = share.VaultID(v.VaultID())
+	g, err := share.IssueGrant(v.Owner(), p, now)
+	if err != nil {
+		return err
+	}
+	sel := share.Select(g, infos)
+	ms, err := v.List(vault.Filter{})
+	if err != nil {
+		return err
+	}
+	byID := map[record.ID]*vault.Meta{}
+	for _, m := range ms {
+		byID[m.ID] = m
+	}
+	if a.jsonOut {
+		type item struct {
+			ID       string `json:"id"`
+			Title    string `json:"title"`
+			Category string `json:"category"`
+		}
+		out := struct {
+			V        int      `json:"v"`
+			DryRun   bool     `json:"dry_run"`
+			Audience string   `json:"audience"`
+			Purpose  string   `json:"purpose"`
+			Expires  string   `json:"expires"`
+			Shared   []item   `json:"shared"`
+			Withheld []string `json:"withheld"`
+		}{V: 1, DryRun: true, Audience: card.ID().String(), Purpose: string(p.Purpose), Expires: p.Expiry.UTC().Format(time.RFC3339), Shared: []item{}, Withheld: []string{}}
+		for _, id := range sel.Items {
+			m := byID[id]
+			out.Shared = append(out.Shared, item{id.String(), m.Title, string(m.Category)})
+		}
+		for _, d := range sel.Withheld {
+			out.Withheld = append(out.Withheld, d.ID.String())
+		}
+		return printJSON(a.stdout, out)
+	}
+	info := purposeInfo(p.Purpose)
+	w := a.stdout
+	fmt.Fprintf(w, "Dry run: nothing was granted.\n\n")
+	fmt.Fprintf(w, "Would let %s (%s, %s, safety number %s)\n", al, sanitize(card.Name()), card.Role(), card.ID().SafetyNumber())
+	fmt.Fprintf(w, "read %d record(s) in scope %s\n", len(sel.Items), p.Scope)
+	fmt.Fprintf(w, "for %s (%s)\n", p.Purpose, info)
+	fmt.Fprintf(w, "until %s (%s from now).\n\n", p.Expiry.Local().Format("2006-01-02 15:04 MST"), p.Expiry.Sub(now).Round(time.Minute))
+	var rows [][]string
+	for _, id := range sel.Items {
+		m := byID[id]
+		rows = append(rows, []string{id.String()[:12], dateText(m), string(m.Category), labelsText(m), truncate(m.Title, 50)})
+	}
+	if len(rows) > 0 {
+		a.printTable([]string{"ID", "DATE", "CATEGORY", "LABELS", "TITLE"}, rows)
+	}
+	if len(sel.Withheld) > 0 {
+		count := map[record.Label]int{}
+		for _, d := range sel.Withheld {
+			for _, l := range byID[d.ID].Labels {
+				if !slices.Contains(p.Labels, l) {
+					count[l]++
+				}
+			}
+		}
+		fmt.Fprintf(w, "\nWithheld: %d sensitive record(s) in scope are NOT included:", len(sel.Withheld))
+		for _, l := range record.Labels() {
+			if count[l] > 0 {
+				fmt.Fprintf(w, " %d labelled %s;", count[l], l)
+			}
+		}
+		fmt.Fprintf(w, " name a label with --label to include it.\n")
+	}
+	fmt.Fprintf(w, "\n%s\n", notRecallable)
+	return nil
+}
+
+func purposeInfo(p share.Purpose) string {
+	for _, i := range share.Purposes() {
+		if i.Purpose == p {
+			return i.Description
+		}
+	}
+	return string(p)
+}
+
+func newGrantsCommand(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "grants [--json]",
+		Short:   "List the grants you issued, with their state",
+		Example: "  medvault grants\n  medvault grants --json | jq '.grants[] | select(.state==\"active\")'",
+		Args:    exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			v, done, err := a.openVault()
+			if err != nil {
+				return err
+			}
+			defer done()
+			gs, err := share.IssuedGrants(v)
+			if err != nil {
+				return err
+			}
+			book, err := share.LoadBook(v)
+			if err != nil {
+				return err
+			}
+			now := time.Now()
+			name := func(g *share.Grant) string {
+				if al, _, ok := book.Find(g.Audience()); ok {
+					return string(al)
+				}
+				return a.contactName(v, g.Audience())
+			}
+			if a.jsonOut {
+				type gj struct {
+					ID       string   `json:"id"`
+					Audience string   `json:"audience"`
+					Contact  string   `json:"contact,omitempty"`
+					Scope    string   `json:"scope"`
+					Labels   []string `json:"labels"`
+					Purpose  string   `json:"purpose"`
+					Issued   string   `json:"issued"`
+					Expires  string   `json:"expires"`
+					State    string   `json:"state"`
+					Token    string   `json:"token"`
+				}
+				out := struct {
+					V      int  `json:"v"`
+					Grants []gj `json:"grants"`
+				}{V: 1, Grants: []gj{}}
+				for _, i := range gs {
+					g := i.Grant
+					j := gj{ID: g.ID().String(), Audience: g.Audience().String(), Scope: g.Scope().String(), Labels: []string{},
+						Purpose: string(g.Purpose()), Issued: g.Issued().UTC().Format(time.RFC3339),
+						Expires: g.Expiry().UTC().Format(time.RFC3339), State: i.State(now), Token: g.Text()}
+					if al, _, ok := book.Find(g.Audience()); ok {
+						j.Contact = string(al)
+					}
+					for _, l := range g.Labels() {
+						j.Labels = append(j.Labels, string(l))
+					}
+					out.Grants = append(out.Grants, j)
+				}
+				return printJSON(a.stdout, out)
+			}
+			if len(gs) == 0 {
+				a.say("No grants.")
+				return nil
+			}
+			var rows [][]string
+			for _, i := range gs {
+				g := i.Grant
+				sc := g.Scope().String()
+				if ls := g.Labels(); len(ls) > 0 {
+					sc += " +" + fmt.Sprint(ls)
+				}
+				rows = append(rows, []string{g.ID().String()[:12], name(g), truncate(sc, 40), string(g.Purpose()),
+					g.Expiry().Local().Format("2006-01-02 15:04"), i.State(now)})
+			}
+			a.printTable([]string{"GRANT", "CONTACT", "SCOPE", "PURPOSE", "EXPIRES", "STATE"}, rows)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&a.jsonOut, "json", false, "print JSON")
+	return cmd
+}
+
+func newRevokeCommand(a *app) *cobra.Command {
+	var all string
+	cmd := &cobra.Command{
+		Use:   "revoke GRANT_ID | --all CONTACT",
+		Short: "Revoke a grant: your node refuses it from this moment",
+		Long: `Revoke a grant (or every grant of a contact). From this moment your node
+refuses every request under it. Revoking twice is fine.
+
+` + notRecallable,
+		Example: `  medvault revoke 9c1e2f3a
+  medvault revoke --all dr-hopper`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if (all == "") == (len(args) != 1) {
+				return usagef("give one GRANT_ID, or --all CONTACT")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			v, done, err := a.openVault()
+			if err != nil {
+				return err
+			}
+			defer done()
+			var targets []*share.Issued
+			if all != "" {
+				_, card, err := share.ResolveContact(v, all)
+				if err != nil {
+					return err
+				}
+				gs, err := share.IssuedGrants(v)
+				if err != nil {
+					return err
+				}
+				for _, i := range gs {
+					if i.Grant.Audience() == card.ID() {
+						targets = append(targets, i)
+					}
+				}
+			} else {
+				i, err := share.FindIssued(v, args[0])
+				if err != nil {
+					return err
+				}
+				targets = append(targets, i)
+			}
+			now := time.Now()
+			for _, i := range targets {
+				_, already, err := share.RevokeAndStore(v, i, now)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(a.stdout, i.Grant.ID())
+				if already {
+					a.say("Grant %s was already revoked.", i.Grant.ID().String()[:12])
+				} else {
+					a.say("Revoked grant %s.", i.Grant.ID().String()[:12])
+				}
+			}
+			if len(targets) == 0 {
+				a.say("No grants to revoke.")
+			}
+			a.say("%s", notRecallable)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&all, "all", "", "revoke every grant issued to `CONTACT`")
+	return cmd
+}

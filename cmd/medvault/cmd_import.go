@@ -1,0 +1,112 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"slices"
+
+	"github.com/spf13/cobra"
+
+	"github.com/medvault/medvault/vault"
+	"github.com/medvault/medvault/vault/record"
+)
+
+func newImportCommand(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "import FILE...",
+		Short: "Import FHIR R4 exports (Bundle JSON or NDJSON)",
+		Long: `Import FHIR R4 files from a hospital portal or a bulk-data export: Bundles of
+any type, NDJSON (one resource per line), or a single resource. Each resource
+becomes one record holding its original bytes exactly, with its category and
+sensitivity labels derived from its type and clinical codes.
+
+Each file is imported whole or not at all. Importing the same data again adds
+nothing; a changed resource with the same id is kept as a new version beside
+the old one.`,
+		Example: `  medvault import ~/Downloads/patient-export.json
+  medvault import bulk/*.ndjson --json`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usagef("give at least one FILE to import")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			v, done, err := a.openVault()
+			if err != nil {
+				return err
+			}
+			defer done()
+			var all []*vault.ImportStats
+			for _, name := range args {
+				f, err := openRegular(a.abs(name))
+				if err != nil {
+					return err
+				}
+				progress := func(int) {}
+				if a.stderrTTY() && a.remote == nil {
+					progress = func(n int) { fmt.Fprintf(a.stderr, "\rimporting %s: %d resources", filepath.Base(name), n) }
+				}
+				st, err := v.Import(name, f, progress)
+				f.Close()
+				if a.stderrTTY() && a.remote == nil {
+					fmt.Fprint(a.stderr, "\r\033[K")
+				}
+				if err != nil {
+					if len(all) > 0 {
+						a.say("%d earlier file(s) were imported; %s was not imported at all", len(all), name)
+					}
+					return err
+				}
+				all = append(all, st)
+				if !a.jsonOut {
+					a.say("%s: %d resources: %d added, %d new versions, %d unchanged, %d with sensitivity labels",
+						name, st.Resources, st.Added, st.Versions, st.Unchanged, st.Labelled)
+				}
+			}
+			if a.jsonOut {
+				type fileJSON struct {
+					File       string         `json:"file"`
+					Resources  int            `json:"resources"`
+					Added      int            `json:"added"`
+					Versions   int            `json:"versions"`
+					Unchanged  int            `json:"unchanged"`
+					Labelled   int            `json:"labelled"`
+					ByCategory map[string]int `json:"by_category"`
+				}
+				out := struct {
+					V     int        `json:"v"`
+					Files []fileJSON `json:"files"`
+				}{V: 1}
+				for _, st := range all {
+					fj := fileJSON{st.File, st.Resources, st.Added, st.Versions, st.Unchanged, st.Labelled, map[string]int{}}
+					for c, n := range st.ByCategory {
+						fj.ByCategory[string(c)] = n
+					}
+					out.Files = append(out.Files, fj)
+				}
+				return printJSON(a.stdout, out)
+			}
+			totals := map[record.Category]int{}
+			for _, st := range all {
+				for c, n := range st.ByCategory {
+					totals[c] += n
+				}
+			}
+			cats := record.Categories()
+			slices.SortStableFunc(cats, func(x, y record.Category) int { return totals[y] - totals[x] })
+			var rows [][]string
+			for _, c := range cats {
+				if n := totals[c]; n > 0 {
+					rows = append(rows, []string{string(c), fmt.Sprint(n)})
+				}
+			}
+			if len(rows) > 0 {
+				a.printTable([]string{"CATEGORY", "NEW RECORDS"}, rows)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&a.jsonOut, "json", false, "print JSON")
+	return cmd
+}
