@@ -71,7 +71,21 @@ type sharedMeta struct {
 // the provider first gets the receipt of that entry, then either the reason
 // of a refusal or the admitted records, encrypted to its age recipient,
 // skipping those it says it already holds.
-func ServeConn(v *vault.Vault, c Framer, remote identity.ID, now time.Time) error {
+func ServeConn(v *vault.Vault, c Framer, remote identity.ID, now time.Time) (*Served, error) {
+	sv := &Served{}
+	err := serveConn(v, c, remote, now, sv)
+	return sv, err
+}
+
+// Served says what ServeConn did.
+type Served struct {
+	Grant  GrantID
+	Reason Reason // ReasonAllowed, or why the request was refused
+	Sent   int    // records sent
+	Bytes  int64  // ciphertext bytes sent
+}
+
+func serveConn(v *vault.Vault, c Framer, remote identity.ID, now time.Time, sv *Served) error {
 	typ, p, err := c.ReadFrame(maxRequest)
 	if err != nil {
 		return fmt.Errorf("read request: %w", err)
@@ -111,6 +125,7 @@ func ServeConn(v *vault.Vault, c Framer, remote identity.ID, now time.Time) erro
 			return deny(ReasonMalformed)
 		}
 		gid := req.Grant()
+		sv.Grant = gid
 		ev.Grant = gid[:]
 		gb, err := st.Object(vault.KindGrant, gid.String())
 		if errors.Is(err, vault.ErrNotFound) {
@@ -145,6 +160,7 @@ func ServeConn(v *vault.Vault, c Framer, remote identity.ID, now time.Time) erro
 	if err != nil {
 		return err
 	}
+	sv.Reason = reason
 	if err := c.WriteFrame(frameReceipt, encodeReceipt(&adm.Receipt)); err != nil {
 		return err
 	}
@@ -167,10 +183,12 @@ func ServeConn(v *vault.Vault, c Framer, remote identity.ID, now time.Time) erro
 		if have[id] {
 			continue
 		}
-		if err := sendRecord(v, c, adm, id, rcpt); err != nil {
+		n, err := sendRecord(v, c, adm, id, rcpt)
+		if err != nil {
 			return fmt.Errorf("send record %s: %w", id, err)
 		}
 		sent++
+		sv.Sent, sv.Bytes = int(sent), sv.Bytes+n
 	}
 	return c.WriteFrame(frameDone, binary.BigEndian.AppendUint32(nil, sent))
 }
@@ -225,6 +243,7 @@ func recipientOf(v *vault.Vault, id identity.ID) (age.Recipient, error) {
 type chunkFramer struct {
 	c   Framer
 	buf []byte
+	n   int64
 	h   interface {
 		io.Writer
 		Sum([]byte) []byte
@@ -233,6 +252,7 @@ type chunkFramer struct {
 
 func (f *chunkFramer) Write(p []byte) (int, error) {
 	n := len(p)
+	f.n += int64(n)
 	f.h.Write(p)
 	for len(p) > 0 {
 		k := min(len(p), cap(f.buf)-len(f.buf))
@@ -256,10 +276,10 @@ func (f *chunkFramer) flush() error {
 	return err
 }
 
-func sendRecord(v *vault.Vault, c Framer, adm *vault.Admission, id record.ID, to age.Recipient) error {
+func sendRecord(v *vault.Vault, c Framer, adm *vault.Admission, id record.ID, to age.Recipient) (int64, error) {
 	m, err := v.Show(id)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	sm := sharedMeta{ID: id.String(), Title: m.Title, Category: string(m.Category), Size: m.Size, Status: m.Status, FileName: m.FileName}
 	for _, l := range m.Labels {
@@ -278,19 +298,19 @@ func sendRecord(v *vault.Vault, c Framer, adm *vault.Admission, id record.ID, to
 	}
 	mb, err := json.Marshal(sm)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if err := c.WriteFrame(frameMeta, mb); err != nil {
-		return err
+		return 0, err
 	}
 	cf := &chunkFramer{c: c, buf: make([]byte, 0, 256<<10), h: sha256.New()}
 	if _, err := v.StreamTo(adm, id, to, cf); err != nil {
-		return err
+		return cf.n, err
 	}
 	if err := cf.flush(); err != nil {
-		return err
+		return cf.n, err
 	}
-	return c.WriteFrame(frameEnd, cf.h.Sum(nil))
+	return cf.n, c.WriteFrame(frameEnd, cf.h.Sum(nil))
 }
 
 func encodeReceipt(r *vault.Receipt) []byte {

@@ -52,7 +52,8 @@ func exchange(t *testing.T, patient, provider *vault.Vault, remote identity.ID, 
 	defer b.Close()
 	served := make(chan error, 1)
 	go func() {
-		served <- ServeConn(patient, frame.NewConn(a, nil), remote, time.Now())
+		_, err := ServeConn(patient, frame.NewConn(a, nil), remote, time.Now())
+		served <- err
 		a.Close()
 	}()
 	res, err := FetchConn(provider, frame.NewConn(b, nil), g, time.Now(), nil)

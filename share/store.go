@@ -135,8 +135,12 @@ func IssuedGrants(v *vault.Vault) ([]*Issued, error) {
 		}
 		out = append(out, &Issued{Grant: g, Revoked: revs[g.ID()]})
 	}
-	slices.SortFunc(out, func(a, b *Issued) int { return b.Grant.Issued().Compare(a.Grant.Issued()) })
+	sortNewest(out)
 	return out, nil
+}
+
+func sortNewest(is []*Issued) {
+	slices.SortFunc(is, func(a, b *Issued) int { return b.Grant.Issued().Compare(a.Grant.Issued()) })
 }
 
 func revocations(v *vault.Vault) (map[GrantID]*Revocation, error) {

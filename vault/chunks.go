@@ -72,7 +72,7 @@ func (w *chunkWriter) commitLoop() {
 			w.digest.Write(c)
 		}
 		if err == nil {
-			err = w.v.db.Update(func(tx *bbolt.Tx) error {
+			err = w.v.update(func(tx *bbolt.Tx) error {
 				b := tx.Bucket(bucketChunks)
 				for i, c := range batch {
 					if err := b.Put(chunkKey(w.id, start+uint32(i)), c); err != nil {
@@ -252,7 +252,7 @@ func (r *chunkReader) check(want [32]byte) error {
 func (v *Vault) deleteChunks(id record.ID, pending bool) error {
 	for {
 		more := false
-		err := v.db.Update(func(tx *bbolt.Tx) error {
+		err := v.update(func(tx *bbolt.Tx) error {
 			c := tx.Bucket(bucketChunks).Cursor()
 			n := 0
 			for k, _ := c.Seek(id[:]); k != nil && bytes.HasPrefix(k, id[:]); k, _ = c.Seek(id[:]) {

@@ -19,6 +19,8 @@ import (
 // flash translation layer, may keep old blocks until they are reused. Full
 // disk encryption covers that residue.
 func (v *Vault) compact() error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
 	path := filepath.Join(v.dir, DBFile)
 	tmp := path + ".compact"
 	os.Remove(tmp)

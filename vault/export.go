@@ -34,7 +34,7 @@ type ExportStats struct {
 // logExport appends Export entries naming ids (at most ledger.MaxSubjects
 // per entry) and signs a checkpoint, before any content is decrypted.
 func (v *Vault) logExport(ids []record.ID) error {
-	return v.db.Update(func(tx *bbolt.Tx) error {
+	return v.update(func(tx *bbolt.Tx) error {
 		for len(ids) > 0 {
 			n := min(len(ids), ledger.MaxSubjects)
 			if err := v.logAppend(tx, Event{Action: ledger.ActionExport, Subjects: recordSubjects(ids[:n]...)}); err != nil {
@@ -83,7 +83,7 @@ func (v *Vault) ExportFHIR(f Filter, format ExportFormat, w io.Writer) (*ExportS
 		return nil, fmt.Errorf("unknown FHIR export format %q", format)
 	}
 	var buf bytes.Buffer
-	err = v.db.View(func(tx *bbolt.Tx) error {
+	err = v.view(func(tx *bbolt.Tx) error {
 		for _, m := range sel {
 			buf.Reset()
 			if err := v.decryptTo(tx, m, &buf); err != nil {
@@ -125,7 +125,7 @@ func (v *Vault) ExportToDir(f Filter, dir string) (*ExportStats, error) {
 	}
 	st := &ExportStats{}
 	used := map[string]bool{}
-	err = v.db.View(func(tx *bbolt.Tx) error {
+	err = v.view(func(tx *bbolt.Tx) error {
 		for _, m := range ms {
 			name := uniqueName(exportName(m), used)
 			out, err := os.OpenFile(filepath.Join(dir, name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)

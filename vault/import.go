@@ -109,7 +109,7 @@ func (v *Vault) Import(name string, r io.Reader, progress func(resources int)) (
 		rs[i] = s.res
 	}
 	fhir.Propagate(rs)
-	err := v.db.Update(func(tx *bbolt.Tx) error {
+	err := v.update(func(tx *bbolt.Tx) error {
 		idx := tx.Bucket(bucketIndex)
 		for _, s := range all {
 			prev := idx.Get(s.key)
@@ -184,7 +184,7 @@ func (v *Vault) knownContent(seen map[string][][32]byte, s *staged) bool {
 	}
 	seen[k] = append(seen[k], s.content)
 	found := false
-	v.db.View(func(tx *bbolt.Tx) error {
+	v.view(func(tx *bbolt.Tx) error {
 		val := tx.Bucket(bucketIndex).Get(s.key)
 		for i := 0; i+indexEntry <= len(val); i += indexEntry {
 			if bytes.Equal(val[i+16:i+indexEntry], s.content[:]) {
@@ -201,7 +201,7 @@ func (v *Vault) knownContent(seen map[string][][32]byte, s *staged) bool {
 func (v *Vault) discardStaged(all []*staged) error {
 	for len(all) > 0 {
 		n := min(len(all), 1024)
-		err := v.db.Update(func(tx *bbolt.Tx) error {
+		err := v.update(func(tx *bbolt.Tx) error {
 			cb, pb := tx.Bucket(bucketChunks), tx.Bucket(bucketPending)
 			for _, s := range all[:n] {
 				if s.chunks == 0 {
@@ -253,7 +253,7 @@ func (v *Vault) stage(batch []*staged) error {
 	}
 	close(work)
 	wg.Wait()
-	return v.db.Update(func(tx *bbolt.Tx) error {
+	return v.update(func(tx *bbolt.Tx) error {
 		cb, pb := tx.Bucket(bucketChunks), tx.Bucket(bucketPending)
 		for i, s := range batch {
 			if out[i].err != nil {

@@ -98,18 +98,18 @@ func (v *Vault) logCommit(tx *bbolt.Tx, ev Event) error { return v.logEvent(tx, 
 // Log appends one event in its own transaction, for events that change
 // nothing else (a denied request, a key event).
 func (v *Vault) Log(ev Event) error {
-	return v.db.Update(func(tx *bbolt.Tx) error { return v.logEvent(tx, &ev) })
+	return v.update(func(tx *bbolt.Tx) error { return v.logEvent(tx, &ev) })
 }
 
 // Entries calls fn for each ledger entry from index from on, in order.
 func (v *Vault) Entries(from int64, fn func(i int64, e *ledger.Entry) error) error {
-	return v.db.View(func(tx *bbolt.Tx) error { return v.ledger.log.Scan(tx, from, fn) })
+	return v.view(func(tx *bbolt.Tx) error { return v.ledger.log.Scan(tx, from, fn) })
 }
 
 // LedgerSize returns the number of ledger entries.
 func (v *Vault) LedgerSize() (int64, error) {
 	var n int64
-	err := v.db.View(func(tx *bbolt.Tx) error {
+	err := v.view(func(tx *bbolt.Tx) error {
 		var err error
 		n, err = v.ledger.log.Size(tx)
 		return err

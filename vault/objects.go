@@ -93,7 +93,7 @@ func (v *Vault) PutObject(kind Kind, key string, value []byte, ev *Event) error 
 	if len(value) > maxObject || len(key) > 1024 {
 		return fmt.Errorf("%s object too large", kind)
 	}
-	return v.db.Update(func(tx *bbolt.Tx) error {
+	return v.update(func(tx *bbolt.Tx) error {
 		b, err := objectBucket(tx, kind)
 		if err != nil {
 			return err
@@ -109,7 +109,7 @@ func (v *Vault) PutObject(kind Kind, key string, value []byte, ev *Event) error 
 // GetObject returns the value stored under key, or ErrNotFound.
 func (v *Vault) GetObject(kind Kind, key string) ([]byte, error) {
 	var out []byte
-	err := v.db.View(func(tx *bbolt.Tx) error {
+	err := v.view(func(tx *bbolt.Tx) error {
 		b, _ := objectBucket(tx, kind)
 		bkey := v.objectKey(kind, key)
 		var sealed []byte
@@ -129,7 +129,7 @@ func (v *Vault) GetObject(kind Kind, key string) ([]byte, error) {
 // Objects returns every object of a kind.
 func (v *Vault) Objects(kind Kind) ([]Object, error) {
 	var out []Object
-	err := v.db.View(func(tx *bbolt.Tx) error {
+	err := v.view(func(tx *bbolt.Tx) error {
 		b, _ := objectBucket(tx, kind)
 		if b == nil {
 			return nil
@@ -149,7 +149,7 @@ func (v *Vault) Objects(kind Kind) ([]Object, error) {
 // DeleteObject removes key and appends ev to the ledger in the same
 // transaction. It returns ErrNotFound when there is nothing to delete.
 func (v *Vault) DeleteObject(kind Kind, key string, ev *Event) error {
-	return v.db.Update(func(tx *bbolt.Tx) error {
+	return v.update(func(tx *bbolt.Tx) error {
 		b, err := objectBucket(tx, kind)
 		if err != nil {
 			return err

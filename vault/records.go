@@ -57,7 +57,7 @@ func (v *Vault) Add(r io.Reader, n NewRecord) (*Meta, error) {
 		n.Source = SourceAdd
 	}
 	id := record.NewID()
-	if err := v.db.Update(func(tx *bbolt.Tx) error {
+	if err := v.update(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketPending).Put(id[:], []byte(v.now().UTC().Format(time.RFC3339)))
 	}); err != nil {
 		return nil, fmt.Errorf("add: %w", err)
@@ -113,7 +113,7 @@ func (v *Vault) storeStream(id record.ID, r io.Reader, n NewRecord, to age.Recip
 	if fix != nil {
 		fix(m)
 	}
-	err = v.db.Update(func(tx *bbolt.Tx) error {
+	err = v.update(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucketChunks)
 		for i, c := range rest {
 			if err := b.Put(chunkKey(id, first+uint32(i)), c); err != nil {
@@ -214,7 +214,7 @@ func (f *Filter) match(m *Meta) bool {
 // is not a ledger event.
 func (v *Vault) List(f Filter) ([]*Meta, error) {
 	var out []*Meta
-	err := v.db.View(func(tx *bbolt.Tx) error {
+	err := v.view(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketRecords).ForEach(func(k, sealed []byte) error {
 			if len(k) != 16 {
 				return fmt.Errorf("%w: malformed record key", ErrTampered)
@@ -245,7 +245,7 @@ func sortTime(m *Meta) time.Time {
 // Show returns the metadata of one record.
 func (v *Vault) Show(id record.ID) (*Meta, error) {
 	var m *Meta
-	err := v.db.View(func(tx *bbolt.Tx) error {
+	err := v.view(func(tx *bbolt.Tx) error {
 		var err error
 		m, err = v.meta1(tx, id)
 		return err
@@ -272,7 +272,7 @@ func (v *Vault) Resolve(prefix string) (record.ID, error) {
 		return record.ID{}, fmt.Errorf("invalid record ID %q: give at least 6 hex digits", prefix)
 	}
 	var found []record.ID
-	err := v.db.View(func(tx *bbolt.Tx) error {
+	err := v.view(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketRecords).ForEach(func(k, _ []byte) error {
 			if len(k) == 16 && strings.HasPrefix(record.ID(k).String(), prefix) {
 				found = append(found, record.ID(k))
@@ -296,7 +296,7 @@ func (v *Vault) Resolve(prefix string) (record.ID, error) {
 // way through this package to read a record without leaving an entry.
 func (v *Vault) Get(id record.ID, w io.Writer) (*Meta, error) {
 	var m *Meta
-	err := v.db.Update(func(tx *bbolt.Tx) error {
+	err := v.update(func(tx *bbolt.Tx) error {
 		var err error
 		if m, err = v.meta1(tx, id); err != nil {
 			return err
@@ -309,7 +309,7 @@ func (v *Vault) Get(id record.ID, w io.Writer) (*Meta, error) {
 	if err != nil {
 		return nil, err
 	}
-	return m, v.db.View(func(tx *bbolt.Tx) error {
+	return m, v.view(func(tx *bbolt.Tx) error {
 		return v.decryptTo(tx, m, w)
 	})
 }
@@ -356,7 +356,7 @@ func (e *writeError) Error() string { return e.err.Error() }
 // in one transaction with the ledger entry, then the database is compacted
 // so that no freed page keeps a copy of the ciphertext or metadata.
 func (v *Vault) Remove(id record.ID) error {
-	err := v.db.Update(func(tx *bbolt.Tx) error {
+	err := v.update(func(tx *bbolt.Tx) error {
 		m, err := v.meta1(tx, id)
 		if err != nil {
 			return err
@@ -388,7 +388,7 @@ func (v *Vault) Remove(id record.ID) error {
 // ledger entry.
 func (v *Vault) SetLabels(id record.ID, add, remove []record.Label) (*Meta, error) {
 	var m *Meta
-	err := v.db.Update(func(tx *bbolt.Tx) error {
+	err := v.update(func(tx *bbolt.Tx) error {
 		var err error
 		if m, err = v.meta1(tx, id); err != nil {
 			return err

@@ -123,7 +123,7 @@ type Decision struct {
 // admitted, and nothing is admitted without its ledger entry.
 func (v *Vault) Admit(decide func(st *AdmitState) (Decision, error)) (*Admission, error) {
 	var adm *Admission
-	err := v.db.Update(func(tx *bbolt.Tx) error {
+	err := v.update(func(tx *bbolt.Tx) error {
 		d, err := decide(&AdmitState{v: v, tx: tx})
 		if err != nil {
 			return err
@@ -210,7 +210,7 @@ func (r *shortTxReader) Read(p []byte) (int, error) {
 		if r.next == r.want {
 			return 0, io.EOF
 		}
-		err := r.v.db.View(func(tx *bbolt.Tx) error {
+		err := r.v.view(func(tx *bbolt.Tx) error {
 			c := tx.Bucket(bucketChunks).Get(chunkKey(r.id, r.next))
 			if c == nil {
 				return fmt.Errorf("%w: record %s: chunk %d is missing", ErrTampered, r.id, r.next)
@@ -246,7 +246,7 @@ func (v *Vault) AddCiphertext(r io.Reader, n NewRecord, rc Received) (*Meta, err
 	}
 	n.Source = SourceFetch
 	id := record.NewID()
-	if err := v.db.Update(func(tx *bbolt.Tx) error {
+	if err := v.update(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketPending).Put(id[:], []byte("fetch"))
 	}); err != nil {
 		return nil, err

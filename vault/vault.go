@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -63,6 +64,21 @@ type Vault struct {
 	index   []byte      // key for the FHIR de-duplication index
 	now     func() time.Time
 	ledger  *ledgerLog
+	// mu guards db: every transaction holds it for reading; compaction,
+	// which replaces the database file, holds it for writing.
+	mu sync.RWMutex
+}
+
+func (v *Vault) view(fn func(*bbolt.Tx) error) error {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	return v.db.View(fn)
+}
+
+func (v *Vault) update(fn func(*bbolt.Tx) error) error {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	return v.db.Update(fn)
 }
 
 // boltOptions are the bbolt settings for the vault file. The lock timeout
@@ -202,7 +218,7 @@ func (v *Vault) load() error {
 	if err := v.initKeys(); err != nil {
 		return err
 	}
-	err := v.db.View(func(tx *bbolt.Tx) error {
+	err := v.view(func(tx *bbolt.Tx) error {
 		m := tx.Bucket(bucketMeta)
 		if m == nil {
 			return fmt.Errorf("%w: meta bucket missing", ErrTampered)
@@ -242,7 +258,7 @@ func (v *Vault) load() error {
 // exclusive lock, so any pending add belongs to a process that died.
 func (v *Vault) cleanPending() error {
 	var ids []record.ID
-	v.db.View(func(tx *bbolt.Tx) error {
+	v.view(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketPending).ForEach(func(k, _ []byte) error {
 			if len(k) == 16 {
 				ids = append(ids, record.ID(k))
@@ -255,7 +271,7 @@ func (v *Vault) cleanPending() error {
 			// A pending mark on a stored record is not ours to act on (it
 			// can only come from outside medvault): keep the record, drop
 			// the mark; verify still checks the record.
-			if err := v.db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketPending).Delete(id[:]) }); err != nil {
+			if err := v.update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketPending).Delete(id[:]) }); err != nil {
 				return err
 			}
 			continue

@@ -133,7 +133,7 @@ func reopen(t *testing.T, v *Vault) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	*v = *nv
+	v.dir, v.db, v.lock, v.id, v.vaultID, v.meta, v.index, v.now, v.ledger = nv.dir, nv.db, nv.lock, nv.id, nv.vaultID, nv.meta, nv.index, nv.now, nv.ledger
 }
 
 // rm removes the record, and compaction leaves no copy of its ciphertext or

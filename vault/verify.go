@@ -55,7 +55,7 @@ type VerifyReport struct {
 func (v *Vault) Verify(full bool) (*VerifyReport, error) {
 	rep := &VerifyReport{}
 	errProblems := errors.New("problems found")
-	err := v.db.Update(func(tx *bbolt.Tx) error {
+	err := v.update(func(tx *bbolt.Tx) error {
 		lr, err := v.ledger.log.Verify(tx, full)
 		if err != nil {
 			rep.Problems = append(rep.Problems, Problem{What: "ledger", Detail: err.Error()})
@@ -126,7 +126,7 @@ func (v *Vault) verifyRecords(tx *bbolt.Tx, lr *ledger.Report, full bool, rep *V
 			rep.Problems = append(rep.Problems, Problem{"metadata", id, fmt.Sprintf("differs from what ledger entry %d committed to", le.index)})
 			return
 		}
-		if m.FHIR != nil && full {
+		if m.FHIR != nil && full && m.From.IsZero() {
 			k := string(v.fhirKey(&fhir.Resource{Type: m.FHIR.Type, ID: m.FHIR.ID, FullURL: m.FHIR.FullURL}))
 			index[k] = append(append(index[k], id[:]...), m.FHIR.ContentKey...)
 		}

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/medvault/medvault/cmd/medvault/internal/control"
+	"github.com/medvault/medvault/p2p"
 	"github.com/medvault/medvault/share"
 	"github.com/medvault/medvault/vault"
 	"github.com/medvault/medvault/vault/identity"
@@ -41,6 +42,7 @@ type app struct {
 	remote *control.Request
 	nodeMu sync.Mutex // serialises forwarded commands in the node
 
+	node      *p2p.Node   // the running node (inside serve)
 	nodeAddrs []string    // the running node's addresses, put in grants and cards
 	book      *share.Book // contact book, loaded on first use
 }

@@ -18,9 +18,9 @@ const notRecallable = "Records a provider has already fetched cannot be recalled
 func newGrantCommand(a *app) *cobra.Command {
 	var scope, expires, purpose, preset string
 	var records, labels []string
-	var dryRun bool
+	var dryRun, push bool
 	cmd := &cobra.Command{
-		Use:   "grant CONTACT --scope CATS|--preset P [--record ID]... [--label L]... --expires DUR --purpose P [--dry-run]",
+		Use:   "grant CONTACT --scope CATS|--preset P [--record ID]... [--label L]... --expires DUR --purpose P [--dry-run] [--push]",
 		Short: "Let a contact read some of your records, for a time and a purpose",
 		Long: `Issue a grant: a token you sign that lets one contact read the records in its
 scope until it expires, for the stated purpose. Records carrying a sensitivity
@@ -107,13 +107,26 @@ Purposes of use:
 			if dryRun {
 				return a.dryRun(v, al, card, p, now)
 			}
+			if len(p.Hints) == 0 {
+				a.say("medvault: warning: your node is not running, so the grant carries no address; start 'medvault serve' for the provider to reach you")
+			}
 			g, err := share.IssueAndStore(v, p, now)
 			if err != nil {
 				return err
 			}
+			pushed := false
+			if push {
+				err := a.pushTo(cmd.Context(), v, card, func(c share.Framer) error { return share.PushGrant(c, g) })
+				if err != nil {
+					a.say("medvault: warning: could not deliver the grant to %s's node: %v; send them the token instead", al, err)
+				} else {
+					pushed = true
+					a.say("Delivered the grant to %s's node.", al)
+				}
+			}
 			if a.jsonOut {
 				return printJSON(a.stdout, map[string]any{"v": 1, "id": g.ID().String(), "token": g.Text(),
-					"audience": g.Audience().String(), "expires": g.Expiry().UTC().Format(time.RFC3339)})
+					"audience": g.Audience().String(), "expires": g.Expiry().UTC().Format(time.RFC3339), "pushed": pushed})
 			}
 			fmt.Fprintln(a.stdout, g.ID())
 			fmt.Fprintln(a.stdout, g.Text())
@@ -130,6 +143,7 @@ Purposes of use:
 	f.StringVar(&expires, "expires", "", "how long the grant lasts, e.g. 1h, 7d (required)")
 	f.StringVar(&purpose, "purpose", "", "purpose of use, e.g. TREAT")
 	f.BoolVar(&dryRun, "dry-run", false, "say exactly what would be shared, change nothing")
+	f.BoolVar(&push, "push", false, "deliver the grant to the contact's node now, if it is online")
 	f.BoolVar(&a.jsonOut, "json", false, "print JSON")
 	return cmd
 }
@@ -360,16 +374,28 @@ refuses every request under it. Revoking twice is fine.
 				targets = append(targets, i)
 			}
 			now := time.Now()
+			book, err := share.LoadBook(v)
+			if err != nil {
+				return err
+			}
 			for _, i := range targets {
-				_, already, err := share.RevokeAndStore(v, i, now)
+				r, already, err := share.RevokeAndStore(v, i, now)
 				if err != nil {
 					return err
 				}
 				fmt.Fprintln(a.stdout, i.Grant.ID())
 				if already {
 					a.say("Grant %s was already revoked.", i.Grant.ID().String()[:12])
-				} else {
-					a.say("Revoked grant %s.", i.Grant.ID().String()[:12])
+					continue
+				}
+				a.say("Revoked grant %s: your node refuses it from now on.", i.Grant.ID().String()[:12])
+				if al, card, ok := book.Find(i.Grant.Audience()); ok && len(card.Hints()) > 0 {
+					err := a.pushTo(cmd.Context(), v, card, func(c share.Framer) error { return share.PushRevocation(c, r) })
+					if err != nil {
+						a.say("Could not tell %s's node (%v); the revocation holds anyway.", al, err)
+					} else {
+						a.say("Told %s's node that the grant is revoked.", al)
+					}
 				}
 			}
 			if len(targets) == 0 {

@@ -18,15 +18,22 @@ import (
 const nodeSocket = "node.sock"
 
 func newServeCommand(a *app) *cobra.Command {
+	var listen []string
 	cmd := &cobra.Command{
-		Use:   "serve",
+		Use:   "serve [--listen MULTIADDR]...",
 		Short: "Run your node: keep the vault open for other commands and for providers",
 		Long: `Run your medvault node in the foreground until interrupted (Ctrl-C, SIGTERM).
+It serves providers the records your grants allow, over libp2p (TCP and QUIC,
+encrypted and authenticated by your key), and receives grants and revocation
+notices pushed to you. It prints its addresses; grants and your contact card
+carry them while it runs.
+
 The node unlocks your identity once and holds the vault open; while it runs,
 every other medvault command for the same data directory is handled by the
 node through a local control socket (` + nodeSocket + `, mode 0600), without the
 passphrase and without waiting on the vault lock.`,
 		Example: `  medvault serve --passphrase-file ~/.config/medvault/pass &
+  medvault serve --listen /ip4/0.0.0.0/tcp/4001 --listen /ip4/0.0.0.0/udp/4001/quic-v1
   medvault list          # answered by the node`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -35,6 +42,12 @@ passphrase and without waiting on the vault lock.`,
 				return err
 			}
 			defer done()
+			node, err := a.startNode(cmd.Context(), v, listen)
+			if err != nil {
+				return err
+			}
+			defer node.Close()
+			a.node, a.nodeAddrs = node, node.Addrs()
 			ln, err := control.Listen(filepath.Join(v.Dir(), nodeSocket))
 			if err != nil {
 				return err
@@ -43,6 +56,9 @@ passphrase and without waiting on the vault lock.`,
 			go control.Serve(ln, func(req *control.Request, stdin io.Reader, stdout, stderr io.Writer) int {
 				return a.runInNode(v, req, stdin, stdout, stderr)
 			})
+			for _, addr := range a.nodeAddrs {
+				fmt.Fprintln(a.stdout, addr)
+			}
 			a.say("medvault node running for %s (ID %s); Ctrl-C to stop", v.Dir(), v.Owner().ID())
 			sig := make(chan os.Signal, 1)
 			signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
@@ -53,6 +69,7 @@ passphrase and without waiting on the vault lock.`,
 			return nil
 		},
 	}
+	cmd.Flags().StringArrayVar(&listen, "listen", []string{"/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"}, "listen on `MULTIADDR` (repeatable)")
 	return cmd
 }
 
@@ -75,7 +92,7 @@ func (a *app) runInNode(v *vault.Vault, req *control.Request, stdin io.Reader, s
 		return a.getenv(k)
 	}
 	sub := &app{stdin: stdin, stdout: stdout, stderr: stderr, getenv: env,
-		id: v.Owner(), vault: v, cwd: req.Dir, remote: req}
+		id: v.Owner(), vault: v, cwd: req.Dir, remote: req, node: a.node, nodeAddrs: a.nodeAddrs}
 	defer func() {
 		if r := recover(); r != nil {
 			fmt.Fprintln(stderr, "medvault: error: internal error in the node")

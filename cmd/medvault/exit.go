@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
 
 	"github.com/medvault/medvault/ledger"
+	"github.com/medvault/medvault/p2p"
 	"github.com/medvault/medvault/share"
 	"github.com/medvault/medvault/vault"
 	"github.com/medvault/medvault/vault/identity"
@@ -79,12 +81,16 @@ func exitCode(err error) int {
 		return exitDecrypt
 	case errors.Is(err, vault.ErrLocked):
 		return exitBusy
+	case errors.Is(err, p2p.ErrUnreachable), errors.Is(err, p2p.ErrProtocolNotSupported):
+		return exitUnreachable
+	case errors.Is(err, context.Canceled):
+		return exitCancelled
 	case errors.Is(err, vault.ErrTampered), errors.Is(err, ledger.ErrTampered):
 		return exitIntegrity
 	}
 	for _, s := range []error{share.ErrExpired, share.ErrRevoked, share.ErrOutOfScope, share.ErrWrongAudience,
 		share.ErrLabelExcluded, share.ErrNotYetValid, share.ErrWrongIssuer, share.ErrWrongVault, share.ErrNonceReused,
-		share.ErrStaleRequest, share.ErrBadSignature, share.ErrBadChecksum} {
+		share.ErrStaleRequest, share.ErrBadSignature, share.ErrBadChecksum, share.ErrNotFound, share.ErrUnavailable} {
 		if errors.Is(err, s) {
 			return exitDenied
 		}

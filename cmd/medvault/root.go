@@ -117,6 +117,8 @@ Passphrase: --passphrase-file FILE, $MEDVAULT_PASSPHRASE_FILE, --passphrase-fd N
 		newGrantsCommand(a),
 		newRevokeCommand(a),
 		newServeCommand(a),
+		newFetchCommand(a),
+		newInboxCommand(a),
 		&cobra.Command{
 			Use:   "exit-codes",
 			Short: "The exit codes medvault returns",

@@ -143,6 +143,11 @@ func (id *Identity) Sign(msg []byte) []byte { return ed25519.Sign(id.sign, msg) 
 // through that interface (ledger checkpoints, the network host).
 func (id *Identity) Signer() crypto.Signer { return id.sign }
 
+// NetworkKey returns the Ed25519 private key for the libp2p host, which
+// needs the key itself for its Noise and TLS handshakes. Nothing else should
+// call it: sign through Sign or Signer.
+func (id *Identity) NetworkKey() ed25519.PrivateKey { return id.sign }
+
 // SubKey derives a 32-byte symmetric key for one purpose from the identity's
 // secret with HKDF-SHA-256. Distinct labels give independent keys; labels
 // are versioned strings such as "medvault/vault/metadata/v1".

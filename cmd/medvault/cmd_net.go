@@ -1,0 +1,274 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/spf13/cobra"
+
+	"github.com/medvault/medvault/p2p"
+	"github.com/medvault/medvault/share"
+	"github.com/medvault/medvault/vault"
+	"github.com/medvault/medvault/vault/identity"
+)
+
+// quietLibp2p keeps go-libp2p's own log lines off the user's terminal.
+func quietLibp2p() {
+	p2p.SetLibp2pLogHandler(slog.NewTextHandler(io.Discard, nil))
+}
+
+// startNode starts a libp2p host on the vault owner's key that serves the
+// share and push protocols from v.
+func (a *app) startNode(ctx context.Context, v *vault.Vault, listen []string) (*p2p.Node, error) {
+	quietLibp2p()
+	n, err := p2p.NewNode(ctx, p2p.Config{Key: v.Owner().NetworkKey(), Listen: listen})
+	if err != nil {
+		return nil, err
+	}
+	n.Handle(p2p.ProtocolShare, func(ctx context.Context, s *p2p.Stream) {
+		remote, err := identity.IDFromPublicKey(s.RemoteKey())
+		if err != nil {
+			return
+		}
+		sv, err := share.ServeConn(v, s, remote, time.Now())
+		who := a.contactName(v, remote)
+		switch {
+		case err != nil:
+			a.say("request from %s: %v", who, err)
+		case sv.Reason == share.ReasonAllowed:
+			a.say("served %d record(s), %s, to %s (grant %s)", sv.Sent, humanSize(sv.Bytes), who, sv.Grant.String()[:12])
+		default:
+			a.say("refused a request from %s: %s", who, sv.Reason)
+		}
+	})
+	n.Handle(p2p.ProtocolPush, func(ctx context.Context, s *p2p.Stream) {
+		remote, err := identity.IDFromPublicKey(s.RemoteKey())
+		if err != nil {
+			return
+		}
+		if err := share.ServePush(v, s, remote); err != nil {
+			a.say("push from %s refused: %v", a.contactName(v, remote), err)
+		} else {
+			a.say("received a grant or revocation notice from %s ('medvault inbox')", a.contactName(v, remote))
+		}
+	})
+	return n, nil
+}
+
+// dialNode returns the running node (inside serve) or a dial-only node,
+// and a function to release it.
+func (a *app) dialNode(ctx context.Context, v *vault.Vault) (*p2p.Node, func(), error) {
+	if a.node != nil {
+		return a.node, func() {}, nil
+	}
+	quietLibp2p()
+	n, err := p2p.NewNode(ctx, p2p.Config{Key: v.Owner().NetworkKey()})
+	if err != nil {
+		return nil, nil, err
+	}
+	return n, func() { n.Close() }, nil
+}
+
+// dial opens a stream to peer at addrs, mapping failures to exit 20.
+func (a *app) dial(ctx context.Context, v *vault.Vault, peer identity.ID, addrs []string, proto protocol.ID) (*p2p.Stream, func(), error) {
+	if len(addrs) == 0 {
+		return nil, nil, withHint(fmt.Errorf("%w: no known address for %s", p2p.ErrUnreachable, a.contactName(v, peer)),
+			"ask them to run 'medvault serve' and send a fresh grant or contact card")
+	}
+	n, release, err := a.dialNode(ctx, v)
+	if err != nil {
+		return nil, nil, err
+	}
+	pid, err := p2p.IDFromPublicKey(peer.PublicKey())
+	if err != nil {
+		release()
+		return nil, nil, err
+	}
+	dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	s, err := n.DialPeer(dctx, pid, addrs, proto)
+	if err != nil {
+		release()
+		return nil, nil, withHint(err, "check that their 'medvault serve' is running and reachable")
+	}
+	return s, func() { s.Close(); release() }, nil
+}
+
+func newFetchCommand(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "fetch TOKEN|GRANT_ID|PATIENT",
+		Short: "Fetch the records a patient granted you, over the network",
+		Long: `Fetch, directly from the patient's node, the records a grant lets you read,
+and store them in your vault as they arrive: encrypted to you, with their
+provenance. Give the grant's token (as the patient sent it), the ID of a grant
+in your inbox, or the patient's contact alias to use their newest grant.
+
+Fetching is incremental: records you already hold are not sent again, and a
+fetch cut short keeps the records that arrived whole. The patient's node logs
+your signed request and returns a receipt, which is verified and kept.`,
+		Example: `  medvault fetch medvault-grant-v1:...
+  medvault fetch 9c1e2f3a
+  medvault fetch ada`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			v, done, err := a.openVault()
+			if err != nil {
+				return err
+			}
+			defer done()
+			g, err := a.resolveGrant(v, args[0])
+			if err != nil {
+				return err
+			}
+			addrs := g.Hints()
+			if book, err := share.LoadBook(v); err == nil {
+				if _, c, ok := book.Find(g.Issuer()); ok {
+					addrs = append(addrs, c.Hints()...)
+				}
+			}
+			ctx := cmd.Context()
+			s, release, err := a.dial(ctx, v, g.Issuer(), addrs, p2p.ProtocolShare)
+			if err != nil {
+				return err
+			}
+			defer release()
+			progress := func(int, int64) {}
+			if a.stderrTTY() && a.remote == nil {
+				progress = func(n int, b int64) { fmt.Fprintf(a.stderr, "\rfetching: %d record(s), %s", n, humanSize(b)) }
+			}
+			res, err := share.FetchConn(v, s, g, time.Now(), progress)
+			if a.stderrTTY() && a.remote == nil {
+				fmt.Fprint(a.stderr, "\r\033[K")
+			}
+			if res != nil && res.Entry != nil {
+				a.say("Receipt verified: your request is entry %d of %s's ledger.", res.Index, a.contactName(v, g.Issuer()))
+			}
+			if err != nil {
+				if res != nil && res.Records > 0 {
+					a.say("%d record(s) arrived whole and were kept; fetch again to resume.", res.Records)
+				}
+				return err
+			}
+			if a.jsonOut {
+				return printJSON(a.stdout, map[string]any{"v": 1, "grant": g.ID().String(), "records": res.Records,
+					"bytes": res.Bytes, "receipt_index": res.Index})
+			}
+			fmt.Fprintf(a.stdout, "Fetched %d new record(s) (%s) from %s under grant %s.\n", res.Records, humanSize(res.Bytes),
+				a.contactName(v, g.Issuer()), g.ID().String()[:12])
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&a.jsonOut, "json", false, "print JSON")
+	return cmd
+}
+
+// resolveGrant finds the grant a provider means: a pasted token (kept in
+// the inbox), a grant ID prefix in the inbox, or a patient's newest active
+// grant.
+func (a *app) resolveGrant(v *vault.Vault, s string) (*share.Grant, error) {
+	if strings.HasPrefix(s, "medvault-grant-") {
+		g, err := share.ParseGrant(s)
+		if err != nil {
+			return nil, withHint(usageError{fmt.Errorf("grant token: %w", err)}, "paste the whole token exactly as the patient sent it")
+		}
+		if err := share.StoreInbox(v, g); err != nil {
+			return nil, err
+		}
+		return g, nil
+	}
+	inbox, err := share.Inbox(v)
+	if err != nil {
+		return nil, err
+	}
+	ls := strings.ToLower(s)
+	if len(ls) >= 8 {
+		for _, i := range inbox {
+			if strings.HasPrefix(i.Grant.ID().String(), ls) {
+				return i.Grant, nil
+			}
+		}
+	}
+	_, card, err := share.ResolveContact(v, s)
+	if err != nil {
+		return nil, fmt.Errorf("%w: no grant or contact %q", vault.ErrNotFound, s)
+	}
+	now := time.Now()
+	for _, i := range inbox {
+		if i.Grant.Issuer() == card.ID() && i.State(now) == "active" {
+			return i.Grant, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: no active grant from %s in your inbox", vault.ErrNotFound, s)
+}
+
+func newInboxCommand(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "inbox [--json]",
+		Short:   "List the grants patients sent you",
+		Example: "  medvault inbox\n  medvault fetch $(medvault inbox --json | jq -r '.grants[0].id')",
+		Args:    exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			v, done, err := a.openVault()
+			if err != nil {
+				return err
+			}
+			defer done()
+			gs, err := share.Inbox(v)
+			if err != nil {
+				return err
+			}
+			now := time.Now()
+			if a.jsonOut {
+				type gj struct {
+					ID      string `json:"id"`
+					Patient string `json:"patient"`
+					Contact string `json:"contact,omitempty"`
+					Scope   string `json:"scope"`
+					Purpose string `json:"purpose"`
+					Expires string `json:"expires"`
+					State   string `json:"state"`
+				}
+				out := struct {
+					V      int  `json:"v"`
+					Grants []gj `json:"grants"`
+				}{V: 1, Grants: []gj{}}
+				for _, i := range gs {
+					g := i.Grant
+					out.Grants = append(out.Grants, gj{g.ID().String(), g.Issuer().String(), a.contactName(v, g.Issuer()),
+						g.Scope().String(), string(g.Purpose()), g.Expiry().UTC().Format(time.RFC3339), i.State(now)})
+				}
+				return printJSON(a.stdout, out)
+			}
+			if len(gs) == 0 {
+				a.say("No grants received.")
+				return nil
+			}
+			var rows [][]string
+			for _, i := range gs {
+				g := i.Grant
+				rows = append(rows, []string{g.ID().String()[:12], a.contactName(v, g.Issuer()), truncate(g.Scope().String(), 40),
+					string(g.Purpose()), g.Expiry().Local().Format("2006-01-02 15:04"), i.State(now)})
+			}
+			a.printTable([]string{"GRANT", "PATIENT", "SCOPE", "PURPOSE", "EXPIRES", "STATE"}, rows)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&a.jsonOut, "json", false, "print JSON")
+	return cmd
+}
+
+// pushTo delivers a grant or a revocation notice to a contact's node, if it
+// can be reached; failures are reported, not fatal (the token is stored).
+func (a *app) pushTo(ctx context.Context, v *vault.Vault, card *share.Card, send func(share.Framer) error) error {
+	s, release, err := a.dial(ctx, v, card.ID(), card.Hints(), p2p.ProtocolPush)
+	if err != nil {
+		return err
+	}
+	defer release()
+	return send(s)
+}

@@ -1,0 +1,142 @@
+package share
+
+import (
+	"fmt"
+
+	"github.com/medvault/medvault/vault"
+	"github.com/medvault/medvault/vault/identity"
+)
+
+// The push protocol (/medvault/push/1.0.0) delivers, from a patient's node
+// to a provider's node, one grant token ('G') or one revocation notice
+// ('V'); the provider's node answers 'K' (stored) or 'D' with a reason.
+const (
+	frameGrant      = 'G'
+	frameRevocation = 'V'
+	frameOK         = 'K'
+)
+
+// PushGrant sends g on c and waits for the provider's node to store it.
+func PushGrant(c Framer, g *Grant) error { return push(c, frameGrant, g.Bytes()) }
+
+// PushRevocation sends a revocation notice on c.
+func PushRevocation(c Framer, r *Revocation) error { return push(c, frameRevocation, r.Bytes()) }
+
+func push(c Framer, typ byte, b []byte) error {
+	if err := c.WriteFrame(typ, b); err != nil {
+		return err
+	}
+	t, p, err := c.ReadFrame(maxMeta)
+	if err != nil {
+		return fmt.Errorf("no answer from the provider's node: %w", err)
+	}
+	switch t {
+	case frameOK:
+		return nil
+	case frameDenied:
+		return fmt.Errorf("the provider's node refused it: %s", sanitizeReason(p))
+	}
+	return fmt.Errorf("%w: unexpected frame %q", ErrProtocol, t)
+}
+
+func sanitizeReason(p []byte) string {
+	if len(p) > 64 {
+		p = p[:64]
+	}
+	out := make([]byte, 0, len(p))
+	for _, c := range p {
+		if c >= 0x20 && c < 0x7f {
+			out = append(out, c)
+		}
+	}
+	return string(out)
+}
+
+// ServePush receives one pushed grant or revocation on c from remote (the
+// authenticated peer) into v, the provider's vault: a grant must be
+// addressed to v's owner and issued by remote; a revocation must be signed by
+// the issuer of a grant in the inbox. Both are checked by signature before
+// anything is stored.
+func ServePush(v *vault.Vault, c Framer, remote identity.ID) error {
+	typ, p, err := c.ReadFrame(maxRequest)
+	if err != nil {
+		return err
+	}
+	refuse := func(why string, err error) error {
+		c.WriteFrame(frameDenied, []byte(why))
+		return err
+	}
+	switch typ {
+	case frameGrant:
+		g, err := DecodeGrant(p)
+		if err != nil {
+			return refuse("malformed", err)
+		}
+		if g.Audience() != v.Owner().ID() || g.Issuer() != remote {
+			return refuse(string(ReasonWrongAudience), ErrWrongAudience)
+		}
+		if err := StoreInbox(v, g); err != nil {
+			return refuse("unavailable", err)
+		}
+	case frameRevocation:
+		r, err := DecodeRevocation(p)
+		if err != nil {
+			return refuse("malformed", err)
+		}
+		if err := StoreRevocationNotice(v, r); err != nil {
+			return refuse("unknown-grant", err)
+		}
+	default:
+		return refuse("malformed", fmt.Errorf("%w: unexpected frame %q", ErrProtocol, typ))
+	}
+	return c.WriteFrame(frameOK, nil)
+}
+
+// StoreInbox keeps a grant received by the provider (pushed, or pasted to
+// 'fetch'). The grant must be addressed to v's owner.
+func StoreInbox(v *vault.Vault, g *Grant) error {
+	if g.Audience() != v.Owner().ID() {
+		return fmt.Errorf("this grant is for %s, not for you: %w", g.Audience(), ErrWrongAudience)
+	}
+	return v.PutObject(vault.KindInbox, g.ID().String(), g.Bytes(), nil)
+}
+
+// StoreRevocationNotice records that the patient revoked a grant in the
+// provider's inbox.
+func StoreRevocationNotice(v *vault.Vault, r *Revocation) error {
+	gb, err := v.GetObject(vault.KindInbox, r.Grant().String())
+	if err != nil {
+		return err
+	}
+	g, err := DecodeGrant(gb)
+	if err != nil {
+		return err
+	}
+	if err := r.Check(g); err != nil {
+		return err
+	}
+	return v.PutObject(vault.KindRevoked, r.Grant().String(), r.Bytes(), nil)
+}
+
+// Inbox returns the grants in v's inbox (an Issued holds the patient's
+// revocation notice, if one arrived), newest first.
+func Inbox(v *vault.Vault) ([]*Issued, error) {
+	objs, err := v.Objects(vault.KindInbox)
+	if err != nil {
+		return nil, err
+	}
+	revs, err := revocations(v)
+	if err != nil {
+		return nil, err
+	}
+	var out []*Issued
+	for _, o := range objs {
+		g, err := DecodeGrant(o.Value)
+		if err != nil {
+			return nil, fmt.Errorf("inbox grant %s: %w", o.Key, err)
+		}
+		out = append(out, &Issued{Grant: g, Revoked: revs[g.ID()]})
+	}
+	sortNewest(out)
+	return out, nil
+}
