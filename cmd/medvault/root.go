@@ -119,6 +119,7 @@ Passphrase: --passphrase-file FILE, $MEDVAULT_PASSPHRASE_FILE, --passphrase-fd N
 		newServeCommand(a),
 		newFetchCommand(a),
 		newInboxCommand(a),
+		newDemoCommand(a),
 		&cobra.Command{
 			Use:   "exit-codes",
 			Short: "The exit codes medvault returns",
