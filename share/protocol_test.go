@@ -158,3 +158,126 @@ func FuzzDecodeReceipt(f *testing.F) {
 		}
 	})
 }
+
+// cutAfter fails the provider's reads after n chunk frames, as a cut
+// connection would.
+type cutAfter struct {
+	Framer
+	n int
+}
+
+func (c *cutAfter) ReadFrame(limit int) (byte, []byte, error) {
+	typ, p, err := c.Framer.ReadFrame(limit)
+	if typ == frameChunk {
+		if c.n == 0 {
+			return 0, nil, errors.New("connection reset")
+		}
+		c.n--
+	}
+	return typ, p, err
+}
+
+// A fetch cut mid-transfer keeps the records that arrived whole, stores no
+// partial one, and the next fetch resumes with the rest.
+func TestFetchResumesAfterCut(t *testing.T) {
+	patient := openVault(t, "Ada", identity.Patient)
+	provider := openVault(t, "Dr. Hopper", identity.Provider)
+	for i := range 6 {
+		patient.Add(bytes.NewReader(bytes.Repeat([]byte{byte(i)}, 600<<10)), vault.NewRecord{Category: record.Imaging, Title: "scan"})
+	}
+	SaveContact(patient, "dr", cardOf(t, provider), false)
+	g, _ := IssueAndStore(patient, GrantParams{Audience: provider.Owner().ID(), Scope: Scope{Categories: []record.Category{record.Imaging}},
+		Purpose: "TREAT", Expiry: time.Now().Add(time.Hour)}, time.Now())
+	a, b := net.Pipe()
+	go func() {
+		ServeConn(patient, frame.NewConn(a, nil), provider.Owner().ID(), time.Now())
+		a.Close()
+	}()
+	// Each 600 KiB record is 3 chunk frames: cut during the third record.
+	res, err := FetchConn(provider, &cutAfter{Framer: frame.NewConn(b, nil), n: 7}, g, time.Now(), nil)
+	b.Close()
+	if err == nil || res.Records != 2 {
+		t.Fatalf("cut fetch: %d records, err %v", res.Records, err)
+	}
+	if ms, _ := provider.List(vault.Filter{}); len(ms) != 2 {
+		t.Fatalf("after the cut the provider shows %d records, want the 2 complete ones", len(ms))
+	}
+	res, err = exchange(t, patient, provider, provider.Owner().ID(), g)
+	if err != nil || res.Records != 4 {
+		t.Fatalf("resumed fetch: %+v, %v", res, err)
+	}
+	if rep, err := provider.Verify(true); err != nil {
+		t.Fatalf("provider verify: %v %v", err, rep.Problems)
+	}
+}
+
+// A replayed request (same signed bytes) is refused and logged.
+func TestReplayRefused(t *testing.T) {
+	patient := openVault(t, "Ada", identity.Patient)
+	provider := openVault(t, "Dr. Hopper", identity.Provider)
+	patient.Add(strings.NewReader("x"), vault.NewRecord{Category: record.Labs})
+	SaveContact(patient, "dr", cardOf(t, provider), false)
+	g, _ := IssueAndStore(patient, GrantParams{Audience: provider.Owner().ID(), Scope: Scope{Categories: []record.Category{record.Labs}},
+		Purpose: "TREAT", Expiry: time.Now().Add(time.Hour)}, time.Now())
+	req, _ := NewRequest(provider.Owner(), RequestParams{Grant: g.ID(), All: true}, time.Now())
+	send := func() (string, error) {
+		a, b := net.Pipe()
+		defer b.Close()
+		go func() { ServeConn(patient, frame.NewConn(a, nil), provider.Owner().ID(), time.Now()); a.Close() }()
+		c := frame.NewConn(b, nil)
+		c.WriteFrame(frameRequest, req.Bytes())
+		c.WriteFrame(frameHave, nil)
+		c.ReadFrame(maxReceipt)
+		typ, p, err := c.ReadFrame(maxMeta)
+		return string(typ) + string(p), err
+	}
+	if got, err := send(); err != nil || got[0] != frameMeta {
+		t.Fatalf("first request: %q %v", got, err)
+	}
+	if got, _ := send(); got != "D"+string(ReasonNonceReused) {
+		t.Fatalf("replayed request: %q", got)
+	}
+}
+
+// 50 providers fetch from one patient at once: all are served.
+func TestConcurrentProviders(t *testing.T) {
+	if testing.Short() {
+		t.Skip("50 vaults")
+	}
+	patient := openVault(t, "Ada", identity.Patient)
+	for range 5 {
+		patient.Add(bytes.NewReader(bytes.Repeat([]byte("r"), 100<<10)), vault.NewRecord{Category: record.Labs})
+	}
+	type prov struct {
+		v *vault.Vault
+		g *Grant
+	}
+	var ps []prov
+	for i := range 50 {
+		pv := openVault(t, "Dr", identity.Provider)
+		SaveContact(patient, Alias("dr"+itoa(i)), cardOf(t, pv), false)
+		g, err := IssueAndStore(patient, GrantParams{Audience: pv.Owner().ID(), Scope: Scope{Categories: []record.Category{record.Labs}},
+			Purpose: "TREAT", Expiry: time.Now().Add(time.Hour)}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps = append(ps, prov{pv, g})
+	}
+	errs := make(chan error, len(ps))
+	for _, p := range ps {
+		go func() {
+			res, err := exchange(t, patient, p.v, p.v.Owner().ID(), p.g)
+			if err == nil && res.Records != 5 {
+				err = errors.New("short fetch")
+			}
+			errs <- err
+		}()
+	}
+	for range ps {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func itoa(i int) string { return string(rune('a'+i/26)) + string(rune('a'+i%26)) }
