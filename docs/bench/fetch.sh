@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Prints, in one run: 'medvault fetch' of one SIZE_MIB record between two
+# processes on 127.0.0.1 (patient 'serve', provider 'fetch'), side by side
+# with a bare libp2p stream between two processes; peak anonymous memory
+# (RssAnon) of both sides; and grant->fetch latency of a small record with
+# both nodes running (no passphrase unlock in the path).
+#
+#   bash docs/bench/fetch.sh [SIZE_MIB] [RUNS]      (defaults: 1024 3)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+size_mib=${1:-1024}
+runs=${2:-3}
+work=$(mktemp -d "${BENCH_DIR:-/var/tmp}/medvault-fetch.XXXXXX")
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+go build -o "$work/medvault" ./cmd/medvault
+mv=$work/medvault
+export MEDVAULT_INSECURE_TEST_SCRYPT_WORK_FACTOR=10
+printf 'bench\n' >"$work/pass"
+export MEDVAULT_PASSPHRASE_FILE=$work/pass
+P=$work/patient D=$work/doctor
+MEDVAULT_HOME=$D "$mv" init --name Doctor --role provider >/dev/null 2>&1
+MEDVAULT_HOME=$P "$mv" init --name Patient >/dev/null 2>&1
+card=$(MEDVAULT_HOME=$D "$mv" id --json | awk -F'"' '/"card"/ {print $4}')
+MEDVAULT_HOME=$P "$mv" contacts add "$card" --as doc >/dev/null 2>&1
+head -c $((size_mib << 20)) /dev/urandom >"$work/big.bin"
+MEDVAULT_HOME=$P "$mv" add "$work/big.bin" --category imaging --title big >/dev/null 2>&1
+rm "$work/big.bin"
+printf 'HbA1c 6.1 %%\n' | MEDVAULT_HOME=$P "$mv" add - --category labs --title small >/dev/null 2>&1
+
+MEDVAULT_HOME=$P "$mv" serve --listen /ip4/127.0.0.1/tcp/0 >"$work/serve.out" 2>"$work/serve.err" &
+pids+=($!)
+node_pid=$!
+for _ in $(seq 100); do [ -S "$P/node.sock" ] && break; sleep 0.1; done
+
+peak() { awk '/^RssAnon:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+times=() fkib=() nkib=()
+cp -a "$D" "$work/doctor.pristine"
+for r in $(seq "$runs"); do
+	tok=$(MEDVAULT_HOME=$P "$mv" grant doc --scope imaging --expires 1h --purpose TREAT --json | awk -F'"' '/"token"/ {print $4}')
+	# The provider's vault as it was before any fetch, so every run fetches
+	# the whole record.
+	rm -rf "$D" && cp -a "$work/doctor.pristine" "$D"
+	start=$(date +%s%N)
+	MEDVAULT_HOME=$D "$mv" fetch "$tok" >/dev/null 2>"$work/fetch.err" &
+	fp=$!
+	fpeak=0 npeak=0
+	while kill -0 "$fp" 2>/dev/null; do
+		c=$(peak "$fp"); [ -n "$c" ] && [ "$c" -gt "$fpeak" ] && fpeak=$c
+		c=$(peak "$node_pid"); [ -n "$c" ] && [ "$c" -gt "$npeak" ] && npeak=$c
+		sleep 0.01
+	done
+	wait "$fp" || { cat "$work/fetch.err"; exit 1; }
+	end=$(date +%s%N)
+	times+=($(( (end - start) / 1000000 ))) fkib+=("$fpeak") nkib+=("$npeak")
+done
+t=$(printf '%s\n' "${times[@]}" | median)
+fk=$(printf '%s\n' "${fkib[@]}" | median)
+nk=$(printf '%s\n' "${nkib[@]}" | median)
+fetch_mbps=$(awk -v s="$size_mib" -v t="$t" 'BEGIN {printf "%.0f", s * 1.048576 / (t / 1000)}')
+
+bare=$(MEDVAULT_BENCH_SIZE=$((size_mib << 20)) go test ./p2p -run '^$' -bench TwoProcessStream -benchtime "${runs}x" 2>/dev/null | awk '/BenchmarkTwoProcessStream/ {for (i=1;i<=NF;i++) if ($i=="MB/s") print $(i-1)}')
+
+printf '%-46s %10s %12s\n' "($size_mib MiB, median of $runs)" "MB/s" "peak RssAnon"
+printf '%-46s %10s %9s MiB\n' "medvault fetch (2 processes, 127.0.0.1)" "$fetch_mbps" "$((fk / 1024))"
+printf '%-46s %10s %9s MiB\n' "  patient node serving it" "" "$((nk / 1024))"
+printf '%-46s %10s\n' "bare libp2p stream (2 processes, 127.0.0.1)" "${bare%.*}"
+awk -v f="$fetch_mbps" -v b="$bare" 'BEGIN {printf "fetch/bare: %.2f (goals: fetch >= 350 MB/s and >= 0.5x bare)\n", f/b}'
+
+# grant -> fetch of a small record, both nodes running (commands go through
+# their nodes: no unlock in the path).
+MEDVAULT_HOME=$D "$mv" serve --listen /ip4/127.0.0.1/tcp/0 >/dev/null 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do [ -S "$D/node.sock" ] && break; sleep 0.1; done
+lat=()
+for _ in $(seq 11); do
+	start=$(date +%s%N)
+	tok=$(MEDVAULT_HOME=$P "$mv" grant doc --scope labs --expires 1h --purpose TREAT --json | awk -F'"' '/"token"/ {print $4}')
+	MEDVAULT_HOME=$D "$mv" fetch "$tok" >/dev/null 2>&1
+	end=$(date +%s%N)
+	lat+=($(( (end - start) / 1000 )))
+done
+l=$(printf '%s\n' "${lat[@]}" | median)
+awk -v l="$l" 'BEGIN {printf "grant -> fetch of a small record, both nodes running: %.1f ms median of 11 (goal < 100 ms)\n", l/1000}'
