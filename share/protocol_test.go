@@ -2,8 +2,10 @@ package share
 
 import (
 	"bytes"
+	"encoding/hex"
 	"errors"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -281,3 +283,19 @@ func TestConcurrentProviders(t *testing.T) {
 }
 
 func itoa(i int) string { return string(rune('a'+i/26)) + string(rune('a'+i%26)) }
+
+// The receipt layout example in p2p/PROTOCOL.md §8.1.
+func TestReceiptVector(t *testing.T) {
+	got := encodeReceipt(&vault.Receipt{Checkpoint: []byte("cp"), Index: 3, Leaf: []byte("leaf"), Proof: []byte("p")})
+	const want = "00000002" + "6370" + "0000000000000003" + "00000004" + "6c656166" + "70"
+	if hex.EncodeToString(got) != want {
+		t.Fatalf("receipt = %x, want %s", got, want)
+	}
+	doc, err := os.ReadFile("../p2p/PROTOCOL.md")
+	if err != nil {
+		t.Skip("p2p/PROTOCOL.md not found")
+	}
+	if !strings.Contains(string(doc), "`00000002 6370 0000000000000003 00000004 6c656166 70`") {
+		t.Fatal("PROTOCOL.md's receipt example differs from the code")
+	}
+}

@@ -1,9 +1,15 @@
 package vault
 
 import (
+	"bytes"
 	"io"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
 	"testing"
+
+	"github.com/medvault/medvault/vault/fhir"
 )
 
 // randReader yields n pseudo-random bytes cheaply (ChaCha8), so benchmarks
@@ -68,4 +74,68 @@ func BenchmarkGet(b *testing.B) {
 	b.StopTimer()
 	close(stop)
 	b.ReportMetric(<-peak, "peak-RssAnon-MiB")
+}
+
+// BenchmarkImportSynthea imports the 8 Synthea patient bundles of
+// ../shared/fhir into a fresh vault per iteration (goal: < 1 s after
+// unlock). Skips when the data is absent.
+func BenchmarkImportSynthea(b *testing.B) {
+	files := syntheaFiles(b)
+	var data [][]byte
+	for _, f := range files {
+		d, err := os.ReadFile(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		data = append(data, d)
+	}
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		v := newTestVault(b)
+		b.StartTimer()
+		n := 0
+		for i, d := range data {
+			st, err := v.Import(files[i], bytes.NewReader(d), nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			n += st.Added
+		}
+		b.ReportMetric(float64(n), "resources")
+	}
+}
+
+// BenchmarkImport100k imports a generated NDJSON file of 100,000 resources
+// (goal: < 10 s, bounded memory), reporting peak RssAnon.
+func BenchmarkImport100k(b *testing.B) {
+	var nd bytes.Buffer
+	if err := fhir.Generate(&nd, 100_000, 1); err != nil {
+		b.Fatal(err)
+	}
+	path := filepath.Join(b.TempDir(), "100k.ndjson")
+	if err := os.WriteFile(path, nd.Bytes(), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	nd = bytes.Buffer{}
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		v := newTestVault(b)
+		runtime.GC()
+		stop := make(chan struct{})
+		peak := peakRSSAnon(stop)
+		f, _ := os.Open(path)
+		b.StartTimer()
+		st, err := v.Import(path, f, nil)
+		b.StopTimer()
+		f.Close()
+		close(stop)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(st.Added), "resources")
+		b.ReportMetric(<-peak, "peak-RssAnon-MiB")
+		b.StartTimer()
+	}
 }

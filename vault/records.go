@@ -74,7 +74,7 @@ func (v *Vault) Add(r io.Reader, n NewRecord) (*Meta, error) {
 }
 
 func (v *Vault) addContent(id record.ID, r io.Reader, n NewRecord) (*Meta, error) {
-	return v.storeStream(id, r, n, v.id.Recipient(), ledger.ActionAdd, nil)
+	return v.storeStream(id, r, n, v.content, ledger.ActionAdd, nil)
 }
 
 // storeStream writes what it reads from r as the content of record id:
@@ -316,7 +316,7 @@ func (v *Vault) Get(id record.ID, w io.Writer) (*Meta, error) {
 
 func (v *Vault) decryptTo(tx *bbolt.Tx, m *Meta, w io.Writer) error {
 	cr := newChunkReader(tx, m.ID, m.Chunks, nil)
-	dec, err := age.Decrypt(cr, v.id.AgeIdentity())
+	dec, err := age.Decrypt(cr, v.identities()...)
 	if err != nil {
 		if errors.Is(err, ErrTampered) {
 			return err

@@ -186,7 +186,7 @@ func (v *Vault) StreamTo(adm *Admission, id record.ID, to age.Recipient, w io.Wr
 	if err != nil {
 		return nil, err
 	}
-	dec, err := age.Decrypt(&shortTxReader{v: v, id: id, want: m.Chunks}, v.id.AgeIdentity())
+	dec, err := age.Decrypt(&shortTxReader{v: v, id: id, want: m.Chunks}, v.identities()...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: record %s: %v", ErrDecrypt, id, err)
 	}

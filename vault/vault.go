@@ -60,8 +60,9 @@ type Vault struct {
 	lock    *os.File
 	id      *identity.Identity
 	vaultID [16]byte
-	meta    cipher.AEAD // seals record metadata
-	index   []byte      // key for the FHIR de-duplication index
+	meta    cipher.AEAD     // seals record metadata
+	content *vaultRecipient // wraps the file keys of the owner's records
+	index   []byte          // key for the FHIR de-duplication index
 	now     func() time.Time
 	ledger  *ledgerLog
 	// mu guards db: every transaction holds it for reading; compaction,
@@ -210,6 +211,9 @@ func (v *Vault) initKeys() error {
 		return err
 	}
 	v.index = v.id.SubKey("medvault/vault/index/v1")
+	if v.content, err = newVaultKey(v.id.SubKey("medvault/vault/content/v1")); err != nil {
+		return err
+	}
 	v.ledger, err = newLedgerLog(v.id, v.now)
 	return err
 }
