@@ -115,6 +115,11 @@ func (v *Vault) Import(name string, r io.Reader, progress func(resources int)) (
 		rs[i] = s.res
 	}
 	fhir.Propagate(rs)
+	for _, r := range rs {
+		// Only the fields the metadata keeps are needed from here on.
+		r.Codes, r.Code, r.CategoryCodes, r.Security, r.References, r.Why, r.Subject = nil, nil, nil, nil, nil, nil, ""
+	}
+	rs = nil
 	// bbolt splits nodes only at commit, so inserting many random keys in
 	// one transaction costs a memmove per insert: insert in key order.
 	// Versions are numbered in file order first.

@@ -2,7 +2,9 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 
 	"github.com/spf13/cobra"
@@ -37,6 +39,10 @@ the old one.`,
 				return err
 			}
 			defer done()
+			// An import keeps an index of every resource of a file in
+			// memory (labels propagate across the file): the low memory
+			// target set after unlock would only make the GC thrash.
+			debug.SetMemoryLimit(math.MaxInt64)
 			var all []*vault.ImportStats
 			for _, name := range args {
 				f, err := openRegular(a.abs(name))
