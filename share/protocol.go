@@ -108,11 +108,12 @@ func serveConn(v *vault.Vault, c Framer, remote identity.ID, now time.Time, sv *
 	}
 	var reason Reason
 	var g *Grant
+	var rcpt age.Recipient
 	adm, err := v.Admit(func(st *vault.AdmitState) (vault.Decision, error) {
-		ev := vault.Event{Action: ledger.ActionServe, Actor: remote, Request: rawReq}
-		if len(rawReq) > ledger.MaxRequestLen {
-			ev.Request = nil
-		}
+		// The request's bytes are kept only once its signature checks out
+		// as the grant audience's: otherwise any peer could fill the
+		// ledger with 64 KiB of garbage per attempt.
+		ev := vault.Event{Action: ledger.ActionServe, Actor: remote}
 		deny := func(r Reason) (vault.Decision, error) {
 			reason = r
 			ev.Outcome, ev.Reason = ledger.OutcomeDenied, string(r)
@@ -144,8 +145,20 @@ func serveConn(v *vault.Vault, c Framer, remote identity.ID, now time.Time, sv *
 			out.Nonce = &n
 		}
 		if !d.Allowed {
+			if d.Authenticated && len(rawReq) <= ledger.MaxRequestLen {
+				ev.Request = rawReq
+			}
 			reason = d.Reason
 			ev.Outcome, ev.Reason = ledger.OutcomeDenied, string(d.Reason)
+			out.Event = ev
+			return out, nil
+		}
+		if d.Authenticated && len(rawReq) <= ledger.MaxRequestLen {
+			ev.Request = rawReq
+		}
+		if rcpt, err = recipientIn(st, remote); err != nil {
+			reason = ReasonUnavailable
+			ev.Outcome, ev.Reason = ledger.OutcomeDenied, string(ReasonUnavailable)
 			out.Event = ev
 			return out, nil
 		}
@@ -172,11 +185,6 @@ func serveConn(v *vault.Vault, c Framer, remote identity.ID, now time.Time, sv *
 			reason = ReasonOutOfScope
 		}
 		return c.WriteFrame(frameDenied, []byte(reason))
-	}
-	rcpt, err := recipientOf(v, remote)
-	if err != nil {
-		c.WriteFrame(frameDenied, []byte(ReasonUnavailable))
-		return err
 	}
 	sent := uint32(0)
 	for _, id := range adm.Allowed {
@@ -225,17 +233,21 @@ func admitState(v *vault.Vault, st *vault.AdmitState) State {
 	}
 }
 
-// recipientOf finds the age recipient of a contact by ID.
-func recipientOf(v *vault.Vault, id identity.ID) (age.Recipient, error) {
-	b, err := LoadBook(v)
+// recipientIn finds the age recipient of a contact by ID, inside the
+// admitting transaction, so a provider whose card is gone is logged as
+// refused (unavailable) rather than served.
+func recipientIn(st *vault.AdmitState, id identity.ID) (age.Recipient, error) {
+	objs, err := st.Objects(vault.KindContact)
 	if err != nil {
 		return nil, err
 	}
-	_, c, ok := b.Find(id)
-	if !ok {
-		return nil, fmt.Errorf("no contact card for %s: cannot encrypt to them", id)
+	for _, o := range objs {
+		c, err := DecodeCard(o.Value)
+		if err == nil && c.ID() == id {
+			return age.ParseX25519Recipient(c.Recipient().String())
+		}
 	}
-	return age.ParseX25519Recipient(c.Recipient().String())
+	return nil, fmt.Errorf("no contact card for %s: cannot encrypt to them", id)
 }
 
 // chunkFramer turns a byte stream into chunk frames of up to 256 KiB and

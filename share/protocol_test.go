@@ -299,3 +299,54 @@ func TestReceiptVector(t *testing.T) {
 		t.Fatal("PROTOCOL.md's receipt example differs from the code")
 	}
 }
+
+// A provider whose contact card was removed is refused (unavailable), and
+// the ledger says so rather than logging a serve that did not happen.
+func TestServeWithoutCardLogsDenial(t *testing.T) {
+	patient := openVault(t, "Ada", identity.Patient)
+	provider := openVault(t, "Dr. Hopper", identity.Provider)
+	patient.Add(strings.NewReader("x"), vault.NewRecord{Category: record.Labs})
+	SaveContact(patient, "dr", cardOf(t, provider), false)
+	g, _ := IssueAndStore(patient, GrantParams{Audience: provider.Owner().ID(), Scope: Scope{Categories: []record.Category{record.Labs}},
+		Purpose: "TREAT", Expiry: time.Now().Add(time.Hour)}, time.Now())
+	RemoveContact(patient, "dr")
+	if _, err := exchange(t, patient, provider, provider.Owner().ID(), g); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("fetch without a card: %v", err)
+	}
+	var last *ledger.Entry
+	patient.Entries(0, func(i int64, e *ledger.Entry) error { last = e; return nil })
+	if last.Action != ledger.ActionServe || last.Outcome != ledger.OutcomeDenied || last.Reason != string(ReasonUnavailable) || len(last.Subjects) != 0 {
+		t.Fatalf("logged %v %v %q %d subjects", last.Action, last.Outcome, last.Reason, len(last.Subjects))
+	}
+}
+
+// Garbage from an unauthenticated peer is logged as a denial without its
+// bytes, and pushes from strangers are refused.
+func TestStrangersCannotFillLedgerOrInbox(t *testing.T) {
+	patient := openVault(t, "Ada", identity.Patient)
+	provider := openVault(t, "Dr. Hopper", identity.Provider)
+	stranger := openVault(t, "Eve", identity.Patient)
+	a, b := net.Pipe()
+	go func() { ServeConn(patient, frame.NewConn(a, nil), stranger.Owner().ID(), time.Now()); a.Close() }()
+	c := frame.NewConn(b, nil)
+	c.WriteFrame(frameRequest, bytes.Repeat([]byte{7}, 60<<10))
+	c.WriteFrame(frameHave, nil)
+	c.ReadFrame(maxReceipt)
+	b.Close()
+	var last *ledger.Entry
+	patient.Entries(0, func(i int64, e *ledger.Entry) error { last = e; return nil })
+	if last.Outcome != ledger.OutcomeDenied || len(last.Request) != 0 {
+		t.Fatalf("garbage request logged with %d request bytes", len(last.Request))
+	}
+	g, _ := IssueGrant(stranger.Owner(), GrantParams{Audience: provider.Owner().ID(), Vault: VaultID(stranger.VaultID()),
+		Scope: Scope{Categories: []record.Category{record.Labs}}, Purpose: "TREAT", Expiry: time.Now().Add(time.Hour)}, time.Now())
+	a, b = net.Pipe()
+	go func() { ServePush(provider, frame.NewConn(a, nil), stranger.Owner().ID()); a.Close() }()
+	if err := PushGrant(frame.NewConn(b, nil), g); err == nil {
+		t.Fatal("a stranger's push was accepted")
+	}
+	b.Close()
+	if in, _ := Inbox(provider); len(in) != 0 {
+		t.Fatalf("inbox holds %d grants from a stranger", len(in))
+	}
+}

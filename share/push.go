@@ -66,6 +66,14 @@ func ServePush(v *vault.Vault, c Framer, remote identity.ID) error {
 		c.WriteFrame(frameDenied, []byte(why))
 		return err
 	}
+	// Only contacts may push: a stranger cannot fill the inbox.
+	book, err := LoadBook(v)
+	if err != nil {
+		return refuse("unavailable", err)
+	}
+	if _, _, ok := book.Find(remote); !ok {
+		return refuse("not-a-contact", fmt.Errorf("%s is not a contact", remote))
+	}
 	switch typ {
 	case frameGrant:
 		g, err := DecodeGrant(p)

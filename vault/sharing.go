@@ -62,6 +62,24 @@ func (s *AdmitState) Object(kind Kind, key string) ([]byte, error) {
 	return o.Value, err
 }
 
+// Objects returns every stored object of a kind.
+func (s *AdmitState) Objects(kind Kind) ([]Object, error) {
+	b, _ := objectBucket(s.tx, kind)
+	if b == nil {
+		return nil, nil
+	}
+	var out []Object
+	err := b.ForEach(func(k, sealed []byte) error {
+		o, err := s.v.openObject(kind, k, sealed)
+		if err != nil {
+			return err
+		}
+		out = append(out, o)
+		return nil
+	})
+	return out, err
+}
+
 // Revoked reports whether a revocation is stored for grant.
 func (s *AdmitState) Revoked(grant [32]byte) (bool, error) {
 	_, err := s.Object(KindRevoked, hex.EncodeToString(grant[:]))

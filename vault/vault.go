@@ -191,10 +191,13 @@ func Open(dir string, id *identity.Identity, opts Options) (*Vault, error) {
 	db, err := openBolt(path, opts.LockTimeout)
 	if err != nil {
 		lock.Close()
-		if errors.Is(err, bbolt.ErrTimeout) {
+		switch {
+		case errors.Is(err, bbolt.ErrTimeout):
 			return nil, ErrLocked
+		case errors.Is(err, bbolt.ErrInvalid), errors.Is(err, bbolt.ErrChecksum), errors.Is(err, bbolt.ErrVersionMismatch):
+			return nil, fmt.Errorf("open vault: %w: %w", ErrTampered, err)
 		}
-		return nil, fmt.Errorf("open vault: %w: %w", ErrTampered, err)
+		return nil, fmt.Errorf("open vault: %w", err)
 	}
 	v := &Vault{dir: dir, db: db, lock: lock, id: id, now: opts.Now}
 	if err := v.load(); err != nil {
@@ -271,7 +274,7 @@ func (v *Vault) cleanPending() error {
 		})
 	})
 	for _, id := range ids {
-		if _, err := v.Show(id); err == nil {
+		if _, err := v.Show(id); !errors.Is(err, ErrNotFound) {
 			// A pending mark on a stored record is not ours to act on (it
 			// can only come from outside medvault): keep the record, drop
 			// the mark; verify still checks the record.

@@ -40,10 +40,10 @@ type app struct {
 	// working directory and terminal state.
 	cwd    string
 	remote *control.Request
-	nodeMu sync.Mutex // serialises forwarded commands in the node
 
-	node      *p2p.Node   // the running node (inside serve)
-	nodeAddrs []string    // the running node's addresses, put in grants and cards
+	node      *p2p.Node // the running node (inside serve)
+	nodeAddrs []string  // the running node's addresses, put in grants and cards
+	bookMu    sync.Mutex
 	book      *share.Book // contact book, loaded on first use
 }
 

@@ -273,13 +273,16 @@ can detect that.`,
 				if err := printJSON(a.stdout, out); err != nil {
 					return err
 				}
-				return verr
+				if verr != nil {
+					return withHint(verr, "something changed the vault outside medvault: keep this copy for evidence and restore from a backup")
+				}
+				return nil
 			}
 			if verr != nil {
 				for _, p := range rep.Problems {
 					fmt.Fprintf(a.stdout, "FAIL  %s\n", p)
 				}
-				return verr
+				return withHint(verr, "something changed the vault outside medvault: keep this copy for evidence and restore from a backup")
 			}
 			l := rep.Ledger
 			fmt.Fprintf(a.stdout, "OK    ledger: %d entries, checked %d..%d, %d signed checkpoint(s)\n", l.Size, l.From, l.To, l.Checkpoints)
@@ -297,7 +300,9 @@ can detect that.`,
 
 // contactName returns the alias of a contact with this ID, or a short ID.
 func (a *app) contactName(v *vault.Vault, id identity.ID) string {
-	if a.book == nil {
+	a.bookMu.Lock()
+	defer a.bookMu.Unlock()
+	if a.book == nil || a.node != nil { // the node reloads: contacts change while it runs
 		if b, err := share.LoadBook(v); err == nil {
 			a.book = b
 		} else {

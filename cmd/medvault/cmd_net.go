@@ -187,10 +187,18 @@ func (a *app) resolveGrant(v *vault.Vault, s string) (*share.Grant, error) {
 	}
 	ls := strings.ToLower(s)
 	if len(ls) >= 8 {
+		var found []*share.Grant
 		for _, i := range inbox {
 			if strings.HasPrefix(i.Grant.ID().String(), ls) {
-				return i.Grant, nil
+				found = append(found, i.Grant)
 			}
+		}
+		switch len(found) {
+		case 1:
+			return found[0], nil
+		case 0:
+		default:
+			return nil, usagef("grant ID prefix %q is ambiguous: give more digits", s)
 		}
 	}
 	_, card, err := share.ResolveContact(v, s)

@@ -74,11 +74,10 @@ passphrase and without waiting on the vault lock.`,
 }
 
 // runInNode runs a forwarded command against the node's open vault.
-// Commands run one at a time: the vault's methods are safe for concurrent
-// use except around the compaction that follows rm.
+// Commands run concurrently, each with its own app: the vault is safe for
+// concurrent use (compaction after rm takes its lock exclusively), so one
+// slow command (a paused 'get | less') never holds up the others.
 func (a *app) runInNode(v *vault.Vault, req *control.Request, stdin io.Reader, stdout, stderr io.Writer) (code int) {
-	a.nodeMu.Lock()
-	defer a.nodeMu.Unlock()
 	env := func(k string) string {
 		switch k {
 		case "NO_COLOR":
