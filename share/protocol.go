@@ -41,7 +41,7 @@ const (
 	maxHave       = 16 << 16 // 65,536 record IDs
 	maxMeta       = 64 << 10
 	maxChunkFrame = 1 << 20
-	maxReceipt    = 64 << 10
+	maxReceipt    = 1 << 20 // a leaf may hold up to ledger.MaxSubjects IDs
 )
 
 // ErrProtocol reports a peer that broke the protocol.
@@ -163,11 +163,29 @@ func serveConn(v *vault.Vault, c Framer, remote identity.ID, now time.Time, sv *
 			return out, nil
 		}
 		reason = ReasonAllowed
-		for _, id := range d.Items {
-			ev.Subjects = append(ev.Subjects, bytes.Clone(id[:]))
-		}
 		ev.Outcome = ledger.OutcomeOK
-		out.Event, out.Allowed = ev, d.Items
+		// One entry holds at most ledger.MaxSubjects record IDs; the rest
+		// go in continuation entries (same actor, grant and purpose, no
+		// request bytes) right after it, in the same transaction.
+		items := d.Items
+		for first := true; first || len(items) > 0; first = false {
+			n := min(len(items), ledger.MaxSubjects)
+			e := ev
+			if !first {
+				e.Request = nil
+			}
+			e.Subjects = nil
+			for _, id := range items[:n] {
+				e.Subjects = append(e.Subjects, bytes.Clone(id[:]))
+			}
+			items = items[n:]
+			if first {
+				out.Event = e
+			} else {
+				out.More = append(out.More, e)
+			}
+		}
+		out.Allowed = d.Items
 		return out, nil
 	})
 	if err != nil {
@@ -465,6 +483,17 @@ func FetchConn(v *vault.Vault, c Framer, g *Grant, now time.Time, progress func(
 		return nil, err
 	}
 	res := &FetchResult{Entry: entry, Index: rc.Index}
+	// The receipt lists what the patient's node admitted (all of it when
+	// fewer than ledger.MaxSubjects; beyond that, continuation entries the
+	// receipt does not cover hold the rest).
+	admitted := map[record.ID]bool{}
+	for _, s := range entry.Subjects {
+		if len(s) == 16 {
+			admitted[record.ID(s)] = true
+		}
+	}
+	complete := len(entry.Subjects) < ledger.MaxSubjects
+	seen := map[record.ID]bool{}
 	for {
 		typ, p, err := c.ReadFrame(maxMeta)
 		if err != nil {
@@ -477,18 +506,22 @@ func FetchConn(v *vault.Vault, c Framer, g *Grant, now time.Time, progress func(
 		case frameDone:
 			return res, nil
 		case frameMeta:
-			n, err := receiveRecord(v, c, g, p, res, progress)
-			if err != nil {
+			if _, err := receiveRecord(v, c, g, p, res, progress, func(id record.ID) error {
+				if seen[id] || (complete && !admitted[id]) {
+					return fmt.Errorf("%w: record %s is not one the receipt admits, or came twice", ErrProtocol, id)
+				}
+				seen[id] = true
+				return nil
+			}); err != nil {
 				return res, err
 			}
-			_ = n
 		default:
 			return res, fmt.Errorf("%w: unexpected frame %q", ErrProtocol, typ)
 		}
 	}
 }
 
-func receiveRecord(v *vault.Vault, c Framer, g *Grant, mb []byte, res *FetchResult, progress func(int, int64)) (*vault.Meta, error) {
+func receiveRecord(v *vault.Vault, c Framer, g *Grant, mb []byte, res *FetchResult, progress func(int, int64), accept func(record.ID) error) (*vault.Meta, error) {
 	var sm sharedMeta
 	if err := json.Unmarshal(mb, &sm); err != nil {
 		return nil, fmt.Errorf("%w: record metadata: %v", ErrProtocol, err)
@@ -497,6 +530,15 @@ func receiveRecord(v *vault.Vault, c Framer, g *Grant, mb []byte, res *FetchResu
 	if err != nil {
 		return nil, fmt.Errorf("%w: record metadata: %v", ErrProtocol, err)
 	}
+	if err := accept(src); err != nil {
+		return nil, err
+	}
+	// An age file is its plaintext plus a header and 16 bytes per 64 KiB:
+	// refuse a stream far larger than the size the patient stated.
+	if sm.Size < 0 {
+		return nil, fmt.Errorf("%w: record metadata: negative size", ErrProtocol)
+	}
+	maxBytes := sm.Size + sm.Size/(64<<10)*16 + 64<<10
 	cat, err := record.ParseCategory(sm.Category)
 	if err != nil {
 		return nil, fmt.Errorf("%w: record metadata: %v", ErrProtocol, err)
@@ -540,6 +582,11 @@ func receiveRecord(v *vault.Vault, c Framer, g *Grant, mb []byte, res *FetchResu
 		case frameChunk:
 			h.Write(p)
 			res.Bytes += int64(len(p))
+			if maxBytes -= int64(len(p)); maxBytes < 0 {
+				pw.CloseWithError(ErrProtocol)
+				<-done
+				return nil, fmt.Errorf("%w: record %s is larger than stated", ErrProtocol, src)
+			}
 			if _, err := pw.Write(p); err != nil {
 				r := <-done
 				return nil, fmt.Errorf("store record %s: %w", src, r.err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"strings"
@@ -348,5 +349,39 @@ func TestStrangersCannotFillLedgerOrInbox(t *testing.T) {
 	b.Close()
 	if in, _ := Inbox(provider); len(in) != 0 {
 		t.Fatalf("inbox holds %d grants from a stranger", len(in))
+	}
+}
+
+// A grant covering more records than one ledger entry holds is served, the
+// admitted IDs spread over continuation entries.
+func TestServeMoreThanMaxSubjects(t *testing.T) {
+	if testing.Short() {
+		t.Skip("4,200 records")
+	}
+	patient := openVault(t, "Ada", identity.Patient)
+	provider := openVault(t, "Dr. Hopper", identity.Provider)
+	var nd strings.Builder
+	for i := range ledger.MaxSubjects + 104 {
+		fmt.Fprintf(&nd, `{"resourceType":"Observation","id":"o%d","status":"final","category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"laboratory"}]}],"code":{"text":"x"}}`+"\n", i)
+	}
+	if _, err := patient.Import("many.ndjson", strings.NewReader(nd.String()), nil); err != nil {
+		t.Fatal(err)
+	}
+	SaveContact(patient, "dr", cardOf(t, provider), false)
+	g, _ := IssueAndStore(patient, GrantParams{Audience: provider.Owner().ID(), Scope: Scope{Categories: []record.Category{record.Labs}},
+		Purpose: "TREAT", Expiry: time.Now().Add(time.Hour)}, time.Now())
+	res, err := exchange(t, patient, provider, provider.Owner().ID(), g)
+	if err != nil || res.Records != ledger.MaxSubjects+104 {
+		t.Fatalf("fetch: %+v %v", res, err)
+	}
+	var subjects int
+	patient.Entries(0, func(i int64, e *ledger.Entry) error {
+		if e.Action == ledger.ActionServe {
+			subjects += len(e.Subjects)
+		}
+		return nil
+	})
+	if subjects != ledger.MaxSubjects+104 {
+		t.Fatalf("serve entries name %d records", subjects)
 	}
 }

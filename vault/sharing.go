@@ -127,6 +127,7 @@ func (s *AdmitState) Records() ([]*Meta, error) {
 // Decision is what a decide function returns to Admit.
 type Decision struct {
 	Event   Event       // the ledger entry: Serve (allowed) or a denial
+	More    []Event     // continuation entries (more subjects than one entry holds)
 	Allowed []record.ID // records the requester may now fetch
 	// Grant and Nonce, when Nonce is set, are remembered so the same
 	// request cannot be admitted twice.
@@ -155,14 +156,22 @@ func (v *Vault) Admit(decide func(st *AdmitState) (Decision, error)) (*Admission
 				return err
 			}
 		}
+		index, err := v.ledger.log.Size(tx)
+		if err != nil {
+			return err
+		}
 		if err := v.logAppend(tx, d.Event); err != nil {
 			return err
+		}
+		for _, ev := range d.More {
+			if err := v.logAppend(tx, ev); err != nil {
+				return err
+			}
 		}
 		cp, err := v.ledger.log.Checkpoint(tx)
 		if err != nil {
 			return err
 		}
-		index := cp.Size - 1
 		leaf, err := v.ledger.log.Leaf(tx, index)
 		if err != nil {
 			return err
