@@ -385,3 +385,26 @@ func TestServeMoreThanMaxSubjects(t *testing.T) {
 		t.Fatalf("serve entries name %d records", subjects)
 	}
 }
+
+// Deleting a stored revocation (an attacker with the file) is reported by
+// a full verify.
+func TestVerifyCatchesDeletedRevocation(t *testing.T) {
+	patient := openVault(t, "Ada", identity.Patient)
+	provider := openVault(t, "Dr. Hopper", identity.Provider)
+	SaveContact(patient, "dr", cardOf(t, provider), false)
+	g, _ := IssueAndStore(patient, GrantParams{Audience: provider.Owner().ID(), Scope: Scope{Categories: []record.Category{record.Labs}},
+		Purpose: "TREAT", Expiry: time.Now().Add(time.Hour)}, time.Now())
+	issued, _ := FindIssued(patient, g.ID().String())
+	if _, _, err := RevokeAndStore(patient, issued, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := patient.Verify(true); err != nil {
+		t.Fatalf("clean verify: %v %v", err, rep.Problems)
+	}
+	if err := patient.DeleteObject(vault.KindRevoked, g.ID().String(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := patient.Verify(true); !errors.Is(err, vault.ErrTampered) {
+		t.Fatalf("verify after deleting the revocation: %v", err)
+	}
+}

@@ -8,6 +8,8 @@ import (
 	"fmt"
 
 	"go.etcd.io/bbolt"
+
+	"github.com/medvault/medvault/ledger"
 )
 
 // Kind names a collection of small sealed objects kept beside the records:
@@ -102,8 +104,28 @@ func (v *Vault) PutObject(kind Kind, key string, value []byte, ev *Event) error 
 		if err := b.Put(bkey, v.sealObject(kind, bkey, key, value)); err != nil {
 			return err
 		}
+		if ev != nil {
+			e := *ev
+			e.commit = objectCommit(kind, key, value)
+			ev = &e
+		}
 		return v.logEvent(tx, ev)
 	})
+}
+
+// objectCommit is what a ledger entry stored with an object commits to:
+// SHA-256("medvault/object-commit/v1" 0x00 || kind 0x00 || key 0x00 || value).
+func objectCommit(kind Kind, key string, value []byte) ledger.Hash {
+	h := sha256.New()
+	h.Write([]byte("medvault/object-commit/v1\x00"))
+	h.Write([]byte(kind))
+	h.Write([]byte{0})
+	h.Write([]byte(key))
+	h.Write([]byte{0})
+	h.Write(value)
+	var out ledger.Hash
+	copy(out[:], h.Sum(nil))
+	return out
 }
 
 // GetObject returns the value stored under key, or ErrNotFound.

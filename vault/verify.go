@@ -3,6 +3,7 @@ package vault
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -159,6 +160,7 @@ func (v *Vault) verifyRecords(tx *bbolt.Tx, lr *ledger.Report, full bool, rep *V
 		}
 		v.checkStrayChunks(tx, rep)
 		v.checkIndex(tx, index, rep)
+		v.checkObjects(tx, rep)
 		return
 	}
 	for id, le := range sortedEntries(last) {
@@ -250,5 +252,58 @@ func (v *Vault) checkIndex(tx *bbolt.Tx, want map[string][]byte, rep *VerifyRepo
 	})
 	if got != len(want) {
 		rep.Problems = append(rep.Problems, Problem{What: "vault", Detail: fmt.Sprintf("FHIR index has %d entries, the records need %d", got, len(want))})
+	}
+}
+
+// checkObjects compares stored grants and revocations with the ledger
+// entries that recorded them: every grant entry's token and every
+// revocation entry's statement must be stored exactly as committed (a
+// deleted revocation would silently revive a grant), and every stored grant
+// must have its entry. Extra revocations (notices a provider received) are
+// harmless: they only refuse more.
+func (v *Vault) checkObjects(tx *bbolt.Tx, rep *VerifyReport) {
+	want := map[Kind]map[string]lastEntry{KindGrant: {}, KindRevoked: {}}
+	v.ledger.log.Scan(tx, 0, func(i int64, e *ledger.Entry) error {
+		if len(e.Grant) != 32 || e.Commit == (ledger.Hash{}) {
+			return nil
+		}
+		switch e.Action {
+		case ledger.ActionGrant:
+			want[KindGrant][hex.EncodeToString(e.Grant)] = lastEntry{i, e.Action, e.Commit}
+		case ledger.ActionRevoke:
+			want[KindRevoked][hex.EncodeToString(e.Grant)] = lastEntry{i, e.Action, e.Commit}
+		}
+		return nil
+	})
+	for kind, entries := range want {
+		stored := map[string][]byte{}
+		b, _ := objectBucket(tx, kind)
+		if b != nil {
+			b.ForEach(func(k, sealed []byte) error {
+				o, err := v.openObject(kind, k, sealed)
+				if err != nil {
+					rep.Problems = append(rep.Problems, Problem{What: "vault", Detail: fmt.Sprintf("a stored %s does not authenticate", kindNoun(kind))})
+					return nil
+				}
+				stored[o.Key] = o.Value
+				return nil
+			})
+		}
+		for key, le := range entries {
+			val, ok := stored[key]
+			switch {
+			case !ok:
+				rep.Problems = append(rep.Problems, Problem{What: "vault", Detail: fmt.Sprintf("%s %s recorded by ledger entry %d is missing", kindNoun(kind), key[:12], le.index)})
+			case objectCommit(kind, key, val) != le.commit:
+				rep.Problems = append(rep.Problems, Problem{What: "vault", Detail: fmt.Sprintf("%s %s differs from what ledger entry %d committed to", kindNoun(kind), key[:12], le.index)})
+			}
+		}
+		if kind == KindGrant {
+			for key := range stored {
+				if _, ok := entries[key]; !ok {
+					rep.Problems = append(rep.Problems, Problem{What: "vault", Detail: fmt.Sprintf("grant %s is stored without a ledger entry", key[:min(12, len(key))])})
+				}
+			}
+		}
 	}
 }
