@@ -72,6 +72,9 @@ Sensitivity labels: MH, SUD, SEX, HIV, STD, GDIS, SDV.`,
 				}
 			}
 			var in io.Reader = a.stdin
+			if args[0] == "-" && a.remote != nil && a.remote.StdinTTY {
+				return withHint(usagef("cannot read a record from a terminal through the running node"), "pipe the content in (cat FILE | medvault add - ...), or give the FILE")
+			}
 			if args[0] != "-" {
 				f, err := openRegular(a.abs(args[0]))
 				if err != nil {
@@ -523,6 +526,9 @@ On a terminal, rm asks for confirmation; without one, give --yes.`,
 				return err
 			}
 			if !yes {
+				if a.remote != nil {
+					return withHint(usagef("refusing to delete without confirmation"), "the running node cannot ask you: give --yes")
+				}
 				if !a.isTTY(a.stdin) {
 					return withHint(usagef("refusing to delete without confirmation"), "give --yes to delete without a terminal")
 				}

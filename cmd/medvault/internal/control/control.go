@@ -49,12 +49,13 @@ type Request struct {
 }
 
 const (
-	frameHello  = 'h'
-	frameStdin  = 'i'
-	frameEOF    = 'e'
-	frameStdout = 'o'
-	frameStderr = 'r'
-	frameExit   = 'x'
+	frameHello    = 'h'
+	frameStdin    = 'i'
+	frameEOF      = 'e'
+	frameStdinErr = 'f' // the client could not read its standard input
+	frameStdout   = 'o'
+	frameStderr   = 'r'
+	frameExit     = 'x'
 )
 
 func writeFrame(w io.Writer, typ byte, p []byte) error {
@@ -130,9 +131,13 @@ func Call(sock string, req Request, stdin io.Reader, stdout, stderr io.Writer) (
 	}
 	if stdin != nil {
 		go func() {
-			io.Copy(frameWriter{&mu, conn, frameStdin}, stdin)
+			_, err := io.Copy(frameWriter{&mu, conn, frameStdin}, stdin)
 			mu.Lock()
-			writeFrame(conn, frameEOF, nil)
+			if err != nil {
+				writeFrame(conn, frameStdinErr, []byte(err.Error()))
+			} else {
+				writeFrame(conn, frameEOF, nil)
+			}
 			mu.Unlock()
 		}()
 	} else {
@@ -251,6 +256,8 @@ func serveConn(conn net.Conn, h Handler) {
 			case frameEOF:
 				stdinW.Close()
 				// Keep reading so a client that goes away is noticed.
+			case frameStdinErr:
+				stdinW.CloseWithError(fmt.Errorf("reading standard input: %s", p))
 			default:
 				stdinW.CloseWithError(errors.New("unexpected control frame"))
 				return

@@ -65,3 +65,39 @@ func FuzzReadFrame(f *testing.F) {
 		}
 	})
 }
+
+type failingReader struct{ n int }
+
+func (r *failingReader) Read(p []byte) (int, error) {
+	if r.n == 0 {
+		return 0, fmt.Errorf("disk error")
+	}
+	r.n--
+	p[0] = 'x'
+	return 1, nil
+}
+
+// A client that cannot read its standard input makes the node's command
+// see an error, not a clean end of input (which would store a truncated
+// record).
+func TestStdinErrorReachesNode(t *testing.T) {
+	dir, _ := os.MkdirTemp("", "ctl")
+	defer os.RemoveAll(dir)
+	ln, err := Listen(filepath.Join(dir, "node.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go Serve(ln, func(req *Request, stdin io.Reader, stdout, stderr io.Writer) int {
+		if _, err := io.ReadAll(stdin); err != nil {
+			fmt.Fprint(stderr, err)
+			return 1
+		}
+		return 0
+	})
+	var errb bytes.Buffer
+	code, err := Call(filepath.Join(dir, "node.sock"), Request{Args: []string{"add", "-"}}, &failingReader{n: 3}, io.Discard, &errb)
+	if err != nil || code != 1 || !strings.Contains(errb.String(), "disk error") {
+		t.Fatalf("code %d, err %v, stderr %q", code, err, errb.String())
+	}
+}
