@@ -126,15 +126,35 @@ func (v *Vault) Import(name string, r io.Reader, progress func(resources int)) (
 	byID := slices.Clone(all)
 	slices.SortFunc(byID, func(a, b *staged) int { return bytes.Compare(a.id[:], b.id[:]) })
 	err := v.update(func(tx *bbolt.Tx) error {
-		idx := tx.Bucket(bucketIndex)
-		index := map[string][]byte{} // new index values, written sorted below
+		idx, recs := tx.Bucket(bucketIndex), tx.Bucket(bucketRecords)
+		type known struct {
+			val     []byte // index value: versions so far
+			version int    // highest version number so far
+			labels  []record.Label
+		}
+		index := map[string]*known{} // new index values, written sorted below
 		for _, s := range all {
-			prev, ok := index[string(s.key)]
+			k, ok := index[string(s.key)]
 			if !ok {
-				prev = bytes.Clone(idx.Get(s.key))
+				// Earlier versions in the vault: a new version keeps their
+				// labels (a label the patient added by hand must not fall
+				// off because the hospital re-exported the resource) and
+				// continues their numbering, even after some were removed.
+				k = &known{val: bytes.Clone(idx.Get(s.key))}
+				for i := 0; i+indexEntry <= len(k.val); i += indexEntry {
+					id := record.ID(k.val[i : i+16])
+					if m, err := v.openMeta(id, recs.Get(id[:])); err == nil && m.FHIR != nil {
+						k.version = max(k.version, m.FHIR.Version)
+						k.labels = append(k.labels, m.Labels...)
+					}
+				}
+				index[string(s.key)] = k
 			}
-			s.version = len(prev)/indexEntry + 1
-			index[string(s.key)] = append(append(prev, s.id[:]...), s.content[:]...)
+			k.version++
+			s.version = k.version
+			k.labels = append(k.labels, s.res.Labels...)
+			s.res.Labels = normLabels(k.labels)
+			k.val = append(append(k.val, s.id[:]...), s.content[:]...)
 		}
 		for _, s := range byID {
 			m := &Meta{ID: s.id, Title: s.res.Title, Category: s.res.Category, Labels: normLabels(s.res.Labels),
@@ -156,7 +176,7 @@ func (v *Vault) Import(name string, r io.Reader, progress func(resources int)) (
 		}
 		keys := slices.Sorted(maps.Keys(index))
 		for _, k := range keys {
-			if err := idx.Put([]byte(k), index[k]); err != nil {
+			if err := idx.Put([]byte(k), index[k].val); err != nil {
 				return err
 			}
 		}

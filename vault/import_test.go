@@ -214,3 +214,46 @@ func TestImportStagedIsInvisible(t *testing.T) {
 		return nil
 	})
 }
+
+// A label added by hand carries over to a new version of the resource, and
+// versions keep counting after one is removed.
+func TestImportVersionKeepsLabelsAndNumbering(t *testing.T) {
+	v := newTestVault(t)
+	st, _ := v.Import("a.json", strings.NewReader(bundleV1), nil)
+	ms, _ := v.List(Filter{})
+	if st.Added != 1 || len(ms) != 1 {
+		t.Fatal("v1 not imported")
+	}
+	if _, err := v.SetLabels(ms[0].ID, []record.Label{record.MH}, nil); err != nil {
+		t.Fatal(err)
+	}
+	v.Import("b.json", strings.NewReader(bundleV2), nil)
+	var v1 record.ID
+	ms, _ = v.List(Filter{})
+	for _, m := range ms {
+		if m.FHIR.Version == 1 {
+			v1 = m.ID
+		}
+		if m.FHIR.Version == 2 && !m.HasLabel(record.MH) {
+			t.Fatal("the hand-added MH label fell off the new version")
+		}
+	}
+	// Removing version 1 must not make the next version another "2".
+	v.Remove(v1)
+	v3 := strings.Replace(bundleV2, "6.3", "6.4", 1)
+	v.Import("c.json", strings.NewReader(v3), nil)
+	ms, _ = v.List(Filter{})
+	seen := map[int]bool{}
+	for _, m := range ms {
+		if seen[m.FHIR.Version] {
+			t.Fatalf("version %d appears twice", m.FHIR.Version)
+		}
+		seen[m.FHIR.Version] = true
+	}
+	if !seen[2] || !seen[3] || len(seen) != 2 {
+		t.Fatalf("versions %v, want 2 and 3", seen)
+	}
+	if rep, err := v.Verify(true); err != nil {
+		t.Fatalf("verify: %v %v", err, rep.Problems)
+	}
+}
