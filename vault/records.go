@@ -381,7 +381,19 @@ func (v *Vault) Remove(id record.ID) error {
 	if err != nil {
 		return err
 	}
-	return v.compact()
+	return v.shred()
+}
+
+// shred compacts the file after a delete. If that fails (a full disk, say),
+// the delete stands and the vault remembers that shredding is owed: every
+// later Open retries it.
+func (v *Vault) shred() error {
+	err := v.compact()
+	if err == nil {
+		return v.update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketMeta).Delete(keyCompactOwed) })
+	}
+	v.update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyCompactOwed, []byte{1}) })
+	return fmt.Errorf("deleted, but removing the old bytes from the vault file failed (it is retried each time the vault is opened): %w", err)
 }
 
 // SetLabels adds and removes sensitivity labels by hand; the change is a

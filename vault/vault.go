@@ -40,6 +40,8 @@ var (
 	keyFormat  = []byte("format")
 	keyOwner   = []byte("owner")
 	keyVaultID = []byte("vault-id")
+	// keyCompactOwed marks a delete whose compaction failed.
+	keyCompactOwed = []byte("compact-owed")
 )
 
 // Options tune Open and Create.
@@ -258,7 +260,15 @@ func (v *Vault) load() error {
 	if err != nil {
 		return err
 	}
-	return v.cleanPending()
+	if err := v.cleanPending(); err != nil {
+		return err
+	}
+	var owed bool
+	v.view(func(tx *bbolt.Tx) error { owed = tx.Bucket(bucketMeta).Get(keyCompactOwed) != nil; return nil })
+	if owed {
+		v.shred() // best effort: the error is kept for the next open
+	}
+	return nil
 }
 
 // cleanPending deletes the chunks of adds that never finished. We hold the
