@@ -565,12 +565,21 @@ func receiveRecord(v *vault.Vault, c Framer, g *Grant, mb []byte, res *FetchResu
 		err error
 	}
 	done := make(chan result, 1)
+	// The vault hashes what it stores; the sender's digest (frame E) is
+	// checked against that before the record is committed. want is set
+	// before the pipe is closed, so the vault reads it after.
+	var want []byte
+	check := func(d [32]byte) error {
+		if !bytes.Equal(want, d[:]) {
+			return fmt.Errorf("%w: record %s: digest mismatch", ErrProtocol, src)
+		}
+		return nil
+	}
 	go func() {
-		m, err := v.AddCiphertext(pr, n, vault.Received{From: g.Issuer(), Grant: g.ID(), SourceID: src, Size: sm.Size, Status: sm.Status})
+		m, err := v.AddCiphertext(pr, n, vault.Received{From: g.Issuer(), Grant: g.ID(), SourceID: src, Size: sm.Size, Status: sm.Status, Check: check})
 		pr.CloseWithError(err)
 		done <- result{m, err}
 	}()
-	h := sha256.New()
 	for {
 		typ, p, err := c.ReadFrame(maxChunkFrame)
 		if err != nil {
@@ -580,7 +589,6 @@ func receiveRecord(v *vault.Vault, c Framer, g *Grant, mb []byte, res *FetchResu
 		}
 		switch typ {
 		case frameChunk:
-			h.Write(p)
 			res.Bytes += int64(len(p))
 			if maxBytes -= int64(len(p)); maxBytes < 0 {
 				pw.CloseWithError(ErrProtocol)
@@ -595,13 +603,12 @@ func receiveRecord(v *vault.Vault, c Framer, g *Grant, mb []byte, res *FetchResu
 				progress(res.Records, res.Bytes)
 			}
 		case frameEnd:
-			if !bytes.Equal(p, h.Sum(nil)) {
-				pw.CloseWithError(fmt.Errorf("%w: record %s: digest mismatch", ErrProtocol, src))
-				<-done
-				return nil, fmt.Errorf("%w: record %s arrived damaged", ErrProtocol, src)
-			}
+			want = bytes.Clone(p)
 			pw.Close()
 			r := <-done
+			if errors.Is(r.err, ErrProtocol) {
+				return nil, fmt.Errorf("%w: record %s arrived damaged", ErrProtocol, src)
+			}
 			if r.err != nil {
 				return nil, fmt.Errorf("store record %s: %w", src, r.err)
 			}

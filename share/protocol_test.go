@@ -408,3 +408,35 @@ func TestVerifyCatchesDeletedRevocation(t *testing.T) {
 		t.Fatalf("verify after deleting the revocation: %v", err)
 	}
 }
+
+// corruptEnd flips a bit of every record's end digest on the provider's
+// side, as damage in transit would.
+type corruptEnd struct{ Framer }
+
+func (c corruptEnd) ReadFrame(limit int) (byte, []byte, error) {
+	typ, p, err := c.Framer.ReadFrame(limit)
+	if typ == frameEnd && len(p) > 0 {
+		p = bytes.Clone(p)
+		p[0] ^= 1
+	}
+	return typ, p, err
+}
+
+func TestDamagedRecordDiscarded(t *testing.T) {
+	patient := openVault(t, "Ada", identity.Patient)
+	provider := openVault(t, "Dr. Hopper", identity.Provider)
+	patient.Add(strings.NewReader("x"), vault.NewRecord{Category: record.Labs})
+	SaveContact(patient, "dr", cardOf(t, provider), false)
+	g, _ := IssueAndStore(patient, GrantParams{Audience: provider.Owner().ID(), Scope: Scope{Categories: []record.Category{record.Labs}},
+		Purpose: "TREAT", Expiry: time.Now().Add(time.Hour)}, time.Now())
+	a, b := net.Pipe()
+	go func() { ServeConn(patient, frame.NewConn(a, nil), provider.Owner().ID(), time.Now()); a.Close() }()
+	_, err := FetchConn(provider, corruptEnd{frame.NewConn(b, nil)}, g, time.Now(), nil)
+	b.Close()
+	if !errors.Is(err, ErrProtocol) {
+		t.Fatalf("damaged record: %v", err)
+	}
+	if ms, _ := provider.List(vault.Filter{}); len(ms) != 0 {
+		t.Fatal("a damaged record was stored")
+	}
+}

@@ -81,7 +81,7 @@ func (v *Vault) addContent(id record.ID, r io.Reader, n NewRecord) (*Meta, error
 // encrypted to `to`, or as it is when to is nil (r is then already an age
 // file for the owner). The final transaction writes the last chunks, the
 // sealed metadata (adjusted by fix, if set) and the ledger entry act.
-func (v *Vault) storeStream(id record.ID, r io.Reader, n NewRecord, to age.Recipient, act ledger.Action, fix func(*Meta)) (*Meta, error) {
+func (v *Vault) storeStream(id record.ID, r io.Reader, n NewRecord, to age.Recipient, act ledger.Action, fix func(*Meta) error) (*Meta, error) {
 	cw := v.newChunkWriter(id)
 	var dst io.WriteCloser = nopCloser{cw}
 	if to != nil {
@@ -111,7 +111,9 @@ func (v *Vault) storeStream(id record.ID, r io.Reader, n NewRecord, to age.Recip
 		Added: v.now().UTC(), FileName: n.FileName, Size: size, Source: n.Source, FHIR: n.FHIR,
 		ContentDigest: cw.sum(rest), Chunks: first + uint32(len(rest))}
 	if fix != nil {
-		fix(m)
+		if err := fix(m); err != nil {
+			return nil, err
+		}
 	}
 	err = v.update(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucketChunks)

@@ -262,6 +262,9 @@ type Received struct {
 	SourceID record.ID // the record's ID in the patient's vault
 	Size     int64     // plaintext size, as the patient stated it
 	Status   string
+	// Check, if set, is given the SHA-256 of the whole ciphertext before
+	// the record is committed; an error discards the record.
+	Check func(digest [32]byte) error
 }
 
 // AddCiphertext stores a record received from a patient: r is an age file
@@ -278,8 +281,12 @@ func (v *Vault) AddCiphertext(r io.Reader, n NewRecord, rc Received) (*Meta, err
 	}); err != nil {
 		return nil, err
 	}
-	m, err := v.storeStream(id, r, n, nil, ledger.ActionReceive, func(m *Meta) {
+	m, err := v.storeStream(id, r, n, nil, ledger.ActionReceive, func(m *Meta) error {
 		m.From, m.Grant, m.SourceID, m.Size, m.Status = rc.From, rc.Grant[:], rc.SourceID, rc.Size, rc.Status
+		if rc.Check != nil {
+			return rc.Check(m.ContentDigest)
+		}
+		return nil
 	})
 	if err != nil {
 		if cerr := v.deleteChunks(id, true); cerr != nil {
