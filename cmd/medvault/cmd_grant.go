@@ -34,6 +34,9 @@ Presets:
 ` + presetHelp() + `
 Purposes of use:
 ` + purposeHelp() + `
+Every grant expires; the longest allowed is 90 days, or what the environment
+variable MEDVAULT_MAX_GRANT_LIFETIME says (e.g. 7d), up to 10 years.
+
 ` + notRecallable,
 		Example: `  medvault grant dr-hopper --scope labs,vitals --expires 1h --purpose TREAT --dry-run
   medvault grant dr-hopper --preset nurse --expires 8h
@@ -99,6 +102,13 @@ Purposes of use:
 			al, card, err := share.ResolveContact(v, args[0])
 			if err != nil {
 				return err
+			}
+			if s := a.getenv("MEDVAULT_MAX_GRANT_LIFETIME"); s != "" {
+				max, err := parseDuration(s)
+				if err != nil {
+					return withHint(err, "MEDVAULT_MAX_GRANT_LIFETIME must be a duration such as 30d")
+				}
+				p.MaxLifetime = max
 			}
 			now := time.Now()
 			p.Audience = card.ID()
