@@ -128,23 +128,4 @@ func StoreRevocationNotice(v *vault.Vault, r *Revocation) error {
 
 // Inbox returns the grants in v's inbox (an Issued holds the patient's
 // revocation notice, if one arrived), newest first.
-func Inbox(v *vault.Vault) ([]*Issued, error) {
-	objs, err := v.Objects(vault.KindInbox)
-	if err != nil {
-		return nil, err
-	}
-	revs, err := revocations(v)
-	if err != nil {
-		return nil, err
-	}
-	var out []*Issued
-	for _, o := range objs {
-		g, err := DecodeGrant(o.Value)
-		if err != nil {
-			return nil, fmt.Errorf("inbox grant %s: %w", o.Key, err)
-		}
-		out = append(out, &Issued{Grant: g, Revoked: revs[g.ID()]})
-	}
-	sortNewest(out)
-	return out, nil
-}
+func Inbox(v *vault.Vault) ([]*Issued, error) { return grantsIn(v, vault.KindInbox) }

@@ -118,8 +118,12 @@ func IssueAndStore(v *vault.Vault, p GrantParams, now time.Time) (*Grant, error)
 }
 
 // IssuedGrants returns every grant the owner issued, newest first.
-func IssuedGrants(v *vault.Vault) ([]*Issued, error) {
-	objs, err := v.Objects(vault.KindGrant)
+func IssuedGrants(v *vault.Vault) ([]*Issued, error) { return grantsIn(v, vault.KindGrant) }
+
+// grantsIn decodes the grants stored as objects of kind, each with its
+// revocation if one is stored, newest first.
+func grantsIn(v *vault.Vault, kind vault.Kind) ([]*Issued, error) {
+	objs, err := v.Objects(kind)
 	if err != nil {
 		return nil, err
 	}
@@ -131,7 +135,7 @@ func IssuedGrants(v *vault.Vault) ([]*Issued, error) {
 	for _, o := range objs {
 		g, err := DecodeGrant(o.Value)
 		if err != nil {
-			return nil, fmt.Errorf("stored grant %s: %w", o.Key, err)
+			return nil, fmt.Errorf("stored %s %s: %w", kind, o.Key, err)
 		}
 		out = append(out, &Issued{Grant: g, Revoked: revs[g.ID()]})
 	}
