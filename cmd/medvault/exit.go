@@ -81,7 +81,8 @@ func exitCode(err error) int {
 		return exitDecrypt
 	case errors.Is(err, vault.ErrLocked):
 		return exitBusy
-	case errors.Is(err, p2p.ErrUnreachable), errors.Is(err, p2p.ErrProtocolNotSupported):
+	case errors.Is(err, p2p.ErrUnreachable), errors.Is(err, p2p.ErrProtocolNotSupported),
+		errors.Is(err, p2p.ErrReset), errors.Is(err, p2p.ErrTimeout):
 		return exitUnreachable
 	case errors.Is(err, context.Canceled):
 		return exitCancelled
