@@ -71,6 +71,9 @@ to the ledger before anything is decrypted.`,
 			if err != nil {
 				return err
 			}
+			if a.jsonOut && out != "-" {
+				return printJSON(a.stdout, map[string]any{"v": 1, "records": st.Records, "skipped": st.Skipped, "output": out})
+			}
 			msg := fmt.Sprintf("Exported %d record(s)", st.Records)
 			if st.Skipped > 0 {
 				msg += fmt.Sprintf("; skipped %d that are not FHIR resources (use --format files)", st.Skipped)
@@ -85,5 +88,6 @@ to the ledger before anything is decrypted.`,
 	f.StringVar(&category, "category", "", "only this `CATEGORY`")
 	f.StringVar(&label, "label", "", "only records with this `LABEL`")
 	f.StringVar(&since, "since", "", "only records dated on or after `DATE`")
+	f.BoolVar(&a.jsonOut, "json", false, "print a JSON summary (not with -o -)")
 	return cmd
 }

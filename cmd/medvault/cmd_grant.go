@@ -388,14 +388,32 @@ refuses every request under it. Revoking twice is fine.
 			if err != nil {
 				return err
 			}
+			type rj struct {
+				ID       string `json:"id"`
+				Already  bool   `json:"already_revoked"`
+				Notified bool   `json:"provider_notified"`
+			}
+			var results []rj
+			defer func() {
+				if a.jsonOut {
+					if results == nil {
+						results = []rj{}
+					}
+					printJSON(a.stdout, map[string]any{"v": 1, "revoked": results})
+				}
+			}()
 			for _, i := range targets {
 				r, already, err := share.RevokeAndStore(v, i, now)
 				if err != nil {
 					return err
 				}
-				fmt.Fprintln(a.stdout, i.Grant.ID())
+				res := rj{ID: i.Grant.ID().String(), Already: already}
+				if !a.jsonOut {
+					fmt.Fprintln(a.stdout, i.Grant.ID())
+				}
 				if already {
 					a.say("Grant %s was already revoked.", i.Grant.ID().String()[:12])
+					results = append(results, res)
 					continue
 				}
 				a.say("Revoked grant %s: your node refuses it from now on.", i.Grant.ID().String()[:12])
@@ -404,9 +422,11 @@ refuses every request under it. Revoking twice is fine.
 					if err != nil {
 						a.say("Could not tell %s's node (%v); the revocation holds anyway.", al, err)
 					} else {
+						res.Notified = true
 						a.say("Told %s's node that the grant is revoked.", al)
 					}
 				}
+				results = append(results, res)
 			}
 			if len(targets) == 0 {
 				a.say("No grants to revoke.")
@@ -416,5 +436,6 @@ refuses every request under it. Revoking twice is fine.
 		},
 	}
 	cmd.Flags().StringVar(&all, "all", "", "revoke every grant issued to `CONTACT`")
+	cmd.Flags().BoolVar(&a.jsonOut, "json", false, "print JSON")
 	return cmd
 }

@@ -541,11 +541,15 @@ On a terminal, rm asks for confirmation; without one, give --yes.`,
 			if err := v.Remove(id); err != nil {
 				return err
 			}
+			if a.jsonOut {
+				return printJSON(a.stdout, map[string]any{"v": 1, "id": m.ID.String(), "deleted": true})
+			}
 			a.say("Deleted %s.", m.ID.String()[:12])
 			return nil
 		},
 	}
 	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
+	cmd.Flags().BoolVar(&a.jsonOut, "json", false, "print JSON")
 	return cmd
 }
 
@@ -616,10 +620,17 @@ record unless it names the label. The change is a ledger entry.`,
 			if err != nil {
 				return err
 			}
+			if a.jsonOut {
+				return printJSON(a.stdout, struct {
+					V int `json:"v"`
+					recordJSON
+				}{1, toJSON(m)})
+			}
 			fmt.Fprintf(a.stdout, "%s %s\n", m.ID.String()[:12], labelsText(m))
 			return nil
 		},
 	}
 	cmd.Flags().SetInterspersed(false)
+	cmd.Flags().BoolVar(&a.jsonOut, "json", false, "print JSON (flags go before the ID)")
 	return cmd
 }
