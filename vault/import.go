@@ -66,7 +66,9 @@ type staged struct {
 // (about 5 KB; ~500 MiB peak for a 100k-resource file). Bounding that too
 // needs a commit journal that rolls a half-made commit forward at open; not
 // done yet.
-func (v *Vault) Import(name string, r io.Reader, progress func(resources int)) (*ImportStats, error) {
+// progress, if set, is called after each staged batch with the resources
+// read so far and the byte offset reached in the file.
+func (v *Vault) Import(name string, r io.Reader, progress func(resources int, offset int64)) (*ImportStats, error) {
 	st := &ImportStats{File: name, ByCategory: map[record.Category]int{}}
 	var all []*staged
 	seen := map[string][][32]byte{} // this file's type/id -> content hashes
@@ -87,6 +89,7 @@ func (v *Vault) Import(name string, r io.Reader, progress func(resources int)) (
 			return fail(err)
 		}
 		st.Resources++
+		offset := res.Offset + int64(len(res.Raw))
 		s := &staged{res: res, key: v.fhirKey(res), content: v.contentKey(res.Raw)}
 		if v.knownContent(seen, s) {
 			st.Unchanged++
@@ -100,7 +103,7 @@ func (v *Vault) Import(name string, r io.Reader, progress func(resources int)) (
 			}
 			batch = batch[:0]
 			if progress != nil {
-				progress(st.Resources)
+				progress(st.Resources, offset)
 			}
 		}
 	}
@@ -108,7 +111,7 @@ func (v *Vault) Import(name string, r io.Reader, progress func(resources int)) (
 		return fail(fmt.Errorf("import %s: %w", name, err))
 	}
 	if progress != nil {
-		progress(st.Resources)
+		progress(st.Resources, -1)
 	}
 	rs := make([]*fhir.Resource, len(all))
 	for i, s := range all {

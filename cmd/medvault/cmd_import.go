@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -49,9 +50,14 @@ the old one.`,
 				if err != nil {
 					return err
 				}
-				progress := func(int) {}
-				if a.stderrTTY() && a.remote == nil {
-					progress = func(n int) { fmt.Fprintf(a.stderr, "\rimporting %s: %d resources", filepath.Base(name), n) }
+				progress := func(int, int64) {}
+				if st, err := f.Stat(); err == nil && a.stderrTTY() && a.remote == nil {
+					progress = func(n int, off int64) {
+						if off < 0 {
+							off = st.Size()
+						}
+						fmt.Fprintf(a.stderr, "\r\033[Kimporting %s %s %d resources", filepath.Base(name), progressBar(off, st.Size(), 30), n)
+					}
 				}
 				st, err := v.Import(name, f, progress)
 				f.Close()
@@ -115,4 +121,15 @@ the old one.`,
 	}
 	cmd.Flags().BoolVar(&a.jsonOut, "json", false, "print JSON")
 	return cmd
+}
+
+// progressBar draws done/total as a bar of width cells and a percentage;
+// the percentage carries the meaning, the bar only helps the eye.
+func progressBar(done, total int64, width int) string {
+	if total <= 0 {
+		return ""
+	}
+	n := int(done * int64(width) / total)
+	n = min(max(n, 0), width)
+	return "[" + strings.Repeat("#", n) + strings.Repeat(".", width-n) + fmt.Sprintf("] %3d%%", done*100/total)
 }
