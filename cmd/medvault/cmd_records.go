@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/medvault/medvault/share"
 	"github.com/medvault/medvault/vault"
 	"github.com/medvault/medvault/vault/record"
 )
@@ -201,13 +202,14 @@ func dateText(m *vault.Meta) string {
 }
 
 func newListCommand(a *app) *cobra.Command {
-	var category, since, label string
+	var category, since, label, from string
 	cmd := &cobra.Command{
-		Use:   "list [--category C] [--label L] [--since D] [--json]",
+		Use:   "list [--category C] [--label L] [--since D] [--from PATIENT] [--json]",
 		Short: "List records",
 		Long:  "List the records in the vault, oldest first. Listing reads metadata only.",
 		Example: `  medvault list
   medvault list --category labs --since 2025-01-01
+  medvault list --from ada          (a provider: records a patient shared)
   medvault list --json | jq -r '.records[].id'`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -233,6 +235,14 @@ func newListCommand(a *app) *cobra.Command {
 				return err
 			}
 			defer done()
+			if from != "" {
+				_, card, err := share.ResolveContact(v, from)
+				if err != nil {
+					return err
+				}
+				id := [32]byte(card.ID())
+				f.From = &id
+			}
 			ms, err := v.List(f)
 			if err != nil {
 				return err
@@ -244,6 +254,7 @@ func newListCommand(a *app) *cobra.Command {
 	f.StringVar(&category, "category", "", "only this `CATEGORY`")
 	f.StringVar(&label, "label", "", "only records carrying this sensitivity `LABEL`")
 	f.StringVar(&since, "since", "", "only records dated on or after `DATE`")
+	f.StringVar(&from, "from", "", "only records shared by this `PATIENT` (contact alias or ID)")
 	f.BoolVar(&a.jsonOut, "json", false, "print JSON")
 	return cmd
 }
