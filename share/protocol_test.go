@@ -2,6 +2,7 @@ package share
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -18,7 +19,7 @@ import (
 	"github.com/medvault/medvault/vault/record"
 )
 
-func openVault(t *testing.T, name string, role identity.Role) *vault.Vault {
+func openVault(t testing.TB, name string, role identity.Role) *vault.Vault {
 	t.Helper()
 	id, err := identity.Generate(name, role)
 	if err != nil {
@@ -439,4 +440,48 @@ func TestDamagedRecordDiscarded(t *testing.T) {
 	if ms, _ := provider.List(vault.Filter{}); len(ms) != 0 {
 		t.Fatal("a damaged record was stored")
 	}
+}
+
+// scripted replays frames parsed from a byte string.
+type scripted struct{ b []byte }
+
+func (s *scripted) ReadFrame(limit int) (byte, []byte, error) {
+	typ, p, rest, err := frame.ParseFrame(s.b, limit)
+	if err != nil {
+		return 0, nil, err
+	}
+	s.b = rest
+	return typ, p, nil
+}
+
+func (s *scripted) WriteFrame(byte, []byte) error { return nil }
+
+// FuzzReceiveRecord feeds the provider's record path whatever a hostile
+// patient node might send: it must not panic, and it stores a record only
+// when the end digest matches what arrived.
+func FuzzReceiveRecord(f *testing.F) {
+	meta := []byte(`{"id":"00112233445566778899aabbccddeeff","title":"t","category":"labs","size":5}`)
+	body := []byte("hello")
+	sum := sha256.Sum256(body)
+	good, _ := frame.AppendFrame(nil, frameChunk, body)
+	good, _ = frame.AppendFrame(good, frameEnd, sum[:])
+	f.Add(meta, good)
+	f.Add([]byte(`{"id":"zz","category":"labs"}`), good)
+	f.Add(meta, []byte{frameChunk, 0, 0, 0, 1})
+	f.Add([]byte(`{"id":"00112233445566778899aabbccddeeff","category":"labs","size":-1}`), good)
+	provider := openVault(f, "Dr", identity.Provider)
+	patient, _ := identity.Generate("P", identity.Patient)
+	g, _ := IssueGrant(patient, GrantParams{Audience: provider.Owner().ID(), Vault: VaultID{1},
+		Scope: Scope{Categories: []record.Category{record.Labs}}, Purpose: "TREAT", Expiry: time.Now().Add(time.Hour)}, time.Now())
+	f.Fuzz(func(t *testing.T, meta, frames []byte) {
+		before, _ := provider.List(vault.Filter{})
+		m, err := receiveRecord(provider, &scripted{frames}, g, meta, &FetchResult{}, nil, func(record.ID) error { return nil })
+		after, _ := provider.List(vault.Filter{})
+		if err != nil && len(after) != len(before) {
+			t.Fatal("a failed receive stored a record")
+		}
+		if err == nil && (m == nil || len(after) != len(before)+1) {
+			t.Fatal("a successful receive did not store exactly one record")
+		}
+	})
 }
