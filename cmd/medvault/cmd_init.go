@@ -46,17 +46,17 @@ empty vault beside it. Refuses to overwrite an existing identity.`,
 			if err != nil {
 				return usageError{err}
 			}
+			pass, err := a.passphrase("New passphrase: ", true)
+			if err != nil {
+				return err
+			}
+			defer clear(pass)
 			if err := os.MkdirAll(dir, 0o700); err != nil {
 				return fmt.Errorf("create data directory: %w", err)
 			}
 			if err := os.Chmod(dir, 0o700); err != nil {
 				return fmt.Errorf("data directory: %w", err)
 			}
-			pass, err := a.passphrase("New passphrase: ", true)
-			if err != nil {
-				return err
-			}
-			defer clear(pass)
 			if err := id.Save(idPath, pass, a.workFactor()); err != nil {
 				if errors.Is(err, identity.ErrExists) {
 					return withHint(err, "another 'medvault init' ran at the same time")
