@@ -61,13 +61,9 @@ type staged struct {
 // the same file that reference it or carry the same codes.
 //
 // Memory grows with the number of resources in the file, not with their
-// size: the index of each staged resource (about a kilobyte) and, in the
-// final transaction, its sealed metadata, ledger entry and bbolt node
-// (about 5 KB; ~500 MiB peak for a 100k-resource file). Bounding that too
-// needs a commit journal that rolls a half-made commit forward at open; not
-// done yet.
-// progress, if set, is called after each staged batch with the resources
-// read so far and the byte offset reached in the file.
+// size: each resource's index (about 3.5 KB) is kept until the end, because
+// labels propagate across the whole file. Records are committed in
+// transactions of commitBatch, hidden until the last one.
 func (v *Vault) Import(name string, r io.Reader, progress func(resources int, offset int64)) (*ImportStats, error) {
 	st := &ImportStats{File: name, ByCategory: map[record.Category]int{}}
 	var all []*staged
@@ -123,43 +119,72 @@ func (v *Vault) Import(name string, r io.Reader, progress func(resources int, of
 		r.Codes, r.Code, r.CategoryCodes, r.Security, r.References, r.Why, r.Subject = nil, nil, nil, nil, nil, nil, ""
 	}
 	rs = nil
-	// bbolt splits nodes only at commit, so inserting many random keys in
-	// one transaction costs a memmove per insert: insert in key order.
-	// Versions are numbered in file order first.
+	// Versions are numbered in file order; records are then committed in
+	// key order (bbolt splits nodes only at commit, so inserting random
+	// keys into one transaction costs a memmove per insert).
 	byID := slices.Clone(all)
 	slices.SortFunc(byID, func(a, b *staged) int { return bytes.Compare(a.id[:], b.id[:]) })
-	err := v.update(func(tx *bbolt.Tx) error {
-		idx, recs := tx.Bucket(bucketIndex), tx.Bucket(bucketRecords)
-		type known struct {
-			val     []byte // index value: versions so far
-			version int    // highest version number so far
-			labels  []record.Label
+	var index map[string][]byte
+	if err := v.view(func(tx *bbolt.Tx) error { index = v.numberVersions(tx, all); return nil }); err != nil {
+		return fail(err)
+	}
+	// Commit in transactions of commitBatch records: each record's
+	// metadata and ledger entry go in, still hidden behind an
+	// authenticated pending mark. The last transaction writes the index and
+	// clears every mark: the moment the whole file becomes visible. A crash
+	// before it is rolled back at the next open (see cleanPending).
+	committed := 0
+	abort := func(err error) (*ImportStats, error) {
+		if rerr := v.rollBackImport(byID[:committed]); rerr != nil {
+			err = errors.Join(err, rerr)
 		}
-		index := map[string]*known{} // new index values, written sorted below
-		for _, s := range all {
-			k, ok := index[string(s.key)]
-			if !ok {
-				// Earlier versions in the vault: a new version keeps their
-				// labels (a label the patient added by hand must not fall
-				// off because the hospital re-exported the resource) and
-				// continues their numbering, even after some were removed.
-				k = &known{val: bytes.Clone(idx.Get(s.key))}
-				for i := 0; i+indexEntry <= len(k.val); i += indexEntry {
-					id := record.ID(k.val[i : i+16])
-					if m, err := v.openMeta(id, recs.Get(id[:])); err == nil && m.FHIR != nil {
-						k.version = max(k.version, m.FHIR.Version)
-						k.labels = append(k.labels, m.Labels...)
-					}
-				}
-				index[string(s.key)] = k
+		return fail(err)
+	}
+	for len(byID[committed:]) > 0 {
+		batch := byID[committed:min(len(byID), committed+commitBatch)]
+		err := v.commitHidden(batch)
+		if err != nil {
+			return abort(fmt.Errorf("import %s: %w", name, err))
+		}
+		committed += len(batch)
+	}
+	err := v.update(func(tx *bbolt.Tx) error {
+		idx, pb := tx.Bucket(bucketIndex), tx.Bucket(bucketPending)
+		for _, k := range slices.Sorted(maps.Keys(index)) {
+			if err := idx.Put([]byte(k), index[k]); err != nil {
+				return err
 			}
-			k.version++
-			s.version = k.version
-			k.labels = append(k.labels, s.res.Labels...)
-			s.res.Labels = normLabels(k.labels)
-			k.val = append(append(k.val, s.id[:]...), s.content[:]...)
 		}
 		for _, s := range byID {
+			if err := pb.Delete(s.id[:]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return abort(fmt.Errorf("import %s: %w", name, err))
+	}
+	for _, s := range all {
+		if s.version == 1 {
+			st.Added++
+		} else {
+			st.Versions++
+		}
+		st.ByCategory[s.res.Category]++
+		if len(s.res.Labels) > 0 {
+			st.Labelled++
+		}
+	}
+	return st, nil
+}
+
+// commitHidden writes the metadata and ledger entries of staged records in
+// one transaction, each behind an authenticated pending mark.
+func (v *Vault) commitHidden(batch []*staged) error {
+	return v.update(func(tx *bbolt.Tx) error {
+		pb := tx.Bucket(bucketPending)
+		for _, s := range batch {
 			m := &Meta{ID: s.id, Title: s.res.Title, Category: s.res.Category, Labels: normLabels(s.res.Labels),
 				Date: s.res.Date, Added: v.now().UTC(), Size: s.size, Source: SourceImport,
 				FHIR:   &FHIRInfo{Type: s.res.Type, ID: s.res.ID, FullURL: s.res.FullURL, Version: s.version, ContentKey: s.content[:]},
@@ -167,34 +192,114 @@ func (v *Vault) Import(name string, r io.Reader, progress func(resources int, of
 			if err := v.putMeta(tx, m, ledger.ActionImport); err != nil {
 				return err
 			}
-			if s.version == 1 {
-				st.Added++
-			} else {
-				st.Versions++
-			}
-			st.ByCategory[m.Category]++
-			if len(m.Labels) > 0 {
-				st.Labelled++
-			}
-		}
-		keys := slices.Sorted(maps.Keys(index))
-		for _, k := range keys {
-			if err := idx.Put([]byte(k), index[k].val); err != nil {
-				return err
-			}
-		}
-		pb := tx.Bucket(bucketPending)
-		for _, s := range byID {
-			if err := pb.Delete(s.id[:]); err != nil {
+			if err := pb.Put(s.id[:], v.pendingMark(s.id)); err != nil {
 				return err
 			}
 		}
 		return v.ledger.checkpoint(tx)
 	})
-	if err != nil {
-		return fail(fmt.Errorf("import %s: %w", name, err))
+}
+
+// commitBatch is how many imported records one commit transaction holds.
+const commitBatch = 4096
+
+// numberVersions gives each staged resource its version number, in file
+// order, and the labels of earlier versions (a label the patient added by
+// hand must not fall off because the hospital re-exported the resource);
+// numbering continues after removed versions. It returns the new index
+// values.
+func (v *Vault) numberVersions(tx *bbolt.Tx, all []*staged) map[string][]byte {
+	idx, recs := tx.Bucket(bucketIndex), tx.Bucket(bucketRecords)
+	type known struct {
+		val     []byte
+		version int
+		labels  []record.Label
 	}
-	return st, nil
+	index := map[string]*known{}
+	for _, s := range all {
+		k, ok := index[string(s.key)]
+		if !ok {
+			k = &known{val: bytes.Clone(idx.Get(s.key))}
+			for i := 0; i+indexEntry <= len(k.val); i += indexEntry {
+				id := record.ID(k.val[i : i+16])
+				if m, err := v.openMeta(id, recs.Get(id[:])); err == nil && m.FHIR != nil {
+					k.version = max(k.version, m.FHIR.Version)
+					k.labels = append(k.labels, m.Labels...)
+				}
+			}
+			index[string(s.key)] = k
+		}
+		k.version++
+		s.version = k.version
+		k.labels = append(k.labels, s.res.Labels...)
+		s.res.Labels = normLabels(k.labels)
+		k.val = append(append(k.val, s.id[:]...), s.content[:]...)
+	}
+	out := make(map[string][]byte, len(index))
+	for key, k := range index {
+		out[key] = k.val
+	}
+	return out
+}
+
+// pendingMark is the pending value of an imported record whose metadata is
+// committed but which is not visible yet. It is keyed, so a mark written
+// by anyone but this vault's owner is recognised as forged and never makes
+// the vault delete a record.
+func (v *Vault) pendingMark(id record.ID) []byte {
+	m := hmac.New(sha256.New, v.index)
+	m.Write([]byte("medvault/pending-commit/v1\x00"))
+	m.Write(id[:])
+	return m.Sum(nil)
+}
+
+// hidden reports whether record id belongs to an import not yet complete.
+func (v *Vault) hidden(tx *bbolt.Tx, id record.ID) bool {
+	p := tx.Bucket(bucketPending).Get(id[:])
+	return p != nil && hmac.Equal(p, v.pendingMark(id))
+}
+
+// rollBackImport removes records of an import that did not complete: their
+// metadata, chunks and marks, each with a ledger entry saying so.
+func (v *Vault) rollBackImport(ss []*staged) error {
+	ids := make([]record.ID, len(ss))
+	for i, s := range ss {
+		ids[i] = s.id
+	}
+	return v.rollBack(ids)
+}
+
+func (v *Vault) rollBack(ids []record.ID) error {
+	for len(ids) > 0 {
+		n := min(len(ids), commitBatch)
+		err := v.update(func(tx *bbolt.Tx) error {
+			recs, cb, pb := tx.Bucket(bucketRecords), tx.Bucket(bucketChunks), tx.Bucket(bucketPending)
+			for _, id := range ids[:n] {
+				if err := recs.Delete(id[:]); err != nil {
+					return err
+				}
+				c := cb.Cursor()
+				for k, _ := c.Seek(id[:]); k != nil && len(k) == 20 && record.ID(k[:16]) == id; k, _ = c.Seek(id[:]) {
+					if err := c.Delete(); err != nil {
+						return err
+					}
+				}
+				if err := pb.Delete(id[:]); err != nil {
+					return err
+				}
+				if err := v.logAppend(tx, Event{Action: ledger.ActionRemove, Subjects: recordSubjects(id),
+					Outcome: ledger.OutcomeFailed, Reason: "import-aborted"}); err != nil {
+					return err
+				}
+			}
+			return v.ledger.checkpoint(tx)
+		})
+		if err != nil {
+			return err
+		}
+		ids = ids[n:]
+	}
+	return nil
 }
 
 // indexEntry is the size of one version in an index value:

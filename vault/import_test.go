@@ -257,3 +257,57 @@ func TestImportVersionKeepsLabelsAndNumbering(t *testing.T) {
 		t.Fatalf("verify: %v %v", err, rep.Problems)
 	}
 }
+
+// An import that dies after committing some records (hidden) but before its
+// last transaction is rolled back at the next open, with ledger entries,
+// and the vault verifies.
+func TestImportDiesMidCommit(t *testing.T) {
+	v := newTestVault(t)
+	keep, _ := v.Add(strings.NewReader("kept"), NewRecord{Category: record.Labs})
+	rs, err := fhir.ReadAll(strings.NewReader(tinyBundle), "tiny.json", fhir.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ss []*staged
+	for _, r := range rs {
+		ss = append(ss, &staged{res: r, key: v.fhirKey(r), content: v.contentKey(r.Raw)})
+	}
+	if err := v.stage(ss); err != nil {
+		t.Fatal(err)
+	}
+	v.view(func(tx *bbolt.Tx) error { v.numberVersions(tx, ss); return nil })
+	if err := v.commitHidden(ss[:2]); err != nil {
+		t.Fatal(err)
+	}
+	if ms, _ := v.List(Filter{}); len(ms) != 1 {
+		t.Fatalf("%d records visible mid-commit, want only the one added", len(ms))
+	}
+	if _, err := v.Show(ss[0].id); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a hidden record is visible to Show: %v", err)
+	}
+	// "Die" here and open again.
+	v.Close()
+	reopen(t, v)
+	if ms, _ := v.List(Filter{}); len(ms) != 1 || ms[0].ID != keep.ID {
+		t.Fatalf("after the rollback: %d records", len(ms))
+	}
+	assertOnly := func() {
+		v.view(func(tx *bbolt.Tx) error {
+			if n := tx.Bucket(bucketRecords).Stats().KeyN; n != 1 {
+				t.Errorf("%d records stored", n)
+			}
+			if n := tx.Bucket(bucketPending).Stats().KeyN; n != 0 {
+				t.Errorf("%d pending marks left", n)
+			}
+			return nil
+		})
+	}
+	assertOnly()
+	if rep, err := v.Verify(true); err != nil {
+		t.Fatalf("verify after rollback: %v %v", err, rep.Problems)
+	}
+	// The same file imports cleanly afterwards.
+	if st, err := v.Import("tiny.json", strings.NewReader(tinyBundle), nil); err != nil || st.Added != 3 {
+		t.Fatalf("re-import: %+v %v", st, err)
+	}
+}

@@ -221,6 +221,9 @@ func (v *Vault) List(f Filter) ([]*Meta, error) {
 			if len(k) != 16 {
 				return fmt.Errorf("%w: malformed record key", ErrTampered)
 			}
+			if v.hidden(tx, record.ID(k)) {
+				return nil
+			}
 			m, err := v.openMeta(record.ID(k), sealed)
 			if err != nil {
 				return err
@@ -257,7 +260,7 @@ func (v *Vault) Show(id record.ID) (*Meta, error) {
 
 func (v *Vault) meta1(tx *bbolt.Tx, id record.ID) (*Meta, error) {
 	sealed := tx.Bucket(bucketRecords).Get(id[:])
-	if sealed == nil {
+	if sealed == nil || v.hidden(tx, id) {
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
 	return v.openMeta(id, sealed)
@@ -276,7 +279,7 @@ func (v *Vault) Resolve(prefix string) (record.ID, error) {
 	var found []record.ID
 	err := v.view(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketRecords).ForEach(func(k, _ []byte) error {
-			if len(k) == 16 && strings.HasPrefix(record.ID(k).String(), prefix) {
+			if len(k) == 16 && strings.HasPrefix(record.ID(k).String(), prefix) && !v.hidden(tx, record.ID(k)) {
 				found = append(found, record.ID(k))
 			}
 			return nil

@@ -98,7 +98,7 @@ func (s *AdmitState) NonceSeen(grant [32]byte, nonce [16]byte) bool {
 // Record returns the metadata of one of the owner's own records.
 func (s *AdmitState) Record(id record.ID) (*Meta, bool, error) {
 	sealed := s.tx.Bucket(bucketRecords).Get(id[:])
-	if sealed == nil {
+	if sealed == nil || s.v.hidden(s.tx, id) {
 		return nil, false, nil
 	}
 	m, err := s.v.openMeta(id, sealed)
@@ -112,6 +112,9 @@ func (s *AdmitState) Record(id record.ID) (*Meta, bool, error) {
 func (s *AdmitState) Records() ([]*Meta, error) {
 	var out []*Meta
 	err := s.tx.Bucket(bucketRecords).ForEach(func(k, sealed []byte) error {
+		if s.v.hidden(s.tx, record.ID(k)) {
+			return nil
+		}
 		m, err := s.v.openMeta(record.ID(k), sealed)
 		if err != nil {
 			return err

@@ -283,11 +283,24 @@ func (v *Vault) cleanPending() error {
 			return nil
 		})
 	})
+	var aborted []record.ID
 	for _, id := range ids {
-		if _, err := v.Show(id); !errors.Is(err, ErrNotFound) {
-			// A pending mark on a stored record is not ours to act on (it
-			// can only come from outside medvault): keep the record, drop
-			// the mark; verify still checks the record.
+		var stored, ours bool
+		v.view(func(tx *bbolt.Tx) error {
+			stored = tx.Bucket(bucketRecords).Get(id[:]) != nil
+			ours = v.hidden(tx, id)
+			return nil
+		})
+		if stored && ours {
+			// An import that died between its first commit transaction
+			// and its last: roll it back, with ledger entries.
+			aborted = append(aborted, id)
+			continue
+		}
+		if stored {
+			// A pending mark on a stored record that this vault did not
+			// write (it can only come from outside medvault): keep the
+			// record, drop the mark; verify still checks the record.
 			if err := v.update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketPending).Delete(id[:]) }); err != nil {
 				return err
 			}
@@ -296,6 +309,9 @@ func (v *Vault) cleanPending() error {
 		if err := v.deleteChunks(id, true); err != nil {
 			return fmt.Errorf("discard unfinished add: %w", err)
 		}
+	}
+	if err := v.rollBack(aborted); err != nil {
+		return fmt.Errorf("roll back an unfinished import: %w", err)
 	}
 	return nil
 }
