@@ -61,7 +61,7 @@ type staged struct {
 // the same file that reference it or carry the same codes.
 //
 // Memory grows with the number of resources in the file, not with their
-// size: each resource's index (about 3.5 KB) is kept until the end, because
+// size: each resource's index (about 3 KB) is kept until the end, because
 // labels propagate across the whole file. Records are committed in
 // transactions of commitBatch, hidden until the last one.
 func (v *Vault) Import(name string, r io.Reader, progress func(resources int, offset int64)) (*ImportStats, error) {
@@ -86,6 +86,12 @@ func (v *Vault) Import(name string, r io.Reader, progress func(resources int, of
 		}
 		st.Resources++
 		offset := res.Offset + int64(len(res.Raw))
+		// Keep only what label propagation and the metadata need: every
+		// resource's index stays in memory until the file is done.
+		res.Codes, res.CategoryCodes, res.Subject, res.Why = nil, nil, "", nil
+		for i := range res.Code {
+			res.Code[i].Display = ""
+		}
 		s := &staged{res: res, key: v.fhirKey(res), content: v.contentKey(res.Raw)}
 		if v.knownContent(seen, s) {
 			st.Unchanged++
@@ -116,7 +122,7 @@ func (v *Vault) Import(name string, r io.Reader, progress func(resources int, of
 	fhir.Propagate(rs)
 	for _, r := range rs {
 		// Only the fields the metadata keeps are needed from here on.
-		r.Codes, r.Code, r.CategoryCodes, r.Security, r.References, r.Why, r.Subject = nil, nil, nil, nil, nil, nil, ""
+		r.Code, r.Security, r.References = nil, nil, nil
 	}
 	rs = nil
 	// Versions are numbered in file order; records are then committed in
