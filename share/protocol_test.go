@@ -342,12 +342,12 @@ func TestStrangersCannotFillLedgerOrInbox(t *testing.T) {
 	}
 	g, _ := IssueGrant(stranger.Owner(), GrantParams{Audience: provider.Owner().ID(), Vault: VaultID(stranger.VaultID()),
 		Scope: Scope{Categories: []record.Category{record.Labs}}, Purpose: "TREAT", Expiry: time.Now().Add(time.Hour)}, time.Now())
-	a, b = net.Pipe()
-	go func() { ServePush(provider, frame.NewConn(a, nil), stranger.Owner().ID()); a.Close() }()
-	if err := PushGrant(frame.NewConn(b, nil), g); err == nil {
+	a2, b2 := net.Pipe()
+	go func() { ServePush(provider, frame.NewConn(a2, nil), stranger.Owner().ID()); a2.Close() }()
+	if err := PushGrant(frame.NewConn(b2, nil), g); err == nil {
 		t.Fatal("a stranger's push was accepted")
 	}
-	b.Close()
+	b2.Close()
 	if in, _ := Inbox(provider); len(in) != 0 {
 		t.Fatalf("inbox holds %d grants from a stranger", len(in))
 	}
