@@ -467,6 +467,10 @@ func FetchConn(v *vault.Vault, c Framer, g *Grant, now time.Time, progress func(
 	if err != nil {
 		return nil, fmt.Errorf("read receipt: %w", err)
 	}
+	if typ == frameDenied { // refused without a decision (rate-limited)
+		r := Reason(sanitizeReason(p))
+		return nil, fmt.Errorf("the patient's node refused the request: %s: %w", r, ErrUnavailable)
+	}
 	if typ != frameReceipt {
 		return nil, fmt.Errorf("%w: expected a receipt", ErrProtocol)
 	}

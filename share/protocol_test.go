@@ -485,3 +485,44 @@ func FuzzReceiveRecord(f *testing.F) {
 		}
 	})
 }
+
+// A peer refused over and over is rate-limited: its refusals stop adding
+// ledger entries one by one.
+func TestLimiterBoundsDenials(t *testing.T) {
+	patient := openVault(t, "Ada", identity.Patient)
+	stranger := openVault(t, "Eve", identity.Patient)
+	l := NewLimiter(5, time.Minute)
+	size := func() int64 { n, _ := patient.LedgerSize(); return n }
+	before := size()
+	now := time.Now()
+	var last string
+	for range 12 {
+		a, b := net.Pipe()
+		done := make(chan struct{})
+		go func() {
+			l.ServeConn(patient, frame.NewConn(a, nil), stranger.Owner().ID(), now)
+			a.Close()
+			close(done)
+		}()
+		c := frame.NewConn(b, nil)
+		c.WriteFrame(frameRequest, []byte("garbage"))
+		c.WriteFrame(frameHave, nil)
+		typ, p, _ := c.ReadFrame(maxReceipt)
+		if typ == frameReceipt {
+			typ, p, _ = c.ReadFrame(maxMeta)
+		}
+		last = string(typ) + string(p)
+		b.Close()
+		<-done
+	}
+	if last != "D"+string(ReasonRateLimited) {
+		t.Fatalf("last answer %q", last)
+	}
+	if got := size() - before; got != 6 {
+		t.Fatalf("12 refused requests added %d ledger entries, want 5 + 1 rate-limited", got)
+	}
+	// An hour later the peer has its allowance back.
+	if ok, _ := l.take(stranger.Owner().ID(), now.Add(time.Hour), 0); !ok {
+		t.Fatal("allowance not refilled")
+	}
+}

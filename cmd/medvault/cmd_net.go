@@ -30,16 +30,21 @@ func (a *app) startNode(ctx context.Context, v *vault.Vault, listen []string) (*
 	if err != nil {
 		return nil, err
 	}
+	// Each peer may be refused 20 times, regaining one every 3 s; past that
+	// its requests are refused without a decision or a ledger entry each.
+	limiter := share.NewLimiter(20, 3*time.Second)
 	n.Handle(p2p.ProtocolShare, func(ctx context.Context, s *p2p.Stream) {
 		remote, err := identity.IDFromPublicKey(s.RemoteKey())
 		if err != nil {
 			return
 		}
-		sv, err := share.ServeConn(v, s, remote, time.Now())
+		sv, err := limiter.ServeConn(v, s, remote, time.Now())
 		who := a.contactName(v, remote)
 		switch {
 		case err != nil:
 			a.say("request from %s: %v", who, err)
+		case sv.Reason == share.ReasonRateLimited:
+			// Not printed: a flood would flood the terminal too.
 		case sv.Reason == share.ReasonAllowed:
 			a.say("served %d record(s), %s, to %s (grant %s)", sv.Sent, humanSize(sv.Bytes), who, sv.Grant.String()[:12])
 		default:
