@@ -7,7 +7,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/medvault/medvault/vault"
-	"github.com/medvault/medvault/vault/record"
 )
 
 func newExportCommand(a *app) *cobra.Command {
@@ -26,22 +25,9 @@ to the ledger before anything is decrypted.`,
   medvault export --format files --category imaging -o ./scans`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var f vault.Filter
-			var err error
-			if category != "" {
-				if f.Category, err = record.ParseCategory(category); err != nil {
-					return usageError{err}
-				}
-			}
-			if label != "" {
-				if f.Label, err = record.ParseLabel(label); err != nil {
-					return usageError{err}
-				}
-			}
-			if since != "" {
-				if f.Since, err = parseDate(since); err != nil {
-					return err
-				}
+			f, err := parseFilter(category, label, since)
+			if err != nil {
+				return err
 			}
 			fm := vault.ExportFormat(format)
 			if fm != vault.ExportBundle && fm != vault.ExportNDJSON && fm != vault.ExportFiles {

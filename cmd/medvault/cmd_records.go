@@ -27,6 +27,29 @@ func categoryList() string {
 	return strings.Join(s, ", ")
 }
 
+// parseFilter turns the --category, --label and --since flags shared by
+// list and export into a vault.Filter.
+func parseFilter(category, label, since string) (vault.Filter, error) {
+	var f vault.Filter
+	var err error
+	if category != "" {
+		if f.Category, err = record.ParseCategory(category); err != nil {
+			return f, usageError{err}
+		}
+	}
+	if label != "" {
+		if f.Label, err = record.ParseLabel(label); err != nil {
+			return f, usageError{err}
+		}
+	}
+	if since != "" {
+		if f.Since, err = parseDate(since); err != nil {
+			return f, err
+		}
+	}
+	return f, nil
+}
+
 // parseDate accepts YYYY-MM-DD or RFC 3339.
 func parseDate(s string) (time.Time, error) {
 	if t, err := time.Parse("2006-01-02", s); err == nil {
@@ -213,22 +236,9 @@ func newListCommand(a *app) *cobra.Command {
   medvault list --json | jq -r '.records[].id'`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var f vault.Filter
-			var err error
-			if category != "" {
-				if f.Category, err = record.ParseCategory(category); err != nil {
-					return usageError{err}
-				}
-			}
-			if label != "" {
-				if f.Label, err = record.ParseLabel(label); err != nil {
-					return usageError{err}
-				}
-			}
-			if since != "" {
-				if f.Since, err = parseDate(since); err != nil {
-					return err
-				}
+			f, err := parseFilter(category, label, since)
+			if err != nil {
+				return err
 			}
 			v, done, err := a.openVault()
 			if err != nil {
