@@ -101,6 +101,9 @@ func (v *Vault) verifyRecords(tx *bbolt.Tx, lr *ledger.Report, full bool, rep *V
 		from = 0
 	}
 	last := map[record.ID]lastEntry{}
+	// One pass over the entries serves both the records and (full) the
+	// grants and revocations: each pass decrypts the whole range.
+	objects := map[Kind]map[string]lastEntry{KindGrant: {}, KindRevoked: {}}
 	err := v.ledger.log.Scan(tx, from, func(i int64, e *ledger.Entry) error {
 		switch e.Action {
 		case ledger.ActionAdd, ledger.ActionImport, ledger.ActionLabel, ledger.ActionRemove, ledger.ActionReceive:
@@ -108,6 +111,14 @@ func (v *Vault) verifyRecords(tx *bbolt.Tx, lr *ledger.Report, full bool, rep *V
 				if len(s) == 16 {
 					last[record.ID(s)] = lastEntry{i, e.Action, e.Commit}
 				}
+			}
+		case ledger.ActionGrant, ledger.ActionRevoke:
+			if len(e.Grant) == 32 && e.Commit != (ledger.Hash{}) {
+				kind := KindGrant
+				if e.Action == ledger.ActionRevoke {
+					kind = KindRevoked
+				}
+				objects[kind][hex.EncodeToString(e.Grant)] = lastEntry{i, e.Action, e.Commit}
 			}
 		}
 		return nil
@@ -174,7 +185,7 @@ func (v *Vault) verifyRecords(tx *bbolt.Tx, lr *ledger.Report, full bool, rep *V
 		}
 		v.checkStrayChunks(tx, rep)
 		v.checkIndex(tx, index, rep)
-		v.checkObjects(tx, rep)
+		v.checkObjects(tx, objects, rep)
 		return
 	}
 	for id, le := range sortedEntries(last) {
@@ -275,20 +286,7 @@ func (v *Vault) checkIndex(tx *bbolt.Tx, want map[string][]byte, rep *VerifyRepo
 // deleted revocation would silently revive a grant), and every stored grant
 // must have its entry. Extra revocations (notices a provider received) are
 // harmless: they only refuse more.
-func (v *Vault) checkObjects(tx *bbolt.Tx, rep *VerifyReport) {
-	want := map[Kind]map[string]lastEntry{KindGrant: {}, KindRevoked: {}}
-	v.ledger.log.Scan(tx, 0, func(i int64, e *ledger.Entry) error {
-		if len(e.Grant) != 32 || e.Commit == (ledger.Hash{}) {
-			return nil
-		}
-		switch e.Action {
-		case ledger.ActionGrant:
-			want[KindGrant][hex.EncodeToString(e.Grant)] = lastEntry{i, e.Action, e.Commit}
-		case ledger.ActionRevoke:
-			want[KindRevoked][hex.EncodeToString(e.Grant)] = lastEntry{i, e.Action, e.Commit}
-		}
-		return nil
-	})
+func (v *Vault) checkObjects(tx *bbolt.Tx, want map[Kind]map[string]lastEntry, rep *VerifyReport) {
 	for kind, entries := range want {
 		stored := map[string][]byte{}
 		b, _ := objectBucket(tx, kind)

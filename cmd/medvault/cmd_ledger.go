@@ -302,7 +302,9 @@ can detect that.`,
 func (a *app) contactName(v *vault.Vault, id identity.ID) string {
 	a.bookMu.Lock()
 	defer a.bookMu.Unlock()
-	if a.book == nil || a.node != nil { // the node reloads: contacts change while it runs
+	// The serving node (not a command it runs) reloads: contacts change
+	// while it runs. Commands load the book once.
+	if a.book == nil || (a.node != nil && a.remote == nil) {
 		if b, err := share.LoadBook(v); err == nil {
 			a.book = b
 		} else {
