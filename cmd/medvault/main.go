@@ -1,4 +1,3 @@
-// Command medvault is a patient-side vault for health records.
 package main
 
 import "os"
