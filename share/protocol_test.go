@@ -258,7 +258,7 @@ func TestConcurrentProviders(t *testing.T) {
 	}
 	var ps []prov
 	for i := range 50 {
-		pv := openVault(t, "Dr", identity.Provider)
+		pv := openVault(t, fmt.Sprintf("Dr %d", i), identity.Provider)
 		SaveContact(patient, Alias("dr"+itoa(i)), cardOf(t, pv), false)
 		g, err := IssueAndStore(patient, GrantParams{Audience: pv.Owner().ID(), Scope: Scope{Categories: []record.Category{record.Labs}},
 			Purpose: "TREAT", Expiry: time.Now().Add(time.Hour)}, time.Now())

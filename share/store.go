@@ -36,7 +36,9 @@ func LoadBook(v *vault.Vault) (*Book, error) {
 }
 
 // SaveContact pins card under alias in the vault's contact book. A key
-// change is refused with ErrKeyChanged unless replace is set.
+// change for the alias, or a card showing the name of another contact with
+// a different key (someone may be posing as them), is refused with
+// ErrKeyChanged unless replace is set.
 func SaveContact(v *vault.Vault, alias Alias, c *Card, replace bool) (PinResult, error) {
 	b, err := LoadBook(v)
 	if err != nil {
@@ -45,6 +47,9 @@ func SaveContact(v *vault.Vault, alias Alias, c *Card, replace bool) (PinResult,
 	res, err := b.Add(alias, c, replace)
 	if err != nil {
 		return res, err
+	}
+	if len(res.SameName) > 0 && !replace {
+		return res, fmt.Errorf("add contact %s: %w: contact %q shows the same name with another key", alias, ErrKeyChanged, res.SameName[0])
 	}
 	if res.Action != PinUnchanged {
 		if err := v.PutObject(vault.KindContact, string(alias), c.Bytes(), nil); err != nil {

@@ -54,6 +54,12 @@ unless you compare safety numbers and give --replace.`,
 				return usagef("that is your own card")
 			}
 			res, err := share.SaveContact(v, al, c, replace)
+			if errors.Is(err, share.ErrKeyChanged) && len(res.SameName) > 0 {
+				fmt.Fprintf(a.stderr, "medvault: WARNING: CONTACT %q ALREADY SHOWS THE NAME %q WITH ANOTHER KEY.\n", res.SameName[0], sanitize(c.Name()))
+				fmt.Fprintf(a.stderr, "medvault: WARNING: someone may be posing as them. Compare safety numbers by phone:\n")
+				fmt.Fprintf(a.stderr, "medvault: WARNING:   new card %s  safety number %s\n", c.ID(), c.ID().SafetyNumber())
+				return withHint(err, "only if this really is a different person, run again with --replace")
+			}
 			if errors.Is(err, share.ErrKeyChanged) {
 				fmt.Fprintf(a.stderr, "medvault: WARNING: THE KEY FOR %q HAS CHANGED.\n", al)
 				fmt.Fprintf(a.stderr, "medvault: WARNING: someone may be impersonating this contact. Compare safety numbers by phone:\n")
