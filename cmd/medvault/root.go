@@ -112,6 +112,7 @@ Passphrase: --passphrase-file FILE, $MEDVAULT_PASSPHRASE_FILE, --passphrase-fd N
 		newExportCommand(a),
 		newLogCommand(a),
 		newVerifyCommand(a),
+		newAuditCommand(a),
 		newContactsCommand(a),
 		newGrantCommand(a),
 		newGrantsCommand(a),

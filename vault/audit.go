@@ -1,0 +1,177 @@
+package vault
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/medvault/medvault/ledger"
+	"github.com/medvault/medvault/vault/identity"
+)
+
+// Audit summarises the ledger for the vault's owner: who other than the
+// owner accessed what, every refusal, and patterns worth a look.
+type Audit struct {
+	Entries   int64
+	Actors    []ActorAudit // other people, most recent first
+	Denials   []ledger.Entry
+	Anomalies []string
+}
+
+// ActorAudit is one other person's activity.
+type ActorAudit struct {
+	Actor    identity.ID
+	Served   int // requests served
+	Records  int // record IDs served, counted per request
+	Denied   int
+	First    time.Time
+	Last     time.Time
+	Purposes []string
+}
+
+// AuditDenialBurst is how many refusals from one actor within an hour
+// count as an anomaly.
+const AuditDenialBurst = 3
+
+// Audit reads the whole ledger and summarises it.
+func (v *Vault) Audit() (*Audit, error) {
+	a := &Audit{}
+	byActor := map[identity.ID]*ActorAudit{}
+	recent := map[identity.ID][]time.Time{}
+	owner := v.id.ID()
+	flagged := map[identity.ID]bool{}
+	err := v.Entries(0, func(i int64, e *ledger.Entry) error {
+		a.Entries++
+		actor, err := identity.IDFromBytes(e.Actor)
+		if err != nil || actor == owner {
+			if e.Outcome == ledger.OutcomeDenied {
+				a.Denials = append(a.Denials, *e)
+			}
+			return nil
+		}
+		aa := byActor[actor]
+		if aa == nil {
+			aa = &ActorAudit{Actor: actor, First: e.Time}
+			byActor[actor] = aa
+		}
+		aa.Last = e.Time
+		if e.Purpose != "" && !slices.Contains(aa.Purposes, e.Purpose) {
+			aa.Purposes = append(aa.Purposes, e.Purpose)
+		}
+		switch {
+		case e.Outcome == ledger.OutcomeDenied:
+			aa.Denied++
+			a.Denials = append(a.Denials, *e)
+			ts := append(recent[actor], e.Time)
+			for len(ts) > 0 && e.Time.Sub(ts[0]) > time.Hour {
+				ts = ts[1:]
+			}
+			recent[actor] = ts
+			if len(ts) >= AuditDenialBurst && !flagged[actor] {
+				flagged[actor] = true
+				a.Anomalies = append(a.Anomalies, fmt.Sprintf("%s was refused %d times within an hour (last: %s, %s)",
+					actor, len(ts), e.Time.UTC().Format(time.RFC3339), e.Reason))
+			}
+		case e.Action == ledger.ActionServe:
+			aa.Served++
+			aa.Records += len(e.Subjects)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, aa := range byActor {
+		a.Actors = append(a.Actors, *aa)
+	}
+	slices.SortFunc(a.Actors, func(x, y ActorAudit) int { return y.Last.Compare(x.Last) })
+	return a, nil
+}
+
+// AuditEvents renders every ledger entry that records another person's
+// access, or any refusal, as a FHIR R4 AuditEvent (JSON), for an EHR or a
+// compliance tool. Record IDs are medvault record IDs; the agent is the
+// actor's medvault ID.
+func (v *Vault) AuditEvents(fn func(event []byte) error) error {
+	owner := v.id.ID()
+	return v.Entries(0, func(i int64, e *ledger.Entry) error {
+		actor, err := identity.IDFromBytes(e.Actor)
+		other := err == nil && actor != owner
+		if !other && e.Outcome != ledger.OutcomeDenied {
+			return nil
+		}
+		who := hex.EncodeToString(e.Actor)
+		if err == nil {
+			who = actor.String()
+		}
+		ev := map[string]any{
+			"resourceType": "AuditEvent",
+			"id":           fmt.Sprintf("medvault-%d", i),
+			"type": map[string]any{"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest",
+				"display": "RESTful Operation"},
+			"action":   auditAction(e.Action),
+			"recorded": e.Time.UTC().Format(time.RFC3339Nano),
+			"outcome":  auditOutcome(e.Outcome),
+			"agent": []any{map[string]any{
+				"who":       map[string]any{"identifier": map[string]any{"system": "urn:medvault:id", "value": who}},
+				"requestor": true,
+			}},
+			"source": map[string]any{"observer": map[string]any{"display": "medvault ledger of " + owner.String()}},
+		}
+		if e.Reason != "" {
+			ev["outcomeDesc"] = e.Reason
+		}
+		if e.Purpose != "" {
+			ev["purposeOfEvent"] = []any{map[string]any{"coding": []any{map[string]any{
+				"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": e.Purpose}}}}
+		}
+		var entities []any
+		for _, s := range e.Subjects {
+			if len(s) == 16 {
+				entities = append(entities, map[string]any{"what": map[string]any{"identifier": map[string]any{
+					"system": "urn:medvault:record", "value": hex.EncodeToString(s)}}})
+			}
+		}
+		if len(e.Grant) > 0 {
+			entities = append(entities, map[string]any{"what": map[string]any{"identifier": map[string]any{
+				"system": "urn:medvault:grant", "value": hex.EncodeToString(e.Grant)}}})
+		}
+		if entities != nil {
+			ev["entity"] = entities
+		}
+		b, err := json.Marshal(ev)
+		if err != nil {
+			return err
+		}
+		return fn(b)
+	})
+}
+
+// auditAction maps a ledger action to AuditEvent.action (C, R, U, D, E).
+func auditAction(a ledger.Action) string {
+	switch a {
+	case ledger.ActionAdd, ledger.ActionImport, ledger.ActionReceive, ledger.ActionGrant:
+		return "C"
+	case ledger.ActionLabel, ledger.ActionRevoke:
+		return "U"
+	case ledger.ActionRemove:
+		return "D"
+	case ledger.ActionRead, ledger.ActionServe, ledger.ActionExport:
+		return "R"
+	}
+	return "E"
+}
+
+// auditOutcome maps an outcome to AuditEvent.outcome (0 success, 4 minor
+// failure, 8 serious failure).
+func auditOutcome(o ledger.Outcome) string {
+	switch o {
+	case ledger.OutcomeOK:
+		return "0"
+	case ledger.OutcomeDenied:
+		return "4"
+	}
+	return "8"
+}

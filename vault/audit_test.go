@@ -1,0 +1,58 @@
+package vault
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/medvault/medvault/ledger"
+	"github.com/medvault/medvault/vault/identity"
+)
+
+func TestAudit(t *testing.T) {
+	dir := t.TempDir()
+	id := mustIdentity(t)
+	clock := time.Date(2026, 1, 1, 9, 0, 0, 0, time.UTC)
+	now := func() time.Time { return clock }
+	if err := Create(dir, id, Options{Now: now}); err != nil {
+		t.Fatal(err)
+	}
+	v, err := Open(dir, id, Options{Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	doc, _ := identity.Generate("doc", identity.Provider)
+	eve, _ := identity.Generate("eve", identity.Provider)
+	rec := [][]byte{make([]byte, 16)}
+	v.Log(Event{Action: ledger.ActionServe, Actor: doc.ID(), Subjects: rec, Purpose: "TREAT"})
+	// Two refusals for doc a day apart: no anomaly. Three for eve in an hour: one.
+	clock = clock.Add(24 * time.Hour)
+	v.Log(Event{Action: ledger.ActionServe, Actor: doc.ID(), Outcome: ledger.OutcomeDenied, Reason: "expired", Purpose: "TREAT"})
+	clock = clock.Add(24 * time.Hour)
+	v.Log(Event{Action: ledger.ActionServe, Actor: doc.ID(), Outcome: ledger.OutcomeDenied, Reason: "expired", Purpose: "TREAT"})
+	for range 3 {
+		clock = clock.Add(10 * time.Minute)
+		v.Log(Event{Action: ledger.ActionServe, Actor: eve.ID(), Outcome: ledger.OutcomeDenied, Reason: "wrong-audience"})
+	}
+	a, err := v.Audit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a.Actors) != 2 || len(a.Denials) != 5 {
+		t.Fatalf("%d actors, %d denials", len(a.Actors), len(a.Denials))
+	}
+	for _, x := range a.Actors {
+		if x.Actor == doc.ID() && (x.Served != 1 || x.Records != 1 || x.Denied != 2) {
+			t.Fatalf("doc: %+v", x)
+		}
+	}
+	if len(a.Anomalies) != 1 || !strings.Contains(a.Anomalies[0], eve.ID().String()) {
+		t.Fatalf("anomalies: %q", a.Anomalies)
+	}
+	var events []string
+	v.AuditEvents(func(b []byte) error { events = append(events, string(b)); return nil })
+	if len(events) != 6 || !strings.Contains(events[0], `"resourceType":"AuditEvent"`) || !strings.Contains(events[0], `"action":"R"`) {
+		t.Fatalf("%d events; first %s", len(events), events[0])
+	}
+}
