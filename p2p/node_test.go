@@ -210,9 +210,10 @@ func TestMalformedFrames(t *testing.T) {
 			if _, err := s.Write(tt.raw); err != nil {
 				t.Fatal(err)
 			}
-			if err := s.CloseWrite(); err != nil {
-				t.Fatal(err)
-			}
+			// The server may already have reset the stream (it does so
+			// as soon as a header is too large), so CloseWrite can fail:
+			// what matters is what the server read.
+			s.CloseWrite()
 			if got := results.get(t); !errors.Is(got, tt.want) {
 				t.Fatalf("server: %v, want %v", got, tt.want)
 			}
