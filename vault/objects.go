@@ -26,8 +26,6 @@ const (
 	KindReceipt Kind = "receipts"
 )
 
-var kinds = []Kind{KindContact, KindGrant, KindInbox, KindRevoked, KindReceipt}
-
 const maxObject = 1 << 20
 
 // Object is one stored object: its key (an alias, a grant ID) and value.
