@@ -65,12 +65,17 @@ func (v *Vault) newChunkWriter(id record.ID) *chunkWriter {
 func (w *chunkWriter) commitLoop() {
 	var err error
 	start := uint32(0)
+	hashed := make(chan struct{})
 	for batch := range w.jobs {
-		// Hash here, on the committer's goroutine, so hashing overlaps
-		// encryption on another core.
-		for _, c := range batch {
-			w.digest.Write(c)
-		}
+		// Hash while the batch is written: both only read the buffers, and
+		// hashing is as costly as encrypting, so neither the writer nor the
+		// committer should wait for it.
+		go func() {
+			for _, c := range batch {
+				w.digest.Write(c)
+			}
+			hashed <- struct{}{}
+		}()
 		if err == nil {
 			err = w.v.update(func(tx *bbolt.Tx) error {
 				b := tx.Bucket(bucketChunks)
@@ -85,6 +90,7 @@ func (w *chunkWriter) commitLoop() {
 		if err != nil {
 			w.failed.Store(true)
 		}
+		<-hashed
 		start += uint32(len(batch))
 		for _, c := range batch {
 			select {

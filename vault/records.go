@@ -92,7 +92,8 @@ func (v *Vault) storeStream(id record.ID, r io.Reader, n NewRecord, to age.Recip
 		}
 		dst = enc
 	}
-	size, err := io.Copy(dst, r)
+	// Read in large blocks: io.Copy would read a file 32 KiB at a time.
+	size, err := io.CopyBuffer(dst, onlyReader{r}, make([]byte, copyBufSize))
 	if err == nil {
 		err = dst.Close()
 	}
@@ -135,6 +136,13 @@ func (v *Vault) storeStream(id record.ID, r io.Reader, n NewRecord, to age.Recip
 	}
 	return m, nil
 }
+
+// copyBufSize is the block size for streaming content into the vault.
+const copyBufSize = 256 << 10
+
+// onlyReader hides a reader's WriteTo, so io.CopyBuffer uses its buffer
+// (*os.File.WriteTo would copy through a 32 KiB one).
+type onlyReader struct{ io.Reader }
 
 type nopCloser struct{ io.Writer }
 

@@ -26,9 +26,13 @@ age-keygen -o "$work/key.txt" 2>/dev/null
 recipient=$(age-keygen -y "$work/key.txt")
 head -c $((size_mib << 20)) /dev/urandom >"$work/in.bin"
 
-# peak RssAnon (KiB) of a command, sampled every 5 ms; prints "seconds kib".
+# peak RssAnon (KiB) of a command, sampled every 5 ms; prints "ms kib".
+# Dirty pages left by the previous command are written out first (sync), so
+# a command does not pay for the writeback of the one before it: age -e does
+# not sync its output, and the kernel would flush it during the next run.
 measure() {
 	local start end pid peak=0 cur
+	sync
 	start=$(date +%s%N)
 	"$@" >/dev/null 2>&1 &
 	pid=$!
