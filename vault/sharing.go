@@ -201,9 +201,11 @@ func (v *Vault) Admit(decide func(st *AdmitState) (Decision, error)) (*Admission
 	return adm, err
 }
 
-// StreamTo decrypts an admitted record and writes it, encrypted to to (the
-// provider's age recipient), to w. It reads the vault one chunk per short
-// transaction, so a slow network peer never holds a long transaction open.
+// StreamTo writes an admitted record to w as an age file for `to` (the
+// provider's age recipient): a new header wrapping the record's file key to
+// `to`, then the stored payload as it is (see rewrap.go). It reads the vault
+// one chunk per short transaction, so a slow network peer never holds a long
+// transaction open.
 func (v *Vault) StreamTo(adm *Admission, id record.ID, to age.Recipient, w io.Writer) (*Meta, error) {
 	if adm == nil || !adm.allowed[id] {
 		return nil, fmt.Errorf("record %s was not admitted for this request", id)
@@ -212,18 +214,28 @@ func (v *Vault) StreamTo(adm *Admission, id record.ID, to age.Recipient, w io.Wr
 	if err != nil {
 		return nil, err
 	}
-	enc, err := age.Encrypt(w, to)
+	src := &shortTxReader{v: v, id: id, want: m.Chunks}
+	head, err := src.chunk()
+	if err == io.EOF {
+		return nil, fmt.Errorf("%w: record %s has no content", ErrTampered, id)
+	}
 	if err != nil {
 		return nil, err
 	}
-	dec, err := age.Decrypt(&shortTxReader{v: v, id: id, want: m.Chunks}, v.identities()...)
+	hdr, n, err := rewrap(head, to, v.identities()...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: record %s: %v", ErrDecrypt, id, err)
 	}
-	if _, err := io.Copy(enc, dec); err != nil {
+	if _, err := w.Write(hdr); err != nil {
 		return nil, err
 	}
-	return m, enc.Close()
+	if _, err := w.Write(head[n:]); err != nil {
+		return nil, err
+	}
+	if _, err := io.Copy(w, onlyReader{src}); err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
 // shortTxReader reads a record's chunks, each in its own read transaction.
@@ -232,30 +244,42 @@ type shortTxReader struct {
 	id   record.ID
 	next uint32
 	want uint32
-	cur  []byte
+	buf  []byte // the last chunk loaded
+	cur  []byte // what Read has not returned of it
 }
 
 func (r *shortTxReader) Read(p []byte) (int, error) {
-	for len(r.cur) == 0 {
-		if r.next == r.want {
-			return 0, io.EOF
-		}
-		err := r.v.view(func(tx *bbolt.Tx) error {
-			c := tx.Bucket(bucketChunks).Get(chunkKey(r.id, r.next))
-			if c == nil {
-				return fmt.Errorf("%w: record %s: chunk %d is missing", ErrTampered, r.id, r.next)
-			}
-			r.cur = append(r.cur[:0], c...)
-			return nil
-		})
+	if len(r.cur) == 0 {
+		c, err := r.chunk()
 		if err != nil {
 			return 0, err
 		}
-		r.next++
+		r.cur = c
 	}
 	n := copy(p, r.cur)
 	r.cur = r.cur[n:]
 	return n, nil
+}
+
+// chunk loads the next chunk and returns it, bypassing Read; the slice is
+// valid until the next load.
+func (r *shortTxReader) chunk() ([]byte, error) {
+	if r.next == r.want {
+		return nil, io.EOF
+	}
+	err := r.v.view(func(tx *bbolt.Tx) error {
+		c := tx.Bucket(bucketChunks).Get(chunkKey(r.id, r.next))
+		if c == nil {
+			return fmt.Errorf("%w: record %s: chunk %d is missing", ErrTampered, r.id, r.next)
+		}
+		r.buf = append(r.buf[:0], c...)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	r.next++
+	return r.buf, nil
 }
 
 // Received describes a record shared with the owner (a provider).
