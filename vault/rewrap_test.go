@@ -115,4 +115,3 @@ type badRecipient struct{}
 func (badRecipient) Wrap([]byte) ([]*age.Stanza, error) {
 	return []*age.Stanza{{Type: "x", Args: []string{"a b"}}}, nil
 }
-
