@@ -2,14 +2,18 @@ package vault
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
 	"slices"
 	"sync"
+	"time"
 
 	"filippo.io/age"
 	"go.etcd.io/bbolt"
@@ -34,171 +38,765 @@ type ImportStats struct {
 // transaction while a file is read.
 const importBatch = 8192
 
+// commitBatch is how many imported records one commit transaction holds.
+const commitBatch = 4096
+
+// importRow is what an import keeps of a resource once its content is
+// staged, sealed in the scratch file until the commit pass.
+type importRow struct {
+	seq      uint64 // position among the file's new resources
+	id       record.ID
+	key      []byte   // index key for Type/ID
+	content  [32]byte // keyed hash of the raw bytes
+	version  int
+	prev     uint64         // seq+1 of the previous version in this file, 0 if none
+	base     []record.Label // labels of the versions in the vault (first version in the file only)
+	typ      string
+	fid      string
+	fullURL  string
+	title    string
+	status   string
+	category record.Category
+	date     time.Time
+	targets  [][]byte // scratch keys under which references may find it
+	codes    [][]byte // scratch keys of its primary codes
+	digest   [32]byte
+	chunks   uint32
+	size     int64
+}
+
+// staged is a resource of the batch being read, before its row is written.
 type staged struct {
-	id      record.ID
-	res     *fhir.Resource // Raw dropped once encrypted
-	key     []byte         // index key for Type/ID
-	content [32]byte       // keyed hash of the raw bytes
-	version int
-	digest  [32]byte
-	chunks  uint32
-	size    int64
+	res *fhir.Resource // Raw dropped once encrypted
+	importRow
+}
+
+func (r *importRow) encode() []byte {
+	date, _ := r.date.MarshalBinary()
+	e := enc(make([]byte, 0, 256)).b(r.id[:]).b(r.key).b(r.content[:]).u(uint64(r.version)).u(r.prev).
+		u(uint64(len(r.base)))
+	for _, l := range r.base {
+		e = e.s(string(l))
+	}
+	return e.s(r.typ).s(r.fid).s(r.fullURL).s(r.title).s(r.status).s(string(r.category)).b(date).
+		bs(r.targets).bs(r.codes).b(r.digest[:]).u(uint64(r.chunks)).u(uint64(r.size))
+}
+
+func decodeRow(seq uint64, p []byte) (*importRow, error) {
+	d := &dec{p: p}
+	r := &importRow{seq: seq}
+	copy(r.id[:], d.b())
+	r.key = d.b()
+	copy(r.content[:], d.b())
+	r.version, r.prev = int(d.u()), d.u()
+	n := d.u()
+	for i := uint64(0); i < n && !d.bad; i++ {
+		r.base = append(r.base, record.Label(d.s()))
+	}
+	r.typ, r.fid, r.fullURL, r.title, r.status, r.category = d.s(), d.s(), d.s(), d.s(), d.s(), record.Category(d.s())
+	if err := r.date.UnmarshalBinary(d.b()); err != nil {
+		d.bad = true
+	}
+	r.targets, r.codes = d.bs(), d.bs()
+	copy(r.digest[:], d.b())
+	r.chunks, r.size = uint32(d.u()), int64(d.u())
+	return r, d.err()
+}
+
+func encodeLabels(ls []record.Label) []byte {
+	e := enc(nil).u(uint64(len(ls)))
+	for _, l := range ls {
+		e = e.s(string(l))
+	}
+	return e
+}
+
+func decodeLabels(p []byte) ([]record.Label, error) {
+	d := &dec{p: p}
+	n := d.u()
+	var out []record.Label
+	for i := uint64(0); i < n && !d.bad; i++ {
+		out = append(out, record.Label(d.s()))
+	}
+	return out, d.err()
 }
 
 // Import reads one FHIR R4 file (a Bundle, NDJSON, or a single resource)
 // and stores each resource as a record, with its original bytes exactly.
 //
-// An import takes the whole file or nothing of it: resources are encrypted
-// and staged (invisible, marked pending) in batches while the file is read,
-// and all of them become visible, with their ledger entries, in one final
-// transaction, only after the whole file parsed. A parse error, or a
-// process killed at any point, leaves the vault as it was.
+// An import takes the whole file or nothing of it. Resources are encrypted
+// and staged (invisible, marked pending) in batches while the file is read;
+// once the whole file parsed, records are committed with their metadata,
+// index entries and ledger entries in transactions of commitBatch, each
+// hidden behind a keyed pending mark that names the import; one small final
+// transaction marks the import committed, which makes every record visible
+// at once, and the marks are then cleared in batches. A parse error, or a
+// process killed before that final transaction, leaves the vault as it was
+// (the next Open rolls back what was committed, with ledger entries).
 //
 // Importing the same data again adds nothing: a resource whose type, id and
 // content are already in the vault is counted as unchanged; the same type
-// and id with other content becomes a new version beside the old one.
-// Sensitivity labels found on a resource are propagated to the resources of
-// the same file that reference it or carry the same codes.
+// and id with other content becomes a new version beside the old one, and
+// keeps the labels of the earlier versions. Sensitivity labels found on a
+// resource are propagated to the resources of the same file that reference
+// it or carry the same codes (see fhir.Propagate).
 //
-// Memory grows with the number of resources in the file, not with their
-// size: each resource's index (about 3 KB) is kept until the end, because
-// labels propagate across the whole file. Records are committed in
-// transactions of commitBatch, hidden until the last one.
+// Memory does not grow with the file: what the whole file is needed for
+// (de-duplication, version numbers, label propagation) lives in a scratch
+// file beside the vault, sealed under keys that exist only in memory
+// during the import (see scratch). The working set is one batch of
+// importBatch resources being encrypted, one commit batch of commitBatch
+// rows, and the pages bbolt dirties in one transaction.
 func (v *Vault) Import(name string, r io.Reader, progress func(resources int, offset int64)) (*ImportStats, error) {
-	st := &ImportStats{File: name, ByCategory: map[record.Category]int{}}
-	var all []*staged
-	seen := map[string][][32]byte{} // this file's type/id -> content hashes
-	fail := func(err error) (*ImportStats, error) {
-		if derr := v.discardStaged(all); derr != nil {
-			err = errors.Join(err, fmt.Errorf("discard staged records: %w (they are removed at the next open)", derr))
+	im := &importer{v: v, name: name, st: &ImportStats{File: name, ByCategory: map[record.Category]int{}}}
+	rand.Read(im.id[:])
+	sc, err := newScratch(v.dir)
+	if err != nil {
+		return nil, fmt.Errorf("import %s: %w", name, err)
+	}
+	im.sc = sc
+	st, err := im.run(r, progress)
+	if errors.Is(err, errTestDied) {
+		sc.abandon()
+		return nil, err
+	}
+	cerr := sc.close()
+	if err != nil {
+		if derr := v.settlePending(&im.id); derr != nil {
+			err = errors.Join(err, fmt.Errorf("discard the staged records: %w (they are removed at the next open)", derr))
+		}
+		if cerr != nil {
+			err = errors.Join(err, fmt.Errorf("remove the scratch file: %w (it is removed at the next open)", cerr))
 		}
 		return nil, err
 	}
-	rd := fhir.NewReader(r, name)
+	// A scratch file that could not be removed holds nothing readable; the
+	// next Open removes it.
+	return st, nil
+}
+
+// testImportDies, set only by tests, is asked at each point where a killed
+// import leaves a distinct state on disk ("staged", "committed",
+// "flipped"). When it returns true, Import stops there as if the process
+// had been killed, leaving its scratch file and pending records as they are.
+var testImportDies func(point string) bool
+
+var errTestDied = errors.New("import: stopped by a test")
+
+func (im *importer) dies(point string) bool {
+	return testImportDies != nil && testImportDies(point)
+}
+
+// importer is the state of one running import.
+type importer struct {
+	v    *Vault
+	name string
+	id   [16]byte // names the import in its pending marks
+	sc   *scratch
+	st   *ImportStats
+	seq  uint64 // rows so far
+	// What the batch being read adds to the scratch file, and what the
+	// batch being flushed (if any) does.
+	cur, prev *tables
+}
+
+// tables is what one batch adds to the scratch file's tables, written in
+// key order when the batch is flushed (bbolt inserts in key order are
+// cheap).
+type tables struct {
+	dups   map[string]bool
+	keys   map[string]keyState
+	target map[string]targetOp
+	edges  [][]byte
+	codes  map[string][]record.Label
+	chain  []uint64
+}
+
+func newTables() *tables {
+	return &tables{dups: map[string]bool{}, keys: map[string]keyState{}, target: map[string]targetOp{}, codes: map[string][]record.Label{}}
+}
+
+type keyState struct {
+	seq     uint64 // the last version's
+	version int
+	first   [32]byte // content of the first version
+}
+
+type targetOp struct {
+	seq      uint64
+	override bool
+}
+
+func (im *importer) run(r io.Reader, progress func(resources int, offset int64)) (*ImportStats, error) {
+	im.cur = newTables()
+	st := im.st
+	rd := fhir.NewReader(r, im.name)
 	var batch []*staged
+	// One batch is encrypted and written while the next is read.
+	var inflight chan error
+	wait := func() error {
+		if inflight == nil {
+			return nil
+		}
+		err := <-inflight
+		inflight, im.prev = nil, nil
+		return err
+	}
+	defer wait()
 	for {
 		res, err := rd.Next()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			return fail(err)
+			return nil, err
 		}
 		st.Resources++
 		offset := res.Offset + int64(len(res.Raw))
-		// Keep only what label propagation and the metadata need: every
-		// resource's index stays in memory until the file is done.
-		res.Codes, res.CategoryCodes, res.Subject, res.Why = nil, nil, "", nil
-		for i := range res.Code {
-			res.Code[i].Display = ""
+		s, err := im.admit(res)
+		if err != nil {
+			return nil, fmt.Errorf("import %s: %w", im.name, err)
 		}
-		s := &staged{res: res, key: v.fhirKey(res), content: v.contentKey(res.Raw)}
-		if v.knownContent(seen, s) {
+		if s == nil {
 			st.Unchanged++
 			continue
 		}
 		batch = append(batch, s)
-		all = append(all, s)
 		if len(batch) == importBatch {
-			if err := v.stage(batch); err != nil {
-				return fail(fmt.Errorf("import %s: %w", name, err))
+			if err := wait(); err != nil {
+				return nil, fmt.Errorf("import %s: %w", im.name, err)
 			}
-			batch = batch[:0]
+			if im.dies("staged") {
+				return nil, errTestDied
+			}
 			if progress != nil {
 				progress(st.Resources, offset)
 			}
+			inflight = make(chan error, 1)
+			go func(batch []*staged, t *tables) { inflight <- im.flush(batch, t) }(batch, im.cur)
+			im.prev, im.cur = im.cur, newTables()
+			batch = make([]*staged, 0, importBatch)
 		}
 	}
-	if err := v.stage(batch); err != nil {
-		return fail(fmt.Errorf("import %s: %w", name, err))
+	if err := wait(); err != nil {
+		return nil, fmt.Errorf("import %s: %w", im.name, err)
+	}
+	if err := im.flush(batch, im.cur); err != nil {
+		return nil, fmt.Errorf("import %s: %w", im.name, err)
+	}
+	batch, im.cur = nil, nil
+	if im.dies("staged") {
+		return nil, errTestDied
 	}
 	if progress != nil {
 		progress(st.Resources, -1)
 	}
-	rs := make([]*fhir.Resource, len(all))
-	for i, s := range all {
-		rs[i] = s.res
+	if err := im.propagate(); err != nil {
+		return nil, fmt.Errorf("import %s: %w", im.name, err)
 	}
-	fhir.Propagate(rs)
-	for _, r := range rs {
-		// Only the fields the metadata keeps are needed from here on.
-		r.Code, r.Security, r.References = nil, nil, nil
+	if err := im.commit(); err != nil {
+		return nil, err
 	}
-	rs = nil
-	// Versions are numbered in file order; records are then committed in
-	// key order (bbolt splits nodes only at commit, so inserting random
-	// keys into one transaction costs a memmove per insert).
-	byID := slices.Clone(all)
-	slices.SortFunc(byID, func(a, b *staged) int { return bytes.Compare(a.id[:], b.id[:]) })
-	var index map[string][]byte
-	if err := v.view(func(tx *bbolt.Tx) error { index = v.numberVersions(tx, all); return nil }); err != nil {
-		return fail(err)
+	// The moment the whole file becomes visible.
+	if err := im.v.update(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketPending).Put(commitMarkKey(im.id), im.v.commitMark(im.id))
+	}); err != nil {
+		return nil, fmt.Errorf("import %s: %w", im.name, err)
 	}
-	// Commit in transactions of commitBatch records: each record's
-	// metadata and ledger entry go in, still hidden behind an
-	// authenticated pending mark. The last transaction writes the index and
-	// clears every mark: the moment the whole file becomes visible. A crash
-	// before it is rolled back at the next open (see cleanPending).
-	committed := 0
-	abort := func(err error) (*ImportStats, error) {
-		if rerr := v.rollBackImport(byID[:committed]); rerr != nil {
-			err = errors.Join(err, rerr)
-		}
-		return fail(err)
+	if im.dies("flipped") {
+		return nil, errTestDied
 	}
-	for len(byID[committed:]) > 0 {
-		batch := byID[committed:min(len(byID), committed+commitBatch)]
-		err := v.commitHidden(batch)
-		if err != nil {
-			return abort(fmt.Errorf("import %s: %w", name, err))
-		}
-		committed += len(batch)
-	}
-	err := v.update(func(tx *bbolt.Tx) error {
-		idx, pb := tx.Bucket(bucketIndex), tx.Bucket(bucketPending)
-		for _, k := range slices.Sorted(maps.Keys(index)) {
-			if err := idx.Put([]byte(k), index[k]); err != nil {
-				return err
-			}
-		}
-		for _, s := range byID {
-			if err := pb.Delete(s.id[:]); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return abort(fmt.Errorf("import %s: %w", name, err))
-	}
-	for _, s := range all {
-		if s.version == 1 {
-			st.Added++
-		} else {
-			st.Versions++
-		}
-		st.ByCategory[s.res.Category]++
-		if len(s.res.Labels) > 0 {
-			st.Labelled++
-		}
-	}
+	// The import is done; marks that cannot be cleared now (a full disk)
+	// hide nothing, and the next Open clears them.
+	im.v.settlePending(&im.id)
 	return st, nil
 }
 
-// commitHidden writes the metadata and ledger entries of staged records in
-// one transaction, each behind an authenticated pending mark.
-func (v *Vault) commitHidden(batch []*staged) error {
+// admit decides what becomes of a resource just read: nil if the vault, or
+// this file earlier, already holds its type/id with the same content;
+// otherwise its row, numbered, with its version.
+func (im *importer) admit(res *fhir.Resource) (*staged, error) {
+	v, sc := im.v, im.sc
+	s := &staged{res: res}
+	s.key, s.content = v.fhirKey(res), v.contentKey(res.Raw)
+	kh := string(sc.hash('k', s.key))
+	ks, inFile := im.cur.keys[kh]
+	if !inFile && im.prev != nil {
+		ks, inFile = im.prev.keys[kh]
+	}
+	if !inFile {
+		p, err := sc.viewSealed(scKeys, []byte(kh))
+		if err != nil {
+			return nil, err
+		}
+		if p != nil {
+			d := &dec{p: p}
+			ks, inFile = keyState{seq: d.u(), version: int(d.u()), first: [32]byte(append(d.b(), make([]byte, 32)...))}, true
+			if err := d.err(); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if inFile {
+		// Seen in this file: the same content as one of its versions?
+		if ks.first == s.content {
+			return nil, nil
+		}
+		dh := string(sc.hash('d', s.key, s.content[:]))
+		if im.cur.dups[dh] || im.prev != nil && im.prev.dups[dh] || sc.has(scDups, []byte(dh)) {
+			return nil, nil
+		}
+		im.cur.dups[dh] = true
+	}
+	known := false
+	err := v.view(func(tx *bbolt.Tx) error {
+		val := tx.Bucket(bucketIndex).Get(s.key)
+		for i := 0; i+indexEntry <= len(val); i += indexEntry {
+			if bytes.Equal(val[i+16:i+indexEntry], s.content[:]) {
+				known = true
+				return nil
+			}
+		}
+		if inFile {
+			return nil
+		}
+		// The first version in this file: number it after the vault's, and
+		// keep their labels (a label the patient added by hand must not
+		// fall off because the hospital re-exported the resource);
+		// numbering continues after removed versions.
+		recs := tx.Bucket(bucketRecords)
+		for i := 0; i+indexEntry <= len(val); i += indexEntry {
+			id := record.ID(val[i : i+16])
+			if m, err := v.openMeta(id, recs.Get(id[:])); err == nil && m.FHIR != nil {
+				s.version = max(s.version, m.FHIR.Version)
+				s.base = append(s.base, m.Labels...)
+			}
+		}
+		s.base = normLabels(s.base)
+		return nil
+	})
+	if err != nil || known {
+		return nil, err
+	}
+	s.seq = im.seq
+	im.seq++
+	if inFile {
+		s.version, s.prev = ks.version, ks.seq+1
+		im.cur.chain = append(im.cur.chain, ks.seq, s.seq)
+	} else {
+		ks.first = s.content
+	}
+	s.version++
+	im.cur.keys[kh] = keyState{s.seq, s.version, ks.first}
+
+	// What label propagation needs: the keys references find it by, its
+	// references, its primary codes, and the codes its source labelled.
+	for _, tk := range fhir.TargetKeys(res) {
+		h := sc.hash('t', []byte(tk.Key))
+		s.targets = append(s.targets, h)
+		if _, held := im.cur.target[string(h)]; tk.Override || !held {
+			im.cur.target[string(h)] = targetOp{s.seq, tk.Override}
+		}
+	}
+	for _, ref := range res.References {
+		exact, fallback := fhir.ReferenceKeys(ref)
+		he := sc.hash('t', []byte(exact))
+		im.cur.edges = append(im.cur.edges, append(he, seqKey(s.seq)...))
+		if fallback != "" {
+			im.cur.edges = append(im.cur.edges, append(append(sc.hash('t', []byte(fallback)), seqKey(s.seq)...), he...))
+		}
+	}
+	src := fhir.SourceLabels(res)
+	for _, ck := range fhir.CodeKeys(res) {
+		h := sc.hash('c', []byte(ck))
+		s.codes = append(s.codes, h)
+		if len(src) > 0 {
+			im.cur.codes[string(h)] = append(im.cur.codes[string(h)], src...)
+		}
+	}
+	s.typ, s.fid, s.fullURL, s.title, s.status, s.category, s.date = res.Type, res.ID, res.FullURL, res.Title, res.Status, res.Category, res.Date
+	// Only Raw (until encrypted) and Labels are needed from here on.
+	res.Codes, res.CategoryCodes, res.Subject, res.Why, res.Code, res.Security, res.References = nil, nil, "", nil, nil, nil, nil
+	return s, nil
+}
+
+// flush encrypts and stages a batch, then writes its rows and what it adds
+// to the file-wide tables into the scratch file, each table in key order.
+func (im *importer) flush(batch []*staged, t *tables) error {
+	if err := im.v.stage(im.id, batch); err != nil {
+		return err
+	}
+	sc := im.sc
+	for _, s := range batch {
+		k := seqKey(s.seq)
+		if _, err := sc.maybeCommit(); err != nil {
+			return err
+		}
+		if err := sc.putSealed(scRows, k, s.encode()); err != nil {
+			return err
+		}
+		if len(s.res.Labels) > 0 {
+			if _, err := sc.maybeCommit(); err != nil {
+				return err
+			}
+			if err := sc.putSealed(scLabels, k, encodeLabels(s.res.Labels)); err != nil {
+				return err
+			}
+		}
+		s.res = nil
+	}
+	for _, k := range sortedKeys(t.dups) {
+		if _, err := sc.maybeCommit(); err != nil {
+			return err
+		}
+		if err := sc.put(scDups, []byte(k), nil); err != nil {
+			return err
+		}
+	}
+	for _, k := range sortedKeys(t.keys) {
+		ks := t.keys[k]
+		if _, err := sc.maybeCommit(); err != nil {
+			return err
+		}
+		if err := sc.putSealed(scKeys, []byte(k), enc(nil).u(ks.seq).u(uint64(ks.version)).b(ks.first[:])); err != nil {
+			return err
+		}
+	}
+	slices.Sort(t.chain)
+	for _, seq := range t.chain {
+		if _, err := sc.maybeCommit(); err != nil {
+			return err
+		}
+		if err := sc.put(scChain, seqKey(seq), nil); err != nil {
+			return err
+		}
+	}
+	slices.SortFunc(batch, func(a, b *staged) int { return bytes.Compare(a.id[:], b.id[:]) })
+	for _, s := range batch {
+		if _, err := sc.maybeCommit(); err != nil {
+			return err
+		}
+		if err := sc.put(scByID, s.id[:], seqKey(s.seq)); err != nil {
+			return err
+		}
+	}
+	// Propagate's byKey: a fullUrl takes the key from earlier resources,
+	// a Type/id only if no resource holds it yet.
+	for _, k := range sortedKeys(t.target) {
+		op := t.target[k]
+		if !op.override && sc.b(scTarget).Get([]byte(k)) != nil {
+			continue
+		}
+		if _, err := sc.maybeCommit(); err != nil {
+			return err
+		}
+		if err := sc.put(scTarget, []byte(k), seqKey(op.seq)); err != nil {
+			return err
+		}
+	}
+	slices.SortFunc(t.edges, bytes.Compare)
+	for _, e := range t.edges {
+		if _, err := sc.maybeCommit(); err != nil {
+			return err
+		}
+		if err := sc.put(scEdges, e, nil); err != nil {
+			return err
+		}
+	}
+	for _, k := range sortedKeys(t.codes) {
+		old, err := sc.getSealed(scCodes, []byte(k))
+		if err != nil {
+			return err
+		}
+		ls, err := decodeLabels(old)
+		if old == nil {
+			ls, err = nil, nil
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := sc.maybeCommit(); err != nil {
+			return err
+		}
+		if err := sc.putSealed(scCodes, []byte(k), encodeLabels(normLabels(append(ls, t.codes[k]...)))); err != nil {
+			return err
+		}
+	}
+	return sc.commit()
+}
+
+func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
+
+// labelsAt returns the labels the scratch holds for row seq.
+func (im *importer) labelsAt(seq uint64) ([]record.Label, error) {
+	p, err := im.sc.getSealed(scLabels, seqKey(seq))
+	if err != nil || p == nil {
+		return nil, err
+	}
+	return decodeLabels(p)
+}
+
+// addLabels adds ls to row seq's labels and reports whether it gained one.
+func (im *importer) addLabels(seq uint64, ls []record.Label) (bool, error) {
+	if len(ls) == 0 {
+		return false, nil
+	}
+	have, err := im.labelsAt(seq)
+	if err != nil {
+		return false, err
+	}
+	n := normLabels(append(slices.Clone(have), ls...))
+	if len(n) == len(have) {
+		return false, nil
+	}
+	return true, im.sc.putSealed(scLabels, seqKey(seq), encodeLabels(n))
+}
+
+func (im *importer) row(seq uint64) (*importRow, error) {
+	p, err := im.sc.getSealed(scRows, seqKey(seq))
+	if err != nil {
+		return nil, err
+	}
+	if p == nil {
+		return nil, errors.New("scratch file: row missing")
+	}
+	return decodeRow(seq, p)
+}
+
+// propagate applies fhir.Propagate's two rules to the rows in the scratch
+// file, with the same outcome: rule 2 (codes a source labelled) once, then
+// rule 1 (referrers inherit from referents) to a fixed point, driven by a
+// work list of rows whose labels grew.
+func (im *importer) propagate() error {
+	sc := im.sc
+	if k, _ := sc.b(scCodes).Cursor().First(); k != nil {
+		err := sc.each(scRows, nil, func(k, sealed []byte) error {
+			p, err := sc.open(scRows, k, sealed)
+			if err != nil {
+				return err
+			}
+			r, err := decodeRow(binary.BigEndian.Uint64(k), p)
+			if err != nil {
+				return err
+			}
+			for _, c := range r.codes {
+				p, err := sc.getSealed(scCodes, c)
+				if err != nil || p == nil {
+					if err != nil {
+						return err
+					}
+					continue
+				}
+				ls, err := decodeLabels(p)
+				if err != nil {
+					return err
+				}
+				if _, err := im.addLabels(r.seq, ls); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	// Rule 1 in rounds: the rows whose labels grew in one round are the
+	// work list of the next (a bbolt cursor that pops deleted keys would
+	// walk the emptied leaves again on every pop).
+	if err := sc.each(scLabels, nil, func(k, _ []byte) error { return sc.put(scWork, bytes.Clone(k), nil) }); err != nil {
+		return err
+	}
+	cur, next := scWork, scWorkNext
+	for {
+		if k, _ := sc.b(cur).Cursor().First(); k == nil {
+			break
+		}
+		err := sc.each(cur, nil, func(k, _ []byte) error {
+			return im.spread(binary.BigEndian.Uint64(k), next)
+		})
+		if err != nil {
+			return err
+		}
+		if err := sc.tx.DeleteBucket(cur); err != nil {
+			return fmt.Errorf("scratch file: %w", err)
+		}
+		if _, err := sc.tx.CreateBucket(cur); err != nil {
+			return fmt.Errorf("scratch file: %w", err)
+		}
+		cur, next = next, cur
+	}
+	return sc.commit()
+}
+
+// spread gives row t's labels to the rows that reference it, and adds
+// those that gained one to the work list next.
+func (im *importer) spread(t uint64, next []byte) error {
+	sc := im.sc
+	r, err := im.row(t)
+	if err != nil {
+		return err
+	}
+	if !fhir.PassesLabels(r.typ) {
+		return nil
+	}
+	ls, err := im.labelsAt(t)
+	if err != nil {
+		return err
+	}
+	for i, h := range r.targets {
+		if slices.ContainsFunc(r.targets[:i], func(x []byte) bool { return bytes.Equal(x, h) }) {
+			continue
+		}
+		if got := sc.b(scTarget).Get(h); got == nil || binary.BigEndian.Uint64(got) != t {
+			continue // another resource holds this key
+		}
+		err := sc.each(scEdges, h, func(e, _ []byte) error {
+			from := binary.BigEndian.Uint64(e[16:24])
+			if from == t {
+				return nil
+			}
+			if len(e) > 24 && sc.b(scTarget).Get(e[24:]) != nil {
+				return nil // the reference as written names another resource
+			}
+			grew, err := im.addLabels(from, ls)
+			if err != nil || !grew {
+				return err
+			}
+			return sc.put(next, seqKey(from), nil)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// commit writes the records, commitBatch per transaction in record ID
+// order (as one sorted pass over the whole file: each transaction then
+// touches only its own range of the records bucket), hidden behind pending
+// marks that name this import. Each record's labels are its propagated
+// labels plus those of its earlier versions, the vault's and this file's
+// (after propagation, as they always were): versions within the file are
+// settled first, in file order.
+func (im *importer) commit() error {
+	sc, st := im.sc, im.st
+	err := sc.each(scChain, nil, func(k, _ []byte) error {
+		r, err := im.row(binary.BigEndian.Uint64(k))
+		if err != nil {
+			return err
+		}
+		ls, err := im.labelsAt(r.seq)
+		if err != nil {
+			return err
+		}
+		earlier := r.base
+		if r.prev != 0 {
+			if earlier, err = im.labelsAt(r.prev - 1); err != nil {
+				return err
+			}
+		}
+		final := normLabels(append(slices.Clone(earlier), ls...))
+		if len(final) == len(ls) {
+			return nil
+		}
+		return sc.putSealed(scLabels, seqKey(r.seq), encodeLabels(final))
+	})
+	if err == nil {
+		err = sc.commit()
+	}
+	if err != nil {
+		return fmt.Errorf("import %s: %w", im.name, err)
+	}
+	var after []byte
+	for {
+		var batch []*importRow
+		c := sc.b(scByID).Cursor()
+		k, val := c.First()
+		if after != nil {
+			if k, val = c.Seek(after); bytes.Equal(k, after) {
+				k, val = c.Next()
+			}
+		}
+		for ; k != nil && len(batch) < commitBatch; k, val = c.Next() {
+			r, err := im.row(binary.BigEndian.Uint64(val))
+			if err != nil {
+				return fmt.Errorf("import %s: %w", im.name, err)
+			}
+			batch = append(batch, r)
+			after = append(after[:0], k...)
+		}
+		if len(batch) == 0 {
+			return nil
+		}
+		labels := make([][]record.Label, len(batch))
+		for i, r := range batch {
+			ls, err := im.labelsAt(r.seq)
+			if err != nil {
+				return fmt.Errorf("import %s: %w", im.name, err)
+			}
+			if r.prev == 0 {
+				ls = append(ls, r.base...)
+			}
+			labels[i] = normLabels(ls)
+		}
+		if err := im.v.commitHidden(im.id, batch, labels); err != nil {
+			return fmt.Errorf("import %s: %w", im.name, err)
+		}
+		for i, r := range batch {
+			if r.version == 1 {
+				st.Added++
+			} else {
+				st.Versions++
+			}
+			st.ByCategory[r.category]++
+			if len(labels[i]) > 0 {
+				st.Labelled++
+			}
+		}
+		if im.dies("committed") {
+			return errTestDied
+		}
+	}
+}
+
+// commitHidden writes the metadata, index entries and ledger entries of a
+// batch of imported records in one transaction, each record behind a
+// pending mark of import imp. Records are written in ID order and index
+// entries in key order (bbolt splits nodes only at commit, so inserting
+// random keys into one transaction costs a memmove per insert); versions of
+// one resource keep their file order in its index value.
+func (v *Vault) commitHidden(imp [16]byte, batch []*importRow, labels [][]record.Label) error {
+	order := make([]int, len(batch))
+	for i := range order {
+		order[i] = i
+	}
 	return v.update(func(tx *bbolt.Tx) error {
-		pb := tx.Bucket(bucketPending)
-		for _, s := range batch {
-			m := &Meta{ID: s.id, Title: s.res.Title, Category: s.res.Category, Labels: normLabels(s.res.Labels),
-				Date: s.res.Date, Added: v.now().UTC(), Size: s.size, Source: SourceImport,
-				FHIR:   &FHIRInfo{Type: s.res.Type, ID: s.res.ID, FullURL: s.res.FullURL, Version: s.version, ContentKey: s.content[:]},
-				Status: s.res.Status, ContentDigest: s.digest, Chunks: s.chunks}
+		pb, idx := tx.Bucket(bucketPending), tx.Bucket(bucketIndex)
+		slices.SortFunc(order, func(a, b int) int { return bytes.Compare(batch[a].id[:], batch[b].id[:]) })
+		for _, i := range order {
+			r := batch[i]
+			m := &Meta{ID: r.id, Title: r.title, Category: r.category, Labels: labels[i],
+				Date: r.date, Added: v.now().UTC(), Size: r.size, Source: SourceImport,
+				FHIR:   &FHIRInfo{Type: r.typ, ID: r.fid, FullURL: r.fullURL, Version: r.version, ContentKey: r.content[:]},
+				Status: r.status, ContentDigest: r.digest, Chunks: r.chunks}
 			if err := v.putMeta(tx, m, ledger.ActionImport); err != nil {
 				return err
 			}
-			if err := pb.Put(s.id[:], v.pendingMark(s.id)); err != nil {
+			if err := pb.Put(r.id[:], v.pendingMark(r.id, imp)); err != nil {
+				return err
+			}
+		}
+		slices.SortStableFunc(order, func(a, b int) int {
+			if c := bytes.Compare(batch[a].key, batch[b].key); c != 0 {
+				return c
+			}
+			return cmp.Compare(batch[a].seq, batch[b].seq)
+		})
+		for _, i := range order {
+			r := batch[i]
+			val := append(bytes.Clone(idx.Get(r.key)), r.id[:]...)
+			if err := idx.Put(r.key, append(val, r.content[:]...)); err != nil {
 				return err
 			}
 		}
@@ -206,81 +804,230 @@ func (v *Vault) commitHidden(batch []*staged) error {
 	})
 }
 
-// commitBatch is how many imported records one commit transaction holds.
-const commitBatch = 4096
+// Pending values of imports. A staged resource's chunks are marked
+// stagedPrefix || import ID; a committed but hidden record's mark is
+// import ID || HMAC(index key, "medvault/pending-commit/v2" 0x00 || record
+// ID || import ID), and the import's commit mark, under key
+// "import-committed/" || import ID, is HMAC(index key,
+// "medvault/import-committed/v1" 0x00 || import ID). Marks are keyed, so a
+// mark written by anyone but this vault's owner is recognised as forged
+// and never makes the vault delete a record.
+const stagedPrefix = "import"
 
-// numberVersions gives each staged resource its version number, in file
-// order, and the labels of earlier versions (a label the patient added by
-// hand must not fall off because the hospital re-exported the resource);
-// numbering continues after removed versions. It returns the new index
-// values.
-func (v *Vault) numberVersions(tx *bbolt.Tx, all []*staged) map[string][]byte {
-	idx, recs := tx.Bucket(bucketIndex), tx.Bucket(bucketRecords)
-	type known struct {
-		val     []byte
-		version int
-		labels  []record.Label
-	}
-	index := map[string]*known{}
-	for _, s := range all {
-		k, ok := index[string(s.key)]
-		if !ok {
-			k = &known{val: bytes.Clone(idx.Get(s.key))}
-			for i := 0; i+indexEntry <= len(k.val); i += indexEntry {
-				id := record.ID(k.val[i : i+16])
-				if m, err := v.openMeta(id, recs.Get(id[:])); err == nil && m.FHIR != nil {
-					k.version = max(k.version, m.FHIR.Version)
-					k.labels = append(k.labels, m.Labels...)
-				}
-			}
-			index[string(s.key)] = k
-		}
-		k.version++
-		s.version = k.version
-		k.labels = append(k.labels, s.res.Labels...)
-		s.res.Labels = normLabels(k.labels)
-		k.val = append(append(k.val, s.id[:]...), s.content[:]...)
-	}
-	out := make(map[string][]byte, len(index))
-	for key, k := range index {
-		out[key] = k.val
-	}
-	return out
+var commitMarkPrefix = []byte("import-committed/")
+
+func (v *Vault) pendingMark(id record.ID, imp [16]byte) []byte {
+	m := hmac.New(sha256.New, v.index)
+	m.Write([]byte("medvault/pending-commit/v2\x00"))
+	m.Write(id[:])
+	m.Write(imp[:])
+	return m.Sum(imp[:16:16])
 }
 
-// pendingMark is the pending value of an imported record whose metadata is
-// committed but which is not visible yet. It is keyed, so a mark written
-// by anyone but this vault's owner is recognised as forged and never makes
-// the vault delete a record.
-func (v *Vault) pendingMark(id record.ID) []byte {
+// pendingMarkV1 is the mark of builds that made a whole import visible in
+// one transaction; a vault may still hold one after such a build was killed.
+func (v *Vault) pendingMarkV1(id record.ID) []byte {
 	m := hmac.New(sha256.New, v.index)
 	m.Write([]byte("medvault/pending-commit/v1\x00"))
 	m.Write(id[:])
 	return m.Sum(nil)
 }
 
+func commitMarkKey(imp [16]byte) []byte { return append(slices.Clone(commitMarkPrefix), imp[:]...) }
+
+func (v *Vault) commitMark(imp [16]byte) []byte {
+	m := hmac.New(sha256.New, v.index)
+	m.Write([]byte("medvault/import-committed/v1\x00"))
+	m.Write(imp[:])
+	return m.Sum(nil)
+}
+
+// markOf returns the import that mark p names, if p is an authentic mark
+// of record id (v1 marks name no import: imp is zero).
+func (v *Vault) markOf(id record.ID, p []byte) (imp [16]byte, ok bool) {
+	switch len(p) {
+	case 32:
+		return imp, hmac.Equal(p, v.pendingMarkV1(id))
+	case 48:
+		imp = [16]byte(p[:16])
+		return imp, hmac.Equal(p, v.pendingMark(id, imp))
+	}
+	return imp, false
+}
+
+func (v *Vault) committed(tx *bbolt.Tx, imp [16]byte) bool {
+	if imp == ([16]byte{}) {
+		return false
+	}
+	m := tx.Bucket(bucketPending).Get(commitMarkKey(imp))
+	return m != nil && hmac.Equal(m, v.commitMark(imp))
+}
+
 // hidden reports whether record id belongs to an import not yet complete.
 func (v *Vault) hidden(tx *bbolt.Tx, id record.ID) bool {
 	p := tx.Bucket(bucketPending).Get(id[:])
-	return p != nil && hmac.Equal(p, v.pendingMark(id))
-}
-
-// rollBackImport removes records of an import that did not complete: their
-// metadata, chunks and marks, each with a ledger entry saying so.
-func (v *Vault) rollBackImport(ss []*staged) error {
-	ids := make([]record.ID, len(ss))
-	for i, s := range ss {
-		ids[i] = s.id
+	if p == nil {
+		return false
 	}
-	return v.rollBack(ids)
+	imp, ok := v.markOf(id, p)
+	return ok && !v.committed(tx, imp)
 }
 
+// settlePending settles the pending bucket, commitBatch entries per
+// transaction, so memory stays bounded however large the import was:
+// marks of committed imports are cleared; records of imports that did not
+// commit are rolled back, with ledger entries; chunks of adds and imports
+// that never stored their record are deleted; a pending mark this vault
+// did not write is dropped, keeping its record. With own set, only the
+// entries of that import are settled (an import cleaning up after
+// itself); otherwise everything is (at Open, where we hold the exclusive
+// lock, so anything pending belongs to a process that died), and commit
+// marks go last.
+func (v *Vault) settlePending(own *[16]byte) error {
+	var after []byte
+	for {
+		var clearIDs, roll, unstored []record.ID
+		var last []byte
+		err := v.view(func(tx *bbolt.Tx) error {
+			pb, recs := tx.Bucket(bucketPending), tx.Bucket(bucketRecords)
+			c := pb.Cursor()
+			k, val := c.First()
+			if after != nil {
+				if k, val = c.Seek(after); bytes.Equal(k, after) {
+					k, val = c.Next()
+				}
+			}
+			for n := 0; k != nil && n < commitBatch; k, val = c.Next() {
+				n++
+				last = k
+				if len(k) != 16 {
+					continue
+				}
+				id := record.ID(k)
+				stored := recs.Get(k) != nil
+				imp, mark := v.markOf(id, val)
+				var ours bool
+				switch {
+				case mark:
+					ours = own != nil && len(val) == 48 && imp == *own
+				case len(val) == len(stagedPrefix)+16 && string(val[:len(stagedPrefix)]) == stagedPrefix:
+					ours = own != nil && [16]byte(val[len(stagedPrefix):]) == *own
+				}
+				if own != nil && !ours {
+					continue
+				}
+				switch {
+				case mark && v.committed(tx, imp):
+					clearIDs = append(clearIDs, id)
+				case mark && stored:
+					roll = append(roll, id)
+				case stored:
+					// A pending mark on a stored record that this vault
+					// did not write (it can only come from outside
+					// medvault): keep the record, drop the mark; verify
+					// still checks the record.
+					clearIDs = append(clearIDs, id)
+				default:
+					unstored = append(unstored, id)
+				}
+			}
+			last = bytes.Clone(last)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if last == nil {
+			break
+		}
+		after = last
+		if len(clearIDs) > 0 {
+			if err := v.update(func(tx *bbolt.Tx) error {
+				pb := tx.Bucket(bucketPending)
+				for _, id := range clearIDs {
+					if err := pb.Delete(id[:]); err != nil {
+						return err
+					}
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+		if err := v.rollBack(roll); err != nil {
+			return fmt.Errorf("roll back an unfinished import: %w", err)
+		}
+		if err := v.discardUnstored(unstored); err != nil {
+			return fmt.Errorf("discard unfinished adds: %w", err)
+		}
+	}
+	return v.update(func(tx *bbolt.Tx) error {
+		pb := tx.Bucket(bucketPending)
+		if own != nil {
+			return pb.Delete(commitMarkKey(*own))
+		}
+		var marks [][]byte
+		c := pb.Cursor()
+		for k, _ := c.Seek(commitMarkPrefix); hasPrefix(k, commitMarkPrefix); k, _ = c.Next() {
+			marks = append(marks, bytes.Clone(k))
+		}
+		for _, k := range marks {
+			if err := pb.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// discardUnstored deletes the chunks and pending marks of records that were
+// never stored, a bounded number of chunks per transaction.
+func (v *Vault) discardUnstored(ids []record.ID) error {
+	const perTx = 8192
+	for len(ids) > 0 {
+		err := v.update(func(tx *bbolt.Tx) error {
+			cb, pb := tx.Bucket(bucketChunks), tx.Bucket(bucketPending)
+			for n := 0; len(ids) > 0 && n < perTx; {
+				id := ids[0]
+				c := cb.Cursor()
+				for k, _ := c.Seek(id[:]); hasPrefix(k, id[:]) && n < perTx; k, _ = c.Seek(id[:]) {
+					if err := c.Delete(); err != nil {
+						return err
+					}
+					n++
+				}
+				if k, _ := c.Seek(id[:]); hasPrefix(k, id[:]) {
+					return nil // more chunks: the next transaction
+				}
+				if err := pb.Delete(id[:]); err != nil {
+					return err
+				}
+				ids = ids[1:]
+				n++
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rollBack removes records of an import that did not complete: their
+// metadata, index entries, chunks and marks, each with a ledger entry
+// saying so.
 func (v *Vault) rollBack(ids []record.ID) error {
 	for len(ids) > 0 {
 		n := min(len(ids), commitBatch)
 		err := v.update(func(tx *bbolt.Tx) error {
 			recs, cb, pb := tx.Bucket(bucketRecords), tx.Bucket(bucketChunks), tx.Bucket(bucketPending)
 			for _, id := range ids[:n] {
+				if m, err := v.openMeta(id, recs.Get(id[:])); err == nil {
+					if err := v.unindex(tx, m); err != nil {
+						return err
+					}
+				}
 				if err := recs.Delete(id[:]); err != nil {
 					return err
 				}
@@ -335,62 +1082,9 @@ func (v *Vault) contentKey(raw []byte) (out [32]byte) {
 	return out
 }
 
-// knownContent reports whether the vault, or this file earlier, already
-// holds s's type/id with the same content, and remembers s.
-func (v *Vault) knownContent(seen map[string][][32]byte, s *staged) bool {
-	k := string(s.key)
-	for _, c := range seen[k] {
-		if c == s.content {
-			return true
-		}
-	}
-	seen[k] = append(seen[k], s.content)
-	found := false
-	v.view(func(tx *bbolt.Tx) error {
-		val := tx.Bucket(bucketIndex).Get(s.key)
-		for i := 0; i+indexEntry <= len(val); i += indexEntry {
-			if bytes.Equal(val[i+16:i+indexEntry], s.content[:]) {
-				found = true
-			}
-		}
-		return nil
-	})
-	return found
-}
-
-// discardStaged deletes the chunks and pending marks of staged records, many
-// per transaction (each resource is small: at most a few chunks).
-func (v *Vault) discardStaged(all []*staged) error {
-	for len(all) > 0 {
-		n := min(len(all), 1024)
-		err := v.update(func(tx *bbolt.Tx) error {
-			cb, pb := tx.Bucket(bucketChunks), tx.Bucket(bucketPending)
-			for _, s := range all[:n] {
-				if s.chunks == 0 {
-					continue
-				}
-				for i := range s.chunks {
-					if err := cb.Delete(chunkKey(s.id, i)); err != nil {
-						return err
-					}
-				}
-				if err := pb.Delete(s.id[:]); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		all = all[n:]
-	}
-	return nil
-}
-
 // stage encrypts a batch of resources (on both cores) and writes their
-// chunks, marked pending, in one transaction.
-func (v *Vault) stage(batch []*staged) error {
+// chunks, marked pending for import imp, in one transaction.
+func (v *Vault) stage(imp [16]byte, batch []*staged) error {
 	if len(batch) == 0 {
 		return nil
 	}
@@ -436,7 +1130,7 @@ func (v *Vault) stage(batch []*staged) error {
 				}
 			}
 			s.chunks = uint32(len(out[i].chunks))
-			if err := pb.Put(s.id[:], []byte("import")); err != nil {
+			if err := pb.Put(s.id[:], append([]byte(stagedPrefix), imp[:]...)); err != nil {
 				return err
 			}
 		}

@@ -196,10 +196,10 @@ func itoa(i int) string { b, _ := json.Marshal(i); return string(b) }
 // kill -9 during an import leaves nothing visible.
 func TestImportStagedIsInvisible(t *testing.T) {
 	v := newTestVault(t)
-	// Stage a batch as an import does, then "die" before the final commit.
-	s := &staged{res: &fhir.Resource{Raw: []byte(`{"resourceType":"Patient","id":"p"}`), Type: "Patient", ID: "p"}}
-	if err := v.stage([]*staged{s}); err != nil {
-		t.Fatal(err)
+	// Stage the file as an import does, then "die" before any commit.
+	dieAt(t, "staged", nil)
+	if _, err := v.Import("tiny.json", strings.NewReader(tinyBundle), nil); !errors.Is(err, errTestDied) {
+		t.Fatalf("import did not stop where the test asked: %v", err)
 	}
 	if ms, _ := v.List(Filter{}); len(ms) != 0 {
 		t.Fatal("staged record is visible")
@@ -264,26 +264,20 @@ func TestImportVersionKeepsLabelsAndNumbering(t *testing.T) {
 func TestImportDiesMidCommit(t *testing.T) {
 	v := newTestVault(t)
 	keep, _ := v.Add(strings.NewReader("kept"), NewRecord{Category: record.Labs})
-	rs, err := fhir.ReadAll(strings.NewReader(tinyBundle), "tiny.json", fhir.Limits{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ss []*staged
-	for _, r := range rs {
-		ss = append(ss, &staged{res: r, key: v.fhirKey(r), content: v.contentKey(r.Raw)})
-	}
-	if err := v.stage(ss); err != nil {
-		t.Fatal(err)
-	}
-	v.view(func(tx *bbolt.Tx) error { v.numberVersions(tx, ss); return nil })
-	if err := v.commitHidden(ss[:2]); err != nil {
-		t.Fatal(err)
-	}
-	if ms, _ := v.List(Filter{}); len(ms) != 1 {
-		t.Fatalf("%d records visible mid-commit, want only the one added", len(ms))
-	}
-	if _, err := v.Show(ss[0].id); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("a hidden record is visible to Show: %v", err)
+	dieAt(t, "committed", func() {
+		if ms, _ := v.List(Filter{}); len(ms) != 1 {
+			t.Fatalf("%d records visible mid-commit, want only the one added", len(ms))
+		}
+		hidden := hiddenIDs(t, v)
+		if len(hidden) != 3 {
+			t.Fatalf("%d hidden records, want 3", len(hidden))
+		}
+		if _, err := v.Show(hidden[0]); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("a hidden record is visible to Show: %v", err)
+		}
+	})
+	if _, err := v.Import("tiny.json", strings.NewReader(tinyBundle), nil); !errors.Is(err, errTestDied) {
+		t.Fatalf("import did not stop where the test asked: %v", err)
 	}
 	// "Die" here and open again.
 	v.Close()
@@ -298,6 +292,9 @@ func TestImportDiesMidCommit(t *testing.T) {
 			}
 			if n := tx.Bucket(bucketPending).Stats().KeyN; n != 0 {
 				t.Errorf("%d pending marks left", n)
+			}
+			if n := tx.Bucket(bucketIndex).Stats().KeyN; n != 0 {
+				t.Errorf("%d index entries left", n)
 			}
 			return nil
 		})

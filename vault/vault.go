@@ -271,49 +271,14 @@ func (v *Vault) load() error {
 	return nil
 }
 
-// cleanPending deletes the chunks of adds that never finished. We hold the
-// exclusive lock, so any pending add belongs to a process that died.
+// cleanPending finishes or discards what killed processes left: it
+// removes imports' scratch files, then settles the pending bucket (see
+// settlePending). We hold the exclusive lock, so nothing pending is in use.
 func (v *Vault) cleanPending() error {
-	var ids []record.ID
-	v.view(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketPending).ForEach(func(k, _ []byte) error {
-			if len(k) == 16 {
-				ids = append(ids, record.ID(k))
-			}
-			return nil
-		})
-	})
-	var aborted []record.ID
-	for _, id := range ids {
-		var stored, ours bool
-		v.view(func(tx *bbolt.Tx) error {
-			stored = tx.Bucket(bucketRecords).Get(id[:]) != nil
-			ours = v.hidden(tx, id)
-			return nil
-		})
-		if stored && ours {
-			// An import that died between its first commit transaction
-			// and its last: roll it back, with ledger entries.
-			aborted = append(aborted, id)
-			continue
-		}
-		if stored {
-			// A pending mark on a stored record that this vault did not
-			// write (it can only come from outside medvault): keep the
-			// record, drop the mark; verify still checks the record.
-			if err := v.update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketPending).Delete(id[:]) }); err != nil {
-				return err
-			}
-			continue
-		}
-		if err := v.deleteChunks(id, true); err != nil {
-			return fmt.Errorf("discard unfinished add: %w", err)
-		}
+	if err := removeScratch(v.dir); err != nil {
+		return fmt.Errorf("remove an unfinished import's scratch file: %w", err)
 	}
-	if err := v.rollBack(aborted); err != nil {
-		return fmt.Errorf("roll back an unfinished import: %w", err)
-	}
-	return nil
+	return v.settlePending(nil)
 }
 
 // Close releases the vault and its lock.

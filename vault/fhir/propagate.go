@@ -1,6 +1,7 @@
 package fhir
 
 import (
+	"strconv"
 	"strings"
 
 	"github.com/medvault/medvault/vault/record"
@@ -166,4 +167,67 @@ func refName(r *Resource) string {
 		return k
 	}
 	return r.FullURL
+}
+
+// The functions below give Propagate's rules one piece at a time, for a
+// caller that keeps the batch somewhere other than in memory (the vault's
+// import keeps it in a scratch file, so that a file of any size imports in
+// bounded memory). Propagate stays the reference; the vault's tests compare
+// the two on generated files.
+
+// TargetKey is a key under which a reference can find a resource.
+type TargetKey struct {
+	Key string
+	// Override is set when the resource takes the key even if an earlier
+	// resource of the batch holds it (fullUrl and its "Type/id" form);
+	// otherwise (the resource's own "Type/id") the first one keeps it.
+	Override bool
+}
+
+// TargetKeys returns, in the order Propagate applies them, the keys under
+// which references find r.
+func TargetKeys(r *Resource) []TargetKey {
+	var out []TargetKey
+	if r.FullURL != "" {
+		out = append(out, TargetKey{r.FullURL, true})
+		if typ, id, ok := splitRESTful(r.FullURL); ok && typ == r.Type && id == r.ID {
+			out = append(out, TargetKey{typ + "/" + id, true})
+		}
+	}
+	if k := r.Key(); k != "" {
+		out = append(out, TargetKey{k, false})
+	}
+	return out
+}
+
+// ReferenceKeys returns the keys a reference is resolved by: exact, the
+// reference as written, and fallback, its "Type/id" form ("" when it has
+// none or it is the same), which applies only when no resource holds exact.
+func ReferenceKeys(ref string) (exact, fallback string) {
+	if strings.HasPrefix(ref, "urn:") {
+		return ref, ""
+	}
+	if typ, id, ok := splitRESTful(ref); ok && typ+"/"+id != ref {
+		return ref, typ + "/" + id
+	}
+	return ref, ""
+}
+
+// PassesLabels reports whether a resource of type typ passes its labels on
+// to the resources that reference it (actors such as Patient do not).
+func PassesLabels(typ string) bool { return !actorTypes[typ] }
+
+// SourceLabels returns the labels r's own meta.security gives it: the
+// labels rule 2 spreads to resources with the same primary code.
+func SourceLabels(r *Resource) []record.Label { return securityOnly(r) }
+
+// CodeKeys returns r's primary codes as rule 2 compares them, each as one
+// string (the canonical system and the code, unambiguously joined).
+func CodeKeys(r *Resource) []string {
+	out := make([]string, 0, len(r.Code))
+	for _, c := range r.Code {
+		sys := canonicalOrRaw(c.System)
+		out = append(out, strconv.Itoa(len(sys))+":"+sys+c.Code)
+	}
+	return out
 }
