@@ -69,7 +69,9 @@ func (l *Limiter) ServeConn(v *vault.Vault, c Framer, remote identity.ID, now ti
 		// Read the request (bounded, undecided) so the exchange keeps its
 		// order, then refuse.
 		if _, _, err := c.ReadFrame(maxRequest); err == nil {
-			c.ReadFrame(maxHave)
+			if _, _, err := c.ReadFrame(maxHave); err == nil {
+				c.ReadFrame(maxPartial)
+			}
 		}
 		if first {
 			if err := v.Log(vault.Event{Action: ledger.ActionDeny, Actor: remote, Outcome: ledger.OutcomeDenied, Reason: string(ReasonRateLimited)}); err != nil {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"time"
 
@@ -26,11 +27,12 @@ type Framer interface {
 	WriteFrame(typ byte, payload []byte) error
 }
 
-// Frame types of the share protocol (/medvault/share/1.0.0). See
+// Frame types of the share protocol (/medvault/share/1.1.0). See
 // p2p/PROTOCOL.md, "Messages".
 const (
 	frameRequest  = 'Q' // provider: a signed Request
 	frameHave     = 'H' // provider: patient record IDs it already holds (16 bytes each)
+	framePartial  = 'P' // provider: records it holds the start of (ID, payload offset)
 	frameReceipt  = 'T' // patient: the receipt of the logged decision
 	frameDenied   = 'D' // patient: the request was refused; payload is the reason code
 	frameMeta     = 'M' // patient: metadata of the next record (JSON)
@@ -39,6 +41,8 @@ const (
 	frameDone     = 'Z' // patient: end of the response; uint32 count of records sent
 	maxRequest    = 64 << 10
 	maxHave       = 16 << 16 // 65,536 record IDs
+	partialEntry  = 16 + 8
+	maxPartial    = partialEntry * 4096
 	maxMeta       = 64 << 10
 	maxChunkFrame = 1 << 20
 	maxReceipt    = 1 << 20 // a leaf may hold up to ledger.MaxSubjects IDs
@@ -57,7 +61,10 @@ type sharedMeta struct {
 	Size     int64    `json:"size"`
 	Status   string   `json:"status,omitempty"`
 	FileName string   `json:"file,omitempty"`
-	FHIR     *struct {
+	// Offset, when not zero, says the C frames carry the age payload from
+	// this byte on, resuming a transfer the provider asked to resume.
+	Offset int64 `json:"offset,omitempty"`
+	FHIR   *struct {
 		Type    string `json:"type"`
 		ID      string `json:"id"`
 		FullURL string `json:"full_url,omitempty"`
@@ -105,6 +112,19 @@ func serveConn(v *vault.Vault, c Framer, remote identity.ID, now time.Time, sv *
 	have := map[record.ID]bool{}
 	for i := 0; i < len(p); i += 16 {
 		have[record.ID(p[i:i+16])] = true
+	}
+	typ, p, err = c.ReadFrame(maxPartial)
+	if err != nil {
+		return fmt.Errorf("read request: %w", err)
+	}
+	if typ != framePartial || len(p)%partialEntry != 0 {
+		return fmt.Errorf("%w: expected a partial frame", ErrProtocol)
+	}
+	resume := map[record.ID]int64{}
+	for i := 0; i < len(p); i += partialEntry {
+		if off := int64(binary.BigEndian.Uint64(p[i+16:])); off > 0 {
+			resume[record.ID(p[i:i+16])] = off
+		}
 	}
 	var reason Reason
 	var g *Grant
@@ -209,7 +229,7 @@ func serveConn(v *vault.Vault, c Framer, remote identity.ID, now time.Time, sv *
 		if have[id] {
 			continue
 		}
-		n, err := sendRecord(v, c, adm, id, rcpt)
+		n, err := sendRecord(v, c, adm, id, rcpt, resume[id])
 		if err != nil {
 			return fmt.Errorf("send record %s: %w", id, err)
 		}
@@ -306,12 +326,13 @@ func (f *chunkFramer) flush() error {
 	return err
 }
 
-func sendRecord(v *vault.Vault, c Framer, adm *vault.Admission, id record.ID, to age.Recipient) (int64, error) {
-	m, err := v.Show(id)
+func sendRecord(v *vault.Vault, c Framer, adm *vault.Admission, id record.ID, to age.Recipient, offset int64) (int64, error) {
+	out, err := v.Share(adm, id, to, offset)
 	if err != nil {
 		return 0, err
 	}
-	sm := sharedMeta{ID: id.String(), Title: m.Title, Category: string(m.Category), Size: m.Size, Status: m.Status, FileName: m.FileName}
+	m := out.Meta
+	sm := sharedMeta{ID: id.String(), Title: m.Title, Category: string(m.Category), Size: m.Size, Status: m.Status, FileName: m.FileName, Offset: out.Offset}
 	for _, l := range m.Labels {
 		sm.Labels = append(sm.Labels, string(l))
 	}
@@ -334,7 +355,7 @@ func sendRecord(v *vault.Vault, c Framer, adm *vault.Admission, id record.ID, to
 		return 0, err
 	}
 	cf := &chunkFramer{c: c, buf: make([]byte, 0, 256<<10), h: sha256.New()}
-	if _, err := v.StreamTo(adm, id, to, cf); err != nil {
+	if _, err := out.WriteTo(cf); err != nil {
 		return cf.n, err
 	}
 	if err := cf.flush(); err != nil {
@@ -429,6 +450,8 @@ func VerifyReceipt(r *vault.Receipt, g *Grant, req *Request) (*ledger.Entry, *le
 // FetchResult says what a fetch did.
 type FetchResult struct {
 	Records int   // records received and stored
+	Resumed int   // of which continued a cut transfer
+	Kept    bool  // a record cut short was kept to resume (FetchConn failed)
 	Bytes   int64 // ciphertext bytes received
 	Entry   *ledger.Entry
 	Index   int64 // the request's index in the patient's ledger
@@ -439,8 +462,8 @@ type FetchResult struct {
 // vault, as it is: encrypted to the provider. It verifies the receipt before
 // storing anything and stores it in the vault. A refusal returns an error
 // wrapping the reason's sentinel (ErrRevoked, ErrExpired, ...). Records
-// completed before a cut connection are kept; fetching again resumes with
-// the ones missing.
+// completed before a cut connection are kept, and so is the part of the
+// record that was arriving; fetching again asks only for what is missing.
 func FetchConn(v *vault.Vault, c Framer, g *Grant, now time.Time, progress func(records int, bytes int64)) (*FetchResult, error) {
 	req, err := NewRequest(v.Owner(), RequestParams{Grant: g.ID(), All: true}, now)
 	if err != nil {
@@ -461,6 +484,24 @@ func FetchConn(v *vault.Vault, c Framer, g *Grant, now time.Time, progress func(
 		return nil, err
 	}
 	if err := c.WriteFrame(frameHave, have); err != nil {
+		return nil, err
+	}
+	// Records a cut connection left half-received: ask for the rest.
+	parts, err := v.Partials(g.Issuer())
+	if err != nil {
+		return nil, err
+	}
+	partials := map[record.ID]*vault.Partial{}
+	var pb []byte
+	for _, p := range parts {
+		if len(pb)+partialEntry > maxPartial {
+			break
+		}
+		partials[p.SourceID] = p
+		pb = append(pb, p.SourceID[:]...)
+		pb = binary.BigEndian.AppendUint64(pb, uint64(p.PayloadOffset()))
+	}
+	if err := c.WriteFrame(framePartial, pb); err != nil {
 		return nil, err
 	}
 	typ, p, err := c.ReadFrame(maxReceipt)
@@ -508,9 +549,18 @@ func FetchConn(v *vault.Vault, c Framer, g *Grant, now time.Time, progress func(
 			r := Reason(p)
 			return res, fmt.Errorf("the patient's node refused the request: %s: %w", r, r.Err())
 		case frameDone:
+			// A partial the patient did not continue is no longer
+			// admitted (or is gone): drop it.
+			for _, p := range parts {
+				if !seen[p.SourceID] {
+					if err := v.DropPartial(p.ID); err != nil {
+						return res, err
+					}
+				}
+			}
 			return res, nil
 		case frameMeta:
-			if _, err := receiveRecord(v, c, g, p, res, progress, func(id record.ID) error {
+			if _, err := receiveRecord(v, c, g, p, res, partials, progress, func(id record.ID) error {
 				if seen[id] || (complete && !admitted[id]) {
 					return fmt.Errorf("%w: record %s is not one the receipt admits, or came twice", ErrProtocol, id)
 				}
@@ -525,7 +575,7 @@ func FetchConn(v *vault.Vault, c Framer, g *Grant, now time.Time, progress func(
 	}
 }
 
-func receiveRecord(v *vault.Vault, c Framer, g *Grant, mb []byte, res *FetchResult, progress func(int, int64), accept func(record.ID) error) (*vault.Meta, error) {
+func receiveRecord(v *vault.Vault, c Framer, g *Grant, mb []byte, res *FetchResult, partials map[record.ID]*vault.Partial, progress func(int, int64), accept func(record.ID) error) (*vault.Meta, error) {
 	var sm sharedMeta
 	if err := json.Unmarshal(mb, &sm); err != nil {
 		return nil, fmt.Errorf("%w: record metadata: %v", ErrProtocol, err)
@@ -543,6 +593,20 @@ func receiveRecord(v *vault.Vault, c Framer, g *Grant, mb []byte, res *FetchResu
 		return nil, fmt.Errorf("%w: record metadata: negative size", ErrProtocol)
 	}
 	maxBytes := sm.Size + sm.Size/(64<<10)*16 + 64<<10
+	// A resumed record continues the partial one the provider holds, from
+	// the offset it asked for; a record sent whole replaces it.
+	part := partials[src]
+	if sm.Offset != 0 {
+		if part == nil || sm.Offset != part.PayloadOffset() {
+			return nil, fmt.Errorf("%w: record %s resumes at an offset that was not asked for", ErrProtocol, src)
+		}
+		maxBytes -= part.Stored
+	} else if part != nil {
+		if err := v.DropPartial(part.ID); err != nil {
+			return nil, err
+		}
+		part = nil
+	}
 	cat, err := record.ParseCategory(sm.Category)
 	if err != nil {
 		return nil, fmt.Errorf("%w: record metadata: %v", ErrProtocol, err)
@@ -571,16 +635,30 @@ func receiveRecord(v *vault.Vault, c Framer, g *Grant, mb []byte, res *FetchResu
 	done := make(chan result, 1)
 	// The vault hashes what it stores; the sender's digest (frame E) is
 	// checked against that before the record is committed. want is set
-	// before the pipe is closed, so the vault reads it after.
+	// before the pipe is closed, so the vault reads it after. A resumed
+	// record's E covers this connection's bytes only: they are hashed
+	// here, and the vault checks the whole file by decrypting it.
 	var want []byte
+	var session hash.Hash
+	if part != nil {
+		session = sha256.New()
+	}
 	check := func(d [32]byte) error {
+		if session != nil {
+			d = [32]byte(session.Sum(nil))
+		}
 		if !bytes.Equal(want, d[:]) {
 			return fmt.Errorf("%w: record %s: digest mismatch", ErrProtocol, src)
 		}
 		return nil
 	}
+	rc := vault.Received{From: g.Issuer(), Grant: g.ID(), SourceID: src, Size: sm.Size, Status: sm.Status, Check: check,
+		Resume: part,
+		// A connection that breaks keeps what arrived; a peer that broke
+		// the protocol does not.
+		KeepPartial: func(err error) bool { return !errors.Is(err, ErrProtocol) }}
 	go func() {
-		m, err := v.AddCiphertext(pr, n, vault.Received{From: g.Issuer(), Grant: g.ID(), SourceID: src, Size: sm.Size, Status: sm.Status, Check: check})
+		m, err := v.AddCiphertext(pr, n, rc)
 		pr.CloseWithError(err)
 		done <- result{m, err}
 	}()
@@ -588,7 +666,9 @@ func receiveRecord(v *vault.Vault, c Framer, g *Grant, mb []byte, res *FetchResu
 		typ, p, err := c.ReadFrame(maxChunkFrame)
 		if err != nil {
 			pw.CloseWithError(err)
-			<-done
+			if r := <-done; errors.Is(r.err, vault.ErrPartialKept) {
+				res.Kept = true
+			}
 			return nil, fmt.Errorf("connection lost during record %s: %w", src, err)
 		}
 		switch typ {
@@ -598,6 +678,9 @@ func receiveRecord(v *vault.Vault, c Framer, g *Grant, mb []byte, res *FetchResu
 				pw.CloseWithError(ErrProtocol)
 				<-done
 				return nil, fmt.Errorf("%w: record %s is larger than stated", ErrProtocol, src)
+			}
+			if session != nil {
+				session.Write(p)
 			}
 			if _, err := pw.Write(p); err != nil {
 				r := <-done
@@ -617,6 +700,9 @@ func receiveRecord(v *vault.Vault, c Framer, g *Grant, mb []byte, res *FetchResu
 				return nil, fmt.Errorf("store record %s: %w", src, r.err)
 			}
 			res.Records++
+			if part != nil {
+				res.Resumed++
+			}
 			if progress != nil {
 				progress(res.Records, res.Bytes)
 			}

@@ -231,6 +231,7 @@ func TestReplayRefused(t *testing.T) {
 		c := frame.NewConn(b, nil)
 		c.WriteFrame(frameRequest, req.Bytes())
 		c.WriteFrame(frameHave, nil)
+		c.WriteFrame(framePartial, nil)
 		c.ReadFrame(maxReceipt)
 		typ, p, err := c.ReadFrame(maxMeta)
 		return string(typ) + string(p), err
@@ -333,6 +334,7 @@ func TestStrangersCannotFillLedgerOrInbox(t *testing.T) {
 	c := frame.NewConn(b, nil)
 	c.WriteFrame(frameRequest, bytes.Repeat([]byte{7}, 60<<10))
 	c.WriteFrame(frameHave, nil)
+	c.WriteFrame(framePartial, nil)
 	c.ReadFrame(maxReceipt)
 	b.Close()
 	var last *ledger.Entry
@@ -475,7 +477,7 @@ func FuzzReceiveRecord(f *testing.F) {
 		Scope: Scope{Categories: []record.Category{record.Labs}}, Purpose: "TREAT", Expiry: time.Now().Add(time.Hour)}, time.Now())
 	f.Fuzz(func(t *testing.T, meta, frames []byte) {
 		before, _ := provider.List(vault.Filter{})
-		m, err := receiveRecord(provider, &scripted{frames}, g, meta, &FetchResult{}, nil, func(record.ID) error { return nil })
+		m, err := receiveRecord(provider, &scripted{frames}, g, meta, &FetchResult{}, nil, nil, func(record.ID) error { return nil })
 		after, _ := provider.List(vault.Filter{})
 		if err != nil && len(after) != len(before) {
 			t.Fatal("a failed receive stored a record")
@@ -507,6 +509,7 @@ func TestLimiterBoundsDenials(t *testing.T) {
 		c := frame.NewConn(b, nil)
 		c.WriteFrame(frameRequest, []byte("garbage"))
 		c.WriteFrame(frameHave, nil)
+		c.WriteFrame(framePartial, nil)
 		typ, p, _ := c.ReadFrame(maxReceipt)
 		if typ == frameReceipt {
 			typ, p, _ = c.ReadFrame(maxMeta)

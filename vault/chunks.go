@@ -42,6 +42,7 @@ type chunkWriter struct {
 	v      *Vault
 	id     record.ID
 	next   uint32 // index of the next chunk to queue
+	first  uint32 // index of the first chunk this writer writes
 	cur    []byte // chunk being filled
 	batch  [][]byte
 	digest hash.Hash
@@ -55,7 +56,13 @@ type chunkWriter struct {
 }
 
 func (v *Vault) newChunkWriter(id record.ID) *chunkWriter {
-	w := &chunkWriter{v: v, id: id, digest: sha256.New(),
+	return v.chunkWriterAt(id, 0, sha256.New())
+}
+
+// chunkWriterAt continues a record whose first chunks are stored: new
+// chunks start at index first, and digest holds the hash of the stored ones.
+func (v *Vault) chunkWriterAt(id record.ID, first uint32, digest hash.Hash) *chunkWriter {
+	w := &chunkWriter{v: v, id: id, digest: digest, next: first, first: first,
 		jobs: make(chan [][]byte, 1), done: make(chan error, 1),
 		free: make(chan []byte, 3*batchSize/chunkSize)}
 	go w.commitLoop()
@@ -64,7 +71,7 @@ func (v *Vault) newChunkWriter(id record.ID) *chunkWriter {
 
 func (w *chunkWriter) commitLoop() {
 	var err error
-	start := uint32(0)
+	start := w.first
 	hashed := make(chan struct{})
 	for batch := range w.jobs {
 		// Hash while the batch is written: both only read the buffers, and

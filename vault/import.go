@@ -904,6 +904,9 @@ func (v *Vault) settlePending(own *[16]byte) error {
 					continue
 				}
 				id := record.ID(k)
+				if own == nil && v.isPartial(id, val) {
+					continue // a cut transfer, kept to resume (receive.go)
+				}
 				stored := recs.Get(k) != nil
 				imp, mark := v.markOf(id, val)
 				var ours bool

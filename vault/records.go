@@ -74,15 +74,22 @@ func (v *Vault) Add(r io.Reader, n NewRecord) (*Meta, error) {
 }
 
 func (v *Vault) addContent(id record.ID, r io.Reader, n NewRecord) (*Meta, error) {
-	return v.storeStream(id, r, n, v.content, ledger.ActionAdd, nil)
+	return v.storeStream(id, r, n, v.content, ledger.ActionAdd, nil, nil)
 }
 
 // storeStream writes what it reads from r as the content of record id:
 // encrypted to `to`, or as it is when to is nil (r is then already an age
 // file for the owner). The final transaction writes the last chunks, the
 // sealed metadata (adjusted by fix, if set) and the ledger entry act.
-func (v *Vault) storeStream(id record.ID, r io.Reader, n NewRecord, to age.Recipient, act ledger.Action, fix func(*Meta) error) (*Meta, error) {
+// rs, for a record received from a peer, continues a partial record and
+// keeps what arrived as a partial when the stream breaks (see receive.go).
+func (v *Vault) storeStream(id record.ID, r io.Reader, n NewRecord, to age.Recipient, act ledger.Action, fix func(*Meta) error, rs *receiveState) (*Meta, error) {
 	cw := v.newChunkWriter(id)
+	var stored int64
+	if rs != nil && rs.resume != nil {
+		cw = v.chunkWriterAt(id, rs.resume.Chunks, rs.resume.digest)
+		stored = rs.resume.Stored
+	}
 	var dst io.WriteCloser = nopCloser{cw}
 	if to != nil {
 		enc, err := age.Encrypt(cw, to)
@@ -93,9 +100,18 @@ func (v *Vault) storeStream(id record.ID, r io.Reader, n NewRecord, to age.Recip
 		dst = enc
 	}
 	// Read in large blocks: io.Copy would read a file 32 KiB at a time.
-	size, err := io.CopyBuffer(dst, onlyReader{r}, make([]byte, copyBufSize))
+	src := &readErrs{r: r}
+	size, err := io.CopyBuffer(dst, src, make([]byte, copyBufSize))
 	if err == nil {
 		err = dst.Close()
+	}
+	if err != nil && rs != nil && src.err != nil && rs.keep != nil && rs.keep(src.err) && !cw.failed.Load() {
+		// The peer went away: keep what arrived so a later fetch resumes.
+		if kerr := v.suspend(cw, id, stored+size, rs); kerr != nil {
+			return nil, errors.Join(err, kerr)
+		}
+		rs.kept = true
+		return nil, err
 	}
 	if err != nil {
 		cw.abort()
@@ -107,6 +123,12 @@ func (v *Vault) storeStream(id record.ID, r io.Reader, n NewRecord, to age.Recip
 	rest, first, err := cw.finish()
 	if err != nil {
 		return nil, fmt.Errorf("write to vault: %w", err)
+	}
+	if rs != nil && rs.resume != nil {
+		// Pieces from two connections: check the whole age file.
+		if err := v.checkAgeFile(id, first, rest); err != nil {
+			return nil, err
+		}
 	}
 	m := &Meta{ID: id, Title: n.Title, Category: n.Category, Labels: normLabels(n.Labels), Date: n.Date,
 		Added: v.now().UTC(), FileName: n.FileName, Size: size, Source: n.Source, FHIR: n.FHIR,
@@ -143,6 +165,21 @@ const copyBufSize = 256 << 10
 // onlyReader hides a reader's WriteTo, so io.CopyBuffer uses its buffer
 // (*os.File.WriteTo would copy through a 32 KiB one).
 type onlyReader struct{ io.Reader }
+
+// readErrs is an onlyReader that remembers the reader's error, so a broken
+// source can be told from a failed write.
+type readErrs struct {
+	r   io.Reader
+	err error
+}
+
+func (r *readErrs) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && err != io.EOF {
+		r.err = err
+	}
+	return n, err
+}
 
 type nopCloser struct{ io.Writer }
 

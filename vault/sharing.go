@@ -10,7 +10,6 @@ import (
 	"filippo.io/age"
 	"go.etcd.io/bbolt"
 
-	"github.com/medvault/medvault/ledger"
 	"github.com/medvault/medvault/vault/identity"
 	"github.com/medvault/medvault/vault/record"
 )
@@ -201,12 +200,26 @@ func (v *Vault) Admit(decide func(st *AdmitState) (Decision, error)) (*Admission
 	return adm, err
 }
 
-// StreamTo writes an admitted record to w as an age file for `to` (the
-// provider's age recipient): a new header wrapping the record's file key to
-// `to`, then the stored payload as it is (see rewrap.go). It reads the vault
-// one chunk per short transaction, so a slow network peer never holds a long
+// Outgoing is an admitted record ready to be sent to a provider (Share).
+type Outgoing struct {
+	Meta *Meta
+	// Offset is where in the age payload the stream starts: the offset
+	// the provider asked to resume from, or 0 for the whole file.
+	Offset int64
+	hdr    []byte // the new header, when Offset is 0
+	src    *shortTxReader
+	skip   int // bytes of src's first chunk before the start
+}
+
+// Share prepares an admitted record for the provider whose age recipient
+// is `to`: an age file for `to`, made of a new header that wraps the
+// record's file key to `to` and the stored payload as it is (see
+// rewrap.go). A provider holding the first offset bytes of the payload
+// (from an earlier, cut transfer) gets only the rest, when offset is within
+// the payload; otherwise it gets the whole file. The record is read one
+// chunk per short transaction, so a slow network peer never holds a long
 // transaction open.
-func (v *Vault) StreamTo(adm *Admission, id record.ID, to age.Recipient, w io.Writer) (*Meta, error) {
+func (v *Vault) Share(adm *Admission, id record.ID, to age.Recipient, offset int64) (*Outgoing, error) {
 	if adm == nil || !adm.allowed[id] {
 		return nil, fmt.Errorf("record %s was not admitted for this request", id)
 	}
@@ -214,8 +227,8 @@ func (v *Vault) StreamTo(adm *Admission, id record.ID, to age.Recipient, w io.Wr
 	if err != nil {
 		return nil, err
 	}
-	src := &shortTxReader{v: v, id: id, want: m.Chunks}
-	head, err := src.chunk()
+	out := &Outgoing{Meta: m, src: &shortTxReader{v: v, id: id, want: m.Chunks}}
+	head, err := out.src.chunk()
 	if err == io.EOF {
 		return nil, fmt.Errorf("%w: record %s has no content", ErrTampered, id)
 	}
@@ -226,16 +239,59 @@ func (v *Vault) StreamTo(adm *Admission, id record.ID, to age.Recipient, w io.Wr
 	if err != nil {
 		return nil, fmt.Errorf("%w: record %s: %v", ErrDecrypt, id, err)
 	}
-	if _, err := w.Write(hdr); err != nil {
+	if offset <= 0 {
+		out.hdr, out.skip = hdr, n
+		out.src.cur = head
+		return out, nil
+	}
+	// Find the chunk holding byte n+offset of the stored file.
+	var lens []int
+	if err := v.view(func(tx *bbolt.Tx) error {
+		c := tx.Bucket(bucketChunks).Cursor()
+		for k, val := c.Seek(id[:]); k != nil && bytes.HasPrefix(k, id[:]); k, val = c.Next() {
+			lens = append(lens, len(val))
+		}
+		return nil
+	}); err != nil {
 		return nil, err
 	}
-	if _, err := w.Write(head[n:]); err != nil {
-		return nil, err
+	pos := int64(n) + offset
+	for i, l := range lens {
+		if pos < int64(l) || (pos == int64(l) && i == len(lens)-1) {
+			out.Offset = offset
+			out.src.next = uint32(i)
+			out.skip = int(pos)
+			return out, nil
+		}
+		pos -= int64(l)
 	}
-	if _, err := io.Copy(w, onlyReader{src}); err != nil {
-		return nil, err
+	// Past the end: send the whole file again.
+	out.hdr, out.skip = hdr, n
+	out.src.next = 1
+	out.src.cur = head
+	return out, nil
+}
+
+// WriteTo writes the age file (or its rest, after Offset) to w.
+func (o *Outgoing) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	if o.hdr != nil {
+		n, err := w.Write(o.hdr)
+		total += int64(n)
+		if err != nil {
+			return total, err
+		}
 	}
-	return m, nil
+	if o.src.cur == nil {
+		c, err := o.src.chunk()
+		if err != nil && err != io.EOF {
+			return total, err
+		}
+		o.src.cur = c
+	}
+	o.src.cur = o.src.cur[min(o.skip, len(o.src.cur)):]
+	n, err := io.Copy(w, onlyReader{o.src})
+	return total + n, err
 }
 
 // shortTxReader reads a record's chunks, each in its own read transaction.
@@ -280,48 +336,6 @@ func (r *shortTxReader) chunk() ([]byte, error) {
 	}
 	r.next++
 	return r.buf, nil
-}
-
-// Received describes a record shared with the owner (a provider).
-type Received struct {
-	From     identity.ID // the patient
-	Grant    [32]byte
-	SourceID record.ID // the record's ID in the patient's vault
-	Size     int64     // plaintext size, as the patient stated it
-	Status   string
-	// Check, if set, is given the SHA-256 of the whole ciphertext before
-	// the record is committed; an error discards the record.
-	Check func(digest [32]byte) error
-}
-
-// AddCiphertext stores a record received from a patient: r is an age file
-// already encrypted to the owner, stored as it is. Like Add, the record
-// appears with its ledger entry (Receive) only once complete.
-func (v *Vault) AddCiphertext(r io.Reader, n NewRecord, rc Received) (*Meta, error) {
-	if err := n.validate(); err != nil {
-		return nil, err
-	}
-	n.Source = SourceFetch
-	id := record.NewID()
-	if err := v.update(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketPending).Put(id[:], []byte("fetch"))
-	}); err != nil {
-		return nil, err
-	}
-	m, err := v.storeStream(id, r, n, nil, ledger.ActionReceive, func(m *Meta) error {
-		m.From, m.Grant, m.SourceID, m.Size, m.Status = rc.From, rc.Grant[:], rc.SourceID, rc.Size, rc.Status
-		if rc.Check != nil {
-			return rc.Check(m.ContentDigest)
-		}
-		return nil
-	})
-	if err != nil {
-		if cerr := v.deleteChunks(id, true); cerr != nil {
-			err = errors.Join(err, cerr)
-		}
-		return nil, err
-	}
-	return m, nil
 }
 
 // ReceivedFrom returns the patient record IDs already stored from patient.

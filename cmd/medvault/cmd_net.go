@@ -155,16 +155,23 @@ your signed request and returns a receipt, which is verified and kept.`,
 			}
 			if err != nil {
 				if res != nil && res.Records > 0 {
-					a.say("%d record(s) arrived whole and were kept; fetch again to resume.", res.Records)
+					a.say("%d record(s) arrived whole and were kept.", res.Records)
+				}
+				if res != nil && res.Kept {
+					a.say("What arrived of the record in transfer is kept too: fetch again to get the rest.")
 				}
 				return err
 			}
 			if a.jsonOut {
 				return printJSON(a.stdout, map[string]any{"v": 1, "grant": g.ID().String(), "records": res.Records,
-					"bytes": res.Bytes, "receipt_index": res.Index})
+					"resumed": res.Resumed, "bytes": res.Bytes, "receipt_index": res.Index})
 			}
-			fmt.Fprintf(a.stdout, "Fetched %d new record(s) (%s) from %s under grant %s.\n", res.Records, humanSize(res.Bytes),
-				a.contactName(v, g.Issuer()), g.ID().String()[:12])
+			resumed := ""
+			if res.Resumed > 0 {
+				resumed = fmt.Sprintf(", %d resumed where a cut transfer stopped", res.Resumed)
+			}
+			fmt.Fprintf(a.stdout, "Fetched %d new record(s) (%s%s) from %s under grant %s.\n", res.Records, humanSize(res.Bytes),
+				resumed, a.contactName(v, g.Issuer()), g.ID().String()[:12])
 			return nil
 		},
 	}

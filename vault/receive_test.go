@@ -1,0 +1,127 @@
+package vault
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+
+	"filippo.io/age"
+	"go.etcd.io/bbolt"
+
+	"github.com/medvault/medvault/vault/record"
+)
+
+// brokenAfter yields the first n bytes of b, then fails like a cut
+// connection.
+type brokenAfter struct {
+	r *bytes.Reader
+	n int
+}
+
+var errCut = errors.New("connection reset")
+
+func (b *brokenAfter) Read(p []byte) (int, error) {
+	if b.n == 0 {
+		return 0, errCut
+	}
+	p = p[:min(len(p), b.n)]
+	n, err := b.r.Read(p)
+	b.n -= n
+	return n, err
+}
+
+func receivedFile(t *testing.T, v *Vault, plain []byte) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	w, err := age.Encrypt(&b, v.id.Recipient())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(plain)
+	w.Close()
+	return b.Bytes()
+}
+
+// A broken receive is kept as a partial only when KeepPartial says so, and
+// only past the age header; a resumed one completes to the original bytes.
+func TestReceivePartials(t *testing.T) {
+	v := newTestVault(t)
+	plain := bytes.Repeat([]byte("DICOM "), 3<<20/6)
+	file := receivedFile(t, v, plain)
+	from := mustIdentity(t).ID()
+	src := record.NewID()
+	keep := func(err error) bool { return errors.Is(err, errCut) }
+	n := NewRecord{Category: record.Imaging, Title: "MRI"}
+
+	// Not kept when the caller says no, nor when cut inside the header.
+	if _, err := v.AddCiphertext(&brokenAfter{bytes.NewReader(file), 1 << 20}, n, Received{From: from, SourceID: src}); err == nil || errors.Is(err, ErrPartialKept) {
+		t.Fatalf("without KeepPartial: %v", err)
+	}
+	if _, err := v.AddCiphertext(&brokenAfter{bytes.NewReader(file), 40}, n, Received{From: from, SourceID: src, KeepPartial: keep}); errors.Is(err, ErrPartialKept) {
+		t.Fatal("a stream cut inside the age header was kept")
+	}
+	if ps, _ := v.Partials(from); len(ps) != 0 {
+		t.Fatalf("%d partials kept", len(ps))
+	}
+
+	cut := 1<<20 + 12345
+	_, err := v.AddCiphertext(&brokenAfter{bytes.NewReader(file), cut}, n, Received{From: from, SourceID: src, KeepPartial: keep})
+	if !errors.Is(err, ErrPartialKept) || !errors.Is(err, errCut) {
+		t.Fatalf("cut receive: %v", err)
+	}
+	v.Close()
+	reopen(t, v)
+	ps, err := v.Partials(from)
+	if err != nil || len(ps) != 1 || ps[0].Stored != int64(cut) || ps[0].SourceID != src {
+		t.Fatalf("partials after reopening: %+v %v", ps, err)
+	}
+	if ms, _ := v.List(Filter{}); len(ms) != 0 {
+		t.Fatal("a partial record is listed")
+	}
+	if rep, err := v.Verify(true); err != nil {
+		t.Fatalf("verify with a partial: %v %v", err, rep.Problems)
+	}
+	if _, err := v.AddCiphertext(bytes.NewReader(file[cut:]), n, Received{From: from, SourceID: record.NewID(), Resume: ps[0]}); err == nil {
+		t.Fatal("a partial was resumed for another record")
+	}
+	m, err := v.AddCiphertext(bytes.NewReader(file[cut:]), n, Received{From: from, SourceID: src, Resume: ps[0], KeepPartial: keep})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got bytes.Buffer
+	if _, err := v.Get(m.ID, &got); err != nil || !bytes.Equal(got.Bytes(), plain) {
+		t.Fatalf("resumed record differs (%v)", err)
+	}
+	if ps, _ := v.Partials(from); len(ps) != 0 {
+		t.Fatal("the partial outlived its completion")
+	}
+	if rep, err := v.Verify(true); err != nil {
+		t.Fatalf("verify after completing: %v %v", err, rep.Problems)
+	}
+}
+
+// A pending value that is not a sealed partial of this vault (written by
+// someone else) is not a partial: it is never listed, and open discards it.
+func TestForgedPartialIgnored(t *testing.T) {
+	v := newTestVault(t)
+	id := record.NewID()
+	v.update(func(tx *bbolt.Tx) error {
+		tx.Bucket(bucketChunks).Put(chunkKey(id, 0), []byte("age-encryption.org/v1\n"))
+		return tx.Bucket(bucketPending).Put(id[:], bytes.Repeat([]byte{7}, 200))
+	})
+	if ps, _ := v.Partials(v.id.ID()); len(ps) != 0 {
+		t.Fatal("a forged partial is listed")
+	}
+	if err := v.DropPartial(id); err == nil {
+		t.Fatal("DropPartial accepted a forged partial")
+	}
+	v.Close()
+	reopen(t, v)
+	v.view(func(tx *bbolt.Tx) error {
+		if tx.Bucket(bucketPending).Get(id[:]) != nil || tx.Bucket(bucketChunks).Get(chunkKey(id, 0)) != nil {
+			t.Error("open kept a forged partial")
+		}
+		return nil
+	})
+
+}
