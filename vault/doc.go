@@ -10,9 +10,10 @@
 //   - a record becomes visible only in the transaction that writes its
 //     metadata and ledger entry: an add, import or fetch that fails or is
 //     killed leaves nothing visible, and its leftovers are removed at the
-//     next Open;
+//     next Open (except what a broken fetch received, kept hidden as a
+//     Partial to resume);
 //   - content cannot be read through this package without a ledger entry:
-//     Get logs before decrypting, exports log first, and StreamTo needs an
+//     Get logs before decrypting, exports log first, and Share needs an
 //     Admission whose decision was logged;
 //   - Verify checks the ledger and that every stored value is what the
 //     ledger committed to;

@@ -40,9 +40,10 @@ the old one.`,
 				return err
 			}
 			defer done()
-			// An import keeps an index of every resource of a file in
-			// memory (labels propagate across the file): the low memory
-			// target set after unlock would only make the GC thrash.
+			// An import's working set (batches of resources being
+			// encrypted, bbolt's dirty pages) is larger than the low
+			// memory target set after unlock: it would only make the GC
+			// thrash.
 			debug.SetMemoryLimit(math.MaxInt64)
 			var all []*vault.ImportStats
 			for _, name := range args {
