@@ -50,13 +50,19 @@ func benchSize() int64 {
 // peakRSSAnon samples this process's anonymous memory every 2 ms until stop
 // is closed, and reports the peak in MiB.
 func peakRSSAnon(stop <-chan struct{}) <-chan float64 {
+	return samplePeak(stop, 2*time.Millisecond, rssAnon)
+}
+
+// samplePeak calls f every interval until stop is closed, and reports the
+// largest value it returned.
+func samplePeak(stop <-chan struct{}, every time.Duration, f func() float64) <-chan float64 {
 	out := make(chan float64, 1)
 	go func() {
 		peak := 0.0
-		t := time.NewTicker(2 * time.Millisecond)
+		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
-			if v := rssAnon(); v > peak {
+			if v := f(); v > peak {
 				peak = v
 			}
 			select {

@@ -2,7 +2,6 @@ package vault
 
 import (
 	"bytes"
-	"cmp"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -124,15 +123,21 @@ func decodeLabels(p []byte) ([]record.Label, error) {
 // Import reads one FHIR R4 file (a Bundle, NDJSON, or a single resource)
 // and stores each resource as a record, with its original bytes exactly.
 //
-// An import takes the whole file or nothing of it. Resources are encrypted
-// and staged (invisible, marked pending) in batches while the file is read;
-// once the whole file parsed, records are committed with their metadata,
-// index entries and ledger entries in transactions of commitBatch, each
-// hidden behind a keyed pending mark that names the import; one small final
-// transaction marks the import committed, which makes every record visible
-// at once, and the marks are then cleared in batches. A parse error, or a
-// process killed before that final transaction, leaves the vault as it was
-// (the next Open rolls back what was committed, with ledger entries).
+// An import takes the whole file or nothing of it. While the file is
+// read, resources are encrypted in batches and their ciphertexts, with
+// everything the whole file is needed for (de-duplication, version
+// numbers, label propagation, the index entries), go to a scratch file
+// beside the vault, sealed or encrypted under keys that exist only in
+// memory during the import (see scratch); nothing reaches the vault yet.
+// Once the whole file parsed and labels propagated, records are committed
+// in record-ID order, chunks, metadata and ledger entries in transactions
+// of commitBatch records (or batchSize bytes), each hidden behind a keyed
+// pending mark that names the import; the index entries follow in
+// index-key order. One small final transaction marks the import
+// committed, which makes every record visible at once, and the marks are
+// then cleared in batches. A parse error, or a process killed before that
+// final transaction, leaves the vault as it was (the next Open rolls back
+// what was committed, with ledger entries, and removes the scratch file).
 //
 // Importing the same data again adds nothing: a resource whose type, id and
 // content are already in the vault is counted as unchanged; the same type
@@ -141,16 +146,12 @@ func decodeLabels(p []byte) ([]record.Label, error) {
 // resource are propagated to the resources of the same file that reference
 // it or carry the same codes (see fhir.Propagate).
 //
-// What the whole file is needed for (de-duplication, version numbers,
-// label propagation) lives in a scratch file beside the vault, sealed under
-// keys that exist only in memory during the import (see scratch), not in
-// memory. The working set is one batch of importBatch resources being
-// encrypted, one commit batch of commitBatch rows, and the pages bbolt
-// dirties in one transaction. That last part still grows with the vault:
-// records, chunks and marks have random keys, so a batch dirties more
-// distinct pages the larger the trees, up to one page per key of the
-// batch. Measured peak RssAnon: 100k resources ~190 MiB, 400k ~285 MiB
-// (it was ~315 and ~990 MiB when the file's index was kept in memory).
+// Memory is bounded by batches, not by the file: one batch of importBatch
+// resources (or batchSize bytes) being encrypted, one commit batch, and
+// the pages bbolt dirties in one transaction, which writes keys in order.
+// Measured peak RssAnon of medvault import: 100k generated resources
+// ~95-105 MiB, 400k ~110-125 MiB (~315 and ~990 MiB when the file's index
+// was kept in memory).
 func (v *Vault) Import(name string, r io.Reader, progress func(resources int, offset int64)) (*ImportStats, error) {
 	im := &importer{v: v, name: name, st: &ImportStats{File: name, ByCategory: map[record.Category]int{}}}
 	rand.Read(im.id[:])
@@ -236,6 +237,7 @@ func (im *importer) run(r io.Reader, progress func(resources int, offset int64))
 	st := im.st
 	rd := fhir.NewReader(r, im.name)
 	var batch []*staged
+	batchBytes := 0
 	// One batch is encrypted and written while the next is read.
 	var inflight chan error
 	wait := func() error {
@@ -266,7 +268,10 @@ func (im *importer) run(r io.Reader, progress func(resources int, offset int64))
 			continue
 		}
 		batch = append(batch, s)
-		if len(batch) == importBatch {
+		batchBytes += len(res.Raw)
+		// A batch is importBatch resources or batchSize bytes of them,
+		// whichever comes first: resources may be up to 64 MiB.
+		if len(batch) == importBatch || batchBytes >= batchSize {
 			if err := wait(); err != nil {
 				return nil, fmt.Errorf("import %s: %w", im.name, err)
 			}
@@ -279,7 +284,7 @@ func (im *importer) run(r io.Reader, progress func(resources int, offset int64))
 			inflight = make(chan error, 1)
 			go func(batch []*staged, t *tables) { inflight <- im.flush(batch, t) }(batch, im.cur)
 			im.prev, im.cur = im.cur, newTables()
-			batch = make([]*staged, 0, importBatch)
+			batch, batchBytes = make([]*staged, 0, importBatch), 0
 		}
 	}
 	if err := wait(); err != nil {
@@ -299,6 +304,9 @@ func (im *importer) run(r io.Reader, progress func(resources int, offset int64))
 		return nil, fmt.Errorf("import %s: %w", im.name, err)
 	}
 	if err := im.commit(); err != nil {
+		return nil, err
+	}
+	if err := im.writeIndex(); err != nil {
 		return nil, err
 	}
 	// The moment the whole file becomes visible.
@@ -427,13 +435,25 @@ func (im *importer) admit(res *fhir.Resource) (*staged, error) {
 // flush encrypts and stages a batch, then writes its rows and what it adds
 // to the file-wide tables into the scratch file, each table in key order.
 func (im *importer) flush(batch []*staged, t *tables) error {
-	if err := im.v.stage(im.id, batch); err != nil {
+	cts, err := im.v.encryptBatch(batch)
+	if err != nil {
 		return err
 	}
 	sc := im.sc
-	for _, s := range batch {
+	for i, s := range batch {
 		k := seqKey(s.seq)
 		if _, err := sc.maybeCommit(); err != nil {
+			return err
+		}
+		// The content, already age-encrypted under the vault key, waits
+		// here until the commit pass writes it in record-ID order.
+		if err := sc.putBytes(scContent, k, cts[i]); err != nil {
+			return err
+		}
+		cts[i] = nil
+		// The index entry, under the vault's index key (a keyed hash)
+		// and the file position, which keeps versions in file order.
+		if err := sc.put(scIndex, append(bytes.Clone(s.key), k...), append(s.id[:], s.content[:]...)); err != nil {
 			return err
 		}
 		if err := sc.putSealed(scRows, k, s.encode()); err != nil {
@@ -722,12 +742,20 @@ func (im *importer) commit() error {
 				k, val = c.Next()
 			}
 		}
-		for ; k != nil && len(batch) < commitBatch; k, val = c.Next() {
+		var content [][]byte
+		size := 0
+		for ; k != nil && len(batch) < commitBatch && size < batchSize; k, val = c.Next() {
 			r, err := im.row(binary.BigEndian.Uint64(val))
 			if err != nil {
 				return fmt.Errorf("import %s: %w", im.name, err)
 			}
+			ct := sc.b(scContent).Get(seqKey(r.seq))
+			if ct == nil {
+				return fmt.Errorf("import %s: the scratch file lost a resource's content", im.name)
+			}
 			batch = append(batch, r)
+			content = append(content, bytes.Clone(ct))
+			size += len(ct)
 			after = append(after[:0], k...)
 		}
 		if len(batch) == 0 {
@@ -744,7 +772,7 @@ func (im *importer) commit() error {
 			}
 			labels[i] = normLabels(ls)
 		}
-		if err := im.v.commitHidden(im.id, batch, labels); err != nil {
+		if err := im.v.commitHidden(im.id, batch, content, labels); err != nil {
 			return fmt.Errorf("import %s: %w", im.name, err)
 		}
 		for i, r := range batch {
@@ -770,16 +798,24 @@ func (im *importer) commit() error {
 // entries in key order (bbolt splits nodes only at commit, so inserting
 // random keys into one transaction costs a memmove per insert); versions of
 // one resource keep their file order in its index value.
-func (v *Vault) commitHidden(imp [16]byte, batch []*importRow, labels [][]record.Label) error {
+func (v *Vault) commitHidden(imp [16]byte, batch []*importRow, content [][]byte, labels [][]record.Label) error {
 	order := make([]int, len(batch))
 	for i := range order {
 		order[i] = i
 	}
 	return v.update(func(tx *bbolt.Tx) error {
-		pb, idx := tx.Bucket(bucketPending), tx.Bucket(bucketIndex)
+		pb, cb := tx.Bucket(bucketPending), tx.Bucket(bucketChunks)
 		slices.SortFunc(order, func(a, b int) int { return bytes.Compare(batch[a].id[:], batch[b].id[:]) })
 		for _, i := range order {
 			r := batch[i]
+			ct := content[i]
+			for j := uint32(0); len(ct) > 0; j++ {
+				n := min(len(ct), chunkSize)
+				if err := cb.Put(chunkKey(r.id, j), ct[:n]); err != nil {
+					return err
+				}
+				ct = ct[n:]
+			}
 			m := &Meta{ID: r.id, Title: r.title, Category: r.category, Labels: labels[i],
 				Date: r.date, Added: v.now().UTC(), Size: r.size, Source: SourceImport,
 				FHIR:   &FHIRInfo{Type: r.typ, ID: r.fid, FullURL: r.fullURL, Version: r.version, ContentKey: r.content[:]},
@@ -791,25 +827,63 @@ func (v *Vault) commitHidden(imp [16]byte, batch []*importRow, labels [][]record
 				return err
 			}
 		}
-		slices.SortStableFunc(order, func(a, b int) int {
-			if c := bytes.Compare(batch[a].key, batch[b].key); c != 0 {
-				return c
-			}
-			return cmp.Compare(batch[a].seq, batch[b].seq)
-		})
-		for _, i := range order {
-			r := batch[i]
-			val := append(bytes.Clone(idx.Get(r.key)), r.id[:]...)
-			if err := idx.Put(r.key, append(val, r.content[:]...)); err != nil {
-				return err
-			}
-		}
 		return v.ledger.checkpoint(tx)
 	})
 }
 
-// Pending values of imports. A staged resource's chunks are marked
-// stagedPrefix || import ID; a committed but hidden record's mark is
+// writeIndex adds the import's records to the FHIR index, in index-key
+// order over the whole file (the scratch keeps them sorted), so that each
+// transaction touches one range of the index instead of pages all over
+// it; versions of one resource keep their file order. The records are
+// still hidden; a rollback removes their entries.
+func (im *importer) writeIndex() error {
+	sc := im.sc
+	var after []byte
+	for {
+		type entry struct{ key, val []byte }
+		var es []entry
+		c := sc.b(scIndex).Cursor()
+		k, val := c.First()
+		if after != nil {
+			if k, val = c.Seek(after); bytes.Equal(k, after) {
+				k, val = c.Next()
+			}
+		}
+		for ; k != nil && len(es) < indexBatch; k, val = c.Next() {
+			es = append(es, entry{bytes.Clone(k[:len(k)-8]), bytes.Clone(val)})
+			after = append(after[:0], k...)
+		}
+		if len(es) == 0 {
+			return nil
+		}
+		err := im.v.update(func(tx *bbolt.Tx) error {
+			idx := tx.Bucket(bucketIndex)
+			for i := 0; i < len(es); {
+				key := es[i].key
+				cur := bytes.Clone(idx.Get(key))
+				for ; i < len(es) && bytes.Equal(es[i].key, key); i++ {
+					cur = append(cur, es[i].val...)
+				}
+				if err := idx.Put(key, cur); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("import %s: %w", im.name, err)
+		}
+	}
+}
+
+// indexBatch is how many index entries one transaction of writeIndex adds.
+const indexBatch = 16384
+
+// Pending values of imports. Staged content waits in the scratch file and
+// never reaches the vault before the commit pass; a stagedPrefix || import
+// ID mark (chunks staged in the vault) can only be left by an earlier
+// build, and is discarded like an unfinished add. A committed but hidden
+// record's mark is
 // import ID || HMAC(index key, "medvault/pending-commit/v2" 0x00 || record
 // ID || import ID), and the import's commit mark, under key
 // "import-committed/" || import ID, is HMAC(index key,
@@ -1089,17 +1163,12 @@ func (v *Vault) contentKey(raw []byte) (out [32]byte) {
 	return out
 }
 
-// stage encrypts a batch of resources (on both cores) and writes their
-// chunks, marked pending for import imp, in one transaction.
-func (v *Vault) stage(imp [16]byte, batch []*staged) error {
-	if len(batch) == 0 {
-		return nil
-	}
-	type result struct {
-		chunks [][]byte
-		err    error
-	}
-	out := make([]result, len(batch))
+// encryptBatch encrypts a batch of resources (on both cores) and gives
+// each its record ID, digest, size and chunk count; it returns their
+// ciphertexts, in batch order.
+func (v *Vault) encryptBatch(batch []*staged) ([][]byte, error) {
+	out := make([][]byte, len(batch))
+	errs := make([]error, len(batch))
 	var wg sync.WaitGroup
 	work := make(chan int)
 	for range 2 {
@@ -1107,7 +1176,7 @@ func (v *Vault) stage(imp [16]byte, batch []*staged) error {
 		go func() {
 			defer wg.Done()
 			for i := range work {
-				out[i].chunks, out[i].err = v.encryptSmall(batch[i])
+				out[i], errs[i] = v.encryptSmall(batch[i])
 			}
 		}()
 	}
@@ -1117,37 +1186,18 @@ func (v *Vault) stage(imp [16]byte, batch []*staged) error {
 	close(work)
 	wg.Wait()
 	for i := range batch {
-		if out[i].err != nil {
-			return out[i].err
+		if errs[i] != nil {
+			return nil, errs[i]
 		}
 		batch[i].id = record.NewID()
 	}
-	order := make([]int, len(batch))
-	for i := range order {
-		order[i] = i
-	}
-	slices.SortFunc(order, func(a, b int) int { return bytes.Compare(batch[a].id[:], batch[b].id[:]) })
-	return v.update(func(tx *bbolt.Tx) error {
-		cb, pb := tx.Bucket(bucketChunks), tx.Bucket(bucketPending)
-		for _, i := range order {
-			s := batch[i]
-			for j, c := range out[i].chunks {
-				if err := cb.Put(chunkKey(s.id, uint32(j)), c); err != nil {
-					return err
-				}
-			}
-			s.chunks = uint32(len(out[i].chunks))
-			if err := pb.Put(s.id[:], append([]byte(stagedPrefix), imp[:]...)); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	return out, nil
 }
 
 // encryptSmall encrypts one resource's raw bytes in memory (resources are
-// bounded by the reader's size limit) and cuts the ciphertext into chunks.
-func (v *Vault) encryptSmall(s *staged) ([][]byte, error) {
+// bounded by the reader's size limit) and returns the ciphertext, which
+// will be cut into s.chunks chunks.
+func (v *Vault) encryptSmall(s *staged) ([]byte, error) {
 	var buf bytes.Buffer
 	w, err := age.Encrypt(&buf, v.content)
 	if err != nil {
@@ -1163,13 +1213,8 @@ func (v *Vault) encryptSmall(s *staged) ([][]byte, error) {
 	s.res.Raw = nil
 	ct := buf.Bytes()
 	s.digest = sha256.Sum256(ct)
-	var chunks [][]byte
-	for len(ct) > 0 {
-		n := min(len(ct), chunkSize)
-		chunks = append(chunks, ct[:n])
-		ct = ct[n:]
-	}
-	return chunks, nil
+	s.chunks = uint32((len(ct) + chunkSize - 1) / chunkSize)
+	return ct, nil
 }
 
 // unindex removes a deleted record from the FHIR index.

@@ -37,6 +37,7 @@ type scratch struct {
 	nonce uint64
 	tx    *bbolt.Tx // the open write transaction
 	ops   int       // writes in tx
+	size  int       // bytes written in tx by putBytes
 	gen   int       // transactions begun
 }
 
@@ -49,18 +50,23 @@ const scratchPattern = "import-*.scratch"
 // little: each transaction touches its own range of keys.
 const scratchOps = 2048
 
+// scratchBytes bounds the content bytes one scratch transaction holds.
+const scratchBytes = 8 << 20
+
 var (
-	scRows     = []byte("rows")   // seq -> sealed importRow
-	scDups     = []byte("dups")   // H(fhir key, content) -> nothing: seen in this file
-	scKeys     = []byte("keys")   // H(fhir key) -> sealed last seq, version and first content in this file
-	scChain    = []byte("chain")  // seq -> nothing: one of several versions in this file
-	scByID     = []byte("byid")   // record ID -> seq: the commit order
-	scTarget   = []byte("target") // H(reference key) -> seq of the resource it resolves to
-	scEdges    = []byte("edges")  // H(reference key) || referrer seq -> H(exact reference) for fallback edges
-	scCodes    = []byte("codes")  // H(primary code) -> sealed labels the source gave it
-	scLabels   = []byte("labels") // seq -> sealed labels (only labelled rows)
-	scWork     = []byte("work")   // seq -> nothing: propagation work list
-	scWorkNext = []byte("work2")  // seq -> nothing: the work list of the next round
+	scRows     = []byte("rows")    // seq -> sealed importRow
+	scContent  = []byte("content") // seq -> the resource's age ciphertext (vault key)
+	scIndex    = []byte("index")   // vault index key || seq -> record ID || content key
+	scDups     = []byte("dups")    // H(fhir key, content) -> nothing: seen in this file
+	scKeys     = []byte("keys")    // H(fhir key) -> sealed last seq, version and first content in this file
+	scChain    = []byte("chain")   // seq -> nothing: one of several versions in this file
+	scByID     = []byte("byid")    // record ID -> seq: the commit order
+	scTarget   = []byte("target")  // H(reference key) -> seq of the resource it resolves to
+	scEdges    = []byte("edges")   // H(reference key) || referrer seq -> H(exact reference) for fallback edges
+	scCodes    = []byte("codes")   // H(primary code) -> sealed labels the source gave it
+	scLabels   = []byte("labels")  // seq -> sealed labels (only labelled rows)
+	scWork     = []byte("work")    // seq -> nothing: propagation work list
+	scWorkNext = []byte("work2")   // seq -> nothing: the work list of the next round
 )
 
 func newScratch(dir string) (*scratch, error) {
@@ -88,7 +94,7 @@ func newScratch(dir string) (*scratch, error) {
 		s.close()
 		return nil, err
 	}
-	for _, b := range [][]byte{scRows, scDups, scKeys, scChain, scByID, scTarget, scEdges, scCodes, scLabels, scWork, scWorkNext} {
+	for _, b := range [][]byte{scRows, scContent, scIndex, scDups, scKeys, scChain, scByID, scTarget, scEdges, scCodes, scLabels, scWork, scWorkNext} {
 		if _, err := s.tx.CreateBucket(b); err != nil {
 			s.close()
 			return nil, fmt.Errorf("scratch file: %w", err)
@@ -106,7 +112,7 @@ func (s *scratch) begin() error {
 	if err != nil {
 		return fmt.Errorf("scratch file: %w", err)
 	}
-	s.tx, s.ops = tx, 0
+	s.tx, s.ops, s.size = tx, 0, 0
 	s.gen++
 	return nil
 }
@@ -123,7 +129,7 @@ func (s *scratch) commit() error {
 // maybeCommit commits when the transaction holds scratchOps writes; it
 // reports whether it did (cursors must then be opened again).
 func (s *scratch) maybeCommit() (bool, error) {
-	if s.ops < scratchOps {
+	if s.ops < scratchOps && s.size < scratchBytes {
 		return false, nil
 	}
 	return true, s.commit()
@@ -185,6 +191,13 @@ func (s *scratch) b(name []byte) *bbolt.Bucket { return s.tx.Bucket(name) }
 func (s *scratch) put(bucket, key, val []byte) error {
 	s.ops++
 	return s.b(bucket).Put(key, val)
+}
+
+// putBytes stores val as it is (content already encrypted) and counts its
+// bytes toward the transaction's bound.
+func (s *scratch) putBytes(bucket, key, val []byte) error {
+	s.size += len(val)
+	return s.put(bucket, key, val)
 }
 
 // putSealed seals plain, bound to its bucket and key, and stores it.
