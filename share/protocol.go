@@ -551,11 +551,11 @@ func FetchConn(v *vault.Vault, c Framer, g *Grant, now time.Time, progress func(
 		case frameDone:
 			// A partial the patient did not continue is no longer
 			// admitted (or is gone): drop it.
+			// Best effort: a partial another fetch is resuming, or one
+			// a failing disk keeps, is dropped by a later fetch.
 			for _, p := range parts {
 				if !seen[p.SourceID] {
-					if err := v.DropPartial(p.ID); err != nil {
-						return res, err
-					}
+					v.DropPartial(p.ID)
 				}
 			}
 			return res, nil

@@ -84,6 +84,10 @@ func (v *Vault) AddCiphertext(r io.Reader, n NewRecord, rc Received) (*Meta, err
 	rs := &receiveState{keep: rc.KeepPartial, from: rc.From, source: rc.SourceID}
 	var id record.ID
 	if rc.Resume != nil {
+		if _, taken := v.busy.LoadOrStore(rc.Resume.ID, true); taken {
+			return nil, fmt.Errorf("partial record %s is being resumed by another fetch", rc.Resume.ID)
+		}
+		defer v.busy.Delete(rc.Resume.ID)
 		p, err := v.partial(rc.Resume.ID)
 		if err != nil {
 			return nil, err
@@ -190,6 +194,10 @@ func (v *Vault) Partials(patient identity.ID) ([]*Partial, error) {
 
 // DropPartial deletes a partial record's chunks and mark.
 func (v *Vault) DropPartial(id record.ID) error {
+	if _, taken := v.busy.LoadOrStore(id, true); taken {
+		return fmt.Errorf("partial record %s is being resumed by another fetch", id)
+	}
+	defer v.busy.Delete(id)
 	if _, err := v.partial(id); err != nil {
 		return err
 	}

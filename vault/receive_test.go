@@ -3,6 +3,8 @@ package vault
 import (
 	"bytes"
 	"errors"
+	"io"
+	"strings"
 	"testing"
 
 	"filippo.io/age"
@@ -124,4 +126,42 @@ func TestForgedPartialIgnored(t *testing.T) {
 		return nil
 	})
 
+}
+
+// Two receives never resume one partial at once: the second is refused
+// while the first runs, and so is dropping it.
+func TestResumeIsExclusive(t *testing.T) {
+	v := newTestVault(t)
+	file := receivedFile(t, v, bytes.Repeat([]byte("x"), 1<<20))
+	from, src := mustIdentity(t).ID(), record.NewID()
+	keep := func(err error) bool { return errors.Is(err, errCut) }
+	n := NewRecord{Category: record.Imaging}
+	if _, err := v.AddCiphertext(&brokenAfter{bytes.NewReader(file), 300 << 10}, n, Received{From: from, SourceID: src, KeepPartial: keep}); !errors.Is(err, ErrPartialKept) {
+		t.Fatal(err)
+	}
+	ps, _ := v.Partials(from)
+	if len(ps) != 1 {
+		t.Fatalf("%d partials", len(ps))
+	}
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		_, err := v.AddCiphertext(pr, n, Received{From: from, SourceID: src, Resume: ps[0]})
+		done <- err
+	}()
+	pw.Write(file[300<<10 : 400<<10]) // the first resume is under way
+	if _, err := v.AddCiphertext(bytes.NewReader(file[300<<10:]), n, Received{From: from, SourceID: src, Resume: ps[0]}); err == nil || !strings.Contains(err.Error(), "another fetch") {
+		t.Fatalf("a second resume of the same partial: %v", err)
+	}
+	if err := v.DropPartial(ps[0].ID); err == nil {
+		t.Fatal("a partial being resumed was dropped")
+	}
+	pw.Write(file[400<<10:])
+	pw.Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if ms, _ := v.List(Filter{}); len(ms) != 1 {
+		t.Fatalf("%d records", len(ms))
+	}
 }

@@ -70,6 +70,9 @@ type Vault struct {
 	// mu guards db: every transaction holds it for reading; compaction,
 	// which replaces the database file, holds it for writing.
 	mu sync.RWMutex
+	// busy holds the partial records (record.ID) a receive is writing or
+	// dropping, so two fetches running at once never write one together.
+	busy sync.Map
 }
 
 func (v *Vault) view(fn func(*bbolt.Tx) error) error {
