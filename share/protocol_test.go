@@ -37,7 +37,7 @@ func openVault(t testing.TB, name string, role identity.Role) *vault.Vault {
 	return v
 }
 
-func cardOf(t *testing.T, v *vault.Vault) *Card {
+func cardOf(t testing.TB, v *vault.Vault) *Card {
 	id := v.Owner()
 	r, _ := ParseAgeRecipient(id.Recipient().String())
 	c, err := NewCard(id, CardParams{Recipient: r, Name: id.Name(), Role: id.Role()}, time.Now())

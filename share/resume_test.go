@@ -2,6 +2,7 @@ package share
 
 import (
 	"bytes"
+	"encoding/binary"
 	"math/rand/v2"
 	"net"
 	"path/filepath"
@@ -172,4 +173,70 @@ func TestResumeRefusesAlteredPartial(t *testing.T) {
 	if _, err := provider.Get(ms[0].ID, &got); err != nil || !bytes.Equal(got.Bytes(), content) {
 		t.Fatalf("record differs (%v)", err)
 	}
+}
+
+// The patient's node takes any H and P frames a provider sends: offsets
+// past the payload, zero, huge, for records not admitted, repeated,
+// truncated. It answers with whole records or with the rest after a valid
+// offset, never more bytes than the stored file, and ends with Z.
+func FuzzServePartials(f *testing.F) {
+	patient := openVault(f, "Ada", identity.Patient)
+	provider := openVault(f, "Dr", identity.Provider)
+	content := bytes.Repeat([]byte("scan "), 200_000) // ~1 MiB
+	m, err := patient.Add(bytes.NewReader(content), vault.NewRecord{Category: record.Imaging})
+	if err != nil {
+		f.Fatal(err)
+	}
+	SaveContact(patient, "dr", cardOf(f, provider), false)
+	g, err := IssueAndStore(patient, GrantParams{Audience: provider.Owner().ID(), Scope: Scope{Categories: []record.Category{record.Imaging}},
+		Purpose: "TREAT", Expiry: time.Now().Add(time.Hour)}, time.Now())
+	if err != nil {
+		f.Fatal(err)
+	}
+	entry := func(id record.ID, off uint64) []byte {
+		return binary.BigEndian.AppendUint64(bytes.Clone(id[:]), off)
+	}
+	f.Add([]byte{}, []byte{})
+	f.Add([]byte{}, entry(m.ID, 1000))
+	f.Add([]byte{}, entry(m.ID, 1<<40))
+	f.Add([]byte{}, entry(m.ID, 1<<63))
+	f.Add([]byte{}, append(entry(m.ID, 5), entry(m.ID, 7)...))
+	f.Add(bytes.Clone(m.ID[:]), entry(m.ID, 5))
+	f.Add([]byte{}, entry(record.NewID(), 5))
+	f.Add([]byte{}, entry(m.ID, 9)[:20])
+	max := int64(len(content)) + int64(len(content))/(64<<10)*16 + 64<<10
+	f.Fuzz(func(t *testing.T, have, partial []byte) {
+		req, err := NewRequest(provider.Owner(), RequestParams{Grant: g.ID(), All: true}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, b := net.Pipe()
+		defer b.Close()
+		go func() { ServeConn(patient, frame.NewConn(a, nil), provider.Owner().ID(), time.Now()); a.Close() }()
+		c := frame.NewConn(b, nil)
+		c.WriteFrame(frameRequest, req.Bytes())
+		c.WriteFrame(frameHave, have)
+		c.WriteFrame(framePartial, partial)
+		var sent int64
+		for {
+			typ, p, err := c.ReadFrame(maxReceipt)
+			if err != nil {
+				// The node ends the exchange on a malformed H or P frame.
+				if len(have)%16 == 0 && len(partial)%partialEntry == 0 {
+					t.Fatalf("well-formed frames, exchange ended: %v", err)
+				}
+				return
+			}
+			switch typ {
+			case frameChunk:
+				if sent += int64(len(p)); sent > max {
+					t.Fatalf("sent %d bytes for a %d-byte record", sent, len(content))
+				}
+			case frameEnd:
+				sent = 0
+			case frameDone, frameDenied:
+				return
+			}
+		}
+	})
 }
