@@ -32,7 +32,7 @@ type Receipt struct {
 }
 
 // Admission records that a request was decided and logged. Only records it
-// admits can be streamed to the requester (Vault.StreamTo).
+// admits can be sent to the requester (Vault.Share).
 type Admission struct {
 	Allowed []record.ID
 	Receipt Receipt

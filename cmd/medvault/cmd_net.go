@@ -114,7 +114,9 @@ provenance. Give the grant's token (as the patient sent it), the ID of a grant
 in your inbox, or the patient's contact alias to use their newest grant.
 
 Fetching is incremental: records you already hold are not sent again, and a
-fetch cut short keeps the records that arrived whole. The patient's node logs
+fetch cut short keeps what arrived, so the next fetch resumes where it stopped,
+inside a record too (the completed record is checked end to end before it is
+stored). The patient's node logs
 your signed request and returns a receipt, which is verified and kept.`,
 		Example: `  medvault fetch medvault-grant-v1:...
   medvault fetch 9c1e2f3a
