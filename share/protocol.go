@@ -289,21 +289,35 @@ func recipientIn(st *vault.AdmitState, id identity.ID) (age.Recipient, error) {
 }
 
 // chunkFramer turns a byte stream into chunk frames of up to 256 KiB and
-// hashes what it sends.
+// hashes what it sends. Hashing a frame overlaps sending the next: it costs
+// as much as the transport's encryption, on the node's other core.
 type chunkFramer struct {
-	c   Framer
-	buf []byte
-	n   int64
-	h   interface {
-		io.Writer
-		Sum([]byte) []byte
-	}
+	c    Framer
+	buf  []byte
+	n    int64
+	h    hash.Hash
+	todo chan []byte // frames to hash
+	free chan []byte // frames hashed, to reuse
+	done chan struct{}
+}
+
+func newChunkFramer(c Framer) *chunkFramer {
+	f := &chunkFramer{c: c, buf: make([]byte, 0, 256<<10), h: sha256.New(),
+		todo: make(chan []byte, 1), free: make(chan []byte, 2), done: make(chan struct{})}
+	f.free <- make([]byte, 0, 256<<10)
+	go func() {
+		defer close(f.done)
+		for b := range f.todo {
+			f.h.Write(b)
+			f.free <- b[:0]
+		}
+	}()
+	return f
 }
 
 func (f *chunkFramer) Write(p []byte) (int, error) {
 	n := len(p)
 	f.n += int64(n)
-	f.h.Write(p)
 	for len(p) > 0 {
 		k := min(len(p), cap(f.buf)-len(f.buf))
 		f.buf = append(f.buf, p[:k]...)
@@ -322,8 +336,17 @@ func (f *chunkFramer) flush() error {
 		return nil
 	}
 	err := f.c.WriteFrame(frameChunk, f.buf)
-	f.buf = f.buf[:0]
+	f.todo <- f.buf
+	f.buf = <-f.free
 	return err
+}
+
+// sum waits for the hashing and returns the digest of all that was sent;
+// the framer is done after it.
+func (f *chunkFramer) sum() []byte {
+	close(f.todo)
+	<-f.done
+	return f.h.Sum(nil)
 }
 
 func sendRecord(v *vault.Vault, c Framer, adm *vault.Admission, id record.ID, to age.Recipient, offset int64) (int64, error) {
@@ -354,14 +377,16 @@ func sendRecord(v *vault.Vault, c Framer, adm *vault.Admission, id record.ID, to
 	if err := c.WriteFrame(frameMeta, mb); err != nil {
 		return 0, err
 	}
-	cf := &chunkFramer{c: c, buf: make([]byte, 0, 256<<10), h: sha256.New()}
-	if _, err := out.WriteTo(cf); err != nil {
+	cf := newChunkFramer(c)
+	_, err = out.WriteTo(cf)
+	if err == nil {
+		err = cf.flush()
+	}
+	digest := cf.sum()
+	if err != nil {
 		return cf.n, err
 	}
-	if err := cf.flush(); err != nil {
-		return cf.n, err
-	}
-	return cf.n, c.WriteFrame(frameEnd, cf.h.Sum(nil))
+	return cf.n, c.WriteFrame(frameEnd, digest)
 }
 
 func encodeReceipt(r *vault.Receipt) []byte {
