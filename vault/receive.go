@@ -95,6 +95,14 @@ func (v *Vault) AddCiphertext(r io.Reader, n NewRecord, rc Received) (*Meta, err
 		if p.From != rc.From || p.SourceID != rc.SourceID {
 			return nil, fmt.Errorf("partial record %s belongs to another transfer", p.ID)
 		}
+		if p.Stored != rc.Resume.Stored || p.Chunks != rc.Resume.Chunks || p.HeaderLen != rc.Resume.HeaderLen {
+			return nil, fmt.Errorf("partial record %s changed since this fetch asked for the rest (another fetch extended it): fetch again", p.ID)
+		}
+		// A process killed while resuming may have committed chunks past
+		// the ones the partial describes: they go before the rest comes.
+		if err := v.trimChunks(p.ID, p.Chunks); err != nil {
+			return nil, err
+		}
 		id, rs.resume = p.ID, p
 	} else {
 		id = record.NewID()
@@ -190,6 +198,19 @@ func (v *Vault) Partials(patient identity.ID) ([]*Partial, error) {
 		})
 	})
 	return out, err
+}
+
+// trimChunks deletes the chunks of id from index `from` on.
+func (v *Vault) trimChunks(id record.ID, from uint32) error {
+	return v.update(func(tx *bbolt.Tx) error {
+		c := tx.Bucket(bucketChunks).Cursor()
+		for k, _ := c.Seek(chunkKey(id, from)); k != nil && bytes.HasPrefix(k, id[:]); k, _ = c.Seek(chunkKey(id, from)) {
+			if err := c.Delete(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // DropPartial deletes a partial record's chunks and mark.

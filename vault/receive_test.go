@@ -86,6 +86,15 @@ func TestReceivePartials(t *testing.T) {
 	if _, err := v.AddCiphertext(bytes.NewReader(file[cut:]), n, Received{From: from, SourceID: record.NewID(), Resume: ps[0]}); err == nil {
 		t.Fatal("a partial was resumed for another record")
 	}
+	stale := *ps[0]
+	stale.Stored -= 100
+	if _, err := v.AddCiphertext(bytes.NewReader(file[cut-100:]), n, Received{From: from, SourceID: src, Resume: &stale}); err == nil || !strings.Contains(err.Error(), "changed since") {
+		t.Fatalf("a resume from an out-of-date view of the partial: %v", err)
+	}
+	// A killed resume may have left chunks past the partial's: they go.
+	v.update(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketChunks).Put(chunkKey(ps[0].ID, ps[0].Chunks+100), []byte("left by a killed resume"))
+	})
 	m, err := v.AddCiphertext(bytes.NewReader(file[cut:]), n, Received{From: from, SourceID: src, Resume: ps[0], KeepPartial: keep})
 	if err != nil {
 		t.Fatal(err)
