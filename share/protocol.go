@@ -2,6 +2,7 @@ package share
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
@@ -9,6 +10,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"slices"
 	"time"
 
 	"filippo.io/age"
@@ -42,7 +44,8 @@ const (
 	maxRequest    = 64 << 10
 	maxHave       = 16 << 16 // 65,536 record IDs
 	partialEntry  = 16 + 8
-	maxPartial    = partialEntry * 4096
+	maxPartial    = partialEntry * 4096 // what a node reads
+	maxPartials   = 16                  // what a provider keeps per patient
 	maxMeta       = 64 << 10
 	maxChunkFrame = 1 << 20
 	maxReceipt    = 1 << 20 // a leaf may hold up to ledger.MaxSubjects IDs
@@ -516,12 +519,16 @@ func FetchConn(v *vault.Vault, c Framer, g *Grant, now time.Time, progress func(
 	if err != nil {
 		return nil, err
 	}
+	// At most maxPartials per patient, the furthest along: a node that
+	// always breaks off on a new record must not make them pile up.
+	slices.SortFunc(parts, func(a, b *vault.Partial) int { return cmp.Compare(b.Stored, a.Stored) })
+	for len(parts) > maxPartials {
+		v.DropPartial(parts[len(parts)-1].ID) // best effort, as at Z
+		parts = parts[:len(parts)-1]
+	}
 	partials := map[record.ID]*vault.Partial{}
 	var pb []byte
 	for _, p := range parts {
-		if len(pb)+partialEntry > maxPartial {
-			break
-		}
 		partials[p.SourceID] = p
 		pb = append(pb, p.SourceID[:]...)
 		pb = binary.BigEndian.AppendUint64(pb, uint64(p.PayloadOffset()))

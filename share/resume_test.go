@@ -3,12 +3,14 @@ package share
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"math/rand/v2"
 	"net"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"filippo.io/age"
 	"go.etcd.io/bbolt"
 
 	"github.com/medvault/medvault/p2p/frame"
@@ -239,4 +241,83 @@ func FuzzServePartials(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A record whose stored bytes are not what the patient's ledger committed
+// to is not delivered: the node stops before E, and the provider stores no
+// record (what arrived waits as a partial, which the same check stops
+// again).
+func TestSendRefusesDamagedRecord(t *testing.T) {
+	patient, provID, dir, g, _ := resumeSetup(t)
+	provider := openAt(t, dir, provID)
+	defer provider.Close()
+	pdir, pid := patient.Dir(), patient.Owner()
+	ms, _ := patient.List(vault.Filter{})
+	patient.Close()
+	db, err := bbolt.Open(filepath.Join(pdir, vault.DBFile), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bbolt.Tx) error {
+		b := tx.Bucket([]byte("chunks"))
+		k := append(ms[0].ID[:], 0, 0, 0, 9)
+		v := bytes.Clone(b.Get(k))
+		v[1000] ^= 0x40
+		return b.Put(k, v)
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	patient = openAt(t, pdir, pid)
+	defer patient.Close()
+	for range 2 {
+		if _, err := exchange(t, patient, provider, provID.ID(), g); err == nil {
+			t.Fatal("a damaged record was delivered")
+		}
+		if ms, _ := provider.List(vault.Filter{}); len(ms) != 0 {
+			t.Fatalf("the provider stored %d records", len(ms))
+		}
+	}
+}
+
+// A provider keeps at most maxPartials partial records per patient.
+func TestPartialsCapped(t *testing.T) {
+	patient, provID, dir, g, _ := resumeSetup(t)
+	provider := openAt(t, dir, provID)
+	defer provider.Close()
+	r := provID.Recipient()
+	for i := range maxPartials + 3 {
+		var b bytes.Buffer
+		w, _ := age.Encrypt(&b, r)
+		w.Write(bytes.Repeat([]byte{byte(i)}, 600<<10))
+		w.Close()
+		_, err := provider.AddCiphertext(&brokenReader{bytes.NewReader(b.Bytes()[:300<<10])}, vault.NewRecord{Category: record.Imaging},
+			vault.Received{From: patient.Owner().ID(), SourceID: record.NewID(), KeepPartial: func(error) bool { return true }})
+		if !errors.Is(err, vault.ErrPartialKept) {
+			t.Fatal(err)
+		}
+	}
+	// A refused fetch (revoked) still trims them before asking.
+	issued, err := FindIssued(patient, g.ID().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := RevokeAndStore(patient, issued, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	exchange(t, patient, provider, provID.ID(), g)
+	if ps, _ := provider.Partials(patient.Owner().ID()); len(ps) != maxPartials {
+		t.Fatalf("%d partials kept, want %d", len(ps), maxPartials)
+	}
+}
+
+// brokenReader yields r, then fails like a cut connection.
+type brokenReader struct{ r *bytes.Reader }
+
+func (b *brokenReader) Read(p []byte) (int, error) {
+	if b.r.Len() == 0 {
+		return 0, errors.New("connection reset")
+	}
+	return b.r.Read(p)
 }

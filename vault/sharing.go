@@ -2,6 +2,7 @@ package vault
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -206,9 +207,10 @@ type Outgoing struct {
 	// Offset is where in the age payload the stream starts: the offset
 	// the provider asked to resume from, or 0 for the whole file.
 	Offset int64
-	hdr    []byte // the new header, when Offset is 0
-	src    *shortTxReader
-	skip   int // bytes of src's first chunk before the start
+	v      *Vault
+	hdr    []byte // the new header, written first when the whole file is sent
+	from   uint32 // the first chunk with bytes to send
+	skip   int    // bytes of chunk from not sent
 }
 
 // Share prepares an admitted record for the provider whose age recipient
@@ -216,9 +218,7 @@ type Outgoing struct {
 // record's file key to `to` and the stored payload as it is (see
 // rewrap.go). A provider holding the first offset bytes of the payload
 // (from an earlier, cut transfer) gets only the rest, when offset is within
-// the payload; otherwise it gets the whole file. The record is read one
-// chunk per short transaction, so a slow network peer never holds a long
-// transaction open.
+// the payload; otherwise it gets the whole file.
 func (v *Vault) Share(adm *Admission, id record.ID, to age.Recipient, offset int64) (*Outgoing, error) {
 	if adm == nil || !adm.allowed[id] {
 		return nil, fmt.Errorf("record %s was not admitted for this request", id)
@@ -227,8 +227,8 @@ func (v *Vault) Share(adm *Admission, id record.ID, to age.Recipient, offset int
 	if err != nil {
 		return nil, err
 	}
-	out := &Outgoing{Meta: m, src: &shortTxReader{v: v, id: id, want: m.Chunks}}
-	head, err := out.src.chunk()
+	src := &shortTxReader{v: v, id: id, want: m.Chunks}
+	head, err := src.chunk()
 	if err == io.EOF {
 		return nil, fmt.Errorf("%w: record %s has no content", ErrTampered, id)
 	}
@@ -239,16 +239,15 @@ func (v *Vault) Share(adm *Admission, id record.ID, to age.Recipient, offset int
 	if err != nil {
 		return nil, fmt.Errorf("%w: record %s: %v", ErrDecrypt, id, err)
 	}
+	whole := &Outgoing{Meta: m, v: v, hdr: hdr, skip: n}
 	if offset <= 0 {
-		out.hdr, out.skip = hdr, n
-		out.src.cur = head
-		return out, nil
+		return whole, nil
 	}
 	// Find the chunk holding byte n+offset of the stored file.
 	var lens []int
 	if err := v.view(func(tx *bbolt.Tx) error {
 		c := tx.Bucket(bucketChunks).Cursor()
-		for k, val := c.Seek(id[:]); k != nil && bytes.HasPrefix(k, id[:]); k, val = c.Next() {
+		for k, val := c.Seek(id[:]); k != nil && bytes.HasPrefix(k, id[:]) && len(lens) < int(m.Chunks); k, val = c.Next() {
 			lens = append(lens, len(val))
 		}
 		return nil
@@ -258,21 +257,20 @@ func (v *Vault) Share(adm *Admission, id record.ID, to age.Recipient, offset int
 	pos := int64(n) + offset
 	for i, l := range lens {
 		if pos < int64(l) || (pos == int64(l) && i == len(lens)-1) {
-			out.Offset = offset
-			out.src.next = uint32(i)
-			out.skip = int(pos)
-			return out, nil
+			return &Outgoing{Meta: m, v: v, Offset: offset, from: uint32(i), skip: int(pos)}, nil
 		}
 		pos -= int64(l)
 	}
-	// Past the end: send the whole file again.
-	out.hdr, out.skip = hdr, n
-	out.src.next = 1
-	out.src.cur = head
-	return out, nil
+	return whole, nil // past the end: the whole file again
 }
 
-// WriteTo writes the age file (or its rest, after Offset) to w.
+// WriteTo writes the age file (or its rest, after Offset) to w. It reads
+// the record one chunk per short transaction, so a slow network peer never
+// holds a long transaction open, and hashes every stored chunk, sent or
+// not, beside the sending: a record whose stored bytes are not the ones its
+// ledger entry committed to fails with ErrTampered before the end, so the
+// provider never gets a complete record the patient's vault does not
+// vouch for. (Sending no longer decrypts, which used to catch this.)
 func (o *Outgoing) WriteTo(w io.Writer) (int64, error) {
 	var total int64
 	if o.hdr != nil {
@@ -282,16 +280,49 @@ func (o *Outgoing) WriteTo(w io.Writer) (int64, error) {
 			return total, err
 		}
 	}
-	if o.src.cur == nil {
-		c, err := o.src.chunk()
-		if err != nil && err != io.EOF {
-			return total, err
-		}
-		o.src.cur = c
+	todo, free := make(chan []byte, 2), make(chan []byte, 3)
+	for range 3 {
+		free <- make([]byte, 0, chunkSize)
 	}
-	o.src.cur = o.src.cur[min(o.skip, len(o.src.cur)):]
-	n, err := io.Copy(w, onlyReader{o.src})
-	return total + n, err
+	var sum [32]byte
+	hashed := make(chan struct{})
+	go func() {
+		h := sha256.New()
+		for b := range todo {
+			h.Write(b)
+			free <- b[:0]
+		}
+		copy(sum[:], h.Sum(nil))
+		close(hashed)
+	}()
+	src := &shortTxReader{v: o.v, id: o.Meta.ID, want: o.Meta.Chunks}
+	var err error
+	for i := uint32(0); i < o.Meta.Chunks; i++ {
+		src.buf = <-free
+		var c []byte
+		if c, err = src.chunk(); err != nil {
+			break
+		}
+		todo <- c // hashed while it is sent: both only read it
+		if i < o.from {
+			continue
+		}
+		if i == o.from {
+			c = c[min(o.skip, len(c)):]
+		}
+		n, werr := w.Write(c)
+		total += int64(n)
+		if werr != nil {
+			err = werr
+			break
+		}
+	}
+	close(todo)
+	<-hashed
+	if err == nil && sum != o.Meta.ContentDigest {
+		err = fmt.Errorf("%w: record %s: stored content does not match its digest; not sent", ErrTampered, o.Meta.ID)
+	}
+	return total, err
 }
 
 // shortTxReader reads a record's chunks, each in its own read transaction.
