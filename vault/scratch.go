@@ -24,10 +24,12 @@ import (
 // vault (import-<random>.scratch, mode 0600) opened without fsync, since a
 // crash discards it anyway.
 //
-// Nothing in it is readable without keys that live only in this process's
-// memory: values that say anything about a record are sealed with an
-// ephemeral XChaCha20-Poly1305 key, and keys are sequence numbers (file
-// order) or keyed hashes under an ephemeral HMAC key. The file is removed
+// Nothing in it says more than the vault file does: values that say
+// anything about a record are sealed with an ephemeral XChaCha20-Poly1305
+// key that lives only in this process's memory; the content is age
+// ciphertext under the vault key, as stored in the vault; keys are
+// sequence numbers (file order), record IDs, the vault's own index keys,
+// or keyed hashes under an ephemeral HMAC key. The file is removed
 // when the import ends and, if a crash left it, at the next Open.
 type scratch struct {
 	path  string
