@@ -139,22 +139,7 @@ func TestResumeRefusesAlteredPartial(t *testing.T) {
 		t.Fatalf("%d partials", len(parts))
 	}
 	provider.Close()
-	db, err := bbolt.Open(filepath.Join(dir, vault.DBFile), 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := parts[0].ID
-	err = db.Update(func(tx *bbolt.Tx) error {
-		b := tx.Bucket([]byte("chunks"))
-		k := append(id[:], 0, 0, 0, 3)
-		v := bytes.Clone(b.Get(k))
-		v[100] ^= 1
-		return b.Put(k, v)
-	})
-	db.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	flipChunkByte(t, dir, parts[0].ID, 3, 100)
 	provider = openAt(t, dir, provID)
 	defer provider.Close()
 	if _, err := exchange(t, patient, provider, provID.ID(), g); err == nil {
@@ -254,21 +239,7 @@ func TestSendRefusesDamagedRecord(t *testing.T) {
 	pdir, pid := patient.Dir(), patient.Owner()
 	ms, _ := patient.List(vault.Filter{})
 	patient.Close()
-	db, err := bbolt.Open(filepath.Join(pdir, vault.DBFile), 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = db.Update(func(tx *bbolt.Tx) error {
-		b := tx.Bucket([]byte("chunks"))
-		k := append(ms[0].ID[:], 0, 0, 0, 9)
-		v := bytes.Clone(b.Get(k))
-		v[1000] ^= 0x40
-		return b.Put(k, v)
-	})
-	db.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	flipChunkByte(t, pdir, ms[0].ID, 9, 1000)
 	patient = openAt(t, pdir, pid)
 	defer patient.Close()
 	for range 2 {
@@ -320,4 +291,25 @@ func (b *brokenReader) Read(p []byte) (int, error) {
 		return 0, errors.New("connection reset")
 	}
 	return b.r.Read(p)
+}
+
+// flipChunkByte changes one byte of chunk i of record id in the closed
+// vault in dir, as damage or an attacker with the file would.
+func flipChunkByte(t *testing.T, dir string, id record.ID, i uint32, off int) {
+	t.Helper()
+	db, err := bbolt.Open(filepath.Join(dir, vault.DBFile), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	err = db.Update(func(tx *bbolt.Tx) error {
+		b := tx.Bucket([]byte("chunks"))
+		k := binary.BigEndian.AppendUint32(bytes.Clone(id[:]), i)
+		v := bytes.Clone(b.Get(k))
+		v[off] ^= 0x40
+		return b.Put(k, v)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
