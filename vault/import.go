@@ -181,9 +181,9 @@ func (v *Vault) Import(name string, r io.Reader, progress func(resources int, of
 }
 
 // testImportDies, set only by tests, is asked at each point where a killed
-// import leaves a distinct state on disk ("staged", "committed",
-// "flipped"). When it returns true, Import stops there as if the process
-// had been killed, leaving its scratch file and pending records as they are.
+// import leaves a distinct state on disk ("staged", "committed", "indexed",
+// "flipped"). When it returns true, Import stops there as if the process had
+// been killed, leaving its scratch file and pending records as they are.
 var testImportDies func(point string) bool
 
 var errTestDied = errors.New("import: stopped by a test")
@@ -309,6 +309,9 @@ func (im *importer) run(r io.Reader, progress func(resources int, offset int64))
 	if err := im.writeIndex(); err != nil {
 		return nil, err
 	}
+	if im.dies("indexed") {
+		return nil, errTestDied
+	}
 	// The moment the whole file becomes visible.
 	if err := im.v.update(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketPending).Put(commitMarkKey(im.id), im.v.commitMark(im.id))
@@ -362,9 +365,12 @@ func (im *importer) admit(res *fhir.Resource) (*staged, error) {
 	}
 	known := false
 	err := v.view(func(tx *bbolt.Tx) error {
+		// Entries of records still hidden (another import running in this
+		// process, not yet committed) do not count: that import may yet
+		// be rolled back.
 		val := tx.Bucket(bucketIndex).Get(s.key)
 		for i := 0; i+indexEntry <= len(val); i += indexEntry {
-			if bytes.Equal(val[i+16:i+indexEntry], s.content[:]) {
+			if bytes.Equal(val[i+16:i+indexEntry], s.content[:]) && !v.hidden(tx, record.ID(val[i:i+16])) {
 				known = true
 				return nil
 			}
@@ -379,6 +385,9 @@ func (im *importer) admit(res *fhir.Resource) (*staged, error) {
 		recs := tx.Bucket(bucketRecords)
 		for i := 0; i+indexEntry <= len(val); i += indexEntry {
 			id := record.ID(val[i : i+16])
+			if v.hidden(tx, id) {
+				continue
+			}
 			if m, err := v.openMeta(id, recs.Get(id[:])); err == nil && m.FHIR != nil {
 				s.version = max(s.version, m.FHIR.Version)
 				s.base = append(s.base, m.Labels...)

@@ -116,3 +116,34 @@ func TestImportScratchSealedAndRemoved(t *testing.T) {
 	}
 	assertEmpty(t, v)
 }
+
+// Another import running in the same process while one waits hidden (its
+// records and index entries written, not yet made visible) does not take
+// those records for its own data: when the first is rolled back, the
+// second's records are all there.
+func TestConcurrentImportIgnoresHiddenRecords(t *testing.T) {
+	v := newTestVault(t)
+	dieAt(t, "indexed", func() {
+		st, err := v.Import("tiny.json", strings.NewReader(tinyBundle), nil)
+		if err != nil || st.Added != 3 || st.Unchanged != 0 {
+			t.Fatalf("second import while the first is hidden: %+v %v", st, err)
+		}
+	})
+	if _, err := v.Import("tiny.json", strings.NewReader(tinyBundle), nil); !errors.Is(err, errTestDied) {
+		t.Fatalf("first import did not stop where the test asked: %v", err)
+	}
+	v.Close()
+	reopen(t, v)
+	ms, _ := v.List(Filter{})
+	if len(ms) != 3 {
+		t.Fatalf("%d records after the first import was rolled back, want the second's 3", len(ms))
+	}
+	for _, m := range ms {
+		if m.FHIR.Version != 1 {
+			t.Errorf("%s/%s is version %d", m.FHIR.Type, m.FHIR.ID, m.FHIR.Version)
+		}
+	}
+	if rep, err := v.Verify(true); err != nil {
+		t.Fatalf("verify: %v %v", err, rep.Problems)
+	}
+}
