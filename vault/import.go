@@ -399,7 +399,7 @@ func (im *importer) admit(res *fhir.Resource) (*staged, error) {
 	if err != nil || known {
 		return nil, err
 	}
-	s.seq = im.seq
+	s.seq, s.id = im.seq, record.NewID()
 	im.seq++
 	if inFile {
 		s.version, s.prev = ks.version, ks.seq+1
@@ -444,11 +444,26 @@ func (im *importer) admit(res *fhir.Resource) (*staged, error) {
 // flush encrypts and stages a batch, then writes its rows and what it adds
 // to the file-wide tables into the scratch file, each table in key order.
 func (im *importer) flush(batch []*staged, t *tables) error {
-	cts, err := im.v.encryptBatch(batch)
+	// The batch is encrypted on both cores while this goroutine writes
+	// the tables that do not need the ciphertexts.
+	type encrypted struct {
+		cts [][]byte
+		err error
+	}
+	enc := make(chan encrypted, 1)
+	go func() {
+		cts, err := im.v.encryptBatch(batch)
+		enc <- encrypted{cts, err}
+	}()
+	err := im.writeTables(batch, t)
+	e := <-enc
 	if err != nil {
 		return err
 	}
-	sc := im.sc
+	if e.err != nil {
+		return e.err
+	}
+	cts, sc := e.cts, im.sc
 	for i, s := range batch {
 		k := seqKey(s.seq)
 		if _, err := sc.maybeCommit(); err != nil {
@@ -478,6 +493,14 @@ func (im *importer) flush(batch []*staged, t *tables) error {
 		}
 		s.res = nil
 	}
+	return sc.commit()
+}
+
+// writeTables writes what a batch adds to the scratch file's tables, each
+// in key order (bbolt inserts in key order are cheap). It does not touch
+// what encryptBatch writes (sizes, digests, chunk counts, Raw).
+func (im *importer) writeTables(batch []*staged, t *tables) error {
+	sc := im.sc
 	for _, k := range sortedKeys(t.dups) {
 		if _, err := sc.maybeCommit(); err != nil {
 			return err
@@ -504,8 +527,9 @@ func (im *importer) flush(batch []*staged, t *tables) error {
 			return err
 		}
 	}
-	slices.SortFunc(batch, func(a, b *staged) int { return bytes.Compare(a.id[:], b.id[:]) })
-	for _, s := range batch {
+	byID := slices.Clone(batch)
+	slices.SortFunc(byID, func(a, b *staged) int { return bytes.Compare(a.id[:], b.id[:]) })
+	for _, s := range byID {
 		if _, err := sc.maybeCommit(); err != nil {
 			return err
 		}
@@ -555,7 +579,7 @@ func (im *importer) flush(batch []*staged, t *tables) error {
 			return err
 		}
 	}
-	return sc.commit()
+	return nil
 }
 
 func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
@@ -1198,7 +1222,6 @@ func (v *Vault) encryptBatch(batch []*staged) ([][]byte, error) {
 		if errs[i] != nil {
 			return nil, errs[i]
 		}
-		batch[i].id = record.NewID()
 	}
 	return out, nil
 }
