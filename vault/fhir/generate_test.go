@@ -1,8 +1,12 @@
 package fhir
 
 import (
+	"bufio"
 	"bytes"
+	"errors"
 	"io"
+	"os"
+	"strconv"
 	"testing"
 
 	"github.com/medvault/medvault/vault/record"
@@ -86,5 +90,30 @@ func TestGenerate(t *testing.T) {
 	var empty bytes.Buffer
 	if err := Generate(&empty, 0, 1); err != nil || empty.Len() != 0 {
 		t.Errorf("n=0: %v, %d bytes", err, empty.Len())
+	}
+}
+
+// TestWriteGenerated writes $MEDVAULT_GEN_N generated resources as NDJSON
+// to $MEDVAULT_GEN_OUT, for scripts (docs/bench/import.sh); without them
+// it skips.
+func TestWriteGenerated(t *testing.T) {
+	n, out := os.Getenv("MEDVAULT_GEN_N"), os.Getenv("MEDVAULT_GEN_OUT")
+	if n == "" || out == "" {
+		t.Skip("set MEDVAULT_GEN_N and MEDVAULT_GEN_OUT to write generated data")
+	}
+	count, err := strconv.Atoi(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := bufio.NewWriter(f)
+	if err := Generate(w, count, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := errors.Join(w.Flush(), f.Close()); err != nil {
+		t.Fatal(err)
 	}
 }
