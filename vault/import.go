@@ -150,7 +150,7 @@ func decodeLabels(p []byte) ([]record.Label, error) {
 // resources (or batchSize bytes) being encrypted, one commit batch, and
 // the pages bbolt dirties in one transaction, which writes keys in order.
 // Measured peak RssAnon of medvault import: 100k generated resources
-// ~95-105 MiB, 400k ~110-125 MiB (~315 and ~990 MiB when the file's index
+// ~95-105 MiB, 400k ~110-130 MiB (~315 and ~990 MiB when the file's index
 // was kept in memory).
 func (v *Vault) Import(name string, r io.Reader, progress func(resources int, offset int64)) (*ImportStats, error) {
 	im := &importer{v: v, name: name, st: &ImportStats{File: name, ByCategory: map[record.Category]int{}}}
