@@ -913,18 +913,13 @@ func (im *importer) writeIndex() error {
 const indexBatch = 16384
 
 // Pending values of imports. Staged content waits in the scratch file and
-// never reaches the vault before the commit pass; a stagedPrefix || import
-// ID mark (chunks staged in the vault) can only be left by an earlier
-// build, and is discarded like an unfinished add. A committed but hidden
-// record's mark is
-// import ID || HMAC(index key, "medvault/pending-commit/v2" 0x00 || record
-// ID || import ID), and the import's commit mark, under key
+// never reaches the vault before the commit pass. A committed but hidden
+// record's mark is import ID || HMAC(index key, "medvault/pending-commit/v2"
+// 0x00 || record ID || import ID), and the import's commit mark, under key
 // "import-committed/" || import ID, is HMAC(index key,
 // "medvault/import-committed/v1" 0x00 || import ID). Marks are keyed, so a
 // mark written by anyone but this vault's owner is recognised as forged
 // and never makes the vault delete a record.
-const stagedPrefix = "import"
-
 var commitMarkPrefix = []byte("import-committed/")
 
 func (v *Vault) pendingMark(id record.ID, imp [16]byte) []byte {
@@ -1020,13 +1015,7 @@ func (v *Vault) settlePending(own *[16]byte) error {
 				}
 				stored := recs.Get(k) != nil
 				imp, mark := v.markOf(id, val)
-				var ours bool
-				switch {
-				case mark:
-					ours = own != nil && len(val) == 48 && imp == *own
-				case len(val) == len(stagedPrefix)+16 && string(val[:len(stagedPrefix)]) == stagedPrefix:
-					ours = own != nil && [16]byte(val[len(stagedPrefix):]) == *own
-				}
+				ours := mark && own != nil && len(val) == 48 && imp == *own
 				if own != nil && !ours {
 					continue
 				}
