@@ -2,7 +2,6 @@ package vault
 
 import (
 	"bytes"
-	"io"
 	"os"
 	"slices"
 	"strings"
@@ -18,17 +17,9 @@ import (
 // and must not drift from the reference.
 func importLabelsMatchPropagate(t *testing.T, name string, data []byte) {
 	t.Helper()
-	rd := fhir.NewReader(bytes.NewReader(data), name)
-	var rs []*fhir.Resource
-	for {
-		r, err := rd.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		rs = append(rs, r)
+	rs, err := fhir.ReadAll(bytes.NewReader(data), name, fhir.Limits{})
+	if err != nil {
+		t.Fatal(err)
 	}
 	fhir.Propagate(rs)
 	want := map[string][]record.Label{}
