@@ -26,26 +26,7 @@ age-keygen -o "$work/key.txt" 2>/dev/null
 recipient=$(age-keygen -y "$work/key.txt")
 head -c $((size_mib << 20)) /dev/urandom >"$work/in.bin"
 
-# peak RssAnon (KiB) of a command, sampled every 5 ms; prints "ms kib".
-# Dirty pages left by the previous command are written out first (sync), so
-# a command does not pay for the writeback of the one before it: age -e does
-# not sync its output, and the kernel would flush it during the next run.
-measure() {
-	local start end pid peak=0 cur
-	sync
-	start=$(date +%s%N)
-	"$@" >/dev/null 2>&1 &
-	pid=$!
-	while kill -0 "$pid" 2>/dev/null; do
-		cur=$(awk '/^RssAnon:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
-		[ -n "$cur" ] && [ "$cur" -gt "$peak" ] && peak=$cur
-		sleep 0.005
-	done
-	wait "$pid"
-	end=$(date +%s%N)
-	echo "$(( (end - start) / 1000000 )) $peak"
-}
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+. docs/bench/lib.sh # measure, median
 
 declare -A ms kib
 for op in age-enc mv-add age-dec mv-get; do ms[$op]=""; kib[$op]=""; done

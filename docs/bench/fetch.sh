@@ -8,6 +8,7 @@
 #   bash docs/bench/fetch.sh [SIZE_MIB] [RUNS]      (defaults: 1024 3)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. docs/bench/lib.sh # rss_anon, median
 size_mib=${1:-1024}
 runs=${2:-3}
 work=$(mktemp -d "${BENCH_DIR:-/var/tmp}/medvault-fetch.XXXXXX")
@@ -34,8 +35,6 @@ pids+=($!)
 node_pid=$!
 for _ in $(seq 100); do [ -S "$P/node.sock" ] && break; sleep 0.1; done
 
-peak() { awk '/^RssAnon:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 times=() fkib=() nkib=()
 cp -a "$D" "$work/doctor.pristine"
@@ -52,8 +51,8 @@ for r in $(seq "$runs"); do
 	fp=$!
 	fpeak=0 npeak=0
 	while kill -0 "$fp" 2>/dev/null; do
-		c=$(peak "$fp"); [ -n "$c" ] && [ "$c" -gt "$fpeak" ] && fpeak=$c
-		c=$(peak "$node_pid"); [ -n "$c" ] && [ "$c" -gt "$npeak" ] && npeak=$c
+		c=$(rss_anon "$fp"); [ -n "$c" ] && [ "$c" -gt "$fpeak" ] && fpeak=$c
+		c=$(rss_anon "$node_pid"); [ -n "$c" ] && [ "$c" -gt "$npeak" ] && npeak=$c
 		sleep 0.01
 	done
 	wait "$fp" || { cat "$work/fetch.err"; exit 1; }

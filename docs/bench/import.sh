@@ -9,6 +9,7 @@
 # ~670 bytes per resource.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. docs/bench/lib.sh # measure
 sizes=("$@")
 [ ${#sizes[@]} -gt 0 ] || sizes=(100000 400000)
 work=$(mktemp -d "${BENCH_DIR:-/var/tmp}/medvault-import.XXXXXX")
@@ -22,16 +23,6 @@ for n in "${sizes[@]}"; do
 	export MEDVAULT_HOME=$work/home
 	rm -rf "$MEDVAULT_HOME"
 	"$work/medvault" init >/dev/null 2>&1
-	sync
-	start=$(date +%s%N)
-	"$work/medvault" import "$work/in.ndjson" >/dev/null 2>&1 &
-	pid=$! peak=0
-	while kill -0 "$pid" 2>/dev/null; do
-		cur=$(awk '/^RssAnon:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
-		[ -n "$cur" ] && [ "$cur" -gt "$peak" ] && peak=$cur
-		sleep 0.005
-	done
-	wait "$pid"
-	end=$(date +%s%N)
-	printf '%-12s %10s %10s MiB\n' "$n" "$(((end - start) / 1000000))" "$((peak / 1024))"
+	read -r ms kib < <(measure "$work/medvault" import "$work/in.ndjson")
+	printf '%-12s %10s %10s MiB\n' "$n" "$ms" "$((kib / 1024))"
 done
