@@ -8,7 +8,7 @@
 #   bash docs/bench/fetch.sh [SIZE_MIB] [RUNS]      (defaults: 1024 3)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-. docs/bench/lib.sh # rss_anon, median
+. docs/bench/lib.sh # rss_anon, nap, median
 size_mib=${1:-1024}
 runs=${2:-3}
 work=$(mktemp -d "${BENCH_DIR:-/var/tmp}/medvault-fetch.XXXXXX")
@@ -51,9 +51,9 @@ for r in $(seq "$runs"); do
 	fp=$!
 	fpeak=0 npeak=0
 	while kill -0 "$fp" 2>/dev/null; do
-		c=$(rss_anon "$fp"); [ -n "$c" ] && [ "$c" -gt "$fpeak" ] && fpeak=$c
-		c=$(rss_anon "$node_pid"); [ -n "$c" ] && [ "$c" -gt "$npeak" ] && npeak=$c
-		sleep 0.01
+		rss_anon "$fp"; [ "$RSS_ANON" -gt "$fpeak" ] && fpeak=$RSS_ANON
+		rss_anon "$node_pid"; [ "$RSS_ANON" -gt "$npeak" ] && npeak=$RSS_ANON
+		nap 0.01
 	done
 	wait "$fp" || { cat "$work/fetch.err"; exit 1; }
 	end=$(date +%s%N)

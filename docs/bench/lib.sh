@@ -1,7 +1,24 @@
 # Shared by the benchmark scripts in this folder: source it.
+#
+# The sampling below uses bash builtins only. Forking awk and sleep every
+# few milliseconds took a large share of one of this machine's two cores,
+# and a measured command that uses both cores paid for it.
 
-# rss_anon prints the anonymous memory (KiB) of process $1, 0 if gone.
-rss_anon() { awk '/^RssAnon:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+# nap sleeps $1 seconds without forking: read times out on a pipe nobody
+# writes to.
+exec {_nap_fd}<> <(:)
+nap() { read -r -t "$1" -u "$_nap_fd" || true; }
+
+# rss_anon sets RSS_ANON to the anonymous memory (KiB) of process $1, 0 if
+# it is gone. statm's resident minus shared pages is RssAnon (shared counts
+# file and shmem pages), and it is one short line to read.
+rss_anon() {
+	local size resident shared rest
+	RSS_ANON=0
+	read -r size resident shared rest 2>/dev/null <"/proc/$1/statm" || return 0
+	RSS_ANON=$(((resident - shared) * _page_kib))
+}
+_page_kib=$(($(getconf PAGESIZE) / 1024))
 
 # measure runs a command and prints "ms peak_kib": its wall time and its
 # peak RssAnon, sampled every 5 ms. Dirty pages left by the previous
@@ -9,15 +26,15 @@ rss_anon() { awk '/^RssAnon:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 
 # writeback of the one before it: age -e does not sync its output, and the
 # kernel would flush it during the next run.
 measure() {
-	local start end pid peak=0 cur
+	local start end pid peak=0
 	sync
 	start=$(date +%s%N)
 	"$@" >/dev/null 2>&1 &
 	pid=$!
 	while kill -0 "$pid" 2>/dev/null; do
-		cur=$(rss_anon "$pid")
-		[ -n "$cur" ] && [ "$cur" -gt "$peak" ] && peak=$cur
-		sleep 0.005
+		rss_anon "$pid"
+		[ "$RSS_ANON" -gt "$peak" ] && peak=$RSS_ANON
+		nap 0.005
 	done
 	wait "$pid"
 	end=$(date +%s%N)
