@@ -3,12 +3,10 @@ package share
 import (
 	"bytes"
 	"cmp"
-	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"slices"
 	"time"
@@ -29,7 +27,7 @@ type Framer interface {
 	WriteFrame(typ byte, payload []byte) error
 }
 
-// Frame types of the share protocol (/medvault/share/1.1.0). See
+// Frame types of the share protocol (/medvault/share/1.2.0). See
 // p2p/PROTOCOL.md, "Messages".
 const (
 	frameRequest  = 'Q' // provider: a signed Request
@@ -39,7 +37,7 @@ const (
 	frameDenied   = 'D' // patient: the request was refused; payload is the reason code
 	frameMeta     = 'M' // patient: metadata of the next record (JSON)
 	frameChunk    = 'C' // patient: a piece of the record's age ciphertext
-	frameEnd      = 'E' // patient: end of the record; SHA-256 of its ciphertext
+	frameEnd      = 'E' // patient: end of the record; empty
 	frameDone     = 'Z' // patient: end of the response; uint32 count of records sent
 	maxRequest    = 64 << 10
 	maxHave       = 16 << 16 // 65,536 record IDs
@@ -291,31 +289,15 @@ func recipientIn(st *vault.AdmitState, id identity.ID) (age.Recipient, error) {
 	return nil, fmt.Errorf("no contact card for %s: cannot encrypt to them", id)
 }
 
-// chunkFramer turns a byte stream into chunk frames of up to 256 KiB and
-// hashes what it sends. Hashing a frame overlaps sending the next: it costs
-// as much as the transport's encryption, on the node's other core.
+// chunkFramer turns a byte stream into chunk frames of up to 256 KiB.
 type chunkFramer struct {
-	c    Framer
-	buf  []byte
-	n    int64
-	h    hash.Hash
-	todo chan []byte // frames to hash
-	free chan []byte // frames hashed, to reuse
-	done chan struct{}
+	c   Framer
+	buf []byte
+	n   int64
 }
 
 func newChunkFramer(c Framer) *chunkFramer {
-	f := &chunkFramer{c: c, buf: make([]byte, 0, 256<<10), h: sha256.New(),
-		todo: make(chan []byte, 1), free: make(chan []byte, 2), done: make(chan struct{})}
-	f.free <- make([]byte, 0, 256<<10)
-	go func() {
-		defer close(f.done)
-		for b := range f.todo {
-			f.h.Write(b)
-			f.free <- b[:0]
-		}
-	}()
-	return f
+	return &chunkFramer{c: c, buf: make([]byte, 0, 256<<10)}
 }
 
 func (f *chunkFramer) Write(p []byte) (int, error) {
@@ -339,17 +321,8 @@ func (f *chunkFramer) flush() error {
 		return nil
 	}
 	err := f.c.WriteFrame(frameChunk, f.buf)
-	f.todo <- f.buf
-	f.buf = <-f.free
+	f.buf = f.buf[:0]
 	return err
-}
-
-// sum waits for the hashing and returns the digest of all that was sent;
-// the framer is done after it.
-func (f *chunkFramer) sum() []byte {
-	close(f.todo)
-	<-f.done
-	return f.h.Sum(nil)
 }
 
 func sendRecord(v *vault.Vault, c Framer, adm *vault.Admission, id record.ID, to age.Recipient, offset int64) (int64, error) {
@@ -385,11 +358,10 @@ func sendRecord(v *vault.Vault, c Framer, adm *vault.Admission, id record.ID, to
 	if err == nil {
 		err = cf.flush()
 	}
-	digest := cf.sum()
 	if err != nil {
 		return cf.n, err
 	}
-	return cf.n, c.WriteFrame(frameEnd, digest)
+	return cf.n, c.WriteFrame(frameEnd, nil)
 }
 
 func encodeReceipt(r *vault.Receipt) []byte {
@@ -607,6 +579,15 @@ func FetchConn(v *vault.Vault, c Framer, g *Grant, now time.Time, progress func(
 	}
 }
 
+// storeError says why the vault did not store record src. Bytes that do not
+// decrypt are the patient's node breaking the protocol.
+func storeError(src record.ID, err error) error {
+	if errors.Is(err, vault.ErrDamaged) {
+		return fmt.Errorf("%w: record %s arrived damaged: %w", ErrProtocol, src, err)
+	}
+	return fmt.Errorf("store record %s: %w", src, err)
+}
+
 func receiveRecord(v *vault.Vault, c Framer, g *Grant, mb []byte, res *FetchResult, partials map[record.ID]*vault.Partial, progress func(int, int64), accept func(record.ID) error) (*vault.Meta, error) {
 	var sm sharedMeta
 	if err := json.Unmarshal(mb, &sm); err != nil {
@@ -665,26 +646,10 @@ func receiveRecord(v *vault.Vault, c Framer, g *Grant, mb []byte, res *FetchResu
 		err error
 	}
 	done := make(chan result, 1)
-	// The vault hashes what it stores; the sender's digest (frame E) is
-	// checked against that before the record is committed. want is set
-	// before the pipe is closed, so the vault reads it after. A resumed
-	// record's E covers this connection's bytes only: they are hashed
-	// here, and the vault checks the whole file by decrypting it.
-	var want []byte
-	var session hash.Hash
-	if part != nil {
-		session = sha256.New()
-	}
-	check := func(d [32]byte) error {
-		if session != nil {
-			d = [32]byte(session.Sum(nil))
-		}
-		if !bytes.Equal(want, d[:]) {
-			return fmt.Errorf("%w: record %s: digest mismatch", ErrProtocol, src)
-		}
-		return nil
-	}
-	rc := vault.Received{From: g.Issuer(), Grant: g.ID(), SourceID: src, Size: sm.Size, Status: sm.Status, Check: check,
+	// The vault decrypts what it stores as it arrives (age authenticates
+	// every 64 KiB, their order and the end), from the first byte of a
+	// resumed record.
+	rc := vault.Received{From: g.Issuer(), Grant: g.ID(), SourceID: src, Size: sm.Size, Status: sm.Status,
 		Resume: part,
 		// A connection that breaks keeps what arrived; a peer that broke
 		// the protocol does not.
@@ -711,25 +676,22 @@ func receiveRecord(v *vault.Vault, c Framer, g *Grant, mb []byte, res *FetchResu
 				<-done
 				return nil, fmt.Errorf("%w: record %s is larger than stated", ErrProtocol, src)
 			}
-			if session != nil {
-				session.Write(p)
-			}
 			if _, err := pw.Write(p); err != nil {
-				r := <-done
-				return nil, fmt.Errorf("store record %s: %w", src, r.err)
+				return nil, storeError(src, (<-done).err)
 			}
 			if progress != nil {
 				progress(res.Records, res.Bytes)
 			}
 		case frameEnd:
-			want = bytes.Clone(p)
+			if len(p) != 0 {
+				pw.CloseWithError(ErrProtocol)
+				<-done
+				return nil, fmt.Errorf("%w: record %s: end frame is not empty", ErrProtocol, src)
+			}
 			pw.Close()
 			r := <-done
-			if errors.Is(r.err, ErrProtocol) {
-				return nil, fmt.Errorf("%w: record %s arrived damaged", ErrProtocol, src)
-			}
 			if r.err != nil {
-				return nil, fmt.Errorf("store record %s: %w", src, r.err)
+				return nil, storeError(src, r.err)
 			}
 			res.Records++
 			if part != nil {

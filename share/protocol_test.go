@@ -2,7 +2,6 @@ package share
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -11,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"filippo.io/age"
 
 	"github.com/medvault/medvault/ledger"
 	"github.com/medvault/medvault/p2p/frame"
@@ -412,35 +413,71 @@ func TestVerifyCatchesDeletedRevocation(t *testing.T) {
 	}
 }
 
-// corruptEnd flips a bit of every record's end digest on the provider's
-// side, as damage in transit would.
-type corruptEnd struct{ Framer }
+// corruptChunk flips a bit of the last byte of every chunk frame on the
+// provider's side, as damage in transit would; dropLast leaves out each
+// record's last chunk frame instead, as a patient node that ends a record
+// early would.
+type corruptChunk struct {
+	Framer
+	dropLast bool
+	held     []byte
+}
 
-func (c corruptEnd) ReadFrame(limit int) (byte, []byte, error) {
-	typ, p, err := c.Framer.ReadFrame(limit)
-	if typ == frameEnd && len(p) > 0 {
-		p = bytes.Clone(p)
-		p[0] ^= 1
+func (c *corruptChunk) ReadFrame(limit int) (byte, []byte, error) {
+	for {
+		typ, p, err := c.Framer.ReadFrame(limit)
+		if err != nil {
+			return typ, p, err
+		}
+		if !c.dropLast {
+			if typ == frameChunk {
+				p = bytes.Clone(p)
+				p[len(p)-1] ^= 1
+			}
+			return typ, p, nil
+		}
+		// Hold each chunk back until the next frame shows whether it was
+		// the record's last.
+		held := c.held
+		c.held = nil
+		if typ == frameChunk {
+			c.held = bytes.Clone(p)
+			if held == nil {
+				continue
+			}
+			return frameChunk, held, nil
+		}
+		return typ, p, nil
 	}
-	return typ, p, err
 }
 
 func TestDamagedRecordDiscarded(t *testing.T) {
-	patient := openVault(t, "Ada", identity.Patient)
-	provider := openVault(t, "Dr. Hopper", identity.Provider)
-	patient.Add(strings.NewReader("x"), vault.NewRecord{Category: record.Labs})
-	SaveContact(patient, "dr", cardOf(t, provider), false)
-	g, _ := IssueAndStore(patient, GrantParams{Audience: provider.Owner().ID(), Scope: Scope{Categories: []record.Category{record.Labs}},
-		Purpose: "TREAT", Expiry: time.Now().Add(time.Hour)}, time.Now())
-	a, b := net.Pipe()
-	go func() { ServeConn(patient, frame.NewConn(a, nil), provider.Owner().ID(), time.Now()); a.Close() }()
-	_, err := FetchConn(provider, corruptEnd{frame.NewConn(b, nil)}, g, time.Now(), nil)
-	b.Close()
-	if !errors.Is(err, ErrProtocol) {
-		t.Fatalf("damaged record: %v", err)
-	}
-	if ms, _ := provider.List(vault.Filter{}); len(ms) != 0 {
-		t.Fatal("a damaged record was stored")
+	for _, tc := range []struct {
+		name     string
+		dropLast bool
+	}{{"bit flipped", false}, {"ends early", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			patient := openVault(t, "Ada", identity.Patient)
+			provider := openVault(t, "Dr. Hopper", identity.Provider)
+			// Three chunk frames: the last one holds the end of the payload.
+			patient.Add(bytes.NewReader(make([]byte, 600<<10)), vault.NewRecord{Category: record.Labs})
+			SaveContact(patient, "dr", cardOf(t, provider), false)
+			g, _ := IssueAndStore(patient, GrantParams{Audience: provider.Owner().ID(), Scope: Scope{Categories: []record.Category{record.Labs}},
+				Purpose: "TREAT", Expiry: time.Now().Add(time.Hour)}, time.Now())
+			a, b := net.Pipe()
+			go func() { ServeConn(patient, frame.NewConn(a, nil), provider.Owner().ID(), time.Now()); a.Close() }()
+			_, err := FetchConn(provider, &corruptChunk{Framer: frame.NewConn(b, nil), dropLast: tc.dropLast}, g, time.Now(), nil)
+			b.Close()
+			if !errors.Is(err, ErrProtocol) || !strings.Contains(err.Error(), "arrived damaged") {
+				t.Fatalf("damaged record: %v", err)
+			}
+			if ms, _ := provider.List(vault.Filter{}); len(ms) != 0 {
+				t.Fatal("a damaged record was stored")
+			}
+			if ps, _ := provider.Partials(patient.Owner().ID()); len(ps) != 0 {
+				t.Fatal("a damaged record was kept as a partial")
+			}
+		})
 	}
 }
 
@@ -460,21 +497,33 @@ func (s *scripted) WriteFrame(byte, []byte) error { return nil }
 
 // FuzzReceiveRecord feeds the provider's record path whatever a hostile
 // patient node might send: it must not panic, and it stores a record only
-// when the end digest matches what arrived.
+// when what arrived is one age file that decrypts, followed by an empty end
+// frame.
 func FuzzReceiveRecord(f *testing.F) {
-	meta := []byte(`{"id":"00112233445566778899aabbccddeeff","title":"t","category":"labs","size":5}`)
-	body := []byte("hello")
-	sum := sha256.Sum256(body)
-	good, _ := frame.AppendFrame(nil, frameChunk, body)
-	good, _ = frame.AppendFrame(good, frameEnd, sum[:])
-	f.Add(meta, good)
-	f.Add([]byte(`{"id":"zz","category":"labs"}`), good)
-	f.Add(meta, []byte{frameChunk, 0, 0, 0, 1})
-	f.Add([]byte(`{"id":"00112233445566778899aabbccddeeff","category":"labs","size":-1}`), good)
 	provider := openVault(f, "Dr", identity.Provider)
 	patient, _ := identity.Generate("P", identity.Patient)
 	g, _ := IssueGrant(patient, GrantParams{Audience: provider.Owner().ID(), Vault: VaultID{1},
 		Scope: Scope{Categories: []record.Category{record.Labs}}, Purpose: "TREAT", Expiry: time.Now().Add(time.Hour)}, time.Now())
+	var file bytes.Buffer
+	w, _ := age.Encrypt(&file, provider.Owner().Recipient())
+	w.Write([]byte("hello"))
+	w.Close()
+	meta := []byte(`{"id":"00112233445566778899aabbccddeeff","title":"t","category":"labs","size":5}`)
+	good, _ := frame.AppendFrame(nil, frameChunk, file.Bytes()[:40])
+	good, _ = frame.AppendFrame(good, frameChunk, file.Bytes()[40:])
+	good, _ = frame.AppendFrame(good, frameEnd, nil)
+	f.Add(meta, good)
+	notEmpty, _ := frame.AppendFrame(good[:len(good)-5:len(good)-5], frameEnd, []byte{0})
+	f.Add(meta, notEmpty)
+	if _, err := receiveRecord(provider, &scripted{good}, g, meta, &FetchResult{}, nil, nil, func(record.ID) error { return nil }); err != nil {
+		f.Fatalf("the valid seed: %v", err)
+	}
+	if _, err := receiveRecord(provider, &scripted{notEmpty}, g, meta, &FetchResult{}, nil, nil, func(record.ID) error { return nil }); !errors.Is(err, ErrProtocol) {
+		f.Fatalf("a non-empty end frame: %v", err)
+	}
+	f.Add([]byte(`{"id":"zz","category":"labs"}`), good)
+	f.Add(meta, []byte{frameChunk, 0, 0, 0, 1})
+	f.Add([]byte(`{"id":"00112233445566778899aabbccddeeff","category":"labs","size":-1}`), good)
 	f.Fuzz(func(t *testing.T, meta, frames []byte) {
 		before, _ := provider.List(vault.Filter{})
 		m, err := receiveRecord(provider, &scripted{frames}, g, meta, &FetchResult{}, nil, nil, func(record.ID) error { return nil })

@@ -46,6 +46,7 @@ type chunkWriter struct {
 	cur    []byte // chunk being filled
 	batch  [][]byte
 	digest hash.Hash
+	check  *ageCheck // nil unless the stream is a received age file
 	size   int64
 
 	jobs   chan [][]byte
@@ -56,13 +57,14 @@ type chunkWriter struct {
 }
 
 func (v *Vault) newChunkWriter(id record.ID) *chunkWriter {
-	return v.chunkWriterAt(id, 0, sha256.New())
+	return v.chunkWriterAt(id, 0, sha256.New(), nil)
 }
 
 // chunkWriterAt continues a record whose first chunks are stored: new
 // chunks start at index first, and digest holds the hash of the stored ones.
-func (v *Vault) chunkWriterAt(id record.ID, first uint32, digest hash.Hash) *chunkWriter {
-	w := &chunkWriter{v: v, id: id, digest: digest, next: first, first: first,
+// check, if set, is given every chunk (see ageCheck).
+func (v *Vault) chunkWriterAt(id record.ID, first uint32, digest hash.Hash, check *ageCheck) *chunkWriter {
+	w := &chunkWriter{v: v, id: id, digest: digest, check: check, next: first, first: first,
 		jobs: make(chan [][]byte, 1), done: make(chan error, 1),
 		free: make(chan []byte, 3*batchSize/chunkSize)}
 	go w.commitLoop()
@@ -83,6 +85,9 @@ func (w *chunkWriter) commitLoop() {
 			}
 			hashed <- struct{}{}
 		}()
+		if w.check != nil {
+			w.check.feed(batch)
+		}
 		if err == nil {
 			err = w.v.update(func(tx *bbolt.Tx) error {
 				b := tx.Bucket(bucketChunks)
@@ -98,6 +103,9 @@ func (w *chunkWriter) commitLoop() {
 			w.failed.Store(true)
 		}
 		<-hashed
+		if w.check != nil {
+			w.check.wait()
+		}
 		start += uint32(len(batch))
 		for _, c := range batch {
 			select {
@@ -152,6 +160,10 @@ func (w *chunkWriter) flush() error {
 		w.err = errWriteFailed
 		return w.err
 	}
+	if w.check != nil && w.check.failed.Load() {
+		w.err = ErrDamaged
+		return w.err
+	}
 	w.jobs <- w.batch
 	w.next += uint32(len(w.batch))
 	w.batch = nil
@@ -177,6 +189,21 @@ func (w *chunkWriter) finish() (rest [][]byte, first uint32, err error) {
 func (w *chunkWriter) abort() {
 	close(w.jobs)
 	<-w.done
+	if w.check != nil {
+		w.check.end()
+	}
+}
+
+// verdict, after finish, gives the check the chunks not yet written and
+// returns whether the whole age file decrypts; nil when not checking. A
+// writer whose stream broke off calls it too, to stop the check.
+func (w *chunkWriter) verdict(rest [][]byte) error {
+	if w.check == nil {
+		return nil
+	}
+	w.check.feed(rest)
+	w.check.wait()
+	return w.check.end()
 }
 
 // sum returns the digest of the whole stream; call after finish, with the

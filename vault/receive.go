@@ -26,9 +26,6 @@ type Received struct {
 	SourceID record.ID // the record's ID in the patient's vault
 	Size     int64     // plaintext size, as the patient stated it
 	Status   string
-	// Check, if set, is given the SHA-256 of the whole ciphertext before
-	// the record is committed; an error discards the record.
-	Check func(digest [32]byte) error
 	// Resume, if set, continues that partial record: r then carries the
 	// rest of the age file, from byte Partial.Stored on.
 	Resume *Partial
@@ -72,10 +69,11 @@ type receiveState struct {
 
 // AddCiphertext stores a record received from a patient: r is an age file
 // already encrypted to the owner, stored as it is. Like Add, the record
-// appears with its ledger entry (Receive) only once complete. A resumed
-// record is decrypted end to end before it is committed: its pieces came
-// over two connections, and age authenticates every 64 KiB of the payload,
-// its order and its end.
+// appears with its ledger entry (Receive) only once complete. The file is
+// decrypted, to nothing, while it is written: age authenticates every
+// 64 KiB of the payload, its order and its end, so a damaged chunk stops
+// the transfer (ErrDamaged) and nothing of the record is kept. A resumed
+// record is checked from its first byte: the stored start is read again.
 func (v *Vault) AddCiphertext(r io.Reader, n NewRecord, rc Received) (*Meta, error) {
 	if err := n.validate(); err != nil {
 		return nil, err
@@ -114,9 +112,6 @@ func (v *Vault) AddCiphertext(r io.Reader, n NewRecord, rc Received) (*Meta, err
 	}
 	m, err := v.storeStream(id, r, n, nil, ledger.ActionReceive, func(m *Meta) error {
 		m.From, m.Grant, m.SourceID, m.Size, m.Status = rc.From, rc.Grant[:], rc.SourceID, rc.Size, rc.Status
-		if rc.Check != nil {
-			return rc.Check(m.ContentDigest)
-		}
 		return nil
 	}, rs)
 	if rs.kept {
@@ -135,6 +130,9 @@ func (v *Vault) AddCiphertext(r io.Reader, n NewRecord, rc Received) (*Meta, err
 // transaction. A stream that broke inside the age header is not kept.
 func (v *Vault) suspend(cw *chunkWriter, id record.ID, stored int64, rs *receiveState) error {
 	rest, first, err := cw.finish()
+	// What arrived ends early: the check has nothing to say about it. A
+	// resumed transfer checks it again from the start.
+	cw.verdict(nil)
 	if err != nil {
 		return err
 	}
@@ -164,23 +162,6 @@ func (v *Vault) suspend(cw *chunkWriter, id record.ID, stored int64, rs *receive
 		}
 		return tx.Bucket(bucketPending).Put(id[:], sealed)
 	})
-}
-
-// checkAgeFile decrypts a record's stored chunks followed by rest, to
-// nothing, and reports whether age accepts the whole file.
-func (v *Vault) checkAgeFile(id record.ID, stored uint32, rest [][]byte) error {
-	rs := []io.Reader{&shortTxReader{v: v, id: id, want: stored}}
-	for _, c := range rest {
-		rs = append(rs, bytes.NewReader(c))
-	}
-	d, err := age.Decrypt(io.MultiReader(rs...), v.identities()...)
-	if err == nil {
-		_, err = io.Copy(io.Discard, d)
-	}
-	if err != nil {
-		return fmt.Errorf("%w: the resumed record does not decrypt: %v", ErrTampered, err)
-	}
-	return nil
 }
 
 // Partials returns the partial records received from patient.

@@ -84,11 +84,19 @@ func (v *Vault) addContent(id record.ID, r io.Reader, n NewRecord) (*Meta, error
 // rs, for a record received from a peer, continues a partial record and
 // keeps what arrived as a partial when the stream breaks (see receive.go).
 func (v *Vault) storeStream(id record.ID, r io.Reader, n NewRecord, to age.Recipient, act ledger.Action, fix func(*Meta) error, rs *receiveState) (*Meta, error) {
-	cw := v.newChunkWriter(id)
+	var cw *chunkWriter
 	var stored int64
-	if rs != nil && rs.resume != nil {
-		cw = v.chunkWriterAt(id, rs.resume.Chunks, rs.resume.digest)
-		stored = rs.resume.Stored
+	switch {
+	case rs == nil:
+		cw = v.newChunkWriter(id)
+	case rs.resume == nil:
+		cw = v.chunkWriterAt(id, 0, sha256.New(), v.newAgeCheck(nil))
+	default:
+		// The check reads the stored start again: it came over another
+		// connection, and the vault file may have changed since.
+		p := rs.resume
+		cw = v.chunkWriterAt(id, p.Chunks, p.digest, v.newAgeCheck(&shortTxReader{v: v, id: id, want: p.Chunks}))
+		stored = p.Stored
 	}
 	var dst io.WriteCloser = nopCloser{cw}
 	if to != nil {
@@ -105,7 +113,7 @@ func (v *Vault) storeStream(id record.ID, r io.Reader, n NewRecord, to age.Recip
 	if err == nil {
 		err = dst.Close()
 	}
-	if err != nil && rs != nil && src.err != nil && rs.keep != nil && rs.keep(src.err) && !cw.failed.Load() {
+	if err != nil && rs != nil && src.err != nil && rs.keep != nil && rs.keep(src.err) && !cw.failed.Load() && !cw.check.failed.Load() {
 		// The peer went away: keep what arrived so a later fetch resumes.
 		if kerr := v.suspend(cw, id, stored+size, rs); kerr != nil {
 			return nil, errors.Join(err, kerr)
@@ -122,13 +130,11 @@ func (v *Vault) storeStream(id record.ID, r io.Reader, n NewRecord, to age.Recip
 	}
 	rest, first, err := cw.finish()
 	if err != nil {
+		cw.verdict(nil)
 		return nil, fmt.Errorf("write to vault: %w", err)
 	}
-	if rs != nil && rs.resume != nil {
-		// Pieces from two connections: check the whole age file.
-		if err := v.checkAgeFile(id, first, rest); err != nil {
-			return nil, err
-		}
+	if err := cw.verdict(rest); err != nil {
+		return nil, err
 	}
 	m := &Meta{ID: id, Title: n.Title, Category: n.Category, Labels: normLabels(n.Labels), Date: n.Date,
 		Added: v.now().UTC(), FileName: n.FileName, Size: size, Source: n.Source, FHIR: n.FHIR,

@@ -1,0 +1,201 @@
+package vault
+
+import (
+	"bytes"
+	"crypto/hkdf"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"io"
+	"testing"
+
+	"filippo.io/age"
+	"golang.org/x/crypto/chacha20poly1305"
+)
+
+// ageFile encrypts size bytes of a pattern to a new identity.
+func ageFile(t testing.TB, size int) ([]byte, *age.X25519Identity) {
+	t.Helper()
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	w, err := age.Encrypt(&out, id.Recipient())
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := make([]byte, size)
+	for i := range plain {
+		plain[i] = byte(i * 7)
+	}
+	w.Write(plain)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return out.Bytes(), id
+}
+
+// checkInPieces runs a streamCheck over file cut into pieces of n bytes.
+func checkInPieces(file []byte, n int, ids ...age.Identity) error {
+	s := &streamCheck{ids: ids}
+	for len(file) > 0 {
+		k := min(n, len(file))
+		if err := s.Write(file[:k]); err != nil {
+			return err
+		}
+		file = file[k:]
+	}
+	return s.Close()
+}
+
+func ageAccepts(file []byte, ids ...age.Identity) bool {
+	r, err := age.Decrypt(bytes.NewReader(file), ids...)
+	if err == nil {
+		_, err = io.Copy(io.Discard, r)
+	}
+	return err == nil
+}
+
+// The check accepts what age accepts and refuses what age refuses, for
+// sizes around the 64 KiB chunk boundary, cut into pieces of any size,
+// with bytes flipped, cut off or added anywhere.
+func TestStreamCheckAgreesWithAge(t *testing.T) {
+	other, _ := age.GenerateX25519Identity()
+	for _, size := range []int{0, 1, 1000, 64<<10 - 1, 64 << 10, 64<<10 + 1, 128 << 10, 200 << 10} {
+		file, id := ageFile(t, size)
+		for _, n := range []int{1, 7, 4096, ageEncChunk, ageEncChunk + 1, 1 << 20} {
+			if n == 1 && size > 1000 {
+				continue
+			}
+			if err := checkInPieces(file, n, id); err != nil {
+				t.Fatalf("size %d in pieces of %d: %v", size, n, err)
+			}
+		}
+		if err := checkInPieces(file, 4096, other); !errors.Is(err, ErrDamaged) {
+			t.Fatalf("size %d for another identity: %v", size, err)
+		}
+		hdrLen := bytes.Index(file, []byte("\n--- ")) + 1
+		hdrLen += bytes.IndexByte(file[hdrLen:], '\n') + 1
+		positions := []int{0, 10, hdrLen - 2, hdrLen, hdrLen + 15, hdrLen + 16, hdrLen + 20, len(file) - 17, len(file) - 16, len(file) - 1}
+		if size > 64<<10 {
+			positions = append(positions, hdrLen+16+ageEncChunk-1, hdrLen+16+ageEncChunk)
+		}
+		for _, pos := range positions {
+			if pos < 0 || pos >= len(file) {
+				continue
+			}
+			flipped := bytes.Clone(file)
+			flipped[pos] ^= 0x20
+			short := file[:pos]
+			for name, bad := range map[string][]byte{"flipped": flipped, "cut": short} {
+				want := ageAccepts(bad, id)
+				err := checkInPieces(bad, 4096, id)
+				if (err == nil) != want {
+					t.Errorf("size %d, %s at %d: check says %v, age accepts: %v", size, name, pos, err, want)
+				}
+				if err != nil && !errors.Is(err, ErrDamaged) {
+					t.Errorf("size %d, %s at %d: %v is not ErrDamaged", size, name, pos, err)
+				}
+			}
+		}
+		longer := append(bytes.Clone(file), 0)
+		if err := checkInPieces(longer, 4096, id); err == nil || ageAccepts(longer, id) {
+			t.Errorf("size %d with a byte added: check %v", size, err)
+		}
+	}
+}
+
+func TestStreamCheckBoundsHeader(t *testing.T) {
+	s := &streamCheck{}
+	junk := bytes.Repeat([]byte("-> X25519 aaaa\n"), maxAgeHeader/8)
+	if err := s.Write(junk); !errors.Is(err, ErrDamaged) {
+		t.Fatalf("a header without end: %v", err)
+	}
+	if len(s.head) > 2*maxAgeHeader {
+		t.Fatalf("kept %d header bytes", len(s.head))
+	}
+}
+
+// FuzzStreamCheck compares the check's verdict with age's for files changed
+// at random: they must agree.
+func FuzzStreamCheck(f *testing.F) {
+	f.Add(uint32(100), uint32(0), byte(1), uint16(4096), false)
+	f.Add(uint32(70000), uint32(65600), byte(0x80), uint16(1), false)
+	f.Add(uint32(65536), uint32(65560), byte(0), uint16(65535), true)
+	f.Add(uint32(0), uint32(5), byte(0), uint16(3), true)
+	id, _ := age.GenerateX25519Identity()
+	files := map[uint32][]byte{}
+	f.Fuzz(func(t *testing.T, size, pos uint32, flip byte, piece uint16, cut bool) {
+		size %= 200 << 10
+		file, ok := files[size]
+		if !ok {
+			var out bytes.Buffer
+			w, _ := age.Encrypt(&out, id.Recipient())
+			w.Write(make([]byte, size))
+			w.Close()
+			file = out.Bytes()
+			if len(files) < 64 {
+				files[size] = file
+			}
+		}
+		file = bytes.Clone(file)
+		pos %= uint32(len(file))
+		if cut {
+			file = file[:pos]
+		} else {
+			file[pos] ^= flip
+		}
+		err := checkInPieces(file, int(piece)+1, id)
+		if want := ageAccepts(file, id); (err == nil) != want {
+			t.Fatalf("check says %v, age accepts: %v", err, want)
+		}
+	})
+}
+
+// Only an empty file may end with an empty chunk: a peer holding the file
+// key can write one after a full chunk, and age refuses it.
+func TestStreamCheckEmptyLastChunk(t *testing.T) {
+	file, id := ageFile(t, 64<<10)
+	hdrLen := bytes.Index(file, []byte("\n--- ")) + 1
+	hdrLen += bytes.IndexByte(file[hdrLen:], '\n') + 1
+	fileKey, err := age.DecryptHeader(file[:hdrLen], id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nonce := file[hdrLen : hdrLen+ageNonceSize]
+	key, _ := hkdf.Key(sha256.New, fileKey, nonce, "payload", chacha20poly1305.KeySize)
+	aead, _ := chacha20poly1305.New(key)
+	seal := func(i uint64, last bool, plain []byte) []byte {
+		var n [chacha20poly1305.NonceSize]byte
+		binary.BigEndian.PutUint64(n[3:11], i)
+		if last {
+			n[11] = 1
+		}
+		return aead.Seal(nil, n[:], plain, nil)
+	}
+	plain := make([]byte, 64<<10)
+	for i := range plain {
+		plain[i] = byte(i * 7)
+	}
+	// Rebuilt as age wrote it: the same bytes, so the sealing is right.
+	if again := append(bytes.Clone(file[:hdrLen+ageNonceSize]), seal(0, true, plain)...); !bytes.Equal(again, file) {
+		t.Fatal("rebuilt file differs from age's")
+	}
+	bad := append(bytes.Clone(file[:hdrLen+ageNonceSize]), seal(0, false, plain)...)
+	bad = append(bad, seal(1, true, nil)...)
+	if ageAccepts(bad, id) {
+		t.Fatal("age accepts an empty last chunk after a full one")
+	}
+	if err := checkInPieces(bad, 4096, id); !errors.Is(err, ErrDamaged) {
+		t.Fatalf("an empty last chunk after a full one: %v", err)
+	}
+	good := append(bytes.Clone(file[:hdrLen+ageNonceSize]), seal(0, false, plain)...)
+	good = append(good, seal(1, true, []byte("x"))...)
+	if !ageAccepts(good, id) {
+		t.Fatal("age refuses a one-byte last chunk")
+	}
+	if err := checkInPieces(good, 4096, id); err != nil {
+		t.Fatalf("a one-byte last chunk: %v", err)
+	}
+}
