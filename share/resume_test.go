@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -233,22 +234,40 @@ func FuzzServePartials(f *testing.F) {
 // record (what arrived waits as a partial, which the same check stops
 // again).
 func TestSendRefusesDamagedRecord(t *testing.T) {
-	patient, provID, dir, g, _ := resumeSetup(t)
-	provider := openAt(t, dir, provID)
-	defer provider.Close()
-	pdir, pid := patient.Dir(), patient.Owner()
-	ms, _ := patient.List(vault.Filter{})
-	patient.Close()
-	flipChunkByte(t, pdir, ms[0].ID, 9, 1000)
-	patient = openAt(t, pdir, pid)
-	defer patient.Close()
-	for range 2 {
-		if _, err := exchange(t, patient, provider, provID.ID(), g); err == nil {
-			t.Fatal("a damaged record was delivered")
-		}
-		if ms, _ := provider.List(vault.Filter{}); len(ms) != 0 {
-			t.Fatalf("the provider stored %d records", len(ms))
-		}
+	for _, tc := range []struct {
+		name   string
+		chunk  uint32
+		offset int
+		want   string
+	}{
+		// The payload: the provider's check refuses the chunk.
+		{"payload", 9, 1000, "arrived damaged"},
+		// The header: the patient's node refuses before sending it.
+		{"header", 0, 40, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			patient, provID, dir, g, _ := resumeSetup(t)
+			provider := openAt(t, dir, provID)
+			defer provider.Close()
+			pdir, pid := patient.Dir(), patient.Owner()
+			ms, _ := patient.List(vault.Filter{})
+			patient.Close()
+			flipChunkByte(t, pdir, ms[0].ID, tc.chunk, tc.offset)
+			patient = openAt(t, pdir, pid)
+			defer patient.Close()
+			for range 2 {
+				_, err := exchange(t, patient, provider, provID.ID(), g)
+				if err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("a damaged record: %v", err)
+				}
+				if ms, _ := provider.List(vault.Filter{}); len(ms) != 0 {
+					t.Fatalf("the provider stored %d records", len(ms))
+				}
+				if ps, _ := provider.Partials(pid.ID()); len(ps) != 0 {
+					t.Fatalf("the provider kept %d partials of a damaged record", len(ps))
+				}
+			}
+		})
 	}
 }
 

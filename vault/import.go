@@ -60,6 +60,7 @@ type importRow struct {
 	targets  [][]byte // scratch keys under which references may find it
 	codes    [][]byte // scratch keys of its primary codes
 	digest   [32]byte
+	header   [32]byte // SHA-256 of the age header
 	chunks   uint32
 	size     int64
 }
@@ -78,7 +79,7 @@ func (r *importRow) encode() []byte {
 		e = e.s(string(l))
 	}
 	return e.s(r.typ).s(r.fid).s(r.fullURL).s(r.title).s(r.status).s(string(r.category)).b(date).
-		bs(r.targets).bs(r.codes).b(r.digest[:]).u(uint64(r.chunks)).u(uint64(r.size))
+		bs(r.targets).bs(r.codes).b(r.digest[:]).b(r.header[:]).u(uint64(r.chunks)).u(uint64(r.size))
 }
 
 func decodeRow(seq uint64, p []byte) (*importRow, error) {
@@ -98,6 +99,7 @@ func decodeRow(seq uint64, p []byte) (*importRow, error) {
 	}
 	r.targets, r.codes = d.bs(), d.bs()
 	copy(r.digest[:], d.b())
+	copy(r.header[:], d.b())
 	r.chunks, r.size = uint32(d.u()), int64(d.u())
 	return r, d.err()
 }
@@ -852,7 +854,7 @@ func (v *Vault) commitHidden(imp [16]byte, batch []*importRow, content [][]byte,
 			m := &Meta{ID: r.id, Title: r.title, Category: r.category, Labels: labels[i],
 				Date: r.date, Added: v.now().UTC(), Size: r.size, Source: SourceImport,
 				FHIR:   &FHIRInfo{Type: r.typ, ID: r.fid, FullURL: r.fullURL, Version: r.version, ContentKey: r.content[:]},
-				Status: r.status, ContentDigest: r.digest, Chunks: r.chunks}
+				Status: r.status, ContentDigest: r.digest, HeaderDigest: r.header, Chunks: r.chunks}
 			if err := v.putMeta(tx, m, ledger.ActionImport); err != nil {
 				return err
 			}
@@ -1234,6 +1236,7 @@ func (v *Vault) encryptSmall(s *staged) ([]byte, error) {
 	s.res.Raw = nil
 	ct := buf.Bytes()
 	s.digest = sha256.Sum256(ct)
+	s.header, _ = headerDigest(ct)
 	s.chunks = uint32((len(ct) + chunkSize - 1) / chunkSize)
 	return ct, nil
 }

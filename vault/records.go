@@ -151,6 +151,9 @@ func (v *Vault) storeStream(id record.ID, r io.Reader, n NewRecord, to age.Recip
 				return err
 			}
 		}
+		if d, ok := headerDigest(b.Get(chunkKey(id, 0))); ok {
+			m.HeaderDigest = d
+		}
 		if err := tx.Bucket(bucketPending).Delete(id[:]); err != nil {
 			return err
 		}
@@ -371,6 +374,11 @@ func (v *Vault) Get(id record.ID, w io.Writer) (*Meta, error) {
 }
 
 func (v *Vault) decryptTo(tx *bbolt.Tx, m *Meta, w io.Writer) error {
+	// age authenticates the payload under the file key the header wraps;
+	// the header digest makes sure it is this record's header.
+	if err := checkHeader(m, tx.Bucket(bucketChunks).Get(chunkKey(m.ID, 0))); err != nil {
+		return err
+	}
 	cr := newChunkReader(tx, m.ID, m.Chunks, nil)
 	dec, err := age.Decrypt(cr, v.identities()...)
 	if err != nil {

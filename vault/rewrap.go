@@ -94,6 +94,29 @@ func ageString(s string) bool {
 	return true
 }
 
+// headerDigest returns the SHA-256 of the age header at the start of head
+// (a record's first chunk), and false if head does not start with one in
+// age's canonical encoding.
+func headerDigest(head []byte) ([32]byte, bool) {
+	hdr, err := age.ExtractHeader(bytes.NewReader(head))
+	if err != nil || !bytes.HasPrefix(head, hdr) {
+		return [32]byte{}, false
+	}
+	return sha256.Sum256(hdr), true
+}
+
+// checkHeader reports ErrTampered when m records a header digest and the
+// record's first chunk does not start with that header.
+func checkHeader(m *Meta, head []byte) error {
+	if m.HeaderDigest == ([32]byte{}) {
+		return nil
+	}
+	if d, ok := headerDigest(head); !ok || d != m.HeaderDigest {
+		return fmt.Errorf("%w: record %s: stored age header is not the record's", ErrTampered, m.ID)
+	}
+	return nil
+}
+
 // rewrap parses the age header at the start of head (the first chunk of a
 // stored record), unwraps its file key with ids, and returns a header for
 // the same file key wrapped to `to`, and the length of the old header (the

@@ -33,7 +33,12 @@ type Meta struct {
 	SourceID record.ID
 	// ContentDigest is the SHA-256 of the stored age ciphertext.
 	ContentDigest [32]byte
-	Chunks        uint32
+	// HeaderDigest is the SHA-256 of its age header, zero if not known
+	// (records stored before it was kept). The header wraps the file key
+	// that authenticates the payload, so checking it binds the whole file
+	// to this record without hashing the payload.
+	HeaderDigest [32]byte
+	Chunks       uint32
 }
 
 // FHIRInfo is the index of a FHIR resource stored as a record.
@@ -90,6 +95,7 @@ type metaV1 struct {
 	Grant    []byte          `json:"grant,omitempty"`
 	SourceID []byte          `json:"source_id,omitempty"`
 	Digest   []byte          `json:"digest"`
+	Header   []byte          `json:"header,omitempty"`
 	Chunks   uint32          `json:"chunks"`
 }
 
@@ -100,6 +106,9 @@ func (v *Vault) sealMeta(m *Meta) ([]byte, error) {
 	mv := metaV1{V: 1, Title: m.Title, Category: m.Category, Labels: m.Labels, Added: m.Added.UTC(),
 		FileName: m.FileName, Size: m.Size, Source: m.Source, FHIR: m.FHIR, Status: m.Status, Grant: m.Grant,
 		Digest: m.ContentDigest[:], Chunks: m.Chunks}
+	if m.HeaderDigest != ([32]byte{}) {
+		mv.Header = m.HeaderDigest[:]
+	}
 	if !m.Date.IsZero() {
 		d := m.Date.UTC()
 		mv.Date = &d
@@ -144,7 +153,7 @@ func (v *Vault) openMeta(id record.ID, sealed []byte) (*Meta, error) {
 	}
 	defer clear(plain)
 	var mv metaV1
-	if err := json.Unmarshal(plain, &mv); err != nil || mv.V != 1 || len(mv.Digest) != 32 {
+	if err := json.Unmarshal(plain, &mv); err != nil || mv.V != 1 || len(mv.Digest) != 32 || (mv.Header != nil && len(mv.Header) != 32) {
 		return nil, fmt.Errorf("%w: metadata of record %s is malformed", ErrTampered, id)
 	}
 	m := &Meta{ID: id, Title: mv.Title, Category: mv.Category, Labels: mv.Labels, Added: mv.Added,
@@ -162,6 +171,7 @@ func (v *Vault) openMeta(id record.ID, sealed []byte) (*Meta, error) {
 		}
 	}
 	copy(m.ContentDigest[:], mv.Digest)
+	copy(m.HeaderDigest[:], mv.Header)
 	return m, nil
 }
 

@@ -211,6 +211,9 @@ type Outgoing struct {
 	hdr    []byte // the new header, written first when the whole file is sent
 	from   uint32 // the first chunk with bytes to send
 	skip   int    // bytes of chunk from not sent
+	// hashAll is set for a record stored without a header digest: every
+	// stored chunk is then hashed and compared with the content digest.
+	hashAll bool
 }
 
 // Share prepares an admitted record for the provider whose age recipient
@@ -235,11 +238,18 @@ func (v *Vault) Share(adm *Admission, id record.ID, to age.Recipient, offset int
 	if err != nil {
 		return nil, err
 	}
+	// The stored header must be this record's: it wraps the file key
+	// under which age authenticates every payload chunk, which the
+	// provider checks as they arrive.
+	if err := checkHeader(m, head); err != nil {
+		return nil, err
+	}
 	hdr, n, err := rewrap(head, to, v.identities()...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: record %s: %v", ErrDecrypt, id, err)
 	}
-	whole := &Outgoing{Meta: m, v: v, hdr: hdr, skip: n}
+	hashAll := m.HeaderDigest == [32]byte{}
+	whole := &Outgoing{Meta: m, v: v, hdr: hdr, skip: n, hashAll: hashAll}
 	if offset <= 0 {
 		return whole, nil
 	}
@@ -257,7 +267,7 @@ func (v *Vault) Share(adm *Admission, id record.ID, to age.Recipient, offset int
 	pos := int64(n) + offset
 	for i, l := range lens {
 		if pos < int64(l) || (pos == int64(l) && i == len(lens)-1) {
-			return &Outgoing{Meta: m, v: v, Offset: offset, from: uint32(i), skip: int(pos)}, nil
+			return &Outgoing{Meta: m, v: v, Offset: offset, from: uint32(i), skip: int(pos), hashAll: hashAll}, nil
 		}
 		pos -= int64(l)
 	}
@@ -266,11 +276,15 @@ func (v *Vault) Share(adm *Admission, id record.ID, to age.Recipient, offset int
 
 // WriteTo writes the age file (or its rest, after Offset) to w. It reads
 // the record one chunk per short transaction, so a slow network peer never
-// holds a long transaction open, and hashes every stored chunk, sent or
-// not, beside the sending: a record whose stored bytes are not the ones its
-// ledger entry committed to fails with ErrTampered before the end, so the
-// provider never gets a complete record the patient's vault does not
-// vouch for. (Sending no longer decrypts, which used to catch this.)
+// holds a long transaction open.
+//
+// Share checked the stored header against the record's header digest, and
+// age authenticates every payload chunk under the key that header wraps:
+// the provider checks each chunk as it arrives, so a damaged payload never
+// completes. A record stored before header digests were kept is checked
+// here instead: every stored chunk, sent or not, is hashed beside the
+// sending, and a record whose bytes are not the ones its ledger entry
+// committed to fails with ErrTampered before the end.
 func (o *Outgoing) WriteTo(w io.Writer) (int64, error) {
 	var total int64
 	if o.hdr != nil {
@@ -279,6 +293,24 @@ func (o *Outgoing) WriteTo(w io.Writer) (int64, error) {
 		if err != nil {
 			return total, err
 		}
+	}
+	if !o.hashAll {
+		src := &shortTxReader{v: o.v, id: o.Meta.ID, next: o.from, want: o.Meta.Chunks}
+		for i := o.from; i < o.Meta.Chunks; i++ {
+			c, err := src.chunk()
+			if err != nil {
+				return total, err
+			}
+			if i == o.from {
+				c = c[min(o.skip, len(c)):]
+			}
+			n, err := w.Write(c)
+			total += int64(n)
+			if err != nil {
+				return total, err
+			}
+		}
+		return total, nil
 	}
 	todo, free := make(chan []byte, 2), make(chan []byte, 3)
 	for range 3 {

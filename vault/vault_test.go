@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"filippo.io/age"
 	"go.etcd.io/bbolt"
 
 	"github.com/medvault/medvault/vault/identity"
@@ -249,6 +250,51 @@ func TestTamperDetectedOnRead(t *testing.T) {
 	flip(bucketRecords, m.ID[:], 30)
 	if _, err := v.Show(m.ID); !errors.Is(err, ErrTampered) {
 		t.Fatalf("Show of flipped metadata: %v", err)
+	}
+}
+
+// Records whose stored files were swapped decrypt (both are the owner's)
+// but are refused by Get and Share: the header digest in each record's
+// sealed metadata names its own header, which wraps the key that
+// authenticates its payload. Verify finds them too.
+func TestSwappedContentRefused(t *testing.T) {
+	v := newTestVault(t)
+	a, _ := v.Add(strings.NewReader("lab result A"), NewRecord{Category: record.Labs, Title: "a"})
+	b, _ := v.Add(strings.NewReader("lab result B"), NewRecord{Category: record.Labs, Title: "b"})
+	if a.HeaderDigest == ([32]byte{}) || b.HeaderDigest == ([32]byte{}) {
+		t.Fatal("no header digest recorded")
+	}
+	if shown, _ := v.Show(a.ID); shown.HeaderDigest != a.HeaderDigest {
+		t.Fatal("header digest not kept in the sealed metadata")
+	}
+	swap := func() {
+		v.db.Update(func(tx *bbolt.Tx) error {
+			c := tx.Bucket(bucketChunks)
+			ka, kb := chunkKey(a.ID, 0), chunkKey(b.ID, 0)
+			va, vb := bytes.Clone(c.Get(ka)), bytes.Clone(c.Get(kb))
+			c.Put(ka, vb)
+			return c.Put(kb, va)
+		})
+	}
+	swap()
+	if _, err := v.Get(a.ID, io.Discard); !errors.Is(err, ErrTampered) {
+		t.Fatalf("Get of a swapped record: %v", err)
+	}
+	to, _ := age.GenerateX25519Identity()
+	adm := &Admission{allowed: map[record.ID]bool{a.ID: true}}
+	if _, err := v.Share(adm, a.ID, to.Recipient(), 0); !errors.Is(err, ErrTampered) {
+		t.Fatalf("Share of a swapped record: %v", err)
+	}
+	if _, err := v.Verify(true); !errors.Is(err, ErrTampered) {
+		t.Fatalf("Verify with swapped records: %v", err)
+	}
+	swap()
+	var got bytes.Buffer
+	if _, err := v.Get(a.ID, &got); err != nil || got.String() != "lab result A" {
+		t.Fatalf("Get after swapping back: %q %v", got.String(), err)
+	}
+	if _, err := v.Share(adm, a.ID, to.Recipient(), 0); err != nil {
+		t.Fatalf("Share after swapping back: %v", err)
 	}
 }
 
