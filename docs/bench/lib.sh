@@ -4,6 +4,9 @@
 # few milliseconds took a large share of one of this machine's two cores,
 # and a measured command that uses both cores paid for it.
 
+# Numbers with a dot whatever the user's locale ($EPOCHREALTIME, awk).
+export LC_ALL=C
+
 # nap sleeps $1 seconds without forking: read times out on a pipe nobody
 # writes to.
 exec {_nap_fd}<> <(:)
