@@ -15,11 +15,6 @@ import (
 	"golang.org/x/crypto/chacha20poly1305"
 )
 
-// ErrDamaged reports a received age file that does not decrypt: a payload
-// chunk fails authentication, is out of order, or the file ends early or
-// goes on after its last chunk. Nothing of such a record is kept.
-var ErrDamaged = errors.New("received record does not decrypt")
-
 // ageCheck runs a streamCheck in a goroutine of its own, so the receiving
 // side checks every 64 KiB payload chunk while the chunks are written,
 // rather than after.

@@ -21,4 +21,8 @@ var (
 	// ErrDecrypt means stored ciphertext could not be decrypted with this
 	// identity.
 	ErrDecrypt = errors.New("decryption failed")
+	// ErrDamaged means a received age file does not decrypt: a payload
+	// chunk fails authentication, is out of order, or the file ends early
+	// or goes on after its last chunk. Nothing of such a record is kept.
+	ErrDamaged = errors.New("received record does not decrypt")
 )
