@@ -31,7 +31,10 @@ type ageCheck struct {
 }
 
 // newAgeCheck starts checking an age file for the owner's identities. prefix,
-// if not nil, is checked first: the stored start of a resumed record.
+// if not nil, is checked first: the stored start of a resumed record, which
+// arrived over an earlier connection. If that start fails, the verdict is
+// ErrTampered, not ErrDamaged: it passed the check when it arrived, so the
+// vault's copy changed since, and the patient is not to blame.
 func (v *Vault) newAgeCheck(prefix *shortTxReader) *ageCheck {
 	c := &ageCheck{pieces: make(chan [][]byte), consumed: make(chan struct{}), done: make(chan error, 1)}
 	s := &streamCheck{ids: v.identities()}
@@ -48,6 +51,7 @@ func (v *Vault) newAgeCheck(prefix *shortTxReader) *ageCheck {
 			}
 		}
 		if err != nil {
+			err = fmt.Errorf("%w: the stored start of a resumed record: %v", ErrTampered, err)
 			c.failed.Store(true)
 		}
 		for pieces := range c.pieces {
@@ -78,6 +82,17 @@ func (c *ageCheck) wait() { <-c.consumed }
 func (c *ageCheck) end() error {
 	close(c.pieces)
 	return <-c.done
+}
+
+// endEarly is end for a file cut short: it returns an error only if the
+// bytes that arrived fail (every complete chunk is checked), not because
+// the file ends early.
+func (c *ageCheck) endEarly() error {
+	err := c.end()
+	if !c.failed.Load() {
+		return nil
+	}
+	return err
 }
 
 // streamCheck decrypts, to nothing, an age v1 file (C2SP age) written to it
@@ -137,6 +152,9 @@ func (s *streamCheck) header(p []byte) error {
 	}
 	if len(s.head) < end+ageNonceSize {
 		return nil
+	}
+	if end > maxAgeHeader {
+		return fmt.Errorf("%w: the age header is longer than %d bytes", ErrDamaged, maxAgeHeader)
 	}
 	hdr, err := age.ExtractHeader(bytes.NewReader(s.head[:end]))
 	if err != nil || !bytes.Equal(hdr, s.head[:end]) {

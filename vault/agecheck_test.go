@@ -199,3 +199,28 @@ func TestStreamCheckEmptyLastChunk(t *testing.T) {
 		t.Fatalf("a one-byte last chunk: %v", err)
 	}
 }
+
+// A header longer than maxAgeHeader is refused even when it is valid and
+// arrives in one piece: a sender could otherwise make each fetch unwrap
+// thousands of stanzas.
+func TestStreamCheckRefusesLongHeader(t *testing.T) {
+	id, _ := age.GenerateX25519Identity()
+	rs := []age.Recipient{id.Recipient()}
+	for range 800 {
+		other, _ := age.GenerateX25519Identity()
+		rs = append(rs, other.Recipient())
+	}
+	var out bytes.Buffer
+	w, _ := age.Encrypt(&out, rs...)
+	w.Write([]byte("x"))
+	w.Close()
+	if !ageAccepts(out.Bytes(), id) {
+		t.Fatal("age refuses the file")
+	}
+	if hdr, _ := age.ExtractHeader(bytes.NewReader(out.Bytes())); len(hdr) <= maxAgeHeader {
+		t.Fatalf("header of %d bytes is not over the limit", len(hdr))
+	}
+	if err := checkInPieces(out.Bytes(), 1<<20, id); !errors.Is(err, ErrDamaged) {
+		t.Fatalf("a %d-byte file with a long header: %v", out.Len(), err)
+	}
+}

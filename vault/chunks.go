@@ -140,6 +140,11 @@ func (w *chunkWriter) Write(p []byte) (int, error) {
 		w.cur = w.cur[:len(w.cur)+k]
 		p = p[k:]
 		if len(w.cur) == chunkSize {
+			if w.check != nil && w.check.failed.Load() {
+				// Stop taking a record known to be damaged.
+				w.err = ErrDamaged
+				return 0, w.err
+			}
 			w.batch = append(w.batch, w.cur)
 			w.cur = nil
 			if len(w.batch)*chunkSize >= batchSize {
@@ -185,13 +190,15 @@ func (w *chunkWriter) finish() (rest [][]byte, first uint32, err error) {
 	return w.batch, w.next, nil
 }
 
-// abort stops the committer after a failure.
-func (w *chunkWriter) abort() {
+// abort stops the committer after a failure. It returns the check's
+// error, if the check failed: why the record was refused.
+func (w *chunkWriter) abort() error {
 	close(w.jobs)
 	<-w.done
 	if w.check != nil {
-		w.check.end()
+		return w.check.endEarly()
 	}
+	return nil
 }
 
 // verdict, after finish, gives the check the chunks not yet written and
@@ -204,6 +211,17 @@ func (w *chunkWriter) verdict(rest [][]byte) error {
 	w.check.feed(rest)
 	w.check.wait()
 	return w.check.end()
+}
+
+// verdictSoFar is verdict for a stream that broke off: it returns an error
+// only if the bytes that arrived fail, not because the file is cut short.
+func (w *chunkWriter) verdictSoFar(rest [][]byte) error {
+	if w.check == nil {
+		return nil
+	}
+	w.check.feed(rest)
+	w.check.wait()
+	return w.check.endEarly()
 }
 
 // sum returns the digest of the whole stream; call after finish, with the

@@ -130,10 +130,14 @@ func (v *Vault) AddCiphertext(r io.Reader, n NewRecord, rc Received) (*Meta, err
 // transaction. A stream that broke inside the age header is not kept.
 func (v *Vault) suspend(cw *chunkWriter, id record.ID, stored int64, rs *receiveState) error {
 	rest, first, err := cw.finish()
-	// What arrived ends early: the check has nothing to say about it. A
-	// resumed transfer checks it again from the start.
-	cw.verdict(nil)
 	if err != nil {
+		cw.verdictSoFar(nil)
+		return err
+	}
+	// Keep nothing that already fails the check: every complete chunk of
+	// what arrived is checked first. (A resumed transfer checks it all
+	// again from the start.)
+	if err := cw.verdictSoFar(rest); err != nil {
 		return err
 	}
 	for _, c := range rest {

@@ -2,6 +2,8 @@ package vault
 
 import (
 	"bytes"
+	"crypto/hkdf"
+	"crypto/sha256"
 	"errors"
 	"io"
 	"strings"
@@ -9,6 +11,7 @@ import (
 
 	"filippo.io/age"
 	"go.etcd.io/bbolt"
+	"golang.org/x/crypto/chacha20poly1305"
 
 	"github.com/medvault/medvault/vault/record"
 )
@@ -172,5 +175,86 @@ func TestResumeIsExclusive(t *testing.T) {
 	}
 	if ms, _ := v.List(Filter{}); len(ms) != 1 {
 		t.Fatalf("%d records", len(ms))
+	}
+}
+
+// A transfer that breaks off is kept as a partial only if every complete
+// age chunk of what arrived checks: damaged bytes are not kept to be
+// resumed, whether the damage is in the last batch written or before it.
+func TestDamagedCutTransferNotKept(t *testing.T) {
+	v := newTestVault(t)
+	plain := make([]byte, 20<<20)
+	for i := range plain {
+		plain[i] = byte(i * 13)
+	}
+	file := receivedFile(t, v, plain)
+	from := mustIdentity(t).ID()
+	keep := func(err error) bool { return errors.Is(err, errCut) }
+	n := NewRecord{Category: record.Imaging}
+	for _, tc := range []struct {
+		flip, cut int
+	}{
+		{1000, batchSize + 1000},           // damage in a committed batch
+		{batchSize + 500, 2*batchSize - 7}, // damage in the batch not yet written
+		{1000, 300 << 10},                  // a cut before the first batch
+	} {
+		bad := bytes.Clone(file)
+		bad[tc.flip] ^= 1
+		_, err := v.AddCiphertext(&brokenAfter{bytes.NewReader(bad), tc.cut}, n, Received{From: from, SourceID: record.NewID(), KeepPartial: keep})
+		if errors.Is(err, ErrPartialKept) || !errors.Is(err, ErrDamaged) {
+			t.Fatalf("damage at %d, cut at %d: %v", tc.flip, tc.cut, err)
+		}
+		if ps, _ := v.Partials(from); len(ps) != 0 {
+			t.Fatalf("damage at %d, cut at %d: kept %d partials", tc.flip, tc.cut, len(ps))
+		}
+	}
+	// The same cut of the undamaged file is kept.
+	if _, err := v.AddCiphertext(&brokenAfter{bytes.NewReader(file), batchSize + 1000}, n, Received{From: from, SourceID: record.NewID(), KeepPartial: keep}); !errors.Is(err, ErrPartialKept) {
+		t.Fatalf("an undamaged cut transfer: %v", err)
+	}
+}
+
+// sealedWithKey writes an age file for `to` with a chosen file key and
+// payload nonce, as a patient's node may: age's API always picks both.
+func sealedWithKey(t *testing.T, fileKey, nonce []byte, to age.Recipient, plain []byte) []byte {
+	t.Helper()
+	hdr, err := ageHeader(fileKey, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := hkdf.Key(sha256.New, fileKey, nonce, "payload", chacha20poly1305.KeySize)
+	aead, _ := chacha20poly1305.New(key)
+	var n [chacha20poly1305.NonceSize]byte
+	n[11] = 1 // one chunk, the last
+	return append(append(hdr, nonce...), aead.Seal(nil, n[:], plain, nil)...)
+}
+
+// Two received records may share a file key (the sender picks it). The
+// header digest covers the payload nonce too, so swapping their payloads
+// behind the same header is refused, though the result decrypts.
+func TestHeaderDigestCoversNonce(t *testing.T) {
+	v := newTestVault(t)
+	from := mustIdentity(t).ID()
+	fileKey := bytes.Repeat([]byte{7}, 16)
+	n := NewRecord{Category: record.Labs}
+	a, err := v.AddCiphertext(bytes.NewReader(sealedWithKey(t, fileKey, bytes.Repeat([]byte{1}, 16), v.id.Recipient(), []byte("result A"))), n, Received{From: from, SourceID: record.NewID()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := v.AddCiphertext(bytes.NewReader(sealedWithKey(t, fileKey, bytes.Repeat([]byte{2}, 16), v.id.Recipient(), []byte("result B"))), n, Received{From: from, SourceID: record.NewID()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.db.Update(func(tx *bbolt.Tx) error {
+		c := tx.Bucket(bucketChunks)
+		ca, cb := c.Get(chunkKey(a.ID, 0)), c.Get(chunkKey(b.ID, 0))
+		hdrA, _ := age.ExtractHeader(bytes.NewReader(ca))
+		hdrB, _ := age.ExtractHeader(bytes.NewReader(cb))
+		// A's header, B's nonce and payload: decrypts to B's content.
+		return c.Put(chunkKey(a.ID, 0), append(bytes.Clone(hdrA), cb[len(hdrB):]...))
+	})
+	var got bytes.Buffer
+	if _, err := v.Get(a.ID, &got); !errors.Is(err, ErrTampered) {
+		t.Fatalf("Get of A with B's payload: %q %v", got.String(), err)
 	}
 }

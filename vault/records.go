@@ -102,8 +102,7 @@ func (v *Vault) storeStream(id record.ID, r io.Reader, n NewRecord, to age.Recip
 	if to != nil {
 		enc, err := age.Encrypt(cw, to)
 		if err != nil {
-			cw.abort()
-			return nil, err
+			return nil, errors.Join(err, cw.abort())
 		}
 		dst = enc
 	}
@@ -122,7 +121,11 @@ func (v *Vault) storeStream(id record.ID, r io.Reader, n NewRecord, to age.Recip
 		return nil, err
 	}
 	if err != nil {
-		cw.abort()
+		if cerr := cw.abort(); cerr != nil {
+			// The record was refused: that is the error, not what
+			// stopping it did to the copy.
+			return nil, cerr
+		}
 		if errors.Is(err, errWriteFailed) {
 			return nil, fmt.Errorf("write to vault failed")
 		}
@@ -130,7 +133,7 @@ func (v *Vault) storeStream(id record.ID, r io.Reader, n NewRecord, to age.Recip
 	}
 	rest, first, err := cw.finish()
 	if err != nil {
-		cw.verdict(nil)
+		cw.verdictSoFar(nil)
 		return nil, fmt.Errorf("write to vault: %w", err)
 	}
 	if err := cw.verdict(rest); err != nil {
@@ -151,9 +154,12 @@ func (v *Vault) storeStream(id record.ID, r io.Reader, n NewRecord, to age.Recip
 				return err
 			}
 		}
-		if d, ok := headerDigest(b.Get(chunkKey(id, 0))); ok {
-			m.HeaderDigest = d
+		d, ok := headerDigest(recordHead(b, id))
+		if !ok && rs != nil {
+			// The check read this header: it cannot be missing.
+			return fmt.Errorf("%w: no age header and nonce at the start", ErrDamaged)
 		}
+		m.HeaderDigest = d
 		if err := tx.Bucket(bucketPending).Delete(id[:]); err != nil {
 			return err
 		}
@@ -376,7 +382,7 @@ func (v *Vault) Get(id record.ID, w io.Writer) (*Meta, error) {
 func (v *Vault) decryptTo(tx *bbolt.Tx, m *Meta, w io.Writer) error {
 	// age authenticates the payload under the file key the header wraps;
 	// the header digest makes sure it is this record's header.
-	if err := checkHeader(m, tx.Bucket(bucketChunks).Get(chunkKey(m.ID, 0))); err != nil {
+	if err := checkHeader(m, recordHead(tx.Bucket(bucketChunks), m.ID)); err != nil {
 		return err
 	}
 	cr := newChunkReader(tx, m.ID, m.Chunks, nil)

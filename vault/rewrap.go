@@ -10,6 +10,9 @@ import (
 	"fmt"
 
 	"filippo.io/age"
+	"go.etcd.io/bbolt"
+
+	"github.com/medvault/medvault/vault/record"
 )
 
 // Sharing a stored record does not decrypt and re-encrypt it. An age file is
@@ -94,19 +97,38 @@ func ageString(s string) bool {
 	return true
 }
 
-// headerDigest returns the SHA-256 of the age header at the start of head
-// (a record's first chunk), and false if head does not start with one in
-// age's canonical encoding.
+// headerDigest returns the SHA-256 of the age header and payload nonce at
+// the start of head (see recordHead), and false if head does not start with
+// a header in age's canonical encoding, of at most maxAgeHeader bytes,
+// followed by a nonce. The header wraps the file key and the nonce makes
+// the payload key from it: together they fix the key that authenticates
+// every payload chunk.
 func headerDigest(head []byte) ([32]byte, bool) {
 	hdr, err := age.ExtractHeader(bytes.NewReader(head))
-	if err != nil || !bytes.HasPrefix(head, hdr) {
+	if err != nil || !bytes.HasPrefix(head, hdr) || len(hdr) > maxAgeHeader || len(head) < len(hdr)+ageNonceSize {
 		return [32]byte{}, false
 	}
-	return sha256.Sum256(hdr), true
+	return sha256.Sum256(head[:len(hdr)+ageNonceSize]), true
+}
+
+// recordHead returns the first bytes of record id's stored age file, as
+// many as headerDigest may need, from its first chunks.
+func recordHead(chunks *bbolt.Bucket, id record.ID) []byte {
+	const want = maxAgeHeader + ageNonceSize
+	var head []byte
+	for i := uint32(0); len(head) < want; i++ {
+		c := chunks.Get(chunkKey(id, i))
+		if c == nil {
+			break
+		}
+		head = append(head, c[:min(len(c), want-len(head))]...)
+	}
+	return head
 }
 
 // checkHeader reports ErrTampered when m records a header digest and the
-// record's first chunk does not start with that header.
+// record's stored file does not start with that header and nonce (head is
+// from recordHead).
 func checkHeader(m *Meta, head []byte) error {
 	if m.HeaderDigest == ([32]byte{}) {
 		return nil

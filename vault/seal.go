@@ -33,10 +33,10 @@ type Meta struct {
 	SourceID record.ID
 	// ContentDigest is the SHA-256 of the stored age ciphertext.
 	ContentDigest [32]byte
-	// HeaderDigest is the SHA-256 of its age header, zero if not known
-	// (records stored before it was kept). The header wraps the file key
-	// that authenticates the payload, so checking it binds the whole file
-	// to this record without hashing the payload.
+	// HeaderDigest is the SHA-256 of its age header and payload nonce,
+	// zero if not known (records stored before it was kept). They make
+	// the key that authenticates every payload chunk, so checking them
+	// binds the whole file to this record without hashing the payload.
 	HeaderDigest [32]byte
 	Chunks       uint32
 }

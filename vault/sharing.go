@@ -230,16 +230,18 @@ func (v *Vault) Share(adm *Admission, id record.ID, to age.Recipient, offset int
 	if err != nil {
 		return nil, err
 	}
-	src := &shortTxReader{v: v, id: id, want: m.Chunks}
-	head, err := src.chunk()
-	if err == io.EOF {
-		return nil, fmt.Errorf("%w: record %s has no content", ErrTampered, id)
-	}
-	if err != nil {
+	var head []byte
+	if err := v.view(func(tx *bbolt.Tx) error {
+		head = recordHead(tx.Bucket(bucketChunks), id)
+		return nil
+	}); err != nil {
 		return nil, err
 	}
-	// The stored header must be this record's: it wraps the file key
-	// under which age authenticates every payload chunk, which the
+	if len(head) == 0 {
+		return nil, fmt.Errorf("%w: record %s has no content", ErrTampered, id)
+	}
+	// The stored header and nonce must be this record's: they make the
+	// key under which age authenticates every payload chunk, which the
 	// provider checks as they arrive.
 	if err := checkHeader(m, head); err != nil {
 		return nil, err
