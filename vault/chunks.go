@@ -202,25 +202,18 @@ func (w *chunkWriter) abort() error {
 }
 
 // verdict, after finish, gives the check the chunks not yet written and
-// returns whether the whole age file decrypts; nil when not checking. A
-// writer whose stream broke off calls it too, to stop the check.
-func (w *chunkWriter) verdict(rest [][]byte) error {
+// returns whether the age file decrypts; nil when not checking. For a
+// stream that broke off (complete false) it returns an error only if the
+// bytes that arrived fail, not because the file is cut short.
+func (w *chunkWriter) verdict(rest [][]byte, complete bool) error {
 	if w.check == nil {
 		return nil
 	}
 	w.check.feed(rest)
 	w.check.wait()
-	return w.check.end()
-}
-
-// verdictSoFar is verdict for a stream that broke off: it returns an error
-// only if the bytes that arrived fail, not because the file is cut short.
-func (w *chunkWriter) verdictSoFar(rest [][]byte) error {
-	if w.check == nil {
-		return nil
+	if complete {
+		return w.check.end()
 	}
-	w.check.feed(rest)
-	w.check.wait()
 	return w.check.endEarly()
 }
 

@@ -131,13 +131,13 @@ func (v *Vault) AddCiphertext(r io.Reader, n NewRecord, rc Received) (*Meta, err
 func (v *Vault) suspend(cw *chunkWriter, id record.ID, stored int64, rs *receiveState) error {
 	rest, first, err := cw.finish()
 	if err != nil {
-		cw.verdictSoFar(nil)
+		cw.verdict(nil, false)
 		return err
 	}
 	// Keep nothing that already fails the check: every complete chunk of
 	// what arrived is checked first. (A resumed transfer checks it all
 	// again from the start.)
-	if err := cw.verdictSoFar(rest); err != nil {
+	if err := cw.verdict(rest, false); err != nil {
 		return err
 	}
 	for _, c := range rest {

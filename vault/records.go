@@ -133,10 +133,10 @@ func (v *Vault) storeStream(id record.ID, r io.Reader, n NewRecord, to age.Recip
 	}
 	rest, first, err := cw.finish()
 	if err != nil {
-		cw.verdictSoFar(nil)
+		cw.verdict(nil, false)
 		return nil, fmt.Errorf("write to vault: %w", err)
 	}
-	if err := cw.verdict(rest); err != nil {
+	if err := cw.verdict(rest, true); err != nil {
 		return nil, err
 	}
 	m := &Meta{ID: id, Title: n.Title, Category: n.Category, Labels: normLabels(n.Labels), Date: n.Date,
