@@ -61,7 +61,10 @@ read -r t _ < <(measure sh -c "age -e -r $recipient -o $work/out.age $work/in.bi
 printf '%-28s %10s %10s\n' "age-enc+sync" "$t" "$(mbps "$t")"
 
 # Start-up: median of 21 runs of --help, timed with bash's clock: forking
-# date around each run added ~2 ms to what was measured.
+# date around each run added ~2 ms to what was measured. Like every command
+# above, it starts after the writes before it are on disk (sync): right
+# after this script's gigabytes, writeback took ~3 ms from each run.
+sync
 for _ in $(seq 21); do
 	s=$EPOCHREALTIME; "$mv" --help >/dev/null; e=$EPOCHREALTIME
 	echo "$s $e" | awk '{printf "%d\n", ($2 - $1) * 1e6}'
