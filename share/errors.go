@@ -65,9 +65,11 @@ var (
 	ErrStaleRequest = errors.New("request time outside the allowed clock skew")
 	// ErrNonceReused means a request nonce was already used with the grant.
 	ErrNonceReused = errors.New("request nonce reused")
-	// ErrUnavailable means the decision state (revocations, nonces, records)
-	// could not be read; the request is refused.
-	ErrUnavailable = errors.New("decision state unavailable")
+	// ErrUnavailable means the patient's node could not read what it
+	// needed: the decision state (revocations, nonces, records), or an
+	// admitted record it then could not send intact. The request is
+	// refused, or ends before that record.
+	ErrUnavailable = errors.New("the patient's vault could not be read")
 
 	// ErrKeyChanged means a contact (alias) is pinned to another key than
 	// the card presented. The CLI warns loudly and requires --replace.

@@ -230,7 +230,15 @@ func serveConn(v *vault.Vault, c Framer, remote identity.ID, now time.Time, sv *
 		if have[id] {
 			continue
 		}
-		n, err := sendRecord(v, c, adm, id, rcpt, resume[id])
+		out, err := v.Share(adm, id, rcpt, resume[id])
+		if err != nil {
+			// Nothing of the record was sent (its stored header is not
+			// its own, or it cannot be read): end with a reason rather
+			// than cut the stream. What was sent before is the
+			// provider's.
+			return errors.Join(fmt.Errorf("send record %s: %w", id, err), c.WriteFrame(frameDenied, []byte(ReasonUnavailable)))
+		}
+		n, err := sendRecord(c, out)
 		if err != nil {
 			return fmt.Errorf("send record %s: %w", id, err)
 		}
@@ -325,13 +333,10 @@ func (f *chunkFramer) flush() error {
 	return err
 }
 
-func sendRecord(v *vault.Vault, c Framer, adm *vault.Admission, id record.ID, to age.Recipient, offset int64) (int64, error) {
-	out, err := v.Share(adm, id, to, offset)
-	if err != nil {
-		return 0, err
-	}
+// sendRecord sends a record Share prepared: M, its C frames, and E.
+func sendRecord(c Framer, out *vault.Outgoing) (int64, error) {
 	m := out.Meta
-	sm := sharedMeta{ID: id.String(), Title: m.Title, Category: string(m.Category), Size: m.Size, Status: m.Status, FileName: m.FileName, Offset: out.Offset}
+	sm := sharedMeta{ID: m.ID.String(), Title: m.Title, Category: string(m.Category), Size: m.Size, Status: m.Status, FileName: m.FileName, Offset: out.Offset}
 	for _, l := range m.Labels {
 		sm.Labels = append(sm.Labels, string(l))
 	}

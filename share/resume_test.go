@@ -243,8 +243,9 @@ func TestSendRefusesDamagedRecord(t *testing.T) {
 	}{
 		// The payload: the provider's check refuses the chunk.
 		{"payload", 9, 1000, "arrived damaged"},
-		// The header: the patient's node refuses before sending it.
-		{"header", 0, 40, ""},
+		// The header: the patient's node refuses before sending it,
+		// and says so.
+		{"header", 0, 40, "refused the request: unavailable"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			patient, provID, dir, g, _ := resumeSetup(t)
