@@ -2,11 +2,15 @@ package vault
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"strings"
 	"testing"
 
 	"filippo.io/age"
+	"go.etcd.io/bbolt"
+
+	"github.com/medvault/medvault/vault/record"
 )
 
 // padRecipient wraps the file key in a stanza of type "pad" whose body is
@@ -114,4 +118,64 @@ type badRecipient struct{}
 
 func (badRecipient) Wrap([]byte) ([]*age.Stanza, error) {
 	return []*age.Stanza{{Type: "x", Args: []string{"a b"}}}, nil
+}
+
+// A record stored before header digests were kept is hashed in full while
+// it is sent: intact, it arrives as an age file for the provider; with a
+// payload byte changed, sending fails with ErrTampered.
+func TestShareWithoutHeaderDigest(t *testing.T) {
+	v := newTestVault(t)
+	plain := make([]byte, 3*chunkSize)
+	for i := range plain {
+		plain[i] = byte(i * 5)
+	}
+	m, err := v.Add(bytes.NewReader(plain), NewRecord{Category: record.Imaging})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Reseal the metadata as an older medvault wrote it.
+	m.HeaderDigest = [32]byte{}
+	if err := v.db.Update(func(tx *bbolt.Tx) error {
+		sealed, err := v.sealMeta(m)
+		if err != nil {
+			return err
+		}
+		return tx.Bucket(bucketRecords).Put(m.ID[:], sealed)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	to, _ := age.GenerateX25519Identity()
+	adm := &Admission{allowed: map[record.ID]bool{m.ID: true}}
+	send := func() ([]byte, error) {
+		out, err := v.Share(adm, m.ID, to.Recipient(), 0)
+		if err != nil {
+			return nil, err
+		}
+		if !out.hashAll {
+			t.Fatal("a record without a header digest is not hashed while sent")
+		}
+		var b bytes.Buffer
+		_, err = out.WriteTo(&b)
+		return b.Bytes(), err
+	}
+	file, err := send()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := age.Decrypt(bytes.NewReader(file), to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := io.ReadAll(r); err != nil || !bytes.Equal(got, plain) {
+		t.Fatalf("the provider's file does not decrypt to the record (%v)", err)
+	}
+	v.db.Update(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketChunks)
+		c := bytes.Clone(b.Get(chunkKey(m.ID, 2)))
+		c[100] ^= 1
+		return b.Put(chunkKey(m.ID, 2), c)
+	})
+	if _, err := send(); !errors.Is(err, ErrTampered) {
+		t.Fatalf("sending a damaged record without a header digest: %v", err)
+	}
 }
