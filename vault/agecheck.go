@@ -36,7 +36,7 @@ type ageCheck struct {
 // ErrTampered, not ErrDamaged: it passed the check when it arrived, so the
 // vault's copy changed since, and the patient is not to blame.
 func (v *Vault) newAgeCheck(prefix *shortTxReader) *ageCheck {
-	c := &ageCheck{pieces: make(chan [][]byte), consumed: make(chan struct{}), done: make(chan error, 1)}
+	c := &ageCheck{pieces: make(chan [][]byte, 1), consumed: make(chan struct{}), done: make(chan error, 1)}
 	s := &streamCheck{ids: v.identities()}
 	go func() {
 		var err error
