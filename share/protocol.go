@@ -645,71 +645,91 @@ func receiveRecord(v *vault.Vault, c Framer, g *Grant, mb []byte, res *FetchResu
 	if sm.FHIR != nil {
 		n.FHIR = &vault.FHIRInfo{Type: sm.FHIR.Type, ID: sm.FHIR.ID, FullURL: sm.FHIR.FullURL, Version: sm.FHIR.Version}
 	}
-	pr, pw := io.Pipe()
-	type result struct {
-		m   *vault.Meta
-		err error
-	}
-	done := make(chan result, 1)
-	// The vault decrypts what it stores as it arrives (age authenticates
-	// every 64 KiB, their order and the end), from the first byte of a
-	// resumed record.
+	// The vault reads the record's frames itself, in this goroutine. It
+	// decrypts what it stores as it arrives (age authenticates every
+	// 64 KiB, their order and the end), from the first byte of a resumed
+	// record.
+	frames := &recordFrames{c: c, src: src, left: maxBytes, res: res, progress: progress}
 	rc := vault.Received{From: g.Issuer(), Grant: g.ID(), SourceID: src, Size: sm.Size, Status: sm.Status,
 		Resume: part,
 		// A connection that breaks keeps what arrived; a peer that broke
 		// the protocol does not.
 		KeepPartial: func(err error) bool { return !errors.Is(err, ErrProtocol) }}
-	go func() {
-		m, err := v.AddCiphertext(pr, n, rc)
-		pr.CloseWithError(err)
-		done <- result{m, err}
-	}()
-	for {
-		typ, p, err := c.ReadFrame(maxChunkFrame)
-		if err != nil {
-			pw.CloseWithError(err)
-			if r := <-done; errors.Is(r.err, vault.ErrPartialKept) {
-				res.Kept = true
-			}
-			return nil, fmt.Errorf("connection lost during record %s: %w", src, err)
+	m, err := v.AddCiphertext(frames, n, rc)
+	switch {
+	case frames.lost != nil:
+		if errors.Is(err, vault.ErrPartialKept) {
+			res.Kept = true
 		}
-		switch typ {
-		case frameChunk:
-			res.Bytes += int64(len(p))
-			if maxBytes -= int64(len(p)); maxBytes < 0 {
-				pw.CloseWithError(ErrProtocol)
-				<-done
-				return nil, fmt.Errorf("%w: record %s is larger than stated", ErrProtocol, src)
-			}
-			if _, err := pw.Write(p); err != nil {
-				return nil, storeError(src, (<-done).err)
-			}
-			if progress != nil {
-				progress(res.Records, res.Bytes)
-			}
-		case frameEnd:
-			if len(p) != 0 {
-				pw.CloseWithError(ErrProtocol)
-				<-done
-				return nil, fmt.Errorf("%w: record %s: end frame is not empty", ErrProtocol, src)
-			}
-			pw.Close()
-			r := <-done
-			if r.err != nil {
-				return nil, storeError(src, r.err)
-			}
-			res.Records++
-			if part != nil {
-				res.Resumed++
-			}
-			if progress != nil {
-				progress(res.Records, res.Bytes)
-			}
-			return r.m, nil
-		default:
-			pw.CloseWithError(ErrProtocol)
-			<-done
-			return nil, fmt.Errorf("%w: unexpected frame %q in a record", ErrProtocol, typ)
+		return nil, fmt.Errorf("connection lost during record %s: %w", src, frames.lost)
+	case frames.broke != nil:
+		return nil, frames.broke
+	case err != nil:
+		return nil, storeError(src, err)
+	}
+	res.Records++
+	if part != nil {
+		res.Resumed++
+	}
+	if progress != nil {
+		progress(res.Records, res.Bytes)
+	}
+	return m, nil
+}
+
+// recordFrames reads one record's chunk frames as a stream, up to its
+// empty end frame (io.EOF). A frame the protocol does not allow there, or
+// more bytes than the record may have, is an error wrapping ErrProtocol
+// (broke); a connection that fails is lost.
+type recordFrames struct {
+	c        Framer
+	src      record.ID
+	left     int64 // ciphertext bytes the record may still have
+	res      *FetchResult
+	progress func(int, int64)
+	cur      []byte
+	err      error // what Read returns once cur is empty
+	lost     error
+	broke    error
+}
+
+func (r *recordFrames) Read(p []byte) (int, error) {
+	for len(r.cur) == 0 {
+		if r.err != nil {
+			return 0, r.err
 		}
+		r.cur, r.err = r.next()
+	}
+	n := copy(p, r.cur)
+	r.cur = r.cur[n:]
+	return n, nil
+}
+
+func (r *recordFrames) next() ([]byte, error) {
+	typ, p, err := r.c.ReadFrame(maxChunkFrame)
+	if err != nil {
+		r.lost = err
+		return nil, err
+	}
+	switch typ {
+	case frameChunk:
+		r.res.Bytes += int64(len(p))
+		if r.left -= int64(len(p)); r.left < 0 {
+			r.broke = fmt.Errorf("%w: record %s is larger than stated", ErrProtocol, r.src)
+			return nil, r.broke
+		}
+		if r.progress != nil {
+			r.progress(r.res.Records, r.res.Bytes)
+		}
+		return p, nil
+	case frameEnd:
+		if len(p) != 0 {
+			r.broke = fmt.Errorf("%w: record %s: end frame is not empty", ErrProtocol, r.src)
+			return nil, r.broke
+		}
+		return nil, io.EOF
+	default:
+		r.broke = fmt.Errorf("%w: unexpected frame %q in a record", ErrProtocol, typ)
+		return nil, r.broke
 	}
 }
