@@ -267,6 +267,16 @@ func TestSwappedContentRefused(t *testing.T) {
 	if shown, _ := v.Show(a.ID); shown.HeaderDigest != a.HeaderDigest {
 		t.Fatal("header digest not kept in the sealed metadata")
 	}
+	// Imported records get one too.
+	if _, err := v.Import("tiny.json", strings.NewReader(tinyBundle), nil); err != nil {
+		t.Fatal(err)
+	}
+	ms, _ := v.List(Filter{})
+	for _, m := range ms {
+		if m.HeaderDigest == ([32]byte{}) {
+			t.Fatalf("record %s (%s) has no header digest", m.ID, m.Source)
+		}
+	}
 	swap := func() {
 		v.db.Update(func(tx *bbolt.Tx) error {
 			c := tx.Bucket(bucketChunks)
