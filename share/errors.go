@@ -66,9 +66,8 @@ var (
 	// ErrNonceReused means a request nonce was already used with the grant.
 	ErrNonceReused = errors.New("request nonce reused")
 	// ErrUnavailable means the patient's node could not read what it
-	// needed: the decision state (revocations, nonces, records), or an
-	// admitted record it then could not send intact. The request is
-	// refused, or ends before that record.
+	// needed: the decision state (revocations, nonces, records), or its
+	// vault while sending. The request is refused, or ends there.
 	ErrUnavailable = errors.New("the patient's vault could not be read")
 
 	// ErrKeyChanged means a contact (alias) is pinned to another key than

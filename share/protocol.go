@@ -38,6 +38,7 @@ const (
 	frameMeta     = 'M' // patient: metadata of the next record (JSON)
 	frameChunk    = 'C' // patient: a piece of the record's age ciphertext
 	frameEnd      = 'E' // patient: end of the record; empty
+	frameWithheld = 'W' // patient: an admitted record it cannot send intact (ID, reason)
 	frameDone     = 'Z' // patient: end of the response; uint32 count of records sent
 	maxRequest    = 64 << 10
 	maxHave       = 16 << 16 // 65,536 record IDs
@@ -45,9 +46,14 @@ const (
 	maxPartial    = partialEntry * 4096 // what a node reads
 	maxPartials   = 16                  // what a provider keeps per patient
 	maxMeta       = 64 << 10
+	maxReason     = 64 // the reason in a withheld frame
 	maxChunkFrame = 1 << 20
 	maxReceipt    = 1 << 20 // a leaf may hold up to ledger.MaxSubjects IDs
 )
+
+// withheldDamaged is the reason of a record withheld because its stored
+// copy failed its integrity check.
+const withheldDamaged = "damaged"
 
 // ErrProtocol reports a peer that broke the protocol.
 var ErrProtocol = errors.New("share protocol violation")
@@ -91,6 +97,10 @@ type Served struct {
 	Reason Reason // ReasonAllowed, or why the request was refused
 	Sent   int    // records sent
 	Bytes  int64  // ciphertext bytes sent
+	// Withheld lists admitted records not sent because their stored copy
+	// failed its integrity check (vault.ErrTampered): 'medvault verify'
+	// says more.
+	Withheld []record.ID
 }
 
 func serveConn(v *vault.Vault, c Framer, remote identity.ID, now time.Time, sv *Served) error {
@@ -231,11 +241,19 @@ func serveConn(v *vault.Vault, c Framer, remote identity.ID, now time.Time, sv *
 			continue
 		}
 		out, err := v.Share(adm, id, rcpt, resume[id])
-		if err != nil {
-			// Nothing of the record was sent (its stored header is not
-			// its own, or it cannot be read): end with a reason rather
-			// than cut the stream. What was sent before is the
-			// provider's.
+		switch {
+		case errors.Is(err, vault.ErrTampered) || errors.Is(err, vault.ErrDecrypt):
+			// This record's stored copy is damaged (its header is not
+			// its own): nothing of it was sent. Say so and go on with
+			// the others.
+			sv.Withheld = append(sv.Withheld, id)
+			if err := c.WriteFrame(frameWithheld, append(bytes.Clone(id[:]), withheldDamaged...)); err != nil {
+				return err
+			}
+			continue
+		case err != nil:
+			// The vault cannot be read: end with a reason rather than
+			// cut the stream. What was sent before is the provider's.
 			return errors.Join(fmt.Errorf("send record %s: %w", id, err), c.WriteFrame(frameDenied, []byte(ReasonUnavailable)))
 		}
 		n, err := sendRecord(c, out)
@@ -460,6 +478,9 @@ type FetchResult struct {
 	Bytes   int64 // ciphertext bytes received
 	Entry   *ledger.Entry
 	Index   int64 // the request's index in the patient's ledger
+	// Withheld lists the patient's record IDs its node admitted but did
+	// not send, because its copy failed its integrity check.
+	Withheld []record.ID
 }
 
 // FetchConn sends a signed request for every record in g's scope (minus
@@ -548,6 +569,13 @@ func FetchConn(v *vault.Vault, c Framer, g *Grant, now time.Time, progress func(
 	}
 	complete := len(entry.Subjects) < ledger.MaxSubjects
 	seen := map[record.ID]bool{}
+	accept := func(id record.ID) error {
+		if seen[id] || (complete && !admitted[id]) {
+			return fmt.Errorf("%w: record %s is not one the receipt admits, or came twice", ErrProtocol, id)
+		}
+		seen[id] = true
+		return nil
+	}
 	for {
 		typ, p, err := c.ReadFrame(maxMeta)
 		if err != nil {
@@ -569,15 +597,18 @@ func FetchConn(v *vault.Vault, c Framer, g *Grant, now time.Time, progress func(
 			}
 			return res, nil
 		case frameMeta:
-			if _, err := receiveRecord(v, c, g, p, res, partials, progress, func(id record.ID) error {
-				if seen[id] || (complete && !admitted[id]) {
-					return fmt.Errorf("%w: record %s is not one the receipt admits, or came twice", ErrProtocol, id)
-				}
-				seen[id] = true
-				return nil
-			}); err != nil {
+			if _, err := receiveRecord(v, c, g, p, res, partials, progress, accept); err != nil {
 				return res, err
 			}
+		case frameWithheld:
+			if len(p) < 16 || len(p) > 16+maxReason {
+				return res, fmt.Errorf("%w: malformed withheld frame", ErrProtocol)
+			}
+			id := record.ID(p[:16])
+			if err := accept(id); err != nil {
+				return res, err
+			}
+			res.Withheld = append(res.Withheld, id)
 		default:
 			return res, fmt.Errorf("%w: unexpected frame %q", ErrProtocol, typ)
 		}

@@ -243,9 +243,6 @@ func TestSendRefusesDamagedRecord(t *testing.T) {
 	}{
 		// The payload: the provider's check refuses the chunk.
 		{"payload", 9, 1000, "arrived damaged"},
-		// The header: the patient's node refuses before sending it,
-		// and says so.
-		{"header", 0, 40, "refused the request: unavailable"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			patient, provID, dir, g, _ := resumeSetup(t)
@@ -270,6 +267,56 @@ func TestSendRefusesDamagedRecord(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A record whose stored header is not its own is withheld: the patient's
+// node sends nothing of it, says so in a W frame, and sends the other
+// admitted records.
+func TestDamagedRecordWithheld(t *testing.T) {
+	patient, provID, dir, g, content := resumeSetup(t)
+	provider := openAt(t, dir, provID)
+	defer provider.Close()
+	other, err := patient.Add(bytes.NewReader([]byte("CT report")), vault.NewRecord{Category: record.Imaging})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var damaged record.ID
+	ms, _ := patient.List(vault.Filter{})
+	for _, m := range ms {
+		if m.ID != other.ID {
+			damaged = m.ID
+		}
+	}
+	pdir, pid := patient.Dir(), patient.Owner()
+	patient.Close()
+	flipChunkByte(t, pdir, damaged, 0, 40)
+	patient = openAt(t, pdir, pid)
+	defer patient.Close()
+
+	a, b := net.Pipe()
+	served := make(chan *Served, 1)
+	go func() {
+		sv, _ := ServeConn(patient, frame.NewConn(a, nil), provID.ID(), time.Now())
+		a.Close()
+		served <- sv
+	}()
+	res, err := FetchConn(provider, frame.NewConn(b, nil), g, time.Now(), nil)
+	b.Close()
+	sv := <-served
+	if err != nil || res.Records != 1 || len(res.Withheld) != 1 || res.Withheld[0] != damaged {
+		t.Fatalf("fetch: %+v %v", res, err)
+	}
+	if sv.Sent != 1 || len(sv.Withheld) != 1 || sv.Withheld[0] != damaged {
+		t.Fatalf("served: %+v", sv)
+	}
+	got, _ := provider.List(vault.Filter{})
+	if len(got) != 1 || got[0].SourceID != other.ID {
+		t.Fatalf("the provider stored %d records", len(got))
+	}
+	var buf bytes.Buffer
+	if _, err := provider.Get(got[0].ID, &buf); err != nil || bytes.Equal(buf.Bytes(), content) || buf.String() != "CT report" {
+		t.Fatalf("stored record: %q %v", buf.String(), err)
 	}
 }
 
@@ -332,5 +379,63 @@ func flipChunkByte(t *testing.T, dir string, id record.ID, i uint32, off int) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// beforeDone hands the provider extra frames just before the patient's Z,
+// as a patient node could send them.
+type beforeDone struct {
+	Framer
+	extra [][]byte // each a type byte and a payload
+	held  []byte
+}
+
+func (f *beforeDone) ReadFrame(limit int) (byte, []byte, error) {
+	if len(f.extra) > 0 && f.held != nil {
+		x := f.extra[0]
+		f.extra = f.extra[1:]
+		return x[0], x[1:], nil
+	}
+	if f.held != nil {
+		p := f.held
+		f.held = nil
+		return frameDone, p, nil
+	}
+	typ, p, err := f.Framer.ReadFrame(limit)
+	if err == nil && typ == frameDone && len(f.extra) > 0 {
+		f.held = bytes.Clone(p)
+		return f.ReadFrame(limit)
+	}
+	return typ, p, err
+}
+
+// Withheld frames name a record the receipt admits, once, and are well
+// formed; anything else is the patient's node breaking the protocol.
+func TestWithheldFramesChecked(t *testing.T) {
+	patient, provID, _, g, _ := resumeSetup(t)
+	ms, _ := patient.List(vault.Filter{})
+	sent := ms[0].ID
+	notAdmitted := record.NewID()
+	for name, w := range map[string][]byte{
+		"not admitted": append([]byte{frameWithheld}, append(notAdmitted[:], "damaged"...)...),
+		"sent already": append([]byte{frameWithheld}, append(sent[:], "damaged"...)...),
+		"too short":    {frameWithheld, 1, 2, 3},
+		"reason long":  append([]byte{frameWithheld}, append(sent[:], bytes.Repeat([]byte("x"), maxReason+1)...)...),
+	} {
+		t.Run(name, func(t *testing.T) {
+			pdir := t.TempDir()
+			if err := vault.Create(pdir, provID, vault.Options{}); err != nil {
+				t.Fatal(err)
+			}
+			provider := openAt(t, pdir, provID)
+			defer provider.Close()
+			a, b := net.Pipe()
+			go func() { ServeConn(patient, frame.NewConn(a, nil), provID.ID(), time.Now()); a.Close() }()
+			_, err := FetchConn(provider, &beforeDone{Framer: frame.NewConn(b, nil), extra: [][]byte{w}}, g, time.Now(), nil)
+			b.Close()
+			if !errors.Is(err, ErrProtocol) {
+				t.Fatalf("%s: %v", name, err)
+			}
+		})
 	}
 }

@@ -47,6 +47,9 @@ func (a *app) startNode(ctx context.Context, v *vault.Vault, listen []string) (*
 			// Not printed: a flood would flood the terminal too.
 		case sv.Reason == share.ReasonAllowed:
 			a.say("served %d record(s), %s, to %s (grant %s)", sv.Sent, humanSize(sv.Bytes), who, sv.Grant.String()[:12])
+			for _, id := range sv.Withheld {
+				a.say("medvault: warning: withheld record %s from %s: its stored copy failed its integrity check; run 'medvault verify'", id, who)
+			}
 		default:
 			a.say("refused a request from %s: %s", who, sv.Reason)
 		}
@@ -164,9 +167,17 @@ your signed request and returns a receipt, which is verified and kept.`,
 				}
 				return err
 			}
+			if len(res.Withheld) > 0 {
+				a.say("medvault: warning: %s's node withheld %d record(s): its copy failed its integrity check; ask them to run 'medvault verify'",
+					a.contactName(v, g.Issuer()), len(res.Withheld))
+			}
 			if a.jsonOut {
+				withheld := []string{}
+				for _, id := range res.Withheld {
+					withheld = append(withheld, id.String())
+				}
 				return printJSON(a.stdout, map[string]any{"v": 1, "grant": g.ID().String(), "records": res.Records,
-					"resumed": res.Resumed, "bytes": res.Bytes, "receipt_index": res.Index})
+					"resumed": res.Resumed, "bytes": res.Bytes, "receipt_index": res.Index, "withheld": withheld})
 			}
 			resumed := ""
 			if res.Resumed > 0 {
