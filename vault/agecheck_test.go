@@ -163,17 +163,7 @@ func TestStreamCheckEmptyLastChunk(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nonce := file[hdrLen : hdrLen+ageNonceSize]
-	key, _ := hkdf.Key(sha256.New, fileKey, nonce, "payload", chacha20poly1305.KeySize)
-	aead, _ := chacha20poly1305.New(key)
-	seal := func(i uint64, last bool, plain []byte) []byte {
-		var n [chacha20poly1305.NonceSize]byte
-		binary.BigEndian.PutUint64(n[3:11], i)
-		if last {
-			n[11] = 1
-		}
-		return aead.Seal(nil, n[:], plain, nil)
-	}
+	seal := chunkSealer(fileKey, file[hdrLen:hdrLen+ageNonceSize])
 	plain := make([]byte, 64<<10)
 	for i := range plain {
 		plain[i] = byte(i * 7)
@@ -222,5 +212,21 @@ func TestStreamCheckRefusesLongHeader(t *testing.T) {
 	}
 	if err := checkInPieces(out.Bytes(), 1<<20, id); !errors.Is(err, ErrDamaged) {
 		t.Fatalf("a %d-byte file with a long header: %v", out.Len(), err)
+	}
+}
+
+// chunkSealer seals age payload chunks (C2SP age, "Payload") under the key
+// fileKey and nonce make, as a sender holding the file key may: chunk i,
+// marked last or not.
+func chunkSealer(fileKey, nonce []byte) func(i uint64, last bool, plain []byte) []byte {
+	key, _ := hkdf.Key(sha256.New, fileKey, nonce, "payload", chacha20poly1305.KeySize)
+	aead, _ := chacha20poly1305.New(key)
+	return func(i uint64, last bool, plain []byte) []byte {
+		var n [chacha20poly1305.NonceSize]byte
+		binary.BigEndian.PutUint64(n[3:11], i)
+		if last {
+			n[11] = 1
+		}
+		return aead.Seal(nil, n[:], plain, nil)
 	}
 }

@@ -2,8 +2,6 @@ package vault
 
 import (
 	"bytes"
-	"crypto/hkdf"
-	"crypto/sha256"
 	"errors"
 	"io"
 	"strings"
@@ -11,7 +9,6 @@ import (
 
 	"filippo.io/age"
 	"go.etcd.io/bbolt"
-	"golang.org/x/crypto/chacha20poly1305"
 
 	"github.com/medvault/medvault/vault/record"
 )
@@ -222,11 +219,8 @@ func sealedWithKey(t *testing.T, fileKey, nonce []byte, to age.Recipient, plain 
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, _ := hkdf.Key(sha256.New, fileKey, nonce, "payload", chacha20poly1305.KeySize)
-	aead, _ := chacha20poly1305.New(key)
-	var n [chacha20poly1305.NonceSize]byte
-	n[11] = 1 // one chunk, the last
-	return append(append(hdr, nonce...), aead.Seal(nil, n[:], plain, nil)...)
+	// One chunk, the last.
+	return append(append(hdr, nonce...), chunkSealer(fileKey, nonce)(0, true, plain)...)
 }
 
 // Two received records may share a file key (the sender picks it). The
