@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"time"
 
@@ -51,9 +52,15 @@ const (
 	maxReceipt    = 1 << 20 // a leaf may hold up to ledger.MaxSubjects IDs
 )
 
-// withheldDamaged is the reason of a record withheld because its stored
-// copy failed its integrity check.
-const withheldDamaged = "damaged"
+// Reasons of a withheld frame: the record's stored copy failed its
+// integrity check; or the record was removed, or relabelled out of the
+// grant, after the request was decided.
+const (
+	withheldDamaged   = "damaged"
+	withheldWithdrawn = "withdrawn"
+)
+
+var errWithdrawn = errors.New("no longer covered by the grant")
 
 // ErrProtocol reports a peer that broke the protocol.
 var ErrProtocol = errors.New("share protocol violation")
@@ -101,6 +108,9 @@ type Served struct {
 	// failed its integrity check (vault.ErrTampered): 'medvault verify'
 	// says more.
 	Withheld []record.ID
+	// Withdrawn lists admitted records not sent because they were
+	// removed, or relabelled out of the grant, after the decision.
+	Withdrawn []record.ID
 }
 
 func serveConn(v *vault.Vault, c Framer, remote identity.ID, now time.Time, sv *Served) error {
@@ -113,30 +123,6 @@ func serveConn(v *vault.Vault, c Framer, remote identity.ID, now time.Time, sv *
 	}
 	req, reqErr := DecodeRequest(p)
 	rawReq := bytes.Clone(p)
-	typ, p, err = c.ReadFrame(maxHave)
-	if err != nil {
-		return fmt.Errorf("read request: %w", err)
-	}
-	if typ != frameHave || len(p)%16 != 0 {
-		return fmt.Errorf("%w: expected a have frame", ErrProtocol)
-	}
-	have := map[record.ID]bool{}
-	for i := 0; i < len(p); i += 16 {
-		have[record.ID(p[i:i+16])] = true
-	}
-	typ, p, err = c.ReadFrame(maxPartial)
-	if err != nil {
-		return fmt.Errorf("read request: %w", err)
-	}
-	if typ != framePartial || len(p)%partialEntry != 0 {
-		return fmt.Errorf("%w: expected a partial frame", ErrProtocol)
-	}
-	resume := map[record.ID]int64{}
-	for i := 0; i < len(p); i += partialEntry {
-		if off := int64(binary.BigEndian.Uint64(p[i+16:])); off > 0 {
-			resume[record.ID(p[i:i+16])] = off
-		}
-	}
 	var reason Reason
 	var g *Grant
 	var rcpt age.Recipient
@@ -223,6 +209,35 @@ func serveConn(v *vault.Vault, c Framer, remote identity.ID, now time.Time, sv *
 		return err
 	}
 	sv.Reason = reason
+	// What the provider holds is read only now, and kept only for a
+	// request the decision allowed: a peer that is not the grant's
+	// audience makes the node hold nothing beyond its frame buffer,
+	// which the resource manager counts.
+	allowed := reason == ReasonAllowed
+	typ, p, err = c.ReadFrame(maxHave)
+	if err != nil {
+		return fmt.Errorf("read request: %w", err)
+	}
+	if typ != frameHave || len(p)%16 != 0 {
+		return fmt.Errorf("%w: expected a have frame", ErrProtocol)
+	}
+	have := map[record.ID]bool{}
+	for i := 0; allowed && i < len(p); i += 16 {
+		have[record.ID(p[i:i+16])] = true
+	}
+	typ, p, err = c.ReadFrame(maxPartial)
+	if err != nil {
+		return fmt.Errorf("read request: %w", err)
+	}
+	if typ != framePartial || len(p)%partialEntry != 0 {
+		return fmt.Errorf("%w: expected a partial frame", ErrProtocol)
+	}
+	resume := map[record.ID]int64{}
+	for i := 0; allowed && i < len(p); i += partialEntry {
+		if off := int64(binary.BigEndian.Uint64(p[i+16:])); off > 0 {
+			resume[record.ID(p[i:i+16])] = off
+		}
+	}
 	if err := c.WriteFrame(frameReceipt, encodeReceipt(&adm.Receipt)); err != nil {
 		return err
 	}
@@ -241,7 +256,21 @@ func serveConn(v *vault.Vault, c Framer, remote identity.ID, now time.Time, sv *
 			continue
 		}
 		out, err := v.Share(adm, id, rcpt, resume[id])
+		if err == nil && g.sc.covers(recordInfo(out.Meta)) != ReasonAllowed {
+			// Relabelled since the decision (the node runs label
+			// and rm while it serves): the rule is applied again to
+			// the metadata that would go out.
+			err = errWithdrawn
+		}
 		switch {
+		case errors.Is(err, errWithdrawn) || errors.Is(err, vault.ErrNotFound):
+			// Nothing of it was sent. The provider is told it was
+			// withdrawn, not why: the reason is the patient's.
+			sv.Withdrawn = append(sv.Withdrawn, id)
+			if err := c.WriteFrame(frameWithheld, append(bytes.Clone(id[:]), withheldWithdrawn...)); err != nil {
+				return err
+			}
+			continue
 		case errors.Is(err, vault.ErrTampered) || errors.Is(err, vault.ErrDecrypt):
 			// This record's stored copy is damaged (its header is not
 			// its own): nothing of it was sent. Say so and go on with
@@ -266,11 +295,14 @@ func serveConn(v *vault.Vault, c Framer, remote identity.ID, now time.Time, sv *
 	return c.WriteFrame(frameDone, binary.BigEndian.AppendUint32(nil, sent))
 }
 
+// recordInfo is what the per-item rule reads of a record.
+func recordInfo(m *vault.Meta) *RecordInfo {
+	return &RecordInfo{ID: m.ID, Category: m.Category, Labels: m.Labels, Active: m.Active()}
+}
+
 // admitState adapts the vault's admission view to the decision's State.
 func admitState(v *vault.Vault, st *vault.AdmitState) State {
-	info := func(m *vault.Meta) RecordInfo {
-		return RecordInfo{ID: m.ID, Category: m.Category, Labels: m.Labels, Active: m.Active()}
-	}
+	info := func(m *vault.Meta) RecordInfo { return *recordInfo(m) }
 	return State{
 		Owner: v.Owner().ID(),
 		Vault: VaultID(v.VaultID()),
@@ -481,6 +513,9 @@ type FetchResult struct {
 	// Withheld lists the patient's record IDs its node admitted but did
 	// not send, because its copy failed its integrity check.
 	Withheld []record.ID
+	// Withdrawn lists those it admitted but did not send because the
+	// patient removed them, or changed their labels, since the decision.
+	Withdrawn []record.ID
 }
 
 // FetchConn sends a signed request for every record in g's scope (minus
@@ -499,12 +534,12 @@ func FetchConn(v *vault.Vault, c Framer, g *Grant, now time.Time, progress func(
 	if err != nil {
 		return nil, err
 	}
+	// At most maxHave/16 IDs fit, the lowest: past that, records the
+	// provider holds come again and are read and dropped (receiveRecord).
+	ids := slices.SortedFunc(maps.Keys(held), func(a, b record.ID) int { return bytes.Compare(a[:], b[:]) })
 	var have []byte
-	for id := range held {
+	for _, id := range ids[:min(len(ids), maxHave/16)] {
 		have = append(have, id[:]...)
-	}
-	if len(have) > maxHave {
-		have = have[:maxHave]
 	}
 	if err := c.WriteFrame(frameRequest, req.Bytes()); err != nil {
 		return nil, err
@@ -583,7 +618,9 @@ func FetchConn(v *vault.Vault, c Framer, g *Grant, now time.Time, progress func(
 		}
 		switch typ {
 		case frameDenied:
-			r := Reason(p)
+			// The reason goes to the provider's terminal: printable
+			// ASCII only, as for a refusal before the receipt.
+			r := Reason(sanitizeReason(p))
 			return res, fmt.Errorf("the patient's node refused the request: %s: %w", r, r.Err())
 		case frameDone:
 			// A partial the patient did not continue is no longer
@@ -597,7 +634,7 @@ func FetchConn(v *vault.Vault, c Framer, g *Grant, now time.Time, progress func(
 			}
 			return res, nil
 		case frameMeta:
-			if _, err := receiveRecord(v, c, g, p, res, partials, progress, accept); err != nil {
+			if _, err := receiveRecord(v, c, g, p, res, held, partials, progress, accept); err != nil {
 				return res, err
 			}
 		case frameWithheld:
@@ -608,7 +645,11 @@ func FetchConn(v *vault.Vault, c Framer, g *Grant, now time.Time, progress func(
 			if err := accept(id); err != nil {
 				return res, err
 			}
-			res.Withheld = append(res.Withheld, id)
+			if string(p[16:]) == withheldWithdrawn {
+				res.Withdrawn = append(res.Withdrawn, id)
+			} else {
+				res.Withheld = append(res.Withheld, id)
+			}
 		default:
 			return res, fmt.Errorf("%w: unexpected frame %q", ErrProtocol, typ)
 		}
@@ -624,7 +665,7 @@ func storeError(src record.ID, err error) error {
 	return fmt.Errorf("store record %s: %w", src, err)
 }
 
-func receiveRecord(v *vault.Vault, c Framer, g *Grant, mb []byte, res *FetchResult, partials map[record.ID]*vault.Partial, progress func(int, int64), accept func(record.ID) error) (*vault.Meta, error) {
+func receiveRecord(v *vault.Vault, c Framer, g *Grant, mb []byte, res *FetchResult, held map[record.ID]bool, partials map[record.ID]*vault.Partial, progress func(int, int64), accept func(record.ID) error) (*vault.Meta, error) {
 	var sm sharedMeta
 	if err := json.Unmarshal(mb, &sm); err != nil {
 		return nil, fmt.Errorf("%w: record metadata: %v", ErrProtocol, err)
@@ -642,6 +683,18 @@ func receiveRecord(v *vault.Vault, c Framer, g *Grant, mb []byte, res *FetchResu
 		return nil, fmt.Errorf("%w: record metadata: negative size", ErrProtocol)
 	}
 	maxBytes := sm.Size + sm.Size/(64<<10)*16 + 64<<10
+	if held[src] {
+		// Already stored whole; sent again because the have frame
+		// could not list it. Read it and keep nothing.
+		frames := &recordFrames{c: c, src: src, left: maxBytes, res: res}
+		if _, err := io.Copy(io.Discard, frames); err != nil {
+			if frames.broke != nil {
+				return nil, frames.broke
+			}
+			return nil, fmt.Errorf("connection lost during record %s: %w", src, err)
+		}
+		return nil, nil
+	}
 	// A resumed record continues the partial one the provider holds, from
 	// the offset it asked for; a record sent whole replaces it.
 	part := partials[src]
@@ -739,6 +792,12 @@ func (r *recordFrames) Read(p []byte) (int, error) {
 func (r *recordFrames) next() ([]byte, error) {
 	typ, p, err := r.c.ReadFrame(maxChunkFrame)
 	if err != nil {
+		// Only an empty E ends a record: a stream that ends cleanly
+		// before it is as cut as one that breaks, even when the bytes
+		// so far happen to form a whole age file.
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
 		r.lost = err
 		return nil, err
 	}

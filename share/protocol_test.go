@@ -515,10 +515,10 @@ func FuzzReceiveRecord(f *testing.F) {
 	f.Add(meta, good)
 	notEmpty, _ := frame.AppendFrame(good[:len(good)-5:len(good)-5], frameEnd, []byte{0})
 	f.Add(meta, notEmpty)
-	if _, err := receiveRecord(provider, &scripted{good}, g, meta, &FetchResult{}, nil, nil, func(record.ID) error { return nil }); err != nil {
+	if _, err := receiveRecord(provider, &scripted{good}, g, meta, &FetchResult{}, nil, nil, nil, func(record.ID) error { return nil }); err != nil {
 		f.Fatalf("the valid seed: %v", err)
 	}
-	if _, err := receiveRecord(provider, &scripted{notEmpty}, g, meta, &FetchResult{}, nil, nil, func(record.ID) error { return nil }); !errors.Is(err, ErrProtocol) {
+	if _, err := receiveRecord(provider, &scripted{notEmpty}, g, meta, &FetchResult{}, nil, nil, nil, func(record.ID) error { return nil }); !errors.Is(err, ErrProtocol) {
 		f.Fatalf("a non-empty end frame: %v", err)
 	}
 	f.Add([]byte(`{"id":"zz","category":"labs"}`), good)
@@ -526,7 +526,7 @@ func FuzzReceiveRecord(f *testing.F) {
 	f.Add([]byte(`{"id":"00112233445566778899aabbccddeeff","category":"labs","size":-1}`), good)
 	f.Fuzz(func(t *testing.T, meta, frames []byte) {
 		before, _ := provider.List(vault.Filter{})
-		m, err := receiveRecord(provider, &scripted{frames}, g, meta, &FetchResult{}, nil, nil, func(record.ID) error { return nil })
+		m, err := receiveRecord(provider, &scripted{frames}, g, meta, &FetchResult{}, nil, nil, nil, func(record.ID) error { return nil })
 		after, _ := provider.List(vault.Filter{})
 		if err != nil && len(after) != len(before) {
 			t.Fatal("a failed receive stored a record")

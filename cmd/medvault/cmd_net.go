@@ -15,6 +15,7 @@ import (
 	"github.com/medvault/medvault/share"
 	"github.com/medvault/medvault/vault"
 	"github.com/medvault/medvault/vault/identity"
+	"github.com/medvault/medvault/vault/record"
 )
 
 // quietLibp2p keeps go-libp2p's own log lines off the user's terminal.
@@ -49,6 +50,9 @@ func (a *app) startNode(ctx context.Context, v *vault.Vault, listen []string) (*
 			a.say("served %d record(s), %s, to %s (grant %s)", sv.Sent, humanSize(sv.Bytes), who, sv.Grant.String()[:12])
 			for _, id := range sv.Withheld {
 				a.say("medvault: warning: withheld record %s from %s: its stored copy failed its integrity check; run 'medvault verify'", id, who)
+			}
+			for _, id := range sv.Withdrawn {
+				a.say("did not send record %s to %s: removed or relabelled out of the grant since the request was decided", id, who)
 			}
 		default:
 			a.say("refused a request from %s: %s", who, sv.Reason)
@@ -171,13 +175,21 @@ your signed request and returns a receipt, which is verified and kept.`,
 				a.say("medvault: warning: %s's node withheld %d record(s): its copy failed its integrity check; ask them to run 'medvault verify'",
 					a.contactName(v, g.Issuer()), len(res.Withheld))
 			}
+			if len(res.Withdrawn) > 0 {
+				a.say("medvault: note: %s withdrew %d record(s) from this grant while it was being served",
+					a.contactName(v, g.Issuer()), len(res.Withdrawn))
+			}
 			if a.jsonOut {
-				withheld := []string{}
-				for _, id := range res.Withheld {
-					withheld = append(withheld, id.String())
+				ids := func(l []record.ID) []string {
+					out := []string{}
+					for _, id := range l {
+						out = append(out, id.String())
+					}
+					return out
 				}
 				return printJSON(a.stdout, map[string]any{"v": 1, "grant": g.ID().String(), "records": res.Records,
-					"resumed": res.Resumed, "bytes": res.Bytes, "receipt_index": res.Index, "withheld": withheld})
+					"resumed": res.Resumed, "bytes": res.Bytes, "receipt_index": res.Index,
+					"withheld": ids(res.Withheld), "withdrawn": ids(res.Withdrawn)})
 			}
 			resumed := ""
 			if res.Resumed > 0 {

@@ -1,0 +1,269 @@
+package share
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"filippo.io/age"
+
+	"github.com/medvault/medvault/p2p/frame"
+	"github.com/medvault/medvault/vault"
+	"github.com/medvault/medvault/vault/identity"
+	"github.com/medvault/medvault/vault/record"
+)
+
+// onFirstMeta runs hook, once, as the patient's node writes its first M
+// frame: between the decision and the sending of the other records.
+type onFirstMeta struct {
+	Framer
+	hook func(first record.ID)
+	done bool
+}
+
+func (o *onFirstMeta) WriteFrame(typ byte, p []byte) error {
+	if typ == frameMeta && !o.done {
+		o.done = true
+		var sm sharedMeta
+		if err := json.Unmarshal(p, &sm); err != nil {
+			return err
+		}
+		id, err := record.ParseID(sm.ID)
+		if err != nil {
+			return err
+		}
+		o.hook(id)
+	}
+	return o.Framer.WriteFrame(typ, p)
+}
+
+// twoLabs is a patient with two lab records, a provider, and a grant of
+// labs without any sensitivity label.
+func twoLabs(t *testing.T) (patient, provider *vault.Vault, g *Grant, ids []record.ID) {
+	t.Helper()
+	patient = openVault(t, "Ada", identity.Patient)
+	provider = openVault(t, "Dr. Hopper", identity.Provider)
+	for _, s := range []string{"ferritin 80", "lithium 0.8 mmol/L"} {
+		m, err := patient.Add(strings.NewReader(s), vault.NewRecord{Category: record.Labs, Title: s})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, m.ID)
+	}
+	if _, err := SaveContact(patient, "dr", cardOf(t, provider), false); err != nil {
+		t.Fatal(err)
+	}
+	g, err := IssueAndStore(patient, GrantParams{Audience: provider.Owner().ID(), Scope: Scope{Categories: []record.Category{record.Labs}},
+		Purpose: "TREAT", Expiry: time.Now().Add(time.Hour)}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return patient, provider, g, ids
+}
+
+// serveWith runs one request between the two vaults, the patient's side
+// of the stream wrapped by wrap.
+func serveWith(t *testing.T, patient, provider *vault.Vault, g *Grant, wrap func(Framer) Framer) (*Served, *FetchResult, error) {
+	t.Helper()
+	a, b := net.Pipe()
+	served := make(chan *Served, 1)
+	go func() {
+		sv, _ := ServeConn(patient, wrap(frame.NewConn(a, nil)), provider.Owner().ID(), time.Now())
+		a.Close() // as the p2p handler does: a clean close, not a reset
+		served <- sv
+	}()
+	res, err := FetchConn(provider, frame.NewConn(b, nil), g, time.Now(), nil)
+	b.Close()
+	return <-served, res, err
+}
+
+// A record the patient labels sensitive, or removes, while its node is
+// sending the others is not sent: the per-item rule runs again on the
+// metadata that would go out (TOKEN.md 8.2), and the provider is told the
+// record was withdrawn.
+func TestChangedAfterDecisionWithdrawn(t *testing.T) {
+	for name, change := range map[string]func(v *vault.Vault, id record.ID) error{
+		"relabelled": func(v *vault.Vault, id record.ID) error {
+			_, err := v.SetLabels(id, []record.Label{record.MH}, nil)
+			return err
+		},
+		"removed": func(v *vault.Vault, id record.ID) error { return v.Remove(id) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			patient, provider, g, ids := twoLabs(t)
+			var other record.ID
+			sv, res, err := serveWith(t, patient, provider, g, func(f Framer) Framer {
+				return &onFirstMeta{Framer: f, hook: func(first record.ID) {
+					other = ids[0]
+					if first == ids[0] {
+						other = ids[1]
+					}
+					if err := change(patient, other); err != nil {
+						t.Error(err)
+					}
+				}}
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Records != 1 || !slices.Equal(res.Withdrawn, []record.ID{other}) || len(res.Withheld) != 0 {
+				t.Fatalf("provider: %d record(s), withdrawn %v, withheld %v; want 1, [%s], none", res.Records, res.Withdrawn, res.Withheld, other)
+			}
+			if sv.Sent != 1 || !slices.Equal(sv.Withdrawn, []record.ID{other}) {
+				t.Fatalf("patient: sent %d, withdrawn %v", sv.Sent, sv.Withdrawn)
+			}
+			ms, err := provider.List(vault.Filter{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range ms {
+				if m.SourceID == other || len(m.Labels) != 0 {
+					t.Fatalf("the provider holds %s labelled %v", m.SourceID, m.Labels)
+				}
+			}
+		})
+	}
+}
+
+// noEnd is a patient's node that fails instead of sending E, as it does
+// when a record fails late, and then closes the stream cleanly.
+type noEnd struct{ Framer }
+
+func (n *noEnd) WriteFrame(typ byte, p []byte) error {
+	if typ == frameEnd {
+		return errors.New("test: no E")
+	}
+	return n.Framer.WriteFrame(typ, p)
+}
+
+// A stream that ends cleanly inside a record has not delivered it, even
+// when the bytes that came form a whole age file: only E ends a record.
+func TestCleanEndInsideRecordIsCut(t *testing.T) {
+	patient, provider, g, _ := twoLabs(t)
+	_, res, err := serveWith(t, patient, provider, g, func(f Framer) Framer { return &noEnd{f} })
+	if err == nil || !strings.Contains(err.Error(), "connection lost") || !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("fetch: %v, want a lost connection", err)
+	}
+	if ms, _ := provider.List(vault.Filter{}); len(ms) != 0 || res.Records != 0 {
+		t.Fatalf("stored %d record(s) (result says %d) without their E frame", len(ms), res.Records)
+	}
+}
+
+// cleanEndAfter closes the stream cleanly after n chunk frames.
+type cleanEndAfter struct {
+	Framer
+	n int
+}
+
+func (c *cleanEndAfter) WriteFrame(typ byte, p []byte) error {
+	if typ == frameChunk {
+		if c.n == 0 {
+			return errors.New("test: stop")
+		}
+		c.n--
+	}
+	return c.Framer.WriteFrame(typ, p)
+}
+
+// A clean end of stream inside a resumed record keeps the partial, grown
+// by what arrived, as a broken connection does.
+func TestCleanEndKeepsPartial(t *testing.T) {
+	patient, provID, dir, g, content := resumeSetup(t)
+	provider := openAt(t, dir, provID)
+	defer provider.Close()
+	if _, err := fetchCut(t, patient, provider, g, 12); err == nil {
+		t.Fatal("the cut fetch succeeded")
+	}
+	parts, err := provider.Partials(patient.Owner().ID())
+	if err != nil || len(parts) != 1 {
+		t.Fatalf("partials after the cut: %v, %v", parts, err)
+	}
+	before := parts[0].Stored
+	_, res, err := serveWith(t, patient, provider, g, func(f Framer) Framer { return &cleanEndAfter{Framer: f, n: 3} })
+	if err == nil || !res.Kept {
+		t.Fatalf("fetch: kept %v, %v; want the partial kept and an error", res.Kept, err)
+	}
+	parts, err = provider.Partials(patient.Owner().ID())
+	if err != nil || len(parts) != 1 || parts[0].Stored <= before {
+		t.Fatalf("partials after a clean end: %v, %v (stored %d before)", parts, err, before)
+	}
+	// And the next fetch completes it.
+	if res, err := serveAll(t, patient, provider, g); err != nil || res.Records != 1 || res.Resumed != 1 {
+		t.Fatalf("resume: %+v, %v", res, err)
+	}
+	ms, _ := provider.List(vault.Filter{})
+	var got bytes.Buffer
+	if len(ms) != 1 {
+		t.Fatalf("%d records", len(ms))
+	}
+	if _, err := provider.Get(ms[0].ID, &got); err != nil || !bytes.Equal(got.Bytes(), content) {
+		t.Fatalf("the resumed record is not the patient's: %v", err)
+	}
+}
+
+func serveAll(t *testing.T, patient, provider *vault.Vault, g *Grant) (*FetchResult, error) {
+	_, res, err := serveWith(t, patient, provider, g, func(f Framer) Framer { return f })
+	return res, err
+}
+
+// lateDenial ends the response with a D whose reason carries terminal
+// escapes in place of Z.
+type lateDenial struct{ Framer }
+
+func (l *lateDenial) WriteFrame(typ byte, p []byte) error {
+	if typ == frameDone {
+		return l.Framer.WriteFrame(frameDenied, []byte("\x1b]0;owned\a\x1b[2Jfake"))
+	}
+	return l.Framer.WriteFrame(typ, p)
+}
+
+// A refusal's reason reaches the provider's terminal as printable ASCII,
+// after the receipt as before it.
+func TestLateDenialReasonSanitized(t *testing.T) {
+	patient, provider, g, _ := twoLabs(t)
+	_, _, err := serveWith(t, patient, provider, g, func(f Framer) Framer { return &lateDenial{f} })
+	if err == nil || strings.ContainsAny(err.Error(), "\x1b\a") || !strings.Contains(err.Error(), "fake") {
+		t.Fatalf("fetch: %q", err)
+	}
+}
+
+// A record the provider already holds whole, sent again because the have
+// frame could not list it (more than 65,536 held), is read and dropped.
+func TestHeldRecordSentAgainDropped(t *testing.T) {
+	provider := openVault(t, "Dr", identity.Provider)
+	patient, _ := identity.Generate("P", identity.Patient)
+	g, err := IssueGrant(patient, GrantParams{Audience: provider.Owner().ID(), Vault: VaultID{1},
+		Scope: Scope{Categories: []record.Category{record.Labs}}, Purpose: "TREAT", Expiry: time.Now().Add(time.Hour)}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var file bytes.Buffer
+	w, _ := age.Encrypt(&file, provider.Owner().Recipient())
+	w.Write([]byte("hello"))
+	w.Close()
+	src := record.ID{0x11, 0x22}
+	meta := []byte(`{"id":"` + src.String() + `","title":"t","category":"labs","size":5}`)
+	frames, _ := frame.AppendFrame(nil, frameChunk, file.Bytes())
+	frames, _ = frame.AppendFrame(frames, frameEnd, nil)
+	accept := func(record.ID) error { return nil }
+	in := &scripted{frames}
+	m, err := receiveRecord(provider, in, g, meta, &FetchResult{}, map[record.ID]bool{src: true}, nil, nil, accept)
+	if err != nil || m != nil || len(in.b) != 0 {
+		t.Fatalf("held record: %v, %v, %d bytes left unread", m, err, len(in.b))
+	}
+	if ms, _ := provider.List(vault.Filter{}); len(ms) != 0 {
+		t.Fatal("a record already held was stored again")
+	}
+	// Its frames are still checked.
+	bad, _ := frame.AppendFrame(nil, frameChunk, file.Bytes())
+	bad, _ = frame.AppendFrame(bad, frameEnd, []byte{1})
+	if _, err := receiveRecord(provider, &scripted{bad}, g, meta, &FetchResult{}, map[record.ID]bool{src: true}, nil, nil, accept); !errors.Is(err, ErrProtocol) {
+		t.Fatalf("a held record with a bad end frame: %v", err)
+	}
+}
