@@ -604,6 +604,7 @@ func FetchConn(v *vault.Vault, c Framer, g *Grant, now time.Time, progress func(
 	}
 	complete := len(entry.Subjects) < ledger.MaxSubjects
 	seen := map[record.ID]bool{}
+	got := uint32(0) // records received whole, stored or already held
 	accept := func(id record.ID) error {
 		if seen[id] || (complete && !admitted[id]) {
 			return fmt.Errorf("%w: record %s is not one the receipt admits, or came twice", ErrProtocol, id)
@@ -623,6 +624,9 @@ func FetchConn(v *vault.Vault, c Framer, g *Grant, now time.Time, progress func(
 			r := Reason(sanitizeReason(p))
 			return res, fmt.Errorf("the patient's node refused the request: %s: %w", r, r.Err())
 		case frameDone:
+			if len(p) != 4 || binary.BigEndian.Uint32(p) != got {
+				return res, fmt.Errorf("%w: the end frame does not count the %d record(s) sent", ErrProtocol, got)
+			}
 			// A partial the patient did not continue is no longer
 			// admitted (or is gone): drop it.
 			// Best effort: a partial another fetch is resuming, or one
@@ -637,6 +641,7 @@ func FetchConn(v *vault.Vault, c Framer, g *Grant, now time.Time, progress func(
 			if _, err := receiveRecord(v, c, g, p, res, held, partials, progress, accept); err != nil {
 				return res, err
 			}
+			got++
 		case frameWithheld:
 			if len(p) < 16 || len(p) > 16+maxReason {
 				return res, fmt.Errorf("%w: malformed withheld frame", ErrProtocol)

@@ -2,6 +2,7 @@ package share
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"io"
@@ -265,5 +266,26 @@ func TestHeldRecordSentAgainDropped(t *testing.T) {
 	bad, _ = frame.AppendFrame(bad, frameEnd, []byte{1})
 	if _, err := receiveRecord(provider, &scripted{bad}, g, meta, &FetchResult{}, map[record.ID]bool{src: true}, nil, nil, accept); !errors.Is(err, ErrProtocol) {
 		t.Fatalf("a held record with a bad end frame: %v", err)
+	}
+}
+
+// miscount sends Z with a count one too high.
+type miscount struct{ Framer }
+
+func (m *miscount) WriteFrame(typ byte, p []byte) error {
+	if typ == frameDone {
+		return m.Framer.WriteFrame(frameDone, binary.BigEndian.AppendUint32(nil, binary.BigEndian.Uint32(p)+1))
+	}
+	return m.Framer.WriteFrame(typ, p)
+}
+
+// Z must count the records sent.
+func TestDoneFrameCounted(t *testing.T) {
+	patient, provider, g, _ := twoLabs(t)
+	if _, _, err := serveWith(t, patient, provider, g, func(f Framer) Framer { return &miscount{f} }); !errors.Is(err, ErrProtocol) {
+		t.Fatalf("a miscounting end frame: %v", err)
+	}
+	if res, err := serveAll(t, patient, provider, g); err != nil || res.Records != 0 {
+		t.Fatalf("fetch again: %+v, %v (the records arrived whole the first time)", res, err)
 	}
 }

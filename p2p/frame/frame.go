@@ -214,8 +214,8 @@ func (c *Conn) grow(n, limit int) error {
 	return nil
 }
 
-// Release zeroes and drops the read buffer and returns its memory to the
-// budget. Payloads returned earlier become invalid; later reads fail with
+// Release zeroes and drops the read buffer, zeroes the write buffer, and
+// returns the read buffer's memory to the budget. Payloads returned earlier become invalid; later reads fail with
 // ErrReleased. Release does not close the underlying stream. It waits for a
 // ReadFrame in progress, so close the stream first to unblock one.
 func (c *Conn) Release() {
@@ -228,6 +228,10 @@ func (c *Conn) Release() {
 	}
 	c.reserved = 0
 	c.released = true
+	// The write buffer holds the last small frame sent (often metadata).
+	c.wmu.Lock()
+	clear(c.wbuf[:])
+	c.wmu.Unlock()
 }
 
 // WriteFrame writes one frame. It refuses type 0x00 (ErrBadType) and payloads

@@ -377,9 +377,15 @@ func TestBudget(t *testing.T) {
 			t.Fatalf("frame %d: reserved %d, buffer %d", i, b.used, cap(c.buf))
 		}
 	}
+	if err := c.WriteFrame(1, []byte("secret metadata")); err != nil {
+		t.Fatal(err)
+	}
 	c.Release()
 	if b.used != 0 {
 		t.Fatalf("after Release %d bytes still reserved", b.used)
+	}
+	if c.wbuf != [len(c.wbuf)]byte{} {
+		t.Fatal("Release left the last frame written in the write buffer")
 	}
 	if _, _, err := c.ReadFrame(16); !errors.Is(err, ErrReleased) {
 		t.Fatalf("read after Release: %v", err)
