@@ -177,7 +177,7 @@ func FindIssued(v *vault.Vault, s string) (*Issued, error) {
 		return nil, err
 	}
 	if len(s) < 8 {
-		return nil, fmt.Errorf("grant ID %q is too short: give at least 8 hex digits", s)
+		return nil, fmt.Errorf("%w: grant ID %q is too short: give at least 8 hex digits", ErrInvalidParams, s)
 	}
 	var found []*Issued
 	for _, i := range all {
@@ -191,7 +191,7 @@ func FindIssued(v *vault.Vault, s string) (*Issued, error) {
 	case 1:
 		return found[0], nil
 	}
-	return nil, fmt.Errorf("grant ID prefix %q is ambiguous", s)
+	return nil, fmt.Errorf("%w: grant ID prefix %q is ambiguous: give more digits", ErrInvalidParams, s)
 }
 
 // RevokeAndStore revokes an issued grant: from this moment the owner's node

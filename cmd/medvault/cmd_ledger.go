@@ -32,6 +32,9 @@ Run 'medvault verify' to check that nobody has rewritten it.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var f logFilter
 			var err error
+			if tail < 0 {
+				return usagef("--tail must be 0 (all) or more, not %d", tail)
+			}
 			if since != "" {
 				if f.since, err = parseDate(since); err != nil {
 					return err
