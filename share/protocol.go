@@ -262,24 +262,33 @@ func serveConn(v *vault.Vault, c Framer, remote identity.ID, now time.Time, sv *
 			// the metadata that would go out.
 			err = errWithdrawn
 		}
+		withheld := ""
 		switch {
 		case errors.Is(err, errWithdrawn) || errors.Is(err, vault.ErrNotFound):
 			// Nothing of it was sent. The provider is told it was
 			// withdrawn, not why: the reason is the patient's.
+			withheld = withheldWithdrawn
 			sv.Withdrawn = append(sv.Withdrawn, id)
-			if err := c.WriteFrame(frameWithheld, append(bytes.Clone(id[:]), withheldWithdrawn...)); err != nil {
-				return err
-			}
-			continue
 		case errors.Is(err, vault.ErrTampered) || errors.Is(err, vault.ErrDecrypt):
 			// This record's stored copy is damaged (its header is not
 			// its own): nothing of it was sent. Say so and go on with
 			// the others.
+			withheld = withheldDamaged
 			sv.Withheld = append(sv.Withheld, id)
-			if err := c.WriteFrame(frameWithheld, append(bytes.Clone(id[:]), withheldDamaged...)); err != nil {
+		}
+		if withheld != "" {
+			// The decision's entry lists this record as served: a
+			// second entry says it was not, so the log tells what
+			// the provider actually received.
+			if err := logWithheld(v, remote, g, id, withheld); err != nil {
+				return errors.Join(err, c.WriteFrame(frameDenied, []byte(ReasonUnavailable)))
+			}
+			if err := c.WriteFrame(frameWithheld, append(bytes.Clone(id[:]), withheld...)); err != nil {
 				return err
 			}
 			continue
+		}
+		switch {
 		case err != nil:
 			// The vault cannot be read: end with a reason rather than
 			// cut the stream. What was sent before is the provider's.
@@ -293,6 +302,19 @@ func serveConn(v *vault.Vault, c Framer, remote identity.ID, now time.Time, sv *
 		sv.Sent, sv.Bytes = int(sent), sv.Bytes+n
 	}
 	return c.WriteFrame(frameDone, binary.BigEndian.AppendUint32(nil, sent))
+}
+
+// logWithheld appends the ledger entry for an admitted record the node did
+// not send: action serve, outcome failed, the record as subject and the
+// withheld reason ("withdrawn" or "damaged") as the entry's reason.
+func logWithheld(v *vault.Vault, remote identity.ID, g *Grant, id record.ID, reason string) error {
+	gid := g.ID()
+	err := v.Log(vault.Event{Action: ledger.ActionServe, Actor: remote, Subjects: [][]byte{bytes.Clone(id[:])},
+		Grant: gid[:], Purpose: string(g.Purpose()), Outcome: ledger.OutcomeFailed, Reason: reason})
+	if err != nil {
+		return fmt.Errorf("log that record %s was not sent: %w", id, err)
+	}
+	return nil
 }
 
 // recordInfo is what the per-item rule reads of a record.

@@ -310,6 +310,7 @@ func TestDamagedRecordWithheld(t *testing.T) {
 	if sv.Sent != 1 || len(sv.Withheld) != 1 || sv.Withheld[0] != damaged {
 		t.Fatalf("served: %+v", sv)
 	}
+	checkNotSentLogged(t, patient, provID.ID(), g, damaged, "damaged", 1)
 	got, _ := provider.List(vault.Filter{})
 	if len(got) != 1 || got[0].SourceID != other.ID {
 		t.Fatalf("the provider stored %d records", len(got))

@@ -14,6 +14,7 @@ import (
 
 	"filippo.io/age"
 
+	"github.com/medvault/medvault/ledger"
 	"github.com/medvault/medvault/p2p/frame"
 	"github.com/medvault/medvault/vault"
 	"github.com/medvault/medvault/vault/identity"
@@ -119,6 +120,7 @@ func TestChangedAfterDecisionWithdrawn(t *testing.T) {
 			if sv.Sent != 1 || !slices.Equal(sv.Withdrawn, []record.ID{other}) {
 				t.Fatalf("patient: sent %d, withdrawn %v", sv.Sent, sv.Withdrawn)
 			}
+			checkNotSentLogged(t, patient, provider.Owner().ID(), g, other, "withdrawn", 1)
 			ms, err := provider.List(vault.Filter{})
 			if err != nil {
 				t.Fatal(err)
@@ -287,5 +289,34 @@ func TestDoneFrameCounted(t *testing.T) {
 	}
 	if res, err := serveAll(t, patient, provider, g); err != nil || res.Records != 0 {
 		t.Fatalf("fetch again: %+v, %v (the records arrived whole the first time)", res, err)
+	}
+}
+
+// checkNotSentLogged asserts that the patient's ledger ends with the entry
+// saying record id was admitted but not sent (action serve, outcome
+// failed, reason why), and that the audit counts sent records sent to the
+// provider.
+func checkNotSentLogged(t *testing.T, patient *vault.Vault, provider identity.ID, g *Grant, id record.ID, why string, sent int) {
+	t.Helper()
+	n, err := patient.LedgerSize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last *ledger.Entry
+	if err := patient.Entries(n-1, func(_ int64, e *ledger.Entry) error { last = e; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	gid := g.ID()
+	if last.Action != ledger.ActionServe || last.Outcome != ledger.OutcomeFailed || last.Reason != why ||
+		len(last.Subjects) != 1 || !bytes.Equal(last.Subjects[0], id[:]) || !bytes.Equal(last.Grant, gid[:]) ||
+		!bytes.Equal(last.Actor, provider.Bytes()) || last.Purpose != "TREAT" {
+		t.Fatalf("last ledger entry: %+v; want serve failed %q for %s", last, why, id)
+	}
+	a, err := patient.Audit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a.Actors) != 1 || a.Actors[0].Records != sent || a.Actors[0].Served != 1 || a.Actors[0].Denied != 0 {
+		t.Fatalf("audit: %+v; want %d record(s) sent in 1 request, no denial", a.Actors, sent)
 	}
 }

@@ -24,7 +24,7 @@ type Audit struct {
 type ActorAudit struct {
 	Actor    identity.ID
 	Served   int // requests served
-	Records  int // record IDs served, counted per request
+	Records  int // record IDs sent, counted per request
 	Denied   int
 	First    time.Time
 	Last     time.Time
@@ -74,6 +74,10 @@ func (v *Vault) Audit() (*Audit, error) {
 				a.Anomalies = append(a.Anomalies, fmt.Sprintf("%s was refused %d times within an hour (last: %s, %s)",
 					actor, len(ts), e.Time.UTC().Format(time.RFC3339), e.Reason))
 			}
+		case e.Action == ledger.ActionServe && e.Outcome == ledger.OutcomeFailed:
+			// Records the request admitted but the node did not send
+			// (withdrawn or damaged): the served entry counted them.
+			aa.Records -= len(e.Subjects)
 		case e.Action == ledger.ActionServe:
 			aa.Served++
 			aa.Records += len(e.Subjects)
