@@ -7,6 +7,7 @@ import (
 	"github.com/medvault/medvault/ledger"
 	"github.com/medvault/medvault/vault"
 	"github.com/medvault/medvault/vault/identity"
+	"github.com/medvault/medvault/vault/record"
 )
 
 // ReasonRateLimited refuses a peer that was refused too often recently.
@@ -69,7 +70,7 @@ func (l *Limiter) ServeConn(v *vault.Vault, c Framer, remote identity.ID, now ti
 		// Read the request (bounded, undecided) so the exchange keeps its
 		// order, then refuse.
 		if _, _, err := c.ReadFrame(maxRequest); err == nil {
-			if _, _, err := c.ReadFrame(maxHave); err == nil {
+			if err := readHave(c, func(record.ID) {}); err == nil {
 				c.ReadFrame(maxPartial)
 			}
 		}

@@ -28,11 +28,11 @@ type Framer interface {
 	WriteFrame(typ byte, payload []byte) error
 }
 
-// Frame types of the share protocol (/medvault/share/1.2.0). See
+// Frame types of the share protocol (/medvault/share/1.3.0). See
 // p2p/PROTOCOL.md, "Messages".
 const (
 	frameRequest  = 'Q' // provider: a signed Request
-	frameHave     = 'H' // provider: patient record IDs it already holds (16 bytes each)
+	frameHave     = 'H' // provider: patient record IDs it already holds (16 bytes each, ascending; see haveIDs)
 	framePartial  = 'P' // provider: records it holds the start of (ID, payload offset)
 	frameReceipt  = 'T' // patient: the receipt of the logged decision
 	frameDenied   = 'D' // patient: the request was refused; payload is the reason code
@@ -42,7 +42,9 @@ const (
 	frameWithheld = 'W' // patient: an admitted record it cannot send intact (ID, reason)
 	frameDone     = 'Z' // patient: end of the response; uint32 count of records sent
 	maxRequest    = 64 << 10
-	maxHave       = 16 << 16 // 65,536 record IDs
+	haveIDs       = 1 << 16 // record IDs in a full have frame; a shorter one is the last
+	maxHave       = 16 * haveIDs
+	maxHeld       = 1 << 20 // record IDs all have frames may list (16 frames)
 	partialEntry  = 16 + 8
 	maxPartial    = partialEntry * 4096 // what a node reads
 	maxPartials   = 16                  // what a provider keeps per patient
@@ -214,16 +216,20 @@ func serveConn(v *vault.Vault, c Framer, remote identity.ID, now time.Time, sv *
 	// audience makes the node hold nothing beyond its frame buffer,
 	// which the resource manager counts.
 	allowed := reason == ReasonAllowed
-	typ, p, err = c.ReadFrame(maxHave)
-	if err != nil {
-		return fmt.Errorf("read request: %w", err)
-	}
-	if typ != frameHave || len(p)%16 != 0 {
-		return fmt.Errorf("%w: expected a have frame", ErrProtocol)
+	// Only admitted records the provider holds are kept: what the have
+	// frames list beyond them costs a frame buffer, not memory that
+	// grows with the list.
+	var admitted []record.ID
+	if allowed {
+		admitted = slices.SortedFunc(slices.Values(adm.Allowed), compareIDs)
 	}
 	have := map[record.ID]bool{}
-	for i := 0; allowed && i < len(p); i += 16 {
-		have[record.ID(p[i:i+16])] = true
+	if err := readHave(c, func(id record.ID) {
+		if _, ok := slices.BinarySearchFunc(admitted, id, compareIDs); ok {
+			have[id] = true
+		}
+	}); err != nil {
+		return err
 	}
 	typ, p, err = c.ReadFrame(maxPartial)
 	if err != nil {
@@ -303,6 +309,59 @@ func serveConn(v *vault.Vault, c Framer, remote identity.ID, now time.Time, sv *
 	}
 	return c.WriteFrame(frameDone, binary.BigEndian.AppendUint32(nil, sent))
 }
+
+// readHave reads the have frames, calling fn for each record ID listed. The
+// IDs come in strictly ascending order, haveIDs to a frame; a frame with
+// fewer is the last, and all of them list at most maxHeld.
+func readHave(c Framer, fn func(record.ID)) error {
+	var prev []byte
+	for total := 0; ; {
+		typ, p, err := c.ReadFrame(maxHave)
+		if err != nil {
+			return fmt.Errorf("read request: %w", err)
+		}
+		if typ != frameHave || len(p)%16 != 0 {
+			return fmt.Errorf("%w: expected a have frame", ErrProtocol)
+		}
+		if total += len(p) / 16; total > maxHeld {
+			return fmt.Errorf("%w: have frames list more than %d records", ErrProtocol, maxHeld)
+		}
+		for i := 0; i < len(p); i += 16 {
+			id := p[i : i+16]
+			if prev != nil && bytes.Compare(prev, id) >= 0 {
+				return fmt.Errorf("%w: have frames are not in ascending order", ErrProtocol)
+			}
+			prev = append(prev[:0], id...)
+			fn(record.ID(id))
+		}
+		if len(p) < maxHave {
+			return nil
+		}
+	}
+}
+
+// writeHave sends the have frames for ids, sorted ascending: at most
+// maxHeld of them, the lowest.
+func writeHave(c Framer, ids []record.ID) error {
+	ids = ids[:min(len(ids), maxHeld)]
+	buf := make([]byte, 0, 16*min(len(ids), haveIDs))
+	for {
+		buf = buf[:0]
+		n := min(len(ids), haveIDs)
+		for _, id := range ids[:n] {
+			buf = append(buf, id[:]...)
+		}
+		ids = ids[n:]
+		if err := c.WriteFrame(frameHave, buf); err != nil {
+			return err
+		}
+		if n < haveIDs {
+			return nil
+		}
+	}
+}
+
+func compareIDs(a, b record.ID) int { return bytes.Compare(a[:], b[:]) }
 
 // logWithheld appends the ledger entry for an admitted record the node did
 // not send: action serve, outcome failed, the record as subject and the
@@ -556,17 +615,12 @@ func FetchConn(v *vault.Vault, c Framer, g *Grant, now time.Time, progress func(
 	if err != nil {
 		return nil, err
 	}
-	// At most maxHave/16 IDs fit, the lowest: past that, records the
+	// At most maxHeld IDs are listed, the lowest: past that, records the
 	// provider holds come again and are read and dropped (receiveRecord).
-	ids := slices.SortedFunc(maps.Keys(held), func(a, b record.ID) int { return bytes.Compare(a[:], b[:]) })
-	var have []byte
-	for _, id := range ids[:min(len(ids), maxHave/16)] {
-		have = append(have, id[:]...)
-	}
 	if err := c.WriteFrame(frameRequest, req.Bytes()); err != nil {
 		return nil, err
 	}
-	if err := c.WriteFrame(frameHave, have); err != nil {
+	if err := writeHave(c, slices.SortedFunc(maps.Keys(held), compareIDs)); err != nil {
 		return nil, err
 	}
 	// Records a cut connection left half-received: ask for the rest.
@@ -711,7 +765,7 @@ func receiveRecord(v *vault.Vault, c Framer, g *Grant, mb []byte, res *FetchResu
 	}
 	maxBytes := sm.Size + sm.Size/(64<<10)*16 + 64<<10
 	if held[src] {
-		// Already stored whole; sent again because the have frame
+		// Already stored whole; sent again because the have frames
 		// could not list it. Read it and keep nothing.
 		frames := &recordFrames{c: c, src: src, left: maxBytes, res: res}
 		if _, err := io.Copy(io.Discard, frames); err != nil {

@@ -191,6 +191,8 @@ func FuzzServePartials(f *testing.F) {
 	f.Add([]byte{}, entry(m.ID, 1<<63))
 	f.Add([]byte{}, append(entry(m.ID, 5), entry(m.ID, 7)...))
 	f.Add(bytes.Clone(m.ID[:]), entry(m.ID, 5))
+	f.Add(append(bytes.Repeat([]byte{0xff}, 16), m.ID[:]...), []byte{}) // out of order
+	f.Add(append(bytes.Clone(m.ID[:]), m.ID[:]...), []byte{})           // repeated
 	f.Add([]byte{}, entry(record.NewID(), 5))
 	f.Add([]byte{}, entry(m.ID, 9)[:20])
 	max := int64(len(content)) + int64(len(content))/(64<<10)*16 + 64<<10
@@ -211,7 +213,7 @@ func FuzzServePartials(f *testing.F) {
 			typ, p, err := c.ReadFrame(maxReceipt)
 			if err != nil {
 				// The node ends the exchange on a malformed H or P frame.
-				if len(have)%16 == 0 && len(partial)%partialEntry == 0 {
+				if len(have)%16 == 0 && ascending(have) && len(partial)%partialEntry == 0 {
 					t.Fatalf("well-formed frames, exchange ended: %v", err)
 				}
 				return
@@ -439,4 +441,15 @@ func TestWithheldFramesChecked(t *testing.T) {
 			}
 		})
 	}
+}
+
+// ascending reports whether have lists 16-byte IDs in strictly ascending
+// order, as have frames must.
+func ascending(have []byte) bool {
+	for i := 16; i+16 <= len(have); i += 16 {
+		if bytes.Compare(have[i-16:i], have[i:i+16]) >= 0 {
+			return false
+		}
+	}
+	return true
 }
