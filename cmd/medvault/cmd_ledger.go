@@ -222,23 +222,26 @@ func (a *app) printLog(v *vault.Vault, rows []logRow) error {
 }
 
 func newVerifyCommand(a *app) *cobra.Command {
-	var full bool
+	var full, incremental bool
 	cmd := &cobra.Command{
-		Use:   "verify [--full] [--json]",
+		Use:   "verify [--incremental] [--json]",
 		Short: "Check the integrity of the vault and its ledger",
 		Long: `Check that the ledger's Merkle tree, entries and signed checkpoints are intact
 and consistent, and that every record's stored ciphertext and metadata are
 exactly what the ledger committed to. Exits 13 and names each problem when
 anything was changed outside medvault.
 
-By default verify is incremental: it checks what was added since the last
-successful verify. --full checks everything again.
+By default verify checks everything: every ledger entry and checkpoint, and
+every record's content re-hashed. --incremental checks only what was added
+since the last successful verify (ledger entries, and records added or
+changed since): fast, for a cron job, but it does not see a change to
+something an earlier verify already checked.
 
 What verify cannot see: the whole vault replaced by an older copy of itself
 (every value in it is authentic). Providers who hold your signed checkpoints
 can detect that.`,
 		Example: `  medvault verify
-  medvault verify --full --json`,
+  medvault verify --incremental --json`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			v, done, err := a.openVault()
@@ -246,6 +249,10 @@ can detect that.`,
 				return err
 			}
 			defer done()
+			if full && incremental {
+				return usagef("--full and --incremental contradict each other")
+			}
+			full = !incremental
 			rep, verr := v.Verify(full)
 			if a.jsonOut {
 				type problemJSON struct {
@@ -296,7 +303,11 @@ can detect that.`,
 			return nil
 		},
 	}
-	cmd.Flags().BoolVar(&full, "full", false, "check everything, not only what changed since the last verify")
+	cmd.Flags().BoolVar(&incremental, "incremental", false, "check only what was added since the last successful verify")
+	// --full was needed before verify checked everything by default;
+	// scripts may still pass it.
+	cmd.Flags().BoolVar(&full, "full", false, "check everything (the default)")
+	cmd.Flags().MarkHidden("full")
 	cmd.Flags().BoolVar(&a.jsonOut, "json", false, "print JSON")
 	return cmd
 }

@@ -124,7 +124,7 @@ func hintFor(err error) string {
 	case errors.Is(err, vault.ErrNoVault):
 		return "run 'medvault init' first, or set MEDVAULT_HOME to the data directory of an existing vault"
 	case errors.Is(err, vault.ErrTampered):
-		return "run 'medvault verify --full' for a full integrity report"
+		return "run 'medvault verify' for a full integrity report"
 	case errors.Is(err, identity.ErrNewerFormat), errors.Is(err, vault.ErrNewerFormat):
 		return "upgrade medvault to open this vault; this build does not change it"
 	}
