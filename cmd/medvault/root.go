@@ -69,6 +69,12 @@ func (a *app) forward(args []string) (code int, ok bool) {
 	if errors.Is(err, control.ErrNoNode) {
 		return 0, false
 	}
+	if errors.Is(err, control.ErrNodeStuck) {
+		// The node holds the vault: opening it here would only wait
+		// on the lock.
+		printError(a.stderr, withHint(err, "the node ('medvault serve') for "+dir+" holds the vault: see whether it was stopped (kill -CONT) or restart it"))
+		return exitBusy, true
+	}
 	if err != nil {
 		printError(a.stderr, err)
 		return exitFailure, true

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -18,6 +19,29 @@ const MaxFrame = 1 << 20
 
 // ErrNoNode means no node is listening on the socket.
 var ErrNoNode = errors.New("no medvault node is running")
+
+// ErrNodeStuck means a node holds the socket but does not answer: stopped
+// (SIGSTOP), wedged, or a build that speaks another version.
+var ErrNodeStuck = errors.New("the medvault node is not answering")
+
+// Version is the Request version this package speaks.
+const Version = 2
+
+// The node acknowledges a request at once and then sends a heartbeat every
+// 2 s while the command runs; a client that hears nothing for 5 s before the
+// acknowledgement, or 15 s after it, gives up with ErrNodeStuck instead of
+// waiting forever. (Atomics only so that tests can shorten them.)
+var ackTimeout, heartbeat, silenceTimeout atomic.Int64
+
+func init() {
+	setTimeouts(5*time.Second, 2*time.Second, 15*time.Second)
+}
+
+func setTimeouts(ack, beat, silence time.Duration) {
+	ackTimeout.Store(int64(ack))
+	heartbeat.Store(int64(beat))
+	silenceTimeout.Store(int64(silence))
+}
 
 // Request describes the command to run.
 type Request struct {
@@ -31,6 +55,9 @@ type Request struct {
 
 const (
 	frameHello    = 'h'
+	frameAck      = 'a' // node: the request was accepted
+	frameGo       = 'g' // client: still here after the acknowledgement; run it
+	frameAlive    = 'k' // node: still running (empty)
 	frameStdin    = 'i'
 	frameEOF      = 'e'
 	frameStdinErr = 'f' // the client could not read its standard input
@@ -101,7 +128,7 @@ func Call(sock string, req Request, stdin io.Reader, stdout, stderr io.Writer) (
 		return 0, ErrNoNode
 	}
 	defer conn.Close()
-	req.V = 1
+	req.V = Version
 	hello, err := json.Marshal(req)
 	if err != nil {
 		return 0, err
@@ -110,7 +137,21 @@ func Call(sock string, req Request, stdin io.Reader, stdout, stderr io.Writer) (
 	if err := writeFrame(conn, frameHello, hello); err != nil {
 		return 0, ErrNoNode
 	}
-	if stdin != nil {
+	// Standard input goes only after the node acknowledged the request
+	// and this side said go: a node that answers too late finds the
+	// client gone and runs nothing.
+	sendInput := func() error {
+		mu.Lock()
+		err := writeFrame(conn, frameGo, nil)
+		mu.Unlock()
+		if err != nil {
+			return err
+		}
+		if stdin == nil {
+			mu.Lock()
+			defer mu.Unlock()
+			return writeFrame(conn, frameEOF, nil)
+		}
 		go func() {
 			_, err := io.Copy(frameWriter{&mu, conn, frameStdin}, stdin)
 			mu.Lock()
@@ -121,18 +162,38 @@ func Call(sock string, req Request, stdin io.Reader, stdout, stderr io.Writer) (
 			}
 			mu.Unlock()
 		}()
-	} else {
-		mu.Lock()
-		writeFrame(conn, frameEOF, nil)
-		mu.Unlock()
+		return nil
 	}
 	buf := make([]byte, 64<<10)
+	ack, silence := time.Duration(ackTimeout.Load()), time.Duration(silenceTimeout.Load())
+	conn.SetReadDeadline(time.Now().Add(ack))
+	acked := false
 	for {
 		typ, p, err := readFrame(conn, buf)
-		if err != nil {
+		var ne net.Error
+		switch {
+		case err != nil && errors.As(err, &ne) && ne.Timeout() && !acked:
+			return 1, fmt.Errorf("%w: no answer within %v of the request", ErrNodeStuck, ack)
+		case err != nil && errors.As(err, &ne) && ne.Timeout():
+			return 1, fmt.Errorf("%w: silent for %v while running the command", ErrNodeStuck, silence)
+		case err != nil && !acked:
+			// A node that closes without acknowledging did not take
+			// the request: another version, or it is shutting down.
+			return 1, fmt.Errorf("%w: it closed the connection without taking the request (a node of another medvault version, or one shutting down)", ErrNodeStuck)
+		case err != nil:
 			return 1, fmt.Errorf("connection to the node lost: %w", err)
 		}
+		conn.SetReadDeadline(time.Now().Add(silence))
 		switch typ {
+		case frameAck:
+			if acked {
+				return 1, errors.New("unexpected control frame 'a' from the node")
+			}
+			acked = true
+			if err := sendInput(); err != nil {
+				return 1, fmt.Errorf("connection to the node lost: %w", err)
+			}
+		case frameAlive:
 		case frameStdout:
 			if _, err := stdout.Write(p); err != nil {
 				return 1, err
@@ -216,10 +277,38 @@ func serveConn(conn net.Conn, h Handler) {
 		return
 	}
 	var req Request
-	if err := json.Unmarshal(p, &req); err != nil || req.V != 1 || len(req.Args) > 4096 {
+	if err := json.Unmarshal(p, &req); err != nil || req.V != Version || len(req.Args) > 4096 {
+		return
+	}
+	var mu sync.Mutex
+	if err := writeFrame(conn, frameAck, nil); err != nil {
+		return
+	}
+	// Run nothing unless the client is still there to say go: one that
+	// gave up waiting for the acknowledgement has reported a failure.
+	if typ, _, err := readFrame(conn, nil); err != nil || typ != frameGo {
 		return
 	}
 	conn.SetReadDeadline(time.Time{})
+	running := make(chan struct{})
+	defer close(running)
+	go func() {
+		t := time.NewTicker(time.Duration(heartbeat.Load()))
+		defer t.Stop()
+		for {
+			select {
+			case <-running:
+				return
+			case <-t.C:
+				mu.Lock()
+				err := writeFrame(conn, frameAlive, nil)
+				mu.Unlock()
+				if err != nil {
+					return
+				}
+			}
+		}
+	}()
 	stdinR, stdinW := io.Pipe()
 	go func() {
 		buf := make([]byte, 64<<10)
@@ -245,7 +334,6 @@ func serveConn(conn net.Conn, h Handler) {
 			}
 		}
 	}()
-	var mu sync.Mutex
 	code := h(&req, stdinR, frameWriter{&mu, conn, frameStdout}, frameWriter{&mu, conn, frameStderr})
 	stdinR.Close()
 	mu.Lock()

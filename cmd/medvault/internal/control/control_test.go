@@ -2,12 +2,15 @@ package control
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestCallServe(t *testing.T) {
@@ -99,5 +102,116 @@ func TestStdinErrorReachesNode(t *testing.T) {
 	code, err := Call(filepath.Join(dir, "node.sock"), Request{Args: []string{"add", "-"}}, &failingReader{n: 3}, io.Discard, &errb)
 	if err != nil || code != 1 || !strings.Contains(errb.String(), "disk error") {
 		t.Fatalf("code %d, err %v, stderr %q", code, err, errb.String())
+	}
+}
+
+// shortTimeouts makes the client's patience fit a test.
+func shortTimeouts(t *testing.T) {
+	setTimeouts(200*time.Millisecond, 20*time.Millisecond, 200*time.Millisecond)
+	t.Cleanup(func() { setTimeouts(5*time.Second, 2*time.Second, 15*time.Second) })
+}
+
+// A node that holds the socket but does not answer (stopped with SIGSTOP,
+// wedged, another version) makes Call fail with ErrNodeStuck, never hang:
+// the kernel accepts connections to a unix socket from its backlog even
+// when nobody calls accept.
+func TestStuckNodeDoesNotHang(t *testing.T) {
+	shortTimeouts(t)
+	for name, node := range map[string]func(c net.Conn){
+		"never accepts": nil,
+		"reads, never answers": func(c net.Conn) {
+			io.Copy(io.Discard, c)
+		},
+		"acknowledges, then silent": func(c net.Conn) {
+			readFrame(c, nil)
+			writeFrame(c, frameAck, nil)
+			io.Copy(io.Discard, c)
+		},
+		"closes without answering": func(c net.Conn) {
+			readFrame(c, nil)
+			c.Close()
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			sock := filepath.Join(dir, "node.sock")
+			ln, err := Listen(sock)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			if node != nil {
+				go func() {
+					c, err := ln.Accept()
+					if err == nil {
+						defer c.Close()
+						node(c)
+					}
+				}()
+			}
+			done := make(chan error, 1)
+			go func() {
+				_, err := Call(sock, Request{Args: []string{"list"}}, nil, io.Discard, io.Discard)
+				done <- err
+			}()
+			select {
+			case err := <-done:
+				if !errors.Is(err, ErrNodeStuck) {
+					t.Fatalf("Call: %v, want ErrNodeStuck", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("Call still waiting on a node that does not answer")
+			}
+		})
+	}
+}
+
+// A command that runs longer than the client's patience is kept alive by
+// the node's heartbeats.
+func TestLongCommandKeptAlive(t *testing.T) {
+	shortTimeouts(t)
+	dir := t.TempDir()
+	ln, err := Listen(filepath.Join(dir, "node.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go Serve(ln, func(req *Request, stdin io.Reader, stdout, stderr io.Writer) int {
+		time.Sleep(5 * time.Duration(silenceTimeout.Load()))
+		fmt.Fprint(stdout, "done")
+		return 0
+	})
+	var out bytes.Buffer
+	code, err := Call(filepath.Join(dir, "node.sock"), Request{Args: []string{"fetch"}}, nil, &out, io.Discard)
+	if err != nil || code != 0 || out.String() != "done" {
+		t.Fatalf("code %d, err %v, stdout %q", code, err, out.String())
+	}
+}
+
+// A command whose client gave up on a stopped node is not run when the node
+// comes back: the client was told it failed (say, rm) and must not find it
+// done later.
+func TestGivenUpCommandNotRunLater(t *testing.T) {
+	shortTimeouts(t)
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "node.sock")
+	ln, err := Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	// Nobody accepts yet: the node is stopped.
+	if _, err := Call(sock, Request{Args: []string{"rm", "abcdef"}}, strings.NewReader("x"), io.Discard, io.Discard); !errors.Is(err, ErrNodeStuck) {
+		t.Fatalf("Call: %v, want ErrNodeStuck", err)
+	}
+	ran := make(chan []string, 1)
+	go Serve(ln, func(req *Request, stdin io.Reader, stdout, stderr io.Writer) int {
+		ran <- req.Args
+		return 0
+	})
+	select {
+	case args := <-ran:
+		t.Fatalf("the node ran %v after its client had given up", args)
+	case <-time.After(500 * time.Millisecond):
 	}
 }

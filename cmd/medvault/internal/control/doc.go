@@ -12,9 +12,16 @@
 // per command, and the same trust the user's account already has over the
 // node's memory.
 //
-// Wire format (medvault/control/v1): frames of a 1-byte type, a 4-byte
-// big-endian length and a payload of at most MaxFrame bytes. The client
-// sends one 'h' frame (JSON Request), then 'i' frames of standard input and
-// one 'e' frame at its end. The server sends 'o' (stdout) and 'r' (stderr)
-// frames and finally one 'x' frame holding the exit code (4 bytes, BE).
+// Wire format (Request.V 2): frames of a 1-byte type, a 4-byte big-endian
+// length and a payload of at most MaxFrame bytes. The client sends one 'h'
+// frame (JSON Request); the server answers 'a' (accepted, empty) at once;
+// the client answers 'g' (go, empty), then sends 'i' frames of standard
+// input and one 'e' frame at its end. The server runs the command only
+// after 'g', so a client that gave up before 'a' never has its command run
+// later. While it runs, the server sends 'o' (stdout) and 'r' (stderr)
+// frames and an empty 'k' frame every 2 s, and finally one 'x' frame
+// holding the exit code (4 bytes, BE). A client that hears nothing for 5 s before 'a', or for 15 s
+// after it, gives up (ErrNodeStuck): a stopped or wedged
+// node never makes a command hang. A server closes a request of another
+// version without answering.
 package control
