@@ -446,6 +446,11 @@ func (v *Vault) Remove(id record.ID) error {
 		if err := v.logAppend(tx, Event{Action: ledger.ActionRemove, Subjects: recordSubjects(id)}); err != nil {
 			return err
 		}
+		// Owed from the moment the delete commits: a process killed
+		// while compacting leaves the mark, and the next Open compacts.
+		if err := tx.Bucket(bucketMeta).Put(keyCompactOwed, []byte{1}); err != nil {
+			return err
+		}
 		return v.ledger.checkpoint(tx)
 	})
 	if err != nil {
@@ -454,15 +459,14 @@ func (v *Vault) Remove(id record.ID) error {
 	return v.shred()
 }
 
-// shred compacts the file after a delete. If that fails (a full disk, say),
-// the delete stands and the vault remembers that shredding is owed: every
-// later Open retries it.
+// shred compacts the file after a delete, then clears the compact-owed mark
+// the delete set. If compaction fails (a full disk, say), the delete stands
+// and the mark stays: every later Open retries it.
 func (v *Vault) shred() error {
 	err := v.compact()
 	if err == nil {
 		return v.update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketMeta).Delete(keyCompactOwed) })
 	}
-	v.update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyCompactOwed, []byte{1}) })
 	return fmt.Errorf("deleted, but removing the old bytes from the vault file failed (it is retried each time the vault is opened): %w", err)
 }
 
