@@ -1012,10 +1012,18 @@ func (v *Vault) settlePending(own *[16]byte) error {
 					continue
 				}
 				id := record.ID(k)
+				stored := recs.Get(k) != nil
 				if own == nil && v.isPartial(id, val) {
+					if stored {
+						// A record completes by deleting its
+						// partial value in the same transaction:
+						// this one was put back from an older copy,
+						// and would make the next fetch drop the
+						// record's chunks.
+						clearIDs = append(clearIDs, id)
+					}
 					continue // a cut transfer, kept to resume (receive.go)
 				}
-				stored := recs.Get(k) != nil
 				imp, mark := v.markOf(id, val)
 				ours := mark && own != nil && len(val) == 48 && imp == *own
 				if own != nil && !ours {
@@ -1066,23 +1074,12 @@ func (v *Vault) settlePending(own *[16]byte) error {
 			return fmt.Errorf("discard unfinished adds: %w", err)
 		}
 	}
-	return v.update(func(tx *bbolt.Tx) error {
-		pb := tx.Bucket(bucketPending)
-		if own != nil {
-			return pb.Delete(commitMarkKey(*own))
-		}
-		var marks [][]byte
-		c := pb.Cursor()
-		for k, _ := c.Seek(commitMarkPrefix); hasPrefix(k, commitMarkPrefix); k, _ = c.Next() {
-			marks = append(marks, bytes.Clone(k))
-		}
-		for _, k := range marks {
-			if err := pb.Delete(k); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	// Commit marks stay (48 bytes per import): a record mark of a
+	// committed import, put back into the file later (from a backup, or
+	// from free pages), then finds its import committed and is cleared,
+	// where without the commit mark it would roll an acknowledged record
+	// back.
+	return nil
 }
 
 // discardUnstored deletes the chunks and pending marks of records that were

@@ -176,6 +176,9 @@ func (v *Vault) Partials(patient identity.ID) ([]*Partial, error) {
 			if len(k) != 16 {
 				return nil
 			}
+			if tx.Bucket(bucketRecords).Get(k) != nil {
+				return nil // a complete record: a stale value (settlePending)
+			}
 			if p, ok := v.openPartial(record.ID(k), val); ok && p.From == patient {
 				out = append(out, p)
 			}
@@ -214,7 +217,7 @@ func (v *Vault) partial(id record.ID) (*Partial, error) {
 	var p *Partial
 	err := v.view(func(tx *bbolt.Tx) error {
 		var ok bool
-		if p, ok = v.openPartial(id, tx.Bucket(bucketPending).Get(id[:])); !ok {
+		if p, ok = v.openPartial(id, tx.Bucket(bucketPending).Get(id[:])); !ok || tx.Bucket(bucketRecords).Get(id[:]) != nil {
 			return fmt.Errorf("no partial record %s", id)
 		}
 		return nil
