@@ -124,13 +124,28 @@ func (a *app) passphrase(prompt string, confirm bool) ([]byte, error) {
 		}
 		defer f.Close()
 		return readPassphrase(f)
-	case a.passphraseFD > 0:
-		f := os.NewFile(uintptr(a.passphraseFD), "passphrase-fd")
-		if f == nil {
-			return nil, usagef("--passphrase-fd %d is not an open file descriptor", a.passphraseFD)
+	case a.passphraseFD >= 0:
+		// Standard input stays the command's: a second *os.File on fd 0
+		// would close it when collected.
+		var r io.Reader = a.stdin
+		if a.passphraseFD != 0 {
+			f := os.NewFile(uintptr(a.passphraseFD), "passphrase-fd")
+			if f == nil {
+				return nil, usagef("--passphrase-fd %d is not an open file descriptor", a.passphraseFD)
+			}
+			defer f.Close()
+			r = f
 		}
-		defer f.Close()
-		return readPassphrase(f)
+		// One byte at a time, up to the newline: with --passphrase-fd 0
+		// the rest of standard input is the command's (add -).
+		pass, err := readPassphrase(oneByte{r})
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			return nil, usagef("--passphrase-fd %d: %v", a.passphraseFD, pe.Err)
+		}
+		return pass, err
+	case a.passphraseFD < -1:
+		return nil, usagef("--passphrase-fd %d is not a file descriptor", a.passphraseFD)
 	}
 	tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
 	if err != nil || !term.IsTerminal(int(tty.Fd())) {
@@ -170,6 +185,17 @@ func (a *app) passphrase(prompt string, confirm bool) ([]byte, error) {
 }
 
 // readPassphrase reads the first line of r, without its line ending.
+// oneByte reads at most one byte per call, so a line reader on top of it
+// stops at the newline instead of buffering what follows.
+type oneByte struct{ r io.Reader }
+
+func (o oneByte) Read(p []byte) (int, error) {
+	if len(p) > 1 {
+		p = p[:1]
+	}
+	return o.r.Read(p)
+}
+
 func readPassphrase(r io.Reader) ([]byte, error) {
 	br := bufio.NewReaderSize(io.LimitReader(r, maxPassphrase+2), maxPassphrase+2)
 	line, err := br.ReadBytes('\n')

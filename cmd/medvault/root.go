@@ -103,7 +103,7 @@ Passphrase: --passphrase-file FILE, $MEDVAULT_PASSPHRASE_FILE, --passphrase-fd N
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.passphraseFile, "passphrase-file", "", "read the passphrase from the first line of `FILE`")
-	pf.IntVar(&a.passphraseFD, "passphrase-fd", 0, "read the passphrase from file descriptor `N`")
+	pf.IntVar(&a.passphraseFD, "passphrase-fd", -1, "read the passphrase from file descriptor `N` (its first line; 0 is standard input)")
 
 	root.AddCommand(
 		newInitCommand(a),
