@@ -70,7 +70,9 @@ func writeFrame(w io.Writer, typ byte, p []byte) error {
 	var h [5]byte
 	h[0] = typ
 	binary.BigEndian.PutUint32(h[1:], uint32(len(p)))
-	if _, err := w.Write(h[:]); err != nil {
+	if _, err := w.Write(h[:]); err != nil || len(p) == 0 {
+		// No empty write: the peer may have read the whole frame and
+		// closed already, and writing nothing would then fail.
 		return err
 	}
 	_, err := w.Write(p)
@@ -148,9 +150,12 @@ func Call(sock string, req Request, stdin io.Reader, stdout, stderr io.Writer) (
 			return err
 		}
 		if stdin == nil {
+			// The node may finish and close before it reads this:
+			// what it says next is what counts.
 			mu.Lock()
-			defer mu.Unlock()
-			return writeFrame(conn, frameEOF, nil)
+			writeFrame(conn, frameEOF, nil)
+			mu.Unlock()
+			return nil
 		}
 		go func() {
 			_, err := io.Copy(frameWriter{&mu, conn, frameStdin}, stdin)

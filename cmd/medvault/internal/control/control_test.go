@@ -215,3 +215,21 @@ func TestGivenUpCommandNotRunLater(t *testing.T) {
 	case <-time.After(500 * time.Millisecond):
 	}
 }
+
+// A command that ends before reading its input (the node closes at once)
+// is not reported as a lost connection.
+func TestFastCommandNoInput(t *testing.T) {
+	dir := t.TempDir()
+	ln, err := Listen(filepath.Join(dir, "node.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go Serve(ln, func(req *Request, stdin io.Reader, stdout, stderr io.Writer) int { return 7 })
+	for i := range 300 {
+		code, err := Call(filepath.Join(dir, "node.sock"), Request{Args: []string{"audit"}}, nil, io.Discard, io.Discard)
+		if err != nil || code != 7 {
+			t.Fatalf("call %d: code %d, %v", i, code, err)
+		}
+	}
+}
