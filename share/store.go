@@ -84,6 +84,22 @@ func ResolveContact(v *vault.Vault, s string) (Alias, *Card, error) {
 	return "", nil, fmt.Errorf("%w: no contact %q (add one with 'medvault contacts add CARD --as ALIAS')", vault.ErrNotFound, s)
 }
 
+// ActiveGrantsTo returns the grants issued to id that are neither revoked
+// nor expired at now, newest first.
+func ActiveGrantsTo(v *vault.Vault, id identity.ID, now time.Time) ([]*Issued, error) {
+	gs, err := IssuedGrants(v)
+	if err != nil {
+		return nil, err
+	}
+	var out []*Issued
+	for _, i := range gs {
+		if i.Grant.Audience() == id && i.State(now) == "active" {
+			out = append(out, i)
+		}
+	}
+	return out, nil
+}
+
 // Issued is a grant the vault's owner issued, with its revocation if any.
 type Issued struct {
 	Grant   *Grant

@@ -10,6 +10,7 @@ import (
 
 	"github.com/medvault/medvault/share"
 	"github.com/medvault/medvault/vault"
+	"github.com/medvault/medvault/vault/identity"
 	"github.com/medvault/medvault/vault/record"
 )
 
@@ -363,16 +364,22 @@ refuses every request under it. Revoking twice is fine.
 			defer done()
 			var targets []*share.Issued
 			if all != "" {
-				_, card, err := share.ResolveContact(v, all)
-				if err != nil {
-					return err
+				// A contact's alias, or the provider's ID: grants to a
+				// contact since removed or re-keyed are revoked by ID.
+				var to identity.ID
+				if _, card, err := share.ResolveContact(v, all); err == nil {
+					to = card.ID()
+				} else if id, perr := identity.ParseID(all); perr == nil {
+					to = id
+				} else {
+					return withHint(err, "for a contact you removed or whose key you replaced, give the provider's ID as 'medvault grants' shows it")
 				}
 				gs, err := share.IssuedGrants(v)
 				if err != nil {
 					return err
 				}
 				for _, i := range gs {
-					if i.Grant.Audience() == card.ID() {
+					if i.Grant.Audience() == to {
 						targets = append(targets, i)
 					}
 				}
@@ -435,7 +442,7 @@ refuses every request under it. Revoking twice is fine.
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&all, "all", "", "revoke every grant issued to `CONTACT`")
+	cmd.Flags().StringVar(&all, "all", "", "revoke every grant issued to `CONTACT` (an alias, or a provider's ID)")
 	cmd.Flags().BoolVar(&a.jsonOut, "json", false, "print JSON")
 	return cmd
 }

@@ -53,6 +53,10 @@ unless you compare safety numbers and give --replace.`,
 			if c.ID() == v.Owner().ID() {
 				return usagef("that is your own card")
 			}
+			var before *share.Card
+			if _, old, err := share.ResolveContact(v, string(al)); err == nil {
+				before = old
+			}
 			res, err := share.SaveContact(v, al, c, replace)
 			if errors.Is(err, share.ErrKeyChanged) && len(res.SameName) > 0 {
 				fmt.Fprintf(a.stderr, "medvault: WARNING: CONTACT %q ALREADY SHOWS THE NAME %q WITH ANOTHER KEY.\n", res.SameName[0], sanitize(c.Name()))
@@ -73,6 +77,12 @@ unless you compare safety numbers and give --replace.`,
 				fmt.Fprintf(a.stderr, "medvault: WARNING: contact %q shows the same name %q with a different key: check who is who\n", other, sanitize(c.Name()))
 			}
 			fmt.Fprintf(a.stdout, "%s %s\n", al, pinActionText(res.Action))
+			if res.Action == share.PinReplaced && before != nil && before.ID() != c.ID() {
+				if active, err := share.ActiveGrantsTo(v, before.ID(), time.Now()); err == nil && len(active) > 0 {
+					fmt.Fprintf(a.stderr, "medvault: warning: %d active grant(s) were issued to the old key %s; nobody can use them now, revoke them with: medvault revoke --all %s\n",
+						len(active), before.ID(), before.ID())
+				}
+			}
 			a.say("%s (%s, %s) safety number %s", sanitize(c.Name()), c.Role(), c.ID(), c.ID().SafetyNumber())
 			return nil
 		},
@@ -147,7 +157,7 @@ unless you compare safety numbers and give --replace.`,
 	}
 	rm := &cobra.Command{
 		Use:     "rm ALIAS",
-		Short:   "Remove a contact (grants already issued stay valid until revoked)",
+		Short:   "Remove a contact (revoke its active grants first)",
 		Example: "  medvault contacts rm dr-hopper",
 		Args:    exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -160,10 +170,24 @@ unless you compare safety numbers and give --replace.`,
 				return err
 			}
 			defer done()
+			// A grant is served only to a pinned contact (the records
+			// are encrypted to its card's key): removing the contact
+			// would leave its grants listed active but unusable, and
+			// no alias to revoke them by.
+			if _, card, err := share.ResolveContact(v, string(al)); err == nil {
+				active, err := share.ActiveGrantsTo(v, card.ID(), time.Now())
+				if err != nil {
+					return err
+				}
+				if len(active) > 0 {
+					return withHint(fmt.Errorf("%s holds %d active grant(s): revoke them first", al, len(active)),
+						fmt.Sprintf("medvault revoke --all %s, then medvault contacts rm %s", al, al))
+				}
+			}
 			if err := share.RemoveContact(v, al); err != nil {
 				return err
 			}
-			a.say("Removed %s. Grants issued to them stay valid until they expire or you revoke them.", al)
+			a.say("Removed %s.", al)
 			return nil
 		},
 	}
