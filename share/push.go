@@ -2,7 +2,9 @@ package share
 
 import (
 	"fmt"
+	"strings"
 
+	"github.com/medvault/medvault/ledger"
 	"github.com/medvault/medvault/vault"
 	"github.com/medvault/medvault/vault/identity"
 )
@@ -127,5 +129,47 @@ func StoreRevocationNotice(v *vault.Vault, r *Revocation) error {
 }
 
 // Inbox returns the grants in v's inbox (an Issued holds the patient's
-// revocation notice, if one arrived), newest first.
-func Inbox(v *vault.Vault) ([]*Issued, error) { return grantsIn(v, vault.KindInbox) }
+// revocation notice, if one arrived, or says that a kept receipt refused
+// it as revoked), newest first.
+func Inbox(v *vault.Vault) ([]*Issued, error) {
+	is, err := grantsIn(v, vault.KindInbox)
+	if err != nil {
+		return nil, err
+	}
+	revoked, err := refusedRevoked(v)
+	if err != nil {
+		return nil, err
+	}
+	for _, i := range is {
+		i.RefusedRevoked = revoked[i.Grant.ID().String()]
+	}
+	return is, nil
+}
+
+// refusedRevoked returns the IDs of grants (hex) that a kept receipt shows
+// refused as revoked. Receipts were verified before they were kept.
+func refusedRevoked(v *vault.Vault) (map[string]bool, error) {
+	objs, err := v.Objects(vault.KindReceipt)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]bool{}
+	for _, o := range objs {
+		gid, _, _ := strings.Cut(o.Key, "/")
+		if out[gid] {
+			continue
+		}
+		rc, err := DecodeReceipt(o.Value)
+		if err != nil {
+			return nil, fmt.Errorf("stored receipt %s: %w", o.Key, err)
+		}
+		var l ledger.Leaf
+		if err := l.UnmarshalBinary(rc.Leaf); err != nil {
+			return nil, fmt.Errorf("stored receipt %s: %w", o.Key, err)
+		}
+		if l.Entry.Outcome == ledger.OutcomeDenied && l.Entry.Reason == string(ReasonRevoked) {
+			out[gid] = true
+		}
+	}
+	return out, nil
+}

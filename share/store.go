@@ -1,6 +1,7 @@
 package share
 
 import (
+	"bytes"
 	"fmt"
 	"slices"
 	"strings"
@@ -101,15 +102,21 @@ func ActiveGrantsTo(v *vault.Vault, id identity.ID, now time.Time) ([]*Issued, e
 }
 
 // Issued is a grant the vault's owner issued, with its revocation if any.
+// In a provider's inbox it is a grant received.
 type Issued struct {
 	Grant   *Grant
 	Revoked *Revocation
+	// RefusedRevoked, in the inbox only: the patient's node refused a
+	// request under the grant as revoked, and its verified receipt (the
+	// patient's signed ledger entry) says so, though no revocation notice
+	// reached this node.
+	RefusedRevoked bool
 }
 
 // State of an issued grant at a time.
 func (i *Issued) State(now time.Time) string {
 	switch {
-	case i.Revoked != nil:
+	case i.Revoked != nil || i.RefusedRevoked:
 		return "revoked"
 	case now.After(i.Grant.Expiry()):
 		return "expired"
@@ -164,8 +171,20 @@ func grantsIn(v *vault.Vault, kind vault.Kind) ([]*Issued, error) {
 	return out, nil
 }
 
+// sortNewest orders grants newest first; grants issued in the same second
+// (their timestamps' resolution) by the later expiry, then by ID, so the
+// order never depends on storage.
 func sortNewest(is []*Issued) {
-	slices.SortFunc(is, func(a, b *Issued) int { return b.Grant.Issued().Compare(a.Grant.Issued()) })
+	slices.SortFunc(is, func(a, b *Issued) int {
+		if c := b.Grant.Issued().Compare(a.Grant.Issued()); c != 0 {
+			return c
+		}
+		if c := b.Grant.Expiry().Compare(a.Grant.Expiry()); c != 0 {
+			return c
+		}
+		x, y := a.Grant.ID(), b.Grant.ID()
+		return bytes.Compare(x[:], y[:])
+	})
 }
 
 func revocations(v *vault.Vault) (map[GrantID]*Revocation, error) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -118,7 +119,8 @@ func newFetchCommand(a *app) *cobra.Command {
 		Long: `Fetch, directly from the patient's node, the records a grant lets you read,
 and store them in your vault as they arrive: encrypted to you, with their
 provenance. Give the grant's token (as the patient sent it), the ID of a grant
-in your inbox, or the patient's contact alias to use their newest grant.
+in your inbox, or the patient's contact alias to use their newest active
+grant (and the next, when the patient's node answers that it was revoked).
 
 Fetching is incremental: records you already hold are not sent again, and a
 fetch cut short keeps what arrived, so the next fetch resumes where it stopped,
@@ -135,32 +137,47 @@ your signed request and returns a receipt, which is verified and kept.`,
 				return err
 			}
 			defer done()
-			g, err := a.resolveGrant(v, args[0])
+			g, byPatient, err := a.resolveGrant(v, args[0])
 			if err != nil {
 				return err
 			}
-			addrs := g.Hints()
-			if book, err := share.LoadBook(v); err == nil {
-				if _, c, ok := book.Find(g.Issuer()); ok {
-					addrs = append(addrs, c.Hints()...)
+			fetch := func(g *share.Grant) (*share.FetchResult, error) {
+				addrs := g.Hints()
+				if book, err := share.LoadBook(v); err == nil {
+					if _, c, ok := book.Find(g.Issuer()); ok {
+						addrs = append(addrs, c.Hints()...)
+					}
 				}
+				s, release, err := a.dial(cmd.Context(), v, g.Issuer(), addrs, p2p.ProtocolShare)
+				if err != nil {
+					return nil, err
+				}
+				defer release()
+				progress := func(int, int64) {}
+				if a.stderrTTY() && a.remote == nil {
+					progress = func(n int, b int64) { fmt.Fprintf(a.stderr, "\rfetching: %d record(s), %s", n, humanSize(b)) }
+				}
+				res, err := share.FetchConn(v, s, g, time.Now(), progress)
+				if a.stderrTTY() && a.remote == nil {
+					fmt.Fprint(a.stderr, "\r\033[K")
+				}
+				if res != nil && res.Entry != nil {
+					a.say("Receipt verified: your request is entry %d of %s's ledger.", res.Index, a.contactName(v, g.Issuer()))
+				}
+				return res, err
 			}
-			ctx := cmd.Context()
-			s, release, err := a.dial(ctx, v, g.Issuer(), addrs, p2p.ProtocolShare)
-			if err != nil {
-				return err
-			}
-			defer release()
-			progress := func(int, int64) {}
-			if a.stderrTTY() && a.remote == nil {
-				progress = func(n int, b int64) { fmt.Fprintf(a.stderr, "\rfetching: %d record(s), %s", n, humanSize(b)) }
-			}
-			res, err := share.FetchConn(v, s, g, time.Now(), progress)
-			if a.stderrTTY() && a.remote == nil {
-				fmt.Fprint(a.stderr, "\r\033[K")
-			}
-			if res != nil && res.Entry != nil {
-				a.say("Receipt verified: your request is entry %d of %s's ledger.", res.Index, a.contactName(v, g.Issuer()))
+			res, err := fetch(g)
+			// Given a patient, a grant found revoked only now (no notice
+			// reached this node) gives way to their next active one: the
+			// kept receipt marks it revoked in the inbox.
+			for byPatient && errors.Is(err, share.ErrRevoked) {
+				next, _, rerr := a.resolveGrant(v, args[0])
+				if rerr != nil || next.ID() == g.ID() {
+					break
+				}
+				a.say("Grant %s was revoked; trying %s's next grant, %s.", g.ID().String()[:12], args[0], next.ID().String()[:12])
+				g = next
+				res, err = fetch(g)
 			}
 			if err != nil {
 				if res != nil && res.Records > 0 {
@@ -206,21 +223,21 @@ your signed request and returns a receipt, which is verified and kept.`,
 
 // resolveGrant finds the grant a provider means: a pasted token (kept in
 // the inbox), a grant ID prefix in the inbox, or a patient's newest active
-// grant.
-func (a *app) resolveGrant(v *vault.Vault, s string) (*share.Grant, error) {
+// grant (byPatient).
+func (a *app) resolveGrant(v *vault.Vault, s string) (g *share.Grant, byPatient bool, err error) {
 	if strings.HasPrefix(s, "medvault-grant-") {
-		g, err := share.ParseGrant(s)
+		g, err = share.ParseGrant(s)
 		if err != nil {
-			return nil, withHint(usageError{fmt.Errorf("grant token: %w", err)}, "paste the whole token exactly as the patient sent it")
+			return nil, false, withHint(usageError{fmt.Errorf("grant token: %w", err)}, "paste the whole token exactly as the patient sent it")
 		}
 		if err := share.StoreInbox(v, g); err != nil {
-			return nil, err
+			return nil, false, err
 		}
-		return g, nil
+		return g, false, nil
 	}
 	inbox, err := share.Inbox(v)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	ls := strings.ToLower(s)
 	if len(ls) >= 8 {
@@ -232,23 +249,23 @@ func (a *app) resolveGrant(v *vault.Vault, s string) (*share.Grant, error) {
 		}
 		switch len(found) {
 		case 1:
-			return found[0], nil
+			return found[0], false, nil
 		case 0:
 		default:
-			return nil, usagef("grant ID prefix %q is ambiguous: give more digits", s)
+			return nil, false, usagef("grant ID prefix %q is ambiguous: give more digits", s)
 		}
 	}
 	_, card, err := share.ResolveContact(v, s)
 	if err != nil {
-		return nil, fmt.Errorf("%w: no grant or contact %q", vault.ErrNotFound, s)
+		return nil, false, fmt.Errorf("%w: no grant or contact %q", vault.ErrNotFound, s)
 	}
 	now := time.Now()
 	for _, i := range inbox {
 		if i.Grant.Issuer() == card.ID() && i.State(now) == "active" {
-			return i.Grant, nil
+			return i.Grant, true, nil
 		}
 	}
-	return nil, fmt.Errorf("%w: no active grant from %s in your inbox", vault.ErrNotFound, s)
+	return nil, true, fmt.Errorf("%w: no active grant from %s in your inbox", vault.ErrNotFound, s)
 }
 
 func newInboxCommand(a *app) *cobra.Command {
