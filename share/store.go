@@ -49,7 +49,10 @@ func SaveContact(v *vault.Vault, alias Alias, c *Card, replace bool) (PinResult,
 	if err != nil {
 		return res, err
 	}
-	if len(res.SameName) > 0 && !replace {
+	// The same name under another key is refused for a new pin; a newer
+	// card for a key already pinned here (new addresses) is taken, and
+	// the CLI still warns.
+	if len(res.SameName) > 0 && !replace && res.Action == PinAdded {
 		return res, fmt.Errorf("add contact %s: %w: contact %q shows the same name with another key", alias, ErrKeyChanged, res.SameName[0])
 	}
 	if res.Action != PinUnchanged {
