@@ -428,7 +428,12 @@ func writeNewFile(path string, fill func(io.Writer) error) error {
 	}
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".medvault-*")
 	if err != nil {
-		return err
+		// Name the file asked for, not the temporary one.
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return fmt.Errorf("create %s: %w", path, err)
 	}
 	tmp := f.Name()
 	ok := false
