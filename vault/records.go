@@ -333,7 +333,10 @@ func (v *Vault) Resolve(prefix string) (record.ID, error) {
 	if id, err := record.ParseID(prefix); err == nil {
 		return id, nil
 	}
-	if len(prefix) < 6 || strings.Trim(prefix, "0123456789abcdef") != "" {
+	if strings.Trim(prefix, "0123456789abcdef") != "" {
+		return record.ID{}, fmt.Errorf("invalid record ID %q: a record ID is hexadecimal (0-9, a-f)", prefix)
+	}
+	if len(prefix) < 6 {
 		return record.ID{}, fmt.Errorf("invalid record ID %q: give at least 6 hex digits", prefix)
 	}
 	var found []record.ID
