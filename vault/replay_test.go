@@ -103,3 +103,36 @@ func TestReplayedPartialKeepsReceivedRecord(t *testing.T) {
 		t.Fatalf("the received record after the replay: %v", err)
 	}
 }
+
+// A record added by a running node while Verify checks (between its read
+// transaction and the marker's advance) was checked by nobody: the marker
+// must not move past it, so the next incremental verify still checks it.
+func TestVerifyMarkerSkipsNothingAddedMeanwhile(t *testing.T) {
+	v := newTestVault(t)
+	if _, err := v.Add(strings.NewReader("first"), NewRecord{Category: record.Labs}); err != nil {
+		t.Fatal(err)
+	}
+	var late *Meta
+	testVerifyBetween = func() {
+		var err error
+		if late, err = v.Add(newRandReader(2*chunkSize), NewRecord{Category: record.Labs}); err != nil {
+			t.Error(err)
+		}
+	}
+	_, err := v.Verify(false)
+	testVerifyBetween = nil
+	if err != nil || late == nil {
+		t.Fatal(err)
+	}
+	if err := v.db.Update(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketChunks)
+		c := bytes.Clone(b.Get(chunkKey(late.ID, 1)))
+		c[1000] ^= 1
+		return b.Put(chunkKey(late.ID, 1), c)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(false); !errors.Is(err, ErrTampered) {
+		t.Fatalf("incremental verify after a record added during the last one was changed: %v, want ErrTampered", err)
+	}
+}
