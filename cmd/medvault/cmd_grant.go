@@ -136,8 +136,15 @@ variable MEDVAULT_MAX_GRANT_LIFETIME says (e.g. 7d), up to 10 years.
 				}
 			}
 			if a.jsonOut {
+				labels := []string{}
+				for _, l := range g.Labels() {
+					labels = append(labels, string(l))
+				}
+				// The fields 'grants --json' has for each grant, and pushed.
 				return printJSON(a.stdout, map[string]any{"v": 1, "id": g.ID().String(), "token": g.Text(),
-					"audience": g.Audience().String(), "expires": g.Expiry().UTC().Format(time.RFC3339), "pushed": pushed})
+					"audience": g.Audience().String(), "contact": string(al), "scope": g.Scope().String(), "labels": labels,
+					"purpose": string(g.Purpose()), "issued": g.Issued().UTC().Format(time.RFC3339),
+					"expires": g.Expiry().UTC().Format(time.RFC3339), "state": (&share.Issued{Grant: g}).State(time.Now()), "pushed": pushed})
 			}
 			fmt.Fprintln(a.stdout, g.ID())
 			fmt.Fprintln(a.stdout, g.Text())
@@ -324,11 +331,7 @@ func newGrantsCommand(a *app) *cobra.Command {
 			var rows [][]string
 			for _, i := range gs {
 				g := i.Grant
-				sc := g.Scope().String()
-				if ls := g.Labels(); len(ls) > 0 {
-					sc += " +" + fmt.Sprint(ls)
-				}
-				rows = append(rows, []string{g.ID().String()[:12], name(g), truncate(sc, 40), string(g.Purpose()),
+				rows = append(rows, []string{g.ID().String()[:12], name(g), truncate(scopeText(g), 40), string(g.Purpose()),
 					g.Expiry().Local().Format("2006-01-02 15:04"), i.State(now)})
 			}
 			a.printTable([]string{"GRANT", "CONTACT", "SCOPE", "PURPOSE", "EXPIRES", "STATE"}, rows)
@@ -337,6 +340,16 @@ func newGrantsCommand(a *app) *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&a.jsonOut, "json", false, "print JSON")
 	return cmd
+}
+
+// scopeText is a grant's scope as tables show it: categories, and the
+// sensitive labels it names.
+func scopeText(g *share.Grant) string {
+	sc := g.Scope().String()
+	if ls := g.Labels(); len(ls) > 0 {
+		sc += " +" + fmt.Sprint(ls)
+	}
+	return sc
 }
 
 func newRevokeCommand(a *app) *cobra.Command {

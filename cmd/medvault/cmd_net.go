@@ -287,22 +287,39 @@ func newInboxCommand(a *app) *cobra.Command {
 			now := time.Now()
 			if a.jsonOut {
 				type gj struct {
-					ID      string `json:"id"`
-					Patient string `json:"patient"`
-					Contact string `json:"contact,omitempty"`
-					Scope   string `json:"scope"`
-					Purpose string `json:"purpose"`
-					Expires string `json:"expires"`
-					State   string `json:"state"`
+					ID      string   `json:"id"`
+					Patient string   `json:"patient"`
+					Contact string   `json:"contact,omitempty"`
+					Scope   string   `json:"scope"`
+					Labels  []string `json:"labels"`
+					Purpose string   `json:"purpose"`
+					Issued  string   `json:"issued"`
+					Expires string   `json:"expires"`
+					State   string   `json:"state"`
+					Token   string   `json:"token"`
 				}
 				out := struct {
 					V      int  `json:"v"`
 					Grants []gj `json:"grants"`
 				}{V: 1, Grants: []gj{}}
+				book, err := share.LoadBook(v)
+				if err != nil {
+					return err
+				}
 				for _, i := range gs {
 					g := i.Grant
-					out.Grants = append(out.Grants, gj{g.ID().String(), g.Issuer().String(), a.contactName(v, g.Issuer()),
-						g.Scope().String(), string(g.Purpose()), g.Expiry().UTC().Format(time.RFC3339), i.State(now)})
+					j := gj{ID: g.ID().String(), Patient: g.Issuer().String(), Scope: g.Scope().String(), Labels: []string{},
+						Purpose: string(g.Purpose()), Issued: g.Issued().UTC().Format(time.RFC3339),
+						Expires: g.Expiry().UTC().Format(time.RFC3339), State: i.State(now), Token: g.Text()}
+					// An alias only, as in 'grants --json': never a
+					// shortened ID.
+					if al, _, ok := book.Find(g.Issuer()); ok {
+						j.Contact = string(al)
+					}
+					for _, l := range g.Labels() {
+						j.Labels = append(j.Labels, string(l))
+					}
+					out.Grants = append(out.Grants, j)
 				}
 				return printJSON(a.stdout, out)
 			}
@@ -313,7 +330,7 @@ func newInboxCommand(a *app) *cobra.Command {
 			var rows [][]string
 			for _, i := range gs {
 				g := i.Grant
-				rows = append(rows, []string{g.ID().String()[:12], a.contactName(v, g.Issuer()), truncate(g.Scope().String(), 40),
+				rows = append(rows, []string{g.ID().String()[:12], a.contactName(v, g.Issuer()), truncate(scopeText(g), 40),
 					string(g.Purpose()), g.Expiry().Local().Format("2006-01-02 15:04"), i.State(now)})
 			}
 			a.printTable([]string{"GRANT", "PATIENT", "SCOPE", "PURPOSE", "EXPIRES", "STATE"}, rows)
