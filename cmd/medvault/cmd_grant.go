@@ -136,15 +136,16 @@ variable MEDVAULT_MAX_GRANT_LIFETIME says (e.g. 7d), up to 10 years.
 				}
 			}
 			if a.jsonOut {
-				labels := []string{}
-				for _, l := range g.Labels() {
-					labels = append(labels, string(l))
+				book, err := share.LoadBook(v)
+				if err != nil {
+					return err
 				}
 				// The fields 'grants --json' has for each grant, and pushed.
-				return printJSON(a.stdout, map[string]any{"v": 1, "id": g.ID().String(), "token": g.Text(),
-					"audience": g.Audience().String(), "contact": string(al), "scope": g.Scope().String(), "labels": labels,
-					"purpose": string(g.Purpose()), "issued": g.Issued().UTC().Format(time.RFC3339),
-					"expires": g.Expiry().UTC().Format(time.RFC3339), "state": (&share.Issued{Grant: g}).State(time.Now()), "pushed": pushed})
+				return printJSON(a.stdout, struct {
+					V int `json:"v"`
+					grantJSON
+					Pushed bool `json:"pushed"`
+				}{1, newGrantJSON(&share.Issued{Grant: g}, book, time.Now(), false), pushed})
 			}
 			fmt.Fprintln(a.stdout, g.ID())
 			fmt.Fprintln(a.stdout, g.Text())
@@ -293,34 +294,12 @@ func newGrantsCommand(a *app) *cobra.Command {
 				return a.contactName(v, g.Audience())
 			}
 			if a.jsonOut {
-				type gj struct {
-					ID       string   `json:"id"`
-					Audience string   `json:"audience"`
-					Contact  string   `json:"contact,omitempty"`
-					Scope    string   `json:"scope"`
-					Labels   []string `json:"labels"`
-					Purpose  string   `json:"purpose"`
-					Issued   string   `json:"issued"`
-					Expires  string   `json:"expires"`
-					State    string   `json:"state"`
-					Token    string   `json:"token"`
-				}
 				out := struct {
-					V      int  `json:"v"`
-					Grants []gj `json:"grants"`
-				}{V: 1, Grants: []gj{}}
+					V      int         `json:"v"`
+					Grants []grantJSON `json:"grants"`
+				}{V: 1, Grants: []grantJSON{}}
 				for _, i := range gs {
-					g := i.Grant
-					j := gj{ID: g.ID().String(), Audience: g.Audience().String(), Scope: g.Scope().String(), Labels: []string{},
-						Purpose: string(g.Purpose()), Issued: g.Issued().UTC().Format(time.RFC3339),
-						Expires: g.Expiry().UTC().Format(time.RFC3339), State: i.State(now), Token: g.Text()}
-					if al, _, ok := book.Find(g.Audience()); ok {
-						j.Contact = string(al)
-					}
-					for _, l := range g.Labels() {
-						j.Labels = append(j.Labels, string(l))
-					}
-					out.Grants = append(out.Grants, j)
+					out.Grants = append(out.Grants, newGrantJSON(i, book, now, false))
 				}
 				return printJSON(a.stdout, out)
 			}
@@ -340,6 +319,43 @@ func newGrantsCommand(a *app) *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&a.jsonOut, "json", false, "print JSON")
 	return cmd
+}
+
+// grantJSON is a grant as 'grants', 'inbox' and 'grant' print it with
+// --json. A grant issued names its audience, one received its patient.
+type grantJSON struct {
+	ID       string   `json:"id"`
+	Audience string   `json:"audience,omitempty"`
+	Patient  string   `json:"patient,omitempty"`
+	Contact  string   `json:"contact,omitempty"` // an alias, never a shortened ID
+	Scope    string   `json:"scope"`
+	Labels   []string `json:"labels"`
+	Purpose  string   `json:"purpose"`
+	Issued   string   `json:"issued"`
+	Expires  string   `json:"expires"`
+	State    string   `json:"state"`
+	Token    string   `json:"token"`
+}
+
+func newGrantJSON(i *share.Issued, book *share.Book, now time.Time, received bool) grantJSON {
+	g := i.Grant
+	j := grantJSON{ID: g.ID().String(), Scope: g.Scope().String(), Labels: []string{},
+		Purpose: string(g.Purpose()), Issued: g.Issued().UTC().Format(time.RFC3339),
+		Expires: g.Expiry().UTC().Format(time.RFC3339), State: i.State(now), Token: g.Text()}
+	other := g.Audience()
+	if received {
+		other = g.Issuer()
+		j.Patient = other.String()
+	} else {
+		j.Audience = other.String()
+	}
+	if al, _, ok := book.Find(other); ok {
+		j.Contact = string(al)
+	}
+	for _, l := range g.Labels() {
+		j.Labels = append(j.Labels, string(l))
+	}
+	return j
 }
 
 // scopeText is a grant's scope as tables show it: categories, and the

@@ -286,40 +286,16 @@ func newInboxCommand(a *app) *cobra.Command {
 			}
 			now := time.Now()
 			if a.jsonOut {
-				type gj struct {
-					ID      string   `json:"id"`
-					Patient string   `json:"patient"`
-					Contact string   `json:"contact,omitempty"`
-					Scope   string   `json:"scope"`
-					Labels  []string `json:"labels"`
-					Purpose string   `json:"purpose"`
-					Issued  string   `json:"issued"`
-					Expires string   `json:"expires"`
-					State   string   `json:"state"`
-					Token   string   `json:"token"`
-				}
-				out := struct {
-					V      int  `json:"v"`
-					Grants []gj `json:"grants"`
-				}{V: 1, Grants: []gj{}}
 				book, err := share.LoadBook(v)
 				if err != nil {
 					return err
 				}
+				out := struct {
+					V      int         `json:"v"`
+					Grants []grantJSON `json:"grants"`
+				}{V: 1, Grants: []grantJSON{}}
 				for _, i := range gs {
-					g := i.Grant
-					j := gj{ID: g.ID().String(), Patient: g.Issuer().String(), Scope: g.Scope().String(), Labels: []string{},
-						Purpose: string(g.Purpose()), Issued: g.Issued().UTC().Format(time.RFC3339),
-						Expires: g.Expiry().UTC().Format(time.RFC3339), State: i.State(now), Token: g.Text()}
-					// An alias only, as in 'grants --json': never a
-					// shortened ID.
-					if al, _, ok := book.Find(g.Issuer()); ok {
-						j.Contact = string(al)
-					}
-					for _, l := range g.Labels() {
-						j.Labels = append(j.Labels, string(l))
-					}
-					out.Grants = append(out.Grants, j)
+					out.Grants = append(out.Grants, newGrantJSON(i, book, now, true))
 				}
 				return printJSON(a.stdout, out)
 			}
