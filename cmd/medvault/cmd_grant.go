@@ -118,12 +118,12 @@ variable MEDVAULT_MAX_GRANT_LIFETIME says (e.g. 7d), up to 10 years.
 			if dryRun {
 				return a.dryRun(v, al, card, p, now)
 			}
-			if len(p.Hints) == 0 {
-				a.say("medvault: warning: your node is not running, so the grant carries no address; start 'medvault serve' for the provider to reach you")
-			}
 			g, err := share.IssueAndStore(v, p, now)
 			if err != nil {
 				return err
+			}
+			if len(p.Hints) == 0 {
+				a.say("medvault: warning: your node is not running, so the grant carries no address; start 'medvault serve' for the provider to reach you")
 			}
 			pushed := false
 			if push {

@@ -125,6 +125,9 @@ Sensitivity labels: MH, SUD, SEX, HIV, STD, GDIS, SDV.`,
 			}
 			fmt.Fprintln(a.stdout, m.ID)
 			a.say("Added %s (%s, %d bytes)", m.ID.String()[:8], m.Category, m.Size)
+			if m.Size == 0 {
+				a.say("medvault: warning: the input was empty, so the record is empty; remove it with 'medvault rm %s' if that was a mistake", m.ID.String()[:8])
+			}
 			return nil
 		},
 	}

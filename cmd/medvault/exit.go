@@ -97,7 +97,8 @@ func exitCode(err error) int {
 		}
 	}
 	for _, s := range []error{share.ErrMissingExpiry, share.ErrLifetimeTooLong, share.ErrEmptyScope, share.ErrUnknownCategory,
-		share.ErrUnknownLabel, share.ErrUnknownPurpose, share.ErrUnknownPreset, share.ErrInvalidAlias, share.ErrInvalidParams} {
+		share.ErrUnknownLabel, share.ErrUnknownPurpose, share.ErrUnknownPreset, share.ErrInvalidAlias, share.ErrInvalidParams,
+		p2p.ErrBadAddress} {
 		if errors.Is(err, s) {
 			return exitUsage
 		}
