@@ -149,7 +149,12 @@ variable MEDVAULT_MAX_GRANT_LIFETIME says (e.g. 7d), up to 10 years.
 			}
 			fmt.Fprintln(a.stdout, g.ID())
 			fmt.Fprintln(a.stdout, g.Text())
-			a.say("Granted %s (%s) %s for %s until %s.", al, sanitize(card.Name()), g.Scope(), g.Purpose(), g.Expiry().Local().Format("2006-01-02 15:04"))
+			a.say("Granted %s (%s) %s for %s until %s.", al, sanitize(card.Name()), scopeText(g), g.Purpose(), g.Expiry().Local().Format("2006-01-02 15:04"))
+			if infos, err := share.RecordInfos(v); err == nil {
+				if sel := share.Select(g, infos); len(sel.Items) == 0 {
+					a.say("medvault: note: it covers no record yet (%d in scope withheld as sensitive); records you add in its scope are covered while it lasts", len(sel.Withheld))
+				}
+			}
 			a.say("%s", notRecallable)
 			return nil
 		},
