@@ -85,7 +85,7 @@ func ResolveContact(v *vault.Vault, s string) (Alias, *Card, error) {
 			return a, c, nil
 		}
 	}
-	return "", nil, fmt.Errorf("%w: no contact %q (add one with 'medvault contacts add CARD --as ALIAS')", vault.ErrNotFound, s)
+	return "", nil, vault.NotFoundf("no contact %q (add one with 'medvault contacts add CARD --as ALIAS')", s)
 }
 
 // ActiveGrantsTo returns the grants issued to id that are neither revoked
@@ -225,7 +225,7 @@ func FindIssued(v *vault.Vault, s string) (*Issued, error) {
 	}
 	switch len(found) {
 	case 0:
-		return nil, fmt.Errorf("%w: no grant %s", vault.ErrNotFound, s)
+		return nil, vault.NotFoundf("no grant %s", s)
 	case 1:
 		return found[0], nil
 	}

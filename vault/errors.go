@@ -1,6 +1,9 @@
 package vault
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Errors callers branch on. The CLI maps each to a documented exit code.
 var (
@@ -26,3 +29,15 @@ var (
 	// or goes on after its last chunk. Nothing of such a record is kept.
 	ErrDamaged = errors.New("received record does not decrypt")
 )
+
+// NotFoundf returns an error that is ErrNotFound (errors.Is) but reads only
+// as the message given: for things that are not records (a contact, a
+// grant), where "record not found" would mislead.
+func NotFoundf(format string, a ...any) error {
+	return notFound{fmt.Sprintf(format, a...)}
+}
+
+type notFound struct{ msg string }
+
+func (e notFound) Error() string        { return e.msg }
+func (e notFound) Is(target error) bool { return target == ErrNotFound }

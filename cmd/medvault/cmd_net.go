@@ -257,7 +257,10 @@ func (a *app) resolveGrant(v *vault.Vault, s string) (g *share.Grant, byPatient 
 	}
 	_, card, err := share.ResolveContact(v, s)
 	if err != nil {
-		return nil, false, fmt.Errorf("%w: no grant or contact %q", vault.ErrNotFound, s)
+		if len(ls) < 8 && ls != "" && strings.Trim(ls, "0123456789abcdef") == "" {
+			return nil, false, usagef("no contact %q, and as a grant ID it is too short: give at least 8 hex digits", s)
+		}
+		return nil, false, vault.NotFoundf("no grant or contact %q", s)
 	}
 	now := time.Now()
 	for _, i := range inbox {
@@ -265,7 +268,7 @@ func (a *app) resolveGrant(v *vault.Vault, s string) (g *share.Grant, byPatient 
 			return i.Grant, true, nil
 		}
 	}
-	return nil, true, fmt.Errorf("%w: no active grant from %s in your inbox", vault.ErrNotFound, s)
+	return nil, true, vault.NotFoundf("no active grant from %s in your inbox", s)
 }
 
 func newInboxCommand(a *app) *cobra.Command {
