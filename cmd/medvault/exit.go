@@ -37,7 +37,7 @@ const exitCodesHelp = `Exit codes (stable; scripts may rely on them):
    3  cancelled by the user
   10  not found (record, contact, grant)
   11  wrong passphrase, or decryption failed
-  12  vault busy: another medvault process holds it
+  12  vault busy: another medvault process holds it, or its node does not answer
   13  integrity failure: tampering detected (see 'medvault verify')
   17  access denied: expired, revoked, out of scope or wrong audience
   20  peer unreachable
