@@ -105,6 +105,19 @@ func TestStdinErrorReachesNode(t *testing.T) {
 	}
 }
 
+// listenTemp listens on a socket in a new temporary directory, closed when
+// the test ends.
+func listenTemp(t *testing.T) (string, net.Listener) {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "node.sock")
+	ln, err := Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return sock, ln
+}
+
 // shortTimeouts makes the client's patience fit a test.
 func shortTimeouts(t *testing.T) {
 	setTimeouts(200*time.Millisecond, 20*time.Millisecond, 200*time.Millisecond)
@@ -133,13 +146,7 @@ func TestStuckNodeDoesNotHang(t *testing.T) {
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
-			dir := t.TempDir()
-			sock := filepath.Join(dir, "node.sock")
-			ln, err := Listen(sock)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
+			sock, ln := listenTemp(t)
 			if node != nil {
 				go func() {
 					c, err := ln.Accept()
@@ -170,19 +177,14 @@ func TestStuckNodeDoesNotHang(t *testing.T) {
 // the node's heartbeats.
 func TestLongCommandKeptAlive(t *testing.T) {
 	shortTimeouts(t)
-	dir := t.TempDir()
-	ln, err := Listen(filepath.Join(dir, "node.sock"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	sock, ln := listenTemp(t)
 	go Serve(ln, func(req *Request, stdin io.Reader, stdout, stderr io.Writer) int {
 		time.Sleep(5 * time.Duration(silenceTimeout.Load()))
 		fmt.Fprint(stdout, "done")
 		return 0
 	})
 	var out bytes.Buffer
-	code, err := Call(filepath.Join(dir, "node.sock"), Request{Args: []string{"fetch"}}, nil, &out, io.Discard)
+	code, err := Call(sock, Request{Args: []string{"fetch"}}, nil, &out, io.Discard)
 	if err != nil || code != 0 || out.String() != "done" {
 		t.Fatalf("code %d, err %v, stdout %q", code, err, out.String())
 	}
@@ -193,13 +195,7 @@ func TestLongCommandKeptAlive(t *testing.T) {
 // done later.
 func TestGivenUpCommandNotRunLater(t *testing.T) {
 	shortTimeouts(t)
-	dir := t.TempDir()
-	sock := filepath.Join(dir, "node.sock")
-	ln, err := Listen(sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	sock, ln := listenTemp(t)
 	// Nobody accepts yet: the node is stopped.
 	if _, err := Call(sock, Request{Args: []string{"rm", "abcdef"}}, strings.NewReader("x"), io.Discard, io.Discard); !errors.Is(err, ErrNodeStuck) {
 		t.Fatalf("Call: %v, want ErrNodeStuck", err)
@@ -219,15 +215,10 @@ func TestGivenUpCommandNotRunLater(t *testing.T) {
 // A command that ends before reading its input (the node closes at once)
 // is not reported as a lost connection.
 func TestFastCommandNoInput(t *testing.T) {
-	dir := t.TempDir()
-	ln, err := Listen(filepath.Join(dir, "node.sock"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	sock, ln := listenTemp(t)
 	go Serve(ln, func(req *Request, stdin io.Reader, stdout, stderr io.Writer) int { return 7 })
 	for i := range 300 {
-		code, err := Call(filepath.Join(dir, "node.sock"), Request{Args: []string{"audit"}}, nil, io.Discard, io.Discard)
+		code, err := Call(sock, Request{Args: []string{"audit"}}, nil, io.Discard, io.Discard)
 		if err != nil || code != 7 {
 			t.Fatalf("call %d: code %d, %v", i, code, err)
 		}
