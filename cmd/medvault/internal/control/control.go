@@ -174,6 +174,11 @@ func Call(sock string, req Request, stdin io.Reader, stdout, stderr io.Writer) (
 	conn.SetReadDeadline(time.Now().Add(ack))
 	acked := false
 	for {
+		if acked {
+			// From now, not from the last frame: writing what came to
+			// a slow stdout is not the node's silence.
+			conn.SetReadDeadline(time.Now().Add(silence))
+		}
 		typ, p, err := readFrame(conn, buf)
 		var ne net.Error
 		switch {
@@ -188,7 +193,6 @@ func Call(sock string, req Request, stdin io.Reader, stdout, stderr io.Writer) (
 		case err != nil:
 			return 1, fmt.Errorf("connection to the node lost: %w", err)
 		}
-		conn.SetReadDeadline(time.Now().Add(silence))
 		switch typ {
 		case frameAck:
 			if acked {

@@ -224,3 +224,27 @@ func TestFastCommandNoInput(t *testing.T) {
 		}
 	}
 }
+
+// slowWriter takes its time, as a pager or a slow pipe does.
+type slowWriter struct{ d time.Duration }
+
+func (w slowWriter) Write(p []byte) (int, error) {
+	time.Sleep(w.d)
+	return len(p), nil
+}
+
+// Time the client spends writing what came to a slow stdout is not the
+// node's silence.
+func TestSlowStdoutIsNotSilence(t *testing.T) {
+	shortTimeouts(t)
+	sock, ln := listenTemp(t)
+	go Serve(ln, func(req *Request, stdin io.Reader, stdout, stderr io.Writer) int {
+		fmt.Fprint(stdout, "first")
+		fmt.Fprint(stdout, "second")
+		return 0
+	})
+	code, err := Call(sock, Request{Args: []string{"get"}}, nil, slowWriter{2 * time.Duration(silenceTimeout.Load())}, io.Discard)
+	if err != nil || code != 0 {
+		t.Fatalf("code %d, %v", code, err)
+	}
+}
