@@ -10,6 +10,7 @@ import (
 	"github.com/medvault/medvault/ledger"
 	"github.com/medvault/medvault/vault"
 	"github.com/medvault/medvault/vault/identity"
+	"github.com/medvault/medvault/vault/record"
 )
 
 // This file keeps share's state in a vault: the contact book, the grants a
@@ -102,6 +103,37 @@ func ActiveGrantsTo(v *vault.Vault, id identity.ID, now time.Time) ([]*Issued, e
 		}
 	}
 	return out, nil
+}
+
+// RepeatSlack is how much sooner than asked an active grant may expire and
+// still count as the same grant asked again (see FindRepeat).
+const RepeatSlack = time.Minute
+
+// FindRepeat returns the newest active grant that p asks for again: same
+// audience, scope, labels, purpose and address hints, expiring no more than
+// RepeatSlack before p.Expiry. Grant is then safe to repeat (a script that
+// retries gets the same grant back, not one more to revoke); a longer
+// expiry issues a new grant.
+func FindRepeat(v *vault.Vault, p GrantParams, now time.Time) (*Issued, error) {
+	active, err := ActiveGrantsTo(v, p.Audience, now)
+	if err != nil {
+		return nil, err
+	}
+	labels := normalLabels(p.Labels)
+	hints := slices.Sorted(slices.Values(p.Hints))
+	for _, i := range active {
+		g := i.Grant
+		if g.Scope().String() == p.Scope.String() && slices.Equal(normalLabels(g.Labels()), labels) &&
+			g.Purpose() == p.Purpose && slices.Equal(slices.Sorted(slices.Values(g.Hints())), hints) &&
+			!g.Expiry().Before(p.Expiry.Add(-RepeatSlack)) && !g.NotBefore().After(now) {
+			return i, nil
+		}
+	}
+	return nil, nil
+}
+
+func normalLabels(ls []record.Label) []record.Label {
+	return slices.Compact(slices.Sorted(slices.Values(ls)))
 }
 
 // Issued is a grant the vault's owner issued, with its revocation if any.

@@ -38,6 +38,10 @@ Purposes of use:
 Every grant expires; the longest allowed is 90 days, or what the environment
 variable MEDVAULT_MAX_GRANT_LIFETIME says (e.g. 7d), up to 10 years.
 
+Granting is safe to repeat: the same grant asked again (same contact, scope,
+labels, purpose and node addresses, expiring no later than a minute after the
+active one) returns the active grant instead of issuing another.
+
 ` + notRecallable,
 		Example: `  medvault grant dr-hopper --scope labs,vitals --expires 1h --purpose TREAT --dry-run
   medvault grant dr-hopper --preset nurse --expires 8h
@@ -118,8 +122,17 @@ variable MEDVAULT_MAX_GRANT_LIFETIME says (e.g. 7d), up to 10 years.
 			if dryRun {
 				return a.dryRun(v, al, card, p, now)
 			}
-			g, err := share.IssueAndStore(v, p, now)
+			// The same grant asked again (a script's retry) is the one
+			// already issued, not another to revoke.
+			var g *share.Grant
+			rep, err := share.FindRepeat(v, p, now)
 			if err != nil {
+				return err
+			}
+			if rep != nil {
+				g = rep.Grant
+				a.say("The same grant to %s is already active (%s, until %s): nothing new was issued.", al, g.ID().String()[:12], g.Expiry().Local().Format("2006-01-02 15:04"))
+			} else if g, err = share.IssueAndStore(v, p, now); err != nil {
 				return err
 			}
 			if len(p.Hints) == 0 {
