@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"go.etcd.io/bbolt"
-
 	"github.com/medvault/medvault/vault/record"
 )
 
@@ -23,12 +21,7 @@ func TestKillBetweenRemoveAndCompact(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var sealed, chunk []byte
-	v.db.View(func(tx *bbolt.Tx) error {
-		sealed = bytes.Clone(tx.Bucket(bucketRecords).Get(gone.ID[:]))
-		chunk = bytes.Clone(tx.Bucket(bucketChunks).Get(chunkKey(gone.ID, 1))[:4096])
-		return nil
-	})
+	sealed, chunk := storedBytes(v, gone.ID)
 	v.mu.RLock()
 	done := make(chan error, 1)
 	go func() { done <- v.Remove(gone.ID) }()

@@ -137,6 +137,17 @@ func reopen(t *testing.T, v *Vault) {
 	v.dir, v.db, v.lock, v.id, v.vaultID, v.meta, v.index, v.now, v.ledger = nv.dir, nv.db, nv.lock, nv.id, nv.vaultID, nv.meta, nv.index, nv.now, nv.ledger
 }
 
+// storedBytes returns a copy of record id's sealed metadata and of the
+// first 4 KiB of its second chunk, to look for in the raw file.
+func storedBytes(v *Vault, id record.ID) (sealed, chunk []byte) {
+	v.db.View(func(tx *bbolt.Tx) error {
+		sealed = bytes.Clone(tx.Bucket(bucketRecords).Get(id[:]))
+		chunk = bytes.Clone(tx.Bucket(bucketChunks).Get(chunkKey(id, 1))[:4096])
+		return nil
+	})
+	return sealed, chunk
+}
+
 // rm removes the record, and compaction leaves no copy of its ciphertext or
 // sealed metadata anywhere in the file.
 func TestRemoveShreds(t *testing.T) {
@@ -146,12 +157,7 @@ func TestRemoveShreds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var sealed, chunk []byte
-	v.db.View(func(tx *bbolt.Tx) error {
-		sealed = bytes.Clone(tx.Bucket(bucketRecords).Get(gone.ID[:]))
-		chunk = bytes.Clone(tx.Bucket(bucketChunks).Get(chunkKey(gone.ID, 1))[:4096])
-		return nil
-	})
+	sealed, chunk := storedBytes(v, gone.ID)
 	if err := v.Remove(gone.ID); err != nil {
 		t.Fatal(err)
 	}
