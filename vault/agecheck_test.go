@@ -49,6 +49,98 @@ func checkInPieces(file []byte, n int, ids ...age.Identity) error {
 	return s.Close()
 }
 
+// decryptInPieces runs a streamCheck with output over file cut into
+// pieces of n bytes and returns what it wrote.
+func decryptInPieces(file []byte, n int, ids ...age.Identity) ([]byte, error) {
+	var out bytes.Buffer
+	s := &streamCheck{ids: ids, out: &out}
+	for len(file) > 0 {
+		k := min(n, len(file))
+		if err := s.Write(file[:k]); err != nil {
+			return out.Bytes(), err
+		}
+		file = file[k:]
+	}
+	err := s.Close()
+	return out.Bytes(), err
+}
+
+// ageOutput is what age's reader yields for file, up to its error.
+func ageOutput(file []byte, ids ...age.Identity) ([]byte, error) {
+	var out bytes.Buffer
+	r, err := age.Decrypt(bytes.NewReader(file), ids...)
+	if err == nil {
+		_, err = io.Copy(&out, r)
+	}
+	return out.Bytes(), err
+}
+
+// With an output, the stream yields what age yields: all of the plaintext
+// for a good file; for a bad one, the same verdict and no byte age would
+// not release (it may release less: a chunk that ends the file without
+// the last mark is held back, where age's reader passes it on before it
+// sees the end).
+func TestStreamDecryptAgreesWithAge(t *testing.T) {
+	for _, size := range []int{0, 1, 64<<10 - 1, 64 << 10, 64<<10 + 1, 200 << 10} {
+		file, id := ageFile(t, size)
+		want, err := ageOutput(file, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range []int{7, 4096, ageEncChunk - 1, ageEncChunk, ageEncChunk + 1, 256 << 10} {
+			got, err := decryptInPieces(file, n, id)
+			if err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("size %d in pieces of %d: %d bytes out of %d, %v", size, n, len(got), len(want), err)
+			}
+		}
+		hdrLen := bytes.Index(file, []byte("\n--- ")) + 1
+		hdrLen += bytes.IndexByte(file[hdrLen:], '\n') + 1
+		for _, pos := range []int{hdrLen + 20, hdrLen + 16 + ageEncChunk - 1, hdrLen + 16 + ageEncChunk, hdrLen + 16 + ageEncChunk + 5, len(file) - 1} {
+			if pos >= len(file) {
+				continue
+			}
+			flipped := bytes.Clone(file)
+			flipped[pos] ^= 1
+			for name, bad := range map[string][]byte{"flipped": flipped, "cut": file[:pos]} {
+				ageOut, ageErr := ageOutput(bad, id)
+				for _, n := range []int{4096, 256 << 10} {
+					got, err := decryptInPieces(bad, n, id)
+					if (err == nil) != (ageErr == nil) || !bytes.HasPrefix(ageOut, got) {
+						t.Errorf("size %d, %s at %d, pieces of %d: %d bytes out, %v; age: %d bytes, %v", size, name, pos, n, len(got), err, len(ageOut), ageErr)
+					}
+				}
+			}
+		}
+	}
+}
+
+type failingWriter struct{ after int }
+
+var errDiskFull = errors.New("no space left on device")
+
+func (w *failingWriter) Write(p []byte) (int, error) {
+	if w.after < len(p) {
+		return 0, errDiskFull
+	}
+	w.after -= len(p)
+	return len(p), nil
+}
+
+// A destination that fails is reported as itself, never as a record that
+// does not decrypt.
+func TestStreamDecryptWriteError(t *testing.T) {
+	file, id := ageFile(t, 200<<10)
+	s := &streamCheck{ids: []age.Identity{id}, out: &failingWriter{after: 64 << 10}}
+	err := s.Write(file)
+	if err == nil {
+		err = s.Close()
+	}
+	var we *writeError
+	if !errors.As(err, &we) || we.err != errDiskFull || errors.Is(err, ErrDamaged) {
+		t.Fatalf("got %v", err)
+	}
+}
+
 func ageAccepts(file []byte, ids ...age.Identity) bool {
 	r, err := age.Decrypt(bytes.NewReader(file), ids...)
 	if err == nil {
@@ -117,8 +209,8 @@ func TestStreamCheckBoundsHeader(t *testing.T) {
 	}
 }
 
-// FuzzStreamCheck compares the check's verdict with age's for files changed
-// at random: they must agree.
+// FuzzStreamCheck compares the check's verdict, and the decryption's verdict
+// and output, with age's for files changed at random: they must agree.
 func FuzzStreamCheck(f *testing.F) {
 	f.Add(uint32(100), uint32(0), byte(1), uint16(4096), false)
 	f.Add(uint32(70000), uint32(65600), byte(0x80), uint16(1), false)
@@ -147,8 +239,14 @@ func FuzzStreamCheck(f *testing.F) {
 			file[pos] ^= flip
 		}
 		err := checkInPieces(file, int(piece)+1, id)
-		if want := ageAccepts(file, id); (err == nil) != want {
+		want := ageAccepts(file, id)
+		if (err == nil) != want {
 			t.Fatalf("check says %v, age accepts: %v", err, want)
+		}
+		got, err := decryptInPieces(file, int(piece)+1, id)
+		ageOut, _ := ageOutput(file, id)
+		if (err == nil) != want || !bytes.HasPrefix(ageOut, got) || (want && len(got) != len(ageOut)) {
+			t.Fatalf("decrypt says %v with %d bytes out; age accepts: %v with %d", err, len(got), want, len(ageOut))
 		}
 	})
 }

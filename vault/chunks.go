@@ -250,32 +250,42 @@ func newChunkReader(tx *bbolt.Tx, id record.ID, chunks uint32, digest hash.Hash)
 
 func (r *chunkReader) Read(p []byte) (int, error) {
 	for len(r.cur) == 0 {
-		if r.err != nil {
-			return 0, r.err
+		v, err := r.chunk()
+		if err != nil {
+			return 0, err
 		}
-		if r.next == r.want {
-			r.err = io.EOF
-			return 0, io.EOF
-		}
-		var k, v []byte
-		if r.next == 0 {
-			k, v = r.c.Seek(chunkKey(r.id, 0))
-		} else {
-			k, v = r.c.Next()
-		}
-		if k == nil || !bytes.Equal(k, chunkKey(r.id, r.next)) {
-			r.err = fmt.Errorf("%w: record %s: chunk %d of %d is missing", ErrTampered, r.id, r.next, r.want)
-			return 0, r.err
-		}
-		r.next++
 		r.cur = v
-		if r.digest != nil {
-			r.digest.Write(v)
-		}
 	}
 	n := copy(p, r.cur)
 	r.cur = r.cur[n:]
 	return n, nil
+}
+
+// chunk returns the next chunk as it lies in bbolt's read-only memory map
+// (valid for the transaction), or io.EOF after the last one.
+func (r *chunkReader) chunk() ([]byte, error) {
+	if r.err != nil {
+		return nil, r.err
+	}
+	if r.next == r.want {
+		r.err = io.EOF
+		return nil, io.EOF
+	}
+	var k, v []byte
+	if r.next == 0 {
+		k, v = r.c.Seek(chunkKey(r.id, 0))
+	} else {
+		k, v = r.c.Next()
+	}
+	if k == nil || !bytes.Equal(k, chunkKey(r.id, r.next)) {
+		r.err = fmt.Errorf("%w: record %s: chunk %d of %d is missing", ErrTampered, r.id, r.next, r.want)
+		return nil, r.err
+	}
+	r.next++
+	if r.digest != nil {
+		r.digest.Write(v)
+	}
+	return v, nil
 }
 
 // check reports whether every chunk was read, nothing follows the last one,

@@ -389,36 +389,35 @@ func (v *Vault) decryptTo(tx *bbolt.Tx, m *Meta, w io.Writer) error {
 		return err
 	}
 	cr := newChunkReader(tx, m.ID, m.Chunks, nil)
-	dec, err := age.Decrypt(cr, v.identities()...)
-	if err != nil {
-		if errors.Is(err, ErrTampered) {
-			return err
+	s := &streamCheck{ids: v.identities(), out: w}
+	var err error
+	for {
+		var c []byte
+		if c, err = cr.chunk(); err != nil {
+			break
 		}
-		return fmt.Errorf("%w: record %s: %v", ErrDecrypt, m.ID, err)
+		if err = s.Write(c); err != nil {
+			break
+		}
 	}
-	if _, err := io.Copy(errWriter{w}, dec); err != nil {
-		if errors.Is(err, ErrTampered) {
-			return err
-		}
-		var we *writeError
-		if errors.As(err, &we) {
-			return we.err
-		}
+	if err == io.EOF {
+		err = s.Close()
+	} else {
+		s.Close() // wipes the plaintext buffer
+	}
+	var we *writeError
+	switch {
+	case err == nil:
+		return cr.check(m.ContentDigest)
+	case errors.Is(err, ErrTampered): // a chunk is missing
+		return err
+	case errors.As(err, &we):
+		return we.err
+	case s.headerErr != nil:
+		return fmt.Errorf("%w: record %s: %v", ErrDecrypt, m.ID, s.headerErr)
+	default:
 		return fmt.Errorf("%w: record %s: content does not authenticate", ErrTampered, m.ID)
 	}
-	return cr.check(m.ContentDigest)
-}
-
-// errWriter marks errors from the destination, so they are not mistaken
-// for tampering.
-type errWriter struct{ w io.Writer }
-
-func (e errWriter) Write(p []byte) (int, error) {
-	n, err := e.w.Write(p)
-	if err != nil {
-		err = &writeError{err}
-	}
-	return n, err
 }
 
 type writeError struct{ err error }
