@@ -74,7 +74,7 @@ func (v *Vault) Verify(full bool) (*VerifyReport, error) {
 		return rep, err
 	}
 	if len(rep.Problems) > 0 {
-		return rep, fmt.Errorf("%w: %d problem(s) found", ErrTampered, len(rep.Problems))
+		return rep, problemsFound(len(rep.Problems))
 	}
 	if testVerifyBetween != nil {
 		testVerifyBetween()
@@ -97,7 +97,7 @@ func (v *Vault) Verify(full bool) (*VerifyReport, error) {
 		return nil
 	})
 	if err == nil && len(rep.Problems) > 0 {
-		err = fmt.Errorf("%w: %d problem(s) found", ErrTampered, len(rep.Problems))
+		err = problemsFound(len(rep.Problems))
 	}
 	return rep, err
 }
@@ -331,4 +331,12 @@ func (v *Vault) checkObjects(tx *bbolt.Tx, want map[Kind]map[string]lastEntry, r
 			}
 		}
 	}
+}
+
+// problemsFound is verify's error for n problems.
+func problemsFound(n int) error {
+	if n == 1 {
+		return fmt.Errorf("%w: 1 problem found", ErrTampered)
+	}
+	return fmt.Errorf("%w: %d problems found", ErrTampered, n)
 }

@@ -215,7 +215,7 @@ func (a *app) demo(ctx context.Context, keep bool) (err error) {
 	if err != nil {
 		return err
 	}
-	a.note("OK: %d entries, %d checkpoint(s), %d records checked; root %s", rep.Ledger.Size, rep.Ledger.Checkpoints, rep.Records, rep.Ledger.Latest.Root)
+	a.note("OK: %d entries, %s, %s checked; root %s", rep.Ledger.Size, count(rep.Ledger.Checkpoints, "checkpoint"), count(rep.Records, "record"), rep.Ledger.Latest.Root)
 	if rep, err := dv.Verify(true); err != nil {
 		return err
 	} else {

@@ -60,7 +60,7 @@ to the ledger before anything is decrypted.`,
 			if a.jsonOut && out != "-" {
 				return printJSON(a.stdout, map[string]any{"v": 1, "records": st.Records, "skipped": st.Skipped, "output": out})
 			}
-			msg := fmt.Sprintf("Exported %d record(s)", st.Records)
+			msg := "Exported " + count(st.Records, "record")
 			if st.Skipped > 0 {
 				msg += fmt.Sprintf("; skipped %d that are not FHIR resources (use --format files)", st.Skipped)
 			}

@@ -243,7 +243,7 @@ func (a *app) dryRun(v *vault.Vault, al share.Alias, card *share.Card, p share.G
 	w := a.stdout
 	fmt.Fprintf(w, "Dry run: nothing was granted.\n\n")
 	fmt.Fprintf(w, "Would let %s (%s, %s, safety number %s)\n", al, sanitize(card.Name()), card.Role(), card.ID().SafetyNumber())
-	fmt.Fprintf(w, "read %d record(s) in scope %s\n", len(sel.Items), p.Scope)
+	fmt.Fprintf(w, "read %s in scope %s\n", count(len(sel.Items), "record"), p.Scope)
 	fmt.Fprintf(w, "for %s (%s)\n", p.Purpose, info)
 	fmt.Fprintf(w, "until %s (%s from now).\n\n", p.Expiry.Local().Format("2006-01-02 15:04 MST"), p.Expiry.Sub(now).Round(time.Minute))
 	var rows [][]string
@@ -255,18 +255,22 @@ func (a *app) dryRun(v *vault.Vault, al share.Alias, card *share.Card, p share.G
 		a.printTable([]string{"ID", "DATE", "CATEGORY", "LABELS", "TITLE"}, rows)
 	}
 	if len(sel.Withheld) > 0 {
-		count := map[record.Label]int{}
+		byLabel := map[record.Label]int{}
 		for _, d := range sel.Withheld {
 			for _, l := range byID[d.ID].Labels {
 				if !slices.Contains(p.Labels, l) {
-					count[l]++
+					byLabel[l]++
 				}
 			}
 		}
-		fmt.Fprintf(w, "\nWithheld: %d sensitive record(s) in scope are NOT included:", len(sel.Withheld))
+		verb := "are"
+		if len(sel.Withheld) == 1 {
+			verb = "is"
+		}
+		fmt.Fprintf(w, "\nWithheld: %s in scope %s NOT included:", count(len(sel.Withheld), "sensitive record"), verb)
 		for _, l := range record.Labels() {
-			if count[l] > 0 {
-				fmt.Fprintf(w, " %d labelled %s;", count[l], l)
+			if byLabel[l] > 0 {
+				fmt.Fprintf(w, " %d labelled %s;", byLabel[l], l)
 			}
 		}
 		fmt.Fprintf(w, " name a label with --label to include it.\n")

@@ -67,7 +67,7 @@ the old one.`,
 				}
 				if err != nil {
 					if len(all) > 0 {
-						a.say("%d earlier file(s) were imported; %s was not imported at all", len(all), name)
+						a.say("%s imported; %s was not imported at all", count(len(all), "earlier file was", "earlier files were"), name)
 					}
 					return err
 				}

@@ -295,7 +295,7 @@ can detect that.`,
 				return withHint(verr, "something changed the vault outside medvault: keep this copy for evidence and restore from a backup")
 			}
 			l := rep.Ledger
-			fmt.Fprintf(a.stdout, "OK    ledger: %d entries, checked %d..%d, %d signed checkpoint(s)\n", l.Size, l.From, l.To, l.Checkpoints)
+			fmt.Fprintf(a.stdout, "OK    ledger: %d entries, checked %d..%d, %s\n", l.Size, l.From, l.To, count(l.Checkpoints, "signed checkpoint"))
 			fmt.Fprintf(a.stdout, "OK    records: %d checked against the ledger, %s of ciphertext re-hashed\n", rep.Records, humanSize(rep.Bytes))
 			if l.Latest != nil {
 				fmt.Fprintf(a.stdout, "      latest checkpoint: size %d, root %s\n", l.Latest.Size, l.Latest.Root)

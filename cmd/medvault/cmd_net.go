@@ -48,7 +48,7 @@ func (a *app) startNode(ctx context.Context, v *vault.Vault, listen []string) (*
 		case sv.Reason == share.ReasonRateLimited:
 			// Not printed: a flood would flood the terminal too.
 		case sv.Reason == share.ReasonAllowed:
-			a.say("served %d record(s), %s, to %s (grant %s)", sv.Sent, humanSize(sv.Bytes), who, sv.Grant.String()[:12])
+			a.say("served %s, %s, to %s (grant %s)", count(sv.Sent, "record"), humanSize(sv.Bytes), who, sv.Grant.String()[:12])
 			for _, id := range sv.Withheld {
 				a.say("medvault: warning: withheld record %s from %s: its stored copy failed its integrity check; run 'medvault verify'", id, who)
 			}
@@ -155,7 +155,7 @@ your signed request and returns a receipt, which is verified and kept.`,
 				defer release()
 				progress := func(int, int64) {}
 				if a.stderrTTY() && a.remote == nil {
-					progress = func(n int, b int64) { fmt.Fprintf(a.stderr, "\rfetching: %d record(s), %s", n, humanSize(b)) }
+					progress = func(n int, b int64) { fmt.Fprintf(a.stderr, "\rfetching: %s, %s", count(n, "record"), humanSize(b)) }
 				}
 				res, err := share.FetchConn(v, s, g, time.Now(), progress)
 				if a.stderrTTY() && a.remote == nil {
@@ -181,7 +181,7 @@ your signed request and returns a receipt, which is verified and kept.`,
 			}
 			if err != nil {
 				if res != nil && res.Records > 0 {
-					a.say("%d record(s) arrived whole and were kept.", res.Records)
+					a.say("%s arrived whole and kept.", count(res.Records, "record was", "records were"))
 				}
 				if res != nil && res.Kept {
 					a.say("What arrived of the record in transfer is kept too: fetch again to get the rest.")
@@ -189,12 +189,12 @@ your signed request and returns a receipt, which is verified and kept.`,
 				return err
 			}
 			if len(res.Withheld) > 0 {
-				a.say("medvault: warning: %s's node withheld %d record(s): its copy failed its integrity check; ask them to run 'medvault verify'",
-					a.contactName(v, g.Issuer()), len(res.Withheld))
+				a.say("medvault: warning: %s's node withheld %s: its copy failed its integrity check; ask them to run 'medvault verify'",
+					a.contactName(v, g.Issuer()), count(len(res.Withheld), "record"))
 			}
 			if len(res.Withdrawn) > 0 {
-				a.say("medvault: note: %s withdrew %d record(s) from this grant while it was being served",
-					a.contactName(v, g.Issuer()), len(res.Withdrawn))
+				a.say("medvault: note: %s withdrew %s from this grant while it was being served",
+					a.contactName(v, g.Issuer()), count(len(res.Withdrawn), "record"))
 			}
 			if a.jsonOut {
 				ids := func(l []record.ID) []string {
@@ -212,7 +212,7 @@ your signed request and returns a receipt, which is verified and kept.`,
 			if res.Resumed > 0 {
 				resumed = fmt.Sprintf(", %d resumed where a cut transfer stopped", res.Resumed)
 			}
-			fmt.Fprintf(a.stdout, "Fetched %d new record(s) (%s%s) from %s under grant %s.\n", res.Records, humanSize(res.Bytes),
+			fmt.Fprintf(a.stdout, "Fetched %s (%s%s) from %s under grant %s.\n", count(res.Records, "new record"), humanSize(res.Bytes),
 				resumed, a.contactName(v, g.Issuer()), g.ID().String()[:12])
 			return nil
 		},

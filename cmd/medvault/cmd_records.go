@@ -303,6 +303,18 @@ func truncate(s string, n int) string {
 	return string(r[:n-1]) + "…"
 }
 
+// count says how many of a noun: "1 record", "3 records". plural is the
+// plural form when adding "s" is wrong.
+func count(n int, noun string, plural ...string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	if len(plural) > 0 {
+		return fmt.Sprintf("%d %s", n, plural[0])
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
 func humanSize(n int64) string {
 	switch {
 	case n >= 1<<30:

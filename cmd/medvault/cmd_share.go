@@ -79,8 +79,8 @@ unless you compare safety numbers and give --replace.`,
 			fmt.Fprintf(a.stdout, "%s %s\n", al, pinActionText(res.Action))
 			if res.Action == share.PinReplaced && before != nil && before.ID() != c.ID() {
 				if active, err := share.ActiveGrantsTo(v, before.ID(), time.Now()); err == nil && len(active) > 0 {
-					fmt.Fprintf(a.stderr, "medvault: warning: %d active grant(s) were issued to the old key %s; nobody can use them now, revoke them with: medvault revoke --all %s\n",
-						len(active), before.ID(), before.ID())
+					fmt.Fprintf(a.stderr, "medvault: warning: %s issued to the old key %s; nobody can use them now, revoke them with: medvault revoke --all %s\n",
+						count(len(active), "active grant was", "active grants were"), before.ID(), before.ID())
 				}
 			}
 			a.say("%s (%s, %s) safety number %s", sanitize(c.Name()), c.Role(), c.ID(), c.ID().SafetyNumber())
@@ -180,7 +180,7 @@ unless you compare safety numbers and give --replace.`,
 					return err
 				}
 				if len(active) > 0 {
-					return withHint(fmt.Errorf("%s holds %d active grant(s): revoke them first", al, len(active)),
+					return withHint(fmt.Errorf("%s holds %s: revoke them first", al, count(len(active), "active grant")),
 						fmt.Sprintf("medvault revoke --all %s, then medvault contacts rm %s", al, al))
 				}
 			}
