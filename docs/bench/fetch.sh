@@ -38,8 +38,8 @@ for _ in $(seq 100); do [ -S "$P/node.sock" ] && break; sleep 0.1; done
 
 times=() fkib=() nkib=()
 cp -a "$D" "$work/doctor.pristine"
+tok=$(MEDVAULT_HOME=$P "$mv" grant doc --scope imaging --expires 1h --purpose TREAT --json | awk -F'"' '/"token"/ {print $4}')
 for r in $(seq "$runs"); do
-	tok=$(MEDVAULT_HOME=$P "$mv" grant doc --scope imaging --expires 1h --purpose TREAT --json | awk -F'"' '/"token"/ {print $4}')
 	# The provider's vault as it was before any fetch, so every run fetches
 	# the whole record.
 	rm -rf "$D" && cp -a "$work/doctor.pristine" "$D"
