@@ -32,13 +32,16 @@ declare -A ms kib
 for op in age-enc mv-add age-dec mv-get; do ms[$op]=""; kib[$op]=""; done
 for _ in $(seq "$runs"); do
 	rm -f "$work/out.age"
+	export PREREAD=$work/in.bin
 	read -r t k < <(measure age -e -r "$recipient" -o "$work/out.age" "$work/in.bin"); ms[age-enc]+="$t "; kib[age-enc]+="$k "
 	read -r t k < <(measure "$mv" add "$work/in.bin" --category imaging); ms[mv-add]+="$t "; kib[mv-add]+="$k "
 	rm -f "$work/out.bin"
+	export PREREAD=$work/out.age
 	read -r t k < <(measure age -d -i "$work/key.txt" -o "$work/out.bin" "$work/out.age"); ms[age-dec]+="$t "; kib[age-dec]+="$k "
 	rm -f "$work/out.bin"
 done
 ids=$("$mv" list --json | awk -F'"' '/"id"/ {print $4}')
+export PREREAD=$MEDVAULT_HOME/vault.db
 for id in $ids; do
 	rm -f "$work/out.bin"
 	read -r t k < <(measure "$mv" get "$id" -o "$work/out.bin"); ms[mv-get]+="$t "; kib[mv-get]+="$k "
@@ -57,6 +60,7 @@ get=$(echo "${ms[mv-get]}" | tr ' ' '\n' | grep . | median); dec=$(echo "${ms[ag
 awk -v a="$add" -v e="$enc" -v g="$get" -v d="$dec" 'BEGIN {printf "add/age-enc throughput ratio: %.2f (goal >= 0.70)\nget/age-dec throughput ratio: %.2f (goal >= 0.90)\n", e/a, d/g}'
 echo "note: medvault add fsyncs every transaction; age -e does not sync. age -e + sync:"
 rm -f "$work/out.age"
+export PREREAD=$work/in.bin
 read -r t _ < <(measure sh -c "age -e -r $recipient -o $work/out.age $work/in.bin && sync $work/out.age")
 printf '%-28s %10s %10s\n' "age-enc+sync" "$t" "$(mbps "$t")"
 

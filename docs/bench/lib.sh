@@ -23,14 +23,35 @@ rss_anon() {
 }
 _page_kib=$(($(getconf PAGESIZE) / 1024))
 
+# settle puts the machine in the same state before every measured command:
+# dirty pages written out (sync), so a command does not pay for the
+# writeback of the one before it (age -e does not sync its output, and the
+# kernel would flush it during the next run); then, when root, the page
+# cache dropped and the files named in $PREREAD read back in.
+#
+# Dropping matters on a VM whose balloon reports free memory to the host
+# (virtio-balloon free page reporting, as on the development machine):
+# there the first touch of reported memory costs a host fault, ~2.7 s of
+# system time per GiB measured. Without the drop, a command that first
+# deletes its previous output (age -e -o, age -d -o) wrote into pages just
+# freed while one that grows a file (medvault add appending to the vault)
+# wrote into reported ones, and its figure swung by 2-3x from run to run.
+# After the drop, every command writes into pages freed a moment before,
+# and reads its input from the page cache, not the disk.
+settle() {
+	sync
+	if [ -w /proc/sys/vm/drop_caches ]; then
+		echo 1 >/proc/sys/vm/drop_caches
+		local f
+		for f in $PREREAD; do cat "$f" >/dev/null; done
+	fi
+}
+
 # measure runs a command and prints "ms peak_kib": its wall time and its
-# peak RssAnon, sampled every 5 ms. Dirty pages left by the previous
-# command are written out first (sync), so a command does not pay for the
-# writeback of the one before it: age -e does not sync its output, and the
-# kernel would flush it during the next run.
+# peak RssAnon, sampled every 5 ms, after settle.
 measure() {
 	local start end pid peak=0
-	sync
+	settle
 	start=$(date +%s%N)
 	"$@" >/dev/null 2>&1 &
 	pid=$!
