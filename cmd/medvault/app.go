@@ -156,30 +156,25 @@ func (a *app) passphrase(prompt string, confirm bool) ([]byte, error) {
 			"give --passphrase-file FILE, set MEDVAULT_PASSPHRASE_FILE, or use --passphrase-fd N")
 	}
 	defer tty.Close()
-	ask := func(p string) ([]byte, error) {
-		fmt.Fprint(tty, p)
-		b, err := term.ReadPassword(int(tty.Fd()))
-		fmt.Fprintln(tty)
-		if err != nil {
-			return nil, errCancelled
-		}
-		return b, nil
-	}
-	pass, err := ask(prompt)
+	pass, err := readHidden(tty, prompt)
 	if err != nil {
 		return nil, err
 	}
-	if confirm {
-		again, err := ask("Repeat passphrase: ")
-		if err != nil {
-			return nil, err
-		}
-		if string(again) != string(pass) {
-			return nil, usagef("passphrases do not match")
-		}
-	}
 	if len(pass) == 0 {
 		return nil, usagef("empty passphrase")
+	}
+	if confirm {
+		again, err := readHidden(tty, "Repeat passphrase: ")
+		if err != nil {
+			clear(pass)
+			return nil, err
+		}
+		same := string(again) == string(pass)
+		clear(again)
+		if !same {
+			clear(pass)
+			return nil, usagef("passphrases do not match")
+		}
 	}
 	return pass, nil
 }

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// openPTY returns the two ends of a new pseudo-terminal: what a person
+// types goes into master, and readHidden reads terminal.
+func openPTY(t *testing.T) (master, terminal *os.File) {
+	t.Helper()
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminals here: %v", err)
+	}
+	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		m.Close()
+		t.Skipf("cannot unlock a pseudo-terminal: %v", err)
+	}
+	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		m.Close()
+		t.Skipf("cannot name a pseudo-terminal: %v", err)
+	}
+	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		m.Close()
+		t.Skipf("cannot open a pseudo-terminal: %v", err)
+	}
+	t.Cleanup(func() { s.Close(); m.Close() })
+	// Whatever the terminal prints is drained, so writes never block.
+	go io.Copy(io.Discard, m)
+	return m, s
+}
+
+func echoOn(t *testing.T, f *os.File) bool {
+	t.Helper()
+	tio, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tio.Lflag&unix.ECHO != 0 && tio.Lflag&unix.ICANON != 0
+}
+
+// typeInto runs readHidden on terminal while keys are typed into master.
+func typeInto(t *testing.T, keys string) ([]byte, error) {
+	t.Helper()
+	master, terminal := openPTY(t)
+	if !echoOn(t, terminal) {
+		t.Fatal("a new terminal echoes")
+	}
+	type result struct {
+		b   []byte
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		b, err := readHidden(terminal, "Passphrase: ")
+		done <- result{b, err}
+	}()
+	// Typed after the terminal is raw, as a person would, not before.
+	time.Sleep(50 * time.Millisecond)
+	if _, err := master.Write([]byte(keys)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-done:
+		if !echoOn(t, terminal) {
+			t.Errorf("after %q the terminal no longer echoes", keys)
+		}
+		return r.b, r.err
+	case <-time.After(10 * time.Second):
+		t.Fatalf("readHidden still reading after %q", keys)
+		return nil, nil
+	}
+}
+
+func TestReadHidden(t *testing.T) {
+	for _, c := range []struct {
+		keys, want string
+		err        error
+	}{
+		{keys: "correct horse\r", want: "correct horse"},
+		{keys: "typo\x7f\x7fpo\r", want: "typo"},
+		{keys: "wrong\x15right\r", want: "right"},
+		{keys: "café\x7f\r", want: "caf"}, // a backspace removes a whole character
+		{keys: "ab\x04c\r", want: "abc"},  // Ctrl-D inside a line is ignored
+		{keys: "\x04", err: errCancelled},
+		{keys: "half\x03", err: errCancelled},
+		{keys: "\r", want: ""},
+	} {
+		got, err := typeInto(t, c.keys)
+		if !errors.Is(err, c.err) || string(got) != c.want {
+			t.Errorf("typed %q: got %q, %v; want %q, %v", c.keys, got, err, c.want, c.err)
+		}
+	}
+}
+
+func TestReadHiddenRefusesLongLine(t *testing.T) {
+	_, err := typeInto(t, strings.Repeat("x", maxPassphrase+1)+"\r")
+	if err == nil || !strings.Contains(err.Error(), "longer than") {
+		t.Fatalf("got %v", err)
+	}
+}
