@@ -9,6 +9,7 @@ import (
 
 	"github.com/medvault/medvault/ledger"
 	"github.com/medvault/medvault/vault/identity"
+	"github.com/medvault/medvault/vault/record"
 )
 
 // Audit summarises the ledger for the vault's owner: who other than the
@@ -24,7 +25,7 @@ type Audit struct {
 type ActorAudit struct {
 	Actor    identity.ID
 	Served   int // requests served
-	Records  int // record IDs sent, counted per request
+	Records  int // distinct records served, however many requests asked for them
 	Denied   int
 	First    time.Time
 	Last     time.Time
@@ -42,6 +43,11 @@ func (v *Vault) Audit() (*Audit, error) {
 	recent := map[identity.ID][]time.Time{}
 	owner := v.id.ID()
 	flagged := map[identity.ID]bool{}
+	// served counts, per actor and record, the requests that sent it: a
+	// record the provider asks for again is one record, and a record a
+	// request admitted but did not send (a failed serve entry names it)
+	// counts only if another request sent it.
+	served := map[identity.ID]map[string]int{}
 	err := v.Entries(0, func(i int64, e *ledger.Entry) error {
 		a.Entries++
 		actor, err := identity.IDFromBytes(e.Actor)
@@ -77,10 +83,21 @@ func (v *Vault) Audit() (*Audit, error) {
 		case e.Action == ledger.ActionServe && e.Outcome == ledger.OutcomeFailed:
 			// Records the request admitted but the node did not send
 			// (withdrawn or damaged): the served entry counted them.
-			aa.Records -= len(e.Subjects)
+			for _, s := range e.Subjects {
+				if len(s) == len(record.ID{}) {
+					served[actor][string(s)]--
+				}
+			}
 		case e.Action == ledger.ActionServe:
 			aa.Served++
-			aa.Records += len(e.Subjects)
+			if served[actor] == nil {
+				served[actor] = map[string]int{}
+			}
+			for _, s := range e.Subjects {
+				if len(s) == len(record.ID{}) {
+					served[actor][string(s)]++
+				}
+			}
 		}
 		return nil
 	})
@@ -88,6 +105,11 @@ func (v *Vault) Audit() (*Audit, error) {
 		return nil, err
 	}
 	for _, aa := range byActor {
+		for _, n := range served[aa.Actor] {
+			if n > 0 {
+				aa.Records++
+			}
+		}
 		a.Actors = append(a.Actors, *aa)
 	}
 	slices.SortFunc(a.Actors, func(x, y ActorAudit) int { return y.Last.Compare(x.Last) })

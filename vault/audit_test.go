@@ -1,12 +1,14 @@
 package vault
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/medvault/medvault/ledger"
 	"github.com/medvault/medvault/vault/identity"
+	"github.com/medvault/medvault/vault/record"
 )
 
 func TestAudit(t *testing.T) {
@@ -54,5 +56,40 @@ func TestAudit(t *testing.T) {
 	v.AuditEvents(func(b []byte) error { events = append(events, string(b)); return nil })
 	if len(events) != 6 || !strings.Contains(events[0], `"resourceType":"AuditEvent"`) || !strings.Contains(events[0], `"action":"R"`) {
 		t.Fatalf("%d events; first %s", len(events), events[0])
+	}
+}
+
+// A provider that asks for the same records again has still received them
+// once; a record a request admitted but did not send counts only if
+// another request sent it.
+func TestAuditCountsDistinctRecords(t *testing.T) {
+	v := newTestVault(t)
+	doc, _ := identity.Generate("doc", identity.Provider)
+	a, b, c := record.NewID(), record.NewID(), record.NewID()
+	ids := func(l ...record.ID) [][]byte {
+		var out [][]byte
+		for _, id := range l {
+			out = append(out, bytes.Clone(id[:]))
+		}
+		return out
+	}
+	serve := func(outcome ledger.Outcome, l ...record.ID) {
+		t.Helper()
+		if err := v.Log(Event{Action: ledger.ActionServe, Actor: doc.ID(), Subjects: ids(l...), Purpose: "TREAT", Outcome: outcome}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	serve(ledger.OutcomeOK, a, b)
+	serve(ledger.OutcomeOK, a, b) // the same grant fetched again
+	serve(ledger.OutcomeOK, a, b, c)
+	serve(ledger.OutcomeFailed, c) // c was withdrawn before it went out
+	serve(ledger.OutcomeOK, b)
+	serve(ledger.OutcomeFailed, b) // b sent by earlier requests
+	au, err := v.Audit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(au.Actors) != 1 || au.Actors[0].Served != 4 || au.Actors[0].Records != 2 {
+		t.Fatalf("audit: %+v; want 4 requests served, 2 records", au.Actors)
 	}
 }

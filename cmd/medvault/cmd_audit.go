@@ -17,7 +17,7 @@ func newAuditCommand(a *app) *cobra.Command {
 		Use:   "audit [--format text|json|fhir]",
 		Short: "Who accessed your records, what was refused, and what looks wrong",
 		Long: `Summarise your ledger: every person other than you who read your records
-(requests served, records sent, purposes, first and last time), every refused
+(requests served, distinct records sent, purposes, first and last time), every refused
 request and why, and anomalies (a peer refused 3 or more times within an hour).
 --format fhir writes the accesses and refusals as a FHIR R4 Bundle of
 AuditEvent resources, for an EHR or a compliance tool. Run 'medvault verify'
