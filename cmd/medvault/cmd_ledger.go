@@ -17,15 +17,21 @@ import (
 )
 
 func newLogCommand(a *app) *cobra.Command {
-	var since, actor, rec, action string
+	var since, actor, rec, action, outcome string
 	var tail int
 	cmd := &cobra.Command{
-		Use:   "log [--since D] [--actor A] [--record ID] [--action A] [--tail N] [--json]",
+		Use:   "log [--since D] [--actor A] [--record ID] [--action A] [--outcome O] [--tail N] [--json]",
 		Short: "Show the ledger: every read and change of your vault",
 		Long: `Show the entries of your ledger, the tamper-evident log of every read and
 change of the vault, oldest first. Actions: ` + actionList() + `.
+Outcomes: ok, denied, failed. A provider's request is a serve entry whatever
+its outcome: --outcome denied lists every refusal (deny is only a request
+refused before its action was known). --actor takes a medvault ID, a
+contact's alias, or "you".
 Run 'medvault verify' to check that nobody has rewritten it.`,
 		Example: `  medvault log --tail 20
+  medvault log --outcome denied
+  medvault log --actor dr-hopper --since 2026-01-01
   medvault log --action read --since 2026-01-01
   medvault log --record 3f9a2c --json`,
 		Args: exactArgs(0),
@@ -47,18 +53,23 @@ Run 'medvault verify' to check that nobody has rewritten it.`,
 				}
 				f.action = a
 			}
-			if actor != "" {
-				id, err := identity.ParseID(actor)
+			if outcome != "" {
+				o, err := ledger.ParseOutcome(outcome)
 				if err != nil {
-					return usageError{err}
+					return usagef("unknown --outcome %q (ok, denied or failed)", outcome)
 				}
-				f.actor = id.Bytes()
+				f.outcome = o
 			}
 			v, done, err := a.openVault()
 			if err != nil {
 				return err
 			}
 			defer done()
+			if actor != "" {
+				if f.actor, err = logActor(v, actor); err != nil {
+					return err
+				}
+			}
 			if rec != "" {
 				id, err := resolveAny(v, rec)
 				if err != nil {
@@ -84,9 +95,10 @@ Run 'medvault verify' to check that nobody has rewritten it.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&since, "since", "", "only entries on or after `DATE`")
-	f.StringVar(&actor, "actor", "", "only entries by this medvault `ID`")
+	f.StringVar(&actor, "actor", "", "only entries by `WHO`: a medvault ID, a contact's alias, or you")
 	f.StringVar(&rec, "record", "", "only entries about this record `ID`")
 	f.StringVar(&action, "action", "", "only this `ACTION`")
+	f.StringVar(&outcome, "outcome", "", "only this `OUTCOME`: ok, denied or failed")
 	f.IntVar(&tail, "tail", 0, "only the last `N` matching entries")
 	f.BoolVar(&a.jsonOut, "json", false, "print JSON")
 	return cmd
@@ -100,11 +112,29 @@ func actionList() string {
 	return strings.Join(s, ", ")
 }
 
+// logActor resolves --actor: a medvault ID (anyone, contact or not), a
+// contact's alias, or "you".
+func logActor(v *vault.Vault, s string) ([]byte, error) {
+	if strings.EqualFold(strings.TrimSpace(s), "you") {
+		return v.Owner().ID().Bytes(), nil
+	}
+	if id, err := identity.ParseID(s); err == nil {
+		return id.Bytes(), nil
+	}
+	_, card, err := share.ResolveContact(v, s)
+	if err != nil {
+		return nil, withHint(usagef("--actor %q is neither a medvault ID nor a contact", s),
+			"give an ID as the log prints it with --json, a contact alias ('medvault contacts'), or you")
+	}
+	return card.ID().Bytes(), nil
+}
+
 type logFilter struct {
-	since  time.Time
-	action ledger.Action
-	actor  []byte
-	record []byte
+	since   time.Time
+	action  ledger.Action
+	outcome ledger.Outcome
+	actor   []byte
+	record  []byte
 }
 
 func (f *logFilter) match(e *ledger.Entry) bool {
@@ -112,6 +142,9 @@ func (f *logFilter) match(e *ledger.Entry) bool {
 		return false
 	}
 	if f.action != 0 && e.Action != f.action {
+		return false
+	}
+	if f.outcome != 0 && e.Outcome != f.outcome {
 		return false
 	}
 	if f.actor != nil && !bytes.Equal(e.Actor, f.actor) {
