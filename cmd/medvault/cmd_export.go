@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/spf13/cobra"
 
@@ -35,6 +36,16 @@ to the ledger before anything is decrypted.`,
 			}
 			if out == "" {
 				return usagef("give -o OUT (a new file, - for standard output, or a new directory for --format files)")
+			}
+			if fm == vault.ExportFiles {
+				// Decrypted records go into a new directory: never into one
+				// named "-", which everywhere else means standard output.
+				if out == "-" {
+					return usagef("--format files writes a directory of files, not standard output: give -o DIR")
+				}
+				if _, err := os.Lstat(a.abs(out)); err == nil {
+					return withHint(usagef("%s already exists", out), "--format files creates a new directory; choose another name")
+				}
 			}
 			v, done, err := a.openVault()
 			if err != nil {
