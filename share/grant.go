@@ -169,7 +169,11 @@ func newGrant(s Signer, p GrantParams, now time.Time) (*Grant, error) {
 		return nil, fmt.Errorf("%w: expiry %s is not after now", ErrExpired, p.Expiry.UTC().Format(time.RFC3339))
 	}
 	if p.Expiry.Sub(now) > maxLife {
-		return nil, fmt.Errorf("%w: expiry %s is more than %v from now", ErrLifetimeTooLong, p.Expiry.UTC().Format(time.RFC3339), maxLife)
+		life := maxLife.String()
+		if maxLife%(24*time.Hour) == 0 {
+			life = fmt.Sprintf("%d days", maxLife/(24*time.Hour))
+		}
+		return nil, fmt.Errorf("%w: expiry %s is more than %s from now", ErrLifetimeTooLong, p.Expiry.UTC().Format(time.RFC3339), life)
 	}
 	expiry, err := checkTime(p.Expiry, "expiry")
 	if err != nil {

@@ -238,6 +238,15 @@ func revocations(v *vault.Vault) (map[GrantID]*Revocation, error) {
 	return out, nil
 }
 
+// badGrantID is ErrInvalidParams (errors.Is) for a grant ID a person
+// typed, reading only as its message.
+func badGrantID(format string, s string) error { return invalidGrantID(fmt.Sprintf(format, s)) }
+
+type invalidGrantID string
+
+func (e invalidGrantID) Error() string        { return string(e) }
+func (e invalidGrantID) Is(target error) bool { return target == ErrInvalidParams }
+
 // FindIssued resolves a grant ID, or a unique prefix of at least 8 hex
 // digits, among issued grants.
 func FindIssued(v *vault.Vault, s string) (*Issued, error) {
@@ -247,7 +256,10 @@ func FindIssued(v *vault.Vault, s string) (*Issued, error) {
 		return nil, err
 	}
 	if len(s) < 8 {
-		return nil, fmt.Errorf("%w: grant ID %q is too short: give at least 8 hex digits", ErrInvalidParams, s)
+		return nil, badGrantID("grant ID %q is too short: give at least 8 hex digits", s)
+	}
+	if strings.Trim(s, "0123456789abcdef") != "" {
+		return nil, badGrantID("grant ID %q is not hex", s)
 	}
 	var found []*Issued
 	for _, i := range all {
@@ -261,7 +273,7 @@ func FindIssued(v *vault.Vault, s string) (*Issued, error) {
 	case 1:
 		return found[0], nil
 	}
-	return nil, fmt.Errorf("%w: grant ID prefix %q is ambiguous: give more digits", ErrInvalidParams, s)
+	return nil, badGrantID("grant ID prefix %q is ambiguous: give more digits", s)
 }
 
 // RevokeAndStore revokes an issued grant: from this moment the owner's node

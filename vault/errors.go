@@ -28,6 +28,9 @@ var (
 	// chunk fails authentication, is out of order, or the file ends early
 	// or goes on after its last chunk. Nothing of such a record is kept.
 	ErrDamaged = errors.New("received record does not decrypt")
+	// ErrInvalid means the caller's input was refused (an unknown
+	// category, a title too long): nothing was changed.
+	ErrInvalid = errors.New("invalid input")
 )
 
 // NotFoundf returns an error that is ErrNotFound (errors.Is) but reads only
@@ -41,3 +44,14 @@ type notFound struct{ msg string }
 
 func (e notFound) Error() string        { return e.msg }
 func (e notFound) Is(target error) bool { return target == ErrNotFound }
+
+// invalidf returns an error that is ErrInvalid (errors.Is) and reads only as
+// the message given.
+func invalidf(format string, a ...any) error {
+	return invalid{fmt.Sprintf(format, a...)}
+}
+
+type invalid struct{ msg string }
+
+func (e invalid) Error() string        { return e.msg }
+func (e invalid) Is(target error) bool { return target == ErrInvalid }

@@ -31,15 +31,15 @@ const maxTitle = 1024
 
 func (n *NewRecord) validate() error {
 	if !n.Category.Valid() {
-		return fmt.Errorf("unknown category %q", n.Category)
+		return invalidf("unknown category %q", n.Category)
 	}
 	for _, l := range n.Labels {
 		if !l.Valid() {
-			return fmt.Errorf("unknown sensitivity label %q", l)
+			return invalidf("unknown sensitivity label %q", l)
 		}
 	}
 	if len(n.Title) > maxTitle || len(n.FileName) > maxTitle {
-		return fmt.Errorf("title or file name longer than %d bytes", maxTitle)
+		return invalidf("title or file name longer than %d bytes", maxTitle)
 	}
 	return nil
 }

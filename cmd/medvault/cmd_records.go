@@ -51,14 +51,22 @@ func parseFilter(category, label, since string) (vault.Filter, error) {
 }
 
 // parseDate accepts YYYY-MM-DD or RFC 3339.
+// earliestDate bounds the dates medvault takes: nothing in a health record
+// is older, and the zero time (0001-01-01) means "no date" in a record.
+var earliestDate = time.Date(1800, 1, 1, 0, 0, 0, 0, time.UTC)
+
 func parseDate(s string) (time.Time, error) {
-	if t, err := time.Parse("2006-01-02", s); err == nil {
-		return t, nil
+	t, err := time.Parse("2006-01-02", s)
+	if err != nil {
+		if t, err = time.Parse(time.RFC3339, s); err != nil {
+			return time.Time{}, usagef("invalid date %q: use YYYY-MM-DD", s)
+		}
+		t = t.UTC()
 	}
-	if t, err := time.Parse(time.RFC3339, s); err == nil {
-		return t.UTC(), nil
+	if t.Before(earliestDate) {
+		return time.Time{}, usagef("date %q is before %s", s, earliestDate.Format("2006-01-02"))
 	}
-	return time.Time{}, usagef("invalid date %q: use YYYY-MM-DD", s)
+	return t, nil
 }
 
 func newAddCommand(a *app) *cobra.Command {

@@ -23,7 +23,13 @@ unless you compare safety numbers and give --replace.`,
   medvault contacts list
   medvault contacts show dr-hopper
   medvault contacts rm dr-hopper`,
-		Args: exactArgs(0),
+		Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return withHint(usagef("unknown command %q for \"medvault contacts\"", args[0]), "see 'medvault contacts --help'")
+			}
+			return cmd.Help()
+		},
 	}
 	var alias string
 	var replace bool

@@ -71,7 +71,7 @@ func exitCode(err error) int {
 	switch {
 	case err == nil:
 		return exitOK
-	case errors.As(err, &ue):
+	case errors.As(err, &ue), errors.Is(err, vault.ErrInvalid):
 		return exitUsage
 	case errors.Is(err, errCancelled):
 		return exitCancelled
@@ -104,7 +104,7 @@ func exitCode(err error) int {
 		}
 	}
 	msg := err.Error()
-	if strings.HasPrefix(msg, "unknown command") || strings.HasPrefix(msg, "unknown flag") ||
+	if strings.HasPrefix(msg, "unknown command") || strings.HasPrefix(msg, "unknown flag") || strings.HasPrefix(msg, "required flag") ||
 		strings.HasPrefix(msg, "unknown shorthand flag") || strings.Contains(msg, "arg(s)") {
 		return exitUsage
 	}

@@ -5,6 +5,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strings"
 
 	"github.com/medvault/medvault/cmd/medvault/internal/control"
 
@@ -30,9 +32,38 @@ func execute(a *app, args []string) int {
 	root.SetErr(a.stderr)
 	err := root.Execute()
 	if err != nil {
+		err = plainCobraError(err)
 		printError(a.stderr, err)
 	}
 	return exitCode(err)
+}
+
+var (
+	quoted       = regexp.MustCompile(`"([^"]*)"`)
+	badFlagValue = regexp.MustCompile(`^invalid argument "(.*)" for "(.*)" flag: strconv\.Parse(Int|Uint|Float|Bool): .*$`)
+)
+
+// plainCobraError rewrites the errors cobra and pflag make from bad
+// command lines into medvault's words, without Go's internals, as usage
+// errors (exit 2).
+func plainCobraError(err error) error {
+	msg := err.Error()
+	if strings.HasPrefix(msg, "required flag(s) ") {
+		var names []string
+		for _, m := range quoted.FindAllStringSubmatch(msg, -1) {
+			names = append(names, "--"+m[1])
+		}
+		verb := "is"
+		if len(names) > 1 {
+			verb = "are"
+		}
+		return withHint(usagef("%s %s required", strings.Join(names, " and "), verb), "see 'medvault COMMAND --help'")
+	}
+	if m := badFlagValue.FindStringSubmatch(msg); m != nil {
+		want := map[string]string{"Int": "a whole number", "Uint": "a whole number of 0 or more", "Float": "a number", "Bool": "true or false"}[m[3]]
+		return withHint(usagef("invalid value %q for %s: want %s", m[1], m[2], want), "see 'medvault COMMAND --help'")
+	}
+	return err
 }
 
 // localOnly marks commands that never run inside the node.
@@ -101,6 +132,19 @@ Passphrase: --passphrase-file FILE, $MEDVAULT_PASSPHRASE_FILE, --passphrase-fd N
 		CompletionOptions: cobra.CompletionOptions{HiddenDefaultCmd: false},
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	// cobra's help command prints the root's help for a topic it does not
+	// know and exits 0: a typo in a script would pass.
+	root.SetHelpCommand(&cobra.Command{
+		Use:   "help [command]",
+		Short: "Help about any command",
+		RunE: func(_ *cobra.Command, args []string) error {
+			cmd, rest, err := root.Find(args)
+			if err != nil || len(rest) > 0 {
+				return withHint(usagef("unknown help topic %q", strings.Join(args, " ")), "see 'medvault help'")
+			}
+			return cmd.Help()
+		},
+	})
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.passphraseFile, "passphrase-file", "", "read the passphrase from the first line of `FILE`")
 	pf.IntVar(&a.passphraseFD, "passphrase-fd", -1, "read the passphrase from file descriptor `N` (its first line; 0 is standard input)")
