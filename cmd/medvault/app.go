@@ -116,6 +116,11 @@ func (a *app) passphrase(prompt string, confirm bool) ([]byte, error) {
 	if file == "" {
 		file = a.getenv("MEDVAULT_PASSPHRASE_FILE")
 	}
+	if file != "" && a.passphraseFD >= 0 {
+		// The documented order puts the file first; say so rather than
+		// ignore a flag given on purpose.
+		fmt.Fprintf(a.stderr, "medvault: warning: --passphrase-fd %d is ignored: %s gives the passphrase\n", a.passphraseFD, a.passphraseSource())
+	}
 	switch {
 	case file != "":
 		f, err := os.Open(file)
@@ -179,6 +184,20 @@ func (a *app) passphrase(prompt string, confirm bool) ([]byte, error) {
 	return pass, nil
 }
 
+// passphraseSource names where the passphrase comes from, in the order
+// passphrase reads them.
+func (a *app) passphraseSource() string {
+	switch {
+	case a.passphraseFile != "":
+		return "the file given by --passphrase-file"
+	case a.getenv("MEDVAULT_PASSPHRASE_FILE") != "":
+		return "the file MEDVAULT_PASSPHRASE_FILE names"
+	case a.passphraseFD >= 0:
+		return fmt.Sprintf("the first line read from --passphrase-fd %d", a.passphraseFD)
+	}
+	return "typed at the prompt"
+}
+
 // readPassphrase reads the first line of r, without its line ending.
 // oneByte reads at most one byte per call, so a line reader on top of it
 // stops at the newline instead of buffering what follows.
@@ -227,6 +246,10 @@ func (a *app) unlock() (*identity.Identity, string, error) {
 	}
 	defer clear(pass)
 	id, err := identity.Load(path, pass, identity.MaxWorkFactor)
+	if errors.Is(err, identity.ErrWrongPassphrase) {
+		return nil, "", withHint(fmt.Errorf("unlock %s: %w", path, err),
+			"nothing was changed; check the passphrase ("+a.passphraseSource()+")")
+	}
 	if err != nil {
 		return nil, "", fmt.Errorf("unlock %s: %w", path, err)
 	}
