@@ -46,9 +46,21 @@ the old one.`,
 			// thrash.
 			debug.SetMemoryLimit(math.MaxInt64)
 			var all []*vault.ImportStats
-			for _, name := range args {
+			// stopped says, when file i failed, what the files before it
+			// and after it became: each file is imported whole or not at
+			// all, and the import stops at the first that fails.
+			stopped := func(i int) {
+				if len(all) > 0 {
+					a.say("%s imported; %s was not imported at all", count(len(all), "earlier file was", "earlier files were"), args[i])
+				}
+				if rest := args[i+1:]; len(rest) > 0 {
+					a.say("not tried: %s", strings.Join(rest, ", "))
+				}
+			}
+			for i, name := range args {
 				f, err := openRegular(a.abs(name))
 				if err != nil {
+					stopped(i)
 					return err
 				}
 				progress := func(int, int64) {}
@@ -66,9 +78,7 @@ the old one.`,
 					fmt.Fprint(a.stderr, "\r\033[K")
 				}
 				if err != nil {
-					if len(all) > 0 {
-						a.say("%s imported; %s was not imported at all", count(len(all), "earlier file was", "earlier files were"), name)
-					}
+					stopped(i)
 					return err
 				}
 				all = append(all, st)
