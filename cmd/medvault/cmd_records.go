@@ -643,6 +643,9 @@ record unless it names the label. The change is a ledger entry.`,
 				if s == "--" {
 					continue
 				}
+				if strings.HasPrefix(s, "--") {
+					return usagef("%s: flags go before the record ID, as in: medvault label %s ID +L", s, s)
+				}
 				if len(s) < 2 || (s[0] != '+' && s[0] != '-') {
 					return usagef("%q: write +LABEL to add or -LABEL to remove", s)
 				}
