@@ -25,9 +25,13 @@ import (
 // global flags. Nothing else in medvault reads os.Args, the environment or
 // the terminal.
 type app struct {
-	stdin          io.Reader
-	stdout, stderr io.Writer
-	getenv         func(string) string
+	// removeConfirmed is set when the person at the terminal already
+	// confirmed an rm (asked before it was sent to a node that was not
+	// there after all).
+	removeConfirmed bool
+	stdin           io.Reader
+	stdout, stderr  io.Writer
+	getenv          func(string) string
 
 	passphraseFile string
 	passphraseFD   int

@@ -574,7 +574,7 @@ On a terminal, rm asks for confirmation; without one, give --yes.`,
 			if err != nil {
 				return err
 			}
-			if !yes {
+			if !yes && !a.removeConfirmed {
 				if a.remote != nil {
 					return withHint(usagef("refusing to delete without confirmation"), "the running node cannot ask you: give --yes")
 				}

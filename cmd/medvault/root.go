@@ -2,10 +2,12 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/medvault/medvault/cmd/medvault/internal/control"
@@ -69,6 +71,41 @@ func plainCobraError(err error) error {
 // localOnly marks commands that never run inside the node.
 var localOnly = map[string]bool{"init": true, "serve": true, "demo": true, "completion": true, "help": true, "exit-codes": true, "medvault": true}
 
+// confirmRemove asks on the terminal, before rm goes to the node, whether
+// to delete; it returns false when --yes was given (nothing to ask).
+func (a *app) confirmRemove(rm *cobra.Command, args []string) (bool, error) {
+	if err := rm.ParseFlags(args); err != nil {
+		return false, nil // the node reports it
+	}
+	if yes, _ := rm.Flags().GetBool("yes"); yes {
+		return false, nil
+	}
+	ids := rm.Flags().Args()
+	if len(ids) > 0 && ids[0] == rm.Name() {
+		ids = ids[1:]
+	}
+	if len(ids) != 1 {
+		return false, nil
+	}
+	fmt.Fprintf(a.stderr, "Delete record %s for good? Type yes: ", sanitize(ids[0]))
+	line, _ := readLine(a.stdin)
+	if strings.TrimSpace(line) != "yes" {
+		return false, errCancelled
+	}
+	a.removeConfirmed = true
+	return true, nil
+}
+
+// withFlag returns args with flag added among the flags: before a "--"
+// that ends them, or at the end.
+func withFlag(args []string, flag string) []string {
+	i := slices.Index(args, "--")
+	if i < 0 {
+		i = len(args)
+	}
+	return slices.Concat(args[:i], []string{flag}, args[i:])
+}
+
 // forward runs args in the node when one is running and the command uses
 // the vault. ok is false when the command must run here.
 func (a *app) forward(args []string) (code int, ok bool) {
@@ -92,6 +129,18 @@ func (a *app) forward(args []string) (code int, ok bool) {
 	cwd, _ := os.Getwd()
 	req := control.Request{Args: args, Dir: cwd, StdinTTY: a.isTTY(a.stdin), StdoutTTY: a.stdoutTTY(),
 		NoColor: a.getenv("NO_COLOR") != ""}
+	if cmd.Name() == "rm" && req.StdinTTY && control.Running(filepath.Join(dir, nodeSocket)) {
+		// The node cannot read this terminal: ask here, and send the
+		// answer as --yes.
+		yes, err := a.confirmRemove(cmd, args)
+		if err != nil {
+			printError(a.stderr, err)
+			return exitCode(err), true
+		}
+		if yes {
+			req.Args = withFlag(args, "--yes")
+		}
+	}
 	var in io.Reader
 	if !req.StdinTTY {
 		in = a.stdin

@@ -121,6 +121,17 @@ func (f frameWriter) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// Running reports whether a node listens at sock (it connects and hangs
+// up; the node ignores a connection that says nothing).
+func Running(sock string) bool {
+	conn, err := net.DialTimeout("unix", sock, time.Second)
+	if err != nil {
+		return false
+	}
+	conn.Close()
+	return true
+}
+
 // Call runs req on the node listening at sock, streaming stdin to it and its
 // output to stdout and stderr, and returns the command's exit code. It
 // returns ErrNoNode when nothing listens there.
