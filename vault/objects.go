@@ -137,7 +137,7 @@ func (v *Vault) GetObject(kind Kind, key string) ([]byte, error) {
 			sealed = b.Get(bkey)
 		}
 		if sealed == nil {
-			return fmt.Errorf("%w: %s %q", ErrNotFound, kindNoun(kind), key)
+			return NotFoundf("no %s %q", kindNoun(kind), key)
 		}
 		o, err := v.openObject(kind, bkey, sealed)
 		out = o.Value
@@ -176,7 +176,7 @@ func (v *Vault) DeleteObject(kind Kind, key string, ev *Event) error {
 		}
 		bkey := v.objectKey(kind, key)
 		if b.Get(bkey) == nil {
-			return fmt.Errorf("%w: %s %q", ErrNotFound, kindNoun(kind), key)
+			return NotFoundf("no %s %q", kindNoun(kind), key)
 		}
 		if err := b.Delete(bkey); err != nil {
 			return err

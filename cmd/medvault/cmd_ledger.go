@@ -49,7 +49,7 @@ Run 'medvault verify' to check that nobody has rewritten it.`,
 			if action != "" {
 				a, err := ledger.ParseAction(action)
 				if err != nil {
-					return usageError{err}
+					return usagef("unknown --action %q (%s)", action, actionList())
 				}
 				f.action = a
 			}

@@ -37,6 +37,11 @@ passphrase and without waiting on the vault lock.`,
   medvault list          # answered by the node`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// Say so before asking for the passphrase, not after.
+			if dir, err := a.dataDir(); err == nil && control.Running(filepath.Join(dir, nodeSocket)) {
+				return withHint(fmt.Errorf("%w: a node is already running for %s", vault.ErrLocked, dir),
+					"other commands use it as they are; to restart it, stop it first (Ctrl-C where it runs)")
+			}
 			v, done, err := a.openVault()
 			if err != nil {
 				return err
