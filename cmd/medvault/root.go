@@ -226,6 +226,7 @@ Passphrase: --passphrase-file FILE, $MEDVAULT_PASSPHRASE_FILE, --passphrase-fd N
 			Long:  exitCodesHelp,
 		},
 	)
+	registerCompletions(root)
 	return root
 }
 
