@@ -162,7 +162,7 @@ active one) returns the active grant instead of issuing another.
 			}
 			fmt.Fprintln(a.stdout, g.ID())
 			fmt.Fprintln(a.stdout, g.Text())
-			a.say("Granted %s (%s) %s for %s until %s.", al, sanitize(card.Name()), scopeText(g), g.Purpose(), g.Expiry().Local().Format("2006-01-02 15:04"))
+			a.say("Granted %s %s for %s until %s.", withName(string(al), card.Name()), scopeText(g), g.Purpose(), g.Expiry().Local().Format("2006-01-02 15:04 MST"))
 			if infos, err := share.RecordInfos(v); err == nil {
 				if sel := share.Select(g, infos); len(sel.Items) == 0 {
 					a.say("medvault: note: it covers no record yet (%d in scope withheld as sensitive); records you add in its scope are covered while it lasts", len(sel.Withheld))
@@ -242,7 +242,7 @@ func (a *app) dryRun(v *vault.Vault, al share.Alias, card *share.Card, p share.G
 	info := purposeInfo(p.Purpose)
 	w := a.stdout
 	fmt.Fprintf(w, "Dry run: nothing was granted.\n\n")
-	fmt.Fprintf(w, "Would let %s (%s, %s, safety number %s)\n", al, sanitize(card.Name()), card.Role(), card.ID().SafetyNumber())
+	fmt.Fprintf(w, "Would let %s (%s)\n", al, cardFacts(card.Name(), string(card.Role()), "safety number "+card.ID().SafetyNumber()))
 	fmt.Fprintf(w, "read %s in scope %s\n", count(len(sel.Items), "record"), p.Scope)
 	fmt.Fprintf(w, "for %s (%s)\n", p.Purpose, info)
 	fmt.Fprintf(w, "until %s (%s from now).\n\n", p.Expiry.Local().Format("2006-01-02 15:04 MST"), p.Expiry.Sub(now).Round(time.Minute))

@@ -12,6 +12,23 @@ import (
 	"github.com/medvault/medvault/share"
 )
 
+// withName is a contact's alias followed by the name its card gives, or the
+// alias alone when the card gives none.
+func withName(alias, name string) string {
+	if name = sanitize(name); name == "" {
+		return alias
+	}
+	return alias + " (" + name + ")"
+}
+
+// cardFacts joins what is known of a card, leaving out a missing name.
+func cardFacts(name string, facts ...string) string {
+	if name = sanitize(name); name != "" {
+		facts = append([]string{name}, facts...)
+	}
+	return strings.Join(facts, ", ")
+}
+
 func newContactsCommand(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "contacts",
@@ -89,7 +106,7 @@ unless you compare safety numbers and give --replace.`,
 						count(len(active), "active grant was", "active grants were"), before.ID(), before.ID())
 				}
 			}
-			a.say("%s (%s, %s) safety number %s", sanitize(c.Name()), c.Role(), c.ID(), c.ID().SafetyNumber())
+			a.say("%s: %s", al, cardFacts(c.Name(), string(c.Role()), c.ID().String(), "safety number "+c.ID().SafetyNumber()))
 			return nil
 		},
 	}
