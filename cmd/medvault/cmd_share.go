@@ -12,6 +12,19 @@ import (
 	"github.com/medvault/medvault/share"
 )
 
+// contactJSON is a contact in --json output.
+type contactJSON struct {
+	Alias  string `json:"alias"`
+	ID     string `json:"id"`
+	Name   string `json:"name"`
+	Role   string `json:"role"`
+	Safety string `json:"safety_number"`
+}
+
+func toContactJSON(al share.Alias, c *share.Card) contactJSON {
+	return contactJSON{Alias: string(al), ID: c.ID().String(), Name: c.Name(), Role: string(c.Role()), Safety: c.ID().SafetyNumber()}
+}
+
 // withName is a contact's alias followed by the name its card gives, or the
 // alias alone when the card gives none.
 func withName(alias, name string) string {
@@ -129,19 +142,12 @@ unless you compare safety numbers and give --replace.`,
 			}
 			cs := b.Contacts()
 			if a.jsonOut {
-				type cj struct {
-					Alias  string `json:"alias"`
-					ID     string `json:"id"`
-					Name   string `json:"name"`
-					Role   string `json:"role"`
-					Safety string `json:"safety_number"`
-				}
 				out := struct {
-					V        int  `json:"v"`
-					Contacts []cj `json:"contacts"`
-				}{V: 1, Contacts: []cj{}}
+					V        int           `json:"v"`
+					Contacts []contactJSON `json:"contacts"`
+				}{V: 1, Contacts: []contactJSON{}}
 				for _, c := range cs {
-					out.Contacts = append(out.Contacts, cj{string(c.Alias), c.Card.ID().String(), c.Card.Name(), string(c.Card.Role()), c.Card.ID().SafetyNumber()})
+					out.Contacts = append(out.Contacts, toContactJSON(c.Alias, c.Card))
 				}
 				return printJSON(a.stdout, out)
 			}
@@ -173,11 +179,20 @@ unless you compare safety numbers and give --replace.`,
 			if err != nil {
 				return err
 			}
+			if a.jsonOut {
+				return printJSON(a.stdout, struct {
+					V int `json:"v"`
+					contactJSON
+					Addresses []string `json:"addresses"`
+					Card      string   `json:"card"`
+				}{1, toContactJSON(al, c), append([]string{}, c.Hints()...), c.Text()})
+			}
 			fmt.Fprintf(a.stdout, "Alias:          %s\nName:           %s\nRole:           %s\nID:             %s\nSafety number:  %s\nAddresses:      %s\nCard:           %s\n",
 				al, sanitize(c.Name()), c.Role(), c.ID(), c.ID().SafetyNumber(), strings.Join(c.Hints(), " "), c.Text())
 			return nil
 		},
 	}
+	show.Flags().BoolVar(&a.jsonOut, "json", false, "print JSON")
 	rm := &cobra.Command{
 		Use:     "rm ALIAS",
 		Short:   "Remove a contact (revoke its active grants first)",
