@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -13,6 +14,11 @@ import (
 	"github.com/medvault/medvault/vault"
 	"github.com/medvault/medvault/vault/identity"
 )
+
+// minGoodPassphrase is the length below which init warns: scrypt at work
+// factor 18 slows guessing, but a short passphrase falls to a search of
+// days on one GPU.
+const minGoodPassphrase = 12
 
 func newInitCommand(a *app) *cobra.Command {
 	var name, role string
@@ -51,6 +57,10 @@ empty vault beside it. Refuses to overwrite an existing identity.`,
 				return err
 			}
 			defer clear(pass)
+			if n := utf8.RuneCount(pass); n < minGoodPassphrase {
+				// Only a warning: the passphrase is the user's to choose.
+				fmt.Fprintf(a.stderr, "medvault: warning: a %d-character passphrase can be guessed by anyone who copies identity.age; four or more random words are far safer\n", n)
+			}
 			if err := os.MkdirAll(dir, 0o700); err != nil {
 				return fmt.Errorf("create data directory: %w", err)
 			}
