@@ -16,10 +16,13 @@ import (
 // cooked: a Ctrl-D there makes every read return nothing, which it reads
 // again forever, and a Ctrl-C kills the process with echo still off.)
 //
-// Backspace removes the last character, Ctrl-U the whole line. A line
-// longer than maxPassphrase bytes is refused. The bytes read are wiped from
-// every buffer but the one returned.
-func readHidden(tty *os.File, prompt string) ([]byte, error) {
+// Backspace removes the last character, Ctrl-W the last word, Ctrl-U the
+// whole line; other control keys and escape sequences (arrow keys) are
+// ignored rather than kept in the passphrase. A line longer than
+// maxPassphrase bytes is refused. When it cancels or refuses, whatever was
+// typed after is discarded, so the rest of a passphrase never reaches the
+// shell. The bytes read are wiped from every buffer but the one returned.
+func readHidden(tty *os.File, prompt string) (pass []byte, err error) {
 	fd := int(tty.Fd())
 	state, err := term.MakeRaw(fd)
 	if err != nil {
@@ -30,38 +33,66 @@ func readHidden(tty *os.File, prompt string) ([]byte, error) {
 	// Raw mode does not turn "\n" into a new line: say "\r\n".
 	defer fmt.Fprint(tty, "\r\n")
 	line := make([]byte, 0, 128)
-	var b [1]byte
-	for {
-		n, err := tty.Read(b[:])
-		if n == 0 {
+	defer func() {
+		if err != nil {
 			clear(line)
-			if err == nil || err == io.EOF {
+			discardTyped(fd)
+		}
+	}()
+	var b [1]byte
+	escape := 0 // 1 after ESC, 2 inside a control sequence
+	for {
+		n, rerr := tty.Read(b[:])
+		if n == 0 {
+			if rerr == nil || rerr == io.EOF {
 				return nil, errCancelled
 			}
-			return nil, fmt.Errorf("terminal: %w", err)
+			return nil, fmt.Errorf("terminal: %w", rerr)
 		}
-		switch c := b[0]; c {
-		case '\r', '\n':
+		c := b[0]
+		switch {
+		case escape == 1 && (c == '[' || c == 'O'):
+			escape = 2
+			continue
+		case escape == 2 && c >= 0x20 && c < 0x40:
+			continue // parameters of the sequence
+		case escape > 0:
+			escape = 0
+			if c >= 0x40 && c < 0x7f {
+				continue // the sequence's final byte
+			}
+		}
+		switch c {
+		case '\r':
 			return line, nil
+		case '\n':
+			// Enter sends \r in raw mode; a \n is the tail of a \r\n,
+			// or Ctrl-J. It ends a line, but does not make an empty one:
+			// a terminal sending \r\n would otherwise answer the next
+			// prompt (Repeat passphrase) with nothing.
+			if len(line) > 0 {
+				return line, nil
+			}
 		case 3: // Ctrl-C
-			clear(line)
 			return nil, errCancelled
 		case 4: // Ctrl-D
 			if len(line) == 0 {
 				return nil, errCancelled
 			}
+		case 27: // ESC
+			escape = 1
 		case 127, '\b': // Backspace, Ctrl-H
-			if len(line) > 0 {
-				_, size := utf8.DecodeLastRune(line)
-				clear(line[len(line)-size:])
-				line = line[:len(line)-size]
-			}
+			line = dropLast(line, false)
+		case 23: // Ctrl-W
+			line = dropLast(line, true)
 		case 21: // Ctrl-U
 			clear(line)
 			line = line[:0]
 		default:
+			if c < 0x20 {
+				continue // another control key: not part of a passphrase
+			}
 			if len(line) == maxPassphrase {
-				clear(line)
 				return nil, usagef("passphrase longer than %d bytes", maxPassphrase)
 			}
 			if len(line) == cap(line) {
@@ -73,4 +104,23 @@ func readHidden(tty *os.File, prompt string) ([]byte, error) {
 			line = append(line, c)
 		}
 	}
+}
+
+// dropLast removes the last character of line (a whole UTF-8 sequence), or
+// with word set the last word and the spaces after it, wiping what it
+// removes.
+func dropLast(line []byte, word bool) []byte {
+	end := len(line)
+	for word && end > 0 && line[end-1] == ' ' {
+		end--
+	}
+	for end > 0 {
+		_, size := utf8.DecodeLastRune(line[:end])
+		end -= size
+		if !word || end == 0 || line[end-1] == ' ' {
+			break
+		}
+	}
+	clear(line[end:])
+	return line[:end]
 }

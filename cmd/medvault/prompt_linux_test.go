@@ -95,6 +95,11 @@ func TestReadHidden(t *testing.T) {
 		{keys: "\x04", err: errCancelled},
 		{keys: "half\x03", err: errCancelled},
 		{keys: "\r", want: ""},
+		{keys: "correct horse\x17\x17battery\r", want: "battery"}, // Ctrl-W removes words
+		{keys: "one two  \x17three\r", want: "one three"},         // and the spaces after them
+		{keys: "a\x1ab\x1c\x16c\r", want: "abc"},                  // other control keys are not kept
+		{keys: "pa\x1b[Css\x1b[1;5D\x1bOA\r", want: "pass"},       // nor arrow keys
+		{keys: "\nsecret\r\n", want: "secret"},                    // a \n on an empty line is the end of a \r\n
 	} {
 		got, err := typeInto(t, c.keys)
 		if !errors.Is(err, c.err) || string(got) != c.want {
@@ -107,5 +112,35 @@ func TestReadHiddenRefusesLongLine(t *testing.T) {
 	_, err := typeInto(t, strings.Repeat("x", maxPassphrase+1)+"\r")
 	if err == nil || !strings.Contains(err.Error(), "longer than") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// After a cancel or a refusal, what was typed next is discarded: the rest
+// of a passphrase must not reach the shell that reads the terminal next.
+func TestReadHiddenDiscardsRest(t *testing.T) {
+	// (Only what arrived before the refusal can be discarded: the test
+	// types everything at once, small enough for the terminal's buffer.)
+	for _, keys := range []string{"half\x03rest-of-secret\r", "pw\x04\x03rest\x1b[A\r"} {
+		master, terminal := openPTY(t)
+		done := make(chan error, 1)
+		go func() {
+			_, err := readHidden(terminal, "Passphrase: ")
+			done <- err
+		}()
+		time.Sleep(50 * time.Millisecond)
+		if _, err := master.Write([]byte(keys)); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err == nil {
+			t.Fatalf("%.20q...: accepted", keys)
+		}
+		// What a shell would read next: nothing but what is typed now.
+		master.Write([]byte("ls\r"))
+		got := make([]byte, 64)
+		terminal.SetReadDeadline(time.Now().Add(2 * time.Second))
+		n, _ := terminal.Read(got)
+		if string(got[:n]) != "ls\n" {
+			t.Errorf("%.20q...: the next reader got %q", keys, got[:n])
+		}
 	}
 }
