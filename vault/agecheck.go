@@ -156,7 +156,7 @@ func (s *streamCheck) header(p []byte) error {
 	}
 	if end < 0 {
 		if len(s.head) > maxAgeHeader {
-			return fmt.Errorf("%w: the age header is longer than %d bytes", ErrDamaged, maxAgeHeader)
+			return s.headerTooLong()
 		}
 		return nil
 	}
@@ -164,7 +164,7 @@ func (s *streamCheck) header(p []byte) error {
 		return nil
 	}
 	if end > maxAgeHeader {
-		return fmt.Errorf("%w: the age header is longer than %d bytes", ErrDamaged, maxAgeHeader)
+		return s.headerTooLong()
 	}
 	hdr, err := age.ExtractHeader(bytes.NewReader(s.head[:end]))
 	if err != nil || !bytes.Equal(hdr, s.head[:end]) {
@@ -190,6 +190,11 @@ func (s *streamCheck) header(p []byte) error {
 	rest := s.head[end+ageNonceSize:]
 	s.head = nil
 	return s.payload(rest)
+}
+
+func (s *streamCheck) headerTooLong() error {
+	s.headerErr = fmt.Errorf("the age header is longer than %d bytes", maxAgeHeader)
+	return fmt.Errorf("%w: %v", ErrDamaged, s.headerErr)
 }
 
 // payload opens each full chunk once a byte after it shows it is not the
@@ -239,7 +244,11 @@ func (s *streamCheck) open(c []byte, last bool) error {
 		clear(plain)
 		return nil
 	}
-	if _, err := s.out.Write(plain); err != nil {
+	n, err := s.out.Write(plain)
+	if err == nil && n != len(plain) {
+		err = io.ErrShortWrite
+	}
+	if err != nil {
 		return &writeError{err}
 	}
 	return nil

@@ -141,6 +141,36 @@ func TestStreamDecryptWriteError(t *testing.T) {
 	}
 }
 
+// halfWriter breaks io.Writer's contract: it takes half and says nothing.
+type halfWriter struct{ n int }
+
+func (w *halfWriter) Write(p []byte) (int, error) { w.n += len(p) / 2; return len(p) / 2, nil }
+
+// A destination that takes less than it is given fails the read; it does
+// not end it short in silence.
+func TestStreamDecryptShortWrite(t *testing.T) {
+	file, id := ageFile(t, 100<<10)
+	s := &streamCheck{ids: []age.Identity{id}, out: &halfWriter{}}
+	err := s.Write(file)
+	if err == nil {
+		err = s.Close()
+	}
+	var we *writeError
+	if !errors.As(err, &we) || !errors.Is(we.err, io.ErrShortWrite) {
+		t.Fatalf("got %v", err)
+	}
+}
+
+// A header past the size limit is a header failure (headerErr set: Get
+// reports ErrDecrypt), like any other header that cannot be used.
+func TestStreamCheckLongHeaderIsHeaderError(t *testing.T) {
+	s := &streamCheck{}
+	s.Write(bytes.Repeat([]byte("-> X25519 aaaa\n"), maxAgeHeader/8))
+	if s.headerErr == nil {
+		t.Fatal("no header error recorded")
+	}
+}
+
 func ageAccepts(file []byte, ids ...age.Identity) bool {
 	r, err := age.Decrypt(bytes.NewReader(file), ids...)
 	if err == nil {
