@@ -83,6 +83,9 @@ func (v *Vault) ExportFHIR(f Filter, format ExportFormat, w io.Writer) (*ExportS
 		return nil, fmt.Errorf("unknown FHIR export format %q", format)
 	}
 	var buf bytes.Buffer
+	// The buffer held decrypted records: wipe it, up to its capacity
+	// (a shorter record leaves a longer one's tail behind its end).
+	defer func() { b := buf.Bytes(); clear(b[:cap(b)]) }()
 	err = v.view(func(tx *bbolt.Tx) error {
 		for _, m := range sel {
 			buf.Reset()
