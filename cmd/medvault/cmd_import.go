@@ -2,7 +2,9 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"math"
+	"os"
 	"path/filepath"
 	"runtime/debug"
 	"slices"
@@ -16,7 +18,7 @@ import (
 
 func newImportCommand(a *app) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "import FILE...",
+		Use:   "import FILE|-...",
 		Short: "Import FHIR R4 exports (Bundle JSON or NDJSON)",
 		Long: `Import FHIR R4 files from a hospital portal or a bulk-data export: Bundles of
 any type, NDJSON (one resource per line), or a single resource. Each resource
@@ -27,10 +29,11 @@ Each file is imported whole or not at all. Importing the same data again adds
 nothing; a changed resource with the same id is kept as a new version beside
 the old one.`,
 		Example: `  medvault import ~/Downloads/patient-export.json
-  medvault import bulk/*.ndjson --json`,
+  medvault import bulk/*.ndjson --json
+  curl -s "$EXPORT_URL" | medvault import -`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
-				return usagef("give at least one FILE to import")
+				return usagef("give at least one FILE to import (- for standard input)")
 			}
 			return nil
 		},
@@ -57,25 +60,40 @@ the old one.`,
 					a.say("not tried: %s", strings.Join(rest, ", "))
 				}
 			}
-			for i, name := range args {
-				f, err := openRegular(a.abs(name))
-				if err != nil {
-					stopped(i)
-					return err
+			if n := slices.Index(args, "-"); n >= 0 {
+				if slices.Index(args[n+1:], "-") >= 0 {
+					return usagef("- (standard input) given twice")
 				}
+				if a.isTTY(a.stdin) {
+					return withHint(usagef("- reads FHIR from standard input, which is a terminal"), "pipe a file into it: medvault import - < export.json")
+				}
+			}
+			for i, name := range args {
+				var r io.Reader = a.stdin
+				label := "standard input"
 				progress := func(int, int64) {}
-				if st, err := f.Stat(); err == nil && a.stderrTTY() && a.remote == nil {
-					progress = func(n int, off int64) {
-						if off < 0 {
-							off = st.Size()
+				var f *os.File
+				if name != "-" {
+					if f, err = openRegular(a.abs(name)); err != nil {
+						stopped(i)
+						return err
+					}
+					r, label = f, name
+					if st, err := f.Stat(); err == nil && a.stderrTTY() && a.remote == nil {
+						progress = func(n int, off int64) {
+							if off < 0 {
+								off = st.Size()
+							}
+							fmt.Fprintf(a.stderr, "\r\033[Kimporting %s %s %d resources", filepath.Base(name), progressBar(off, st.Size(), 30), n)
 						}
-						fmt.Fprintf(a.stderr, "\r\033[Kimporting %s %s %d resources", filepath.Base(name), progressBar(off, st.Size(), 30), n)
 					}
 				}
-				st, err := v.Import(name, f, progress)
-				f.Close()
-				if a.stderrTTY() && a.remote == nil {
-					fmt.Fprint(a.stderr, "\r\033[K")
+				st, err := v.Import(label, r, progress)
+				if f != nil {
+					f.Close()
+					if a.stderrTTY() && a.remote == nil {
+						fmt.Fprint(a.stderr, "\r\033[K")
+					}
 				}
 				if err != nil {
 					stopped(i)
@@ -84,7 +102,7 @@ the old one.`,
 				all = append(all, st)
 				if !a.jsonOut {
 					a.say("%s: %d resources: %d added, %d new versions, %d unchanged, %d with sensitivity labels",
-						name, st.Resources, st.Added, st.Versions, st.Unchanged, st.Labelled)
+						label, st.Resources, st.Added, st.Versions, st.Unchanged, st.Labelled)
 				}
 			}
 			if a.jsonOut {
