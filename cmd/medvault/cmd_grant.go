@@ -221,15 +221,24 @@ func (a *app) dryRun(v *vault.Vault, al share.Alias, card *share.Card, p share.G
 			Title    string `json:"title"`
 			Category string `json:"category"`
 		}
+		// The fields of a grant (grants --json) that exist before it is
+		// issued, and what it would share.
 		out := struct {
 			V        int      `json:"v"`
 			DryRun   bool     `json:"dry_run"`
 			Audience string   `json:"audience"`
+			Contact  string   `json:"contact"`
+			Scope    string   `json:"scope"`
+			Labels   []string `json:"labels"`
 			Purpose  string   `json:"purpose"`
 			Expires  string   `json:"expires"`
 			Shared   []item   `json:"shared"`
 			Withheld []string `json:"withheld"`
-		}{V: 1, DryRun: true, Audience: card.ID().String(), Purpose: string(p.Purpose), Expires: p.Expiry.UTC().Format(time.RFC3339), Shared: []item{}, Withheld: []string{}}
+		}{V: 1, DryRun: true, Audience: card.ID().String(), Contact: string(al), Scope: g.Scope().String(), Labels: []string{},
+			Purpose: string(p.Purpose), Expires: p.Expiry.UTC().Format(time.RFC3339), Shared: []item{}, Withheld: []string{}}
+		for _, l := range g.Labels() {
+			out.Labels = append(out.Labels, string(l))
+		}
 		for _, id := range sel.Items {
 			m := byID[id]
 			out.Shared = append(out.Shared, item{id.String(), m.Title, string(m.Category)})
