@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -263,12 +264,30 @@ func (a *app) resolveGrant(v *vault.Vault, s string) (g *share.Grant, byPatient 
 		return nil, false, vault.NotFoundf("no grant or contact %q", s)
 	}
 	now := time.Now()
+	var ended []string
 	for _, i := range inbox {
-		if i.Grant.Issuer() == card.ID() && i.State(now) == "active" {
+		if i.Grant.Issuer() != card.ID() {
+			continue
+		}
+		if st := i.State(now); st == "active" {
 			return i.Grant, true, nil
+		} else if !slices.Contains(ended, st) {
+			ended = append(ended, st)
 		}
 	}
-	return nil, true, vault.NotFoundf("no active grant from %s in your inbox", s)
+	if len(ended) > 0 {
+		// The patient gave access and it ended (or has not begun): a
+		// refusal (exit 17), not a grant that does not exist.
+		err := share.ErrNotYetValid
+		if slices.Contains(ended, "revoked") {
+			err = share.ErrRevoked
+		} else if slices.Contains(ended, "expired") {
+			err = share.ErrExpired
+		}
+		return nil, true, withHint(fmt.Errorf("%w: every grant from %s in your inbox is %s", err, s, strings.Join(ended, " or ")),
+			"ask the patient for a new grant")
+	}
+	return nil, true, vault.NotFoundf("no grant from %s in your inbox", s)
 }
 
 func newInboxCommand(a *app) *cobra.Command {
