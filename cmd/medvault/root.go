@@ -29,6 +29,11 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(s
 
 func execute(a *app, args []string) int {
 	root := newRootCommand(a)
+	if len(args) > 0 && strings.HasPrefix(args[0], cobra.ShellCompRequestCmd) {
+		// Only a shell asking for completions needs them: building
+		// them for every command would add to every start-up.
+		registerCompletions(root)
+	}
 	root.SetArgs(args)
 	root.SetIn(a.stdin)
 	root.SetOut(a.stdout)
@@ -45,6 +50,8 @@ var (
 	quoted       = regexp.MustCompile(`"([^"]*)"`)
 	badFlagValue = regexp.MustCompile(`^invalid argument "(.*)" for "(.*)" flag: strconv\.Parse(Int|Uint|Float|Bool): .*$`)
 )
+
+func init() { cobra.AddTemplateFunc("buildVersion", version) }
 
 // version describes this build: the module version (or "(devel)") and,
 // when built from a git checkout, the commit and whether it had changes.
@@ -205,7 +212,9 @@ Passphrase: --passphrase-file FILE, $MEDVAULT_PASSPHRASE_FILE, --passphrase-fd N
   medvault add scan.pdf --category imaging --title "Knee MRI" --date 2026-03-02
   medvault list
   medvault help exit-codes`,
-		Version:           version(),
+		// Non-empty, so cobra adds --version; the template asks
+		// buildVersion, which reads the build info only when printed.
+		Version:           "-",
 		SilenceErrors:     true,
 		SilenceUsage:      true,
 		CompletionOptions: cobra.CompletionOptions{HiddenDefaultCmd: false},
@@ -256,7 +265,7 @@ Passphrase: --passphrase-file FILE, $MEDVAULT_PASSPHRASE_FILE, --passphrase-fd N
 			Long:  exitCodesHelp,
 		},
 	)
-	registerCompletions(root)
+	root.SetVersionTemplate("{{.Name}} version {{buildVersion}}\n")
 	return root
 }
 
