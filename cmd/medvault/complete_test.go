@@ -22,6 +22,8 @@ func TestFlagCompletion(t *testing.T) {
 		{[]string{"audit", "--format", ""}, []string{"text", "fhir"}},
 		{[]string{"log", "--action", ""}, []string{"serve", "revoke"}},
 		{[]string{"log", "--outcome", ""}, []string{"denied"}},
+		{[]string{"help", "ex"}, []string{"exit-codes\t", "export\t"}},
+		{[]string{"help", "contacts", ""}, []string{"show\t"}},
 	} {
 		var out bytes.Buffer
 		a := &app{stdin: strings.NewReader(""), stdout: &out, stderr: &bytes.Buffer{}, getenv: func(string) string { return "" }}
