@@ -115,7 +115,7 @@ func (a *app) demo(ctx context.Context, keep bool) (err error) {
 	labs, _ := pv.List(vault.Filter{Category: record.Labs})
 	a.note("%d of them are lab results", len(labs))
 
-	a.step("The patient's node starts on 127.0.0.1 (libp2p, TCP + Noise)")
+	a.step("The patient's node starts on 127.0.0.1 (libp2p over TCP, encrypted with TLS 1.3)")
 	node, err := a.startNode(ctx, pv, []string{"/ip4/127.0.0.1/tcp/0"})
 	if err != nil {
 		return err
