@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/charmbracelet/lipgloss"
@@ -49,6 +50,17 @@ func (a *app) step(format string, args ...any) {
 		return
 	}
 	fmt.Fprintln(a.stdout, "\n==> "+title)
+}
+
+// nodeVoice prints each line the demo's node writes as a note, marked as
+// the node's.
+type nodeVoice struct{ a *app }
+
+func (n *nodeVoice) Write(p []byte) (int, error) {
+	for _, line := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
+		n.a.note("patient's node: %s", line)
+	}
+	return len(p), nil
 }
 
 func (a *app) note(format string, args ...any) {
@@ -116,7 +128,10 @@ func (a *app) demo(ctx context.Context, keep bool) (err error) {
 	a.note("%d of them are lab results", len(labs))
 
 	a.step("The patient's node starts on 127.0.0.1 (libp2p over TCP, encrypted with TLS 1.3)")
-	node, err := a.startNode(ctx, pv, []string{"/ip4/127.0.0.1/tcp/0"})
+	// What the node says (served, refused) is shown as the node's, in
+	// the narration, as a real 'medvault serve' prints it in its terminal.
+	na := &app{stdin: a.stdin, stdout: a.stdout, stderr: &nodeVoice{a: a}, getenv: a.getenv}
+	node, err := na.startNode(ctx, pv, []string{"/ip4/127.0.0.1/tcp/0"})
 	if err != nil {
 		return err
 	}
