@@ -443,6 +443,20 @@ func (f *chunkFramer) Write(p []byte) (int, error) {
 	n := len(p)
 	f.n += int64(n)
 	for len(p) > 0 {
+		// A whole frame's worth goes out as it lies, without a copy into
+		// buf: what is buffered goes first, as a shorter frame. (A stored
+		// record arrives as 256 KiB chunks after its short header, so
+		// every chunk but the first is sent without a copy.)
+		if len(p) >= cap(f.buf) {
+			if err := f.flush(); err != nil {
+				return 0, err
+			}
+			if err := f.c.WriteFrame(frameChunk, p[:cap(f.buf)]); err != nil {
+				return 0, err
+			}
+			p = p[cap(f.buf):]
+			continue
+		}
 		k := min(len(p), cap(f.buf)-len(f.buf))
 		f.buf = append(f.buf, p[:k]...)
 		p = p[k:]

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -576,5 +577,62 @@ func TestLimiterBoundsDenials(t *testing.T) {
 	// An hour later the peer has its allowance back.
 	if ok, _ := l.take(stranger.Owner().ID(), now.Add(time.Hour), 0); !ok {
 		t.Fatal("allowance not refilled")
+	}
+}
+
+// frameLog keeps the frames written to it.
+type frameLog struct {
+	Framer
+	frames [][]byte
+}
+
+func (l *frameLog) WriteFrame(typ byte, p []byte) error {
+	l.frames = append(l.frames, bytes.Clone(p))
+	return nil
+}
+
+// chunkFramer cuts a byte stream into chunk frames of at most 256 KiB,
+// sending a whole frame's worth as it lies: after a short header, each
+// 256 KiB stored chunk is one frame, not copied across two.
+func TestChunkFramer(t *testing.T) {
+	const max = 256 << 10
+	var all []byte
+	l := &frameLog{}
+	f := newChunkFramer(l)
+	write := func(n int) {
+		p := make([]byte, n)
+		for i := range p {
+			p[i] = byte(len(all) + i)
+		}
+		all = append(all, p...)
+		if k, err := f.Write(p); err != nil || k != n {
+			t.Fatalf("write %d: %d, %v", n, k, err)
+		}
+	}
+	write(200)       // an age header
+	write(max)       // stored chunks
+	write(max)       //
+	write(1000)      // the last, short
+	write(2*max + 7) // one large write
+	if err := f.flush(); err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	var sizes []int
+	for _, fr := range l.frames {
+		if len(fr) == 0 || len(fr) > max {
+			t.Fatalf("frame of %d bytes", len(fr))
+		}
+		got = append(got, fr...)
+		sizes = append(sizes, len(fr))
+	}
+	if !bytes.Equal(got, all) {
+		t.Fatal("frames do not add up to the stream")
+	}
+	if want := []int{200, max, max, 1000, max, max, 7}; !slices.Equal(sizes, want) {
+		t.Fatalf("frame sizes %v, want %v", sizes, want)
+	}
+	if f.n != int64(len(all)) {
+		t.Fatalf("counted %d of %d bytes", f.n, len(all))
 	}
 }
