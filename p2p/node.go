@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -216,6 +217,54 @@ func (n *Node) Addrs() []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// WithPorts returns listen with each port 0 (any) replaced by a port to
+// try first: TCP ones by tcpPort, QUIC ones by quicPort, where those are
+// not 0. serve passes the ports of its last run, so a restarted node keeps
+// the address that grants and cards already carry. A malformed address is
+// returned as it is (NewNode reports it).
+func WithPorts(listen []string, tcpPort, quicPort int) []string {
+	out := make([]string, len(listen))
+	for i, s := range listen {
+		out[i] = s
+		m, err := ma.NewMultiaddr(s)
+		if err != nil {
+			continue
+		}
+		var b strings.Builder
+		for j, c := range m {
+			v := c.Value()
+			switch code := c.Protocol().Code; {
+			case code == ma.P_TCP && v == "0" && tcpPort > 0:
+				v = strconv.Itoa(tcpPort)
+			case code == ma.P_UDP && v == "0" && quicPort > 0 && j+1 < len(m) && m[j+1].Protocol().Code == ma.P_QUIC_V1:
+				v = strconv.Itoa(quicPort)
+			}
+			b.WriteString("/" + c.Protocol().Name)
+			if v != "" {
+				b.WriteString("/" + v)
+			}
+		}
+		out[i] = b.String()
+	}
+	return out
+}
+
+// Ports returns the TCP and QUIC (UDP) ports the node listens on, 0 for a
+// transport it does not listen on.
+func (n *Node) Ports() (tcpPort, quicPort int) {
+	for _, a := range n.h.Network().ListenAddresses() {
+		if v, err := a.ValueForProtocol(ma.P_TCP); err == nil && tcpPort == 0 {
+			tcpPort, _ = strconv.Atoi(v)
+		}
+		if _, err := a.ValueForProtocol(ma.P_QUIC_V1); err == nil && quicPort == 0 {
+			if v, err := a.ValueForProtocol(ma.P_UDP); err == nil {
+				quicPort, _ = strconv.Atoi(v)
+			}
+		}
+	}
+	return tcpPort, quicPort
 }
 
 // Handle serves proto with h, replacing any earlier handler for it. Each

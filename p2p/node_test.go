@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -735,5 +736,46 @@ func TestProtocolRemoved(t *testing.T) {
 	}
 	if !errors.Is(err, ErrProtocolNotSupported) {
 		t.Fatalf("got %v, want ErrProtocolNotSupported", err)
+	}
+}
+
+// Ports names the ports the node took, and a node started again on them
+// takes the same ones (serve keeps its ports across restarts this way).
+func TestPortsAgain(t *testing.T) {
+	key := newKey(t)
+	n := newTestNode(t, func(c *Config) { c.Key = key })
+	tcpPort, quicPort := n.Ports()
+	if tcpPort == 0 || quicPort == 0 {
+		t.Fatalf("ports %d, %d", tcpPort, quicPort)
+	}
+	var inAddrs int
+	for _, a := range n.Addrs() {
+		if strings.Contains(a, fmt.Sprintf("/tcp/%d/", tcpPort)) || strings.Contains(a, fmt.Sprintf("/udp/%d/quic-v1/", quicPort)) {
+			inAddrs++
+		}
+	}
+	if inAddrs != 2 {
+		t.Fatalf("ports %d, %d not both in %v", tcpPort, quicPort, n.Addrs())
+	}
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again := newTestNode(t, func(c *Config) {
+		c.Key = key
+		c.Listen = WithPorts([]string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}, tcpPort, quicPort)
+	})
+	if tp, qp := again.Ports(); tp != tcpPort || qp != quicPort {
+		t.Fatalf("started again on %d, %d: took %d, %d", tcpPort, quicPort, tp, qp)
+	}
+}
+
+func TestWithPorts(t *testing.T) {
+	in := []string{"/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1", "/ip6/::/tcp/0", "/ip4/127.0.0.1/tcp/4001", "/ip4/127.0.0.1/udp/4002/quic-v1", "bogus"}
+	want := []string{"/ip4/0.0.0.0/tcp/41183", "/ip4/0.0.0.0/udp/50321/quic-v1", "/ip6/::/tcp/41183", "/ip4/127.0.0.1/tcp/4001", "/ip4/127.0.0.1/udp/4002/quic-v1", "bogus"}
+	if got := WithPorts(in, 41183, 50321); !slices.Equal(got, want) {
+		t.Fatalf("got %q", got)
+	}
+	if got := WithPorts(in, 0, 0); !slices.Equal(got, in) {
+		t.Fatalf("no ports to try: got %q", got)
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/medvault/medvault/cmd/medvault/internal/control"
+	"github.com/medvault/medvault/p2p"
 	"github.com/medvault/medvault/vault"
 )
 
@@ -26,7 +28,9 @@ func newServeCommand(a *app) *cobra.Command {
 It serves providers the records your grants allow, over libp2p (TCP and QUIC,
 encrypted and authenticated by your key), and receives grants and revocation
 notices pushed to you. It prints its addresses; grants and your contact card
-carry them while it runs.
+carry them while it runs. Unless told other ports, it listens on the ports of
+its last run while they are free, so the addresses already given out stay
+good across restarts.
 
 The node unlocks your identity once and holds the vault open; while it runs,
 every other medvault command for the same data directory is handled by the
@@ -47,11 +51,25 @@ passphrase and without waiting on the vault lock.`,
 				return err
 			}
 			defer done()
-			node, err := a.startNode(cmd.Context(), v, listen)
+			// Port 0 means the port of the last run, while it is free:
+			// grants and cards given out carry this node's address.
+			lastTCP, lastQUIC := readPorts(v.Dir())
+			node, err := a.startNode(cmd.Context(), v, p2p.WithPorts(listen, lastTCP, lastQUIC))
+			if err != nil && (lastTCP != 0 || lastQUIC != 0) {
+				node, err = a.startNode(cmd.Context(), v, listen)
+			}
 			if err != nil {
 				return err
 			}
 			defer node.Close()
+			tcpPort, quicPort := node.Ports()
+			if (lastTCP != 0 && tcpPort != lastTCP) || (lastQUIC != 0 && quicPort != lastQUIC) {
+				a.say("medvault: warning: the ports of the last run (TCP %d, QUIC %d) were not free; this run uses TCP %d, QUIC %d: grants and cards given out before carry the old address, so send new ones",
+					lastTCP, lastQUIC, tcpPort, quicPort)
+			}
+			if err := writePorts(v.Dir(), tcpPort, quicPort); err != nil {
+				a.say("medvault: warning: could not keep this run's ports for the next: %v", err)
+			}
 			a.node, a.nodeAddrs = node, node.Addrs()
 			ln, err := control.Listen(filepath.Join(v.Dir(), nodeSocket))
 			if err != nil {
@@ -74,8 +92,53 @@ passphrase and without waiting on the vault lock.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringArrayVar(&listen, "listen", []string{"/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"}, "listen on `MULTIADDR` (repeatable)")
+	cmd.Flags().StringArrayVar(&listen, "listen", []string{"/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"}, "listen on `MULTIADDR` (repeatable; port 0: the last run's port while free, else any)")
 	return cmd
+}
+
+// portsFile keeps, in the data directory, the ports of the node's last
+// run, so a restarted node keeps its address.
+const portsFile = "node.ports"
+
+type savedPorts struct {
+	V    int `json:"v"`
+	TCP  int `json:"tcp"`
+	QUIC int `json:"quic"`
+}
+
+// readPorts returns the ports saved by the last run; 0 for none (no file,
+// or one this version cannot read: the node then takes any port).
+func readPorts(dir string) (tcpPort, quicPort int) {
+	b, err := os.ReadFile(filepath.Join(dir, portsFile))
+	if err != nil || len(b) > 1024 {
+		return 0, 0
+	}
+	var p savedPorts
+	if json.Unmarshal(b, &p) != nil || p.V != 1 || p.TCP < 0 || p.TCP > 65535 || p.QUIC < 0 || p.QUIC > 65535 {
+		return 0, 0
+	}
+	return p.TCP, p.QUIC
+}
+
+// writePorts saves the ports (mode 0600, replaced whole).
+func writePorts(dir string, tcpPort, quicPort int) error {
+	b, err := json.Marshal(savedPorts{V: 1, TCP: tcpPort, QUIC: quicPort})
+	if err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, "."+portsFile+"-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(append(b, '\n')); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), filepath.Join(dir, portsFile))
 }
 
 // runInNode runs a forwarded command against the node's open vault.
