@@ -21,7 +21,7 @@ func newGrantCommand(a *app) *cobra.Command {
 	var records, labels []string
 	var dryRun, push bool
 	cmd := &cobra.Command{
-		Use:   "grant CONTACT --scope CATS|--preset P [--record ID]... [--label L]... --expires DUR --purpose P [--dry-run] [--push]",
+		Use:   "grant CONTACT --scope CATS|--preset P [--record ID]... [--label L]... --expires DUR [--purpose P] [--dry-run] [--push]",
 		Short: "Let a contact read some of your records, for a time and a purpose",
 		Long: `Issue a grant: a token you sign that lets one contact read the records in its
 scope until it expires, for the stated purpose. Records carrying a sensitivity
