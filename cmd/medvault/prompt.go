@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
 	"unicode/utf8"
 
 	"golang.org/x/term"
@@ -22,6 +24,8 @@ import (
 // maxPassphrase bytes is refused. When it cancels or refuses, whatever was
 // typed after is discarded, so the rest of a passphrase never reaches the
 // shell. The bytes read are wiped from every buffer but the one returned.
+// A SIGTERM, SIGHUP or SIGQUIT while it reads restores the terminal before
+// the signal ends the process.
 func readHidden(tty *os.File, prompt string) (pass []byte, err error) {
 	fd := int(tty.Fd())
 	state, err := term.MakeRaw(fd)
@@ -29,6 +33,24 @@ func readHidden(tty *os.File, prompt string) (pass []byte, err error) {
 		return nil, fmt.Errorf("terminal: %w", err)
 	}
 	defer term.Restore(fd, state)
+	// A signal that ends the process while the terminal is raw (kill,
+	// a closed window) would leave the shell without echo: give the
+	// terminal back first, then let the signal do what it does.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
+	stop := make(chan struct{})
+	defer func() { signal.Stop(sigs); close(stop) }()
+	go func() {
+		select {
+		case sig := <-sigs:
+			term.Restore(fd, state)
+			discardTyped(fd)
+			fmt.Fprint(tty, "\r\n")
+			signal.Reset(sig)
+			syscall.Kill(os.Getpid(), sig.(syscall.Signal))
+		case <-stop:
+		}
+	}()
 	fmt.Fprint(tty, prompt)
 	// Raw mode does not turn "\n" into a new line: say "\r\n".
 	defer fmt.Fprint(tty, "\r\n")

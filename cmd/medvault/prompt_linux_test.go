@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -141,6 +143,42 @@ func TestReadHiddenDiscardsRest(t *testing.T) {
 		n, _ := terminal.Read(got)
 		if string(got[:n]) != "ls\n" {
 			t.Errorf("%.20q...: the next reader got %q", keys, got[:n])
+		}
+	}
+}
+
+// A signal that ends the process during the prompt (kill, a closed window)
+// leaves the terminal as it found it: echo and line editing on. The prompt
+// runs in a child process (this test binary again), which the signal ends.
+func TestReadHiddenSignalRestores(t *testing.T) {
+	if os.Getenv("MEDVAULT_TEST_PROMPT_CHILD") == "1" {
+		readHidden(os.NewFile(3, "terminal"), "Passphrase: ")
+		os.Exit(0) // not reached: the parent ends this process first
+	}
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGHUP} {
+		_, terminal := openPTY(t)
+		cmd := exec.Command(os.Args[0], "-test.run=^TestReadHiddenSignalRestores$")
+		cmd.Env = append(os.Environ(), "MEDVAULT_TEST_PROMPT_CHILD=1")
+		cmd.ExtraFiles = []*os.File{terminal}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for echoOn(t, terminal) {
+			if time.Now().After(deadline) {
+				cmd.Process.Kill()
+				t.Fatal("the child never made the terminal raw")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		cmd.Process.Signal(sig)
+		err := cmd.Wait()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != sig {
+			t.Errorf("%v: the child ended with %v, not by the signal", sig, err)
+		}
+		if !echoOn(t, terminal) {
+			t.Errorf("%v: the terminal was left raw", sig)
 		}
 	}
 }
