@@ -7,6 +7,9 @@
 #
 # Needs the age CLI (Debian package "age"; installed if missing and root).
 # Uses a scratch directory under ${BENCH_DIR:-/var/tmp}; needs ~4x SIZE free.
+# Run as root, it drops the machine's page cache before each measured
+# command (settle, in lib.sh), so other programs' cached files are read
+# from disk again afterwards; as another user it only syncs.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 size_mib=${1:-1024}

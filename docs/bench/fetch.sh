@@ -6,6 +6,9 @@
 # both nodes running (no passphrase unlock in the path).
 #
 #   bash docs/bench/fetch.sh [SIZE_MIB] [RUNS]      (defaults: 1024 3)
+# Run as root, it drops the machine's page cache before each measured
+# command (settle, in lib.sh), so other programs' cached files are read
+# from disk again afterwards; as another user it only syncs.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . docs/bench/lib.sh # rss_anon, nap, median
