@@ -182,7 +182,11 @@ your signed request and returns a receipt, which is verified and kept.`,
 			}
 			if err != nil {
 				if res != nil && res.Records > 0 {
-					a.say("%s arrived whole and kept.", count(res.Records, "record was", "records were"))
+					verb := "were"
+					if res.Records == 1 {
+						verb = "was"
+					}
+					a.say("%s arrived whole and %s kept.", count(res.Records, "record"), verb)
 				}
 				if res != nil && res.Kept {
 					a.say("What arrived of the record in transfer is kept too: fetch again to get the rest.")
