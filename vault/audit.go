@@ -80,22 +80,21 @@ func (v *Vault) Audit() (*Audit, error) {
 				a.Anomalies = append(a.Anomalies, fmt.Sprintf("%s was refused %d times within an hour (last: %s, %s)",
 					actor, len(ts), e.Time.UTC().Format(time.RFC3339), e.Reason))
 			}
-		case e.Action == ledger.ActionServe && e.Outcome == ledger.OutcomeFailed:
-			// Records the request admitted but the node did not send
-			// (withdrawn or damaged): the served entry counted them.
-			for _, s := range e.Subjects {
-				if len(s) == len(record.ID{}) {
-					served[actor][string(s)]--
-				}
-			}
 		case e.Action == ledger.ActionServe:
-			aa.Served++
+			// A failed entry names records the request admitted but the
+			// node did not send (withdrawn or damaged): the served entry
+			// before it counted them.
+			step := -1
+			if e.Outcome != ledger.OutcomeFailed {
+				aa.Served++
+				step = 1
+			}
 			if served[actor] == nil {
 				served[actor] = map[string]int{}
 			}
 			for _, s := range e.Subjects {
 				if len(s) == len(record.ID{}) {
-					served[actor][string(s)]++
+					served[actor][string(s)] += step
 				}
 			}
 		}

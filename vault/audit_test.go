@@ -65,7 +65,7 @@ func TestAudit(t *testing.T) {
 func TestAuditCountsDistinctRecords(t *testing.T) {
 	v := newTestVault(t)
 	doc, _ := identity.Generate("doc", identity.Provider)
-	a, b, c := record.NewID(), record.NewID(), record.NewID()
+	a, b, c, d := record.NewID(), record.NewID(), record.NewID(), record.NewID()
 	ids := func(l ...record.ID) [][]byte {
 		var out [][]byte
 		for _, id := range l {
@@ -79,6 +79,7 @@ func TestAuditCountsDistinctRecords(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	serve(ledger.OutcomeFailed, d) // with no served entry before it: counts nothing (and does not panic)
 	serve(ledger.OutcomeOK, a, b)
 	serve(ledger.OutcomeOK, a, b) // the same grant fetched again
 	serve(ledger.OutcomeOK, a, b, c)
