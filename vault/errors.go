@@ -37,21 +37,21 @@ var (
 // as the message given: for things that are not records (a contact, a
 // grant), where "record not found" would mislead.
 func NotFoundf(format string, a ...any) error {
-	return notFound{fmt.Sprintf(format, a...)}
+	return kindError{fmt.Sprintf(format, a...), ErrNotFound}
 }
-
-type notFound struct{ msg string }
-
-func (e notFound) Error() string        { return e.msg }
-func (e notFound) Is(target error) bool { return target == ErrNotFound }
 
 // invalidf returns an error that is ErrInvalid (errors.Is) and reads only as
 // the message given.
 func invalidf(format string, a ...any) error {
-	return invalid{fmt.Sprintf(format, a...)}
+	return kindError{fmt.Sprintf(format, a...), ErrInvalid}
 }
 
-type invalid struct{ msg string }
+// kindError is an error of a kind (a sentinel, for errors.Is) that reads
+// only as its message.
+type kindError struct {
+	msg  string
+	kind error
+}
 
-func (e invalid) Error() string        { return e.msg }
-func (e invalid) Is(target error) bool { return target == ErrInvalid }
+func (e kindError) Error() string        { return e.msg }
+func (e kindError) Is(target error) bool { return target == e.kind }
