@@ -46,11 +46,6 @@ func execute(a *app, args []string) int {
 	return exitCode(err)
 }
 
-var (
-	quoted       = regexp.MustCompile(`"([^"]*)"`)
-	badFlagValue = regexp.MustCompile(`^invalid argument "(.*)" for "(.*)" flag: strconv\.Parse(Int|Uint|Float|Bool): .*$`)
-)
-
 func init() { cobra.AddTemplateFunc("buildVersion", version) }
 
 // version describes this build: the module version (or "(devel)") and,
@@ -85,6 +80,9 @@ func version() string {
 // command lines into medvault's words, without Go's internals, as usage
 // errors (exit 2).
 func plainCobraError(err error) error {
+	// Compiled here, on an error, not at every start-up.
+	quoted := regexp.MustCompile(`"([^"]*)"`)
+	badFlagValue := regexp.MustCompile(`^invalid argument "(.*)" for "(.*)" flag: strconv\.Parse(Int|Uint|Float|Bool): .*$`)
 	msg := err.Error()
 	if strings.HasPrefix(msg, "required flag(s) ") {
 		var names []string
