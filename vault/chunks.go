@@ -190,15 +190,19 @@ func (w *chunkWriter) finish() (rest [][]byte, first uint32, err error) {
 	return w.batch, w.next, nil
 }
 
-// abort stops the committer after a failure. It returns the check's
-// error, if the check failed: why the record was refused.
+// abort stops the committer after a failure and returns its cause, if
+// the failure was found here: the check's error if the check failed (why
+// the record was refused), else the committer's if a transaction failed
+// (a full disk, say), else nil.
 func (w *chunkWriter) abort() error {
 	close(w.jobs)
-	<-w.done
+	werr := <-w.done
 	if w.check != nil {
-		return w.check.endEarly()
+		if err := w.check.endEarly(); err != nil {
+			return err
+		}
 	}
-	return nil
+	return werr
 }
 
 // verdict, after finish, gives the check the chunks not yet written and

@@ -122,19 +122,16 @@ func (v *Vault) storeStream(id record.ID, r io.Reader, n NewRecord, to age.Recip
 	}
 	if err != nil {
 		if cerr := cw.abort(); cerr != nil {
-			// The record was refused: that is the error, not what
-			// stopping it did to the copy.
+			// The record was refused, or a write failed: that is the
+			// error, not what stopping the copy did to the source.
 			return nil, cerr
-		}
-		if errors.Is(err, errWriteFailed) {
-			return nil, fmt.Errorf("write to vault failed")
 		}
 		return nil, err
 	}
 	rest, first, err := cw.finish()
 	if err != nil {
 		cw.verdict(nil, false)
-		return nil, fmt.Errorf("write to vault: %w", err)
+		return nil, err
 	}
 	if err := cw.verdict(rest, true); err != nil {
 		return nil, err
