@@ -469,11 +469,19 @@ func writeNewFile(path string, fill func(io.Writer) error) error {
 	if err := f.Chmod(0o600); err != nil {
 		return err
 	}
-	if err := fill(f); err != nil {
+	// Errors name the file asked for, not the temporary one.
+	named := func(err error) error {
+		var pe *os.PathError
+		if errors.As(err, &pe) && pe.Path == tmp {
+			pe.Path = path
+		}
 		return err
 	}
+	if err := fill(f); err != nil {
+		return named(err)
+	}
 	if err := f.Close(); err != nil {
-		return err
+		return named(err)
 	}
 	if err := os.Link(tmp, path); err != nil { // fails if path appeared meanwhile
 		return err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"syscall"
 
 	"github.com/medvault/medvault/ledger"
 	"github.com/medvault/medvault/p2p"
@@ -126,6 +127,8 @@ func hintFor(err error) string {
 		return "run 'medvault init' first, or set MEDVAULT_HOME to the data directory of an existing vault"
 	case errors.Is(err, vault.ErrTampered):
 		return "run 'medvault verify' for a full integrity report"
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		return "the disk (or your quota) is full: free some space and retry; a failed write leaves what was stored before as it was ('medvault verify' checks)"
 	case errors.Is(err, identity.ErrNewerFormat), errors.Is(err, vault.ErrNewerFormat):
 		return "upgrade medvault to open this vault; this build does not change it"
 	}
