@@ -97,12 +97,17 @@ to check the ledger itself.`,
 			if len(au.Actors) == 0 {
 				fmt.Fprintln(w, "  nobody but you")
 			} else {
+				var times []time.Time
+				for _, x := range au.Actors {
+					times = append(times, x.First, x.Last)
+				}
+				z := tableZone(times...)
 				var rows [][]string
 				for _, x := range au.Actors {
 					rows = append(rows, []string{a.contactName(v, x.Actor), fmt.Sprint(x.Served), fmt.Sprint(x.Records), fmt.Sprint(x.Denied),
-						strings.Join(x.Purposes, ","), x.First.Local().Format("2006-01-02 15:04"), x.Last.Local().Format("2006-01-02 15:04")})
+						strings.Join(x.Purposes, ","), z.format(x.First, "2006-01-02 15:04"), z.format(x.Last, "2006-01-02 15:04")})
 				}
-				a.printTable([]string{"WHO", "SERVED", "RECORDS", "REFUSED", "PURPOSES", "FIRST", "LAST"}, rows)
+				a.printTable([]string{"WHO", "SERVED", "RECORDS", "REFUSED", "PURPOSES", "FIRST" + z.title, "LAST" + z.title}, rows)
 			}
 			fmt.Fprintf(w, "\nRefused requests: %d\n", len(au.Denials))
 			for _, e := range au.Denials {

@@ -338,13 +338,14 @@ func newGrantsCommand(a *app) *cobra.Command {
 				a.say("No grants.")
 				return nil
 			}
+			z := tableZone(expiries(gs)...)
 			var rows [][]string
 			for _, i := range gs {
 				g := i.Grant
 				rows = append(rows, []string{g.ID().String()[:12], name(g), truncate(scopeText(g), 40), string(g.Purpose()),
-					g.Expiry().Local().Format("2006-01-02 15:04"), i.State(now)})
+					z.format(g.Expiry(), "2006-01-02 15:04"), i.State(now)})
 			}
-			a.printTable([]string{"GRANT", "CONTACT", "SCOPE", "PURPOSE", "EXPIRES", "STATE"}, rows)
+			a.printTable([]string{"GRANT", "CONTACT", "SCOPE", "PURPOSE", "EXPIRES" + z.title, "STATE"}, rows)
 			return nil
 		},
 	}

@@ -235,6 +235,11 @@ func (a *app) printLog(v *vault.Vault, rows []logRow) error {
 		a.say("No matching ledger entries.")
 		return nil
 	}
+	var times []time.Time
+	for _, r := range rows {
+		times = append(times, r.e.Time)
+	}
+	z := tableZone(times...)
 	var table [][]string
 	for _, r := range rows {
 		subj := ""
@@ -247,10 +252,10 @@ func (a *app) printLog(v *vault.Vault, rows []logRow) error {
 		if r.e.Reason != "" {
 			outcome += ": " + r.e.Reason
 		}
-		table = append(table, []string{fmt.Sprint(r.i), r.e.Time.Local().Format("2006-01-02 15:04:05"),
+		table = append(table, []string{fmt.Sprint(r.i), z.format(r.e.Time, "2006-01-02 15:04:05"),
 			a.actorName(v, r.e.Actor), r.e.Action.String(), subj, r.e.Purpose, outcome})
 	}
-	a.printTable([]string{"#", "TIME", "ACTOR", "ACTION", "SUBJECT", "PURPOSE", "OUTCOME"}, table)
+	a.printTable([]string{"#", "TIME" + z.title, "ACTOR", "ACTION", "SUBJECT", "PURPOSE", "OUTCOME"}, table)
 	return nil
 }
 

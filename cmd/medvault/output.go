@@ -6,9 +6,12 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/charmbracelet/lipgloss"
 	"github.com/charmbracelet/lipgloss/table"
+
+	"github.com/medvault/medvault/share"
 )
 
 // styled reports whether output to stdout may use colour and borders: only
@@ -79,4 +82,41 @@ func printJSON(w io.Writer, v any) error {
 // was asked for).
 func (a *app) say(format string, args ...any) {
 	fmt.Fprintf(a.stderr, format+"\n", args...)
+}
+
+// localTimes formats times in the local zone for table cells. A table
+// names its zone once, in the column title (title gets " (CET)"), when all
+// its times share one; across a daylight-saving change, or with no times,
+// each cell names its own. layout has no zone.
+type localTimes struct {
+	title string // appended to the column title
+	cell  string // appended to each cell's layout
+}
+
+func tableZone(ts ...time.Time) localTimes {
+	zone := ""
+	for i, t := range ts {
+		name, _ := t.Local().Zone()
+		if i > 0 && name != zone {
+			return localTimes{cell: " MST"}
+		}
+		zone = name
+	}
+	if zone == "" {
+		return localTimes{cell: " MST"}
+	}
+	return localTimes{title: " (" + zone + ")"}
+}
+
+func (z localTimes) format(t time.Time, layout string) string {
+	return t.Local().Format(layout + z.cell)
+}
+
+// expiries returns the grants' expiry times, for tableZone.
+func expiries(gs []*share.Issued) []time.Time {
+	out := make([]time.Time, len(gs))
+	for i, g := range gs {
+		out[i] = g.Grant.Expiry()
+	}
+	return out
 }
