@@ -32,7 +32,7 @@ func execute(a *app, args []string) int {
 	if len(args) > 0 && strings.HasPrefix(args[0], cobra.ShellCompRequestCmd) {
 		// Only a shell asking for completions needs them: building
 		// them for every command would add to every start-up.
-		registerCompletions(root)
+		registerCompletions(a, root)
 	}
 	root.SetArgs(args)
 	root.SetIn(a.stdin)
