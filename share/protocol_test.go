@@ -392,22 +392,38 @@ func TestServeMoreThanMaxSubjects(t *testing.T) {
 }
 
 // Deleting a stored revocation (an attacker with the file) is reported by
-// a full verify.
+// a full verify, and by an incremental one when the revocation is newer
+// than the last verify.
 func TestVerifyCatchesDeletedRevocation(t *testing.T) {
 	patient := openVault(t, "Ada", identity.Patient)
 	provider := openVault(t, "Dr. Hopper", identity.Provider)
 	SaveContact(patient, "dr", cardOf(t, provider), false)
-	g, _ := IssueAndStore(patient, GrantParams{Audience: provider.Owner().ID(), Scope: Scope{Categories: []record.Category{record.Labs}},
-		Purpose: "TREAT", Expiry: time.Now().Add(time.Hour)}, time.Now())
+	issue := func(c record.Category) *Grant {
+		g, err := IssueAndStore(patient, GrantParams{Audience: provider.Owner().ID(), Scope: Scope{Categories: []record.Category{c}},
+			Purpose: "TREAT", Expiry: time.Now().Add(time.Hour)}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+	g := issue(record.Labs)
+	if rep, err := patient.Verify(true); err != nil {
+		t.Fatalf("clean verify: %v %v", err, rep.Problems)
+	}
+	// A grant newer than the marker, beside an older one: clean.
+	issue(record.Imaging)
+	if rep, err := patient.Verify(false); err != nil {
+		t.Fatalf("clean incremental verify: %v %v", err, rep.Problems)
+	}
 	issued, _ := FindIssued(patient, g.ID().String())
 	if _, _, err := RevokeAndStore(patient, issued, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if rep, err := patient.Verify(true); err != nil {
-		t.Fatalf("clean verify: %v %v", err, rep.Problems)
-	}
 	if err := patient.DeleteObject(vault.KindRevoked, g.ID().String(), nil); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := patient.Verify(false); !errors.Is(err, vault.ErrTampered) {
+		t.Fatalf("incremental verify after deleting the revocation: %v", err)
 	}
 	if _, err := patient.Verify(true); !errors.Is(err, vault.ErrTampered) {
 		t.Fatalf("verify after deleting the revocation: %v", err)

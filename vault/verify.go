@@ -114,8 +114,8 @@ func (v *Vault) verifyRecords(tx *bbolt.Tx, lr *ledger.Report, full bool, rep *V
 		from = 0
 	}
 	last := map[record.ID]lastEntry{}
-	// One pass over the entries serves both the records and (full) the
-	// grants and revocations: each pass decrypts the whole range.
+	// One pass over the entries serves both the records and the grants
+	// and revocations: each pass decrypts the whole range.
 	objects := map[Kind]map[string]lastEntry{KindGrant: {}, KindRevoked: {}}
 	err := v.ledger.log.Scan(tx, from, func(i int64, e *ledger.Entry) error {
 		switch e.Action {
@@ -198,9 +198,12 @@ func (v *Vault) verifyRecords(tx *bbolt.Tx, lr *ledger.Report, full bool, rep *V
 		}
 		v.checkStrayChunks(tx, rep)
 		v.checkIndex(tx, index, rep)
-		v.checkObjects(tx, objects, rep)
+		v.checkObjects(tx, objects, true, rep)
 		return
 	}
+	// Grants and revocations recorded in the range: a deleted revocation
+	// would bring its grant back to life.
+	v.checkObjects(tx, objects, false, rep)
 	for id, le := range sortedEntries(last) {
 		sealed := recs.Get(id[:])
 		switch {
@@ -297,9 +300,10 @@ func (v *Vault) checkIndex(tx *bbolt.Tx, want map[string][]byte, rep *VerifyRepo
 // entries that recorded them: every grant entry's token and every
 // revocation entry's statement must be stored exactly as committed (a
 // deleted revocation would silently revive a grant), and every stored grant
-// must have its entry. Extra revocations (notices a provider received) are
-// harmless: they only refuse more.
-func (v *Vault) checkObjects(tx *bbolt.Tx, want map[Kind]map[string]lastEntry, rep *VerifyReport) {
+// must have its entry (when want holds the whole ledger's, complete).
+// Extra revocations (notices a provider received) are harmless: they only
+// refuse more.
+func (v *Vault) checkObjects(tx *bbolt.Tx, want map[Kind]map[string]lastEntry, complete bool, rep *VerifyReport) {
 	for kind, entries := range want {
 		stored := map[string][]byte{}
 		b, _ := objectBucket(tx, kind)
@@ -323,7 +327,7 @@ func (v *Vault) checkObjects(tx *bbolt.Tx, want map[Kind]map[string]lastEntry, r
 				rep.Problems = append(rep.Problems, Problem{What: "vault", Detail: fmt.Sprintf("%s %s differs from what ledger entry %d committed to", kindNoun(kind), key[:12], le.index)})
 			}
 		}
-		if kind == KindGrant {
+		if kind == KindGrant && complete {
 			for key := range stored {
 				if _, ok := entries[key]; !ok {
 					rep.Problems = append(rep.Problems, Problem{What: "vault", Detail: fmt.Sprintf("grant %s is stored without a ledger entry", key[:min(12, len(key))])})
