@@ -61,6 +61,11 @@ func (v *Vault) Verify(full bool) (*VerifyReport, error) {
 	// Check in a read transaction, so a running node keeps serving while
 	// content is re-hashed; only then advance the verified-through marker.
 	err := v.view(func(tx *bbolt.Tx) error {
+		if full && !checkStructure(tx, rep) {
+			// The checks below walk the B+tree and would loop, or
+			// crash, on a damaged one.
+			return nil
+		}
 		lr, err := v.ledger.log.Verify(tx, full)
 		if err != nil {
 			rep.Problems = append(rep.Problems, Problem{What: "ledger", Detail: err.Error()})
@@ -215,12 +220,37 @@ func (v *Vault) verifyRecords(tx *bbolt.Tx, lr *ledger.Report, full bool, rep *V
 	}
 }
 
+// checkStructure runs bbolt's own check of the file's pages (every page
+// reachable once or free, keys in order, elements in bounds) and reports
+// what it finds; it reports false if the structure is damaged.
+func checkStructure(tx *bbolt.Tx, rep *VerifyReport) bool {
+	const shown = 5
+	n := 0
+	for err := range tx.Check() {
+		if n < shown {
+			rep.Problems = append(rep.Problems, Problem{What: "vault", Detail: "the database file's structure is damaged: " + err.Error()})
+		}
+		n++
+	}
+	if n > shown {
+		rep.Problems = append(rep.Problems, Problem{What: "vault", Detail: fmt.Sprintf("and %d more structural problems", n-shown)})
+	}
+	return n == 0
+}
+
 // checkStrayChunks reports chunks that belong to no record and to no
 // unfinished add.
 func (v *Vault) checkStrayChunks(tx *bbolt.Tx, rep *VerifyReport) {
 	recs, pend := tx.Bucket(bucketRecords), tx.Bucket(bucketPending)
 	c := tx.Bucket(bucketChunks).Cursor()
+	var prev []byte
 	for k, _ := c.First(); k != nil; {
+		if prev != nil && bytes.Compare(k, prev) <= 0 {
+			// Keys out of order: the seek below would go round forever.
+			rep.Problems = append(rep.Problems, Problem{What: "chunk", Detail: fmt.Sprintf("chunk keys out of order at %x (damaged file)", k)})
+			return
+		}
+		prev = bytes.Clone(k)
 		if len(k) != 20 {
 			rep.Problems = append(rep.Problems, Problem{What: "chunk", Detail: fmt.Sprintf("malformed chunk key %x", k)})
 			k, _ = c.Next()
