@@ -57,7 +57,11 @@
 //     provider holding a receipt, or a future witness. Log.ProveFork turns
 //     such a checkpoint into evidence.
 //   - Incremental Verify (full == false) trusts the entries before the
-//     verified-through marker; only full mode re-checks old entries.
+//     verified-through marker; only full mode re-checks old entries. Set
+//     Config.MarkerKey, or anyone who can write the file can move the
+//     marker to the latest checkpoint and make incremental mode skip all.
+//   - Cutting off the newest entries together with every checkpoint that
+//     covers them leaves an older genuine ledger: a rollback, as above.
 //   - Entries after the latest checkpoint count as tampering: callers
 //     must call Checkpoint in every write transaction that appends.
 //   - Ciphertext lengths are visible: an entry's size shows roughly how

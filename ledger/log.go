@@ -59,6 +59,14 @@ type Config struct {
 	// Now returns the time stamped on entries appended with a zero Time.
 	// Defaults to time.Now.
 	Now func() time.Time
+	// MarkerKey, if set, authenticates the verified marker: it is stored
+	// with an HMAC-SHA256 under this key, and a marker without a valid one
+	// (a checkpoint copied into it by someone without the key, or one an
+	// older build wrote) is ignored, so that Verify checks everything.
+	// Without it any checkpoint signed by the owner is accepted as the
+	// marker, and whoever can write the file can make incremental
+	// verification skip every entry.
+	MarkerKey []byte
 }
 
 // Log is a tamper-evident access log stored in bbolt buckets. It holds only
@@ -71,6 +79,7 @@ type Log struct {
 	verifier *Verifier
 	aead     cipher.AEAD
 	now      func() time.Time
+	markKey  []byte
 
 	mu sync.Mutex
 	st *appendState // of the last write transaction that appended
@@ -99,7 +108,7 @@ func New(cfg Config) (*Log, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Log{origin: cfg.Origin, verifier: v, aead: cfg.AEAD, now: cfg.Now}
+	l := &Log{origin: cfg.Origin, verifier: v, aead: cfg.AEAD, now: cfg.Now, markKey: bytes.Clone(cfg.MarkerKey)}
 	if cfg.Signer != nil {
 		l.signer = &noteSigner{name: cfg.Origin, hash: v.nv.KeyHash(), key: cfg.Signer}
 	}

@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"bytes"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -22,6 +23,9 @@ type Report struct {
 	Checkpoints int         // stored checkpoints whose signatures and roots were checked
 	Latest      *Checkpoint // the latest checkpoint (nil for an empty log)
 	Marked      bool        // the verified-through marker was advanced to Latest
+	// MarkerIgnored: the stored marker did not authenticate under the
+	// marker key (see Config.MarkerKey), so everything was checked.
+	MarkerIgnored bool
 }
 
 // chunkLog is log2 of the number of entries a verification worker handles
@@ -113,7 +117,8 @@ func (l *Log) Verify(tx *bbolt.Tx, full bool) (*Report, error) {
 		return nil, tampered("verified marker", -1, "the verified marker is missing")
 	}
 	var marker *Checkpoint
-	if len(mv) > 0 {
+	mv, markerOK := l.openMarker(mv)
+	if len(mv) > 0 && markerOK {
 		if marker, err = ParseCheckpoint(mv, l.verifier); err != nil {
 			return nil, &VerifyError{Index: -1, What: "verified marker", Detail: "the verified marker is not a valid checkpoint", Err: err}
 		}
@@ -192,9 +197,9 @@ func (l *Log) Verify(tx *bbolt.Tx, full bool) (*Report, error) {
 		}
 	}
 
-	rep := &Report{Size: n, From: start, To: n, Full: start == 0, Checkpoints: len(cps), Latest: latest}
+	rep := &Report{Size: n, From: start, To: n, Full: start == 0, Checkpoints: len(cps), Latest: latest, MarkerIgnored: !markerOK}
 	if tx.Writable() && latest != nil && (marker == nil || !bytes.Equal(marker.Note, latest.Note)) {
-		if err := b.meta.Put(keyVerified, append([]byte(nil), latest.Note...)); err != nil {
+		if err := b.meta.Put(keyVerified, l.sealMarker(latest.Note)); err != nil {
 			return nil, fmt.Errorf("ledger: verify: saving marker: %w", err)
 		}
 		rep.Marked = true
@@ -484,4 +489,41 @@ func (l *Log) runJob(j *verifyJob, buf []byte) []byte {
 		j.root = stack[0]
 	}
 	return buf
+}
+
+const markerDomain = "medvault/ledger/verified/v1\x00"
+
+// sealMarker returns the stored form of the verified marker: the
+// checkpoint's note, followed by its HMAC when the log has a marker key.
+func (l *Log) sealMarker(note []byte) []byte {
+	out := bytes.Clone(note)
+	if l.markKey == nil {
+		return out
+	}
+	return append(out, l.markerMAC(note)...)
+}
+
+// openMarker returns the note of a stored marker and whether it may be
+// trusted: without a marker key any stored value is (ParseCheckpoint then
+// checks the signature); with one, only a value whose HMAC is valid. An
+// empty marker (none yet) is returned as it is.
+func (l *Log) openMarker(stored []byte) ([]byte, bool) {
+	if l.markKey == nil || len(stored) == 0 {
+		return stored, true
+	}
+	if len(stored) <= sha256.Size {
+		return nil, false
+	}
+	note, mac := stored[:len(stored)-sha256.Size], stored[len(stored)-sha256.Size:]
+	if !hmac.Equal(mac, l.markerMAC(note)) {
+		return nil, false
+	}
+	return note, true
+}
+
+func (l *Log) markerMAC(note []byte) []byte {
+	m := hmac.New(sha256.New, l.markKey)
+	m.Write([]byte(markerDomain))
+	m.Write(note)
+	return m.Sum(nil)
 }

@@ -39,10 +39,11 @@ func newLedgerLog(id *identity.Identity, now func() time.Time) (*ledgerLog, erro
 		return nil, err
 	}
 	l, err := ledger.New(ledger.Config{
-		Origin: "medvault.ledger/" + id.ID().String(),
-		Signer: id.Signer(),
-		AEAD:   aead,
-		Now:    now,
+		Origin:    "medvault.ledger/" + id.ID().String(),
+		Signer:    id.Signer(),
+		AEAD:      aead,
+		Now:       now,
+		MarkerKey: id.SubKey("medvault/ledger/marker/v1"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("ledger: %w", err)

@@ -179,3 +179,33 @@ func TestTamperInsertions(t *testing.T) {
 		t.Fatalf("record with a forged pending mark: %v", err)
 	}
 }
+
+// Copying the latest signed checkpoint into the verified marker (no key
+// needed) used to make an incremental verify skip every entry and record.
+// The marker is now authenticated: a forged one makes that verify check
+// everything, so a chunk changed after the last verify is still found.
+func TestForgedMarkerDoesNotHideDamage(t *testing.T) {
+	v := tamperFixture(t)
+	m, err := v.Add(strings.NewReader("added after the last verify"), NewRecord{Category: record.Notes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = v.db.Update(func(tx *bbolt.Tx) error {
+		k, c := chunkKey(m.ID, 0), tx.Bucket(bucketChunks)
+		val := bytes.Clone(c.Get(k))
+		val[len(val)-1] ^= 1
+		if err := c.Put(k, val); err != nil {
+			return err
+		}
+		lb := tx.Bucket([]byte("ledger"))
+		_, latest := lb.Bucket([]byte("checkpoints")).Cursor().Last()
+		return lb.Bucket([]byte("meta")).Put([]byte("verified"), bytes.Clone(latest))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := v.Verify(false)
+	if !errors.Is(err, ErrTampered) {
+		t.Fatalf("incremental verify with a forged marker: %v (checked entries %d..%d)", err, rep.Ledger.From, rep.Ledger.To)
+	}
+}

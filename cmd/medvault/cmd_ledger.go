@@ -276,8 +276,10 @@ changed since): fast, for a cron job, but it does not see a change to
 something an earlier verify already checked.
 
 What verify cannot see: the whole vault replaced by an older copy of itself
-(every value in it is authentic). Providers who hold your signed checkpoints
-can detect that.`,
+(every value in it is authentic), or the newest ledger entries cut off
+together with the checkpoints that sign them (what is left is an older,
+authentic ledger). Providers who hold your signed checkpoints can detect
+both.`,
 		Example: `  medvault verify
   medvault verify --incremental --json`,
 		Args: exactArgs(0),
@@ -337,6 +339,9 @@ can detect that.`,
 			fmt.Fprintf(a.stdout, "OK    records: %d checked against the ledger, %s of ciphertext re-hashed\n", rep.Records, humanSize(rep.Bytes))
 			if l.Latest != nil {
 				fmt.Fprintf(a.stdout, "      latest checkpoint: size %d, root %s\n", l.Latest.Size, l.Latest.Root)
+			}
+			if !full && l.MarkerIgnored {
+				a.say("medvault: note: the mark of the last verify did not authenticate (an older medvault wrote it, or it was changed), so everything was checked")
 			}
 			return nil
 		},
