@@ -314,9 +314,17 @@ func (im *importer) run(r io.Reader, progress func(resources int, offset int64))
 	if im.dies("indexed") {
 		return nil, errTestDied
 	}
-	// The moment the whole file becomes visible.
+	// The moment the whole file becomes visible, in the ledger too: the
+	// commit mark alone could be deleted by anyone with the file, and the
+	// next Open would then roll back a committed import (settlePending).
 	if err := im.v.update(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketPending).Put(commitMarkKey(im.id), im.v.commitMark(im.id))
+		if err := tx.Bucket(bucketPending).Put(commitMarkKey(im.id), im.v.commitMark(im.id)); err != nil {
+			return err
+		}
+		if err := im.v.logAppend(tx, Event{Action: ledger.ActionImport, commit: importCommit(im.id)}); err != nil {
+			return err
+		}
+		return im.v.ledger.checkpoint(tx)
 	}); err != nil {
 		return nil, fmt.Errorf("import %s: %w", im.name, err)
 	}
@@ -963,6 +971,26 @@ func (v *Vault) markOf(id record.ID, p []byte) (imp [16]byte, ok bool) {
 	return imp, false
 }
 
+// importCommit is what the ledger entry of an import's commit (an import
+// entry naming no record) commits to:
+// SHA-256("medvault/import-commit/v1" 0x00 || import ID).
+func importCommit(imp [16]byte) ledger.Hash {
+	return sha256.Sum256(append([]byte("medvault/import-commit/v1\x00"), imp[:]...))
+}
+
+// loggedCommits returns the commitments of the import commits the ledger
+// records (see importCommit).
+func (v *Vault) loggedCommits(tx *bbolt.Tx) (map[ledger.Hash]int64, error) {
+	out := map[ledger.Hash]int64{}
+	err := v.ledger.log.Scan(tx, 0, func(i int64, e *ledger.Entry) error {
+		if e.Action == ledger.ActionImport && len(e.Subjects) == 0 && e.Commit != (ledger.Hash{}) {
+			out[e.Commit] = i
+		}
+		return nil
+	})
+	return out, err
+}
+
 func (v *Vault) committed(tx *bbolt.Tx, imp [16]byte) bool {
 	if imp == ([16]byte{}) {
 		return false
@@ -993,6 +1021,7 @@ func (v *Vault) hidden(tx *bbolt.Tx, id record.ID) bool {
 // marks go last.
 func (v *Vault) settlePending(own *[16]byte) error {
 	var after []byte
+	var logged map[ledger.Hash]int64 // import commits the ledger records, read when first needed
 	for {
 		var clearIDs, roll, unstored []record.ID
 		var last []byte
@@ -1032,6 +1061,22 @@ func (v *Vault) settlePending(own *[16]byte) error {
 				switch {
 				case mark && v.committed(tx, imp):
 					clearIDs = append(clearIDs, id)
+				case mark && stored && own == nil:
+					// Its import's commit mark is missing. The ledger
+					// says whether the import committed: if it did, the
+					// mark was deleted outside medvault (full verify
+					// reports it) and the record stays.
+					if logged == nil {
+						var err error
+						if logged, err = v.loggedCommits(tx); err != nil {
+							return err
+						}
+					}
+					if _, ok := logged[importCommit(imp)]; ok {
+						clearIDs = append(clearIDs, id)
+					} else {
+						roll = append(roll, id)
+					}
 				case mark && stored:
 					roll = append(roll, id)
 				case stored:

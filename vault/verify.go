@@ -2,10 +2,12 @@ package vault
 
 import (
 	"bytes"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 
 	"go.etcd.io/bbolt"
@@ -122,7 +124,11 @@ func (v *Vault) verifyRecords(tx *bbolt.Tx, lr *ledger.Report, full bool, rep *V
 	// One pass over the entries serves both the records and the grants
 	// and revocations: each pass decrypts the whole range.
 	objects := map[Kind]map[string]lastEntry{KindGrant: {}, KindRevoked: {}}
+	imports := map[ledger.Hash]int64{} // import commits (see importCommit)
 	err := v.ledger.log.Scan(tx, from, func(i int64, e *ledger.Entry) error {
+		if e.Action == ledger.ActionImport && len(e.Subjects) == 0 && e.Commit != (ledger.Hash{}) {
+			imports[e.Commit] = i
+		}
 		switch e.Action {
 		case ledger.ActionAdd, ledger.ActionImport, ledger.ActionLabel, ledger.ActionRemove, ledger.ActionReceive:
 			for _, s := range e.Subjects {
@@ -204,6 +210,7 @@ func (v *Vault) verifyRecords(tx *bbolt.Tx, lr *ledger.Report, full bool, rep *V
 		v.checkStrayChunks(tx, rep)
 		v.checkIndex(tx, index, rep)
 		v.checkObjects(tx, objects, true, rep)
+		v.checkCommitMarks(tx, imports, rep)
 		return
 	}
 	// Grants and revocations recorded in the range: a deleted revocation
@@ -373,4 +380,23 @@ func problemsFound(n int) error {
 		return fmt.Errorf("%w: 1 problem found", ErrTampered)
 	}
 	return fmt.Errorf("%w: %d problems found", ErrTampered, n)
+}
+
+// checkCommitMarks reports imports the ledger records as committed whose
+// commit mark is gone: deleted outside medvault, which would have made the
+// next Open roll the import back had it trusted the mark alone.
+func (v *Vault) checkCommitMarks(tx *bbolt.Tx, logged map[ledger.Hash]int64, rep *VerifyReport) {
+	c := tx.Bucket(bucketPending).Cursor()
+	for k, val := c.Seek(commitMarkPrefix); k != nil && bytes.HasPrefix(k, commitMarkPrefix); k, val = c.Next() {
+		if len(k) != len(commitMarkPrefix)+16 {
+			continue
+		}
+		imp := [16]byte(k[len(commitMarkPrefix):])
+		if hmac.Equal(val, v.commitMark(imp)) {
+			delete(logged, importCommit(imp))
+		}
+	}
+	for _, i := range slices.Sorted(maps.Values(logged)) {
+		rep.Problems = append(rep.Problems, Problem{What: "vault", Detail: fmt.Sprintf("the commit mark of the import committed by ledger entry %d is missing or changed (deleted outside medvault)", i)})
+	}
 }

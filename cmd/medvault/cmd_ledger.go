@@ -243,6 +243,9 @@ func (a *app) printLog(v *vault.Vault, rows []logRow) error {
 	var table [][]string
 	for _, r := range rows {
 		subj := ""
+		if r.e.Action == ledger.ActionImport && len(r.e.Subjects) == 0 {
+			subj = "(all visible)" // the import's commit
+		}
 		if n := len(r.e.Subjects); n == 1 {
 			subj = a.subjectText(v, r.e.Subjects[0])
 		} else if n > 1 {
