@@ -211,6 +211,7 @@ func (v *Vault) verifyRecords(tx *bbolt.Tx, lr *ledger.Report, full bool, rep *V
 		v.checkIndex(tx, index, rep)
 		v.checkObjects(tx, objects, true, rep)
 		v.checkCommitMarks(tx, imports, rep)
+		v.checkSealed(tx, rep, KindContact, KindInbox, KindReceipt)
 		return
 	}
 	// Grants and revocations recorded in the range: a deleted revocation
@@ -398,5 +399,24 @@ func (v *Vault) checkCommitMarks(tx *bbolt.Tx, logged map[ledger.Hash]int64, rep
 	}
 	for _, i := range slices.Sorted(maps.Values(logged)) {
 		rep.Problems = append(rep.Problems, Problem{What: "vault", Detail: fmt.Sprintf("the commit mark of the import committed by ledger entry %d is missing or changed (deleted outside medvault)", i)})
+	}
+}
+
+// checkSealed reports stored objects of these kinds that do not
+// authenticate. Unlike grants and revocations they have no ledger entries,
+// so a deleted one goes unseen; a changed or damaged one does not.
+func (v *Vault) checkSealed(tx *bbolt.Tx, rep *VerifyReport, kinds ...Kind) {
+	for _, kind := range kinds {
+		b, _ := objectBucket(tx, kind)
+		if b == nil {
+			continue
+		}
+		b.ForEach(func(k, sealed []byte) error {
+			if _, err := v.openObject(kind, k, sealed); err != nil {
+				noun := map[Kind]string{KindContact: "contact", KindInbox: "received grant", KindReceipt: "receipt"}[kind]
+				rep.Problems = append(rep.Problems, Problem{What: "vault", Detail: fmt.Sprintf("a stored %s does not authenticate (changed or damaged)", noun)})
+			}
+			return nil
+		})
 	}
 }
