@@ -189,6 +189,8 @@ func FuzzServePartials(f *testing.F) {
 	f.Add([]byte{}, entry(m.ID, 1000))
 	f.Add([]byte{}, entry(m.ID, 1<<40))
 	f.Add([]byte{}, entry(m.ID, 1<<63))
+	f.Add([]byte{}, entry(m.ID, 1<<63-1)) // the largest positive offset: n+offset overflowed
+	f.Add([]byte{}, entry(m.ID, 1<<63-100))
 	f.Add([]byte{}, append(entry(m.ID, 5), entry(m.ID, 7)...))
 	f.Add(bytes.Clone(m.ID[:]), entry(m.ID, 5))
 	f.Add(append(bytes.Repeat([]byte{0xff}, 16), m.ID[:]...), []byte{}) // out of order

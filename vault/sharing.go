@@ -252,7 +252,9 @@ func (v *Vault) Share(adm *Admission, id record.ID, to age.Recipient, offset int
 	}
 	hashAll := m.HeaderDigest == [32]byte{}
 	whole := &Outgoing{Meta: m, v: v, hdr: hdr, skip: n, hashAll: hashAll}
-	if offset <= 0 {
+	if offset <= 0 || offset > int64(m.Chunks)*chunkSize {
+		// Nothing to resume, or past any payload this record has (the
+		// provider says where its copy stops; n+offset must not overflow).
 		return whole, nil
 	}
 	// Find the chunk holding byte n+offset of the stored file.
