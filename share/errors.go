@@ -69,6 +69,10 @@ var (
 	// needed: the decision state (revocations, nonces, records), or its
 	// vault while sending. The request is refused, or ends there.
 	ErrUnavailable = errors.New("the patient's vault could not be read")
+	// ErrRateLimited means the patient's node refused the request without
+	// deciding it, because this peer was refused too often recently (see
+	// Limiter): a temporary state, not a verdict on the grant.
+	ErrRateLimited = errors.New("too many refused requests from you recently; retry in a minute")
 
 	// ErrKeyChanged means a contact (alias) is pinned to another key than
 	// the card presented. The CLI warns loudly and requires --replace.

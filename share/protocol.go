@@ -664,8 +664,10 @@ func FetchConn(v *vault.Vault, c Framer, g *Grant, now time.Time, progress func(
 		return nil, fmt.Errorf("read receipt: %w", err)
 	}
 	if typ == frameDenied { // refused without a decision (rate-limited)
-		r := Reason(sanitizeReason(p))
-		return nil, fmt.Errorf("the patient's node refused the request: %s: %w", r, ErrUnavailable)
+		if r := Reason(sanitizeReason(p)); r != ReasonRateLimited {
+			return nil, fmt.Errorf("the patient's node refused the request: %s: %w", r, ErrUnavailable)
+		}
+		return nil, fmt.Errorf("the patient's node refused the request undecided: %w", ErrRateLimited)
 	}
 	if typ != frameReceipt {
 		return nil, fmt.Errorf("%w: expected a receipt", ErrProtocol)

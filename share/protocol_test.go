@@ -652,3 +652,47 @@ func TestChunkFramer(t *testing.T) {
 		t.Fatalf("counted %d of %d bytes", f.n, len(all))
 	}
 }
+
+// A provider refused too often is told it is rate-limited (a temporary
+// state: ErrRateLimited, exit 1 with a hint), not that the patient's vault
+// could not be read, and not as access denied: even its valid grant is
+// refused until the allowance refills.
+func TestFetchRateLimited(t *testing.T) {
+	patient := openVault(t, "Ada", identity.Patient)
+	provider := openVault(t, "Dr. Hopper", identity.Provider)
+	patient.Add(strings.NewReader("HbA1c 6.1%"), vault.NewRecord{Category: record.Labs})
+	SaveContact(patient, "dr", cardOf(t, provider), false)
+	issue := func() *Grant {
+		g, err := IssueAndStore(patient, GrantParams{Audience: provider.Owner().ID(), Scope: Scope{Categories: []record.Category{record.Labs}},
+			Purpose: "TREAT", Expiry: time.Now().Add(time.Hour)}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+	revoked := issue()
+	issued, _ := FindIssued(patient, revoked.ID().String())
+	RevokeAndStore(patient, issued, time.Now())
+	valid := issue()
+	l := NewLimiter(2, time.Minute)
+	fetch := func(g *Grant) error {
+		a, b := net.Pipe()
+		defer a.Close()
+		defer b.Close()
+		go func() {
+			l.ServeConn(patient, frame.NewConn(a, nil), provider.Owner().ID(), time.Now())
+			a.Close()
+		}()
+		_, err := FetchConn(provider, frame.NewConn(b, nil), g, time.Now(), nil)
+		return err
+	}
+	for range 2 {
+		if err := fetch(revoked); !errors.Is(err, ErrRevoked) {
+			t.Fatalf("fetch with the revoked grant: %v", err)
+		}
+	}
+	err := fetch(valid)
+	if !errors.Is(err, ErrRateLimited) || errors.Is(err, ErrUnavailable) {
+		t.Fatalf("fetch once rate-limited: %v, want ErrRateLimited", err)
+	}
+}

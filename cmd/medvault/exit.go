@@ -127,6 +127,8 @@ func hintFor(err error) string {
 		return "run 'medvault init' first, or set MEDVAULT_HOME to the data directory of an existing vault"
 	case errors.Is(err, vault.ErrTampered):
 		return "run 'medvault verify' for a full integrity report"
+	case errors.Is(err, share.ErrRateLimited):
+		return "the patient's node refuses requests from you for a while after many refusals (expired or revoked grants, say); wait a minute, then fetch with a grant that is active ('medvault inbox')"
 	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
 		return "the disk (or your quota) is full: free some space and retry; a failed write leaves what was stored before as it was ('medvault verify' checks)"
 	case errors.Is(err, identity.ErrNewerFormat), errors.Is(err, vault.ErrNewerFormat):
