@@ -109,6 +109,15 @@ func (s *Stream) SetDeadline(t time.Time) {
 	s.end.Store(t.UnixNano())
 }
 
+// Deadline returns the end of the stream's life (see SetDeadline), zero if
+// there is none.
+func (s *Stream) Deadline() time.Time {
+	if end := s.end.Load(); end != 0 {
+		return time.Unix(0, end)
+	}
+	return time.Time{}
+}
+
 // deadline returns the deadline for an operation starting now.
 func (s *Stream) deadline() time.Time {
 	var d time.Time

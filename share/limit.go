@@ -22,10 +22,11 @@ const ReasonRateLimited Reason = "rate-limited"
 // manager rate-limits per IP address. The zero value is not usable: call
 // NewLimiter.
 type Limiter struct {
-	rate  time.Duration // one refusal of allowance regained per rate
-	burst float64
-	mu    sync.Mutex
-	peers map[identity.ID]*allowance
+	rate      time.Duration // one refusal of allowance regained per rate
+	burst     float64
+	mu        sync.Mutex
+	peers     map[identity.ID]*allowance
+	strangers int // requests from non-contacts being answered
 }
 
 type allowance struct {
@@ -64,9 +65,51 @@ func (l *Limiter) take(id identity.ID, now time.Time, cost float64) (ok, firstSu
 	return false, first
 }
 
-// ServeConn is share.ServeConn under the limiter.
+// ReasonBusy refuses a request from a peer that is not a contact while
+// MaxStrangers such requests are already being answered. It is not sent
+// nor logged: the stream is closed unread.
+const ReasonBusy Reason = "busy"
+
+// MaxStrangers is how many requests from peers that are not contacts a node
+// answers at once. Every grant is issued to a contact, so a stranger's
+// request can only be refused; without this bound, streams from throwaway
+// keys trickling a byte at a time could hold every stream the node accepts
+// and keep its providers out.
+const MaxStrangers = 16
+
+// enterStranger takes a stranger's slot, reporting false when all are taken.
+func (l *Limiter) enterStranger() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.strangers >= MaxStrangers {
+		return false
+	}
+	l.strangers++
+	return true
+}
+
+func (l *Limiter) leaveStranger() {
+	l.mu.Lock()
+	l.strangers--
+	l.mu.Unlock()
+}
+
+// ServeConn is share.ServeConn under the limiter: a peer that is not a
+// contact waits for nothing when MaxStrangers of them are being answered
+// (ReasonBusy), and a peer refused too often is refused undecided.
 func (l *Limiter) ServeConn(v *vault.Vault, c Framer, remote identity.ID, now time.Time) (*Served, error) {
+	book, err := LoadBook(v)
+	if err != nil {
+		return nil, err
+	}
+	if _, _, ok := book.Find(remote); !ok {
+		if !l.enterStranger() {
+			return &Served{Reason: ReasonBusy}, nil
+		}
+		defer l.leaveStranger()
+	}
 	if ok, first := l.take(remote, now, 0); !ok {
+		defer requestPhase(c)()
 		// Read the request (bounded, undecided) so the exchange keeps its
 		// order, then refuse.
 		if _, _, err := c.ReadFrame(maxRequest); err == nil {
@@ -86,4 +129,30 @@ func (l *Limiter) ServeConn(v *vault.Vault, c Framer, remote identity.ID, now ti
 		l.take(remote, now, 1)
 	}
 	return sv, err
+}
+
+// RequestTimeout bounds the request phase of a stream (the request, have
+// and partial frames; a pushed grant or notice): the peer must have sent
+// all of it this long after the phase began, however slowly it trickles
+// bytes. Only an answered request gets the stream's whole life.
+const RequestTimeout = 30 * time.Second
+
+// deadlined is a Framer whose stream's end can be moved (a p2p.Stream).
+type deadlined interface {
+	Deadline() time.Time
+	SetDeadline(time.Time)
+}
+
+// requestPhase ends c's stream RequestTimeout from now, if that is sooner
+// than its end, and returns the function that puts the end back.
+func requestPhase(c Framer) (restore func()) {
+	d, ok := c.(deadlined)
+	if !ok {
+		return func() {}
+	}
+	end := d.Deadline()
+	if limit := time.Now().Add(RequestTimeout); end.IsZero() || limit.Before(end) {
+		d.SetDeadline(limit)
+	}
+	return func() { d.SetDeadline(end) }
 }

@@ -116,6 +116,8 @@ type Served struct {
 }
 
 func serveConn(v *vault.Vault, c Framer, remote identity.ID, now time.Time, sv *Served) error {
+	restore := requestPhase(c)
+	defer restore()
 	typ, p, err := c.ReadFrame(maxRequest)
 	if err != nil {
 		return fmt.Errorf("read request: %w", err)
@@ -238,6 +240,7 @@ func serveConn(v *vault.Vault, c Framer, remote identity.ID, now time.Time, sv *
 	if typ != framePartial || len(p)%partialEntry != 0 {
 		return fmt.Errorf("%w: expected a partial frame", ErrProtocol)
 	}
+	restore() // the request is in: the answer gets the stream's life
 	resume := map[record.ID]int64{}
 	for i := 0; allowed && i < len(p); i += partialEntry {
 		if off := int64(binary.BigEndian.Uint64(p[i+16:])); off > 0 {

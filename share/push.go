@@ -60,6 +60,10 @@ func sanitizeReason(p []byte) string {
 // the issuer of a grant in the inbox. Both are checked by signature before
 // anything is stored.
 func ServePush(v *vault.Vault, c Framer, remote identity.ID) error {
+	// The frame must arrive within RequestTimeout, however slowly it
+	// trickles; it is read before any answer, to keep the exchange in
+	// order.
+	defer requestPhase(c)()
 	typ, p, err := c.ReadFrame(maxRequest)
 	if err != nil {
 		return err

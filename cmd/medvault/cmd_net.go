@@ -46,7 +46,7 @@ func (a *app) startNode(ctx context.Context, v *vault.Vault, listen []string) (*
 		switch {
 		case err != nil:
 			a.say("request from %s: %v", who, err)
-		case sv.Reason == share.ReasonRateLimited:
+		case sv.Reason == share.ReasonRateLimited, sv.Reason == share.ReasonBusy:
 			// Not printed: a flood would flood the terminal too.
 		case sv.Reason == share.ReasonAllowed:
 			a.say("served %s, %s, to %s (grant %s)", count(sv.Sent, "record"), humanSize(sv.Bytes), who, sv.Grant.String()[:12])

@@ -1,0 +1,122 @@
+package share
+
+import (
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/medvault/medvault/p2p/frame"
+	"github.com/medvault/medvault/vault"
+	"github.com/medvault/medvault/vault/identity"
+	"github.com/medvault/medvault/vault/record"
+)
+
+// timedConn is a Framer with a movable stream end, as a p2p.Stream has; it
+// records the end in force at each read.
+type timedConn struct {
+	Framer
+	end   time.Time
+	reads []time.Time
+}
+
+func (c *timedConn) Deadline() time.Time     { return c.end }
+func (c *timedConn) SetDeadline(t time.Time) { c.end = t }
+func (c *timedConn) ReadFrame(limit int) (byte, []byte, error) {
+	c.reads = append(c.reads, c.end)
+	return c.Framer.ReadFrame(limit)
+}
+
+// The request must be in within RequestTimeout, however slowly a peer sends
+// it; the answer then has the stream's whole life again.
+func TestRequestPhaseDeadline(t *testing.T) {
+	patient := openVault(t, "Ada", identity.Patient)
+	provider := openVault(t, "Dr. Hopper", identity.Provider)
+	patient.Add(strings.NewReader("HbA1c 6.1%"), vault.NewRecord{Category: record.Labs})
+	SaveContact(patient, "dr", cardOf(t, provider), false)
+	g, _ := IssueAndStore(patient, GrantParams{Audience: provider.Owner().ID(), Scope: Scope{Categories: []record.Category{record.Labs}},
+		Purpose: "TREAT", Expiry: time.Now().Add(time.Hour)}, time.Now())
+	a, b := net.Pipe()
+	defer a.Close()
+	life := time.Now().Add(time.Hour)
+	tc := &timedConn{Framer: frame.NewConn(a, nil), end: life}
+	start := time.Now()
+	go func() { ServeConn(patient, tc, provider.Owner().ID(), time.Now()); a.Close() }()
+	res, err := FetchConn(provider, frame.NewConn(b, nil), g, time.Now(), nil)
+	b.Close()
+	if err != nil || res.Records != 1 {
+		t.Fatalf("fetch: %+v %v", res, err)
+	}
+	if len(tc.reads) < 3 {
+		t.Fatalf("%d reads", len(tc.reads))
+	}
+	for i, end := range tc.reads {
+		if end.After(start.Add(RequestTimeout+time.Second)) || end.Before(start) {
+			t.Errorf("read %d of the request ran under an end %v after the start, want at most %v", i, end.Sub(start), RequestTimeout)
+		}
+	}
+	if !tc.end.Equal(life) {
+		t.Errorf("after the request the stream ends at %v, want its life back (%v)", tc.end, life)
+	}
+}
+
+// Strangers (not contacts) can hold at most MaxStrangers requests at once;
+// the next is dropped unread, and contacts are still served.
+func TestStrangersBusy(t *testing.T) {
+	patient := openVault(t, "Ada", identity.Patient)
+	provider := openVault(t, "Dr. Hopper", identity.Provider)
+	patient.Add(strings.NewReader("HbA1c 6.1%"), vault.NewRecord{Category: record.Labs})
+	SaveContact(patient, "dr", cardOf(t, provider), false)
+	g, _ := IssueAndStore(patient, GrantParams{Audience: provider.Owner().ID(), Scope: Scope{Categories: []record.Category{record.Labs}},
+		Purpose: "TREAT", Expiry: time.Now().Add(time.Hour)}, time.Now())
+	l := NewLimiter(20, time.Second)
+	// Strangers that open a stream and send nothing.
+	var held []net.Conn
+	done := make(chan *Served, MaxStrangers+1)
+	for range MaxStrangers {
+		a, b := net.Pipe()
+		held = append(held, b)
+		stranger := openVault(t, "Eve", identity.Patient).Owner().ID()
+		go func() {
+			sv, _ := l.ServeConn(patient, frame.NewConn(a, nil), stranger, time.Now())
+			a.Close()
+			done <- sv
+		}()
+	}
+	waitFor(t, func() bool { l.mu.Lock(); defer l.mu.Unlock(); return l.strangers == MaxStrangers })
+	a, b := net.Pipe()
+	defer b.Close()
+	sv, err := l.ServeConn(patient, frame.NewConn(a, nil), openVault(t, "Mallory", identity.Patient).Owner().ID(), time.Now())
+	if err != nil || sv.Reason != ReasonBusy {
+		t.Fatalf("one stranger too many: %+v %v, want %q", sv, err, ReasonBusy)
+	}
+	// A contact is served meanwhile.
+	c1, c2 := net.Pipe()
+	go func() { l.ServeConn(patient, frame.NewConn(c1, nil), provider.Owner().ID(), time.Now()); c1.Close() }()
+	res, err := FetchConn(provider, frame.NewConn(c2, nil), g, time.Now(), nil)
+	c2.Close()
+	if err != nil || res.Records != 1 {
+		t.Fatalf("a contact's fetch while strangers hold their share: %+v %v", res, err)
+	}
+	for _, c := range held {
+		c.Close()
+	}
+	for range MaxStrangers {
+		<-done
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.strangers != 0 {
+		t.Fatalf("%d stranger slots still taken", l.strangers)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatal("timed out waiting")
+}
