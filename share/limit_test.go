@@ -30,12 +30,7 @@ func (c *timedConn) ReadFrame(limit int) (byte, []byte, error) {
 // The request must be in within RequestTimeout, however slowly a peer sends
 // it; the answer then has the stream's whole life again.
 func TestRequestPhaseDeadline(t *testing.T) {
-	patient := openVault(t, "Ada", identity.Patient)
-	provider := openVault(t, "Dr. Hopper", identity.Provider)
-	patient.Add(strings.NewReader("HbA1c 6.1%"), vault.NewRecord{Category: record.Labs})
-	SaveContact(patient, "dr", cardOf(t, provider), false)
-	g, _ := IssueAndStore(patient, GrantParams{Audience: provider.Owner().ID(), Scope: Scope{Categories: []record.Category{record.Labs}},
-		Purpose: "TREAT", Expiry: time.Now().Add(time.Hour)}, time.Now())
+	patient, provider, g := labsGrant(t)
 	a, b := net.Pipe()
 	defer a.Close()
 	life := time.Now().Add(time.Hour)
@@ -63,12 +58,7 @@ func TestRequestPhaseDeadline(t *testing.T) {
 // Strangers (not contacts) can hold at most MaxStrangers requests at once;
 // the next is dropped unread, and contacts are still served.
 func TestStrangersBusy(t *testing.T) {
-	patient := openVault(t, "Ada", identity.Patient)
-	provider := openVault(t, "Dr. Hopper", identity.Provider)
-	patient.Add(strings.NewReader("HbA1c 6.1%"), vault.NewRecord{Category: record.Labs})
-	SaveContact(patient, "dr", cardOf(t, provider), false)
-	g, _ := IssueAndStore(patient, GrantParams{Audience: provider.Owner().ID(), Scope: Scope{Categories: []record.Category{record.Labs}},
-		Purpose: "TREAT", Expiry: time.Now().Add(time.Hour)}, time.Now())
+	patient, provider, g := labsGrant(t)
 	l := NewLimiter(20, time.Second)
 	// Strangers that open a stream and send nothing.
 	var held []net.Conn
@@ -119,4 +109,24 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 	}
 	t.Fatal("timed out waiting")
+}
+
+// labsGrant returns a patient holding one lab record, a provider pinned as
+// the patient's contact, and an hour's grant of labs to it.
+func labsGrant(t *testing.T) (patient, provider *vault.Vault, g *Grant) {
+	t.Helper()
+	patient = openVault(t, "Ada", identity.Patient)
+	provider = openVault(t, "Dr. Hopper", identity.Provider)
+	if _, err := patient.Add(strings.NewReader("HbA1c 6.1%"), vault.NewRecord{Category: record.Labs}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := SaveContact(patient, "dr", cardOf(t, provider), false); err != nil {
+		t.Fatal(err)
+	}
+	g, err := IssueAndStore(patient, GrantParams{Audience: provider.Owner().ID(), Scope: Scope{Categories: []record.Category{record.Labs}},
+		Purpose: "TREAT", Expiry: time.Now().Add(time.Hour)}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return patient, provider, g
 }

@@ -658,22 +658,14 @@ func TestChunkFramer(t *testing.T) {
 // could not be read, and not as access denied: even its valid grant is
 // refused until the allowance refills.
 func TestFetchRateLimited(t *testing.T) {
-	patient := openVault(t, "Ada", identity.Patient)
-	provider := openVault(t, "Dr. Hopper", identity.Provider)
-	patient.Add(strings.NewReader("HbA1c 6.1%"), vault.NewRecord{Category: record.Labs})
-	SaveContact(patient, "dr", cardOf(t, provider), false)
-	issue := func() *Grant {
-		g, err := IssueAndStore(patient, GrantParams{Audience: provider.Owner().ID(), Scope: Scope{Categories: []record.Category{record.Labs}},
-			Purpose: "TREAT", Expiry: time.Now().Add(time.Hour)}, time.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return g
-	}
-	revoked := issue()
+	patient, provider, revoked := labsGrant(t)
 	issued, _ := FindIssued(patient, revoked.ID().String())
 	RevokeAndStore(patient, issued, time.Now())
-	valid := issue()
+	valid, err := IssueAndStore(patient, GrantParams{Audience: provider.Owner().ID(), Scope: Scope{Categories: []record.Category{record.Labs}},
+		Purpose: "TREAT", Expiry: time.Now().Add(time.Hour)}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
 	l := NewLimiter(2, time.Minute)
 	fetch := func(g *Grant) error {
 		a, b := net.Pipe()
@@ -691,7 +683,7 @@ func TestFetchRateLimited(t *testing.T) {
 			t.Fatalf("fetch with the revoked grant: %v", err)
 		}
 	}
-	err := fetch(valid)
+	err = fetch(valid)
 	if !errors.Is(err, ErrRateLimited) || errors.Is(err, ErrUnavailable) {
 		t.Fatalf("fetch once rate-limited: %v, want ErrRateLimited", err)
 	}
