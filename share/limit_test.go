@@ -1,11 +1,14 @@
 package share
 
 import (
+	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/medvault/medvault/ledger"
 	"github.com/medvault/medvault/p2p/frame"
 	"github.com/medvault/medvault/vault"
 	"github.com/medvault/medvault/vault/identity"
@@ -129,4 +132,67 @@ func labsGrant(t *testing.T) (patient, provider *vault.Vault, g *Grant) {
 		t.Fatal(err)
 	}
 	return patient, provider, g
+}
+
+// revokeAfter revokes the grant once the patient's node has sent the end
+// of its first record.
+type revokeAfter struct {
+	Framer
+	revoke func()
+	done   bool
+}
+
+func (r *revokeAfter) WriteFrame(typ byte, p []byte) error {
+	err := r.Framer.WriteFrame(typ, p)
+	if typ == frameEnd && !r.done {
+		r.done = true
+		r.revoke()
+	}
+	return err
+}
+
+// A revocation during a transfer stops it before the next record: the
+// provider keeps what it received and is told the grant is revoked; the
+// patient's ledger says which admitted records were not sent, and why.
+func TestRevokeStopsTransfer(t *testing.T) {
+	patient, provider, g := labsGrant(t)
+	for i := range 9 {
+		patient.Add(strings.NewReader(fmt.Sprint("lab ", i)), vault.NewRecord{Category: record.Labs})
+	}
+	a, b := net.Pipe()
+	defer a.Close()
+	served := make(chan *Served, 1)
+	go func() {
+		rc := &revokeAfter{Framer: frame.NewConn(a, nil), revoke: func() {
+			issued, _ := FindIssued(patient, g.ID().String())
+			if _, _, err := RevokeAndStore(patient, issued, time.Now()); err != nil {
+				t.Error(err)
+			}
+		}}
+		sv, err := ServeConn(patient, rc, provider.Owner().ID(), time.Now())
+		if err != nil {
+			t.Error(err)
+		}
+		a.Close()
+		served <- sv
+	}()
+	res, err := FetchConn(provider, frame.NewConn(b, nil), g, time.Now(), nil)
+	b.Close()
+	sv := <-served
+	if !errors.Is(err, ErrRevoked) || res == nil || res.Records != 1 {
+		t.Fatalf("fetch revoked after the first record: %+v %v", res, err)
+	}
+	if sv.Sent != 1 || sv.Ended != ReasonRevoked {
+		t.Fatalf("served %+v", sv)
+	}
+	var unsent int
+	patient.Entries(0, func(i int64, e *ledger.Entry) error {
+		if e.Action == ledger.ActionServe && e.Outcome == ledger.OutcomeFailed && e.Reason == string(ReasonRevoked) {
+			unsent += len(e.Subjects)
+		}
+		return nil
+	})
+	if unsent != 9 {
+		t.Fatalf("the ledger says %d records were not sent, want 9", unsent)
+	}
 }

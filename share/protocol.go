@@ -113,6 +113,9 @@ type Served struct {
 	// Withdrawn lists admitted records not sent because they were
 	// removed, or relabelled out of the grant, after the decision.
 	Withdrawn []record.ID
+	// Ended, if set, says why the transfer stopped before every admitted
+	// record was sent: the grant was revoked, or expired, meanwhile.
+	Ended Reason
 }
 
 func serveConn(v *vault.Vault, c Framer, remote identity.ID, now time.Time, sv *Served) error {
@@ -260,9 +263,29 @@ func serveConn(v *vault.Vault, c Framer, remote identity.ID, now time.Time, sv *
 		return c.WriteFrame(frameDenied, []byte(reason))
 	}
 	sent := uint32(0)
-	for _, id := range adm.Allowed {
+	for i, id := range adm.Allowed {
 		if have[id] {
 			continue
+		}
+		// A revocation, or the expiry, stops the transfer before the
+		// next record: the patient who revokes during a long fetch is
+		// not made to wait for its end. (A record being sent when it
+		// happens is finished.)
+		if r, err := grantEnded(v, g, time.Now()); r != ReasonAllowed || err != nil {
+			var unsent []record.ID
+			for _, id := range adm.Allowed[i:] {
+				if !have[id] {
+					unsent = append(unsent, id)
+				}
+			}
+			if err != nil {
+				r = ReasonUnavailable
+			}
+			if lerr := logUnsent(v, remote, g, unsent, string(r)); lerr != nil {
+				err = errors.Join(err, lerr)
+			}
+			sv.Ended = r
+			return errors.Join(err, c.WriteFrame(frameDenied, []byte(r)))
 		}
 		out, err := v.Share(adm, id, rcpt, resume[id])
 		if err == nil && g.sc.covers(recordInfo(out.Meta)) != ReasonAllowed {
@@ -369,14 +392,43 @@ func compareIDs(a, b record.ID) int { return bytes.Compare(a[:], b[:]) }
 // logWithheld appends the ledger entry for an admitted record the node did
 // not send: action serve, outcome failed, the record as subject and the
 // withheld reason ("withdrawn" or "damaged") as the entry's reason.
-func logWithheld(v *vault.Vault, remote identity.ID, g *Grant, id record.ID, reason string) error {
+// grantEnded says whether g still holds at now for the records not yet
+// sent: ReasonAllowed, or ReasonRevoked or ReasonExpired.
+func grantEnded(v *vault.Vault, g *Grant, now time.Time) (Reason, error) {
+	id := g.ID()
+	_, err := v.GetObject(vault.KindRevoked, id.String())
+	switch {
+	case err == nil:
+		return ReasonRevoked, nil
+	case !errors.Is(err, vault.ErrNotFound):
+		return "", err
+	case !now.Before(g.expiry.Add(ClockSkew)):
+		return ReasonExpired, nil
+	}
+	return ReasonAllowed, nil
+}
+
+// logUnsent appends the entries that say the admitted records ids were not
+// sent, after all, and why: at most ledger.MaxSubjects to an entry.
+func logUnsent(v *vault.Vault, remote identity.ID, g *Grant, ids []record.ID, reason string) error {
 	gid := g.ID()
-	err := v.Log(vault.Event{Action: ledger.ActionServe, Actor: remote, Subjects: [][]byte{bytes.Clone(id[:])},
-		Grant: gid[:], Purpose: string(g.Purpose()), Outcome: ledger.OutcomeFailed, Reason: reason})
-	if err != nil {
-		return fmt.Errorf("log that record %s was not sent: %w", id, err)
+	for len(ids) > 0 {
+		n := min(len(ids), ledger.MaxSubjects)
+		e := vault.Event{Action: ledger.ActionServe, Actor: remote, Grant: gid[:], Purpose: string(g.Purpose()),
+			Outcome: ledger.OutcomeFailed, Reason: reason}
+		for _, id := range ids[:n] {
+			e.Subjects = append(e.Subjects, bytes.Clone(id[:]))
+		}
+		if err := v.Log(e); err != nil {
+			return fmt.Errorf("log that %d records were not sent: %w", len(ids), err)
+		}
+		ids = ids[n:]
 	}
 	return nil
+}
+
+func logWithheld(v *vault.Vault, remote identity.ID, g *Grant, id record.ID, reason string) error {
+	return logUnsent(v, remote, g, []record.ID{id}, reason)
 }
 
 // recordInfo is what the per-item rule reads of a record.

@@ -56,6 +56,9 @@ func (a *app) startNode(ctx context.Context, v *vault.Vault, listen []string) (*
 			for _, id := range sv.Withdrawn {
 				a.say("did not send record %s to %s: removed or relabelled out of the grant since the request was decided", id, who)
 			}
+			if sv.Ended != "" {
+				a.say("stopped sending to %s: the grant is %s; the records not yet sent were not sent", who, sv.Ended)
+			}
 		default:
 			a.say("refused a request from %s: %s", who, sv.Reason)
 		}
