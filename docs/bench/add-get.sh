@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prints medvault add/get throughput and peak anonymous memory (RssAnon)
-# side by side with the age CLI on the same file, medians of RUNS runs, and
-# the start-up time of `medvault --help`.
+# side by side with the age CLI on the same file, medians of RUNS runs, what
+# bbolt alone takes to store as many bytes the way add does (the ceiling for
+# add), and the start-up time of `medvault --help`.
 #
 #   bash docs/bench/add-get.sh [SIZE_MIB] [RUNS]     (defaults: 1024 3)
 #
@@ -66,6 +67,18 @@ rm -f "$work/out.age"
 export PREREAD=$work/in.bin
 read -r t _ < <(measure sh -c "age -e -r $recipient -o $work/out.age $work/in.bin && sync $work/out.age")
 printf '%-28s %10s %10s\n' "age-enc+sync" "$t" "$(mbps "$t")"
+# What bbolt alone allows: the same bytes stored as add's committer stores
+# them (256 KiB values, 8 MiB transactions, fsync), from values made
+# beforehand: no reading, encryption or hashing (BenchmarkStoreFloor).
+go test -c -o "$work/vault.test" ./vault
+floor=""
+for _ in $(seq "$runs"); do
+	settle
+	floor+="$(MEDVAULT_BENCH_SIZE=$((size_mib << 20)) TMPDIR=$work "$work/vault.test" -test.run '^$' -test.bench StoreFloor -test.benchtime 1x |
+		awk '/^BenchmarkStoreFloor/ {printf "%d ", $3 / 1e6}')"
+done
+t=$(echo "$floor" | tr ' ' '\n' | grep . | median)
+printf '%-28s %10s %10s   (bbolt alone: the ceiling for add)\n' "bbolt-store" "$t" "$(mbps "$t")"
 
 # Start-up: median of 21 runs of --help, timed with bash's clock: forking
 # date around each run added ~2 ms to what was measured. Like every command
