@@ -39,9 +39,11 @@ func TestRequestPhaseDeadline(t *testing.T) {
 	life := time.Now().Add(time.Hour)
 	tc := &timedConn{Framer: frame.NewConn(a, nil), end: life}
 	start := time.Now()
-	go func() { ServeConn(patient, tc, provider.Owner().ID(), time.Now()); a.Close() }()
+	done := make(chan struct{})
+	go func() { ServeConn(patient, tc, provider.Owner().ID(), time.Now()); a.Close(); close(done) }()
 	res, err := FetchConn(provider, frame.NewConn(b, nil), g, time.Now(), nil)
 	b.Close()
+	<-done
 	if err != nil || res.Records != 1 {
 		t.Fatalf("fetch: %+v %v", res, err)
 	}

@@ -671,11 +671,15 @@ func TestFetchRateLimited(t *testing.T) {
 		a, b := net.Pipe()
 		defer a.Close()
 		defer b.Close()
+		done := make(chan struct{})
 		go func() {
 			l.ServeConn(patient, frame.NewConn(a, nil), provider.Owner().ID(), time.Now())
 			a.Close()
+			close(done)
 		}()
 		_, err := FetchConn(provider, frame.NewConn(b, nil), g, time.Now(), nil)
+		b.Close()
+		<-done // the refusal is counted after the answer
 		return err
 	}
 	for range 2 {
