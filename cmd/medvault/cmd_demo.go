@@ -214,13 +214,16 @@ func (a *app) demo(ctx context.Context, keep bool) (err error) {
 
 	a.step("The patient's audit log: every read and change, and every request, served or denied")
 	var rows []logRow
+	imports := 0
 	pv.Entries(0, func(i int64, e *ledger.Entry) error {
 		if e.Action != ledger.ActionImport {
 			rows = append(rows, logRow{i, e})
+		} else {
+			imports++
 		}
 		return nil
 	})
-	a.note("(%d import entries, one per record, not shown)", st.Added)
+	a.note("(%d import entries not shown: one per record (%d), and the import's commit)", imports, st.Added)
 	if err := a.printLog(pv, rows); err != nil {
 		return err
 	}
