@@ -433,7 +433,42 @@ func logWithheld(v *vault.Vault, remote identity.ID, g *Grant, id record.ID, rea
 
 // recordInfo is what the per-item rule reads of a record.
 func recordInfo(m *vault.Meta) *RecordInfo {
-	return &RecordInfo{ID: m.ID, Category: m.Category, Labels: m.Labels, Active: m.Active()}
+	return &RecordInfo{ID: m.ID, Category: m.Category, Labels: m.Labels, Active: m.Active(), Voided: m.Voided()}
+}
+
+// recordInfos is what the per-item rule reads of every record in ms. A FHIR
+// resource stored in several versions is Superseded in all but its latest:
+// the emergency summary must not list a problem, or a medication, that a
+// newer version resolved or stopped.
+func recordInfos(ms []*vault.Meta) []RecordInfo {
+	type series struct {
+		from         identity.ID
+		typ, id, url string
+	}
+	key := func(m *vault.Meta) (series, bool) {
+		if m.FHIR == nil {
+			return series{}, false
+		}
+		s := series{from: m.From, typ: m.FHIR.Type, id: m.FHIR.ID}
+		if s.id == "" {
+			s.url = m.FHIR.FullURL
+		}
+		return s, true
+	}
+	latest := map[series]int{}
+	for _, m := range ms {
+		if k, ok := key(m); ok {
+			latest[k] = max(latest[k], m.FHIR.Version)
+		}
+	}
+	out := make([]RecordInfo, len(ms))
+	for i, m := range ms {
+		out[i] = *recordInfo(m)
+		if k, ok := key(m); ok && m.FHIR.Version < latest[k] {
+			out[i].Superseded = true
+		}
+	}
+	return out
 }
 
 // admitState adapts the vault's admission view to the decision's State.
@@ -457,11 +492,7 @@ func admitState(v *vault.Vault, st *vault.AdmitState) State {
 		},
 		All: func() ([]RecordInfo, error) {
 			ms, err := st.Records()
-			out := make([]RecordInfo, len(ms))
-			for i, m := range ms {
-				out[i] = info(m)
-			}
-			return out, err
+			return recordInfos(ms), err
 		},
 	}
 }

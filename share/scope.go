@@ -259,6 +259,10 @@ type RecordInfo struct {
 	// Active marks a current medication or an active problem; the
 	// emergency summary includes only active ones of those two categories.
 	Active bool
+	// Voided marks a resource entered in error, refuted or not done, and
+	// Superseded one stored again in a later version: the emergency summary
+	// includes neither.
+	Voided, Superseded bool
 }
 
 // scope is the canonical, decoded form of a grant's scope and labels.
@@ -277,6 +281,9 @@ func (s *scope) namesRecord(id record.ID) bool {
 // inEmergencySummary reports whether a record belongs to the derived
 // emergency-summary scope.
 func inEmergencySummary(r *RecordInfo) bool {
+	if r.Voided || r.Superseded {
+		return false
+	}
 	switch r.Category {
 	case record.Allergies, record.Immunizations, record.AdvanceDirectives:
 		return true

@@ -303,12 +303,11 @@ func RecordInfos(v *vault.Vault) ([]RecordInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]RecordInfo, 0, len(ms))
+	own := ms[:0]
 	for _, m := range ms {
-		if !m.From.IsZero() {
-			continue
+		if m.From.IsZero() {
+			own = append(own, m)
 		}
-		out = append(out, RecordInfo{ID: m.ID, Category: m.Category, Labels: m.Labels, Active: m.Active()})
 	}
-	return out, nil
+	return recordInfos(own), nil
 }

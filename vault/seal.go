@@ -181,4 +181,10 @@ func (v *Vault) openMeta(id record.ID, sealed []byte) (*Meta, error) {
 // anything else is.
 func (m *Meta) Active() bool { return m.Status == "" || activeStatus[m.Status] }
 
+// Voided reports whether a FHIR resource's status says it never held:
+// entered in error, refuted, or (an immunization) not done.
+func (m *Meta) Voided() bool {
+	return m.Status == "entered-in-error" || m.Status == "refuted" || m.Status == "not-done"
+}
+
 var activeStatus = map[string]bool{"active": true, "recurrence": true, "relapse": true, "on-hold": true, "intended": true, "draft": true, "unknown": true}

@@ -569,8 +569,16 @@ func isBidiControl(r rune) bool {
 }
 
 // resourceStatus reads clinicalStatus (Condition, AllergyIntolerance: a
-// CodeableConcept) or else status (a code), lower-cased; "" if neither.
+// CodeableConcept) or else status (a code), lower-cased; "" if neither. A
+// verificationStatus of entered-in-error or refuted comes first: such a
+// Condition or allergy is not the patient's, whatever else it says (and
+// FHIR requires an entered-in-error Condition to have no clinicalStatus).
 func resourceStatus(v getter) string {
+	for _, c := range codings(pathOf(v, "verificationStatus", "coding"), nil) {
+		if code := strings.ToLower(c.Code); code == "entered-in-error" || code == "refuted" {
+			return code
+		}
+	}
 	if cs := codings(pathOf(v, "clinicalStatus", "coding"), nil); len(cs) > 0 {
 		return strings.ToLower(cs[0].Code)
 	}
