@@ -302,6 +302,17 @@ func (im *importer) run(r io.Reader, progress func(resources int, offset int64))
 	if progress != nil {
 		progress(st.Resources, -1)
 	}
+	// A Bundle's own meta.security (a whole file marked SUD, say) labels
+	// every resource in it, wherever in the file the meta came.
+	if ls := rd.BundleLabels(); len(ls) > 0 {
+		err := im.sc.each(scRows, nil, func(k, _ []byte) error {
+			_, err := im.addLabels(binary.BigEndian.Uint64(k), ls)
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("import %s: %w", im.name, err)
+		}
+	}
 	if err := im.propagate(); err != nil {
 		return nil, fmt.Errorf("import %s: %w", im.name, err)
 	}

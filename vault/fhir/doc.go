@@ -54,7 +54,8 @@
 //
 // CATEGORIES.md documents the category tables and the label rules; the
 // value lists behind the labels are plain text files in valuesets/, each
-// citing its sources. In short: meta.security codes are honoured, labels
+// citing its sources. In short: meta.security codes are honoured (a
+// Bundle's own apply to every entry: Reader.BundleLabels), labels
 // are also derived from clinical codes (SNOMED CT, ICD-10, ICD-9, LOINC,
 // RxNorm, CPT), and Propagate spreads labels to the resources that
 // reference a labelled one (an encounter's claim, the claim's explanation

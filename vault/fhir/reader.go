@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"github.com/medvault/medvault/vault/record"
 	"io"
 	"strings"
 	"unicode/utf8"
@@ -86,6 +87,7 @@ type Reader struct {
 	isBundle    bool
 	replay      bool
 	bundleType  json.RawMessage
+	bundleMeta  json.RawMessage // the top-level object's meta
 	pending     *Resource
 	ndjson      *lineReader
 	ndjsonIndex int
@@ -120,6 +122,16 @@ func (r *Reader) BundleType() string {
 	}
 	s, _ := jval(r.bundleType).str()
 	return s
+}
+
+// BundleLabels reports the labels that a bundle file's own meta.security
+// codes give (a Bundle marked 42CFRPart2, say): they apply to every entry.
+// It is complete once Next has returned io.EOF; nil for other files.
+func (r *Reader) BundleLabels() []record.Label {
+	if r.format != FormatBundle || r.bundleMeta == nil {
+		return nil
+	}
+	return LabelsOf(nil, codings(pathOf(jval(r.bundleMeta), "security"), nil))
 }
 
 // Count reports how many resources Next has returned.
@@ -261,7 +273,7 @@ func (r *Reader) startJSON(src io.Reader, base int64, replay bool) {
 	r.base = base
 	r.replay = replay
 	clear(r.topKeys)
-	r.sawRType, r.sawEntry, r.rtype, r.bundleType = false, false, "", nil
+	r.sawRType, r.sawEntry, r.rtype, r.bundleType, r.bundleMeta = false, false, "", nil, nil
 	r.isBundle = replay
 	r.setLimit()
 	// The first byte is known to be '{'.
@@ -349,6 +361,12 @@ func (r *Reader) walkTop() error {
 				return r.decErr(err, -1)
 			}
 			r.bundleType = raw
+		case "meta":
+			var raw json.RawMessage
+			if err := r.dec.Decode(&raw); err != nil {
+				return r.decErr(err, -1)
+			}
+			r.bundleMeta = raw
 		default:
 			if err := r.skip(); err != nil {
 				return err

@@ -1,0 +1,33 @@
+package vault
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/medvault/medvault/vault/record"
+)
+
+// A Bundle marked sensitive as a whole (Bundle.meta.security, before or
+// after its entries) labels every resource in it: a methadone prescription
+// in a 42 CFR Part 2 bundle must not reach a nurse's grant unlabelled.
+func TestBundleSecurityLabelsEntries(t *testing.T) {
+	entry := `"entry":[{"resource":{"resourceType":"MedicationRequest","id":"m1","status":"active","intent":"order","medicationCodeableConcept":{"text":"methadone hydrochloride 10 MG"}}}]`
+	meta := `"meta":{"security":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"SUD"}]}`
+	for _, file := range []string{
+		`{"resourceType":"Bundle","type":"collection",` + meta + `,` + entry + `}`,
+		`{"resourceType":"Bundle","type":"collection",` + entry + `,` + meta + `}`,
+	} {
+		v := newTestVault(t)
+		if _, err := v.Import("b.json", strings.NewReader(file), nil); err != nil {
+			t.Fatal(err)
+		}
+		ms, err := v.List(Filter{})
+		if err != nil || len(ms) != 1 {
+			t.Fatalf("%d records: %v", len(ms), err)
+		}
+		if !slices.Contains(ms[0].Labels, record.SUD) {
+			t.Errorf("labels %v, want SUD (file %s)", ms[0].Labels, file[:60])
+		}
+	}
+}
