@@ -31,3 +31,28 @@ func TestBundleSecurityLabelsEntries(t *testing.T) {
 		}
 	}
 }
+
+// Versions of a resource with the same date are listed (and exported)
+// oldest first, whatever their record IDs: a system that keeps the last
+// entry must get the latest.
+func TestVersionsListedInOrder(t *testing.T) {
+	med := func(status string) string {
+		return `{"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"MedicationRequest","id":"m1","status":"` + status +
+			`","intent":"order","authoredOn":"2024-03-01","medicationCodeableConcept":{"text":"amlodipine"}}}]}`
+	}
+	for range 8 { // record IDs are random: one order in two would pass by chance
+		v := newTestVault(t)
+		for _, s := range []string{"active", "stopped"} {
+			if _, err := v.Import("m.json", strings.NewReader(med(s)), nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ms, err := v.List(Filter{})
+		if err != nil || len(ms) != 2 {
+			t.Fatalf("%d records: %v", len(ms), err)
+		}
+		if ms[0].FHIR.Version != 1 || ms[1].FHIR.Version != 2 {
+			t.Fatalf("listed versions %d, %d; want 1, 2", ms[0].FHIR.Version, ms[1].FHIR.Version)
+		}
+	}
+}

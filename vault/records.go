@@ -1,6 +1,7 @@
 package vault
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -292,7 +293,26 @@ func (v *Vault) List(f Filter) ([]*Meta, error) {
 		})
 	})
 	slices.SortStableFunc(out, func(a, b *Meta) int {
-		return sortTime(a).Compare(sortTime(b))
+		if c := sortTime(a).Compare(sortTime(b)); c != 0 {
+			return c
+		}
+		// On the same date, FHIR resources by type and id, and versions
+		// of one resource oldest first: an export read by a system that
+		// keeps the last entry must end with the latest, not with a
+		// version chosen by record ID. (Records that are not FHIR
+		// resources come first, in record ID order.)
+		fa, fb := a.FHIR, b.FHIR
+		switch {
+		case fa == nil || fb == nil:
+			return cmp.Compare(boolInt(fa != nil), boolInt(fb != nil))
+		case fa.Type != fb.Type:
+			return strings.Compare(fa.Type, fb.Type)
+		case fa.ID != fb.ID:
+			return strings.Compare(fa.ID, fb.ID)
+		case fa.FullURL != fb.FullURL:
+			return strings.Compare(fa.FullURL, fb.FullURL)
+		}
+		return cmp.Compare(fa.Version, fb.Version)
 	})
 	return out, err
 }
@@ -487,4 +507,11 @@ func (v *Vault) SetLabels(id record.ID, add, remove []record.Label) (*Meta, erro
 		return v.ledger.checkpoint(tx)
 	})
 	return m, err
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
