@@ -56,3 +56,28 @@ func TestVersionsListedInOrder(t *testing.T) {
 		}
 	}
 }
+
+// A FHIR export holds each resource once, in its latest version: a Bundle
+// may not repeat a fullUrl without distinct meta.versionId (R4 bdl-7).
+func TestExportLatestVersionOnly(t *testing.T) {
+	v := newTestVault(t)
+	med := func(status string) string {
+		return `{"resourceType":"Bundle","type":"collection","entry":[{"fullUrl":"urn:uuid:5f0c3b6e-0000-4000-8000-000000000001","resource":{"resourceType":"MedicationRequest","id":"m1","status":"` + status +
+			`","intent":"order","authoredOn":"2024-03-01","medicationCodeableConcept":{"text":"amlodipine"}}}]}`
+	}
+	for _, s := range []string{"active", "stopped"} {
+		if _, err := v.Import("m.json", strings.NewReader(med(s)), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range []ExportFormat{ExportBundle, ExportNDJSON} {
+		var out strings.Builder
+		st, err := v.ExportFHIR(Filter{}, f, &out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Records != 1 || st.Older != 1 || strings.Count(out.String(), `"MedicationRequest"`) != 1 || !strings.Contains(out.String(), `"stopped"`) {
+			t.Errorf("%s: %+v\n%s", f, st, out.String())
+		}
+	}
+}

@@ -29,6 +29,7 @@ const (
 type ExportStats struct {
 	Records int // records written
 	Skipped int // records not written: not FHIR resources, in a FHIR format
+	Older   int // records not written: older versions of a resource (FHIR formats)
 }
 
 // logExport appends Export entries naming ids (at most ledger.MaxSubjects
@@ -49,19 +50,34 @@ func (v *Vault) logExport(ids []record.ID) error {
 // ExportFHIR writes the FHIR resources among the records matching f to w,
 // as a Bundle or NDJSON, each with its original bytes (NDJSON compacts a
 // resource that spans lines; see fhir.NDJSONWriter). Records that are not
-// FHIR resources are skipped and counted. The export is written to the
+// FHIR resources are skipped and counted, and so are older versions of a
+// resource the vault holds in a later one: a Bundle may not hold one
+// fullUrl twice without distinct meta.versionId (R4 rule bdl-7), and the
+// resources keep their original bytes. The export is written to the
 // ledger before anything is decrypted.
 func (v *Vault) ExportFHIR(f Filter, format ExportFormat, w io.Writer) (*ExportStats, error) {
 	ms, err := v.List(f)
 	if err != nil {
 		return nil, err
 	}
+	all := ms
+	if f != (Filter{}) {
+		// The latest version may be outside the filter.
+		if all, err = v.List(Filter{}); err != nil {
+			return nil, err
+		}
+	}
+	latest := latestVersions(all)
 	st := &ExportStats{}
 	var ids []record.ID
 	var sel []*Meta
 	for _, m := range ms {
 		if m.FHIR == nil {
 			st.Skipped++
+			continue
+		}
+		if m.FHIR.Version < latest[seriesOf(m)] {
+			st.Older++
 			continue
 		}
 		ids = append(ids, m.ID)
@@ -190,4 +206,30 @@ func uniqueName(name string, used map[string]bool) string {
 	}
 	used[n] = true
 	return n
+}
+
+// series names a FHIR resource across its versions: who shared it (for a
+// provider's vault), its type, and its id (or fullUrl when it has none).
+type series struct {
+	from, typ, id string
+}
+
+func seriesOf(m *Meta) series {
+	s := series{from: string(m.From[:]), typ: m.FHIR.Type, id: m.FHIR.ID}
+	if s.id == "" {
+		s.id = "url:" + m.FHIR.FullURL
+	}
+	return s
+}
+
+// latestVersions returns the highest version of each FHIR resource in ms.
+func latestVersions(ms []*Meta) map[series]int {
+	out := map[series]int{}
+	for _, m := range ms {
+		if m.FHIR != nil {
+			k := seriesOf(m)
+			out[k] = max(out[k], m.FHIR.Version)
+		}
+	}
+	return out
 }

@@ -69,11 +69,14 @@ to the ledger before anything is decrypted.`,
 				return err
 			}
 			if a.jsonOut && out != "-" {
-				return printJSON(a.stdout, map[string]any{"v": 1, "records": st.Records, "skipped": st.Skipped, "output": out})
+				return printJSON(a.stdout, map[string]any{"v": 1, "records": st.Records, "skipped": st.Skipped, "older_versions": st.Older, "output": out})
 			}
 			msg := "Exported " + count(st.Records, "record")
 			if st.Skipped > 0 {
 				msg += fmt.Sprintf("; skipped %d that are not FHIR resources (use --format files)", st.Skipped)
+			}
+			if st.Older > 0 {
+				msg += fmt.Sprintf("; left out %s of resources held in a later version (--format files keeps every version)", count(st.Older, "older version"))
 			}
 			a.say("%s.", msg)
 			return nil
