@@ -92,7 +92,7 @@ func serveWith(t *testing.T, patient, provider *vault.Vault, g *Grant, wrap func
 func TestChangedAfterDecisionWithdrawn(t *testing.T) {
 	for name, change := range map[string]func(v *vault.Vault, id record.ID) error{
 		"relabelled": func(v *vault.Vault, id record.ID) error {
-			_, err := v.SetLabels(id, []record.Label{record.MH}, nil)
+			_, _, err := v.SetLabels(id, []record.Label{record.MH}, nil)
 			return err
 		},
 		"removed": func(v *vault.Vault, id record.ID) error { return v.Remove(id) },

@@ -81,3 +81,41 @@ func TestExportLatestVersionOnly(t *testing.T) {
 		}
 	}
 }
+
+// A label set by hand on one version of a resource is set on its other
+// versions too, and taken off them all.
+func TestLabelAllVersions(t *testing.T) {
+	v := newTestVault(t)
+	cond := func(status string) string {
+		return `{"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"Condition","id":"c1","clinicalStatus":{"coding":[{"code":"` + status + `"}]},"code":{"text":"Hypertension"}}}]}`
+	}
+	for _, s := range []string{"active", "resolved"} {
+		if _, err := v.Import("c.json", strings.NewReader(cond(s)), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ms, _ := v.List(Filter{})
+	if len(ms) != 2 {
+		t.Fatalf("%d records", len(ms))
+	}
+	check := func(want bool) {
+		t.Helper()
+		ms, _ := v.List(Filter{})
+		for _, m := range ms {
+			if m.HasLabel(record.MH) != want {
+				t.Fatalf("version %d: MH %v, want %v", m.FHIR.Version, !want, want)
+			}
+		}
+	}
+	if _, others, err := v.SetLabels(ms[1].ID, []record.Label{record.MH}, nil); err != nil || others != 1 {
+		t.Fatalf("label: %d others, %v", others, err)
+	}
+	check(true)
+	if _, _, err := v.SetLabels(ms[0].ID, nil, []record.Label{record.MH}); err != nil {
+		t.Fatal(err)
+	}
+	check(false)
+	if rep, err := v.Verify(true); err != nil {
+		t.Fatalf("verify: %v %v", err, rep.Problems)
+	}
+}

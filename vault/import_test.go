@@ -224,7 +224,7 @@ func TestImportVersionKeepsLabelsAndNumbering(t *testing.T) {
 	if st.Added != 1 || len(ms) != 1 {
 		t.Fatal("v1 not imported")
 	}
-	if _, err := v.SetLabels(ms[0].ID, []record.Label{record.MH}, nil); err != nil {
+	if _, _, err := v.SetLabels(ms[0].ID, []record.Label{record.MH}, nil); err != nil {
 		t.Fatal(err)
 	}
 	v.Import("b.json", strings.NewReader(bundleV2), nil)

@@ -14,6 +14,7 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/medvault/medvault/ledger"
+	"github.com/medvault/medvault/vault/fhir"
 	"github.com/medvault/medvault/vault/record"
 )
 
@@ -489,24 +490,66 @@ func (v *Vault) shred() error {
 	return fmt.Errorf("deleted, but removing the old bytes from the vault file failed (it is retried each time the vault is opened): %w", err)
 }
 
-// SetLabels adds and removes sensitivity labels by hand; the change is a
-// ledger entry.
-func (v *Vault) SetLabels(id record.ID, add, remove []record.Label) (*Meta, error) {
+// SetLabels adds and removes sensitivity labels by hand, on the record and
+// on every other version the vault holds of the same FHIR resource (a
+// diagnosis labelled MH in its second version is as sensitive in its
+// first); each change is a ledger entry. It returns the record's new
+// metadata and how many other versions changed.
+func (v *Vault) SetLabels(id record.ID, add, remove []record.Label) (*Meta, int, error) {
 	var m *Meta
+	others := 0
 	err := v.update(func(tx *bbolt.Tx) error {
+		others = 0
 		var err error
 		if m, err = v.meta1(tx, id); err != nil {
 			return err
 		}
-		ls := append(slices.Clone(m.Labels), add...)
-		ls = slices.DeleteFunc(ls, func(l record.Label) bool { return slices.Contains(remove, l) })
-		m.Labels = normLabels(ls)
-		if err := v.putMeta(tx, m, ledger.ActionLabel); err != nil {
+		relabel := func(m *Meta) (bool, error) {
+			ls := append(slices.Clone(m.Labels), add...)
+			ls = normLabels(slices.DeleteFunc(ls, func(l record.Label) bool { return slices.Contains(remove, l) }))
+			if slices.Equal(ls, m.Labels) && m.ID != id {
+				return false, nil
+			}
+			m.Labels = ls
+			return true, v.putMeta(tx, m, ledger.ActionLabel)
+		}
+		if _, err := relabel(m); err != nil {
 			return err
+		}
+		for _, oid := range v.otherVersions(tx, m) {
+			om, err := v.meta1(tx, oid)
+			if err != nil {
+				return err
+			}
+			changed, err := relabel(om)
+			if err != nil {
+				return err
+			}
+			if changed {
+				others++
+			}
 		}
 		return v.ledger.checkpoint(tx)
 	})
-	return m, err
+	return m, others, err
+}
+
+// otherVersions returns the IDs of the other stored versions of the FHIR
+// resource m is (none for a record that is not one, or was received).
+func (v *Vault) otherVersions(tx *bbolt.Tx, m *Meta) []record.ID {
+	if m.FHIR == nil || !m.From.IsZero() {
+		return nil
+	}
+	val := tx.Bucket(bucketIndex).Get(v.fhirKey(&fhir.Resource{Type: m.FHIR.Type, ID: m.FHIR.ID, FullURL: m.FHIR.FullURL}))
+	recs := tx.Bucket(bucketRecords)
+	var out []record.ID
+	for i := 0; i+indexEntry <= len(val); i += indexEntry {
+		id := record.ID(val[i : i+16])
+		if id != m.ID && recs.Get(id[:]) != nil && !v.hidden(tx, id) {
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 func boolInt(b bool) int {

@@ -635,7 +635,8 @@ func newLabelCommand(a *app) *cobra.Command {
 		Long: `Correct a record's sensitivity labels: +L adds label L, -L removes it.
 Labels: MH (mental health), SUD (substance use), SEX (reproductive health),
 HIV, STD, GDIS (genetics), SDV (violence). A grant never includes a labelled
-record unless it names the label. The change is a ledger entry.`,
+record unless it names the label. For a FHIR resource imported in several
+versions, the change applies to every version. Each change is a ledger entry.`,
 		Example: `  medvault label 3f9a2c +MH
   medvault label 3f9a2c -SUD +MH
   medvault --passphrase-file pass.txt label 3f9a2c -SUD   (flags go before the ID)`,
@@ -676,9 +677,12 @@ record unless it names the label. The change is a ledger entry.`,
 			if err != nil {
 				return err
 			}
-			m, err := v.SetLabels(id, add, rm)
+			m, others, err := v.SetLabels(id, add, rm)
 			if err != nil {
 				return err
+			}
+			if others > 0 {
+				a.say("Also changed on %s of this resource.", count(others, "other version"))
 			}
 			if a.jsonOut {
 				return printJSON(a.stdout, struct {
