@@ -95,6 +95,25 @@ var observationCategories = map[string]record.Category{
 	"exam":           record.Notes,
 }
 
+// vitalSignCodes are the LOINC codes of the FHIR R4 vital signs profiles.
+var vitalSignCodes = map[string]bool{
+	"85353-1": true, // vital signs panel
+	"9279-1":  true, // respiratory rate
+	"8867-4":  true, // heart rate
+	"2708-6":  true, // oxygen saturation
+	"59408-5": true, // oxygen saturation by pulse oximetry
+	"8310-5":  true, // body temperature
+	"8302-2":  true, // body height
+	"8306-3":  true, // body height, lying
+	"9843-4":  true, // head circumference
+	"8287-5":  true, // head circumference by tape
+	"29463-7": true, // body weight
+	"39156-5": true, // body mass index
+	"85354-9": true, // blood pressure panel
+	"8480-6":  true, // systolic blood pressure
+	"8462-4":  true, // diastolic blood pressure
+}
+
 // reportCategories maps DiagnosticReport category codes: HL7 v2 table 0074
 // (diagnostic service section) and the LOINC groups US Core uses for
 // report notes.
@@ -139,6 +158,19 @@ func CategoryOf(typ string, categories, codes []Coding) record.Category {
 		for _, c := range categories {
 			if cat, ok := observationCategories[strings.TrimSpace(c.Code)]; ok {
 				return cat
+			}
+		}
+		// No category (it is optional): a LOINC-coded result is a vital
+		// sign if its code is one of the FHIR vital signs (whose profile
+		// requires the category anyway), else a lab result. Left in other,
+		// the results of a lab report were out of every lab grant while
+		// the report was in.
+		for _, c := range codes {
+			if c.System == sysLOINC {
+				if vitalSignCodes[strings.TrimSpace(c.Code)] {
+					return record.Vitals
+				}
+				return record.Labs
 			}
 		}
 		return record.Other

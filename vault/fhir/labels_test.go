@@ -329,6 +329,11 @@ func TestCategoryOf(t *testing.T) {
 		{"Observation", oc("survey"), nil, record.SocialHistory},
 		{"Observation", append(oc("unknown"), oc("imaging")...), nil, record.Imaging},
 		{"Observation", nil, nil, record.Other},
+		// No category: a LOINC result is a lab, unless it is a vital sign.
+		{"Observation", nil, []Coding{{System: "http://loinc.org", Code: "2093-3"}}, record.Labs},
+		{"Observation", nil, []Coding{{System: "http://loinc.org", Code: "8867-4"}}, record.Vitals},
+		{"Observation", oc("social-history"), []Coding{{System: "http://loinc.org", Code: "2093-3"}}, record.SocialHistory},
+		{"Observation", nil, []Coding{{System: "http://snomed.info/sct", Code: "1234"}}, record.Other},
 		{"DiagnosticReport", []Coding{{Code: "LAB"}}, nil, record.Labs},
 		{"DiagnosticReport", []Coding{{Code: "RAD"}}, nil, record.Imaging},
 		{"DiagnosticReport", []Coding{{Code: "LP29684-5"}}, nil, record.Imaging},
