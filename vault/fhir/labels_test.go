@@ -94,14 +94,17 @@ func TestCodeLabels(t *testing.T) {
 		want         []record.Label
 	}{
 		// the sensitive conditions of the Synthea sample patients
-		{sct, "370143000", L(record.MH)},  // major depressive disorder
-		{sct, "36923009", L(record.MH)},   // major depression, single episode
-		{sct, "47505003", L(record.MH)},   // PTSD
-		{sct, "5602001", L(record.SUD)},   // opioid abuse
-		{sct, "72892002", L(record.SEX)},  // normal pregnancy
-		{sct, "19169002", L(record.SEX)},  // miscarriage in first trimester
-		{sct, "714812005", L(record.SEX)}, // induced termination of pregnancy
-		{rx, "748962", L(record.SEX)},     // Camila (contraceptive)
+		{sct, "370143000", L(record.MH)},   // major depressive disorder
+		{sct, "36923009", L(record.MH)},    // major depression, single episode
+		{sct, "47505003", L(record.MH)},    // PTSD
+		{sct, "5602001", L(record.SUD)},    // opioid abuse
+		{sct, "313071005", L(record.SUD)},  // counseling for substance abuse (a care plan's activity)
+		{loinc, "69548-6", L(record.GDIS)}, // genetic variant assessment
+		{loinc, "21636-6", L(record.GDIS)}, // BRCA1 gene mutations found
+		{sct, "72892002", L(record.SEX)},   // normal pregnancy
+		{sct, "19169002", L(record.SEX)},   // miscarriage in first trimester
+		{sct, "714812005", L(record.SEX)},  // induced termination of pregnancy
+		{rx, "748962", L(record.SEX)},      // Camila (contraceptive)
 		// ordinary ones stay unlabelled
 		{sct, "38341003", nil},        // hypertension
 		{sct, "59621000", nil},        // essential hypertension
