@@ -133,6 +133,10 @@ func (a *app) passphrase(prompt string, confirm bool) ([]byte, error) {
 		}
 		defer f.Close()
 		return readPassphrase(f)
+	case a.passphraseFD == 1 || a.passphraseFD == 2:
+		// Reading them, and closing them after, sent the command's own
+		// output into the next file opened (the vault's lock file).
+		return nil, usagef("--passphrase-fd %d is standard output or error, not an input; use 0, or a descriptor of 3 or more", a.passphraseFD)
 	case a.passphraseFD >= 0:
 		// Standard input stays the command's: a second *os.File on fd 0
 		// would close it when collected.

@@ -179,6 +179,15 @@ func (a *app) forward(args []string) (code int, ok bool) {
 	if !req.StdinTTY {
 		in = a.stdin
 	}
+	if passFD(args) == "0" && a.getenv("MEDVAULT_PASSPHRASE_FILE") == "" && !hasFlag(args, "--passphrase-file") &&
+		control.Running(filepath.Join(dir, nodeSocket)) {
+		// The node needs no passphrase, but the first line of standard
+		// input is one: read it here, or it would become the start of
+		// what 'add -' stores.
+		if pass, err := readPassphrase(oneByte{a.stdin}); err == nil {
+			clear(pass)
+		}
+	}
 	code, err = control.Call(filepath.Join(dir, nodeSocket), req, in, a.stdout, a.stderr)
 	if errors.Is(err, control.ErrNoNode) {
 		return 0, false
@@ -290,4 +299,35 @@ func exactArgs(n int) cobra.PositionalArgs {
 		}
 		return nil
 	}
+}
+
+// passFD returns the value given to --passphrase-fd in args (before any
+// "--"), or "".
+func passFD(args []string) string {
+	v := ""
+	for i, s := range args {
+		switch {
+		case s == "--":
+			return v
+		case s == "--passphrase-fd" && i+1 < len(args):
+			v = args[i+1]
+		case strings.HasPrefix(s, "--passphrase-fd="):
+			v = strings.TrimPrefix(s, "--passphrase-fd=")
+		}
+	}
+	return v
+}
+
+// hasFlag reports whether args (before any "--") give the flag, alone or
+// as --flag=value.
+func hasFlag(args []string, flag string) bool {
+	for _, s := range args {
+		if s == "--" {
+			return false
+		}
+		if s == flag || strings.HasPrefix(s, flag+"=") {
+			return true
+		}
+	}
+	return false
 }
