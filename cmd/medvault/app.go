@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 
 	"golang.org/x/term"
 
@@ -241,6 +242,9 @@ func (a *app) unlock() (*identity.Identity, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
+	if err := checkDataDir(dir); err != nil {
+		return nil, "", err
+	}
 	if a.id != nil {
 		return a.id, dir, nil
 	}
@@ -291,4 +295,43 @@ func (a *app) workFactor() int {
 		}
 	}
 	return identity.DefaultWorkFactor
+}
+
+// checkDataDir refuses a data directory that another local user could
+// change: one owned by someone else, writable by group or others, or
+// reached through a symbolic link someone else owns. There another user
+// could replace node.sock, and receive every command, its files and its
+// standard input, or swap the vault. A directory that does not exist yet
+// passes (init creates it 0700).
+func checkDataDir(dir string) error {
+	uid := os.Getuid()
+	owner := func(fi os.FileInfo) int {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			return int(st.Uid)
+		}
+		return uid
+	}
+	li, err := os.Lstat(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	fix := "chmod 700 " + dir + ", or set MEDVAULT_HOME to a directory only you can change"
+	if li.Mode()&os.ModeSymlink != 0 {
+		if o := owner(li); o != uid && o != 0 {
+			return withHint(fmt.Errorf("the data directory %s is a symbolic link owned by another user (uid %d)", dir, o), fix)
+		}
+		if li, err = os.Stat(dir); err != nil {
+			return err
+		}
+	}
+	if o := owner(li); o != uid {
+		return withHint(fmt.Errorf("the data directory %s belongs to another user (uid %d)", dir, o), fix)
+	}
+	if li.Mode().Perm()&0o022 != 0 {
+		return withHint(fmt.Errorf("the data directory %s is writable by other users (mode %04o)", dir, li.Mode().Perm()), fix)
+	}
+	return nil
 }

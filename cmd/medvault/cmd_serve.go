@@ -155,8 +155,17 @@ func (a *app) runInNode(v *vault.Vault, req *control.Request, stdin io.Reader, s
 			return ""
 		case "MEDVAULT_HOME":
 			return v.Dir()
+		case "MEDVAULT_MAX_GRANT_LIFETIME":
+			// The client's: the node's own environment is not the
+			// caller's.
+			return req.MaxGrantLifetime
 		}
 		return a.getenv(k)
+	}
+	if !filepath.IsAbs(req.Dir) {
+		// Relative paths would resolve against the node's directory.
+		fmt.Fprintln(stderr, "medvault: error: the command's working directory is unknown (removed?); run it from an existing directory")
+		return exitUsage
 	}
 	sub := &app{stdin: stdin, stdout: stdout, stderr: stderr, getenv: env,
 		id: v.Owner(), vault: v, cwd: req.Dir, remote: req, node: a.node, nodeAddrs: a.nodeAddrs}

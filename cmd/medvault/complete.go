@@ -190,7 +190,11 @@ func (a *app) askNode(v any, args ...string) bool {
 	if !control.Running(sock) {
 		return false
 	}
+	if checkDataDir(dir) != nil {
+		return false
+	}
 	var out bytes.Buffer
-	code, err := control.Call(sock, control.Request{Args: args, NoColor: true}, nil, &out, io.Discard)
+	// Listing reads no path: any absolute directory will do.
+	code, err := control.Call(sock, control.Request{Args: args, Dir: "/", NoColor: true}, nil, &out, io.Discard)
 	return err == nil && code == 0 && json.Unmarshal(out.Bytes(), v) == nil
 }

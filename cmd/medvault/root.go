@@ -157,12 +157,18 @@ func (a *app) forward(args []string) (code int, ok bool) {
 		}
 	}
 	dir, err := a.dataDir()
-	if err != nil {
+	if err != nil || checkDataDir(dir) != nil {
+		// Run here, where the same check reports it.
 		return 0, false
 	}
-	cwd, _ := os.Getwd()
+	cwd, err := os.Getwd()
+	if err != nil {
+		// The node would resolve relative paths against its own
+		// directory: run here, where they fail as they should.
+		return 0, false
+	}
 	req := control.Request{Args: args, Dir: cwd, StdinTTY: a.isTTY(a.stdin), StdoutTTY: a.stdoutTTY(),
-		NoColor: a.getenv("NO_COLOR") != ""}
+		NoColor: a.getenv("NO_COLOR") != "", MaxGrantLifetime: a.getenv("MEDVAULT_MAX_GRANT_LIFETIME")}
 	if cmd.Name() == "rm" && req.StdinTTY && control.Running(filepath.Join(dir, nodeSocket)) {
 		// The node cannot read this terminal: ask here, and send the
 		// answer as --yes.
@@ -191,6 +197,10 @@ func (a *app) forward(args []string) (code int, ok bool) {
 	code, err = control.Call(filepath.Join(dir, nodeSocket), req, in, a.stdout, a.stderr)
 	if errors.Is(err, control.ErrNoNode) {
 		return 0, false
+	}
+	if errors.Is(err, control.ErrForeignNode) {
+		printError(a.stderr, withHint(err, "another user's process listens in "+dir+": nothing was sent to it; check who can write there (chmod 700 "+dir+")"))
+		return exitFailure, true
 	}
 	if errors.Is(err, control.ErrNodeStuck) {
 		// The node holds the vault: opening it here would only wait

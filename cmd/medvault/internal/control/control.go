@@ -20,6 +20,10 @@ const MaxFrame = 1 << 20
 // ErrNoNode means no node is listening on the socket.
 var ErrNoNode = errors.New("no medvault node is running")
 
+// ErrForeignNode means the process listening on the socket belongs to
+// another user: nothing is sent to it.
+var ErrForeignNode = errors.New("the node socket is served by another user")
+
 // ErrNodeStuck means a node holds the socket but does not answer: stopped
 // (SIGSTOP), wedged, or a build that speaks another version.
 var ErrNodeStuck = errors.New("the medvault node is not answering")
@@ -51,6 +55,9 @@ type Request struct {
 	StdinTTY  bool     `json:"stdin_tty"`
 	StdoutTTY bool     `json:"stdout_tty"`
 	NoColor   bool     `json:"no_color"`
+	// MaxGrantLifetime is the client's MEDVAULT_MAX_GRANT_LIFETIME: a
+	// script's own limit applies to what it asks the node to grant.
+	MaxGrantLifetime string `json:"max_grant_lifetime,omitempty"`
 }
 
 const (
@@ -141,6 +148,11 @@ func Call(sock string, req Request, stdin io.Reader, stdout, stderr io.Writer) (
 		return 0, ErrNoNode
 	}
 	defer conn.Close()
+	if !sameUser(conn) {
+		// Not our node: whoever listens there would get the command,
+		// its files and its standard input.
+		return 0, fmt.Errorf("%w: %s", ErrForeignNode, sock)
+	}
 	req.V = Version
 	hello, err := json.Marshal(req)
 	if err != nil {
