@@ -1,6 +1,7 @@
 package vault
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -18,8 +19,15 @@ import (
 // physical disk: a journaling or copy-on-write file system, or an SSD's
 // flash translation layer, may keep old blocks until they are reused. Full
 // disk encryption covers that residue.
-func (v *Vault) compact() error {
-	v.mu.Lock()
+func (v *Vault) compact() error { return v.compactWithin(compactWait) }
+
+func (v *Vault) compactWithin(wait time.Duration) error {
+	// Waiting on Lock would also stop every new reader behind it: one
+	// paused reader ('get | less' in the node) then froze the node. Try
+	// for a while instead, and leave it owed (ErrCompactDeferred).
+	if !v.lockWithin(wait) {
+		return ErrCompactDeferred
+	}
 	defer v.mu.Unlock()
 	path := filepath.Join(v.dir, DBFile)
 	tmp := path + ".compact"
@@ -54,6 +62,39 @@ func (v *Vault) compact() error {
 }
 
 func (v *Vault) lockTimeout() time.Duration { return time.Second }
+
+// compactWait is how long compaction waits for readers to finish.
+var compactWait = 3 * time.Second
+
+// ErrCompactDeferred means compaction after a delete found the vault being
+// read (a paused 'get | less' in the node, a provider's fetch) and was left
+// for later: the delete stands, the old bytes stay in the file's free
+// pages until CompactIfOwed runs (the node tries after every command) or
+// the vault is next opened.
+var ErrCompactDeferred = errors.New("the vault is being read; the old bytes are removed from the file once it is not")
+
+// lockWithin takes the exclusive lock if it can within d, without making
+// new readers wait meanwhile.
+func (v *Vault) lockWithin(d time.Duration) bool {
+	for deadline := time.Now().Add(d); ; time.Sleep(5 * time.Millisecond) {
+		if v.mu.TryLock() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+}
+
+// CompactIfOwed compacts the file if a delete left that owed, waiting at
+// most wait for readers to finish; ErrCompactDeferred if they did not.
+func (v *Vault) CompactIfOwed(wait time.Duration) error {
+	var owed bool
+	if err := v.view(func(tx *bbolt.Tx) error { owed = tx.Bucket(bucketMeta).Get(keyCompactOwed) != nil; return nil }); err != nil || !owed {
+		return err
+	}
+	return v.shredWithin(wait)
+}
 
 // syncDir makes a rename in dir durable.
 func syncDir(dir string) {

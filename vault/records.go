@@ -482,10 +482,15 @@ func (v *Vault) Remove(id record.ID) error {
 // shred compacts the file after a delete, then clears the compact-owed mark
 // the delete set. If compaction fails (a full disk, say), the delete stands
 // and the mark stays: every later Open retries it.
-func (v *Vault) shred() error {
-	err := v.compact()
-	if err == nil {
+func (v *Vault) shred() error { return v.shredWithin(compactWait) }
+
+func (v *Vault) shredWithin(wait time.Duration) error {
+	err := v.compactWithin(wait)
+	switch {
+	case err == nil:
 		return v.update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketMeta).Delete(keyCompactOwed) })
+	case errors.Is(err, ErrCompactDeferred):
+		return err
 	}
 	return fmt.Errorf("deleted, but removing the old bytes from the vault file failed (it is retried each time the vault is opened): %w", err)
 }

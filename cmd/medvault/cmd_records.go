@@ -595,13 +595,18 @@ On a terminal, rm asks for confirmation; without one, give --yes.`,
 					return errCancelled
 				}
 			}
-			if err := v.Remove(id); err != nil {
+			err = v.Remove(id)
+			deferred := errors.Is(err, vault.ErrCompactDeferred)
+			if err != nil && !deferred {
 				return err
 			}
 			if a.jsonOut {
-				return printJSON(a.stdout, map[string]any{"v": 1, "id": m.ID.String(), "deleted": true})
+				return printJSON(a.stdout, map[string]any{"v": 1, "id": m.ID.String(), "deleted": true, "compaction_deferred": deferred})
 			}
 			a.say("Deleted %s.", m.ID.String()[:12])
+			if deferred {
+				a.say("medvault: note: another command is reading the vault, so its old bytes leave the vault file when it is done")
+			}
 			return nil
 		},
 	}

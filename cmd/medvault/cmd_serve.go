@@ -175,5 +175,9 @@ func (a *app) runInNode(v *vault.Vault, req *control.Request, stdin io.Reader, s
 			code = exitFailure
 		}
 	}()
-	return execute(sub, req.Args)
+	code = execute(sub, req.Args)
+	// A delete whose compaction found the vault being read left it owed:
+	// done now if nothing reads (never waiting: the caller is waiting).
+	v.CompactIfOwed(0)
+	return code
 }
