@@ -449,6 +449,9 @@ func writeNewFile(path string, fill func(io.Writer) error) error {
 	if _, err := os.Lstat(path); err == nil {
 		return withHint(usagef("%s already exists", path), "medvault never overwrites a file; choose another name")
 	}
+	if done, err := writeUnnamed(path, fill); done {
+		return err
+	}
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".medvault-*")
 	if err != nil {
 		// Name the file asked for, not the temporary one.
