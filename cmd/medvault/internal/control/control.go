@@ -270,6 +270,10 @@ func Listen(sock string) (net.Listener, error) {
 // Serve accepts connections on ln until it is closed, running each request
 // with h. Only processes of the same user are served.
 func Serve(ln net.Listener, h Handler) error {
+	// Connections that have not yet sent their request each hold a buffer
+	// of up to MaxFrame: at most maxHellos of them at once, or a thousand
+	// idle connections held a gigabyte.
+	hellos := make(chan struct{}, maxHellos)
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
@@ -278,9 +282,17 @@ func Serve(ln net.Listener, h Handler) error {
 			}
 			return err
 		}
-		go serveConn(conn, h)
+		select {
+		case hellos <- struct{}{}:
+			go serveConn(conn, h, func() { <-hellos })
+		default:
+			conn.Close()
+		}
 	}
 }
+
+// maxHellos is how many connections may be reading their request at once.
+const maxHellos = 16
 
 func sameUser(conn net.Conn) bool {
 	uc, ok := conn.(*net.UnixConn)
@@ -298,13 +310,15 @@ func sameUser(conn net.Conn) bool {
 	return err == nil && cred != nil && int(cred.Uid) == os.Getuid()
 }
 
-func serveConn(conn net.Conn, h Handler) {
+func serveConn(conn net.Conn, h Handler, helloRead func()) {
 	defer conn.Close()
 	if !sameUser(conn) {
+		helloRead()
 		return
 	}
 	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	typ, p, err := readFrame(conn, nil)
+	helloRead()
 	if err != nil || typ != frameHello {
 		return
 	}

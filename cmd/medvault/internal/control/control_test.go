@@ -248,3 +248,36 @@ func TestSlowStdoutIsNotSilence(t *testing.T) {
 		t.Fatalf("code %d, %v", code, err)
 	}
 }
+
+// Connections that have not sent their request are bounded: past
+// maxHellos the node closes new ones at once, and serves again once they
+// are gone.
+func TestIdleConnectionsBounded(t *testing.T) {
+	sock, ln := listenTemp(t)
+	go Serve(ln, func(req *Request, stdin io.Reader, stdout, stderr io.Writer) int { return 7 })
+	var idle []net.Conn
+	for range maxHellos {
+		c, err := net.Dial("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		idle = append(idle, c)
+	}
+	time.Sleep(50 * time.Millisecond) // let the node take them
+	extra, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	extra.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := extra.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("a connection past the bound: %v, want closed at once (EOF)", err)
+	}
+	extra.Close()
+	for _, c := range idle {
+		c.Close()
+	}
+	time.Sleep(50 * time.Millisecond)
+	if code, err := Call(sock, Request{Args: []string{"x"}, Dir: "/"}, nil, io.Discard, io.Discard); err != nil || code != 7 {
+		t.Fatalf("after the idle ones left: %d, %v", code, err)
+	}
+}
