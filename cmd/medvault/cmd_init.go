@@ -67,6 +67,10 @@ empty vault beside it. Refuses to overwrite an existing identity.`,
 			if err := os.Chmod(dir, 0o700); err != nil {
 				return fmt.Errorf("data directory: %w", err)
 			}
+			if wf := a.workFactor(); wf < identity.DefaultWorkFactor {
+				fmt.Fprintf(a.stderr, "medvault: warning: %s=%d: this identity's passphrase is %d times cheaper to guess than the default; for tests only\n",
+					insecureWorkFactorEnv, wf, 1<<(identity.DefaultWorkFactor-wf))
+			}
 			if err := id.Save(idPath, pass, a.workFactor()); err != nil {
 				if errors.Is(err, identity.ErrExists) {
 					return withHint(err, "another 'medvault init' ran at the same time")
