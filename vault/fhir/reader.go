@@ -697,6 +697,11 @@ func (r *Reader) decErr(err error, idx int) error {
 		return r.perr(idx, 0, off, ErrTruncated)
 	case errors.As(err, &se):
 		off = r.base + se.Offset
+		if strings.Contains(se.Error(), "exceeded max depth") {
+			// encoding/json's own bound (10,000 levels), met before ours
+			// while a bundle streams.
+			return r.perr(idx, r.lineAt(off), off, ErrTooDeep)
+		}
 		return r.perr(idx, r.lineAt(off), off, ErrNotJSON)
 	case errors.As(err, &te):
 		return r.perr(idx, 0, off, ErrNotFHIR)

@@ -339,6 +339,7 @@ func TestLimits(t *testing.T) {
 		{"count bundle", string(bigBundle(11)), Limits{MaxResources: 10}, ErrTooMany},
 		{"count ndjson", strings.Repeat("{\"resourceType\":\"Patient\",\"id\":\"a\"}\n", 11), Limits{MaxResources: 10}, ErrTooMany},
 		{"deep", `{"resourceType":"Patient","id":"a","x":` + strings.Repeat("[", 300) + strings.Repeat("]", 300) + `}`, Limits{}, ErrTooDeep},
+		{"deeper than encoding/json allows", `{"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"Patient","id":"a","x":` + strings.Repeat("[", 10001) + strings.Repeat("]", 10001) + `}}]}`, Limits{}, ErrTooDeep},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
