@@ -52,6 +52,7 @@ const (
 	ActionReceive Action = 11 // a provider stored records shared with them
 	ActionDeny    Action = 12 // a request was refused before its action was known
 	ActionUnlock  Action = 13 // the identity was unlocked (passphrase accepted)
+	ActionContact Action = 14 // a contact was pinned, re-pinned or removed
 )
 
 var actionNames = [...]string{
@@ -68,6 +69,7 @@ var actionNames = [...]string{
 	ActionReceive: "receive",
 	ActionDeny:    "deny",
 	ActionUnlock:  "unlock",
+	ActionContact: "contact",
 }
 
 // Valid reports whether a is one of the defined actions.

@@ -57,17 +57,27 @@ func SaveContact(v *vault.Vault, alias Alias, c *Card, replace bool) (PinResult,
 		return res, fmt.Errorf("add contact %s: %w: contact %q shows the same name with another key", alias, ErrKeyChanged, res.SameName[0])
 	}
 	if res.Action != PinUnchanged {
-		if err := v.PutObject(vault.KindContact, string(alias), c.Bytes(), nil); err != nil {
+		// A ledger entry commits to the pin: a pin deleted or changed
+		// outside medvault (which would let another key take the alias
+		// without the key-change warning) is then found by verify.
+		ev := &vault.Event{Action: ledger.ActionContact, Subjects: [][]byte{c.ID().Bytes()}}
+		if err := v.PutObject(vault.KindContact, string(alias), c.Bytes(), ev); err != nil {
 			return res, err
 		}
 	}
 	return res, nil
 }
 
-// RemoveContact deletes a contact; it returns vault.ErrNotFound if there is
-// none by that alias.
+// RemoveContact deletes a contact, with a ledger entry; it returns
+// vault.ErrNotFound if there is none by that alias.
 func RemoveContact(v *vault.Vault, alias Alias) error {
-	return v.DeleteObject(vault.KindContact, string(alias), nil)
+	ev := &vault.Event{Action: ledger.ActionContact, Reason: vault.ContactRemoved}
+	if b, err := LoadBook(v); err == nil {
+		if c, ok := b.Get(alias); ok {
+			ev.Subjects = [][]byte{c.ID().Bytes()}
+		}
+	}
+	return v.DeleteObject(vault.KindContact, string(alias), ev)
 }
 
 // ResolveContact finds a contact by alias, or by ID text among contacts.

@@ -105,6 +105,9 @@ func (v *Vault) PutObject(kind Kind, key string, value []byte, ev *Event) error 
 		if ev != nil {
 			e := *ev
 			e.commit = objectCommit(kind, key, value)
+			if kind == KindContact {
+				e.Grant = bkey // the alias, as a keyed tag (see verify)
+			}
 			ev = &e
 		}
 		return v.logEvent(tx, ev)
@@ -180,6 +183,11 @@ func (v *Vault) DeleteObject(kind Kind, key string, ev *Event) error {
 		}
 		if err := b.Delete(bkey); err != nil {
 			return err
+		}
+		if ev != nil && kind == KindContact {
+			e := *ev
+			e.Grant = bkey
+			ev = &e
 		}
 		return v.logEvent(tx, ev)
 	})

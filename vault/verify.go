@@ -110,9 +110,10 @@ func (v *Vault) Verify(full bool) (*VerifyReport, error) {
 }
 
 type lastEntry struct {
-	index  int64
-	action ledger.Action
-	commit ledger.Hash
+	index   int64
+	action  ledger.Action
+	commit  ledger.Hash
+	removed bool // a contact entry that removed the contact
 }
 
 func (v *Vault) verifyRecords(tx *bbolt.Tx, lr *ledger.Report, full bool, rep *VerifyReport) {
@@ -123,7 +124,7 @@ func (v *Vault) verifyRecords(tx *bbolt.Tx, lr *ledger.Report, full bool, rep *V
 	last := map[record.ID]lastEntry{}
 	// One pass over the entries serves both the records and the grants
 	// and revocations: each pass decrypts the whole range.
-	objects := map[Kind]map[string]lastEntry{KindGrant: {}, KindRevoked: {}}
+	objects := map[Kind]map[string]lastEntry{KindGrant: {}, KindRevoked: {}, KindContact: {}}
 	imports := map[ledger.Hash]int64{} // import commits (see importCommit)
 	err := v.ledger.log.Scan(tx, from, func(i int64, e *ledger.Entry) error {
 		if e.Action == ledger.ActionImport && len(e.Subjects) == 0 && e.Commit != (ledger.Hash{}) {
@@ -133,8 +134,13 @@ func (v *Vault) verifyRecords(tx *bbolt.Tx, lr *ledger.Report, full bool, rep *V
 		case ledger.ActionAdd, ledger.ActionImport, ledger.ActionLabel, ledger.ActionRemove, ledger.ActionReceive:
 			for _, s := range e.Subjects {
 				if len(s) == 16 {
-					last[record.ID(s)] = lastEntry{i, e.Action, e.Commit}
+					last[record.ID(s)] = lastEntry{index: i, action: e.Action, commit: e.Commit}
 				}
+			}
+		case ledger.ActionContact:
+			// Keyed by the contact's bucket key (a keyed tag of its alias).
+			if len(e.Grant) == 32 {
+				objects[KindContact][hex.EncodeToString(e.Grant)] = lastEntry{index: i, action: e.Action, commit: e.Commit, removed: e.Reason == ContactRemoved}
 			}
 		case ledger.ActionGrant, ledger.ActionRevoke:
 			if len(e.Grant) == 32 && e.Commit != (ledger.Hash{}) {
@@ -142,7 +148,7 @@ func (v *Vault) verifyRecords(tx *bbolt.Tx, lr *ledger.Report, full bool, rep *V
 				if e.Action == ledger.ActionRevoke {
 					kind = KindRevoked
 				}
-				objects[kind][hex.EncodeToString(e.Grant)] = lastEntry{i, e.Action, e.Commit}
+				objects[kind][hex.EncodeToString(e.Grant)] = lastEntry{index: i, action: e.Action, commit: e.Commit}
 			}
 		}
 		return nil
@@ -343,7 +349,8 @@ func (v *Vault) checkIndex(tx *bbolt.Tx, want map[string][]byte, rep *VerifyRepo
 // refuse more.
 func (v *Vault) checkObjects(tx *bbolt.Tx, want map[Kind]map[string]lastEntry, complete bool, rep *VerifyReport) {
 	for kind, entries := range want {
-		stored := map[string][]byte{}
+		stored := map[string]ledger.Hash{} // commitments of the stored objects
+		name := map[string]string{}        // what a report calls them
 		b, _ := objectBucket(tx, kind)
 		if b != nil {
 			b.ForEach(func(k, sealed []byte) error {
@@ -352,17 +359,31 @@ func (v *Vault) checkObjects(tx *bbolt.Tx, want map[Kind]map[string]lastEntry, c
 					rep.Problems = append(rep.Problems, Problem{What: "vault", Detail: fmt.Sprintf("a stored %s does not authenticate", kindNoun(kind))})
 					return nil
 				}
-				stored[o.Key] = o.Value
+				key := o.Key
+				if kind == KindContact {
+					key = hex.EncodeToString(k) // as the ledger names it
+				}
+				stored[key], name[key] = objectCommit(kind, o.Key, o.Value), o.Key
 				return nil
 			})
 		}
 		for key, le := range entries {
-			val, ok := stored[key]
+			c, ok := stored[key]
+			what := kindNoun(kind) + " " + key[:12]
+			if kind == KindContact {
+				what = "a contact"
+				if n, ok := name[key]; ok {
+					what = "contact " + n
+				}
+			}
 			switch {
+			case le.removed && ok:
+				rep.Problems = append(rep.Problems, Problem{What: "vault", Detail: fmt.Sprintf("%s removed by ledger entry %d is stored (put back outside medvault)", what, le.index)})
+			case le.removed:
 			case !ok:
-				rep.Problems = append(rep.Problems, Problem{What: "vault", Detail: fmt.Sprintf("%s %s recorded by ledger entry %d is missing", kindNoun(kind), key[:12], le.index)})
-			case objectCommit(kind, key, val) != le.commit:
-				rep.Problems = append(rep.Problems, Problem{What: "vault", Detail: fmt.Sprintf("%s %s differs from what ledger entry %d committed to", kindNoun(kind), key[:12], le.index)})
+				rep.Problems = append(rep.Problems, Problem{What: "vault", Detail: fmt.Sprintf("%s recorded by ledger entry %d is missing", what, le.index)})
+			case c != le.commit:
+				rep.Problems = append(rep.Problems, Problem{What: "vault", Detail: fmt.Sprintf("%s differs from what ledger entry %d committed to", what, le.index)})
 			}
 		}
 		if kind == KindGrant && complete {
@@ -420,3 +441,6 @@ func (v *Vault) checkSealed(tx *bbolt.Tx, rep *VerifyReport, kinds ...Kind) {
 		})
 	}
 }
+
+// ContactRemoved is the reason of a contact entry that removed a contact.
+const ContactRemoved = "removed"
