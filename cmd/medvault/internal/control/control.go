@@ -273,21 +273,20 @@ func Serve(ln net.Listener, h Handler) error {
 	// Connections that have not yet sent their request each hold a buffer
 	// of up to MaxFrame: at most maxHellos of them at once, or a thousand
 	// idle connections held a gigabyte.
+	// A slot is taken before Accept: a burst of the user's own commands
+	// waits in the listen backlog rather than being turned away.
 	hellos := make(chan struct{}, maxHellos)
 	for {
+		hellos <- struct{}{}
 		conn, err := ln.Accept()
 		if err != nil {
+			<-hellos
 			if errors.Is(err, net.ErrClosed) {
 				return nil
 			}
 			return err
 		}
-		select {
-		case hellos <- struct{}{}:
-			go serveConn(conn, h, func() { <-hellos })
-		default:
-			conn.Close()
-		}
+		go serveConn(conn, h, func() { <-hellos })
 	}
 }
 

@@ -250,8 +250,8 @@ func TestSlowStdoutIsNotSilence(t *testing.T) {
 }
 
 // Connections that have not sent their request are bounded: past
-// maxHellos the node closes new ones at once, and serves again once they
-// are gone.
+// maxHellos a new one waits in the listen backlog (it is not turned
+// away), and a burst of the user's own commands all run.
 func TestIdleConnectionsBounded(t *testing.T) {
 	sock, ln := listenTemp(t)
 	go Serve(ln, func(req *Request, stdin io.Reader, stdout, stderr io.Writer) int { return 7 })
@@ -263,21 +263,39 @@ func TestIdleConnectionsBounded(t *testing.T) {
 		}
 		idle = append(idle, c)
 	}
-	time.Sleep(50 * time.Millisecond) // let the node take them
-	extra, err := net.Dial("unix", sock)
-	if err != nil {
-		t.Fatal(err)
+	done := make(chan error, 1)
+	go func() {
+		code, err := Call(sock, Request{Args: []string{"x"}, Dir: "/"}, nil, io.Discard, io.Discard)
+		if err == nil && code != 7 {
+			err = fmt.Errorf("code %d", code)
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("a command past the bound ran while %d idle connections held every slot: %v", maxHellos, err)
+	case <-time.After(200 * time.Millisecond):
 	}
-	extra.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := extra.Read(make([]byte, 1)); err != io.EOF {
-		t.Fatalf("a connection past the bound: %v, want closed at once (EOF)", err)
-	}
-	extra.Close()
 	for _, c := range idle {
 		c.Close()
 	}
-	time.Sleep(50 * time.Millisecond)
-	if code, err := Call(sock, Request{Args: []string{"x"}, Dir: "/"}, nil, io.Discard, io.Discard); err != nil || code != 7 {
-		t.Fatalf("after the idle ones left: %d, %v", code, err)
+	if err := <-done; err != nil {
+		t.Fatalf("the waiting command: %v", err)
+	}
+	// 64 commands at once, as a script running them in parallel.
+	errs := make(chan error, 64)
+	for range 64 {
+		go func() {
+			code, err := Call(sock, Request{Args: []string{"x"}, Dir: "/"}, nil, io.Discard, io.Discard)
+			if err == nil && code != 7 {
+				err = fmt.Errorf("code %d", code)
+			}
+			errs <- err
+		}()
+	}
+	for range 64 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
 	}
 }
