@@ -162,13 +162,19 @@ func (a *app) runInNode(v *vault.Vault, req *control.Request, stdin io.Reader, s
 		}
 		return a.getenv(k)
 	}
-	if !filepath.IsAbs(req.Dir) {
-		// Relative paths would resolve against the node's directory.
-		fmt.Fprintln(stderr, "medvault: error: the command's working directory is unknown (removed?); run it from an existing directory")
+	cwd := req.Dir
+	switch {
+	case cwd == "":
+		// The client's directory was removed. A relative path must not
+		// resolve against the node's own: under this one, which cannot
+		// exist, it fails and says why.
+		cwd = "/(your working directory was removed)"
+	case !filepath.IsAbs(cwd):
+		fmt.Fprintln(stderr, "medvault: error: the command's working directory is not an absolute path")
 		return exitUsage
 	}
 	sub := &app{stdin: stdin, stdout: stdout, stderr: stderr, getenv: env,
-		id: v.Owner(), vault: v, cwd: req.Dir, remote: req, node: a.node, nodeAddrs: a.nodeAddrs}
+		id: v.Owner(), vault: v, cwd: cwd, remote: req, node: a.node, nodeAddrs: a.nodeAddrs}
 	defer func() {
 		if r := recover(); r != nil {
 			fmt.Fprintln(stderr, "medvault: error: internal error in the node")

@@ -161,12 +161,9 @@ func (a *app) forward(args []string) (code int, ok bool) {
 		// Run here, where the same check reports it.
 		return 0, false
 	}
-	cwd, err := os.Getwd()
-	if err != nil {
-		// The node would resolve relative paths against its own
-		// directory: run here, where they fail as they should.
-		return 0, false
-	}
+	// Empty if this directory was removed: the node then resolves no
+	// relative path (see runInNode).
+	cwd, _ := os.Getwd()
 	req := control.Request{Args: args, Dir: cwd, StdinTTY: a.isTTY(a.stdin), StdoutTTY: a.stdoutTTY(),
 		NoColor: a.getenv("NO_COLOR") != "", MaxGrantLifetime: a.getenv("MEDVAULT_MAX_GRANT_LIFETIME")}
 	if cmd.Name() == "rm" && req.StdinTTY && control.Running(filepath.Join(dir, nodeSocket)) {
