@@ -36,14 +36,16 @@ func TestBundleSecurityLabelsEntries(t *testing.T) {
 // oldest first, whatever their record IDs: a system that keeps the last
 // entry must get the latest.
 func TestVersionsListedInOrder(t *testing.T) {
-	med := func(status string) string {
-		return `{"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"MedicationRequest","id":"m1","status":"` + status +
+	// Each export gives the resource a new urn:uuid fullUrl; the later one
+	// sorts first by fullUrl, which must not decide.
+	med := func(status, uuid string) string {
+		return `{"resourceType":"Bundle","type":"collection","entry":[{"fullUrl":"urn:uuid:` + uuid + `","resource":{"resourceType":"MedicationRequest","id":"m1","status":"` + status +
 			`","intent":"order","authoredOn":"2024-03-01","medicationCodeableConcept":{"text":"amlodipine"}}}]}`
 	}
 	for range 8 { // record IDs are random: one order in two would pass by chance
 		v := newTestVault(t)
-		for _, s := range []string{"active", "stopped"} {
-			if _, err := v.Import("m.json", strings.NewReader(med(s)), nil); err != nil {
+		for _, s := range [][2]string{{"active", "f0000000-0000-4000-8000-000000000000"}, {"stopped", "10000000-0000-4000-8000-000000000000"}} {
+			if _, err := v.Import("m.json", strings.NewReader(med(s[0], s[1])), nil); err != nil {
 				t.Fatal(err)
 			}
 		}

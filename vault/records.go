@@ -310,7 +310,9 @@ func (v *Vault) List(f Filter) ([]*Meta, error) {
 			return strings.Compare(fa.Type, fb.Type)
 		case fa.ID != fb.ID:
 			return strings.Compare(fa.ID, fb.ID)
-		case fa.FullURL != fb.FullURL:
+		case fa.ID == "" && fa.FullURL != fb.FullURL:
+			// fullUrl names a resource only when it has no id (as in
+			// fhirKey): exports give one resource a new urn:uuid each time.
 			return strings.Compare(fa.FullURL, fb.FullURL)
 		}
 		return cmp.Compare(fa.Version, fb.Version)
