@@ -197,9 +197,7 @@ func TestForgedMarkerDoesNotHideDamage(t *testing.T) {
 		if err := c.Put(k, val); err != nil {
 			return err
 		}
-		lb := tx.Bucket([]byte("ledger"))
-		_, latest := lb.Bucket([]byte("checkpoints")).Cursor().Last()
-		return lb.Bucket([]byte("meta")).Put([]byte("verified"), bytes.Clone(latest))
+		return forgeMarker(tx)
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -235,4 +233,31 @@ func TestVerifyChecksEveryObject(t *testing.T) {
 			t.Errorf("%s: verify after changing one: %v", kind, err)
 		}
 	}
+}
+
+// An incremental verify whose marker does not authenticate checks the
+// whole vault, not only the whole ledger: a stray chunk is found.
+func TestIgnoredMarkerChecksEverything(t *testing.T) {
+	v := tamperFixture(t)
+	err := v.db.Update(func(tx *bbolt.Tx) error {
+		stray := record.NewID()
+		if err := tx.Bucket(bucketChunks).Put(chunkKey(stray, 0), []byte("inserted")); err != nil {
+			return err
+		}
+		return forgeMarker(tx)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := v.Verify(false); !errors.Is(err, ErrTampered) {
+		t.Fatalf("incremental verify with an ignored marker and a stray chunk: %v %v", err, rep.Problems)
+	}
+}
+
+// forgeMarker copies the latest signed checkpoint into the verified marker,
+// as anyone with the file can: it claims the whole ledger verified.
+func forgeMarker(tx *bbolt.Tx) error {
+	lb := tx.Bucket([]byte("ledger"))
+	_, latest := lb.Bucket([]byte("checkpoints")).Cursor().Last()
+	return lb.Bucket([]byte("meta")).Put([]byte("verified"), bytes.Clone(latest))
 }

@@ -73,6 +73,14 @@ func (v *Vault) Verify(full bool) (*VerifyReport, error) {
 			rep.Problems = append(rep.Problems, Problem{What: "ledger", Detail: err.Error()})
 			return nil
 		}
+		if !full && lr.MarkerIgnored {
+			// The mark of the last verify did not authenticate (forged,
+			// or an older build's): nothing may be taken as checked.
+			full = true
+			if !checkStructure(tx, rep) {
+				return nil
+			}
+		}
 		rep.Ledger = lr
 		v.verifyRecords(tx, lr, full, rep)
 		return nil

@@ -312,7 +312,7 @@ both.`,
 					Records  int           `json:"records_checked"`
 					Bytes    int64         `json:"bytes_rehashed"`
 					Problems []problemJSON `json:"problems"`
-				}{V: 1, OK: verr == nil, Full: full, Records: rep.Records, Bytes: rep.Bytes, Problems: []problemJSON{}}
+				}{V: 1, OK: verr == nil, Full: full || rep.Ledger != nil && rep.Ledger.MarkerIgnored, Records: rep.Records, Bytes: rep.Bytes, Problems: []problemJSON{}}
 				if rep.Ledger != nil {
 					out.Entries, out.Checked = rep.Ledger.Size, [2]int64{rep.Ledger.From, rep.Ledger.To}
 				}
