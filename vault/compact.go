@@ -58,6 +58,12 @@ func (v *Vault) compactWithin(wait time.Duration) error {
 		return fmt.Errorf("compact: reopen: %w", err)
 	}
 	v.db = db
+	// Nothing was deleted since the copy began (deletes wait for the
+	// lock we hold): the debt is paid. Cleared here, under the lock, so a
+	// delete committed just after cannot have its own mark cleared.
+	if err := db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketMeta).Delete(keyCompactOwed) }); err != nil {
+		return fmt.Errorf("compact: %w", err)
+	}
 	return nil
 }
 
@@ -89,6 +95,12 @@ func (v *Vault) lockWithin(d time.Duration) bool {
 // CompactIfOwed compacts the file if a delete left that owed, waiting at
 // most wait for readers to finish; ErrCompactDeferred if they did not.
 func (v *Vault) CompactIfOwed(wait time.Duration) error {
+	if !v.deferred.Load() {
+		// Only a deferred compaction is retried here: one that failed
+		// for another reason (a full disk) would copy the whole file
+		// after every command. Open retries those.
+		return nil
+	}
 	var owed bool
 	if err := v.view(func(tx *bbolt.Tx) error { owed = tx.Bucket(bucketMeta).Get(keyCompactOwed) != nil; return nil }); err != nil || !owed {
 		return err

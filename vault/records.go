@@ -488,9 +488,10 @@ func (v *Vault) shred() error { return v.shredWithin(compactWait) }
 
 func (v *Vault) shredWithin(wait time.Duration) error {
 	err := v.compactWithin(wait)
+	v.deferred.Store(errors.Is(err, ErrCompactDeferred))
 	switch {
 	case err == nil:
-		return v.update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketMeta).Delete(keyCompactOwed) })
+		return nil
 	case errors.Is(err, ErrCompactDeferred):
 		return err
 	}

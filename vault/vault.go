@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -65,8 +66,11 @@ type Vault struct {
 	meta    cipher.AEAD     // seals record metadata
 	content *vaultRecipient // wraps the file keys of the owner's records
 	index   []byte          // key for the FHIR de-duplication index
-	now     func() time.Time
-	ledger  *ledgerLog
+	// deferred: the last compaction after a delete found the vault being
+	// read and was left owed (CompactIfOwed retries it).
+	deferred atomic.Bool
+	now      func() time.Time
+	ledger   *ledgerLog
 	// mu guards db: every transaction holds it for reading; compaction,
 	// which replaces the database file, holds it for writing.
 	mu sync.RWMutex
