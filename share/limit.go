@@ -27,6 +27,29 @@ type Limiter struct {
 	mu        sync.Mutex
 	peers     map[identity.ID]*allowance
 	strangers int // requests from non-contacts being answered
+
+	contactsMu sync.Mutex
+	contacts   map[identity.ID]bool // pinned IDs, as of loaded
+	loaded     time.Time
+}
+
+// contactsTTL is how long the limiter trusts its copy of the pinned IDs: a
+// contact pinned while the node runs counts as one within this time, and
+// streams from throwaway keys cost at most one reload per period.
+const contactsTTL = time.Second
+
+// isContact reports whether id is pinned in v's contact book.
+func (l *Limiter) isContact(v *vault.Vault, id identity.ID) (bool, error) {
+	l.contactsMu.Lock()
+	defer l.contactsMu.Unlock()
+	if l.contacts == nil || time.Since(l.loaded) > contactsTTL {
+		ids, err := contactIDs(v)
+		if err != nil {
+			return false, err
+		}
+		l.contacts, l.loaded = ids, time.Now()
+	}
+	return l.contacts[id], nil
 }
 
 type allowance struct {
@@ -98,11 +121,11 @@ func (l *Limiter) leaveStranger() {
 // contact waits for nothing when MaxStrangers of them are being answered
 // (ReasonBusy), and a peer refused too often is refused undecided.
 func (l *Limiter) ServeConn(v *vault.Vault, c Framer, remote identity.ID, now time.Time) (*Served, error) {
-	book, err := LoadBook(v)
+	contact, err := l.isContact(v, remote)
 	if err != nil {
 		return nil, err
 	}
-	if _, _, ok := book.Find(remote); !ok {
+	if !contact {
 		if !l.enterStranger() {
 			return &Served{Reason: ReasonBusy}, nil
 		}

@@ -37,6 +37,26 @@ func LoadBook(v *vault.Vault) (*Book, error) {
 	return b, nil
 }
 
+// contactIDs returns the IDs of the pinned contacts. It reads only the
+// cards' IDs: the stored objects are authenticated by the vault's seal, and
+// the book's per-pin checks (LoadBook) cost time that grows with the
+// square of the number of contacts.
+func contactIDs(v *vault.Vault) (map[identity.ID]bool, error) {
+	objs, err := v.Objects(vault.KindContact)
+	if err != nil {
+		return nil, err
+	}
+	ids := make(map[identity.ID]bool, len(objs))
+	for _, o := range objs {
+		c, err := decodeCard(o.Value, false)
+		if err != nil {
+			return nil, fmt.Errorf("stored contact %q: %w", o.Key, err)
+		}
+		ids[c.ID()] = true
+	}
+	return ids, nil
+}
+
 // SaveContact pins card under alias in the vault's contact book. A key
 // change for the alias, or a card showing the name of another contact with
 // a different key (someone may be posing as them), is refused with

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/term"
 
@@ -49,6 +50,7 @@ type app struct {
 	node      *p2p.Node // the running node (inside serve)
 	nodeAddrs []string  // the running node's addresses, put in grants and cards
 	bookMu    sync.Mutex
+	bookAt    time.Time   // when book was loaded
 	book      *share.Book // contact book, loaded on first use
 }
 

@@ -362,14 +362,16 @@ both.`,
 func (a *app) contactName(v *vault.Vault, id identity.ID) string {
 	a.bookMu.Lock()
 	defer a.bookMu.Unlock()
-	// The serving node (not a command it runs) reloads: contacts change
-	// while it runs. Commands load the book once.
-	if a.book == nil || (a.node != nil && a.remote == nil) {
+	// The serving node (not a command it runs) reloads, at most once a
+	// second: contacts change while it runs, and a stream of requests
+	// must not reload the book for each. Commands load it once.
+	if a.book == nil || (a.node != nil && a.remote == nil && time.Since(a.bookAt) > time.Second) {
 		if b, err := share.LoadBook(v); err == nil {
 			a.book = b
 		} else {
 			a.book = &share.Book{}
 		}
+		a.bookAt = time.Now()
 	}
 	if al, _, ok := a.book.Find(id); ok {
 		return string(al)
