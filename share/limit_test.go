@@ -125,6 +125,13 @@ func labsGrant(t *testing.T) (patient, provider *vault.Vault, g *Grant) {
 	if _, err := patient.Add(strings.NewReader("HbA1c 6.1%"), vault.NewRecord{Category: record.Labs}); err != nil {
 		t.Fatal(err)
 	}
+	return patient, provider, pinAndGrantLabs(t, patient, provider)
+}
+
+// pinAndGrantLabs pins provider as the patient's contact "dr" and issues
+// it an hour's grant of labs.
+func pinAndGrantLabs(t *testing.T, patient, provider *vault.Vault) *Grant {
+	t.Helper()
 	if _, err := SaveContact(patient, "dr", cardOf(t, provider), false); err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +140,7 @@ func labsGrant(t *testing.T) (patient, provider *vault.Vault, g *Grant) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return patient, provider, g
+	return g
 }
 
 // revokeAfter revokes the grant once the patient's node has sent the end

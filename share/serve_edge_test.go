@@ -58,15 +58,7 @@ func twoLabs(t *testing.T) (patient, provider *vault.Vault, g *Grant, ids []reco
 		}
 		ids = append(ids, m.ID)
 	}
-	if _, err := SaveContact(patient, "dr", cardOf(t, provider), false); err != nil {
-		t.Fatal(err)
-	}
-	g, err := IssueAndStore(patient, GrantParams{Audience: provider.Owner().ID(), Scope: Scope{Categories: []record.Category{record.Labs}},
-		Purpose: "TREAT", Expiry: time.Now().Add(time.Hour)}, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return patient, provider, g, ids
+	return patient, provider, pinAndGrantLabs(t, patient, provider), ids
 }
 
 // serveWith runs one request between the two vaults, the patient's side
