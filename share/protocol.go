@@ -441,32 +441,11 @@ func recordInfo(m *vault.Meta) *RecordInfo {
 // the emergency summary must not list a problem, or a medication, that a
 // newer version resolved or stopped.
 func recordInfos(ms []*vault.Meta) []RecordInfo {
-	type series struct {
-		from         identity.ID
-		typ, id, url string
-	}
-	key := func(m *vault.Meta) (series, bool) {
-		if m.FHIR == nil {
-			return series{}, false
-		}
-		s := series{from: m.From, typ: m.FHIR.Type, id: m.FHIR.ID}
-		if s.id == "" {
-			s.url = m.FHIR.FullURL
-		}
-		return s, true
-	}
-	latest := map[series]int{}
-	for _, m := range ms {
-		if k, ok := key(m); ok {
-			latest[k] = max(latest[k], m.FHIR.Version)
-		}
-	}
+	older := vault.Superseded(ms)
 	out := make([]RecordInfo, len(ms))
 	for i, m := range ms {
 		out[i] = *recordInfo(m)
-		if k, ok := key(m); ok && m.FHIR.Version < latest[k] {
-			out[i].Superseded = true
-		}
+		out[i].Superseded = older[m.ID]
 	}
 	return out
 }

@@ -67,7 +67,7 @@ func (v *Vault) ExportFHIR(f Filter, format ExportFormat, w io.Writer) (*ExportS
 			return nil, err
 		}
 	}
-	latest := latestVersions(all)
+	older := Superseded(all)
 	st := &ExportStats{}
 	var ids []record.ID
 	var sel []*Meta
@@ -76,7 +76,7 @@ func (v *Vault) ExportFHIR(f Filter, format ExportFormat, w io.Writer) (*ExportS
 			st.Skipped++
 			continue
 		}
-		if m.FHIR.Version < latest[seriesOf(m)] {
+		if older[m.ID] {
 			st.Older++
 			continue
 		}
@@ -222,13 +222,20 @@ func seriesOf(m *Meta) series {
 	return s
 }
 
-// latestVersions returns the highest version of each FHIR resource in ms.
-func latestVersions(ms []*Meta) map[series]int {
-	out := map[series]int{}
+// Superseded returns the records in ms that are older versions of a FHIR
+// resource ms also holds in a later version.
+func Superseded(ms []*Meta) map[record.ID]bool {
+	latest := map[series]int{}
 	for _, m := range ms {
 		if m.FHIR != nil {
 			k := seriesOf(m)
-			out[k] = max(out[k], m.FHIR.Version)
+			latest[k] = max(latest[k], m.FHIR.Version)
+		}
+	}
+	out := map[record.ID]bool{}
+	for _, m := range ms {
+		if m.FHIR != nil && m.FHIR.Version < latest[seriesOf(m)] {
+			out[m.ID] = true
 		}
 	}
 	return out
