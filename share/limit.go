@@ -117,9 +117,10 @@ func (l *Limiter) leaveStranger() {
 	l.mu.Unlock()
 }
 
-// ServeConn is share.ServeConn under the limiter: a peer that is not a
-// contact waits for nothing when MaxStrangers of them are being answered
-// (ReasonBusy), and a peer refused too often is refused undecided.
+// ServeConn is share.ServeConn under the limiter: a request from a peer
+// that is not a contact is dropped unread while MaxStrangers of them are
+// being answered (ReasonBusy), and a peer refused too often is refused
+// undecided.
 func (l *Limiter) ServeConn(v *vault.Vault, c Framer, remote identity.ID, now time.Time) (*Served, error) {
 	contact, err := l.isContact(v, remote)
 	if err != nil {
