@@ -225,7 +225,7 @@ func (v *Vault) verifyRecords(tx *bbolt.Tx, lr *ledger.Report, full bool, rep *V
 		v.checkIndex(tx, index, rep)
 		v.checkObjects(tx, objects, true, rep)
 		v.checkCommitMarks(tx, imports, rep)
-		v.checkSealed(tx, rep, KindContact, KindInbox, KindReceipt)
+		v.checkSealed(tx, rep, KindInbox, KindReceipt) // contacts: checkObjects opens them all
 		return
 	}
 	// Grants and revocations recorded in the range: a deleted revocation
