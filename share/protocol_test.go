@@ -75,14 +75,7 @@ func TestShareProtocol(t *testing.T) {
 	big, _ := patient.Add(bytes.NewReader(bytes.Repeat([]byte("x"), 3<<20)), vault.NewRecord{Category: record.Labs, Title: "big"})
 	patient.Add(strings.NewReader("lithium"), vault.NewRecord{Category: record.Labs, Title: "MH lab", Labels: []record.Label{record.MH}})
 	patient.Add(strings.NewReader("invoice"), vault.NewRecord{Category: record.Billing, Title: "bill"})
-	if _, err := SaveContact(patient, "dr-hopper", cardOf(t, provider), false); err != nil {
-		t.Fatal(err)
-	}
-	g, err := IssueAndStore(patient, GrantParams{Audience: provider.Owner().ID(), Scope: Scope{Categories: []record.Category{record.Labs}},
-		Purpose: "TREAT", Expiry: time.Now().Add(time.Hour)}, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := pinAndGrantLabs(t, patient, provider)
 	res, err := exchange(t, patient, provider, provider.Owner().ID(), g)
 	if err != nil {
 		t.Fatal(err)
