@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -24,7 +25,8 @@ func newServeCommand(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve [--listen MULTIADDR]...",
 		Short: "Run your node: keep the vault open for other commands and for providers",
-		Long: `Run your medvault node in the foreground until interrupted (Ctrl-C, SIGTERM).
+		Long: `Run your medvault node in the foreground until interrupted (Ctrl-C, SIGTERM;
+commands it is running get 10 s to finish, none after a second interrupt).
 It serves providers the records your grants allow, over libp2p (TCP and QUIC,
 encrypted and authenticated by your key), and receives grants and revocation
 notices pushed to you. It prints its addresses; grants and your contact card
@@ -76,9 +78,10 @@ passphrase and without waiting on the vault lock.`,
 				return err
 			}
 			defer os.Remove(filepath.Join(v.Dir(), nodeSocket))
-			go control.Serve(ln, func(req *control.Request, stdin io.Reader, stdout, stderr io.Writer) int {
+			srv := control.NewServer(func(req *control.Request, stdin io.Reader, stdout, stderr io.Writer) int {
 				return a.runInNode(v, req, stdin, stdout, stderr)
 			})
+			go srv.Serve(ln)
 			for _, addr := range a.nodeAddrs {
 				fmt.Fprintln(a.stdout, addr)
 			}
@@ -86,14 +89,44 @@ passphrase and without waiting on the vault lock.`,
 			sig := make(chan os.Signal, 1)
 			signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 			<-sig
-			signal.Stop(sig)
 			ln.Close()
+			a.stopCommands(srv, sig)
+			signal.Stop(sig)
 			a.say("medvault node stopped")
 			return nil
 		},
 	}
 	cmd.Flags().StringArrayVar(&listen, "listen", []string{"/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"}, "listen on `MULTIADDR` (repeatable; port 0: the last run's port while free, else any)")
 	return cmd
+}
+
+// shutdownGrace is how long a stopping node lets running commands finish.
+const shutdownGrace = 10 * time.Second
+
+// stopCommands lets the commands the node is running finish, for up to
+// shutdownGrace or until a second signal, and then cuts them: a command
+// whose client stopped reading ('get | less', paused) would otherwise keep
+// the vault from closing, and the node from stopping, indefinitely.
+func (a *app) stopCommands(srv *control.Server, sig <-chan os.Signal) {
+	if n := srv.Running(); n > 0 {
+		a.say("medvault: waiting up to %s for %d running command(s) to finish; interrupt again to stop them now", shutdownGrace, n)
+	}
+	stop, finished := make(chan struct{}), make(chan struct{})
+	defer close(finished)
+	go func() {
+		t := time.NewTimer(shutdownGrace)
+		defer t.Stop()
+		select {
+		case <-sig:
+		case <-t.C:
+		case <-finished:
+			return
+		}
+		close(stop)
+	}()
+	if cut := srv.Shutdown(stop); cut > 0 {
+		a.say("medvault: stopped %d command(s) that were still running", cut)
+	}
 }
 
 // portsFile keeps, in the data directory, the ports of the node's last

@@ -269,7 +269,28 @@ func Listen(sock string) (net.Listener, error) {
 
 // Serve accepts connections on ln until it is closed, running each request
 // with h. Only processes of the same user are served.
-func Serve(ln net.Listener, h Handler) error {
+func Serve(ln net.Listener, h Handler) error { return NewServer(h).Serve(ln) }
+
+// Server runs forwarded commands and can be shut down: a node that stops
+// must not wait forever on a command whose client stopped reading (a
+// paused 'get | less' holds a read transaction, and the vault cannot close
+// under it).
+type Server struct {
+	h       Handler
+	mu      sync.Mutex
+	conns   map[net.Conn]struct{}
+	closing bool
+	running sync.WaitGroup
+}
+
+// NewServer returns a Server running each request with h.
+func NewServer(h Handler) *Server {
+	return &Server{h: h, conns: map[net.Conn]struct{}{}}
+}
+
+// Serve accepts connections on ln until it is closed. Only processes of the
+// same user are served.
+func (s *Server) Serve(ln net.Listener) error {
 	// Connections that have not yet sent their request each hold a buffer
 	// of up to MaxFrame: at most maxHellos of them at once, or a thousand
 	// idle connections held a gigabyte.
@@ -286,9 +307,79 @@ func Serve(ln net.Listener, h Handler) error {
 			}
 			return err
 		}
-		go serveConn(conn, h, func() { <-hellos })
+		if !s.track(conn) {
+			<-hellos
+			conn.Close()
+			continue
+		}
+		go func() {
+			defer s.untrack(conn)
+			serveConn(conn, s.h, func() { <-hellos })
+		}()
 	}
 }
+
+func (s *Server) track(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	s.running.Add(1)
+	return true
+}
+
+func (s *Server) untrack(c net.Conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.running.Done()
+}
+
+// Running returns how many connections are open (commands running, or
+// clients sending their request).
+func (s *Server) Running() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+// Shutdown stops taking connections (the caller closes the listener) and
+// waits for running commands to finish until stop is closed; then it
+// closes their connections, so that a command blocked writing to a client
+// that stopped reading fails, and waits up to cutWait for them to return.
+// It returns how many connections it cut. A command cut this way fails
+// as it would if its client had gone: an add or import stores nothing.
+func (s *Server) Shutdown(stop <-chan struct{}) (cut int) {
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		s.running.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return 0
+	case <-stop:
+	}
+	s.mu.Lock()
+	for c := range s.conns {
+		c.Close()
+		cut++
+	}
+	s.mu.Unlock()
+	select {
+	case <-done:
+	case <-time.After(cutWait):
+	}
+	return cut
+}
+
+// cutWait bounds how long Shutdown waits for cut commands to return.
+const cutWait = 5 * time.Second
 
 // maxHellos is how many connections may be reading their request at once.
 const maxHellos = 16

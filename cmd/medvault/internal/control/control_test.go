@@ -299,3 +299,78 @@ func TestIdleConnectionsBounded(t *testing.T) {
 		}
 	}
 }
+
+// blockedWriter never returns until released: a client piped into a
+// paused pager.
+type blockedWriter struct{ release chan struct{} }
+
+func (w blockedWriter) Write(p []byte) (int, error) {
+	<-w.release
+	return 0, errors.New("released")
+}
+
+// A stopping node waits for commands that finish, and cuts, when told to,
+// a command stuck writing to a client that stopped reading, so that the
+// node can close its vault and exit.
+func TestShutdown(t *testing.T) {
+	sock, ln := listenTemp(t)
+	returned := make(chan error, 1)
+	srv := NewServer(func(req *Request, stdin io.Reader, stdout, stderr io.Writer) int {
+		if req.Args[0] == "quick" {
+			time.Sleep(50 * time.Millisecond)
+			return 3
+		}
+		chunk := bytes.Repeat([]byte("x"), 64<<10)
+		for {
+			if _, err := stdout.Write(chunk); err != nil {
+				returned <- err
+				return 1
+			}
+		}
+	})
+	go srv.Serve(ln)
+
+	// A command that finishes by itself is waited for.
+	quick := make(chan int, 1)
+	go func() {
+		code, _ := Call(sock, Request{Args: []string{"quick"}, Dir: "/"}, nil, io.Discard, io.Discard)
+		quick <- code
+	}()
+	for srv.Running() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	if cut := srv.Shutdown(make(chan struct{})); cut != 0 {
+		t.Fatalf("Shutdown cut %d commands that would have finished", cut)
+	}
+	if code := <-quick; code != 3 {
+		t.Fatalf("the finished command's client got exit %d, want 3", code)
+	}
+
+	// A stuck one is cut when stop closes.
+	sock2, ln2 := listenTemp(t)
+	srv = NewServer(srv.h)
+	go srv.Serve(ln2)
+	w := blockedWriter{make(chan struct{})}
+	defer close(w.release)
+	go Call(sock2, Request{Args: []string{"get"}, Dir: "/"}, nil, w, io.Discard)
+	for srv.Running() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	ln2.Close()
+	stop := make(chan struct{})
+	close(stop)
+	if cut := srv.Shutdown(stop); cut != 1 {
+		t.Fatalf("Shutdown cut %d commands, want 1", cut)
+	}
+	select {
+	case err := <-returned:
+		if err == nil {
+			t.Fatal("the cut command's write succeeded")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the cut command never returned")
+	}
+	if _, err := net.Dial("unix", sock2); err == nil {
+		t.Fatal("a stopped server still accepts connections")
+	}
+}
