@@ -28,6 +28,7 @@ type ageCheck struct {
 	consumed chan struct{}
 	done     chan error
 	failed   atomic.Bool // set as soon as the file is known to be bad
+	plain    int64       // plaintext bytes the file held, once end returned nil
 }
 
 // newAgeCheck starts checking an age file for the owner's identities. prefix,
@@ -68,6 +69,7 @@ func (v *Vault) newAgeCheck(prefix *shortTxReader) *ageCheck {
 		if err == nil {
 			err = s.Close()
 		}
+		c.plain = s.plainN
 		c.done <- err
 	}()
 	return c
@@ -118,6 +120,7 @@ type streamCheck struct {
 	buf       []byte // payload bytes of a chunk not yet opened: at most one chunk
 	plain     []byte // plaintext of the chunk last opened
 	chunks    uint64 // chunks opened
+	plainN    int64  // plaintext bytes of the chunks opened
 	headerErr error  // why the header failed, if it did
 	err       error
 }
@@ -240,6 +243,7 @@ func (s *streamCheck) open(c []byte, last bool) error {
 		return fmt.Errorf("%w: "+what, ErrDamaged, s.chunks)
 	}
 	s.chunks++
+	s.plainN += int64(len(plain))
 	if s.out == nil {
 		clear(plain)
 		return nil

@@ -24,7 +24,7 @@ type Received struct {
 	From     identity.ID // the patient
 	Grant    [32]byte
 	SourceID record.ID // the record's ID in the patient's vault
-	Size     int64     // plaintext size, as the patient stated it
+	Size     int64     // plaintext size, as the patient stated it (checked)
 	Status   string
 	// Resume, if set, continues that partial record: r then carries the
 	// rest of the age file, from byte Partial.Stored on.
@@ -111,7 +111,11 @@ func (v *Vault) AddCiphertext(r io.Reader, n NewRecord, rc Received) (*Meta, err
 		}
 	}
 	m, err := v.storeStream(id, r, n, nil, ledger.ActionReceive, func(m *Meta) error {
-		m.From, m.Grant, m.SourceID, m.Size, m.Status = rc.From, rc.Grant[:], rc.SourceID, rc.Size, rc.Status
+		if m.Size != rc.Size {
+			// The metadata the provider lists must describe the content.
+			return fmt.Errorf("%w: stated as %d bytes, it holds %d", ErrDamaged, rc.Size, m.Size)
+		}
+		m.From, m.Grant, m.SourceID, m.Status = rc.From, rc.Grant[:], rc.SourceID, rc.Status
 		return nil
 	}, rs)
 	if rs.kept {

@@ -3,6 +3,7 @@ package vault
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -56,10 +57,10 @@ func TestReceivePartials(t *testing.T) {
 	n := NewRecord{Category: record.Imaging, Title: "MRI"}
 
 	// Not kept when the caller says no, nor when cut inside the header.
-	if _, err := v.AddCiphertext(&brokenAfter{bytes.NewReader(file), 1 << 20}, n, Received{From: from, SourceID: src}); err == nil || errors.Is(err, ErrPartialKept) {
+	if _, err := v.AddCiphertext(&brokenAfter{bytes.NewReader(file), 1 << 20}, n, Received{Size: int64(len(plain)), From: from, SourceID: src}); err == nil || errors.Is(err, ErrPartialKept) {
 		t.Fatalf("without KeepPartial: %v", err)
 	}
-	if _, err := v.AddCiphertext(&brokenAfter{bytes.NewReader(file), 40}, n, Received{From: from, SourceID: src, KeepPartial: keep}); errors.Is(err, ErrPartialKept) {
+	if _, err := v.AddCiphertext(&brokenAfter{bytes.NewReader(file), 40}, n, Received{Size: int64(len(plain)), From: from, SourceID: src, KeepPartial: keep}); errors.Is(err, ErrPartialKept) {
 		t.Fatal("a stream cut inside the age header was kept")
 	}
 	if ps, _ := v.Partials(from); len(ps) != 0 {
@@ -67,7 +68,7 @@ func TestReceivePartials(t *testing.T) {
 	}
 
 	cut := 1<<20 + 12345
-	_, err := v.AddCiphertext(&brokenAfter{bytes.NewReader(file), cut}, n, Received{From: from, SourceID: src, KeepPartial: keep})
+	_, err := v.AddCiphertext(&brokenAfter{bytes.NewReader(file), cut}, n, Received{Size: int64(len(plain)), From: from, SourceID: src, KeepPartial: keep})
 	if !errors.Is(err, ErrPartialKept) || !errors.Is(err, errCut) {
 		t.Fatalf("cut receive: %v", err)
 	}
@@ -83,19 +84,19 @@ func TestReceivePartials(t *testing.T) {
 	if rep, err := v.Verify(true); err != nil {
 		t.Fatalf("verify with a partial: %v %v", err, rep.Problems)
 	}
-	if _, err := v.AddCiphertext(bytes.NewReader(file[cut:]), n, Received{From: from, SourceID: record.NewID(), Resume: ps[0]}); err == nil {
+	if _, err := v.AddCiphertext(bytes.NewReader(file[cut:]), n, Received{Size: int64(len(plain)), From: from, SourceID: record.NewID(), Resume: ps[0]}); err == nil {
 		t.Fatal("a partial was resumed for another record")
 	}
 	stale := *ps[0]
 	stale.Stored -= 100
-	if _, err := v.AddCiphertext(bytes.NewReader(file[cut-100:]), n, Received{From: from, SourceID: src, Resume: &stale}); err == nil || !strings.Contains(err.Error(), "changed since") {
+	if _, err := v.AddCiphertext(bytes.NewReader(file[cut-100:]), n, Received{Size: int64(len(plain)), From: from, SourceID: src, Resume: &stale}); err == nil || !strings.Contains(err.Error(), "changed since") {
 		t.Fatalf("a resume from an out-of-date view of the partial: %v", err)
 	}
 	// A killed resume may have left chunks past the partial's: they go.
 	v.update(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketChunks).Put(chunkKey(ps[0].ID, ps[0].Chunks+100), []byte("left by a killed resume"))
 	})
-	m, err := v.AddCiphertext(bytes.NewReader(file[cut:]), n, Received{From: from, SourceID: src, Resume: ps[0], KeepPartial: keep})
+	m, err := v.AddCiphertext(bytes.NewReader(file[cut:]), n, Received{Size: int64(len(plain)), From: from, SourceID: src, Resume: ps[0], KeepPartial: keep})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +146,7 @@ func TestResumeIsExclusive(t *testing.T) {
 	from, src := mustIdentity(t).ID(), record.NewID()
 	keep := func(err error) bool { return errors.Is(err, errCut) }
 	n := NewRecord{Category: record.Imaging}
-	if _, err := v.AddCiphertext(&brokenAfter{bytes.NewReader(file), 300 << 10}, n, Received{From: from, SourceID: src, KeepPartial: keep}); !errors.Is(err, ErrPartialKept) {
+	if _, err := v.AddCiphertext(&brokenAfter{bytes.NewReader(file), 300 << 10}, n, Received{Size: 1 << 20, From: from, SourceID: src, KeepPartial: keep}); !errors.Is(err, ErrPartialKept) {
 		t.Fatal(err)
 	}
 	ps, _ := v.Partials(from)
@@ -155,11 +156,11 @@ func TestResumeIsExclusive(t *testing.T) {
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		_, err := v.AddCiphertext(pr, n, Received{From: from, SourceID: src, Resume: ps[0]})
+		_, err := v.AddCiphertext(pr, n, Received{Size: 1 << 20, From: from, SourceID: src, Resume: ps[0]})
 		done <- err
 	}()
 	pw.Write(file[300<<10 : 400<<10]) // the first resume is under way
-	if _, err := v.AddCiphertext(bytes.NewReader(file[300<<10:]), n, Received{From: from, SourceID: src, Resume: ps[0]}); err == nil || !strings.Contains(err.Error(), "another fetch") {
+	if _, err := v.AddCiphertext(bytes.NewReader(file[300<<10:]), n, Received{Size: 1 << 20, From: from, SourceID: src, Resume: ps[0]}); err == nil || !strings.Contains(err.Error(), "another fetch") {
 		t.Fatalf("a second resume of the same partial: %v", err)
 	}
 	if err := v.DropPartial(ps[0].ID); err == nil {
@@ -197,7 +198,7 @@ func TestDamagedCutTransferNotKept(t *testing.T) {
 	} {
 		bad := bytes.Clone(file)
 		bad[tc.flip] ^= 1
-		_, err := v.AddCiphertext(&brokenAfter{bytes.NewReader(bad), tc.cut}, n, Received{From: from, SourceID: record.NewID(), KeepPartial: keep})
+		_, err := v.AddCiphertext(&brokenAfter{bytes.NewReader(bad), tc.cut}, n, Received{Size: int64(len(plain)), From: from, SourceID: record.NewID(), KeepPartial: keep})
 		if errors.Is(err, ErrPartialKept) || !errors.Is(err, ErrDamaged) {
 			t.Fatalf("damage at %d, cut at %d: %v", tc.flip, tc.cut, err)
 		}
@@ -206,7 +207,7 @@ func TestDamagedCutTransferNotKept(t *testing.T) {
 		}
 	}
 	// The same cut of the undamaged file is kept.
-	if _, err := v.AddCiphertext(&brokenAfter{bytes.NewReader(file), batchSize + 1000}, n, Received{From: from, SourceID: record.NewID(), KeepPartial: keep}); !errors.Is(err, ErrPartialKept) {
+	if _, err := v.AddCiphertext(&brokenAfter{bytes.NewReader(file), batchSize + 1000}, n, Received{Size: int64(len(plain)), From: from, SourceID: record.NewID(), KeepPartial: keep}); !errors.Is(err, ErrPartialKept) {
 		t.Fatalf("an undamaged cut transfer: %v", err)
 	}
 }
@@ -231,11 +232,11 @@ func TestHeaderDigestCoversNonce(t *testing.T) {
 	from := mustIdentity(t).ID()
 	fileKey := bytes.Repeat([]byte{7}, 16)
 	n := NewRecord{Category: record.Labs}
-	a, err := v.AddCiphertext(bytes.NewReader(sealedWithKey(t, fileKey, bytes.Repeat([]byte{1}, 16), v.id.Recipient(), []byte("result A"))), n, Received{From: from, SourceID: record.NewID()})
+	a, err := v.AddCiphertext(bytes.NewReader(sealedWithKey(t, fileKey, bytes.Repeat([]byte{1}, 16), v.id.Recipient(), []byte("result A"))), n, Received{Size: 8, From: from, SourceID: record.NewID()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := v.AddCiphertext(bytes.NewReader(sealedWithKey(t, fileKey, bytes.Repeat([]byte{2}, 16), v.id.Recipient(), []byte("result B"))), n, Received{From: from, SourceID: record.NewID()})
+	b, err := v.AddCiphertext(bytes.NewReader(sealedWithKey(t, fileKey, bytes.Repeat([]byte{2}, 16), v.id.Recipient(), []byte("result B"))), n, Received{Size: 8, From: from, SourceID: record.NewID()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,5 +251,31 @@ func TestHeaderDigestCoversNonce(t *testing.T) {
 	var got bytes.Buffer
 	if _, err := v.Get(a.ID, &got); !errors.Is(err, ErrTampered) {
 		t.Fatalf("Get of A with B's payload: %q %v", got.String(), err)
+	}
+}
+
+// A received record must hold the size its sender stated: the provider
+// lists that size, so a record that decrypts to other bytes is refused.
+func TestReceivedSizeChecked(t *testing.T) {
+	v := newTestVault(t)
+	plain := []byte("ferritin 80 ug/L")
+	file := receivedFile(t, v, plain)
+	from := mustIdentity(t).ID()
+	n := NewRecord{Category: record.Labs}
+	for _, stated := range []int64{0, int64(len(plain)) - 1, int64(len(plain)) + 1, 1 << 40} {
+		_, err := v.AddCiphertext(bytes.NewReader(file), n, Received{Size: stated, From: from, SourceID: record.NewID()})
+		if !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), fmt.Sprintf("stated as %d bytes, it holds %d", stated, len(plain))) {
+			t.Fatalf("stated %d: %v", stated, err)
+		}
+	}
+	if ms, err := v.List(Filter{}); err != nil || len(ms) != 0 {
+		t.Fatalf("%d records kept (%v)", len(ms), err)
+	}
+	m, err := v.AddCiphertext(bytes.NewReader(file), n, Received{Size: int64(len(plain)), From: from, SourceID: record.NewID()})
+	if err != nil || m.Size != int64(len(plain)) {
+		t.Fatalf("the right size: %v", err)
+	}
+	if rep, err := v.Verify(true); err != nil {
+		t.Fatalf("verify: %v %v", err, rep.Problems)
 	}
 }

@@ -62,7 +62,7 @@ func TestReplayedPartialKeepsReceivedRecord(t *testing.T) {
 	keep := func(err error) bool { return errors.Is(err, errCut) }
 	n := NewRecord{Category: record.Imaging, Title: "MRI"}
 	cut := 1<<20 + 12345
-	if _, err := v.AddCiphertext(&brokenAfter{bytes.NewReader(file), cut}, n, Received{From: from, SourceID: src, KeepPartial: keep}); !errors.Is(err, ErrPartialKept) {
+	if _, err := v.AddCiphertext(&brokenAfter{bytes.NewReader(file), cut}, n, Received{Size: int64(len(plain)), From: from, SourceID: src, KeepPartial: keep}); !errors.Is(err, ErrPartialKept) {
 		t.Fatal(err)
 	}
 	ps, _ := v.Partials(from)
@@ -71,7 +71,7 @@ func TestReplayedPartialKeepsReceivedRecord(t *testing.T) {
 	}
 	var old []byte
 	v.db.View(func(tx *bbolt.Tx) error { old = bytes.Clone(tx.Bucket(bucketPending).Get(ps[0].ID[:])); return nil })
-	m, err := v.AddCiphertext(bytes.NewReader(file[cut:]), n, Received{From: from, SourceID: src, Resume: ps[0], KeepPartial: keep})
+	m, err := v.AddCiphertext(bytes.NewReader(file[cut:]), n, Received{Size: int64(len(plain)), From: from, SourceID: src, Resume: ps[0], KeepPartial: keep})
 	if err != nil {
 		t.Fatal(err)
 	}
