@@ -827,6 +827,10 @@ func storeError(src record.ID, err error) error {
 	return fmt.Errorf("store record %s: %w", src, err)
 }
 
+// maxRecordSize bounds the size a record's metadata may state (1 PiB), so
+// that the bound on its ciphertext cannot overflow.
+const maxRecordSize = 1 << 50
+
 func receiveRecord(v *vault.Vault, c Framer, g *Grant, mb []byte, res *FetchResult, held map[record.ID]bool, partials map[record.ID]*vault.Partial, progress func(int, int64), accept func(record.ID) error) (*vault.Meta, error) {
 	var sm sharedMeta
 	if err := json.Unmarshal(mb, &sm); err != nil {
@@ -841,8 +845,8 @@ func receiveRecord(v *vault.Vault, c Framer, g *Grant, mb []byte, res *FetchResu
 	}
 	// An age file is its plaintext plus a header and 16 bytes per 64 KiB:
 	// refuse a stream far larger than the size the patient stated.
-	if sm.Size < 0 {
-		return nil, fmt.Errorf("%w: record metadata: negative size", ErrProtocol)
+	if sm.Size < 0 || sm.Size > maxRecordSize {
+		return nil, fmt.Errorf("%w: record metadata: size %d out of range", ErrProtocol, sm.Size)
 	}
 	maxBytes := sm.Size + sm.Size/(64<<10)*16 + 64<<10
 	if held[src] {
@@ -874,6 +878,12 @@ func receiveRecord(v *vault.Vault, c Framer, g *Grant, mb []byte, res *FetchResu
 	cat, err := record.ParseCategory(sm.Category)
 	if err != nil {
 		return nil, fmt.Errorf("%w: record metadata: %v", ErrProtocol, err)
+	}
+	// A record the disk cannot hold is refused before its first byte,
+	// whatever size a peer states: the fetch stops here and keeps what
+	// came before.
+	if err := v.CheckRoom(maxBytes); err != nil {
+		return nil, fmt.Errorf("record %s not fetched: %w", src, err)
 	}
 	n := vault.NewRecord{Title: sm.Title, Category: cat, FileName: sm.FileName}
 	for _, l := range sm.Labels {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -310,5 +311,49 @@ func checkNotSentLogged(t *testing.T, patient *vault.Vault, provider identity.ID
 	}
 	if len(a.Actors) != 1 || a.Actors[0].Records != sent || a.Actors[0].Served != 1 || a.Actors[0].Denied != 0 {
 		t.Fatalf("audit: %+v; want %d record(s) sent in 1 request, no denial", a.Actors, sent)
+	}
+}
+
+// statesSize rewrites the size in every M frame the patient's node sends.
+type statesSize struct {
+	Framer
+	size int64
+}
+
+func (s *statesSize) WriteFrame(typ byte, p []byte) error {
+	if typ == frameMeta {
+		var sm sharedMeta
+		if err := json.Unmarshal(p, &sm); err != nil {
+			return err
+		}
+		sm.Size = s.size
+		b, err := json.Marshal(sm)
+		if err != nil {
+			return err
+		}
+		p = b
+	}
+	return s.Framer.WriteFrame(typ, p)
+}
+
+// A record larger than the provider's free disk (or a patient stating an
+// absurd size) is refused before any of it is written: the fetch stops
+// with a full-disk error, and the provider's vault holds no record and no
+// partial of it. A size past any real record is a protocol error.
+func TestRecordLargerThanDiskRefused(t *testing.T) {
+	patient, provider, g, _ := twoLabs(t)
+	_, _, err := serveWith(t, patient, provider, g, func(f Framer) Framer { return &statesSize{Framer: f, size: 1 << 45} })
+	if !errors.Is(err, syscall.ENOSPC) || !strings.Contains(err.Error(), "does not fit on the vault's disk") {
+		t.Fatalf("fetch of a 32 TiB record: %v, want a full-disk error", err)
+	}
+	if ms, err := provider.List(vault.Filter{}); err != nil || len(ms) != 0 {
+		t.Fatalf("the provider stored %d records (%v)", len(ms), err)
+	}
+	if ps, err := provider.Partials(g.Issuer()); err != nil || len(ps) != 0 {
+		t.Fatalf("the provider kept %d partials (%v)", len(ps), err)
+	}
+	_, _, err = serveWith(t, patient, provider, g, func(f Framer) Framer { return &statesSize{Framer: f, size: 1<<62 + 1} })
+	if !errors.Is(err, ErrProtocol) {
+		t.Fatalf("a record stating 2^62 bytes: %v, want ErrProtocol", err)
 	}
 }

@@ -79,7 +79,7 @@ func TestFullDisk(t *testing.T) {
 	var failed, stored int
 	for step := 0; ; step++ {
 		restore(t, dir, saved)
-		free := freeBytes(t, disk)
+		free := diskFree(t, disk)
 		// From room for the record and more down to nothing left.
 		room := int64(len(big)) + 2<<20 - int64(step)*(320<<10)
 		if room < 0 {
@@ -208,13 +208,13 @@ func restore(t *testing.T, dir string, files map[string][]byte) {
 	}
 }
 
-func freeBytes(t *testing.T, dir string) int64 {
+func diskFree(t *testing.T, dir string) int64 {
 	t.Helper()
-	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err != nil {
-		t.Fatal(err)
+	n, ok := freeBytes(dir)
+	if !ok {
+		t.Fatalf("statfs %s failed", dir)
 	}
-	return int64(st.Bavail) * st.Bsize
+	return n
 }
 
 func randomBytes(t *testing.T, n int) []byte {

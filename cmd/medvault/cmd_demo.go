@@ -185,7 +185,7 @@ func (a *app) demo(ctx context.Context, keep bool) (err error) {
 		return err
 	}
 	a.note("%d records (%s) arrived encrypted to the doctor in %s; receipt: entry %d of the patient's ledger, verified",
-		res.Records, humanSize(res.Bytes), took.Round(time.Millisecond), res.Index)
+		res.Records, vault.FormatSize(res.Bytes), took.Round(time.Millisecond), res.Index)
 	got, err := dv.List(vault.Filter{})
 	if err != nil {
 		return err

@@ -339,7 +339,7 @@ both.`,
 			}
 			l := rep.Ledger
 			fmt.Fprintf(a.stdout, "OK    ledger: %d entries, checked %d..%d, %s\n", l.Size, l.From, l.To, count(l.Checkpoints, "signed checkpoint"))
-			fmt.Fprintf(a.stdout, "OK    records: %d checked against the ledger, %s of ciphertext re-hashed\n", rep.Records, humanSize(rep.Bytes))
+			fmt.Fprintf(a.stdout, "OK    records: %d checked against the ledger, %s of ciphertext re-hashed\n", rep.Records, vault.FormatSize(rep.Bytes))
 			if l.Latest != nil {
 				fmt.Fprintf(a.stdout, "      latest checkpoint: size %d, root %s\n", l.Latest.Size, l.Latest.Root)
 			}

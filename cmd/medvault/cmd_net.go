@@ -49,7 +49,7 @@ func (a *app) startNode(ctx context.Context, v *vault.Vault, listen []string) (*
 		case sv.Reason == share.ReasonRateLimited, sv.Reason == share.ReasonBusy:
 			// Not printed: a flood would flood the terminal too.
 		case sv.Reason == share.ReasonAllowed:
-			a.say("served %s, %s, to %s (grant %s)", count(sv.Sent, "record"), humanSize(sv.Bytes), who, sv.Grant.String()[:12])
+			a.say("served %s, %s, to %s (grant %s)", count(sv.Sent, "record"), vault.FormatSize(sv.Bytes), who, sv.Grant.String()[:12])
 			for _, id := range sv.Withheld {
 				a.say("medvault: warning: withheld record %s from %s: its stored copy failed its integrity check; run 'medvault verify'", id, who)
 			}
@@ -159,7 +159,9 @@ your signed request and returns a receipt, which is verified and kept.`,
 				defer release()
 				progress := func(int, int64) {}
 				if a.stderrTTY() && a.remote == nil {
-					progress = func(n int, b int64) { fmt.Fprintf(a.stderr, "\rfetching: %s, %s", count(n, "record"), humanSize(b)) }
+					progress = func(n int, b int64) {
+						fmt.Fprintf(a.stderr, "\rfetching: %s, %s", count(n, "record"), vault.FormatSize(b))
+					}
 				}
 				res, err := share.FetchConn(v, s, g, time.Now(), progress)
 				if a.stderrTTY() && a.remote == nil {
@@ -220,7 +222,7 @@ your signed request and returns a receipt, which is verified and kept.`,
 			if res.Resumed > 0 {
 				resumed = fmt.Sprintf(", %d resumed where a cut transfer stopped", res.Resumed)
 			}
-			fmt.Fprintf(a.stdout, "Fetched %s (%s%s) from %s under grant %s.\n", count(res.Records, "new record"), humanSize(res.Bytes),
+			fmt.Fprintf(a.stdout, "Fetched %s (%s%s) from %s under grant %s.\n", count(res.Records, "new record"), vault.FormatSize(res.Bytes),
 				resumed, a.contactName(v, g.Issuer()), g.ID().String()[:12])
 			return nil
 		},

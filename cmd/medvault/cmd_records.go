@@ -107,6 +107,7 @@ Sensitivity labels: MH, SUD, SEX, HIV, STD, GDIS, SDV.`,
 			if args[0] == "-" && a.remote != nil && a.remote.StdinTTY {
 				return withHint(usagef("cannot read a record from a terminal through the running node"), "pipe the content in (cat FILE | medvault add - ...), or give the FILE")
 			}
+			var size int64 // of a regular file; 0 when unknown
 			if args[0] != "-" {
 				f, err := openRegular(a.abs(args[0]))
 				if err != nil {
@@ -114,6 +115,9 @@ Sensitivity labels: MH, SUD, SEX, HIV, STD, GDIS, SDV.`,
 				}
 				defer f.Close()
 				in = f
+				if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+					size = st.Size()
+				}
 				n.FileName = filepath.Base(args[0])
 				if n.Title == "" {
 					n.Title = n.FileName
@@ -124,6 +128,11 @@ Sensitivity labels: MH, SUD, SEX, HIV, STD, GDIS, SDV.`,
 				return err
 			}
 			defer done()
+			// A file larger than the free space fails now, not after
+			// most of it was written.
+			if err := v.CheckRoom(size); err != nil {
+				return fmt.Errorf("add: %w", err)
+			}
 			m, err := v.Add(in, n)
 			if err != nil {
 				return err
@@ -297,7 +306,7 @@ func (a *app) printRecords(ms []*vault.Meta) error {
 	}
 	rows := make([][]string, 0, len(ms))
 	for _, m := range ms {
-		rows = append(rows, []string{m.ID.String()[:12], dateText(m), string(m.Category), labelsText(m), truncate(m.Title, 60), humanSize(m.Size)})
+		rows = append(rows, []string{m.ID.String()[:12], dateText(m), string(m.Category), labelsText(m), truncate(m.Title, 60), vault.FormatSize(m.Size)})
 	}
 	a.printTable([]string{"ID", "DATE", "CATEGORY", "LABELS", "TITLE", "SIZE"}, rows)
 	return nil
@@ -321,18 +330,6 @@ func count(n int, noun string, plural ...string) string {
 		return fmt.Sprintf("%d %s", n, plural[0])
 	}
 	return fmt.Sprintf("%d %ss", n, noun)
-}
-
-func humanSize(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }
 
 func newShowCommand(a *app) *cobra.Command {
@@ -370,7 +367,7 @@ func newShowCommand(a *app) *cobra.Command {
 			fmt.Fprintf(w, "Labels:    %s\n", labelsText(m))
 			fmt.Fprintf(w, "Date:      %s\n", dateText(m))
 			fmt.Fprintf(w, "Added:     %s\n", m.Added.UTC().Format(time.RFC3339))
-			fmt.Fprintf(w, "Size:      %s (%d bytes)\n", humanSize(m.Size), m.Size)
+			fmt.Fprintf(w, "Size:      %s (%d bytes)\n", vault.FormatSize(m.Size), m.Size)
 			fmt.Fprintf(w, "Source:    %s\n", m.Source)
 			if m.FileName != "" {
 				fmt.Fprintf(w, "File:      %s\n", sanitize(m.FileName))

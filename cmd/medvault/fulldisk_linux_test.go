@@ -19,14 +19,14 @@ func TestAddFullDisk(t *testing.T) {
 		t.Skip("needs root to mount a small tmpfs (a disk that fills up)")
 	}
 	disk := t.TempDir()
-	if err := unix.Mount("tmpfs", disk, "tmpfs", 0, "size=8m,mode=0700"); err != nil {
+	if err := unix.Mount("tmpfs", disk, "tmpfs", 0, "size=24m,mode=0700"); err != nil {
 		t.Skipf("cannot mount a tmpfs here: %v", err)
 	}
 	t.Cleanup(func() { unix.Unmount(disk, unix.MNT_DETACH) })
 	work := t.TempDir()
 	pass := filepath.Join(work, "pass")
 	small, big := filepath.Join(work, "small"), filepath.Join(work, "big")
-	for name, n := range map[string]int{pass: 0, small: 1 << 20, big: 12 << 20} {
+	for name, n := range map[string]int{pass: 0, small: 1 << 20, big: 28 << 20} {
 		b := []byte("a passphrase\n")
 		if n > 0 {
 			b = make([]byte, n)
@@ -52,7 +52,26 @@ func TestAddFullDisk(t *testing.T) {
 			t.Fatalf("%v: exit %d: %s", args, code, stderr)
 		}
 	}
+	// A file whose size is known is refused before anything is written;
+	// the same bytes from a pipe run out of space while being written.
 	code, _, stderr := medvault("add", big, "--category", "imaging", "--title", "too big")
+	if code != exitFailure {
+		t.Errorf("add of a file larger than the free space: exit %d, want %d", code, exitFailure)
+	}
+	for _, want := range []string{
+		"medvault: error: add: 28.0 MiB does not fit on the vault's disk (",
+		"medvault: hint: the disk (or your quota) is full: free some space and retry",
+	} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("add of a file larger than the free space: stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+	content, err := os.ReadFile(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	code = run([]string{"add", "-", "--category", "imaging", "--title", "too big"}, bytes.NewReader(content), &out, &errb, func(k string) string { return env[k] })
 	if code != exitFailure {
 		t.Errorf("add on a full disk: exit %d, want %d", code, exitFailure)
 	}
@@ -60,8 +79,8 @@ func TestAddFullDisk(t *testing.T) {
 		"medvault: error: add: write " + filepath.Join(disk, "home", "vault.db") + ": no space left on device\n",
 		"medvault: hint: the disk (or your quota) is full: free some space and retry",
 	} {
-		if !strings.Contains(stderr, want) {
-			t.Errorf("add on a full disk: stderr lacks %q:\n%s", want, stderr)
+		if !strings.Contains(errb.String(), want) {
+			t.Errorf("add on a full disk: stderr lacks %q:\n%s", want, errb.String())
 		}
 	}
 	code, stdout, stderr := medvault("list", "--json")
