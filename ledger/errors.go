@@ -28,6 +28,11 @@ var (
 	// ErrBadProof reports an inclusion or consistency proof that does not
 	// verify, or fork evidence that does not prove a fork.
 	ErrBadProof = errors.New("proof does not verify")
+
+	// ErrFork reports two checkpoints signed by one ledger's key that no
+	// append-only log could both have produced. Errors wrapping it are
+	// *ForkError, which carries the evidence.
+	ErrFork = errors.New("ledger forked")
 )
 
 // VerifyError describes exactly what Verify found wrong. It never carries

@@ -183,3 +183,77 @@ func (l *Log) ProveFork(tx *bbolt.Tx, foreign []byte) (*ForkEvidence, error) {
 	}
 	return ev, nil
 }
+
+// ForkError is the error CheckExtends returns when its proof shows that one
+// checkpoint's tree does not extend the other's. errors.Is(err, ErrFork)
+// is true for it.
+type ForkError struct{ Evidence *ForkEvidence }
+
+func (e *ForkError) Error() string {
+	return "ledger: a signed checkpoint does not extend an earlier one: the log was rewritten (forked)"
+}
+
+func (e *ForkError) Unwrap() error { return ErrFork }
+
+// ExtensionProof returns the proof that the tree of size newSize extends
+// the tree of size oldSize (1 ≤ oldSize ≤ newSize ≤ Size), in the full form
+// of ForkEvidence: if the trees are not consistent, the proof together with
+// the two checkpoints is evidence of it. It is empty when the sizes are
+// equal. A peer holding an older checkpoint asks for it (CheckExtends).
+func (l *Log) ExtensionProof(tx *bbolt.Tx, oldSize, newSize int64) (Proof, error) {
+	p, err := l.ConsistencyProof(tx, oldSize, newSize)
+	if err != nil || oldSize == newSize {
+		return nil, err
+	}
+	if isPow2(oldSize) {
+		b, err := l.open(tx)
+		if err != nil {
+			return nil, err
+		}
+		old, err := tlog.TreeHash(oldSize, hashReader{b.hashes})
+		if err != nil {
+			return nil, fmt.Errorf("ledger: extension proof: %w", err)
+		}
+		p = append(Proof{Hash(old)}, p...)
+	}
+	return p, nil
+}
+
+// CheckExtends checks that checkpoint b's tree extends checkpoint a's, given
+// p, the proof from ExtensionProof(a.Size, b.Size) in b's log. Both
+// checkpoints must already be verified for the same log (ParseCheckpoint
+// with one Verifier), and a.Size ≤ b.Size. It returns nil when b extends
+// a; a *ForkError (ErrFork) with checkable evidence when p shows that b's
+// tree holds other entries where a's were; an error wrapping ErrBadProof
+// when p shows neither (it does not lead to b's root): the peer that sent
+// it did not prove anything.
+func CheckExtends(a, b *Checkpoint, p Proof) error {
+	if a.Origin != b.Origin {
+		return fmt.Errorf("ledger: check extension: checkpoints of two logs (%q, %q): %w", a.Origin, b.Origin, ErrMalformed)
+	}
+	if a.Size > b.Size {
+		return fmt.Errorf("ledger: check extension: the older checkpoint is larger (%d > %d): %w", a.Size, b.Size, ErrMalformed)
+	}
+	ev := &ForkEvidence{A: a.Note, B: b.Note, Proof: p}
+	if a.Size == b.Size {
+		if len(p) != 0 {
+			return fmt.Errorf("ledger: check extension: unexpected proof for equal sizes: %w", ErrBadProof)
+		}
+		if a.Root != b.Root {
+			ev.Proof = nil
+			return &ForkError{ev}
+		}
+		return nil
+	}
+	if len(p) > MaxProofHashes+1 {
+		return fmt.Errorf("ledger: check extension: proof too long: %w", ErrBadProof)
+	}
+	oldRoot, newRoot, err := runForkProof(p, 0, b.Size, a.Size)
+	if err != nil || newRoot != b.Root {
+		return fmt.Errorf("ledger: check extension: the proof does not lead to the newer checkpoint's root: %w", ErrBadProof)
+	}
+	if oldRoot != a.Root {
+		return &ForkError{ev}
+	}
+	return nil
+}

@@ -190,3 +190,84 @@ func TestForkEvidenceDecodeRejects(t *testing.T) {
 		})
 	}
 }
+
+// A peer holding an older checkpoint learns, from ExtensionProof and
+// CheckExtends, that the log still extends it; or gets checkable evidence
+// that it does not; and a proof that shows neither is refused.
+func TestCheckExtends(t *testing.T) {
+	db := openTestDB(t)
+	lg := newTestLog(t, false)
+	cps := buildLog(t, db, lg, []int{1, 1, 2, 4, 1, 7, 16})
+	err := db.View(func(tx *bbolt.Tx) error {
+		for i, a := range cps {
+			for _, b := range cps[i:] {
+				p, err := lg.ExtensionProof(tx, a.Size, b.Size)
+				if err != nil {
+					return err
+				}
+				if err := CheckExtends(a, b, p); err != nil {
+					t.Errorf("%d -> %d: %v", a.Size, b.Size, err)
+				}
+				if len(p) > 0 {
+					bad := append(Proof(nil), p...)
+					bad[len(bad)-1][3] ^= 1
+					if err := CheckExtends(a, b, bad); !errors.Is(err, ErrBadProof) {
+						t.Errorf("%d -> %d, tampered proof: %v", a.Size, b.Size, err)
+					}
+					if err := CheckExtends(a, b, p[:len(p)-1]); !errors.Is(err, ErrBadProof) {
+						t.Errorf("%d -> %d, short proof: %v", a.Size, b.Size, err)
+					}
+				}
+				if a.Size < b.Size {
+					if err := CheckExtends(b, a, p); !errors.Is(err, ErrMalformed) {
+						t.Errorf("%d -> %d reversed: %v", a.Size, b.Size, err)
+					}
+				}
+			}
+		}
+		if _, err := lg.ExtensionProof(tx, 0, 1); !errors.Is(err, ErrNotFound) {
+			t.Errorf("from size 0: %v", err)
+		}
+		if _, err := lg.ExtensionProof(tx, 1, cps[len(cps)-1].Size+1); !errors.Is(err, ErrNotFound) {
+			t.Errorf("past the log: %v", err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	for _, tt := range []struct {
+		name   string
+		common int
+		a, b   []int
+	}{
+		{"same size", 3, []int{2}, []int{2}},
+		{"older is a power of two", 2, []int{9}, []int{2}},
+		{"older is not", 3, []int{9}, []int{2}},
+		{"diverge at first", 1, []int{5}, []int{2}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			// B's log, seen first (older); A's, a rewritten history,
+			// proves its extension in its own tree.
+			dbA, lg, cpsA, cpsB := forkedLogs(t, tt.common, tt.a, tt.b)
+			seen, now := cpsB[len(cpsB)-1], cpsA[len(cpsA)-1]
+			var p Proof
+			err := dbA.View(func(tx *bbolt.Tx) (err error) {
+				p, err = lg.ExtensionProof(tx, seen.Size, now.Size)
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = CheckExtends(seen, now, p)
+			var fe *ForkError
+			if !errors.As(err, &fe) || !errors.Is(err, ErrFork) {
+				t.Fatalf("a rewritten log: %v", err)
+			}
+			if err := fe.Evidence.Check(lg.Verifier()); err != nil {
+				t.Fatalf("the evidence does not check: %v", err)
+			}
+		})
+	}
+}

@@ -128,6 +128,10 @@ func FuzzProof(f *testing.F) {
 			if or, nr, err := runForkProof(p, 0, size, old); err == nil && nr == c.Root && or != o.Root && old < size {
 				t.Fatal("fork proven between consistent checkpoints")
 			}
+			// Nor does CheckExtends, whatever the proof (frame U).
+			if errors.Is(CheckExtends(o, c, p), ErrFork) {
+				t.Fatal("CheckExtends proved a fork between consistent checkpoints")
+			}
 		}
 	})
 }
