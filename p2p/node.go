@@ -39,7 +39,7 @@ import (
 const (
 	// ProtocolShare is a provider requesting records from a patient's node
 	// under a grant.
-	ProtocolShare protocol.ID = "/medvault/share/1.3.0"
+	ProtocolShare protocol.ID = "/medvault/share/1.4.0"
 	// ProtocolPush is a patient's node delivering a grant token or a
 	// revocation notice to a provider's node.
 	ProtocolPush protocol.ID = "/medvault/push/1.0.0"

@@ -128,6 +128,7 @@ func TestHeldPastFirstHaveFrameNotSent(t *testing.T) {
 		c.WriteFrame(frameRequest, req.Bytes())
 		writeHave(c, append(lowIDs(haveIDs), held))
 		c.WriteFrame(framePartial, nil)
+		c.WriteFrame(frameSeen, nil)
 	}()
 	var metas []string
 	for {

@@ -138,7 +138,9 @@ func (l *Limiter) ServeConn(v *vault.Vault, c Framer, remote identity.ID, now ti
 		// order, then refuse.
 		if _, _, err := c.ReadFrame(maxRequest); err == nil {
 			if err := readHave(c, func(record.ID) {}); err == nil {
-				c.ReadFrame(maxPartial)
+				if _, _, err := c.ReadFrame(maxPartial); err == nil {
+					c.ReadFrame(ledger.MaxCheckpointSize)
+				}
 			}
 		}
 		if first {

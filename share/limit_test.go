@@ -130,7 +130,7 @@ func labsGrant(t *testing.T) (patient, provider *vault.Vault, g *Grant) {
 
 // pinAndGrantLabs pins provider as the patient's contact "dr" and issues
 // it an hour's grant of labs.
-func pinAndGrantLabs(t *testing.T, patient, provider *vault.Vault) *Grant {
+func pinAndGrantLabs(t testing.TB, patient, provider *vault.Vault) *Grant {
 	t.Helper()
 	if _, err := SaveContact(patient, "dr", cardOf(t, provider), false); err != nil {
 		t.Fatal(err)

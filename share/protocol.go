@@ -28,13 +28,15 @@ type Framer interface {
 	WriteFrame(typ byte, payload []byte) error
 }
 
-// Frame types of the share protocol (/medvault/share/1.3.0). See
+// Frame types of the share protocol (/medvault/share/1.4.0). See
 // p2p/PROTOCOL.md, "Messages".
 const (
 	frameRequest  = 'Q' // provider: a signed Request
 	frameHave     = 'H' // provider: patient record IDs it already holds (16 bytes each, ascending; see haveIDs)
 	framePartial  = 'P' // provider: records it holds the start of (ID, payload offset)
+	frameSeen     = 'S' // provider: the latest checkpoint of the patient's ledger it holds, or empty
 	frameReceipt  = 'T' // patient: the receipt of the logged decision
+	frameExtends  = 'U' // patient: proof that the receipt's checkpoint extends the seen one
 	frameDenied   = 'D' // patient: the request was refused; payload is the reason code
 	frameMeta     = 'M' // patient: metadata of the next record (JSON)
 	frameChunk    = 'C' // patient: a piece of the record's age ciphertext
@@ -52,6 +54,7 @@ const (
 	maxReason     = 64 // the reason in a withheld frame
 	maxChunkFrame = 1 << 20
 	maxReceipt    = 1 << 20 // a leaf may hold up to ledger.MaxSubjects IDs
+	maxExtends    = (ledger.MaxProofHashes + 1) * ledger.HashSize
 )
 
 // Reasons of a withheld frame: the record's stored copy failed its
@@ -116,6 +119,10 @@ type Served struct {
 	// Ended, if set, says why the transfer stopped before every admitted
 	// record was sent: the grant was revoked, or expired, meanwhile.
 	Ended Reason
+	// Witnessed is what the checkpoint of this vault's ledger the
+	// provider holds says about it: Ahead or Diverged mean this vault's
+	// ledger is not the one the provider saw (nil: none was read).
+	Witnessed *vault.Witnessed
 }
 
 func serveConn(v *vault.Vault, c Framer, remote identity.ID, now time.Time, sv *Served) error {
@@ -243,14 +250,30 @@ func serveConn(v *vault.Vault, c Framer, remote identity.ID, now time.Time, sv *
 	if typ != framePartial || len(p)%partialEntry != 0 {
 		return fmt.Errorf("%w: expected a partial frame", ErrProtocol)
 	}
-	restore() // the request is in: the answer gets the stream's life
 	resume := map[record.ID]int64{}
 	for i := 0; allowed && i < len(p); i += partialEntry {
 		if off := int64(binary.BigEndian.Uint64(p[i+16:])); off > 0 {
 			resume[record.ID(p[i:i+16])] = off
 		}
 	}
+	typ, seen, err := c.ReadFrame(ledger.MaxCheckpointSize)
+	if err != nil {
+		return fmt.Errorf("read request: %w", err)
+	}
+	if typ != frameSeen {
+		return fmt.Errorf("%w: expected a seen-checkpoint frame", ErrProtocol)
+	}
+	seen = bytes.Clone(seen) // the frame buffer is reused
+	restore()                // the request is in: the answer gets the stream's life
 	if err := c.WriteFrame(frameReceipt, encodeReceipt(&adm.Receipt)); err != nil {
+		return err
+	}
+	w, err := v.LedgerExtension(seen, adm.Receipt.Checkpoint)
+	if err != nil {
+		return err
+	}
+	sv.Witnessed = w
+	if err := c.WriteFrame(frameExtends, encodeExtension(w.Proof)); err != nil {
 		return err
 	}
 	if reason != ReasonAllowed {
@@ -624,13 +647,17 @@ func DecodeReceipt(b []byte) (*vault.Receipt, error) {
 	return r, nil
 }
 
+// ledgerVerifier checks checkpoints of patient's ledger.
+func ledgerVerifier(patient identity.ID) (*ledger.Verifier, error) {
+	return ledger.NewVerifier("medvault.ledger/"+patient.String(), patient.PublicKey())
+}
+
 // VerifyReceipt checks a receipt against the grant and the request it
 // answers: the checkpoint is signed by the grant's issuer, the leaf is
 // included in it, and the logged entry names this requester, this grant
 // and exactly this request. It returns the logged entry.
 func VerifyReceipt(r *vault.Receipt, g *Grant, req *Request) (*ledger.Entry, *ledger.Checkpoint, error) {
-	issuer := g.Issuer()
-	vf, err := ledger.NewVerifier("medvault.ledger/"+issuer.String(), issuer.PublicKey())
+	vf, err := ledgerVerifier(g.Issuer())
 	if err != nil {
 		return nil, nil, err
 	}
@@ -676,6 +703,10 @@ type FetchResult struct {
 	// Withdrawn lists those it admitted but did not send because the
 	// patient removed them, or changed their labels, since the decision.
 	Withdrawn []record.ID
+	// Ledger says whether the patient's ledger extends the checkpoint
+	// this vault saw last (a problem is kept as evidence and reported
+	// once).
+	Ledger *LedgerCheck
 }
 
 // FetchConn sends a signed request for every record in g's scope (minus
@@ -724,6 +755,19 @@ func FetchConn(v *vault.Vault, c Framer, g *Grant, now time.Time, progress func(
 	if err := c.WriteFrame(framePartial, pb); err != nil {
 		return nil, err
 	}
+	// The latest checkpoint of the patient's ledger this vault saw: the
+	// node proves that its ledger extends it (see witness).
+	seenCP, err := seenCheckpoint(v, g.Issuer())
+	if err != nil {
+		return nil, err
+	}
+	var seenNote []byte
+	if seenCP != nil {
+		seenNote = seenCP.Note
+	}
+	if err := c.WriteFrame(frameSeen, seenNote); err != nil {
+		return nil, err
+	}
 	typ, p, err := c.ReadFrame(maxReceipt)
 	if err != nil {
 		return nil, fmt.Errorf("read receipt: %w", err)
@@ -741,7 +785,7 @@ func FetchConn(v *vault.Vault, c Framer, g *Grant, now time.Time, progress func(
 	if err != nil {
 		return nil, err
 	}
-	entry, _, err := VerifyReceipt(rc, g, req)
+	entry, cp, err := VerifyReceipt(rc, g, req)
 	if err != nil {
 		return nil, err
 	}
@@ -749,7 +793,22 @@ func FetchConn(v *vault.Vault, c Framer, g *Grant, now time.Time, progress func(
 	if err := v.PutObject(vault.KindReceipt, fmt.Sprintf("%s/%020d", gid, rc.Index), p, nil); err != nil {
 		return nil, err
 	}
-	res := &FetchResult{Entry: entry, Index: rc.Index}
+	typ, p, err = c.ReadFrame(maxExtends)
+	if err != nil {
+		return nil, fmt.Errorf("read receipt: %w", err)
+	}
+	if typ != frameExtends {
+		return nil, fmt.Errorf("%w: expected an extension proof after the receipt", ErrProtocol)
+	}
+	proof, err := decodeExtension(p)
+	if err != nil {
+		return nil, err
+	}
+	lc, err := witness(v, g.Issuer(), seenCP, cp, proof, now)
+	if err != nil {
+		return nil, err
+	}
+	res := &FetchResult{Entry: entry, Index: rc.Index, Ledger: lc}
 	// The receipt lists what the patient's node admitted (all of it when
 	// fewer than ledger.MaxSubjects; beyond that, continuation entries the
 	// receipt does not cover hold the rest).

@@ -227,7 +227,9 @@ func TestReplayRefused(t *testing.T) {
 		c.WriteFrame(frameRequest, req.Bytes())
 		c.WriteFrame(frameHave, nil)
 		c.WriteFrame(framePartial, nil)
+		c.WriteFrame(frameSeen, nil)
 		c.ReadFrame(maxReceipt)
+		c.ReadFrame(maxExtends)
 		typ, p, err := c.ReadFrame(maxMeta)
 		return string(typ) + string(p), err
 	}
@@ -330,6 +332,7 @@ func TestStrangersCannotFillLedgerOrInbox(t *testing.T) {
 	c.WriteFrame(frameRequest, bytes.Repeat([]byte{7}, 60<<10))
 	c.WriteFrame(frameHave, nil)
 	c.WriteFrame(framePartial, nil)
+	c.WriteFrame(frameSeen, nil)
 	c.ReadFrame(maxReceipt)
 	b.Close()
 	var last *ledger.Entry
@@ -569,8 +572,10 @@ func TestLimiterBoundsDenials(t *testing.T) {
 		c.WriteFrame(frameRequest, []byte("garbage"))
 		c.WriteFrame(frameHave, nil)
 		c.WriteFrame(framePartial, nil)
+		c.WriteFrame(frameSeen, nil)
 		typ, p, _ := c.ReadFrame(maxReceipt)
 		if typ == frameReceipt {
+			c.ReadFrame(maxExtends)
 			typ, p, _ = c.ReadFrame(maxMeta)
 		}
 		last = string(typ) + string(p)

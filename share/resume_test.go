@@ -210,6 +210,7 @@ func FuzzServePartials(f *testing.F) {
 		c.WriteFrame(frameRequest, req.Bytes())
 		c.WriteFrame(frameHave, have)
 		c.WriteFrame(framePartial, partial)
+		c.WriteFrame(frameSeen, nil)
 		var sent int64
 		for {
 			typ, p, err := c.ReadFrame(maxReceipt)

@@ -48,7 +48,7 @@ func (o *onFirstMeta) WriteFrame(typ byte, p []byte) error {
 
 // twoLabs is a patient with two lab records, a provider, and a grant of
 // labs without any sensitivity label.
-func twoLabs(t *testing.T) (patient, provider *vault.Vault, g *Grant, ids []record.ID) {
+func twoLabs(t testing.TB) (patient, provider *vault.Vault, g *Grant, ids []record.ID) {
 	t.Helper()
 	patient = openVault(t, "Ada", identity.Patient)
 	provider = openVault(t, "Dr. Hopper", identity.Provider)
@@ -64,7 +64,7 @@ func twoLabs(t *testing.T) (patient, provider *vault.Vault, g *Grant, ids []reco
 
 // serveWith runs one request between the two vaults, the patient's side
 // of the stream wrapped by wrap.
-func serveWith(t *testing.T, patient, provider *vault.Vault, g *Grant, wrap func(Framer) Framer) (*Served, *FetchResult, error) {
+func serveWith(t testing.TB, patient, provider *vault.Vault, g *Grant, wrap func(Framer) Framer) (*Served, *FetchResult, error) {
 	t.Helper()
 	a, b := net.Pipe()
 	served := make(chan *Served, 1)

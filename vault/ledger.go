@@ -1,6 +1,7 @@
 package vault
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -124,4 +125,63 @@ func recordSubjects(ids ...record.ID) [][]byte {
 		out[i] = ids[i][:]
 	}
 	return out
+}
+
+// Witnessed is what a peer's copy of one of this vault's checkpoints says
+// about its ledger (see LedgerExtension).
+type Witnessed struct {
+	// Size is the peer's checkpoint's size: 0 when it sent none, or one
+	// not signed for this ledger.
+	Size int64
+	// Proof shows that the checkpoint given to the peer extends the
+	// peer's (ledger.ExtensionProof); nil when Ahead.
+	Proof ledger.Proof
+	// Ahead: the peer's checkpoint is larger than the one given to it.
+	// The vault was put back to an older copy, or its key signed another
+	// log.
+	Ahead bool
+	// Diverged: the ledger holds other entries than the peer's
+	// checkpoint commits to. The log was rewritten (an older copy that
+	// went on since), or the key signed another log.
+	Diverged bool
+}
+
+// LedgerExtension answers a peer that holds seen, a checkpoint of this
+// vault's ledger (its note, verbatim; empty for none), and is given the
+// checkpoint to (a receipt's): the proof that to's tree extends seen's,
+// and what seen says about this vault.
+func (v *Vault) LedgerExtension(seen, to []byte) (*Witnessed, error) {
+	w := &Witnessed{}
+	if len(seen) == 0 {
+		return w, nil
+	}
+	ver := v.ledger.log.Verifier()
+	s, err := ledger.ParseCheckpoint(seen, ver)
+	if err != nil {
+		return w, nil // not this ledger's: nothing to prove
+	}
+	t, err := ledger.ParseCheckpoint(to, ver)
+	if err != nil {
+		return nil, err
+	}
+	w.Size = s.Size
+	if s.Size > t.Size {
+		w.Ahead = true
+		return w, nil
+	}
+	err = v.view(func(tx *bbolt.Tx) error {
+		var err error
+		w.Proof, err = v.ledger.log.ExtensionProof(tx, s.Size, t.Size)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	switch err := ledger.CheckExtends(s, t, w.Proof); {
+	case errors.Is(err, ledger.ErrFork):
+		w.Diverged = true
+	case err != nil:
+		return nil, err
+	}
+	return w, nil
 }

@@ -24,6 +24,11 @@ const (
 	KindInbox   Kind = "inbox"
 	KindRevoked Kind = "revocations"
 	KindReceipt Kind = "receipts"
+	// KindWitnessed keeps, per patient, the latest checkpoint of their
+	// ledger a receipt showed; KindLedgerEvidence, what showed that a
+	// patient's ledger does not extend it (package share).
+	KindWitnessed      Kind = "witnessed"
+	KindLedgerEvidence Kind = "ledger-evidence"
 )
 
 const maxObject = 1 << 20

@@ -225,7 +225,7 @@ func (v *Vault) verifyRecords(tx *bbolt.Tx, lr *ledger.Report, full bool, rep *V
 		v.checkIndex(tx, index, rep)
 		v.checkObjects(tx, objects, true, rep)
 		v.checkCommitMarks(tx, imports, rep)
-		v.checkSealed(tx, rep, KindInbox, KindReceipt) // contacts: checkObjects opens them all
+		v.checkSealed(tx, rep, KindInbox, KindReceipt, KindWitnessed, KindLedgerEvidence) // contacts: checkObjects opens them all
 		return
 	}
 	// Grants and revocations recorded in the range: a deleted revocation
@@ -442,7 +442,8 @@ func (v *Vault) checkSealed(tx *bbolt.Tx, rep *VerifyReport, kinds ...Kind) {
 		}
 		b.ForEach(func(k, sealed []byte) error {
 			if _, err := v.openObject(kind, k, sealed); err != nil {
-				noun := map[Kind]string{KindContact: "contact", KindInbox: "received grant", KindReceipt: "receipt"}[kind]
+				noun := map[Kind]string{KindContact: "contact", KindInbox: "received grant", KindReceipt: "receipt",
+					KindWitnessed: "checkpoint of a patient's ledger", KindLedgerEvidence: "evidence about a patient's ledger"}[kind]
 				rep.Problems = append(rep.Problems, Problem{What: "vault", Detail: fmt.Sprintf("a stored %s does not authenticate (changed or damaged)", noun)})
 			}
 			return nil

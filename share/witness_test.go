@@ -1,0 +1,187 @@
+package share
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/medvault/medvault/ledger"
+	"github.com/medvault/medvault/vault"
+	"github.com/medvault/medvault/vault/record"
+)
+
+// A patient's vault put back to an older copy, or put back and then
+// written on, keeps a ledger whose every signature is valid: its own
+// verify cannot tell. The next provider that fetches can: it holds the
+// checkpoint its last receipt showed, and the patient's node must prove
+// that its ledger extends it. Each problem is reported once, to both
+// sides, and the provider keeps checkable evidence.
+func TestProviderSeesLedgerRollback(t *testing.T) {
+	patient, provider, g, _ := twoLabs(t)
+	db := filepath.Join(patient.Dir(), vault.DBFile)
+	owner := patient.Owner()
+	fetch := func(step string) (*Served, *LedgerCheck) {
+		t.Helper()
+		sv, res, err := serveWith(t, patient, provider, g, func(f Framer) Framer { return f })
+		if err != nil || res.Ledger == nil || sv.Witnessed == nil {
+			t.Fatalf("%s: %v", step, err)
+		}
+		return sv, res.Ledger
+	}
+	snapshot := func() []byte {
+		t.Helper()
+		b, err := os.ReadFile(db) // nothing writes meanwhile
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	restore := func(b []byte) {
+		t.Helper()
+		patient.Close()
+		if err := os.WriteFile(db, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		v, err := vault.Open(patient.Dir(), owner, vault.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		patient = v
+		t.Cleanup(func() { v.Close() })
+	}
+
+	_, lc := fetch("first fetch")
+	if lc.Seen != 0 || lc.Problem != "" {
+		t.Fatalf("first fetch: %+v", lc)
+	}
+	old := snapshot()
+	_, lc2 := fetch("second fetch")
+	if lc2.Seen != lc.Now || lc2.Now <= lc2.Seen || lc2.Problem != "" {
+		t.Fatalf("second fetch: %+v after %+v", lc2, lc)
+	}
+	fetch("third fetch")
+
+	// Put back to the copy taken after the first fetch.
+	restore(old)
+	sv, lc := fetch("after the rollback")
+	if lc.Problem != LedgerRolledBack || lc.Now >= lc.Seen {
+		t.Fatalf("after the rollback: %+v", lc)
+	}
+	if !sv.Witnessed.Ahead || sv.Witnessed.Diverged {
+		t.Fatalf("the patient's node was not told its vault is behind: %+v", sv.Witnessed)
+	}
+	if _, lc := fetch("again"); lc.Problem != "" {
+		t.Fatalf("the rollback was reported again: %+v", lc)
+	}
+
+	// Put back, then written on: another history of the same size and more.
+	forked := snapshot()
+	fetch("before the fork")
+	restore(forked)
+	if _, err := patient.Add(strings.NewReader("ferritin 95"), vault.NewRecord{Category: record.Labs, Title: "ferritin"}); err != nil {
+		t.Fatal(err)
+	}
+	sv, lc = fetch("after the fork")
+	if lc.Problem != LedgerForked {
+		t.Fatalf("after the fork: %+v", lc)
+	}
+	if !sv.Witnessed.Diverged || sv.Witnessed.Ahead {
+		t.Fatalf("the patient's node was not told its ledger diverged: %+v", sv.Witnessed)
+	}
+
+	evs, err := provider.Objects(vault.KindLedgerEvidence)
+	if err != nil || len(evs) != 2 {
+		t.Fatalf("%d pieces of evidence kept (%v), want 2", len(evs), err)
+	}
+	vf, _ := ledgerVerifier(owner.ID())
+	problems := map[LedgerProblem]bool{}
+	for _, o := range evs {
+		var ev ledgerEvidence
+		if err := json.Unmarshal(o.Value, &ev); err != nil {
+			t.Fatal(err)
+		}
+		problems[ev.Problem] = true
+		seen, err1 := ledger.ParseCheckpoint(ev.Seen, vf)
+		now, err2 := ledger.ParseCheckpoint(ev.Now, vf)
+		if err1 != nil || err2 != nil || ev.Patient != owner.ID().String() {
+			t.Fatalf("evidence %s: %v %v", ev.Problem, err1, err2)
+		}
+		if ev.Problem == LedgerRolledBack && now.Size >= seen.Size {
+			t.Fatalf("rollback evidence: sizes %d then %d", seen.Size, now.Size)
+		}
+		if ev.Problem == LedgerForked {
+			var fe ledger.ForkEvidence
+			if err := fe.UnmarshalBinary(ev.Fork); err != nil {
+				t.Fatal(err)
+			}
+			if err := fe.Check(vf); err != nil {
+				t.Fatalf("the fork evidence does not check: %v", err)
+			}
+		}
+	}
+	if !problems[LedgerRolledBack] || !problems[LedgerForked] {
+		t.Fatalf("evidence kept: %v", problems)
+	}
+	if rep, err := provider.Verify(true); err != nil {
+		t.Fatalf("the provider's vault: %v %v", err, rep.Problems)
+	}
+}
+
+// A node that answers with a proof that proves nothing breaks the
+// protocol: the provider stores nothing from it.
+type badExtension struct{ Framer }
+
+func (b badExtension) WriteFrame(typ byte, p []byte) error {
+	if typ == frameExtends {
+		p = make([]byte, ledger.HashSize)
+	}
+	return b.Framer.WriteFrame(typ, p)
+}
+
+func TestProviderRefusesUnprovenLedger(t *testing.T) {
+	patient, provider, g, _ := twoLabs(t)
+	if _, _, err := serveWith(t, patient, provider, g, func(f Framer) Framer { return f }); err != nil {
+		t.Fatal(err)
+	}
+	patient.Add(strings.NewReader("ferritin 95"), vault.NewRecord{Category: record.Labs, Title: "ferritin"})
+	_, res, err := serveWith(t, patient, provider, g, func(f Framer) Framer { return badExtension{f} })
+	if !errors.Is(err, ErrProtocol) {
+		t.Fatalf("a bogus extension proof: %v", err)
+	}
+	if res != nil && res.Records != 0 {
+		t.Fatalf("%d records stored from a node that proved nothing", res.Records)
+	}
+}
+
+// What the node makes of any S frame: an error only if its own ledger
+// fails, and a proof only for a checkpoint signed by its key.
+func FuzzSeenFrame(f *testing.F) {
+	patient, provider, g, _ := twoLabs(f)
+	if _, _, err := serveWith(f, patient, provider, g, func(fr Framer) Framer { return fr }); err != nil {
+		f.Fatal(err)
+	}
+	to, err := provider.GetObject(vault.KindWitnessed, patient.Owner().ID().String())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add([]byte{})
+	f.Add(to)
+	f.Add(append(bytes.Clone(to), '\n'))
+	f.Add(bytes.Replace(to, []byte("\n2\n"), []byte("\n9\n"), 1))
+	f.Fuzz(func(t *testing.T, seen []byte) {
+		w, err := patient.LedgerExtension(seen, to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w.Size == 0 && (w.Proof != nil || w.Ahead || w.Diverged) {
+			t.Fatalf("an unsigned checkpoint was answered: %+v", w)
+		}
+		if w.Size > 0 && string(seen) == string(to) && (w.Ahead || w.Diverged || len(w.Proof) != 0) {
+			t.Fatalf("the receipt's own checkpoint: %+v", w)
+		}
+	})
+}
