@@ -43,6 +43,14 @@ func (a *app) startNode(ctx context.Context, v *vault.Vault, listen []string) (*
 		}
 		sv, err := limiter.ServeConn(v, s, remote, time.Now())
 		who := a.contactName(v, remote)
+		if sv != nil && sv.Witnessed != nil {
+			switch w := sv.Witnessed; {
+			case w.Ahead:
+				a.say("medvault: warning: %s holds a checkpoint of your ledger at %d entries, more than this vault has: this vault was put back to an older copy (a restored backup, or someone hiding entries), or your key signed another log; 'medvault verify' cannot see this", who, w.Size)
+			case w.Diverged:
+				a.say("medvault: warning: %s holds a checkpoint of your ledger (%d entries) that this ledger does not extend: it was put back to an older copy and written on since, or your key signed another log; 'medvault verify' cannot see this", who, w.Size)
+			}
+		}
 		switch {
 		case err != nil:
 			a.say("request from %s: %v", who, err)
@@ -185,6 +193,9 @@ your signed request and returns a receipt, which is verified and kept.`,
 				g = next
 				res, err = fetch(g)
 			}
+			if res != nil && res.Ledger != nil {
+				a.warnLedger(a.contactName(v, g.Issuer()), res.Ledger)
+			}
 			if err != nil {
 				if res != nil && res.Records > 0 {
 					verb := "were"
@@ -216,7 +227,8 @@ your signed request and returns a receipt, which is verified and kept.`,
 				}
 				return printJSON(a.stdout, map[string]any{"v": 1, "grant": g.ID().String(), "records": res.Records,
 					"resumed": res.Resumed, "bytes": res.Bytes, "receipt_index": res.Index,
-					"withheld": ids(res.Withheld), "withdrawn": ids(res.Withdrawn)})
+					"withheld": ids(res.Withheld), "withdrawn": ids(res.Withdrawn),
+					"ledger": map[string]any{"seen": res.Ledger.Seen, "now": res.Ledger.Now, "problem": string(res.Ledger.Problem)}})
 			}
 			resumed := ""
 			if res.Resumed > 0 {
@@ -358,4 +370,103 @@ func (a *app) pushTo(ctx context.Context, v *vault.Vault, card *share.Card, send
 	}
 	defer release()
 	return send(s)
+}
+
+// warnLedger says what a fetch's receipt showed about the patient's ledger,
+// when it does not extend the one an earlier receipt showed.
+func (a *app) warnLedger(who string, lc *share.LedgerCheck) {
+	switch lc.Problem {
+	case share.LedgerRolledBack:
+		a.say("medvault: warning: %s's ledger has %d entries; an earlier receipt showed %d: their vault was put back to an older copy (a restored backup, or someone hiding entries), or their key signed another log. Both signed checkpoints are kept in your vault as evidence.", who, lc.Now, lc.Seen)
+	case share.LedgerForked:
+		a.say("medvault: warning: %s's ledger does not extend the one an earlier receipt showed (%d entries): it was rewritten. The proof, checkable with their public key, is kept in your vault as evidence.", who, lc.Seen)
+	}
+}
+
+func newWitnessCommand(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "witness [--json]",
+		Short: "Show what receipts showed you about patients' ledgers",
+		Long: `Show, per patient, the latest checkpoint of their ledger a receipt showed you,
+and the evidence kept when a patient's ledger did not extend what you saw
+before: their vault was put back to an older copy, or their log rewritten.
+Every fetch checks this (the patient's node must prove that its ledger
+extends your checkpoint); 'fetch' warns when it does not. --json prints the
+signed checkpoints and, for a rewritten log, the proof, which anyone with the
+patient's public key can check.`,
+		Example: "  medvault witness\n  medvault witness --json | jq '.evidence'",
+		Args:    exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			v, done, err := a.openVault()
+			if err != nil {
+				return err
+			}
+			defer done()
+			ws, evs, err := share.Witnessed(v)
+			if err != nil {
+				return err
+			}
+			if a.jsonOut {
+				type cpJSON struct {
+					Size int64  `json:"size"`
+					Note string `json:"note"`
+				}
+				type heldJSON struct {
+					Patient    string `json:"patient"`
+					Name       string `json:"name"`
+					Checkpoint cpJSON `json:"checkpoint"`
+				}
+				type evJSON struct {
+					Patient string `json:"patient"`
+					Name    string `json:"name"`
+					Problem string `json:"problem"`
+					At      string `json:"at"`
+					Seen    cpJSON `json:"seen"`
+					Now     cpJSON `json:"now"`
+					Fork    []byte `json:"fork_evidence,omitempty"`
+				}
+				out := struct {
+					V        int        `json:"v"`
+					Held     []heldJSON `json:"held"`
+					Evidence []evJSON   `json:"evidence"`
+				}{V: 1, Held: []heldJSON{}, Evidence: []evJSON{}}
+				for _, w := range ws {
+					out.Held = append(out.Held, heldJSON{w.Patient.String(), a.contactName(v, w.Patient), cpJSON{w.Checkpoint.Size, string(w.Checkpoint.Note)}})
+				}
+				for _, e := range evs {
+					out.Evidence = append(out.Evidence, evJSON{e.Patient.String(), a.contactName(v, e.Patient), string(e.Problem),
+						e.At.UTC().Format(time.RFC3339), cpJSON{e.Seen.Size, string(e.Seen.Note)}, cpJSON{e.Now.Size, string(e.Now.Note)}, e.Fork})
+				}
+				return printJSON(a.stdout, out)
+			}
+			if len(ws) == 0 {
+				a.say("No receipts yet: fetch from a patient first.")
+				return nil
+			}
+			var rows [][]string
+			for _, w := range ws {
+				rows = append(rows, []string{a.contactName(v, w.Patient), fmt.Sprint(w.Checkpoint.Size)})
+			}
+			a.printTable([]string{"PATIENT", "LEDGER ENTRIES SEEN"}, rows)
+			if len(evs) == 0 {
+				a.say("No patient's ledger has failed to extend what you saw.")
+				return nil
+			}
+			var times []time.Time
+			for _, e := range evs {
+				times = append(times, e.At)
+			}
+			z := tableZone(times...)
+			rows = nil
+			for _, e := range evs {
+				rows = append(rows, []string{z.format(e.At, "2006-01-02 15:04"), a.contactName(v, e.Patient), string(e.Problem),
+					fmt.Sprint(e.Seen.Size), fmt.Sprint(e.Now.Size)})
+			}
+			fmt.Fprintln(a.stdout)
+			a.printTable([]string{"WHEN" + z.title, "PATIENT", "PROBLEM", "SEEN BEFORE", "THEN"}, rows)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&a.jsonOut, "json", false, "print JSON")
+	return cmd
 }

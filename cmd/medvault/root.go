@@ -287,6 +287,7 @@ Passphrase: --passphrase-file FILE, $MEDVAULT_PASSPHRASE_FILE, --passphrase-fd N
 		newServeCommand(a),
 		newFetchCommand(a),
 		newInboxCommand(a),
+		newWitnessCommand(a),
 		newDemoCommand(a),
 		&cobra.Command{
 			Use:   "exit-codes",
