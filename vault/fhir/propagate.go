@@ -231,3 +231,31 @@ func CodeKeys(r *Resource) []string {
 	}
 	return out
 }
+
+// PlainKey reports whether key, a key of TargetKeys or ReferenceKeys, is
+// a plain "Type/id" (the key a resource's own type and id give it), and
+// returns its type and id.
+func PlainKey(key string) (typ, id string, ok bool) {
+	typ, id, ok = splitRESTful(key)
+	return typ, id, ok && typ+"/"+id == key
+}
+
+// MayCarryLabels reports whether a reference can resolve to a resource of
+// another batch that passes labels on: not a reference to a contained
+// resource ("#id", which names a part of the referring resource), not a
+// conditional reference ("Type?search", which no key of TargetKeys
+// matches), and not a "Type/id" reference (relative or absolute) to an
+// actor type. A caller that keeps references beyond one batch can skip the
+// others: Propagate would find nothing through them.
+func MayCarryLabels(ref string) bool {
+	if strings.HasPrefix(ref, "#") || strings.Contains(ref, "?") {
+		return false
+	}
+	if strings.HasPrefix(ref, "urn:") {
+		return true
+	}
+	if typ, _, ok := splitRESTful(ref); ok {
+		return !actorTypes[typ]
+	}
+	return true
+}
