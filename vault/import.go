@@ -31,6 +31,10 @@ type ImportStats struct {
 	Unchanged  int // resources already in the vault with the same content
 	ByCategory map[record.Category]int
 	Labelled   int // records added with at least one sensitivity label
+	// Relabelled counts records stored earlier that gained labels from
+	// this import (they reference what it added, directly or through
+	// other records).
+	Relabelled int
 }
 
 // importBatch is how many resources are encrypted and staged per
@@ -155,7 +159,10 @@ func decodeLabels(p []byte) ([]record.Label, error) {
 // ~95-105 MiB, 400k ~110-130 MiB (~315 and ~990 MiB when the file's index
 // was kept in memory).
 func (v *Vault) Import(name string, r io.Reader, progress func(resources int, offset int64)) (*ImportStats, error) {
-	im := &importer{v: v, name: name, st: &ImportStats{File: name, ByCategory: map[record.Category]int{}}}
+	im := &importer{v: v, name: name, st: &ImportStats{File: name, ByCategory: map[record.Category]int{}}, rh: v.newRefHasher()}
+	if err := v.ensureRefIndex(); err != nil {
+		return nil, fmt.Errorf("import %s: %w", name, err)
+	}
 	rand.Read(im.id[:])
 	sc, err := newScratch(v.dir)
 	if err != nil {
@@ -201,7 +208,11 @@ type importer struct {
 	id   [16]byte // names the import in its pending marks
 	sc   *scratch
 	st   *ImportStats
-	seq  uint64 // rows so far
+	seq  uint64     // rows so far
+	rh   *refHasher // used by the goroutine that reads the file
+	// vaultRefs: the vault held imported records when this import
+	// started, so propagation looks beyond the file (set in propagate).
+	vaultRefs bool
 	// What the batch being read adds to the scratch file, and what the
 	// batch being flushed (if any) does.
 	cur, prev *tables
@@ -217,7 +228,12 @@ type tables struct {
 	edges  [][]byte
 	codes  map[string][]record.Label
 	chain  []uint64
+	refs   []refEntry // the vault's reference index entries
+	fulls  [][]byte   // the vault's targets entries
 }
+
+// refEntry is an entry of the vault's reference index (refindex.go).
+type refEntry struct{ key, val []byte }
 
 func newTables() *tables {
 	return &tables{dups: map[string]bool{}, keys: map[string]keyState{}, target: map[string]targetOp{}, codes: map[string][]record.Label{}}
@@ -232,6 +248,7 @@ type keyState struct {
 type targetOp struct {
 	seq      uint64
 	override bool
+	actor    bool // the resource passes no labels on
 }
 
 func (im *importer) run(r io.Reader, progress func(resources int, offset int64)) (*ImportStats, error) {
@@ -322,12 +339,17 @@ func (im *importer) run(r io.Reader, progress func(resources int, offset int64))
 	if err := im.writeIndex(); err != nil {
 		return nil, err
 	}
+	if err := im.writeRefs(); err != nil {
+		return nil, err
+	}
 	if im.dies("indexed") {
 		return nil, errTestDied
 	}
 	// The moment the whole file becomes visible, in the ledger too: the
 	// commit mark alone could be deleted by anyone with the file, and the
 	// next Open would then roll back a committed import (settlePending).
+	// Labels this import spreads to earlier records change in the same
+	// transaction: they appear exactly when the records that caused them.
 	if err := im.v.update(func(tx *bbolt.Tx) error {
 		if err := tx.Bucket(bucketPending).Put(commitMarkKey(im.id), im.v.commitMark(im.id)); err != nil {
 			return err
@@ -335,6 +357,11 @@ func (im *importer) run(r io.Reader, progress func(resources int, offset int64))
 		if err := im.v.logAppend(tx, Event{Action: ledger.ActionImport, commit: importCommit(im.id)}); err != nil {
 			return err
 		}
+		n, err := im.relabel(tx)
+		if err != nil {
+			return err
+		}
+		st.Relabelled = n
 		return im.v.ledger.checkpoint(tx)
 	}); err != nil {
 		return nil, fmt.Errorf("import %s: %w", im.name, err)
@@ -347,6 +374,55 @@ func (im *importer) run(r io.Reader, progress func(resources int, offset int64))
 	im.v.settlePending(&im.id)
 	return st, nil
 }
+
+// relabel writes, in tx, the labels this import spreads to records the
+// vault held before it, each change a label entry of the ledger (reason
+// LabelPropagated), and returns how many records changed. It adds to the
+// labels each record has now (the patient may have changed them while the
+// import ran) and skips records removed meanwhile.
+func (im *importer) relabel(tx *bbolt.Tx) (int, error) {
+	n := 0
+	c := im.sc.b(scVault).Cursor()
+	for k, sealed := c.First(); k != nil; k, sealed = c.Next() {
+		p, err := im.sc.open(scVault, k, sealed)
+		if err != nil {
+			return n, err
+		}
+		add, err := decodeLabels(p)
+		if err != nil {
+			return n, err
+		}
+		m, err := im.v.meta1(tx, record.ID(k))
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return n, err
+		}
+		ls := normLabels(append(slices.Clone(m.Labels), add...))
+		if len(ls) == len(m.Labels) {
+			continue
+		}
+		m.Labels = ls
+		sealedMeta, err := im.v.sealMeta(m)
+		if err != nil {
+			return n, err
+		}
+		if err := tx.Bucket(bucketRecords).Put(m.ID[:], sealedMeta); err != nil {
+			return n, err
+		}
+		if err := im.v.logAppend(tx, Event{Action: ledger.ActionLabel, Subjects: recordSubjects(m.ID), Reason: LabelPropagated,
+			commit: recordCommit(m.ID, sealedMeta, m.ContentDigest)}); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+// LabelPropagated is the reason of a label entry that records labels an
+// import spread to a record stored earlier.
+const LabelPropagated = "propagated"
 
 // admit decides what becomes of a resource just read: nil if the vault, or
 // this file earlier, already holds its type/id with the same content;
@@ -433,19 +509,33 @@ func (im *importer) admit(res *fhir.Resource) (*staged, error) {
 
 	// What label propagation needs: the keys references find it by, its
 	// references, its primary codes, and the codes its source labelled.
+	// Keys are ref keys (refindex.go), so that the vault's reference index
+	// can be matched against the file's.
+	actor := !fhir.PassesLabels(res.Type)
 	for _, tk := range fhir.TargetKeys(res) {
-		h := sc.hash('t', []byte(tk.Key))
+		h := im.rh.key(tk.Key)
 		s.targets = append(s.targets, h)
 		if _, held := im.cur.target[string(h)]; tk.Override || !held {
-			im.cur.target[string(h)] = targetOp{s.seq, tk.Override}
+			im.cur.target[string(h)] = targetOp{s.seq, tk.Override, actor}
 		}
+	}
+	if res.FullURL != "" {
+		im.cur.fulls = append(im.cur.fulls, append(im.rh.key(res.FullURL), s.id[:]...))
 	}
 	for _, ref := range res.References {
 		exact, fallback := fhir.ReferenceKeys(ref)
-		he := sc.hash('t', []byte(exact))
-		im.cur.edges = append(im.cur.edges, append(he, seqKey(s.seq)...))
+		he := im.rh.key(exact)
+		im.cur.edges = append(im.cur.edges, append(slices.Clip(he), seqKey(s.seq)...))
+		var hf []byte
 		if fallback != "" {
-			im.cur.edges = append(im.cur.edges, append(append(sc.hash('t', []byte(fallback)), seqKey(s.seq)...), he...))
+			hf = im.rh.key(fallback)
+			im.cur.edges = append(im.cur.edges, append(append(slices.Clip(hf), seqKey(s.seq)...), he...))
+		}
+		if fhir.MayCarryLabels(ref) {
+			im.cur.refs = append(im.cur.refs, refEntry{append(slices.Clip(he), s.id[:]...), nil})
+			if hf != nil {
+				im.cur.refs = append(im.cur.refs, refEntry{append(slices.Clip(hf), s.id[:]...), he})
+			}
 		}
 	}
 	src := fhir.SourceLabels(res)
@@ -504,11 +594,13 @@ func (im *importer) flush(batch []*staged, t *tables) error {
 		if err := sc.putSealed(scRows, k, s.encode()); err != nil {
 			return err
 		}
-		if len(s.res.Labels) > 0 {
+		// Labels of the versions in the vault seed propagation as the
+		// vault's records do (see seedFromVault).
+		if ls := normLabels(append(s.res.Labels, s.base...)); len(ls) > 0 {
 			if _, err := sc.maybeCommit(); err != nil {
 				return err
 			}
-			if err := sc.putSealed(scLabels, k, encodeLabels(s.res.Labels)); err != nil {
+			if err := sc.putSealed(scLabels, k, encodeLabels(ls)); err != nil {
 				return err
 			}
 		}
@@ -568,8 +660,30 @@ func (im *importer) writeTables(batch []*staged, t *tables) error {
 		if _, err := sc.maybeCommit(); err != nil {
 			return err
 		}
-		if err := sc.put(scTarget, []byte(k), seqKey(op.seq)); err != nil {
+		flag := byte(0)
+		if op.actor {
+			flag = 1
+		}
+		if err := sc.put(scTarget, []byte(k), append(seqKey(op.seq), flag)); err != nil {
 			return err
+		}
+	}
+	fulls := make([]refEntry, len(t.fulls))
+	for i, k := range t.fulls {
+		fulls[i] = refEntry{k, nil}
+	}
+	for _, set := range []struct {
+		bucket []byte
+		es     []refEntry
+	}{{scRefs, t.refs}, {scFulls, fulls}} {
+		slices.SortFunc(set.es, func(a, b refEntry) int { return bytes.Compare(a.key, b.key) })
+		for _, e := range set.es {
+			if _, err := sc.maybeCommit(); err != nil {
+				return err
+			}
+			if err := sc.put(set.bucket, e.key, e.val); err != nil {
+				return err
+			}
 		}
 	}
 	slices.SortFunc(t.edges, bytes.Compare)
@@ -679,9 +793,24 @@ func (im *importer) propagate() error {
 			return err
 		}
 	}
+	// Beyond the file: the records the vault holds already.
+	if err := im.v.view(func(tx *bbolt.Tx) error {
+		k, _ := tx.Bucket(bucketIndex).Cursor().First()
+		im.vaultRefs = k != nil && refsIndexed(tx)
+		return nil
+	}); err != nil {
+		return err
+	}
+	if im.vaultRefs {
+		if err := im.seedFromVault(); err != nil {
+			return err
+		}
+	}
 	// Rule 1 in rounds: the rows whose labels grew in one round are the
 	// work list of the next (a bbolt cursor that pops deleted keys would
-	// walk the emptied leaves again on every pop).
+	// walk the emptied leaves again on every pop). Records of the vault
+	// that gain labels join the work list too (16-byte keys, where rows
+	// have 8), so labels go on from them to rows and records in turn.
 	if err := sc.each(scLabels, nil, func(k, _ []byte) error { return sc.put(scWork, bytes.Clone(k), nil) }); err != nil {
 		return err
 	}
@@ -691,6 +820,9 @@ func (im *importer) propagate() error {
 			break
 		}
 		err := sc.each(cur, nil, func(k, _ []byte) error {
+			if len(k) == 16 {
+				return im.spreadVault(record.ID(k), next)
+			}
 			return im.spread(binary.BigEndian.Uint64(k), next)
 		})
 		if err != nil {
@@ -730,13 +862,188 @@ func (im *importer) spread(t uint64, next []byte) error {
 			continue // another resource holds this key
 		}
 		err := sc.each(scEdges, h, func(e, _ []byte) error {
-			from := binary.BigEndian.Uint64(e[16:24])
+			from := binary.BigEndian.Uint64(e[refKeyLen : refKeyLen+8])
 			if from == t {
 				return nil
 			}
-			if len(e) > 24 && sc.b(scTarget).Get(e[24:]) != nil {
+			if len(e) > refKeyLen+8 && sc.b(scTarget).Get(e[refKeyLen+8:]) != nil {
 				return nil // the reference as written names another resource
 			}
+			grew, err := im.addLabels(from, ls)
+			if err != nil || !grew {
+				return err
+			}
+			return sc.put(next, seqKey(from), nil)
+		})
+		if err != nil {
+			return err
+		}
+		if im.vaultRefs {
+			if err := im.reverse(h, ls, next); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// seedFromVault gives each row the labels of the vault's records its
+// references resolve to, where no resource of the file holds the key: a
+// Claim imported now inherits MH from the Encounter an earlier import
+// stored. The rule is fhir.Propagate's rule 1, with the vault's records
+// (the latest visible version of each resource) as further resources of
+// the batch that the file's own resources take precedence over.
+func (im *importer) seedFromVault() error {
+	sc, v := im.sc, im.v
+	var lastKey []byte
+	var lastLabels []record.Label
+	return sc.each(scEdges, nil, func(e, _ []byte) error {
+		h := e[:refKeyLen]
+		if sc.b(scTarget).Get(h) != nil {
+			return nil // resolved within the file
+		}
+		if len(e) > refKeyLen+8 {
+			held, err := im.holds(e[refKeyLen+8:])
+			if err != nil || held {
+				return err // the reference as written names another resource
+			}
+		}
+		if !bytes.Equal(h, lastKey) {
+			lastKey = append(lastKey[:0], h...)
+			if err := v.view(func(tx *bbolt.Tx) error {
+				var err error
+				lastLabels, err = v.heldLabels(tx, h, nil)
+				return err
+			}); err != nil {
+				return err
+			}
+		}
+		_, err := im.addLabels(binary.BigEndian.Uint64(e[refKeyLen:refKeyLen+8]), lastLabels)
+		return err
+	})
+}
+
+// holds reports whether a resource of the file or a visible record of the
+// vault holds ref key h.
+func (im *importer) holds(h []byte) (bool, error) {
+	if im.sc.b(scTarget).Get(h) != nil {
+		return true, nil
+	}
+	held := false
+	err := im.v.view(func(tx *bbolt.Tx) error { held = len(im.v.holders(tx, h)) > 0; return nil })
+	return held, err
+}
+
+// reverse gives labels ls, of a resource holding ref key h, to the
+// vault's records that reference h, and adds those that gained one to the
+// work list next. (Records of this import are not in the vault's index
+// yet: their rows are spread to through the scratch file.)
+func (im *importer) reverse(h []byte, ls []record.Label, next []byte) error {
+	v := im.v
+	var refs []record.ID
+	var exacts [][]byte // the reference as written, for fallback entries
+	err := v.view(func(tx *bbolt.Tx) error {
+		c := tx.Bucket(bucketRefs).Cursor()
+		for k, val := c.Seek(h); hasPrefix(k, h); k, val = c.Next() {
+			if len(k) != refKeyLen+16 {
+				continue
+			}
+			id := record.ID(k[refKeyLen:])
+			if v.hidden(tx, id) {
+				continue
+			}
+			refs, exacts = append(refs, id), append(exacts, bytes.Clone(val))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for i, id := range refs {
+		if len(exacts[i]) > 0 {
+			held, err := im.holds(exacts[i])
+			if err != nil {
+				return err
+			}
+			if held {
+				continue
+			}
+		}
+		grew, err := im.addVaultLabels(id, ls)
+		if err != nil {
+			return err
+		}
+		if !grew {
+			continue
+		}
+		if err := im.sc.put(next, id[:], nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// vaultLabels returns the labels record id of the vault has with what this
+// import adds to it so far, and its metadata (nil if it is not a visible
+// FHIR record).
+func (im *importer) vaultLabels(id record.ID) ([]record.Label, *Meta, error) {
+	var m *Meta
+	err := im.v.view(func(tx *bbolt.Tx) error {
+		var err error
+		if m, err = im.v.meta1(tx, id); err != nil || m.FHIR == nil {
+			m = nil
+		}
+		return nil
+	})
+	if err != nil || m == nil {
+		return nil, nil, err
+	}
+	p, err := im.sc.getSealed(scVault, id[:])
+	if err != nil || p == nil {
+		return m.Labels, m, err
+	}
+	ls, err := decodeLabels(p)
+	return ls, m, err
+}
+
+// addVaultLabels adds ls to what record id of the vault gains from this
+// import, and reports whether it gained a label.
+func (im *importer) addVaultLabels(id record.ID, ls []record.Label) (bool, error) {
+	have, m, err := im.vaultLabels(id)
+	if err != nil || m == nil || len(ls) == 0 {
+		return false, err
+	}
+	n := normLabels(append(slices.Clone(have), ls...))
+	if len(n) == len(have) {
+		return false, nil
+	}
+	return true, im.sc.putSealed(scVault, id[:], encodeLabels(n))
+}
+
+// spreadVault gives the labels record id of the vault gained from this
+// import to the vault's records and the file's rows that reference it, and
+// adds those that gained one to the work list next.
+func (im *importer) spreadVault(id record.ID, next []byte) error {
+	sc := im.sc
+	ls, m, err := im.vaultLabels(id)
+	if err != nil || m == nil || !fhir.PassesLabels(m.FHIR.Type) {
+		return err
+	}
+	for _, h := range im.v.targetRefKeys(m) {
+		if err := im.reverse(h, ls, next); err != nil {
+			return err
+		}
+		if sc.b(scTarget).Get(h) != nil {
+			continue // the file's rows find a resource of the file
+		}
+		err := sc.each(scEdges, h, func(e, _ []byte) error {
+			if len(e) > refKeyLen+8 {
+				held, err := im.holds(e[refKeyLen+8:])
+				if err != nil || held {
+					return err
+				}
+			}
+			from := binary.BigEndian.Uint64(e[refKeyLen : refKeyLen+8])
 			grew, err := im.addLabels(from, ls)
 			if err != nil || !grew {
 				return err
@@ -928,6 +1235,54 @@ func (im *importer) writeIndex() error {
 			return fmt.Errorf("import %s: %w", im.name, err)
 		}
 	}
+}
+
+// writeRefs adds the import's records to the reference index
+// (refindex.go), in key order, indexBatch entries per transaction. A
+// reference that resolves within the file to an actor (a Patient by
+// urn:uuid, say) is left out: Propagate would pass nothing through it. The
+// records are still hidden; a rollback removes their entries.
+func (im *importer) writeRefs() error {
+	sc := im.sc
+	for _, set := range []struct{ from, to []byte }{{scRefs, bucketRefs}, {scFulls, bucketTargets}} {
+		var after []byte
+		for {
+			var es []refEntry
+			c := sc.b(set.from).Cursor()
+			k, val := c.First()
+			if after != nil {
+				if k, val = c.Seek(after); bytes.Equal(k, after) {
+					k, val = c.Next()
+				}
+			}
+			for ; k != nil && len(es) < indexBatch; k, val = c.Next() {
+				after = append(after[:0], k...)
+				if t := sc.b(scTarget).Get(k[:refKeyLen]); bytes.Equal(set.from, scRefs) && len(t) == 9 && t[8] == 1 {
+					continue
+				}
+				es = append(es, refEntry{bytes.Clone(k), bytes.Clone(val)})
+			}
+			if k == nil && len(es) == 0 {
+				break
+			}
+			err := im.v.update(func(tx *bbolt.Tx) error {
+				b := tx.Bucket(set.to)
+				for _, e := range es {
+					if err := b.Put(e.key, e.val); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("import %s: %w", im.name, err)
+			}
+			if k == nil {
+				break
+			}
+		}
+	}
+	return nil
 }
 
 // indexBatch is how many index entries one transaction of writeIndex adds.
@@ -1173,13 +1528,16 @@ func (v *Vault) discardUnstored(ids []record.ID) error {
 }
 
 // rollBack removes records of an import that did not complete: their
-// metadata, index entries, chunks and marks, each with a ledger entry
+// metadata, index entries (FHIR and reference index), chunks and marks, each with a ledger entry
 // saying so.
 func (v *Vault) rollBack(ids []record.ID) error {
 	for len(ids) > 0 {
 		n := min(len(ids), commitBatch)
 		err := v.update(func(tx *bbolt.Tx) error {
 			recs, cb, pb := tx.Bucket(bucketRecords), tx.Bucket(bucketChunks), tx.Bucket(bucketPending)
+			if err := v.unref(tx, ids[:n]); err != nil {
+				return err
+			}
 			for _, id := range ids[:n] {
 				if m, err := v.openMeta(id, recs.Get(id[:])); err == nil {
 					if err := v.unindex(tx, m); err != nil {

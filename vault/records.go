@@ -448,7 +448,8 @@ type writeError struct{ err error }
 
 func (e *writeError) Error() string { return e.err.Error() }
 
-// Remove deletes a record: its metadata, its chunks and its index entries go
+// Remove deletes a record: its metadata, its chunks and its index entries
+// (FHIR and reference index) go
 // in one transaction with the ledger entry, then the database is compacted
 // so that no freed page keeps a copy of the ciphertext or metadata.
 func (v *Vault) Remove(id record.ID) error {
@@ -467,6 +468,9 @@ func (v *Vault) Remove(id record.ID) error {
 			}
 		}
 		if err := v.unindex(tx, m); err != nil {
+			return err
+		}
+		if err := v.unref(tx, []record.ID{id}); err != nil {
 			return err
 		}
 		if err := v.logAppend(tx, Event{Action: ledger.ActionRemove, Subjects: recordSubjects(id)}); err != nil {

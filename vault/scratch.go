@@ -28,8 +28,8 @@ import (
 // anything about a record are sealed with an ephemeral XChaCha20-Poly1305
 // key that lives only in this process's memory; the content is age
 // ciphertext under the vault key, as stored in the vault; keys are
-// sequence numbers (file order), record IDs, the vault's own index keys,
-// or keyed hashes under an ephemeral HMAC key. The file is removed
+// sequence numbers (file order), record IDs, the vault's own index keys
+// (FHIR index and reference index keys, see refindex.go), or keyed hashes under an ephemeral HMAC key. The file is removed
 // when the import ends and, if a crash left it, at the next Open.
 type scratch struct {
 	path  string
@@ -63,12 +63,15 @@ var (
 	scKeys     = []byte("keys")    // H(fhir key) -> sealed last seq, version and first content in this file
 	scChain    = []byte("chain")   // seq -> nothing: one of several versions in this file
 	scByID     = []byte("byid")    // record ID -> seq: the commit order
-	scTarget   = []byte("target")  // H(reference key) -> seq of the resource it resolves to
-	scEdges    = []byte("edges")   // H(reference key) || referrer seq -> H(exact reference) for fallback edges
+	scTarget   = []byte("target")  // ref key -> seq of the resource it resolves to || 1 if that is an actor, else 0
+	scEdges    = []byte("edges")   // ref key || referrer seq || (fallback edges) ref key of the reference as written
 	scCodes    = []byte("codes")   // H(primary code) -> sealed labels the source gave it
 	scLabels   = []byte("labels")  // seq -> sealed labels (only labelled rows)
-	scWork     = []byte("work")    // seq -> nothing: propagation work list
-	scWorkNext = []byte("work2")   // seq -> nothing: the work list of the next round
+	scWork     = []byte("work")    // seq, or record ID of a vault record -> nothing: propagation work list
+	scWorkNext = []byte("work2")   // the same: the work list of the next round
+	scRefs     = []byte("refs")    // ref key || record ID -> the vault's refs value (refindex.go)
+	scFulls    = []byte("fulls")   // ref key of a fullUrl || record ID -> nothing: the vault's targets entries
+	scVault    = []byte("vault")   // record ID of an earlier record -> sealed labels it gains from this import
 )
 
 func newScratch(dir string) (*scratch, error) {
@@ -96,7 +99,7 @@ func newScratch(dir string) (*scratch, error) {
 		s.close()
 		return nil, err
 	}
-	for _, b := range [][]byte{scRows, scContent, scIndex, scDups, scKeys, scChain, scByID, scTarget, scEdges, scCodes, scLabels, scWork, scWorkNext} {
+	for _, b := range [][]byte{scRows, scContent, scIndex, scDups, scKeys, scChain, scByID, scTarget, scEdges, scCodes, scLabels, scWork, scWorkNext, scRefs, scFulls, scVault} {
 		if _, err := s.tx.CreateBucket(b); err != nil {
 			s.close()
 			return nil, fmt.Errorf("scratch file: %w", err)

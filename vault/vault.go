@@ -168,6 +168,9 @@ func Create(dir string, id *identity.Identity, opts Options) error {
 		if err := m.Put(keyVaultID, vid[:]); err != nil {
 			return err
 		}
+		if err := createRefBuckets(tx); err != nil {
+			return err
+		}
 		v.vaultID = vid
 		if err := v.ledger.init(tx); err != nil {
 			return err

@@ -170,6 +170,7 @@ func (v *Vault) verifyRecords(tx *bbolt.Tx, lr *ledger.Report, full bool, rep *V
 	}
 	recs := tx.Bucket(bucketRecords)
 	index := map[string][]byte{} // expected index, rebuilt from metadata (full only)
+	targets := map[string]bool{} // expected targets of the reference index (full only)
 	check := func(id record.ID, sealed []byte) {
 		rep.Records++
 		le, ok := last[id]
@@ -193,6 +194,9 @@ func (v *Vault) verifyRecords(tx *bbolt.Tx, lr *ledger.Report, full bool, rep *V
 		if m.FHIR != nil && full && m.From.IsZero() {
 			k := string(v.fhirKey(&fhir.Resource{Type: m.FHIR.Type, ID: m.FHIR.ID, FullURL: m.FHIR.FullURL}))
 			index[k] = append(append(index[k], id[:]...), m.FHIR.ContentKey...)
+			if m.FHIR.FullURL != "" {
+				targets[string(append(v.refKey(m.FHIR.FullURL), id[:]...))] = true
+			}
 		}
 		cr := newChunkReader(tx, id, m.Chunks, sha256.New())
 		n, err := io.Copy(io.Discard, cr)
@@ -223,6 +227,7 @@ func (v *Vault) verifyRecords(tx *bbolt.Tx, lr *ledger.Report, full bool, rep *V
 		}
 		v.checkStrayChunks(tx, rep)
 		v.checkIndex(tx, index, rep)
+		v.checkRefIndex(tx, targets, rep)
 		v.checkObjects(tx, objects, true, rep)
 		v.checkCommitMarks(tx, imports, rep)
 		v.checkSealed(tx, rep, KindInbox, KindReceipt, KindWitnessed, KindLedgerEvidence) // contacts: checkObjects opens them all
