@@ -150,7 +150,12 @@ func decodeLabels(p []byte) ([]record.Label, error) {
 // and id with other content becomes a new version beside the old one, and
 // keeps the labels of the earlier versions. Sensitivity labels found on a
 // resource are propagated to the resources of the same file that reference
-// it or carry the same codes (see fhir.Propagate).
+// it or carry the same codes (see fhir.Propagate), and along references
+// between the file and the records earlier imports stored, both ways
+// (refindex.go): a resource inherits the labels of the vault's records it
+// references, and the vault's records that reference a resource of the
+// file inherit its labels, with a label entry each, in the transaction
+// that makes the import visible. Propagation only adds labels.
 //
 // Memory is bounded by batches, not by the file: one batch of importBatch
 // resources (or batchSize bytes) being encrypted, one commit batch, and

@@ -103,6 +103,9 @@ the old one.`,
 				if !a.jsonOut {
 					a.say("%s: %d resources: %d added, %d new versions, %d unchanged, %d with sensitivity labels",
 						label, st.Resources, st.Added, st.Versions, st.Unchanged, st.Labelled)
+					if st.Relabelled > 0 {
+						a.say("%s: %s imported earlier gained sensitivity labels through references", label, count(st.Relabelled, "record", "records"))
+					}
 				}
 			}
 			if a.jsonOut {
@@ -114,13 +117,14 @@ the old one.`,
 					Unchanged  int            `json:"unchanged"`
 					Labelled   int            `json:"labelled"`
 					ByCategory map[string]int `json:"by_category"`
+					Relabelled int            `json:"relabelled"`
 				}
 				out := struct {
 					V     int        `json:"v"`
 					Files []fileJSON `json:"files"`
 				}{V: 1}
 				for _, st := range all {
-					fj := fileJSON{st.File, st.Resources, st.Added, st.Versions, st.Unchanged, st.Labelled, map[string]int{}}
+					fj := fileJSON{st.File, st.Resources, st.Added, st.Versions, st.Unchanged, st.Labelled, map[string]int{}, st.Relabelled}
 					for c, n := range st.ByCategory {
 						fj.ByCategory[string(c)] = n
 					}
