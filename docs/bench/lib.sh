@@ -43,7 +43,7 @@ settle() {
 	if [ -w /proc/sys/vm/drop_caches ]; then
 		echo 1 >/proc/sys/vm/drop_caches
 		local f
-		for f in $PREREAD; do cat "$f" >/dev/null; done
+		for f in ${PREREAD:-}; do cat "$f" >/dev/null; done
 	fi
 }
 
