@@ -30,8 +30,10 @@
 //   - A framing error, a timeout or a handler panic resets that one stream;
 //     the node keeps serving.
 //   - Listening happens only on the addresses the caller gives: nothing is
-//     announced by mDNS, no relay, DHT, UPnP/NAT-PMP, AutoNAT or hole punching
-//     runs (see PROTOCOL.md, "Services deliberately off").
+//     announced by mDNS, no relay, UPnP/NAT-PMP, AutoNAT or hole punching
+//     runs, and the DHT (peer routing only, under /medvault/kad/1.0.0) runs
+//     only when Config.DHT or Config.Bootstrap asks for it (see PROTOCOL.md,
+//     "Services deliberately off" and "Finding a peer").
 //
 // # Errors
 //

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 
 	"github.com/libp2p/go-libp2p"
+	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -66,6 +67,13 @@ type Config struct {
 	// Logger receives handler panics and similar events; nil discards them.
 	// Nothing logged contains frame payloads.
 	Logger *slog.Logger
+	// DHT runs a Kademlia DHT for finding peers by ID (opt-in; see
+	// PROTOCOL.md, "Finding a peer"): a node that listens answers other
+	// nodes' lookups, one that does not only asks. Bootstrap implies it.
+	DHT bool
+	// Bootstrap lists nodes to join the DHT through, each a multiaddr
+	// ending in /p2p/<peer ID>.
+	Bootstrap []string
 }
 
 // Handler serves one inbound stream. ctx ends when the stream's lifetime
@@ -89,6 +97,9 @@ type Node struct {
 	handlers sync.WaitGroup
 
 	tagSeq atomic.Uint64
+
+	dht       *dht.IpfsDHT // nil unless Config.DHT or Config.Bootstrap
+	bootstrap []peer.AddrInfo
 }
 
 // NewNode starts a node listening on cfg.Listen. ctx bounds only the start-up;
@@ -108,6 +119,10 @@ func NewNode(ctx context.Context, cfg Config) (*Node, error) {
 			return nil, fmt.Errorf("new node: %w", err)
 		}
 		listen = append(listen, a)
+	}
+	boot, err := bootstrapPeers(cfg.Bootstrap)
+	if err != nil {
+		return nil, fmt.Errorf("new node: %w", err)
 	}
 	limits := cfg.Limits.withDefaults()
 	timeouts := cfg.Timeouts.withDefaults()
@@ -167,7 +182,14 @@ func NewNode(ctx context.Context, cfg Config) (*Node, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	nctx, cancel := context.WithCancel(context.Background())
-	return &Node{h: h, timeouts: timeouts, log: log, ctx: nctx, cancel: cancel}, nil
+	n := &Node{h: h, timeouts: timeouts, log: log, ctx: nctx, cancel: cancel, bootstrap: boot}
+	if cfg.DHT || len(boot) > 0 {
+		if err := n.startDHT(ctx, len(listen) > 0); err != nil {
+			n.Close()
+			return nil, fmt.Errorf("new node: %w", err)
+		}
+	}
+	return n, nil
 }
 
 // SetLibp2pLogHandler routes go-libp2p's own logs, which otherwise go to
@@ -405,7 +427,7 @@ func (n *Node) dial(ctx context.Context, id peer.ID, addrs []ma.Multiaddr, proto
 	// An explicit dial ignores the swarm's backoff from earlier failures: the
 	// user asked now, and the peer may be up now.
 	dctx = network.WithForceDirectDial(dctx, "medvault explicit dial")
-	if err := n.h.Connect(dctx, peer.AddrInfo{ID: id, Addrs: addrs}); err != nil {
+	if err := n.connect(dctx, id, addrs); err != nil {
 		return nil, n.dialError(ctx, id, err)
 	}
 	ns, err := n.h.NewStream(dctx, id, proto)
@@ -448,6 +470,9 @@ func (n *Node) Close() error {
 	n.closed = true
 	n.mu.Unlock()
 	n.cancel()
+	if n.dht != nil {
+		_ = n.dht.Close()
+	}
 	err := n.h.Close()
 	n.handlers.Wait()
 	if err != nil {
