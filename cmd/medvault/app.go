@@ -49,6 +49,10 @@ type app struct {
 
 	node      *p2p.Node // the running node (inside serve)
 	nodeAddrs []string  // the running node's addresses, put in grants and cards
+	// bootstrap and dht are serve's --bootstrap and --dht: the node joins
+	// medvault's DHT, to find peers whose addresses changed.
+	bootstrap []string
+	dht       bool
 	bookMu    sync.Mutex
 	bookAt    time.Time   // when book was loaded
 	book      *share.Book // contact book, loaded on first use

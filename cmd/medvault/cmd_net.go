@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/spf13/cobra"
@@ -29,7 +30,7 @@ func quietLibp2p() {
 // share and push protocols from v.
 func (a *app) startNode(ctx context.Context, v *vault.Vault, listen []string) (*p2p.Node, error) {
 	quietLibp2p()
-	n, err := p2p.NewNode(ctx, p2p.Config{Key: v.Owner().NetworkKey(), Listen: listen})
+	n, err := p2p.NewNode(ctx, p2p.Config{Key: v.Owner().NetworkKey(), Listen: listen, DHT: a.dht, Bootstrap: a.bootstrapPeers()})
 	if err != nil {
 		return nil, err
 	}
@@ -92,18 +93,28 @@ func (a *app) dialNode(ctx context.Context, v *vault.Vault) (*p2p.Node, func(), 
 		return a.node, func() {}, nil
 	}
 	quietLibp2p()
-	n, err := p2p.NewNode(ctx, p2p.Config{Key: v.Owner().NetworkKey()})
+	n, err := p2p.NewNode(ctx, p2p.Config{Key: v.Owner().NetworkKey(), Bootstrap: a.bootstrapPeers()})
 	if err != nil {
 		return nil, nil, err
 	}
 	return n, func() { n.Close() }, nil
 }
 
+// bootstrapPeers returns the DHT bootstrap peers: serve's --bootstrap, else
+// MEDVAULT_BOOTSTRAP (multiaddrs separated by spaces or commas), which is
+// also what a command without a running node uses.
+func (a *app) bootstrapPeers() []string {
+	if len(a.bootstrap) > 0 {
+		return a.bootstrap
+	}
+	return strings.FieldsFunc(a.getenv("MEDVAULT_BOOTSTRAP"), func(r rune) bool { return r == ',' || unicode.IsSpace(r) })
+}
+
 // dial opens a stream to peer at addrs, mapping failures to exit 20.
 func (a *app) dial(ctx context.Context, v *vault.Vault, peer identity.ID, addrs []string, proto protocol.ID) (*p2p.Stream, func(), error) {
-	if len(addrs) == 0 {
+	if len(addrs) == 0 && (a.node == nil || !a.node.HasDHT()) && len(a.bootstrapPeers()) == 0 {
 		return nil, nil, withHint(fmt.Errorf("%w: no known address for %s", p2p.ErrUnreachable, a.contactName(v, peer)),
-			"ask them to run 'medvault serve' and send a fresh grant or contact card")
+			"ask them to run 'medvault serve' and send a fresh grant or contact card (or find them through a DHT: MEDVAULT_BOOTSTRAP)")
 	}
 	n, release, err := a.dialNode(ctx, v)
 	if err != nil {

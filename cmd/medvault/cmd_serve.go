@@ -23,7 +23,7 @@ const nodeSocket = "node.sock"
 func newServeCommand(a *app) *cobra.Command {
 	var listen []string
 	cmd := &cobra.Command{
-		Use:   "serve [--listen MULTIADDR]...",
+		Use:   "serve [--listen MULTIADDR]... [--bootstrap MULTIADDR]... [--dht]",
 		Short: "Run your node: keep the vault open for other commands and for providers",
 		Long: `Run your medvault node in the foreground until interrupted (Ctrl-C, SIGTERM;
 commands it is running get 10 s to finish, none after a second interrupt).
@@ -85,6 +85,13 @@ passphrase and without waiting on the vault lock.`,
 			for _, addr := range a.nodeAddrs {
 				fmt.Fprintln(a.stdout, addr)
 			}
+			if boot := a.bootstrapPeers(); len(boot) > 0 {
+				if c := node.BootstrapConnected(); c == 0 {
+					a.say("medvault: warning: none of the %d bootstrap nodes answered; the DHT keeps trying", len(boot))
+				} else {
+					a.say("joined medvault's DHT through %d of %d bootstrap nodes", c, len(boot))
+				}
+			}
 			a.say("medvault node running for %s (ID %s); Ctrl-C to stop", v.Dir(), v.Owner().ID())
 			sig := make(chan os.Signal, 1)
 			signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
@@ -96,6 +103,8 @@ passphrase and without waiting on the vault lock.`,
 			return nil
 		},
 	}
+	cmd.Flags().StringArrayVar(&a.bootstrap, "bootstrap", nil, "join medvault's DHT through the node at `MULTIADDR` (ending in /p2p/<ID>; repeatable; default: $MEDVAULT_BOOTSTRAP), so peers find this node after its address changes, and it finds them")
+	cmd.Flags().BoolVar(&a.dht, "dht", false, "run medvault's DHT even with no bootstrap node, so that other nodes can bootstrap from this one")
 	cmd.Flags().StringArrayVar(&listen, "listen", []string{"/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"}, "listen on `MULTIADDR` (repeatable; port 0: the last run's port while free, else any)")
 	return cmd
 }
