@@ -725,6 +725,16 @@ func FetchConn(v *vault.Vault, c Framer, g *Grant, now time.Time, progress func(
 	if err != nil {
 		return nil, err
 	}
+	// The latest checkpoint of the patient's ledger this vault saw, read
+	// before the request goes out: the node logs the request on reading
+	// it, so its receipt is at least as large as anything stored by then
+	// (read later, a concurrent fetch's newer checkpoint could make this
+	// one's receipt look like a rollback). The node proves that its
+	// ledger extends it (see witness).
+	seenCP, err := seenCheckpoint(v, g.Issuer())
+	if err != nil {
+		return nil, err
+	}
 	// At most maxHeld IDs are listed, the lowest: past that, records the
 	// provider holds come again and are read and dropped (receiveRecord).
 	if err := c.WriteFrame(frameRequest, req.Bytes()); err != nil {
@@ -753,12 +763,6 @@ func FetchConn(v *vault.Vault, c Framer, g *Grant, now time.Time, progress func(
 		pb = binary.BigEndian.AppendUint64(pb, uint64(p.PayloadOffset()))
 	}
 	if err := c.WriteFrame(framePartial, pb); err != nil {
-		return nil, err
-	}
-	// The latest checkpoint of the patient's ledger this vault saw: the
-	// node proves that its ledger extends it (see witness).
-	seenCP, err := seenCheckpoint(v, g.Issuer())
-	if err != nil {
 		return nil, err
 	}
 	var seenNote []byte

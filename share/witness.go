@@ -1,6 +1,7 @@
 package share
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -115,10 +116,26 @@ func witness(v *vault.Vault, patient identity.ID, seen, now *ledger.Checkpoint, 
 			return nil, err
 		}
 	}
-	if seen == nil || now.Size != seen.Size || now.Root != seen.Root {
-		if err := v.PutObject(vault.KindWitnessed, patient.String(), now.Note, nil); err != nil {
-			return nil, err
+	// Keep now, unless another fetch from the same patient (the node runs
+	// commands concurrently) stored a larger checkpoint meanwhile: the
+	// witness never goes back but to report a problem found against it.
+	err := v.UpdateObject(vault.KindWitnessed, patient.String(), func(old []byte, found bool) ([]byte, bool, error) {
+		switch {
+		case !found, seen != nil && bytes.Equal(old, seen.Note):
+			return now.Note, !bytes.Equal(old, now.Note), nil
 		}
+		vf, err := ledgerVerifier(patient)
+		if err != nil {
+			return nil, false, err
+		}
+		cur, err := ledger.ParseCheckpoint(old, vf)
+		if err != nil {
+			return nil, false, fmt.Errorf("%w: the stored checkpoint of %s's ledger: %v", vault.ErrTampered, patient, err)
+		}
+		return now.Note, now.Size > cur.Size, nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return lc, nil
 }

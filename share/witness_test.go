@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/medvault/medvault/ledger"
+	"github.com/medvault/medvault/p2p/frame"
 	"github.com/medvault/medvault/vault"
 	"github.com/medvault/medvault/vault/record"
 )
@@ -184,4 +187,70 @@ func FuzzSeenFrame(f *testing.F) {
 			t.Fatalf("the receipt's own checkpoint: %+v", w)
 		}
 	})
+}
+
+// onPartialFrame runs hook once, as the provider writes its P frame: the
+// patient's node has logged the request by then.
+type onPartialFrame struct {
+	Framer
+	hook func()
+}
+
+func (o *onPartialFrame) WriteFrame(typ byte, p []byte) error {
+	if typ == framePartial && o.hook != nil {
+		h := o.hook
+		o.hook = nil
+		h()
+	}
+	return o.Framer.WriteFrame(typ, p)
+}
+
+// Two fetches from one patient at once (the provider's node runs commands
+// concurrently): B completes while A is sending its request. Neither side
+// reports a rollback, no evidence is kept, and the stored checkpoint stays
+// the larger one, B's.
+func TestConcurrentFetchesNoFalseRollback(t *testing.T) {
+	patient, provider, g, _ := twoLabs(t)
+	if _, _, err := serveWith(t, patient, provider, g, func(f Framer) Framer { return f }); err != nil {
+		t.Fatal(err)
+	}
+	var bNow int64
+	_, res, err := serveWith(t, patient, provider, g, func(f Framer) Framer { return f })
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A: the provider's side is wrapped (serveWith wraps the node's).
+	a, b := net.Pipe()
+	served := make(chan *Served, 1)
+	go func() {
+		sv, _ := ServeConn(patient, frame.NewConn(a, nil), provider.Owner().ID(), time.Now())
+		a.Close()
+		served <- sv
+	}()
+	pc := &onPartialFrame{Framer: frame.NewConn(b, nil), hook: func() {
+		_, rb, err := serveWith(t, patient, provider, g, func(f Framer) Framer { return f })
+		if err != nil || rb.Ledger.Problem != "" {
+			t.Errorf("fetch B: %v, %+v", err, rb)
+			return
+		}
+		bNow = rb.Ledger.Now
+	}}
+	ra, err := FetchConn(provider, pc, g, time.Now(), nil)
+	b.Close()
+	sv := <-served
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ra.Ledger.Problem != "" || ra.Ledger.Seen != res.Ledger.Now || ra.Ledger.Now >= bNow {
+		t.Fatalf("fetch A: %+v (before: %+v, B's checkpoint %d)", ra.Ledger, res.Ledger, bNow)
+	}
+	if sv.Witnessed.Ahead || sv.Witnessed.Diverged {
+		t.Fatalf("the patient's node reported %+v", sv.Witnessed)
+	}
+	if evs, _ := provider.Objects(vault.KindLedgerEvidence); len(evs) != 0 {
+		t.Fatalf("%d pieces of evidence kept", len(evs))
+	}
+	if cp, err := seenCheckpoint(provider, patient.Owner().ID()); err != nil || cp.Size != bNow {
+		t.Fatalf("stored checkpoint %v (%v), want B's, %d", cp, err, bNow)
+	}
 }

@@ -119,6 +119,37 @@ func (v *Vault) PutObject(kind Kind, key string, value []byte, ev *Event) error 
 	})
 }
 
+// UpdateObject replaces the value under key with what fn makes of the
+// current one (nil and false when there is none), in one transaction, if fn
+// says to write: a read-compare-write that concurrent commands cannot
+// interleave. It logs nothing.
+func (v *Vault) UpdateObject(kind Kind, key string, fn func(old []byte, found bool) (value []byte, write bool, err error)) error {
+	return v.update(func(tx *bbolt.Tx) error {
+		b, err := objectBucket(tx, kind)
+		if err != nil {
+			return err
+		}
+		bkey := v.objectKey(kind, key)
+		var old []byte
+		sealed := b.Get(bkey)
+		if sealed != nil {
+			o, err := v.openObject(kind, bkey, sealed)
+			if err != nil {
+				return err
+			}
+			old = o.Value
+		}
+		value, write, err := fn(old, sealed != nil)
+		if err != nil || !write {
+			return err
+		}
+		if len(value) > maxObject || len(key) > 1024 {
+			return fmt.Errorf("%s object too large", kind)
+		}
+		return b.Put(bkey, v.sealObject(kind, bkey, key, value))
+	})
+}
+
 // objectCommit is what a ledger entry stored with an object commits to:
 // SHA-256("medvault/object-commit/v1" 0x00 || kind 0x00 || key 0x00 || value).
 func objectCommit(kind Kind, key string, value []byte) ledger.Hash {
