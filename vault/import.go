@@ -409,15 +409,7 @@ func (im *importer) relabel(tx *bbolt.Tx) (int, error) {
 			continue
 		}
 		m.Labels = ls
-		sealedMeta, err := im.v.sealMeta(m)
-		if err != nil {
-			return n, err
-		}
-		if err := tx.Bucket(bucketRecords).Put(m.ID[:], sealedMeta); err != nil {
-			return n, err
-		}
-		if err := im.v.logAppend(tx, Event{Action: ledger.ActionLabel, Subjects: recordSubjects(m.ID), Reason: LabelPropagated,
-			commit: recordCommit(m.ID, sealedMeta, m.ContentDigest)}); err != nil {
+		if err := im.v.putMetaEvent(tx, m, Event{Action: ledger.ActionLabel, Reason: LabelPropagated}); err != nil {
 			return n, err
 		}
 		n++
@@ -537,10 +529,7 @@ func (im *importer) admit(res *fhir.Resource) (*staged, error) {
 			im.cur.edges = append(im.cur.edges, append(append(slices.Clip(hf), seqKey(s.seq)...), he...))
 		}
 		if fhir.MayCarryLabels(ref) {
-			im.cur.refs = append(im.cur.refs, refEntry{append(slices.Clip(he), s.id[:]...), nil})
-			if hf != nil {
-				im.cur.refs = append(im.cur.refs, refEntry{append(slices.Clip(hf), s.id[:]...), he})
-			}
+			im.cur.refs = appendRefEntries(im.cur.refs, s.id, he, hf)
 		}
 	}
 	src := fhir.SourceLabels(res)
@@ -917,7 +906,7 @@ func (im *importer) seedFromVault() error {
 			lastKey = append(lastKey[:0], h...)
 			if err := v.view(func(tx *bbolt.Tx) error {
 				var err error
-				lastLabels, err = v.heldLabels(tx, h, nil)
+				lastLabels, err = v.heldLabels(tx, h)
 				return err
 			}); err != nil {
 				return err
@@ -991,14 +980,19 @@ func (im *importer) reverse(h []byte, ls []record.Label, next []byte) error {
 // vaultLabels returns the labels record id of the vault has with what this
 // import adds to it so far, and its metadata (nil if it is not a visible
 // FHIR record).
+//
+// A record whose metadata does not open is an error (ErrTampered), as it
+// is when relabel writes: what it references, and so which labels it must
+// gain, cannot be known.
 func (im *importer) vaultLabels(id record.ID) ([]record.Label, *Meta, error) {
 	var m *Meta
 	err := im.v.view(func(tx *bbolt.Tx) error {
 		var err error
-		if m, err = im.v.meta1(tx, id); err != nil || m.FHIR == nil {
-			m = nil
+		m, err = im.v.meta1(tx, id)
+		if errors.Is(err, ErrNotFound) || err == nil && m.FHIR == nil {
+			m, err = nil, nil
 		}
-		return nil
+		return err
 	})
 	if err != nil || m == nil {
 		return nil, nil, err

@@ -210,6 +210,12 @@ func (v *Vault) putMeta(tx *bbolt.Tx, m *Meta, act ledger.Action) error {
 }
 
 func (v *Vault) putMetaGrant(tx *bbolt.Tx, m *Meta, act ledger.Action, grant []byte) error {
+	return v.putMetaEvent(tx, m, Event{Action: act, Grant: grant})
+}
+
+// putMetaEvent seals and stores m and appends ev, completed with the
+// record as its subject and the commitment to the record's new state.
+func (v *Vault) putMetaEvent(tx *bbolt.Tx, m *Meta, ev Event) error {
 	sealed, err := v.sealMeta(m)
 	if err != nil {
 		return err
@@ -217,7 +223,8 @@ func (v *Vault) putMetaGrant(tx *bbolt.Tx, m *Meta, act ledger.Action, grant []b
 	if err := tx.Bucket(bucketRecords).Put(m.ID[:], sealed); err != nil {
 		return err
 	}
-	return v.logAppend(tx, Event{Action: act, Subjects: recordSubjects(m.ID), Grant: grant, commit: recordCommit(m.ID, sealed, m.ContentDigest)})
+	ev.Subjects, ev.commit = recordSubjects(m.ID), recordCommit(m.ID, sealed, m.ContentDigest)
+	return v.logAppend(tx, ev)
 }
 
 // recordCommit is what the ledger commits to for a record's stored state:

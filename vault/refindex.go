@@ -103,10 +103,10 @@ func (v *Vault) holders(tx *bbolt.Tx, h []byte) []record.ID {
 
 // heldLabels returns the labels a reference to ref key h inherits from the
 // vault: those of the latest visible version of each resource holding h
-// that passes labels on (actors such as Patient do not). over, if set,
-// gives labels that replace a record's stored ones (changes not yet
-// written).
-func (v *Vault) heldLabels(tx *bbolt.Tx, h []byte, over func(record.ID) ([]record.Label, bool, error)) ([]record.Label, error) {
+// that passes labels on (actors such as Patient do not). A holder whose
+// metadata does not open is an error (ErrTampered): the labels it would
+// pass on are unknown, and an import must not go on without them.
+func (v *Vault) heldLabels(tx *bbolt.Tx, h []byte) ([]record.Label, error) {
 	type latest struct {
 		version int
 		labels  []record.Label
@@ -115,22 +115,15 @@ func (v *Vault) heldLabels(tx *bbolt.Tx, h []byte, over func(record.ID) ([]recor
 	recs := tx.Bucket(bucketRecords)
 	for _, id := range v.holders(tx, h) {
 		m, err := v.openMeta(id, recs.Get(id[:]))
-		if err != nil || m.FHIR == nil || !fhir.PassesLabels(m.FHIR.Type) {
-			continue // a damaged record is verify's to report
+		if err != nil {
+			return nil, err
 		}
-		ls := m.Labels
-		if over != nil {
-			o, ok, err := over(id)
-			if err != nil {
-				return nil, err
-			}
-			if ok {
-				ls = o
-			}
+		if m.FHIR == nil || !fhir.PassesLabels(m.FHIR.Type) {
+			continue
 		}
 		k := m.FHIR.Type + "\x00" + m.FHIR.ID + "\x00" + m.FHIR.FullURL
 		if l, ok := byRes[k]; !ok || m.FHIR.Version > l.version {
-			byRes[k] = latest{m.FHIR.Version, ls}
+			byRes[k] = latest{m.FHIR.Version, m.Labels}
 		}
 	}
 	var out []record.Label
@@ -138,6 +131,18 @@ func (v *Vault) heldLabels(tx *bbolt.Tx, h []byte, over func(record.ID) ([]recor
 		out = append(out, l.labels...)
 	}
 	return normLabels(out), nil
+}
+
+// appendRefEntries appends the refs entries of a reference that record id
+// makes: under he, the ref key of the reference as written, and, if the
+// reference has a "Type/id" fallback, under hf, its ref key, with he as the
+// value (the fallback applies only when nothing holds he).
+func appendRefEntries(es []refEntry, id record.ID, he, hf []byte) []refEntry {
+	es = append(es, refEntry{append(slices.Clip(he), id[:]...), nil})
+	if hf != nil {
+		es = append(es, refEntry{append(slices.Clip(hf), id[:]...), he})
+	}
+	return es
 }
 
 // unref removes the reference-index entries of records ids (deleted or
@@ -247,11 +252,11 @@ func (v *Vault) ensureRefIndex() error {
 						continue
 					}
 					exact, fallback := fhir.ReferenceKeys(ref)
-					he := h.key(exact)
-					refs = append(refs, refEntry{append(bytes.Clone(he), id[:]...), nil})
+					var hf []byte
 					if fallback != "" {
-						refs = append(refs, refEntry{append(h.key(fallback), id[:]...), he})
+						hf = h.key(fallback)
 					}
+					refs = appendRefEntries(refs, id, h.key(exact), hf)
 				}
 			}
 			return nil
