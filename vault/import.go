@@ -502,6 +502,11 @@ func (im *importer) admit(res *fhir.Resource) (*staged, error) {
 		ks.first = s.content
 	}
 	s.version++
+	if !inFile && s.version > 1 {
+		// A new version of a resource the vault holds: labels that
+		// propagation gives it reach those versions too.
+		im.cur.chain = append(im.cur.chain, s.seq)
+	}
 	im.cur.keys[kh] = keyState{s.seq, s.version, ks.first}
 
 	// What label propagation needs: the keys references find it by, its
@@ -852,8 +857,8 @@ func (im *importer) spread(t uint64, next []byte) error {
 		if slices.ContainsFunc(r.targets[:i], func(x []byte) bool { return bytes.Equal(x, h) }) {
 			continue
 		}
-		if got := sc.b(scTarget).Get(h); got == nil || binary.BigEndian.Uint64(got) != t {
-			continue // another resource holds this key
+		if ok, err := im.passesThrough(r, h); err != nil || !ok {
+			return err // another resource holds this key
 		}
 		err := sc.each(scEdges, h, func(e, _ []byte) error {
 			from := binary.BigEndian.Uint64(e[refKeyLen : refKeyLen+8])
@@ -863,11 +868,7 @@ func (im *importer) spread(t uint64, next []byte) error {
 			if len(e) > refKeyLen+8 && sc.b(scTarget).Get(e[refKeyLen+8:]) != nil {
 				return nil // the reference as written names another resource
 			}
-			grew, err := im.addLabels(from, ls)
-			if err != nil || !grew {
-				return err
-			}
-			return sc.put(next, seqKey(from), nil)
+			return im.gain(from, ls, next)
 		})
 		if err != nil {
 			return err
@@ -881,12 +882,121 @@ func (im *importer) spread(t uint64, next []byte) error {
 	return nil
 }
 
+// passesThrough reports whether row r passes its labels to the references
+// that ref key h, one of its targets, resolves: if r holds h, or if h is
+// r's own "Type/id" and another version of r holds it (a reference by
+// Type/id resolves to every version of the resource: the vault's labels
+// cover them all).
+func (im *importer) passesThrough(r *importRow, h []byte) (bool, error) {
+	got := im.sc.b(scTarget).Get(h)
+	if got == nil {
+		return false, nil
+	}
+	holder := binary.BigEndian.Uint64(got)
+	if holder == r.seq {
+		return true, nil
+	}
+	if r.fid == "" || !bytes.Equal(h, r.key) {
+		return false, nil
+	}
+	o, err := im.row(holder)
+	if err != nil {
+		return false, err
+	}
+	return bytes.Equal(o.key, r.key), nil
+}
+
+// gain adds labels ls, which propagation gives row seq, to it and to the
+// other versions of its resource, in the file and in the vault (labels
+// cover every version of a resource, as SetLabels applies them), and adds
+// those that gained one to the work list next.
+func (im *importer) gain(seq uint64, ls []record.Label, next []byte) error {
+	grew, err := im.addLabels(seq, ls)
+	if err != nil || !grew {
+		return err
+	}
+	if err := im.sc.put(next, seqKey(seq), nil); err != nil {
+		return err
+	}
+	if im.sc.b(scChain).Get(seqKey(seq)) == nil {
+		return nil // the only version
+	}
+	r, err := im.row(seq)
+	if err != nil {
+		return err
+	}
+	return im.gainVersions(r.key, ls, next)
+}
+
+// gainVersions adds labels ls to every version of the resource whose FHIR
+// index key is key, the file's rows and the vault's records, and adds those
+// that gained one to the work list next.
+func (im *importer) gainVersions(key []byte, ls []record.Label, next []byte) error {
+	sc := im.sc
+	p, err := sc.getSealed(scKeys, sc.hash('k', key))
+	if err != nil {
+		return err
+	}
+	if p != nil {
+		d := &dec{p: p}
+		seq := d.u()
+		for {
+			grew, err := im.addLabels(seq, ls)
+			if err != nil {
+				return err
+			}
+			if grew {
+				if err := sc.put(next, seqKey(seq), nil); err != nil {
+					return err
+				}
+			}
+			r, err := im.row(seq)
+			if err != nil {
+				return err
+			}
+			if r.prev == 0 {
+				break
+			}
+			seq = r.prev - 1
+		}
+	}
+	if !im.vaultRefs {
+		return nil
+	}
+	var ids []record.ID
+	if err := im.v.view(func(tx *bbolt.Tx) error {
+		val := tx.Bucket(bucketIndex).Get(key)
+		for i := 0; i+indexEntry <= len(val); i += indexEntry {
+			if id := record.ID(val[i : i+16]); !im.v.hidden(tx, id) {
+				ids = append(ids, id)
+			}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, id := range ids {
+		grew, err := im.addVaultLabel(id, ls)
+		if err != nil {
+			return err
+		}
+		if grew {
+			if err := sc.put(next, id[:], nil); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // seedFromVault gives each row the labels of the vault's records its
 // references resolve to, where no resource of the file holds the key: a
 // Claim imported now inherits MH from the Encounter an earlier import
 // stored. The rule is fhir.Propagate's rule 1, with the vault's records
-// (the latest visible version of each resource) as further resources of
-// the batch that the file's own resources take precedence over.
+// (every visible version of each resource) as further resources of the
+// batch that the file's own resources take precedence over. What a row
+// gains reaches the other versions of its resource (gain); rows go on the
+// work list anyway, vault records that gain are added to it.
 func (im *importer) seedFromVault() error {
 	sc, v := im.sc, im.v
 	var lastKey []byte
@@ -912,8 +1022,7 @@ func (im *importer) seedFromVault() error {
 				return err
 			}
 		}
-		_, err := im.addLabels(binary.BigEndian.Uint64(e[refKeyLen:refKeyLen+8]), lastLabels)
-		return err
+		return im.gain(binary.BigEndian.Uint64(e[refKeyLen:refKeyLen+8]), lastLabels, scWork)
 	})
 }
 
@@ -963,14 +1072,7 @@ func (im *importer) reverse(h []byte, ls []record.Label, next []byte) error {
 				continue
 			}
 		}
-		grew, err := im.addVaultLabels(id, ls)
-		if err != nil {
-			return err
-		}
-		if !grew {
-			continue
-		}
-		if err := im.sc.put(next, id[:], nil); err != nil {
+		if err := im.addVaultLabels(id, ls, next); err != nil {
 			return err
 		}
 	}
@@ -1005,9 +1107,32 @@ func (im *importer) vaultLabels(id record.ID) ([]record.Label, *Meta, error) {
 	return ls, m, err
 }
 
-// addVaultLabels adds ls to what record id of the vault gains from this
+// addVaultLabels adds ls, which propagation gives record id of the vault,
+// to what it gains from this import, and to every other version of its
+// resource (gainVersions), and adds those that gained one to the work
+// list next.
+func (im *importer) addVaultLabels(id record.ID, ls []record.Label, next []byte) error {
+	grew, err := im.addVaultLabel(id, ls)
+	if err != nil || !grew {
+		return err
+	}
+	if err := im.sc.put(next, id[:], nil); err != nil {
+		return err
+	}
+	var m *Meta
+	if err := im.v.view(func(tx *bbolt.Tx) error {
+		var err error
+		m, err = im.v.meta1(tx, id)
+		return err
+	}); err != nil {
+		return err
+	}
+	return im.gainVersions(im.v.fhirKey(&fhir.Resource{Type: m.FHIR.Type, ID: m.FHIR.ID, FullURL: m.FHIR.FullURL}), ls, next)
+}
+
+// addVaultLabel adds ls to what record id of the vault gains from this
 // import, and reports whether it gained a label.
-func (im *importer) addVaultLabels(id record.ID, ls []record.Label) (bool, error) {
+func (im *importer) addVaultLabel(id record.ID, ls []record.Label) (bool, error) {
 	have, m, err := im.vaultLabels(id)
 	if err != nil || m == nil || len(ls) == 0 {
 		return false, err
@@ -1028,12 +1153,15 @@ func (im *importer) spreadVault(id record.ID, next []byte) error {
 	if err != nil || m == nil || !fhir.PassesLabels(m.FHIR.Type) {
 		return err
 	}
+	own := im.v.fhirKey(&fhir.Resource{Type: m.FHIR.Type, ID: m.FHIR.ID, FullURL: m.FHIR.FullURL})
 	for _, h := range im.v.targetRefKeys(m) {
 		if err := im.reverse(h, ls, next); err != nil {
 			return err
 		}
-		if sc.b(scTarget).Get(h) != nil {
-			continue // the file's rows find a resource of the file
+		if sc.b(scTarget).Get(h) != nil && (m.FHIR.ID == "" || !bytes.Equal(h, own)) {
+			// The file's rows find a resource of the file (a reference by
+			// Type/id finds the file's versions and the vault's alike).
+			continue
 		}
 		err := sc.each(scEdges, h, func(e, _ []byte) error {
 			if len(e) > refKeyLen+8 {
@@ -1042,12 +1170,7 @@ func (im *importer) spreadVault(id record.ID, next []byte) error {
 					return err
 				}
 			}
-			from := binary.BigEndian.Uint64(e[refKeyLen : refKeyLen+8])
-			grew, err := im.addLabels(from, ls)
-			if err != nil || !grew {
-				return err
-			}
-			return sc.put(next, seqKey(from), nil)
+			return im.gain(binary.BigEndian.Uint64(e[refKeyLen:refKeyLen+8]), ls, next)
 		})
 		if err != nil {
 			return err

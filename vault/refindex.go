@@ -102,33 +102,22 @@ func (v *Vault) holders(tx *bbolt.Tx, h []byte) []record.ID {
 }
 
 // heldLabels returns the labels a reference to ref key h inherits from the
-// vault: those of the latest visible version of each resource holding h
-// that passes labels on (actors such as Patient do not). A holder whose
-// metadata does not open is an error (ErrTampered): the labels it would
-// pass on are unknown, and an import must not go on without them.
+// vault: those of every visible version of each resource holding h that
+// passes labels on (actors such as Patient do not), since labels cover
+// every version of a resource. A holder whose metadata does not open is an
+// error (ErrTampered): the labels it would pass on are unknown, and an
+// import must not go on without them.
 func (v *Vault) heldLabels(tx *bbolt.Tx, h []byte) ([]record.Label, error) {
-	type latest struct {
-		version int
-		labels  []record.Label
-	}
-	byRes := map[string]latest{}
+	var out []record.Label
 	recs := tx.Bucket(bucketRecords)
 	for _, id := range v.holders(tx, h) {
 		m, err := v.openMeta(id, recs.Get(id[:]))
 		if err != nil {
 			return nil, err
 		}
-		if m.FHIR == nil || !fhir.PassesLabels(m.FHIR.Type) {
-			continue
+		if m.FHIR != nil && fhir.PassesLabels(m.FHIR.Type) {
+			out = append(out, m.Labels...)
 		}
-		k := m.FHIR.Type + "\x00" + m.FHIR.ID + "\x00" + m.FHIR.FullURL
-		if l, ok := byRes[k]; !ok || m.FHIR.Version > l.version {
-			byRes[k] = latest{m.FHIR.Version, m.Labels}
-		}
-	}
-	var out []record.Label
-	for _, l := range byRes {
-		out = append(out, l.labels...)
 	}
 	return normLabels(out), nil
 }

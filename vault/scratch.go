@@ -61,7 +61,7 @@ var (
 	scIndex    = []byte("index")   // vault index key || seq -> record ID || content key
 	scDups     = []byte("dups")    // H(fhir key, content) -> nothing: seen in this file
 	scKeys     = []byte("keys")    // H(fhir key) -> sealed last seq, version and first content in this file
-	scChain    = []byte("chain")   // seq -> nothing: one of several versions in this file
+	scChain    = []byte("chain")   // seq -> nothing: one of several versions in this file, or a new version of a resource the vault holds
 	scByID     = []byte("byid")    // record ID -> seq: the commit order
 	scTarget   = []byte("target")  // ref key -> seq of the resource it resolves to || 1 if that is an actor, else 0
 	scEdges    = []byte("edges")   // ref key || referrer seq || (fallback edges) ref key of the reference as written

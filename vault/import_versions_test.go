@@ -1,0 +1,121 @@
+package vault
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/medvault/medvault/ledger"
+	"github.com/medvault/medvault/vault/record"
+)
+
+// Versions of one resource across imports: labels cover every version, and
+// a reference by Type/id inherits the labels of all of them.
+const (
+	versCondition = `{"resourceType":"Condition","id":"c","code":{"coding":[{"system":"http://snomed.info/sct","code":"370143000"}]}}`
+	versEncMH     = `{"resourceType":"Encounter","id":"e","status":"finished","reasonCode":[{"coding":[{"system":"http://snomed.info/sct","code":"370143000"}]}]}`
+	versEncV1     = `{"resourceType":"Encounter","id":"e","status":"planned"}`
+	versEncV2     = `{"resourceType":"Encounter","id":"e","status":"finished","reasonReference":[{"reference":"Condition/c"}]}`
+	versEncV1Ref  = `{"resourceType":"Encounter","id":"e","status":"planned","reasonReference":[{"reference":"Condition/c"}]}`
+	versEncV2Bare = `{"resourceType":"Encounter","id":"e","status":"finished"}`
+	versClaim     = `{"resourceType":"Claim","id":"cl","status":"active","item":[{"sequence":1,"encounter":[{"reference":"Encounter/e"}]}]}`
+)
+
+func importString(t *testing.T, v *Vault, name, data string) *ImportStats {
+	t.Helper()
+	st, err := v.Import(name, strings.NewReader(data), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// checkAllMH fails unless every version of each resource ("Type/id") is
+// stored and labelled MH.
+func checkAllMH(t *testing.T, v *Vault, what string, keys ...string) {
+	t.Helper()
+	ms, err := v.List(Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		n := 0
+		for _, m := range ms {
+			if m.FHIR.Type+"/"+m.FHIR.ID != k {
+				continue
+			}
+			n++
+			if !slices.Contains(m.Labels, record.MH) {
+				t.Errorf("%s: %s version %d has labels %v, want MH", what, k, m.FHIR.Version, m.Labels)
+			}
+		}
+		if n == 0 {
+			t.Errorf("%s: %s not stored", what, k)
+		}
+	}
+}
+
+// One file holds two versions of the Encounter (a history export); the
+// second gains MH through the Condition. The Claim that references the
+// Encounter ends MH whether it is imported after that file, before it, or
+// in the same file, and so does the first version.
+func TestCrossFileVersionsInOneFile(t *testing.T) {
+	encs := versEncV1 + "\n" + versEncV2 + "\n"
+	for _, c := range []struct {
+		what  string
+		files []string
+	}{
+		{"Claim after", []string{versCondition + "\n", encs, versClaim + "\n"}},
+		{"Claim before", []string{versCondition + "\n", versClaim + "\n", encs}},
+		{"one file", []string{versCondition + "\n" + encs + versClaim + "\n"}},
+	} {
+		v := newTestVault(t)
+		for i, f := range c.files {
+			importString(t, v, "part"+string(rune('0'+i))+".ndjson", f)
+		}
+		checkAllMH(t, v, c.what, "Condition/c", "Encounter/e", "Claim/cl")
+		mustVerify(t, v, c.what)
+	}
+}
+
+// A label an import spreads to one version of an earlier resource reaches
+// its other versions, each with its own label entry; a Claim imported
+// afterwards, or before, inherits it.
+func TestCrossFileRelabelCoversVersions(t *testing.T) {
+	for _, claimFirst := range []bool{false, true} {
+		v := newTestVault(t)
+		if claimFirst {
+			importString(t, v, "Claim.ndjson", versClaim+"\n")
+		}
+		importString(t, v, "enc1.ndjson", versEncV1Ref+"\n")
+		importString(t, v, "enc2.ndjson", versEncV2Bare+"\n")
+		st := importString(t, v, "Condition.ndjson", versCondition+"\n")
+		if !claimFirst {
+			importString(t, v, "Claim.ndjson", versClaim+"\n")
+		}
+		what := "Claim last"
+		want := 2 // both versions of the Encounter
+		if claimFirst {
+			what, want = "Claim first", 3
+		}
+		checkAllMH(t, v, what, "Condition/c", "Encounter/e", "Claim/cl")
+		if st.Relabelled != want {
+			t.Errorf("%s: %d relabelled, want %d", what, st.Relabelled, want)
+		}
+		n := 0
+		v.view(func(tx *bbolt.Tx) error {
+			return v.ledger.log.Scan(tx, 0, func(_ int64, e *ledger.Entry) error {
+				if e.Action == ledger.ActionLabel && e.Reason == LabelPropagated {
+					n++
+				}
+				return nil
+			})
+		})
+		if n != want {
+			t.Errorf("%s: %d propagated label entries, want %d", what, n, want)
+		}
+		mustVerify(t, v, what)
+	}
+}
