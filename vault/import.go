@@ -235,6 +235,7 @@ type tables struct {
 	chain  []uint64
 	refs   []refEntry // the vault's reference index entries
 	fulls  [][]byte   // the vault's targets entries
+	held   [][]byte   // scHeld entries: record ID || ref key
 }
 
 // refEntry is an entry of the vault's reference index (refindex.go).
@@ -252,6 +253,7 @@ type keyState struct {
 
 type targetOp struct {
 	seq      uint64
+	rec      *record.ID // set for a record of the vault (an unchanged resource), seq unused
 	override bool
 	actor    bool // the resource passes no labels on
 }
@@ -457,15 +459,15 @@ func (im *importer) admit(res *fhir.Resource) (*staged, error) {
 		}
 		im.cur.dups[dh] = true
 	}
-	known := false
+	var known *record.ID
 	err := v.view(func(tx *bbolt.Tx) error {
 		// Entries of records still hidden (another import running in this
 		// process, not yet committed) do not count: that import may yet
 		// be rolled back.
 		val := tx.Bucket(bucketIndex).Get(s.key)
 		for i := 0; i+indexEntry <= len(val); i += indexEntry {
-			if bytes.Equal(val[i+16:i+indexEntry], s.content[:]) && !v.hidden(tx, record.ID(val[i:i+16])) {
-				known = true
+			if id := record.ID(val[i : i+16]); bytes.Equal(val[i+16:i+indexEntry], s.content[:]) && !v.hidden(tx, id) {
+				known = &id
 				return nil
 			}
 		}
@@ -490,8 +492,19 @@ func (im *importer) admit(res *fhir.Resource) (*staged, error) {
 		s.base = normLabels(s.base)
 		return nil
 	})
-	if err != nil || known {
+	if err != nil {
 		return nil, err
+	}
+	if known != nil {
+		// Unchanged, so not imported again; but the file's references
+		// by its fullUrl (urn:uuid:..., as a Bundle gives it) find the
+		// record the vault holds, with its labels.
+		if res.FullURL != "" {
+			h := im.rh.key(res.FullURL)
+			im.cur.target[string(h)] = targetOp{rec: known, override: true, actor: !fhir.PassesLabels(res.Type)}
+			im.cur.held = append(im.cur.held, append(known[:], h...))
+		}
+		return nil, nil
 	}
 	s.seq, s.id = im.seq, record.NewID()
 	im.seq++
@@ -518,7 +531,7 @@ func (im *importer) admit(res *fhir.Resource) (*staged, error) {
 		h := im.rh.key(tk.Key)
 		s.targets = append(s.targets, h)
 		if _, held := im.cur.target[string(h)]; tk.Override || !held {
-			im.cur.target[string(h)] = targetOp{s.seq, tk.Override, actor}
+			im.cur.target[string(h)] = targetOp{seq: s.seq, override: tk.Override, actor: actor}
 		}
 	}
 	if res.FullURL != "" {
@@ -663,7 +676,20 @@ func (im *importer) writeTables(batch []*staged, t *tables) error {
 		if op.actor {
 			flag = 1
 		}
-		if err := sc.put(scTarget, []byte(k), append(seqKey(op.seq), flag)); err != nil {
+		holder := seqKey(op.seq)
+		if op.rec != nil {
+			holder = op.rec[:]
+		}
+		if err := sc.put(scTarget, []byte(k), append(holder, flag)); err != nil {
+			return err
+		}
+	}
+	slices.SortFunc(t.held, bytes.Compare)
+	for _, k := range t.held {
+		if _, err := sc.maybeCommit(); err != nil {
+			return err
+		}
+		if err := sc.put(scHeld, k, nil); err != nil {
 			return err
 		}
 	}
@@ -813,6 +839,19 @@ func (im *importer) propagate() error {
 	if err := sc.each(scLabels, nil, func(k, _ []byte) error { return sc.put(scWork, bytes.Clone(k), nil) }); err != nil {
 		return err
 	}
+	// The vault's records the file names by fullUrl without importing
+	// them again (unchanged) pass their labels to the rows that reference
+	// them that way: they start on the work list too.
+	var last []byte
+	if err := sc.each(scHeld, nil, func(k, _ []byte) error {
+		if bytes.Equal(k[:16], last) {
+			return nil
+		}
+		last = append(last[:0], k[:16]...)
+		return sc.put(scWork, bytes.Clone(k[:16]), nil)
+	}); err != nil {
+		return err
+	}
 	cur, next := scWork, scWorkNext
 	for {
 		if k, _ := sc.b(cur).Cursor().First(); k == nil {
@@ -889,8 +928,8 @@ func (im *importer) spread(t uint64, next []byte) error {
 // cover them all).
 func (im *importer) passesThrough(r *importRow, h []byte) (bool, error) {
 	got := im.sc.b(scTarget).Get(h)
-	if got == nil {
-		return false, nil
+	if len(got) != 9 {
+		return false, nil // none, or a record of the vault
 	}
 	holder := binary.BigEndian.Uint64(got)
 	if holder == r.seq {
@@ -1150,7 +1189,7 @@ func (im *importer) addVaultLabel(id record.ID, ls []record.Label) (bool, error)
 func (im *importer) spreadVault(id record.ID, next []byte) error {
 	sc := im.sc
 	ls, m, err := im.vaultLabels(id)
-	if err != nil || m == nil || !fhir.PassesLabels(m.FHIR.Type) {
+	if err != nil || m == nil || len(ls) == 0 || !fhir.PassesLabels(m.FHIR.Type) {
 		return err
 	}
 	own := im.v.fhirKey(&fhir.Resource{Type: m.FHIR.Type, ID: m.FHIR.ID, FullURL: m.FHIR.FullURL})
@@ -1176,7 +1215,26 @@ func (im *importer) spreadVault(id record.ID, next []byte) error {
 			return err
 		}
 	}
-	return nil
+	// The fullUrls under which the file names it (scHeld), unless a
+	// resource of the file took one over.
+	return sc.each(scHeld, id[:], func(k, _ []byte) error {
+		h := bytes.Clone(k[16:])
+		if t := sc.b(scTarget).Get(h); len(t) != 17 || !bytes.Equal(t[:16], id[:]) {
+			return nil
+		}
+		if err := im.reverse(h, ls, next); err != nil {
+			return err
+		}
+		return sc.each(scEdges, h, func(e, _ []byte) error {
+			if len(e) > refKeyLen+8 {
+				held, err := im.holds(e[refKeyLen+8:])
+				if err != nil || held {
+					return err
+				}
+			}
+			return im.gain(binary.BigEndian.Uint64(e[refKeyLen:refKeyLen+8]), ls, next)
+		})
+	})
 }
 
 // commit writes the records, commitBatch per transaction in record ID
@@ -1379,7 +1437,7 @@ func (im *importer) writeRefs() error {
 			}
 			for ; k != nil && len(es) < indexBatch; k, val = c.Next() {
 				after = append(after[:0], k...)
-				if t := sc.b(scTarget).Get(k[:refKeyLen]); bytes.Equal(set.from, scRefs) && len(t) == 9 && t[8] == 1 {
+				if t := sc.b(scTarget).Get(k[:refKeyLen]); bytes.Equal(set.from, scRefs) && len(t) > 0 && t[len(t)-1] == 1 {
 					continue
 				}
 				es = append(es, refEntry{bytes.Clone(k), bytes.Clone(val)})

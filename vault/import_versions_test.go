@@ -119,3 +119,23 @@ func TestCrossFileRelabelCoversVersions(t *testing.T) {
 		mustVerify(t, v, what)
 	}
 }
+
+// A Bundle brings again, unchanged, an MH Encounter the vault holds from an
+// NDJSON import (no fullUrl), under fullUrl urn:uuid:e, with a new Claim
+// that references urn:uuid:e: the Claim is MH, as it is when the Bundle is
+// imported into an empty vault.
+func TestCrossFileUnchangedEntryFullURL(t *testing.T) {
+	bundle := `{"resourceType":"Bundle","type":"collection","entry":[` +
+		`{"fullUrl":"urn:uuid:e","resource":` + versEncMH + `},` +
+		`{"fullUrl":"urn:uuid:cl","resource":{"resourceType":"Claim","id":"cl","status":"active","item":[{"sequence":1,"encounter":[{"reference":"urn:uuid:e"}]}]}}]}`
+	v := newTestVault(t)
+	importString(t, v, "Encounter.ndjson", versEncMH+"\n")
+	if st := importString(t, v, "bundle.json", bundle); st.Unchanged != 1 || st.Added != 1 {
+		t.Fatalf("stats %+v", *st)
+	}
+	checkAllMH(t, v, "after the NDJSON", "Encounter/e", "Claim/cl")
+	mustVerify(t, v, "after the NDJSON")
+	w := newTestVault(t)
+	importString(t, w, "bundle.json", bundle)
+	checkAllMH(t, w, "whole", "Encounter/e", "Claim/cl")
+}

@@ -63,7 +63,8 @@ var (
 	scKeys     = []byte("keys")    // H(fhir key) -> sealed last seq, version and first content in this file
 	scChain    = []byte("chain")   // seq -> nothing: one of several versions in this file, or a new version of a resource the vault holds
 	scByID     = []byte("byid")    // record ID -> seq: the commit order
-	scTarget   = []byte("target")  // ref key -> seq of the resource it resolves to || 1 if that is an actor, else 0
+	scTarget   = []byte("target")  // ref key -> seq of the resource it resolves to, or ID of a vault record (an unchanged resource) || 1 if that is an actor, else 0
+	scHeld     = []byte("held")    // record ID || ref key of a fullUrl -> nothing: the file names a vault record (unchanged) so
 	scEdges    = []byte("edges")   // ref key || referrer seq || (fallback edges) ref key of the reference as written
 	scCodes    = []byte("codes")   // H(primary code) -> sealed labels the source gave it
 	scLabels   = []byte("labels")  // seq -> sealed labels (only labelled rows)
@@ -99,7 +100,7 @@ func newScratch(dir string) (*scratch, error) {
 		s.close()
 		return nil, err
 	}
-	for _, b := range [][]byte{scRows, scContent, scIndex, scDups, scKeys, scChain, scByID, scTarget, scEdges, scCodes, scLabels, scWork, scWorkNext, scRefs, scFulls, scVault} {
+	for _, b := range [][]byte{scRows, scContent, scIndex, scDups, scKeys, scChain, scByID, scTarget, scEdges, scCodes, scLabels, scWork, scWorkNext, scRefs, scFulls, scVault, scHeld} {
 		if _, err := s.tx.CreateBucket(b); err != nil {
 			s.close()
 			return nil, fmt.Errorf("scratch file: %w", err)
