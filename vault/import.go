@@ -238,8 +238,9 @@ type tables struct {
 	held   [][]byte   // scHeld entries: record ID || ref key
 }
 
-// refEntry is an entry of the vault's reference index (refindex.go).
-type refEntry struct{ key, val []byte }
+// refEntry is an entry of the vault's reference index (refindex.go);
+// lookup is the ref key a refs entry is for (the scratch file needs it).
+type refEntry struct{ key, val, lookup []byte }
 
 func newTables() *tables {
 	return &tables{dups: map[string]bool{}, keys: map[string]keyState{}, target: map[string]targetOp{}, codes: map[string][]record.Label{}}
@@ -547,7 +548,7 @@ func (im *importer) admit(res *fhir.Resource) (*staged, error) {
 			im.cur.edges = append(im.cur.edges, append(append(slices.Clip(hf), seqKey(s.seq)...), he...))
 		}
 		if fhir.MayCarryLabels(ref) {
-			im.cur.refs = appendRefEntries(im.cur.refs, s.id, he, hf)
+			im.cur.refs = im.rh.appendRefEntries(im.cur.refs, s.id, he, hf)
 		}
 	}
 	src := fhir.SourceLabels(res)
@@ -695,7 +696,7 @@ func (im *importer) writeTables(batch []*staged, t *tables) error {
 	}
 	fulls := make([]refEntry, len(t.fulls))
 	for i, k := range t.fulls {
-		fulls[i] = refEntry{k, nil}
+		fulls[i] = refEntry{key: k}
 	}
 	for _, set := range []struct {
 		bucket []byte
@@ -706,7 +707,8 @@ func (im *importer) writeTables(batch []*staged, t *tables) error {
 			if _, err := sc.maybeCommit(); err != nil {
 				return err
 			}
-			if err := sc.put(set.bucket, e.key, e.val); err != nil {
+			// A refs entry's value is its ref key || the vault's value.
+			if err := sc.put(set.bucket, e.key, append(slices.Clip(e.lookup), e.val...)); err != nil {
 				return err
 			}
 		}
@@ -1085,17 +1087,7 @@ func (im *importer) reverse(h []byte, ls []record.Label, next []byte) error {
 	var refs []record.ID
 	var exacts [][]byte // the reference as written, for fallback entries
 	err := v.view(func(tx *bbolt.Tx) error {
-		c := tx.Bucket(bucketRefs).Cursor()
-		for k, val := c.Seek(h); hasPrefix(k, h); k, val = c.Next() {
-			if len(k) != refKeyLen+16 {
-				continue
-			}
-			id := record.ID(k[refKeyLen:])
-			if v.hidden(tx, id) {
-				continue
-			}
-			refs, exacts = append(refs, id), append(exacts, bytes.Clone(val))
-		}
+		refs, exacts = v.referrers(tx, im.rh, h)
 		return nil
 	})
 	if err != nil {
@@ -1437,10 +1429,13 @@ func (im *importer) writeRefs() error {
 			}
 			for ; k != nil && len(es) < indexBatch; k, val = c.Next() {
 				after = append(after[:0], k...)
-				if t := sc.b(scTarget).Get(k[:refKeyLen]); bytes.Equal(set.from, scRefs) && len(t) > 0 && t[len(t)-1] == 1 {
-					continue
+				if bytes.Equal(set.from, scRefs) {
+					if t := sc.b(scTarget).Get(val[:refKeyLen]); len(t) > 0 && t[len(t)-1] == 1 {
+						continue
+					}
+					val = val[refKeyLen:]
 				}
-				es = append(es, refEntry{bytes.Clone(k), bytes.Clone(val)})
+				es = append(es, refEntry{key: bytes.Clone(k), val: bytes.Clone(val)})
 			}
 			if k == nil && len(es) == 0 {
 				break

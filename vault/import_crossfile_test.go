@@ -331,3 +331,73 @@ func TestCrossFileLabelsByFullURL(t *testing.T) {
 		mustVerify(t, v, "fullUrl")
 	}
 }
+
+// The file alone does not say which record references which: no refs key
+// (nor value) is a key of the FHIR index or a targets key's ref key.
+func TestReferenceIndexUnlinkable(t *testing.T) {
+	v := newTestVault(t)
+	importChain(t, v, "Claim.ndjson", "Encounter.ndjson", "ExplanationOfBenefit.ndjson")
+	// An absolute reference (a fallback entry, with a value) and one by fullUrl.
+	importString(t, v, "bundle.json", `{"resourceType":"Bundle","type":"collection","entry":[`+
+		`{"fullUrl":"urn:uuid:a","resource":{"resourceType":"Condition","id":"a"}},`+
+		`{"fullUrl":"urn:uuid:b","resource":{"resourceType":"Observation","id":"b","status":"final","code":{"text":"x"},"hasMember":[{"reference":"urn:uuid:a"},{"reference":"http://h/fhir/Encounter/e"}]}}]}`)
+	n, vals := 0, 0
+	v.view(func(tx *bbolt.Tx) error {
+		idx, tg := tx.Bucket(bucketIndex), tx.Bucket(bucketTargets)
+		linked := func(h []byte) bool {
+			k, _ := tg.Cursor().Seek(h)
+			return idx.Get(h) != nil || hasPrefix(k, h)
+		}
+		return tx.Bucket(bucketRefs).ForEach(func(k, val []byte) error {
+			n++
+			if linked(k[:refKeyLen]) {
+				t.Errorf("refs key %x names its referent", k[:refKeyLen])
+			}
+			if len(val) > 0 {
+				vals++
+				if linked(val) {
+					t.Errorf("refs value %x names its referent", val)
+				}
+			}
+			return nil
+		})
+	})
+	if n < 4 || vals == 0 {
+		t.Fatalf("%d refs entries, %d with a value", n, vals)
+	}
+	mustVerify(t, v, "unlinkable")
+}
+
+// A vault with the first build's index (refs keys that were ref keys) has
+// it replaced at its next import; verify passes before and after.
+func TestReferenceIndexFirstBuildReplaced(t *testing.T) {
+	v := newTestVault(t)
+	importChain(t, v, "Claim.ndjson", "MedicationRequest.ndjson", "Encounter.ndjson")
+	var claim record.ID
+	ms, _ := v.List(Filter{})
+	for _, m := range ms {
+		if m.FHIR.Type == "Claim" {
+			claim = m.ID
+		}
+	}
+	v.update(func(tx *bbolt.Tx) error {
+		if err := tx.DeleteBucket(bucketRefs); err != nil {
+			return err
+		}
+		old, err := tx.CreateBucket(bucketRefsV1)
+		if err != nil {
+			return err
+		}
+		return old.Put(append(v.refKey("Encounter/e"), claim[:]...), nil)
+	})
+	mustVerify(t, v, "with the first build's index")
+	importChain(t, v, "Condition.ndjson")
+	checkChainMH(t, v, "Condition/c", "Encounter/e", "Claim/cl", "MedicationRequest/rx")
+	v.view(func(tx *bbolt.Tx) error {
+		if tx.Bucket(bucketRefsV1) != nil {
+			t.Error("the first build's index is still there")
+		}
+		return nil
+	})
+	mustVerify(t, v, "with the index rebuilt")
+}

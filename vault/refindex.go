@@ -21,19 +21,28 @@ import (
 // under the vault's index key like bucketIndex, so neither reveals a type,
 // an id or a reference:
 //
-//   - refs: ref key || referrer record ID -> empty, or, for a reference
+//   - refs2: refs key || referrer record ID -> empty, or, for a reference
 //     whose "Type/id" form is a fallback (fhir.ReferenceKeys), the ref key
-//     of the reference as written (the fallback applies only when no
-//     resource holds that one);
+//     of the reference as written, masked (the fallback applies only when
+//     no resource holds that one). A refs key is a ref key under a domain
+//     of its own (refsKey), so that it matches no key of bucketIndex or
+//     bucketTargets: without the index key, no one can tell which record a
+//     record references.
 //   - targets: ref key of a fullUrl || record ID -> empty: the records a
 //     fullUrl reference finds. A "Type/id" reference finds its records
 //     through bucketIndex, whose keys are the same hashes (see refKey).
 //
 // What the file still shows: how many references each record has that can
 // carry labels, and which records reference a common (unnamed) target.
+//
+// The first build of the index ("refs", where a refs key was the ref key
+// itself) was never released; a vault that has it gets the index rebuilt
+// at its next import (refsIndexed), and until then rm and rollback keep
+// removing entries from it.
 var (
-	bucketRefs    = []byte("refs")
+	bucketRefs    = []byte("refs2")
 	bucketTargets = []byte("targets")
+	bucketRefsV1  = []byte("refs")
 )
 
 // refKeyLen is the length of a ref key; refs and targets keys are a ref
@@ -66,6 +75,29 @@ func (h *refHasher) key(k string) []byte {
 }
 
 func (v *Vault) refKey(k string) []byte { return v.newRefHasher().key(k) }
+
+// refsKey returns the refs key of ref key h:
+// HMAC(index key, "medvault/fhir-refs/v2" 0x00 || h).
+func (h *refHasher) refsKey(ref []byte) []byte {
+	h.mac.Reset()
+	h.mac.Write([]byte("medvault/fhir-refs/v2\x00"))
+	h.mac.Write(ref)
+	return h.mac.Sum(nil)
+}
+
+// mask masks (and unmasks) the value of refs entry key, a ref key: it is
+// XORed with HMAC(index key, "medvault/fhir-refs-value/v2" 0x00 || key),
+// unique to the entry, so the value matches no other key of the file.
+func (h *refHasher) mask(key, val []byte) []byte {
+	h.mac.Reset()
+	h.mac.Write([]byte("medvault/fhir-refs-value/v2\x00"))
+	h.mac.Write(key)
+	out := h.mac.Sum(nil)
+	for i := range out {
+		out[i] ^= val[i]
+	}
+	return out
+}
 
 // targetRefKeys returns the ref keys under which references find the
 // resource m describes.
@@ -123,15 +155,40 @@ func (v *Vault) heldLabels(tx *bbolt.Tx, h []byte) ([]record.Label, error) {
 }
 
 // appendRefEntries appends the refs entries of a reference that record id
-// makes: under he, the ref key of the reference as written, and, if the
-// reference has a "Type/id" fallback, under hf, its ref key, with he as the
-// value (the fallback applies only when nothing holds he).
-func appendRefEntries(es []refEntry, id record.ID, he, hf []byte) []refEntry {
-	es = append(es, refEntry{append(slices.Clip(he), id[:]...), nil})
+// makes: under the refs key of he, the ref key of the reference as written,
+// and, if the reference has a "Type/id" fallback, under that of hf, its ref
+// key, with he, masked, as the value (the fallback applies only when
+// nothing holds he). Each entry's ref key is kept in lookup.
+func (h *refHasher) appendRefEntries(es []refEntry, id record.ID, he, hf []byte) []refEntry {
+	es = append(es, refEntry{key: append(h.refsKey(he), id[:]...), lookup: he})
 	if hf != nil {
-		es = append(es, refEntry{append(slices.Clip(hf), id[:]...), he})
+		k := append(h.refsKey(hf), id[:]...)
+		es = append(es, refEntry{key: k, val: h.mask(k, he), lookup: hf})
 	}
 	return es
+}
+
+// referrers returns the visible records that make a reference to ref key
+// h, each with, for a fallback entry, the ref key of the reference as
+// written (nil otherwise).
+func (v *Vault) referrers(tx *bbolt.Tx, rh *refHasher, h []byte) (ids []record.ID, exacts [][]byte) {
+	p := rh.refsKey(h)
+	c := tx.Bucket(bucketRefs).Cursor()
+	for k, val := c.Seek(p); hasPrefix(k, p); k, val = c.Next() {
+		if len(k) != refKeyLen+16 {
+			continue
+		}
+		id := record.ID(k[refKeyLen:])
+		if v.hidden(tx, id) {
+			continue
+		}
+		var exact []byte
+		if len(val) == refKeyLen {
+			exact = rh.mask(k, val)
+		}
+		ids, exacts = append(ids, id), append(exacts, exact)
+	}
+	return ids, exacts
 }
 
 // unref removes the reference-index entries of records ids (deleted or
@@ -143,7 +200,7 @@ func (v *Vault) unref(tx *bbolt.Tx, ids []record.ID) error {
 	for _, id := range ids {
 		set[id] = true
 	}
-	for _, name := range [][]byte{bucketRefs, bucketTargets} {
+	for _, name := range [][]byte{bucketRefs, bucketTargets, bucketRefsV1} {
 		b := tx.Bucket(name)
 		if b == nil {
 			continue
@@ -176,7 +233,8 @@ func createRefBuckets(tx *bbolt.Tx) error {
 
 // refsIndexed reports whether the vault has the reference index: every
 // vault created since has it from the start, and an older one gets it
-// whole, in one transaction, at its first import (ensureRefIndex).
+// whole, in one transaction, at its first import (ensureRefIndex), as does
+// one with the first build's index (bucketRefsV1), which it replaces.
 func refsIndexed(tx *bbolt.Tx) bool {
 	return tx.Bucket(bucketRefs) != nil && tx.Bucket(bucketTargets) != nil
 }
@@ -226,7 +284,7 @@ func (v *Vault) ensureRefIndex() error {
 					continue // damaged ones are verify's to report
 				}
 				if m.FHIR.FullURL != "" {
-					targets = append(targets, refEntry{append(h.key(m.FHIR.FullURL), id[:]...), nil})
+					targets = append(targets, refEntry{key: append(h.key(m.FHIR.FullURL), id[:]...)})
 				}
 				var buf bytes.Buffer
 				if err := v.decryptTo(tx, m, &buf); err != nil {
@@ -245,7 +303,7 @@ func (v *Vault) ensureRefIndex() error {
 					if fallback != "" {
 						hf = h.key(fallback)
 					}
-					refs = appendRefEntries(refs, id, h.key(exact), hf)
+					refs = h.appendRefEntries(refs, id, h.key(exact), hf)
 				}
 			}
 			return nil
@@ -261,6 +319,14 @@ func (v *Vault) ensureRefIndex() error {
 	err := v.update(func(tx *bbolt.Tx) error {
 		if refsIndexed(tx) {
 			return nil
+		}
+		// The first build's index, or targets without refs: replaced.
+		for _, name := range [][]byte{bucketRefsV1, bucketTargets} {
+			if tx.Bucket(name) != nil {
+				if err := tx.DeleteBucket(name); err != nil {
+					return err
+				}
+			}
 		}
 		if err := createRefBuckets(tx); err != nil {
 			return err
@@ -291,8 +357,8 @@ func (v *Vault) ensureRefIndex() error {
 // from the records' content, which verify does not decrypt.
 func (v *Vault) checkRefIndex(tx *bbolt.Tx, targets map[string]bool, rep *VerifyReport) {
 	refs, tb := tx.Bucket(bucketRefs), tx.Bucket(bucketTargets)
-	if refs == nil && tb == nil {
-		return // a vault from before the index, not imported into since
+	if refs == nil && (tb == nil || tx.Bucket(bucketRefsV1) != nil) {
+		return // a vault from before the index (or its first build), not imported into since
 	}
 	if refs == nil || tb == nil {
 		rep.Problems = append(rep.Problems, Problem{What: "vault", Detail: "half of the reference index is missing"})
