@@ -165,7 +165,7 @@ func decodeLabels(p []byte) ([]record.Label, error) {
 // was kept in memory).
 func (v *Vault) Import(name string, r io.Reader, progress func(resources int, offset int64)) (*ImportStats, error) {
 	im := &importer{v: v, name: name, st: &ImportStats{File: name, ByCategory: map[record.Category]int{}}, rh: v.newRefHasher()}
-	if err := v.ensureRefIndex(); err != nil {
+	if err := v.ensureRefIndex(nil); err != nil {
 		return nil, fmt.Errorf("import %s: %w", name, err)
 	}
 	rand.Read(im.id[:])

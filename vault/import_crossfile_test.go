@@ -305,6 +305,14 @@ func TestReferenceIndexBuiltForOlderVault(t *testing.T) {
 		return tx.DeleteBucket(bucketTargets)
 	})
 	mustVerify(t, v, "without the index")
+	var calls [][2]int
+	built, err := v.IndexReferences(func(done, total int) { calls = append(calls, [2]int{done, total}) })
+	if err != nil || !built || len(calls) < 2 || calls[0] != [2]int{0, 3} || calls[len(calls)-1] != [2]int{3, 3} {
+		t.Fatalf("IndexReferences: built %v, %v, progress %v", built, err, calls)
+	}
+	if built, err := v.IndexReferences(func(int, int) { t.Error("progress with the index built") }); built || err != nil {
+		t.Fatalf("IndexReferences again: built %v, %v", built, err)
+	}
 	importChain(t, v, "Condition.ndjson")
 	checkChainMH(t, v, "Condition/c", "Encounter/e", "Claim/cl", "MedicationRequest/rx")
 	mustVerify(t, v, "with the index built")

@@ -254,10 +254,23 @@ const refIndexBatch = 1024
 // the vault's earlier imports did not spread between files stay as they
 // were: the index lets later imports reach these records, it does not
 // relabel them.
-func (v *Vault) ensureRefIndex() error {
-	done := false
-	if err := v.view(func(tx *bbolt.Tx) error { done = refsIndexed(tx); return nil }); err != nil || done {
+//
+// progress, if set, is called before the first batch and after each, with
+// the records read so far and the records the vault holds (~18 s for 100k
+// records); it is not called when the index exists.
+func (v *Vault) ensureRefIndex(progress func(done, total int)) error {
+	done, total := false, 0
+	if err := v.view(func(tx *bbolt.Tx) error {
+		if done = refsIndexed(tx); !done && progress != nil {
+			total = tx.Bucket(bucketRecords).Stats().KeyN
+		}
+		return nil
+	}); err != nil || done {
 		return err
+	}
+	read := 0
+	if progress != nil {
+		progress(0, total)
 	}
 	h := v.newRefHasher()
 	var refs, targets []refEntry
@@ -315,6 +328,9 @@ func (v *Vault) ensureRefIndex() error {
 			break
 		}
 		after = last
+		if read += refIndexBatch; progress != nil {
+			progress(min(read, total), total)
+		}
 	}
 	err := v.update(func(tx *bbolt.Tx) error {
 		if refsIndexed(tx) {
@@ -348,6 +364,16 @@ func (v *Vault) ensureRefIndex() error {
 		return fmt.Errorf("reference index: %w", err)
 	}
 	return nil
+}
+
+// IndexReferences builds the reference index of a vault from before it
+// (ensureRefIndex), which the next Import would otherwise do first, and
+// reports whether it did; progress is as for ensureRefIndex.
+func (v *Vault) IndexReferences(progress func(done, total int)) (built bool, err error) {
+	if err := v.view(func(tx *bbolt.Tx) error { built = !refsIndexed(tx); return nil }); err != nil || !built {
+		return false, err
+	}
+	return true, v.ensureRefIndex(progress)
 }
 
 // checkRefIndex checks the reference index's structure: every key a ref

@@ -48,6 +48,26 @@ the old one.`,
 			// memory target set after unlock: it would only make the GC
 			// thrash.
 			debug.SetMemoryLimit(math.MaxInt64)
+			// A vault from before the reference index gets it first:
+			// every earlier record is read once, which takes a while.
+			noticed, drawn := false, false
+			_, err = v.IndexReferences(func(done, total int) {
+				if a.stderrTTY() && a.remote == nil {
+					drawn = true
+					fmt.Fprintf(a.stderr, "\r\033[Kindexing the references of earlier imports (once) %s %d/%d records", progressBar(int64(done), int64(total), 30), done, total)
+					return
+				}
+				if !noticed {
+					noticed = true
+					a.say("indexing the references of %s imported earlier (once, so that labels cross imports)", count(total, "record", "records"))
+				}
+			})
+			if drawn {
+				fmt.Fprint(a.stderr, "\r\033[K")
+			}
+			if err != nil {
+				return err
+			}
 			var all []*vault.ImportStats
 			// stopped says, when file i failed, what the files before it
 			// and after it became: each file is imported whole or not at
