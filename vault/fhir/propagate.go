@@ -36,7 +36,10 @@ var actorTypes = map[string]bool{
 // Propagation only adds labels; it never removes one. Its reach is the
 // slice given: one import batch, plus whatever earlier resources the
 // caller includes (for example the records a new batch references). A
-// reference to a resource outside the slice propagates nothing.
+// reference to a resource outside the slice propagates nothing. Two
+// resources with one "Type/id" (versions) are two resources here, the
+// first holding the key; the vault's import treats them as one resource
+// (docs/DESIGN.md, "Labels across imports").
 func Propagate(rs []*Resource) int {
 	byKey := make(map[string]*Resource, 2*len(rs))
 	for _, r := range rs {
