@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	dht "github.com/libp2p/go-libp2p-kad-dht"
@@ -62,6 +64,10 @@ func (n *Node) startDHT(ctx context.Context, server bool) error {
 		return fmt.Errorf("dht: %w", err)
 	}
 	n.dht = d
+	if server {
+		// In place of kad-dht's handler (see serveKad).
+		n.h.SetStreamHandler(kadProtocol, n.serveKad)
+	}
 	n.joinDHT(ctx)
 	return d.Bootstrap(n.ctx)
 }
@@ -70,16 +76,23 @@ func (n *Node) startDHT(ctx context.Context, server bool) error {
 // timeout; a peer that is down is not an error (others may answer, and the
 // DHT retries).
 func (n *Node) joinDHT(ctx context.Context) {
-	joined := false
+	// All at once, within one dial timeout: with the peers down, a
+	// command run without a node must not wait for each in turn.
+	cctx, cancel := context.WithTimeout(ctx, n.timeouts.Dial)
+	defer cancel()
+	var wg sync.WaitGroup
+	var ok atomic.Bool
 	for _, ai := range n.bootstrap {
-		cctx, cancel := context.WithTimeout(ctx, n.timeouts.Dial)
-		if err := n.h.Connect(cctx, ai); err != nil {
-			n.log.Warn("bootstrap peer unreachable", "peer", ai.ID.String())
-		} else {
-			joined = true
-		}
-		cancel()
+		wg.Go(func() {
+			if err := n.h.Connect(cctx, ai); err != nil {
+				n.log.Warn("bootstrap peer unreachable", "peer", ai.ID.String())
+			} else {
+				ok.Store(true)
+			}
+		})
 	}
+	wg.Wait()
+	joined := ok.Load()
 	// A peer enters the routing table once identify has shown that it
 	// serves the DHT, just after the connection: wait for that (briefly),
 	// or a lookup made at once finds an empty table.
@@ -113,30 +126,34 @@ func (n *Node) BootstrapConnected() int {
 
 // connect connects to id at addrs; when that fails (or there are none) and
 // the node runs the DHT, it asks the DHT for id's current addresses: a
-// patient whose node moved since the grant was issued is found again.
+// patient whose node moved since the grant was issued is found again. The
+// addresses given get half the time left, so that one that black-holes
+// (an address on a network the peer left) leaves time for the lookup.
 func (n *Node) connect(ctx context.Context, id peer.ID, addrs []ma.Multiaddr) error {
+	if n.dht == nil {
+		return n.h.Connect(ctx, peer.AddrInfo{ID: id, Addrs: addrs})
+	}
 	var err error
-	if len(addrs) > 0 || n.dht == nil {
-		err = n.h.Connect(ctx, peer.AddrInfo{ID: id, Addrs: addrs})
-		if err == nil || n.dht == nil || errors.Is(ctx.Err(), context.Canceled) {
+	if len(addrs) > 0 {
+		dctx := ctx
+		if dl, ok := ctx.Deadline(); ok {
+			var cancel context.CancelFunc
+			dctx, cancel = context.WithDeadline(ctx, time.Now().Add(time.Until(dl)/2))
+			defer cancel()
+		}
+		err = n.h.Connect(dctx, peer.AddrInfo{ID: id, Addrs: addrs})
+		if err == nil || errors.Is(ctx.Err(), context.Canceled) {
 			return err
 		}
 	}
-	// Half the time that is left for the lookup, the rest for the dial.
-	lctx := ctx
-	if dl, ok := ctx.Deadline(); ok {
-		var cancel context.CancelFunc
-		lctx, cancel = context.WithTimeout(ctx, time.Until(dl)/2)
-		defer cancel()
-	}
+	lctx, cancel := context.WithTimeout(ctx, n.timeouts.Dial)
+	defer cancel()
 	ai, ferr := n.dht.FindPeer(lctx, id)
 	if ferr != nil {
 		if err == nil {
-			err = fmt.Errorf("no known address, and the DHT does not know it: %w", ferr)
-		} else {
-			err = fmt.Errorf("%w (the DHT does not know it either: %v)", err, ferr)
+			return fmt.Errorf("no known address, and the DHT does not know it: %w", ferr)
 		}
-		return err
+		return fmt.Errorf("%w (the DHT does not know it either: %v)", err, ferr)
 	}
 	if err := n.h.Connect(ctx, ai); err != nil {
 		return fmt.Errorf("at %v, found by the DHT: %w", ai.Addrs, err)

@@ -3,8 +3,13 @@ package p2p
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"testing"
 	"time"
+
+	pb "github.com/libp2p/go-libp2p-kad-dht/pb"
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // With the DHT (opt-in), a node finds a peer by its ID alone, or when the
@@ -56,4 +61,106 @@ func TestBootstrapAddressesChecked(t *testing.T) {
 			t.Errorf("bootstrap %q: %v", bad, err)
 		}
 	}
+}
+
+// A node running the DHT never tells a stranger the addresses of a peer
+// that did not opt in, though it talked to it: a patient who pushed a
+// grant to a clinic's node is not findable through it.
+func TestDHTNamesOnlyOptedInPeers(t *testing.T) {
+	hub := newTestNode(t, func(c *Config) { c.DHT = true })
+	hubAddr := addrsFor(t, hub, "tcp")
+	hub.Handle(ProtocolPush, func(ctx context.Context, s *Stream) {
+		s.ReadFrame(16)
+		s.WriteFrame('K', nil)
+	})
+	quiet := newTestNode(t) // listens, no DHT
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s, err := quiet.DialPeer(ctx, hub.ID(), hubAddr, ProtocolPush)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.WriteFrame('G', nil)
+	s.ReadFrame(16)
+	s.Close()
+
+	stranger := newTestNode(t, dialOnly, func(c *Config) { c.Bootstrap = hubAddr })
+	fctx, fcancel := context.WithTimeout(ctx, 3*time.Second)
+	defer fcancel()
+	if ai, err := stranger.dht.FindPeer(fctx, quiet.ID()); err == nil && len(ai.Addrs) > 0 {
+		t.Fatalf("the DHT gave out the addresses of a node that did not opt in: %v", ai.Addrs)
+	}
+	// One that opted in is found.
+	joined := newTestNode(t, func(c *Config) { c.Bootstrap = hubAddr })
+	if ai, err := stranger.dht.FindPeer(ctx, joined.ID()); err != nil || len(ai.Addrs) == 0 {
+		t.Fatalf("a node that joined the DHT was not found: %v %v", ai, err)
+	}
+}
+
+// The given address black-holes (it accepts and never answers, like an
+// address on a network the peer has left): it gets half the dial time, and
+// the lookup and the dial to what it finds the rest.
+func TestDHTFallbackAfterBlackHole(t *testing.T) {
+	hole, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hole.Close()
+	go func() {
+		var held []net.Conn
+		defer func() {
+			for _, c := range held {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := hole.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c) // open and silent
+		}
+	}()
+	boot := newTestNode(t, func(c *Config) { c.DHT = true })
+	bootAddr := addrsFor(t, boot, "tcp")
+	patient := newTestNode(t, func(c *Config) { c.Bootstrap = bootAddr })
+	patient.Handle(ProtocolShare, func(ctx context.Context, s *Stream) { s.WriteFrame('K', nil) })
+	provider := newTestNode(t, dialOnly, func(c *Config) {
+		c.Bootstrap = bootAddr
+		c.Timeouts.Dial = 3 * time.Second // shorter than libp2p's 5 s for a local address
+	})
+	stale := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", hole.Addr().(*net.TCPAddr).Port, patient.ID())
+	// As for a provider that has not met the patient since it moved (its
+	// DHT may have, refreshing its table).
+	provider.h.Network().ClosePeer(patient.ID())
+	provider.h.Peerstore().ClearAddrs(patient.ID())
+	s, err := provider.DialPeer(context.Background(), patient.ID(), []string{stale}, ProtocolShare)
+	if err != nil {
+		t.Fatalf("the DHT did not get its turn after a black-holing address: %v", err)
+	}
+	s.Close()
+}
+
+// findNode answers any key (a DHT request's payload, up to 4 KiB) without
+// panicking, never names the requester, and names only this node and
+// peers of its routing table.
+func FuzzFindNode(f *testing.F) {
+	hub := newTestNode(f, func(c *Config) { c.DHT = true })
+	joined := newTestNode(f, func(c *Config) { c.Bootstrap = addrsFor(f, hub, "tcp") })
+	f.Add([]byte(joined.ID()))
+	f.Add([]byte(hub.ID()))
+	f.Add([]byte{})
+	f.Add(make([]byte, 4096))
+	f.Fuzz(func(t *testing.T, key []byte) {
+		resp := hub.findNode(pb.NewMessage(pb.Message_FIND_NODE, key, 0), joined.ID())
+		for _, p := range resp.CloserPeers {
+			id := peer.ID(p.Id)
+			if id == joined.ID() {
+				t.Fatal("the answer names the requester")
+			}
+			if id != hub.ID() && hub.dht.RoutingTable().Find(id) == "" {
+				t.Fatalf("the answer names %s, not in the routing table", id)
+			}
+		}
+	})
 }
