@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strings"
+	"syscall"
 	"testing"
 
 	"filippo.io/age"
@@ -277,5 +279,25 @@ func TestReceivedSizeChecked(t *testing.T) {
 	}
 	if rep, err := v.Verify(true); err != nil {
 		t.Fatalf("verify: %v %v", err, rep.Problems)
+	}
+}
+
+// CheckRoom refuses what does not fit, up to the largest sizes (a sparse
+// file of exabytes), and takes what does.
+func TestCheckRoom(t *testing.T) {
+	v := newTestVault(t)
+	free, ok := freeBytes(v.Dir())
+	if !ok {
+		t.Skip("free space cannot be told on this system")
+	}
+	for _, n := range []int64{free, free - RoomReserve/2, math.MaxInt64, math.MaxInt64 - 1, math.MaxInt64 / 4096 * 4095} {
+		if err := v.CheckRoom(n); !errors.Is(err, syscall.ENOSPC) {
+			t.Errorf("CheckRoom(%d) with %d free: %v", n, free, err)
+		}
+	}
+	for _, n := range []int64{0, 1, 1 << 20} {
+		if err := v.CheckRoom(n); err != nil && free > 1<<30 {
+			t.Errorf("CheckRoom(%d) with %d free: %v", n, free, err)
+		}
 	}
 }

@@ -21,9 +21,9 @@ func (v *Vault) CheckRoom(n int64) error {
 		return nil
 	}
 	// Content is stored in bbolt pages: allow for their headers, one
-	// 4 KiB page per 256 KiB chunk.
-	need := n + n/chunkSize*4096
-	if free >= RoomReserve && need <= free-RoomReserve {
+	// 4 KiB page per 256 KiB chunk. (n is compared first: n plus that
+	// could overflow.)
+	if n <= free && free >= RoomReserve && n+n/chunkSize*4096 <= free-RoomReserve {
 		return nil
 	}
 	return noRoomError{n, free}
