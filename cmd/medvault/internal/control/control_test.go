@@ -315,7 +315,9 @@ func (w blockedWriter) Write(p []byte) (int, error) {
 func TestShutdown(t *testing.T) {
 	sock, ln := listenTemp(t)
 	returned := make(chan error, 1)
+	started := make(chan struct{}, 2)
 	srv := NewServer(func(req *Request, stdin io.Reader, stdout, stderr io.Writer) int {
+		started <- struct{}{}
 		if req.Args[0] == "quick" {
 			time.Sleep(50 * time.Millisecond)
 			return 3
@@ -336,9 +338,7 @@ func TestShutdown(t *testing.T) {
 		code, _ := Call(sock, Request{Args: []string{"quick"}, Dir: "/"}, nil, io.Discard, io.Discard)
 		quick <- code
 	}()
-	for srv.Running() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	<-started
 	if cut := srv.Shutdown(make(chan struct{})); cut != 0 {
 		t.Fatalf("Shutdown cut %d commands that would have finished", cut)
 	}
@@ -353,8 +353,9 @@ func TestShutdown(t *testing.T) {
 	w := blockedWriter{make(chan struct{})}
 	defer close(w.release)
 	go Call(sock2, Request{Args: []string{"get"}, Dir: "/"}, nil, w, io.Discard)
-	for srv.Running() == 0 {
-		time.Sleep(time.Millisecond)
+	<-started
+	if srv.Running() != 1 {
+		t.Fatalf("Running() = %d with one command running", srv.Running())
 	}
 	ln2.Close()
 	stop := make(chan struct{})
