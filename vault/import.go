@@ -828,6 +828,23 @@ func (im *importer) propagate() error {
 	}); err != nil {
 		return err
 	}
+	// Labels a version has of its own (its codes, its source's, rule 2, a
+	// Bundle's) cover every version of its resource, earlier ones too, in
+	// the file and in the vault, as propagated ones do.
+	if err := sc.each(scChain, nil, func(k, _ []byte) error {
+		seq := binary.BigEndian.Uint64(k)
+		ls, err := im.labelsAt(seq)
+		if err != nil || len(ls) == 0 {
+			return err
+		}
+		r, err := im.row(seq)
+		if err != nil {
+			return err
+		}
+		return im.gainVersions(r.key, ls, scWork)
+	}); err != nil {
+		return err
+	}
 	if im.vaultRefs {
 		if err := im.seedFromVault(); err != nil {
 			return err
