@@ -485,7 +485,14 @@ func (im *importer) admit(res *fhir.Resource) (*staged, error) {
 			if v.hidden(tx, id) {
 				continue
 			}
-			if m, err := v.openMeta(id, recs.Get(id[:])); err == nil && m.FHIR != nil {
+			// A version whose metadata does not open stops the import
+			// (ErrTampered): its labels, which this version keeps, and its
+			// number are unknown.
+			m, err := v.openMeta(id, recs.Get(id[:]))
+			if err != nil {
+				return err
+			}
+			if m.FHIR != nil {
 				s.version = max(s.version, m.FHIR.Version)
 				s.base = append(s.base, m.Labels...)
 			}

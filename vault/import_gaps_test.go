@@ -1,6 +1,9 @@
 package vault
 
 import (
+	"bytes"
+	"errors"
+	"strings"
 	"testing"
 
 	"go.etcd.io/bbolt"
@@ -47,5 +50,70 @@ func TestOwnLabelsReachEarlierVersions(t *testing.T) {
 		t.Errorf("two files: %d propagated label entries, want 1", n)
 	}
 	mustVerify(t, w, "two files")
+}
+
+// damageMeta flips a byte of the sealed metadata of the record of
+// resource key ("Type/id", version 1).
+func damageMeta(t *testing.T, v *Vault, key string) {
+	t.Helper()
+	ms, err := v.List(Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms {
+		if m.FHIR.Type+"/"+m.FHIR.ID == key {
+			if err := v.update(func(tx *bbolt.Tx) error {
+				b := tx.Bucket(bucketRecords)
+				p := bytes.Clone(b.Get(m.ID[:]))
+				p[len(p)-5] ^= 1
+				return b.Put(m.ID[:], p)
+			}); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+	}
+	t.Fatalf("%s not stored", key)
+}
+
+// A damaged earlier version stops an import that brings a new version:
+// its labels, which the new version keeps, are unknown.
+func TestImportNewVersionOfDamagedRecord(t *testing.T) {
+	v := newTestVault(t)
+	importString(t, v, "v1.ndjson", gapCondV1+"\n")
+	damageMeta(t, v, "Condition/g")
+	if _, err := v.Import("v2.ndjson", strings.NewReader(gapCondV2+"\n"), nil); !errors.Is(err, ErrTampered) {
+		t.Fatalf("import over a damaged version: %v, want ErrTampered", err)
+	}
+}
+
+// Building the reference index of an older vault stops at a damaged
+// record: its references, which later imports must reach, are unknown.
+func TestReferenceIndexBuildDamagedRecord(t *testing.T) {
+	for _, what := range []string{"metadata", "content"} {
+		v := newTestVault(t)
+		importString(t, v, "Claim.ndjson", versClaim+"\n")
+		v.update(func(tx *bbolt.Tx) error {
+			tx.DeleteBucket(bucketRefs)
+			return tx.DeleteBucket(bucketTargets)
+		})
+		if what == "metadata" {
+			damageMeta(t, v, "Claim/cl")
+		} else {
+			v.update(func(tx *bbolt.Tx) error {
+				c := tx.Bucket(bucketChunks).Cursor()
+				k, val := c.Last()
+				val = bytes.Clone(val)
+				val[len(val)-1] ^= 1
+				return tx.Bucket(bucketChunks).Put(bytes.Clone(k), val)
+			})
+		}
+		if _, err := v.IndexReferences(nil); !errors.Is(err, ErrTampered) {
+			t.Errorf("%s: IndexReferences: %v, want ErrTampered", what, err)
+		}
+		if _, err := v.Import("Encounter.ndjson", strings.NewReader(versEncMH+"\n"), nil); !errors.Is(err, ErrTampered) {
+			t.Errorf("%s: import: %v, want ErrTampered", what, err)
+		}
+	}
 }
 

@@ -249,7 +249,9 @@ const refIndexBatch = 1024
 // is logged: no one reads it), and reads its references; then one
 // transaction creates the index's buckets with all their entries, so a
 // vault has the whole index or none (a process killed before that
-// transaction leaves nothing, and the next import starts again). The
+// transaction leaves nothing, and the next import starts again). A record
+// whose metadata or content does not open stops it (ErrTampered): remove
+// it (rm) and import again. The
 // entries are held in memory until then: ~100 bytes per reference. Labels
 // the vault's earlier imports did not spread between files stay as they
 // were: the index lets later imports reach these records, it does not
@@ -292,20 +294,31 @@ func (v *Vault) ensureRefIndex(progress func(done, total int)) error {
 					continue
 				}
 				id := record.ID(k)
+				// A record that does not open or decrypt stops the build
+				// (ErrTampered), as a damaged record stops an import: its
+				// references, which later imports' labels must reach, are
+				// unknown, and an index without them would let those labels
+				// miss it for good. Records not imported (no FHIR metadata,
+				// or shared by a provider) reference nothing here.
 				m, err := v.openMeta(id, sealed)
-				if err != nil || m.FHIR == nil || !m.From.IsZero() {
-					continue // damaged ones are verify's to report
+				if err != nil {
+					return err
+				}
+				if m.FHIR == nil || !m.From.IsZero() {
+					continue
 				}
 				if m.FHIR.FullURL != "" {
 					targets = append(targets, refEntry{key: append(h.key(m.FHIR.FullURL), id[:]...)})
 				}
 				var buf bytes.Buffer
 				if err := v.decryptTo(tx, m, &buf); err != nil {
-					continue
+					return err
 				}
 				res, err := fhir.NewReader(&buf, "record").Next()
 				if err != nil {
-					continue
+					// Authentic content an import accepted: not damage, but
+					// its references are unknown all the same.
+					return fmt.Errorf("record %s: %w", id, err)
 				}
 				for _, ref := range res.References {
 					if !fhir.MayCarryLabels(ref) {
