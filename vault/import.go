@@ -235,7 +235,7 @@ type tables struct {
 	chain  []uint64
 	refs   []refEntry // the vault's reference index entries
 	fulls  [][]byte   // the vault's targets entries
-	held   [][]byte   // scHeld entries: record ID || ref key
+	held   []refEntry // scHeld entries: record ID || ref key -> the fullUrl
 }
 
 // refEntry is an entry of the vault's reference index (refindex.go);
@@ -370,6 +370,9 @@ func (im *importer) run(r io.Reader, progress func(resources int, offset int64))
 			return err
 		}
 		st.Relabelled = n
+		if err := im.alias(tx); err != nil {
+			return err
+		}
 		return im.v.ledger.checkpoint(tx)
 	}); err != nil {
 		return nil, fmt.Errorf("import %s: %w", im.name, err)
@@ -419,6 +422,55 @@ func (im *importer) relabel(tx *bbolt.Tx) (int, error) {
 	}
 	return n, nil
 }
+
+// alias adds, in tx, to the metadata of each record the vault held before
+// this import the fullUrls the file brought it under, unchanged, that it
+// does not list yet (unless a resource of the file took the fullUrl over),
+// each change an import ledger entry with reason FullURLSeen, and their
+// targets entries: references by those fullUrls in later imports find the
+// record, and verify rebuilds targets from the metadata as before. It
+// skips records removed while the import ran.
+func (im *importer) alias(tx *bbolt.Tx) error {
+	tb := tx.Bucket(bucketTargets)
+	c := im.sc.b(scHeld).Cursor()
+	for k, sealed := c.First(); k != nil; k, sealed = c.Next() {
+		id, h := record.ID(k[:16]), k[16:]
+		if t := im.sc.b(scTarget).Get(h); len(t) != 17 || !bytes.Equal(t[:16], id[:]) {
+			continue
+		}
+		tk := append(bytes.Clone(h), id[:]...)
+		if tb.Get(tk) != nil {
+			continue // known under it already
+		}
+		url, err := im.sc.open(scHeld, k, sealed)
+		if err != nil {
+			return err
+		}
+		m, err := im.v.meta1(tx, id)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if m.FHIR == nil {
+			continue
+		}
+		m.FHIR.FullURLs = append(m.FHIR.FullURLs, string(url))
+		if err := im.v.putMetaEvent(tx, m, Event{Action: ledger.ActionImport, Reason: FullURLSeen}); err != nil {
+			return err
+		}
+		if err := tb.Put(tk, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// FullURLSeen is the reason of an import entry that records a fullUrl an
+// import brought a record stored earlier under, unchanged, added to its
+// metadata.
+const FullURLSeen = "fullurl"
 
 // LabelPropagated is the reason of a label entry that records labels an
 // import spread to a record stored earlier.
@@ -510,7 +562,7 @@ func (im *importer) admit(res *fhir.Resource) (*staged, error) {
 		if res.FullURL != "" {
 			h := im.rh.key(res.FullURL)
 			im.cur.target[string(h)] = targetOp{rec: known, override: true, actor: !fhir.PassesLabels(res.Type)}
-			im.cur.held = append(im.cur.held, append(known[:], h...))
+			im.cur.held = append(im.cur.held, refEntry{key: append(known[:], h...), val: []byte(res.FullURL)})
 		}
 		return nil, nil
 	}
@@ -692,12 +744,12 @@ func (im *importer) writeTables(batch []*staged, t *tables) error {
 			return err
 		}
 	}
-	slices.SortFunc(t.held, bytes.Compare)
-	for _, k := range t.held {
+	slices.SortFunc(t.held, func(a, b refEntry) int { return bytes.Compare(a.key, b.key) })
+	for _, e := range t.held {
 		if _, err := sc.maybeCommit(); err != nil {
 			return err
 		}
-		if err := sc.put(scHeld, k, nil); err != nil {
+		if err := sc.putSealed(scHeld, e.key, e.val); err != nil {
 			return err
 		}
 	}

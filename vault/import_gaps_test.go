@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"go.etcd.io/bbolt"
 
@@ -117,3 +118,46 @@ func TestReferenceIndexBuildDamagedRecord(t *testing.T) {
 	}
 }
 
+// An Encounter the vault holds (from NDJSON, no fullUrl) comes again,
+// unchanged, in a Bundle under urn:uuid:e2 with a Claim that references
+// it only that way. The Condition that makes the Encounter MH comes in a
+// later import: the Claim becomes MH too, as the Encounter's record now
+// lists the fullUrl it was seen under. A kill before the Bundle's import
+// became visible leaves no trace of it, and verify passes either way.
+func TestUnchangedEntryFullURLLater(t *testing.T) {
+	bundle := `{"resourceType":"Bundle","type":"collection","entry":[` +
+		`{"fullUrl":"urn:uuid:e2","resource":` + versEncV1Ref + `},` +
+		`{"fullUrl":"urn:uuid:cl","resource":{"resourceType":"Claim","id":"cl","status":"active","item":[{"sequence":1,"encounter":[{"reference":"urn:uuid:e2"}]}]}}]}`
+	for _, kill := range []bool{false, true} {
+		v := newTestVault(t)
+		importString(t, v, "Encounter.ndjson", versEncV1Ref+"\n")
+		if kill {
+			dieAt(t, "indexed", nil)
+			if _, err := v.Import("bundle.json", strings.NewReader(bundle), nil); !errors.Is(err, errTestDied) {
+				t.Fatalf("import: %v", err)
+			}
+			dir, id := v.dir, v.id
+			v.Close()
+			var err error
+			if v, err = Open(dir, id, Options{LockTimeout: 100 * time.Millisecond}); err != nil {
+				t.Fatal(err)
+			}
+			defer v.Close()
+			mustVerify(t, v, "after the kill")
+			ms, _ := v.List(Filter{})
+			if len(ms) != 1 || len(ms[0].FHIR.FullURLs) != 0 {
+				t.Fatalf("after the kill: %d records, %+v", len(ms), ms[0].FHIR)
+			}
+		}
+		if st := importString(t, v, "bundle.json", bundle); st.Unchanged != 1 || st.Added != 1 {
+			t.Fatalf("stats %+v", *st)
+		}
+		mustVerify(t, v, "after the bundle")
+		importString(t, v, "Condition.ndjson", versCondition+"\n")
+		checkAllMH(t, v, "after the Condition", "Condition/c", "Encounter/e", "Claim/cl")
+		mustVerify(t, v, "after the Condition")
+		// Seen again under the same fullUrl: nothing more.
+		importString(t, v, "bundle.json", bundle)
+		mustVerify(t, v, "again")
+	}
+}

@@ -29,7 +29,8 @@ import (
 //     bucketTargets: without the index key, no one can tell which record a
 //     record references.
 //   - targets: ref key of a fullUrl || record ID -> empty: the records a
-//     fullUrl reference finds. A "Type/id" reference finds its records
+//     fullUrl reference finds, under FHIRInfo.FullURL and each of
+//     FHIRInfo.FullURLs (the fullUrls later imports brought it under). A "Type/id" reference finds its records
 //     through bucketIndex, whose keys are the same hashes (see refKey).
 //
 // What the file still shows: how many references each record has that can
@@ -103,10 +104,13 @@ func (h *refHasher) mask(key, val []byte) []byte {
 // resource m describes.
 func (v *Vault) targetRefKeys(m *Meta) [][]byte {
 	var out [][]byte
-	for _, tk := range fhir.TargetKeys(&fhir.Resource{Type: m.FHIR.Type, ID: m.FHIR.ID, FullURL: m.FHIR.FullURL}) {
-		h := v.refKey(tk.Key)
-		if !slices.ContainsFunc(out, func(x []byte) bool { return bytes.Equal(x, h) }) {
-			out = append(out, h)
+	urls := append([]string{m.FHIR.FullURL}, m.FHIR.FullURLs...)
+	for _, u := range urls {
+		for _, tk := range fhir.TargetKeys(&fhir.Resource{Type: m.FHIR.Type, ID: m.FHIR.ID, FullURL: u}) {
+			h := v.refKey(tk.Key)
+			if !slices.ContainsFunc(out, func(x []byte) bool { return bytes.Equal(x, h) }) {
+				out = append(out, h)
+			}
 		}
 	}
 	return out
@@ -307,8 +311,8 @@ func (v *Vault) ensureRefIndex(progress func(done, total int)) error {
 				if m.FHIR == nil || !m.From.IsZero() {
 					continue
 				}
-				if m.FHIR.FullURL != "" {
-					targets = append(targets, refEntry{key: append(h.key(m.FHIR.FullURL), id[:]...)})
+				for _, u := range m.FHIR.fullURLs() {
+					targets = append(targets, refEntry{key: append(h.key(u), id[:]...)})
 				}
 				var buf bytes.Buffer
 				if err := v.decryptTo(tx, m, &buf); err != nil {

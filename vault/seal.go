@@ -46,11 +46,24 @@ type FHIRInfo struct {
 	Type    string
 	ID      string
 	FullURL string `json:",omitempty"` // Bundle.entry.fullUrl, kept for export
+	// FullURLs are the other fullUrls later imports brought the resource
+	// under, unchanged (so not imported again): references by them find
+	// this record, through the reference index's targets, which verify
+	// rebuilds from FullURL and these.
+	FullURLs []string `json:",omitempty"`
 	// ContentKey is the keyed hash of the resource's bytes under which the
 	// de-duplication index lists it; sealed here so verify can check the
 	// index without decrypting content.
 	ContentKey []byte `json:",omitempty"`
 	Version    int    // 1 for the first content seen under Type/ID, then 2, 3, ...
+}
+
+// fullURLs returns every fullUrl under which references find the record.
+func (f *FHIRInfo) fullURLs() []string {
+	if f.FullURL == "" {
+		return f.FullURLs
+	}
+	return append([]string{f.FullURL}, f.FullURLs...)
 }
 
 // Source says how a record entered the vault.

@@ -194,8 +194,8 @@ func (v *Vault) verifyRecords(tx *bbolt.Tx, lr *ledger.Report, full bool, rep *V
 		if m.FHIR != nil && full && m.From.IsZero() {
 			k := string(v.fhirKey(&fhir.Resource{Type: m.FHIR.Type, ID: m.FHIR.ID, FullURL: m.FHIR.FullURL}))
 			index[k] = append(append(index[k], id[:]...), m.FHIR.ContentKey...)
-			if m.FHIR.FullURL != "" {
-				targets[string(append(v.refKey(m.FHIR.FullURL), id[:]...))] = true
+			for _, u := range m.FHIR.fullURLs() {
+				targets[string(append(v.refKey(u), id[:]...))] = true
 			}
 		}
 		cr := newChunkReader(tx, id, m.Chunks, sha256.New())
