@@ -57,6 +57,7 @@ type importRow struct {
 	typ      string
 	fid      string
 	fullURL  string
+	aliases  []string // other fullUrls the file brings it under (commit only)
 	title    string
 	status   string
 	category record.Category
@@ -227,7 +228,7 @@ type importer struct {
 // key order when the batch is flushed (bbolt inserts in key order are
 // cheap).
 type tables struct {
-	dups   map[string]bool
+	dups   map[string]uint64 // -> seq of the version with that content
 	keys   map[string]keyState
 	target map[string]targetOp
 	edges  [][]byte
@@ -236,6 +237,7 @@ type tables struct {
 	refs   []refEntry // the vault's reference index entries
 	fulls  [][]byte   // the vault's targets entries
 	held   []refEntry // scHeld entries: record ID || ref key -> the fullUrl
+	alias  []refEntry // scAlias entries: seq || ref key -> the fullUrl
 }
 
 // refEntry is an entry of the vault's reference index (refindex.go);
@@ -243,13 +245,14 @@ type tables struct {
 type refEntry struct{ key, val, lookup []byte }
 
 func newTables() *tables {
-	return &tables{dups: map[string]bool{}, keys: map[string]keyState{}, target: map[string]targetOp{}, codes: map[string][]record.Label{}}
+	return &tables{dups: map[string]uint64{}, keys: map[string]keyState{}, target: map[string]targetOp{}, codes: map[string][]record.Label{}}
 }
 
 type keyState struct {
-	seq     uint64 // the last version's
-	version int
-	first   [32]byte // content of the first version
+	seq      uint64 // the last version's
+	version  int
+	first    [32]byte // content of the first version
+	firstSeq uint64   // the first version's
 }
 
 type targetOp struct {
@@ -495,22 +498,34 @@ func (im *importer) admit(res *fhir.Resource) (*staged, error) {
 		}
 		if p != nil {
 			d := &dec{p: p}
-			ks, inFile = keyState{seq: d.u(), version: int(d.u()), first: [32]byte(append(d.b(), make([]byte, 32)...))}, true
+			ks, inFile = keyState{seq: d.u(), version: int(d.u()), first: [32]byte(append(d.b(), make([]byte, 32)...)), firstSeq: d.u()}, true
 			if err := d.err(); err != nil {
 				return nil, err
 			}
 		}
 	}
+	var dh string
 	if inFile {
-		// Seen in this file: the same content as one of its versions?
+		// Seen in this file: the same content as one of its versions? Its
+		// fullUrl here, if another, finds that version too.
 		if ks.first == s.content {
+			im.seenAgain(res, ks.firstSeq)
 			return nil, nil
 		}
-		dh := string(sc.hash('d', s.key, s.content[:]))
-		if im.cur.dups[dh] || im.prev != nil && im.prev.dups[dh] || sc.has(scDups, []byte(dh)) {
+		dh = string(sc.hash('d', s.key, s.content[:]))
+		seq, ok := im.cur.dups[dh]
+		if !ok && im.prev != nil {
+			seq, ok = im.prev.dups[dh]
+		}
+		if !ok {
+			if p := sc.get(scDups, []byte(dh)); p != nil {
+				seq, ok = binary.BigEndian.Uint64(p), true
+			}
+		}
+		if ok {
+			im.seenAgain(res, seq)
 			return nil, nil
 		}
-		im.cur.dups[dh] = true
 	}
 	var known *record.ID
 	err := v.view(func(tx *bbolt.Tx) error {
@@ -571,8 +586,9 @@ func (im *importer) admit(res *fhir.Resource) (*staged, error) {
 	if inFile {
 		s.version, s.prev = ks.version, ks.seq+1
 		im.cur.chain = append(im.cur.chain, ks.seq, s.seq)
+		im.cur.dups[dh] = s.seq
 	} else {
-		ks.first = s.content
+		ks.first, ks.firstSeq = s.content, s.seq
 	}
 	s.version++
 	if !inFile && s.version > 1 {
@@ -580,7 +596,7 @@ func (im *importer) admit(res *fhir.Resource) (*staged, error) {
 		// propagation gives it reach those versions too.
 		im.cur.chain = append(im.cur.chain, s.seq)
 	}
-	im.cur.keys[kh] = keyState{s.seq, s.version, ks.first}
+	im.cur.keys[kh] = keyState{s.seq, s.version, ks.first, ks.firstSeq}
 
 	// What label propagation needs: the keys references find it by, its
 	// references, its primary codes, and the codes its source labelled.
@@ -622,6 +638,19 @@ func (im *importer) admit(res *fhir.Resource) (*staged, error) {
 	// Only Raw (until encrypted) and Labels are needed from here on.
 	res.Codes, res.CategoryCodes, res.Subject, res.Why, res.Code, res.Security, res.References = nil, nil, "", nil, nil, nil, nil
 	return s, nil
+}
+
+// seenAgain notes that the file brings row seq again, unchanged, as res: a
+// fullUrl res has finds that row for the rest of the file (as the file's
+// last resource with a fullUrl does), and its record lists it
+// (FHIRInfo.FullURLs), with a targets entry, so later imports find it too.
+func (im *importer) seenAgain(res *fhir.Resource, seq uint64) {
+	if res.FullURL == "" {
+		return
+	}
+	h := im.rh.key(res.FullURL)
+	im.cur.target[string(h)] = targetOp{seq: seq, override: true, actor: !fhir.PassesLabels(res.Type)}
+	im.cur.alias = append(im.cur.alias, refEntry{key: append(seqKey(seq), h...), val: []byte(res.FullURL)})
 }
 
 // flush encrypts and stages a batch, then writes its rows and what it adds
@@ -690,7 +719,7 @@ func (im *importer) writeTables(batch []*staged, t *tables) error {
 		if _, err := sc.maybeCommit(); err != nil {
 			return err
 		}
-		if err := sc.put(scDups, []byte(k), nil); err != nil {
+		if err := sc.put(scDups, []byte(k), seqKey(t.dups[k])); err != nil {
 			return err
 		}
 	}
@@ -699,7 +728,7 @@ func (im *importer) writeTables(batch []*staged, t *tables) error {
 		if _, err := sc.maybeCommit(); err != nil {
 			return err
 		}
-		if err := sc.putSealed(scKeys, []byte(k), enc(nil).u(ks.seq).u(uint64(ks.version)).b(ks.first[:])); err != nil {
+		if err := sc.putSealed(scKeys, []byte(k), enc(nil).u(ks.seq).u(uint64(ks.version)).b(ks.first[:]).u(ks.firstSeq)); err != nil {
 			return err
 		}
 	}
@@ -744,13 +773,18 @@ func (im *importer) writeTables(batch []*staged, t *tables) error {
 			return err
 		}
 	}
-	slices.SortFunc(t.held, func(a, b refEntry) int { return bytes.Compare(a.key, b.key) })
-	for _, e := range t.held {
-		if _, err := sc.maybeCommit(); err != nil {
-			return err
-		}
-		if err := sc.putSealed(scHeld, e.key, e.val); err != nil {
-			return err
+	for _, set := range []struct {
+		bucket []byte
+		es     []refEntry
+	}{{scHeld, t.held}, {scAlias, t.alias}} {
+		slices.SortFunc(set.es, func(a, b refEntry) int { return bytes.Compare(a.key, b.key) })
+		for _, e := range set.es {
+			if _, err := sc.maybeCommit(); err != nil {
+				return err
+			}
+			if err := sc.putSealed(set.bucket, e.key, e.val); err != nil {
+				return err
+			}
 		}
 	}
 	fulls := make([]refEntry, len(t.fulls))
@@ -970,6 +1004,17 @@ func (im *importer) spread(t uint64, next []byte) error {
 	if err != nil {
 		return err
 	}
+	// The other fullUrls the file brings it under (scAlias), while it
+	// holds them.
+	if err := sc.each(scAlias, seqKey(t), func(k, _ []byte) error {
+		h := bytes.Clone(k[8:])
+		if got := sc.b(scTarget).Get(h); len(got) != 9 || binary.BigEndian.Uint64(got) != t {
+			return nil
+		}
+		return im.passOn(t, h, ls, next)
+	}); err != nil {
+		return err
+	}
 	for i, h := range r.targets {
 		if slices.ContainsFunc(r.targets[:i], func(x []byte) bool { return bytes.Equal(x, h) }) {
 			continue
@@ -977,26 +1022,32 @@ func (im *importer) spread(t uint64, next []byte) error {
 		if ok, err := im.passesThrough(r, h); err != nil || !ok {
 			return err // another resource holds this key
 		}
-		err := sc.each(scEdges, h, func(e, _ []byte) error {
-			from := binary.BigEndian.Uint64(e[refKeyLen : refKeyLen+8])
-			if from == t {
-				return nil
-			}
-			if len(e) > refKeyLen+8 && sc.b(scTarget).Get(e[refKeyLen+8:]) != nil {
-				return nil // the reference as written names another resource
-			}
-			return im.gain(from, ls, next)
-		})
-		if err != nil {
+		if err := im.passOn(t, h, ls, next); err != nil {
 			return err
-		}
-		if im.vaultRefs {
-			if err := im.reverse(h, ls, next); err != nil {
-				return err
-			}
 		}
 	}
 	return nil
+}
+
+// passOn gives labels ls of row t, which holds ref key h, to the rows and
+// the vault's records that reference h, and adds those that gained one to
+// the work list next.
+func (im *importer) passOn(t uint64, h []byte, ls []record.Label, next []byte) error {
+	sc := im.sc
+	err := sc.each(scEdges, h, func(e, _ []byte) error {
+		from := binary.BigEndian.Uint64(e[refKeyLen : refKeyLen+8])
+		if from == t {
+			return nil
+		}
+		if len(e) > refKeyLen+8 && sc.b(scTarget).Get(e[refKeyLen+8:]) != nil {
+			return nil // the reference as written names another resource
+		}
+		return im.gain(from, ls, next)
+	})
+	if err != nil || !im.vaultRefs {
+		return err
+	}
+	return im.reverse(h, ls, next)
 }
 
 // passesThrough reports whether row r passes its labels to the references
@@ -1381,8 +1432,17 @@ func (im *importer) commit() error {
 			}
 			labels[i] = normLabels(ls)
 		}
+		fulls, err := im.aliases(batch)
+		if err != nil {
+			return fmt.Errorf("import %s: %w", im.name, err)
+		}
 		if err := im.v.commitHidden(im.id, batch, content, labels); err != nil {
 			return fmt.Errorf("import %s: %w", im.name, err)
+		}
+		for _, k := range fulls {
+			if err := sc.put(scFulls, k, nil); err != nil {
+				return fmt.Errorf("import %s: %w", im.name, err)
+			}
 		}
 		for i, r := range batch {
 			if r.version == 1 {
@@ -1399,6 +1459,35 @@ func (im *importer) commit() error {
 			return errTestDied
 		}
 	}
+}
+
+// aliases sets, on each row of batch, the other fullUrls the file brings
+// it under that it still holds (a later resource may take one over), and
+// returns their targets entries.
+func (im *importer) aliases(batch []*importRow) ([][]byte, error) {
+	sc := im.sc
+	var fulls [][]byte
+	for _, r := range batch {
+		err := sc.each(scAlias, seqKey(r.seq), func(k, sealed []byte) error {
+			h := k[8:]
+			if got := sc.b(scTarget).Get(h); len(got) != 9 || binary.BigEndian.Uint64(got) != r.seq {
+				return nil
+			}
+			p, err := sc.open(scAlias, k, sealed)
+			if err != nil {
+				return err
+			}
+			if u := string(p); u != r.fullURL && !slices.Contains(r.aliases, u) {
+				r.aliases = append(r.aliases, u)
+				fulls = append(fulls, append(bytes.Clone(h), r.id[:]...))
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return fulls, nil
 }
 
 // commitHidden writes the metadata, index entries and ledger entries of a
@@ -1427,7 +1516,7 @@ func (v *Vault) commitHidden(imp [16]byte, batch []*importRow, content [][]byte,
 			}
 			m := &Meta{ID: r.id, Title: r.title, Category: r.category, Labels: labels[i],
 				Date: r.date, Added: v.now().UTC(), Size: r.size, Source: SourceImport,
-				FHIR:   &FHIRInfo{Type: r.typ, ID: r.fid, FullURL: r.fullURL, Version: r.version, ContentKey: r.content[:]},
+				FHIR:   &FHIRInfo{Type: r.typ, ID: r.fid, FullURL: r.fullURL, FullURLs: r.aliases, Version: r.version, ContentKey: r.content[:]},
 				Status: r.status, ContentDigest: r.digest, HeaderDigest: r.header, Chunks: r.chunks}
 			if err := v.putMeta(tx, m, ledger.ActionImport); err != nil {
 				return err

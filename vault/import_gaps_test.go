@@ -161,3 +161,26 @@ func TestUnchangedEntryFullURLLater(t *testing.T) {
 		mustVerify(t, v, "again")
 	}
 }
+
+// One Bundle holds the same Encounter twice, under urn:uuid:e1 and
+// urn:uuid:e2, and a Claim that references urn:uuid:e2: the Claim is MH,
+// and so is a Claim of a later import that references urn:uuid:e2.
+func TestRepeatedEntrySecondFullURL(t *testing.T) {
+	claim := func(id string) string {
+		return `{"resourceType":"Claim","id":"` + id + `","status":"active","item":[{"sequence":1,"encounter":[{"reference":"urn:uuid:e2"}]}]}`
+	}
+	bundle := `{"resourceType":"Bundle","type":"collection","entry":[` +
+		`{"fullUrl":"urn:uuid:c","resource":` + versCondition + `},` +
+		`{"fullUrl":"urn:uuid:e1","resource":` + versEncV1Ref + `},` +
+		`{"fullUrl":"urn:uuid:e2","resource":` + versEncV1Ref + `},` +
+		`{"fullUrl":"urn:uuid:cl","resource":` + claim("cl") + `}]}`
+	v := newTestVault(t)
+	if st := importString(t, v, "bundle.json", bundle); st.Added != 3 {
+		t.Fatalf("stats %+v", *st)
+	}
+	checkAllMH(t, v, "one file", "Condition/c", "Encounter/e", "Claim/cl")
+	mustVerify(t, v, "one file")
+	importString(t, v, "later.json", `{"resourceType":"Bundle","type":"collection","entry":[{"fullUrl":"urn:uuid:cl2","resource":`+claim("cl2")+`}]}`)
+	checkAllMH(t, v, "later", "Claim/cl2")
+	mustVerify(t, v, "later")
+}

@@ -59,12 +59,13 @@ var (
 	scRows     = []byte("rows")    // seq -> sealed importRow
 	scContent  = []byte("content") // seq -> the resource's age ciphertext (vault key)
 	scIndex    = []byte("index")   // vault index key || seq -> record ID || content key
-	scDups     = []byte("dups")    // H(fhir key, content) -> nothing: seen in this file
-	scKeys     = []byte("keys")    // H(fhir key) -> sealed last seq, version and first content in this file
+	scDups     = []byte("dups")    // H(fhir key, content) -> seq of the row with that content (a later version)
+	scKeys     = []byte("keys")    // H(fhir key) -> sealed last seq, version, first content and first seq in this file
 	scChain    = []byte("chain")   // seq -> nothing: one of several versions in this file, or a new version of a resource the vault holds
 	scByID     = []byte("byid")    // record ID -> seq: the commit order
 	scTarget   = []byte("target")  // ref key -> seq of the resource it resolves to, or ID of a vault record (an unchanged resource) || 1 if that is an actor, else 0
-	scHeld     = []byte("held")    // record ID || ref key of a fullUrl -> nothing: the file names a vault record (unchanged) so
+	scAlias    = []byte("alias")   // seq || ref key of a fullUrl -> the fullUrl (sealed): the file brings the row again, unchanged, under it
+	scHeld     = []byte("held")    // record ID || ref key of a fullUrl -> the fullUrl (sealed): the file names a vault record (unchanged) so
 	scEdges    = []byte("edges")   // ref key || referrer seq || (fallback edges) ref key of the reference as written
 	scCodes    = []byte("codes")   // H(primary code) -> sealed labels the source gave it
 	scLabels   = []byte("labels")  // seq -> sealed labels (only labelled rows)
@@ -100,7 +101,7 @@ func newScratch(dir string) (*scratch, error) {
 		s.close()
 		return nil, err
 	}
-	for _, b := range [][]byte{scRows, scContent, scIndex, scDups, scKeys, scChain, scByID, scTarget, scEdges, scCodes, scLabels, scWork, scWorkNext, scRefs, scFulls, scVault, scHeld} {
+	for _, b := range [][]byte{scRows, scContent, scIndex, scDups, scKeys, scChain, scByID, scTarget, scEdges, scCodes, scLabels, scWork, scWorkNext, scRefs, scFulls, scVault, scHeld, scAlias} {
 		if _, err := s.tx.CreateBucket(b); err != nil {
 			s.close()
 			return nil, fmt.Errorf("scratch file: %w", err)
@@ -243,6 +244,19 @@ func (s *scratch) viewSealed(bucket, key []byte) ([]byte, error) {
 }
 
 // has reports whether key is committed in bucket (see viewSealed).
+// get returns a copy of the value of key, in a read transaction of its
+// own (as has).
+func (s *scratch) get(bucket, key []byte) []byte {
+	var out []byte
+	s.db.View(func(tx *bbolt.Tx) error {
+		if v := tx.Bucket(bucket).Get(key); v != nil {
+			out = bytes.Clone(v)
+		}
+		return nil
+	})
+	return out
+}
+
 func (s *scratch) has(bucket, key []byte) bool {
 	found := false
 	s.db.View(func(tx *bbolt.Tx) error { found = tx.Bucket(bucket).Get(key) != nil; return nil })
