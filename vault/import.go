@@ -456,7 +456,7 @@ func (im *importer) alias(tx *bbolt.Tx) error {
 		if err != nil {
 			return err
 		}
-		if m.FHIR == nil {
+		if m.FHIR == nil || len(m.FHIR.FullURLs) >= maxFullURLs {
 			continue
 		}
 		m.FHIR.FullURLs = append(m.FHIR.FullURLs, string(url))
@@ -469,6 +469,11 @@ func (im *importer) alias(tx *bbolt.Tx) error {
 	}
 	return nil
 }
+
+// maxFullURLs bounds the fullUrls a record keeps besides its own: an
+// export that makes new urn:uuids each time would otherwise add one to
+// every record, with a ledger entry, at every import.
+const maxFullURLs = 8
 
 // FullURLSeen is the reason of an import entry that records a fullUrl an
 // import brought a record stored earlier under, unchanged, added to its

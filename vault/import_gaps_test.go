@@ -3,6 +3,7 @@ package vault
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -183,4 +184,21 @@ func TestRepeatedEntrySecondFullURL(t *testing.T) {
 	importString(t, v, "later.json", `{"resourceType":"Bundle","type":"collection","entry":[{"fullUrl":"urn:uuid:cl2","resource":`+claim("cl2")+`}]}`)
 	checkAllMH(t, v, "later", "Claim/cl2")
 	mustVerify(t, v, "later")
+}
+
+// An export that gives the same unchanged resource a new fullUrl every
+// time adds at most maxFullURLs of them to its record, each once.
+func TestFullURLsBounded(t *testing.T) {
+	v := newTestVault(t)
+	for i := range maxFullURLs + 4 {
+		importString(t, v, "again.json", fmt.Sprintf(`{"resourceType":"Bundle","type":"collection","entry":[{"fullUrl":"urn:uuid:e%d","resource":%s}]}`, i, versEncV1Ref))
+	}
+	ms, err := v.List(Filter{})
+	if err != nil || len(ms) != 1 {
+		t.Fatalf("%d records (%v)", len(ms), err)
+	}
+	if got := len(ms[0].FHIR.FullURLs); got != maxFullURLs {
+		t.Fatalf("the record keeps %d other fullUrls, want %d", got, maxFullURLs)
+	}
+	mustVerify(t, v, "after the imports")
 }
