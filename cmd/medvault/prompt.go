@@ -28,16 +28,18 @@ import (
 // the signal ends the process.
 func readHidden(tty *os.File, prompt string) (pass []byte, err error) {
 	fd := int(tty.Fd())
+	// A signal that ends the process while the terminal is raw (kill,
+	// a closed window) would leave the shell without echo: give the
+	// terminal back first, then let the signal do what it does. Caught
+	// from before the terminal goes raw, so none slips in between.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
 	state, err := term.MakeRaw(fd)
 	if err != nil {
+		signal.Stop(sigs)
 		return nil, fmt.Errorf("terminal: %w", err)
 	}
 	defer term.Restore(fd, state)
-	// A signal that ends the process while the terminal is raw (kill,
-	// a closed window) would leave the shell without echo: give the
-	// terminal back first, then let the signal do what it does.
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
 	stop := make(chan struct{})
 	defer func() { signal.Stop(sigs); close(stop) }()
 	go func() {
