@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/medvault/medvault/ledger"
@@ -179,8 +180,8 @@ type Evidence struct {
 	Fork []byte
 }
 
-// Witnessed lists the checkpoints v holds of patients' ledgers, and the
-// evidence it kept, each oldest first.
+// Witnessed lists the checkpoints v holds of patients' ledgers, by patient
+// ID, and the evidence it kept, oldest first.
 func Witnessed(v *vault.Vault) ([]Witness, []Evidence, error) {
 	var ws []Witness
 	held, err := v.Objects(vault.KindWitnessed)
@@ -227,6 +228,7 @@ func Witnessed(v *vault.Vault) ([]Witness, []Evidence, error) {
 		}
 		evs = append(evs, e)
 	}
+	slices.SortFunc(ws, func(a, b Witness) int { return strings.Compare(a.Patient.String(), b.Patient.String()) })
 	slices.SortFunc(evs, func(a, b Evidence) int { return a.At.Compare(b.At) })
 	return ws, evs, nil
 }
