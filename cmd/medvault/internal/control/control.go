@@ -280,7 +280,8 @@ type Server struct {
 	mu      sync.Mutex
 	conns   map[net.Conn]struct{}
 	closing bool
-	running sync.WaitGroup
+	running sync.WaitGroup // connections open
+	active  atomic.Int64   // commands running
 }
 
 // NewServer returns a Server running each request with h.
@@ -314,7 +315,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 		go func() {
 			defer s.untrack(conn)
-			serveConn(conn, s.h, func() { <-hellos })
+			serveConn(conn, s.run, func() { <-hellos })
 		}()
 	}
 }
@@ -337,13 +338,16 @@ func (s *Server) untrack(c net.Conn) {
 	s.running.Done()
 }
 
-// Running returns how many connections are open (commands running, or
-// clients sending their request).
-func (s *Server) Running() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.conns)
+// run runs one command, counted by Running.
+func (s *Server) run(req *Request, stdin io.Reader, stdout, stderr io.Writer) int {
+	s.active.Add(1)
+	defer s.active.Add(-1)
+	return s.h(req, stdin, stdout, stderr)
 }
+
+// Running returns how many commands are running (not counting clients
+// still sending their request).
+func (s *Server) Running() int { return int(s.active.Load()) }
 
 // Shutdown stops taking connections (the caller closes the listener) and
 // waits for running commands to finish until stop is closed; then it

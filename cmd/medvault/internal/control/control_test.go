@@ -354,14 +354,25 @@ func TestShutdown(t *testing.T) {
 	defer close(w.release)
 	go Call(sock2, Request{Args: []string{"get"}, Dir: "/"}, nil, w, io.Discard)
 	<-started
+	idle, err := net.Dial("unix", sock2) // a client that has not sent its request
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	for open := 0; open < 2; {
+		srv.mu.Lock()
+		open = len(srv.conns)
+		srv.mu.Unlock()
+		time.Sleep(time.Millisecond)
+	}
 	if srv.Running() != 1 {
-		t.Fatalf("Running() = %d with one command running", srv.Running())
+		t.Fatalf("Running() = %d with one command running and one client connecting", srv.Running())
 	}
 	ln2.Close()
 	stop := make(chan struct{})
 	close(stop)
-	if cut := srv.Shutdown(stop); cut != 1 {
-		t.Fatalf("Shutdown cut %d commands, want 1", cut)
+	if cut := srv.Shutdown(stop); cut != 2 {
+		t.Fatalf("Shutdown cut %d connections, want 2 (a command and a client connecting)", cut)
 	}
 	select {
 	case err := <-returned:
