@@ -14,7 +14,6 @@ import (
 
 	"go.etcd.io/bbolt"
 
-	"github.com/medvault/medvault/ledger"
 	"github.com/medvault/medvault/vault/fhir"
 	"github.com/medvault/medvault/vault/record"
 )
@@ -247,15 +246,7 @@ func TestCrossFileLabelsKilledImport(t *testing.T) {
 			importChain(t, v, "Condition.ndjson")
 			checkChainMH(t, v, "Condition/c", "Encounter/e", "Claim/cl", "ExplanationOfBenefit/eob", "MedicationRequest/rx")
 			mustVerify(t, v, "after the import")
-			n := 0
-			v.view(func(tx *bbolt.Tx) error {
-				return v.ledger.log.Scan(tx, 0, func(_ int64, e *ledger.Entry) error {
-					if e.Action == ledger.ActionLabel && e.Reason == LabelPropagated {
-						n++
-					}
-					return nil
-				})
-			})
+			n := propagatedEntries(t, v)
 			if n != 4 {
 				t.Errorf("%d propagated label entries, want 4", n)
 			}

@@ -5,9 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	"go.etcd.io/bbolt"
-
-	"github.com/medvault/medvault/ledger"
 	"github.com/medvault/medvault/vault/record"
 )
 
@@ -104,15 +101,7 @@ func TestCrossFileRelabelCoversVersions(t *testing.T) {
 		if st.Relabelled != want {
 			t.Errorf("%s: %d relabelled, want %d", what, st.Relabelled, want)
 		}
-		n := 0
-		v.view(func(tx *bbolt.Tx) error {
-			return v.ledger.log.Scan(tx, 0, func(_ int64, e *ledger.Entry) error {
-				if e.Action == ledger.ActionLabel && e.Reason == LabelPropagated {
-					n++
-				}
-				return nil
-			})
-		})
+		n := propagatedEntries(t, v)
 		if n != want {
 			t.Errorf("%s: %d propagated label entries, want %d", what, n, want)
 		}
