@@ -103,7 +103,7 @@ func plainCobraError(err error) error {
 }
 
 // localOnly marks commands that never run inside the node.
-var localOnly = map[string]bool{"init": true, "serve": true, "demo": true, "completion": true, "help": true, "exit-codes": true, "medvault": true}
+var localOnly = map[string]bool{"init": true, "serve": true, "demo": true, "completion": true, "help": true, "exit-codes": true, "man": true, "medvault": true}
 
 // confirmRemove asks on the terminal, before rm goes to the node, whether
 // to delete; it returns false when --yes was given (nothing to ask).
@@ -289,6 +289,7 @@ Passphrase: --passphrase-file FILE, $MEDVAULT_PASSPHRASE_FILE, --passphrase-fd N
 		newInboxCommand(a),
 		newWitnessCommand(a),
 		newDemoCommand(a),
+		newManCommand(a),
 		&cobra.Command{
 			Use:   "exit-codes",
 			Short: "The exit codes medvault returns",
