@@ -816,13 +816,18 @@ func FetchConn(v *vault.Vault, c Framer, g *Grant, now time.Time, progress func(
 	// The receipt lists what the patient's node admitted (all of it when
 	// fewer than ledger.MaxSubjects; beyond that, continuation entries the
 	// receipt does not cover hold the rest).
+	// Only an entry that logs the request as served admits anything: a
+	// refusal (or any other action) that lists subjects admits none of
+	// them, or the patient's node could hand over records its own signed
+	// ledger says it refused.
 	admitted := map[record.ID]bool{}
+	served := entry.Action == ledger.ActionServe && entry.Outcome == ledger.OutcomeOK
 	for _, s := range entry.Subjects {
-		if len(s) == 16 {
+		if len(s) == 16 && served {
 			admitted[record.ID(s)] = true
 		}
 	}
-	complete := len(entry.Subjects) < ledger.MaxSubjects
+	complete := !served || len(entry.Subjects) < ledger.MaxSubjects
 	seen := map[record.ID]bool{}
 	got := uint32(0) // records received whole, stored or already held
 	accept := func(id record.ID) error {

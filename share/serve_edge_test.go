@@ -357,3 +357,62 @@ func TestRecordLargerThanDiskRefused(t *testing.T) {
 		t.Fatalf("a record stating 2^62 bytes: %v, want ErrProtocol", err)
 	}
 }
+
+// A patient's node whose signed entry refuses the request admits nothing,
+// even if the entry lists subjects: the provider stores no record it then
+// sends, or the patient's own ledger would say the provider got records
+// it was refused.
+func TestRefusedReceiptAdmitsNothing(t *testing.T) {
+	for name, ev := range map[string]vault.Event{
+		"denied": {Action: ledger.ActionServe, Outcome: ledger.OutcomeDenied, Reason: string(ReasonRevoked)},
+		"failed": {Action: ledger.ActionServe, Outcome: ledger.OutcomeFailed, Reason: withheldWithdrawn},
+		"deny":   {Action: ledger.ActionDeny, Outcome: ledger.OutcomeOK},
+	} {
+		t.Run(name, func(t *testing.T) {
+			patient, provider, g, ids := twoLabs(t)
+			id := ids[0]
+			a, b := net.Pipe()
+			go func() {
+				defer a.Close()
+				c := frame.NewConn(a, nil)
+				_, p, err := c.ReadFrame(maxRequest)
+				if err != nil {
+					return
+				}
+				raw := bytes.Clone(p)
+				readHave(c, func(record.ID) {})
+				c.ReadFrame(maxPartial)
+				c.ReadFrame(ledger.MaxCheckpointSize)
+				gid := g.ID()
+				e := ev
+				e.Actor, e.Grant, e.Request, e.Subjects = provider.Owner().ID(), gid[:], raw, [][]byte{id[:]}
+				adm, err := patient.Admit(func(*vault.AdmitState) (vault.Decision, error) {
+					return vault.Decision{Event: e, Allowed: []record.ID{id}}, nil
+				})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				c.WriteFrame(frameReceipt, encodeReceipt(&adm.Receipt))
+				c.WriteFrame(frameExtends, nil)
+				to, _ := age.ParseX25519Recipient(provider.Owner().Recipient().String())
+				out, err := patient.Share(adm, id, to, 0)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if _, err := sendRecord(c, out); err == nil {
+					c.WriteFrame(frameDone, binary.BigEndian.AppendUint32(nil, 1))
+				}
+			}()
+			res, err := FetchConn(provider, frame.NewConn(b, nil), g, time.Now(), nil)
+			b.Close()
+			if !errors.Is(err, ErrProtocol) {
+				t.Errorf("fetch under a %s entry: %v, want a protocol violation", name, err)
+			}
+			if got, _ := provider.List(vault.Filter{}); len(got) != 0 || res != nil && res.Records != 0 {
+				t.Fatalf("the provider stored %d record(s) under a %s entry", len(got), name)
+			}
+		})
+	}
+}
