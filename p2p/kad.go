@@ -37,8 +37,16 @@ func (n *Node) serveKad(s network.Stream) {
 	from := s.Conn().RemotePeer()
 	r := msgio.NewVarintReaderSize(s, maxKadRequest)
 	w := msgio.NewVarintWriter(s)
+	// Each request gets the idle timeout, but never past the stream's
+	// life: a peer that keeps asking must not hold the stream (and a
+	// slot of the protocol's stream limit) for ever.
+	end := time.Now().Add(n.timeouts.Stream)
 	for {
-		_ = s.SetDeadline(time.Now().Add(n.timeouts.Idle))
+		d := time.Now().Add(n.timeouts.Idle)
+		if end.Before(d) {
+			d = end
+		}
+		_ = s.SetDeadline(d)
 		msg, err := r.ReadMsg()
 		if err != nil {
 			if err == io.EOF {
