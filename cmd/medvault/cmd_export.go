@@ -11,9 +11,9 @@ import (
 )
 
 func newExportCommand(a *app) *cobra.Command {
-	var format, out, category, label, since string
+	var format, out, category, label, since, from string
 	cmd := &cobra.Command{
-		Use:   "export [--format fhir|ndjson|files] [--category C] [--label L] [--since D] -o OUT",
+		Use:   "export [--format fhir|ndjson|files] [--category C] [--label L] [--since D] [--from PATIENT] -o OUT",
 		Short: "Export records as FHIR R4 (for an EHR) or as files",
 		Long: `Export the selected records. --format fhir writes one FHIR R4 Bundle (type
 collection) holding each resource's original bytes; ndjson writes one resource
@@ -23,7 +23,8 @@ FHIR formats skip records that are not FHIR resources. The export is written
 to the ledger before anything is decrypted.`,
 		Example: `  medvault export -o all.json
   medvault export --format ndjson --category labs -o labs.ndjson
-  medvault export --format files --category imaging -o ./scans`,
+  medvault export --format files --category imaging -o ./scans
+  medvault export --from ada -o ada.json   (a provider: one patient's records, for the EHR)`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f, err := parseFilter(category, label, since)
@@ -52,6 +53,9 @@ to the ledger before anything is decrypted.`,
 				return err
 			}
 			defer done()
+			if err := fromFilter(v, from, &f); err != nil {
+				return err
+			}
 			var st *vault.ExportStats
 			switch {
 			case fm == vault.ExportFiles:
@@ -88,6 +92,7 @@ to the ledger before anything is decrypted.`,
 	f.StringVar(&category, "category", "", "only this `CATEGORY`")
 	f.StringVar(&label, "label", "", "only records with this `LABEL`")
 	f.StringVar(&since, "since", "", "only records dated on or after `DATE`")
+	f.StringVar(&from, "from", "", "only records shared by this `PATIENT` (contact alias or ID)")
 	f.BoolVar(&a.jsonOut, "json", false, "print a JSON summary (not with -o -)")
 	return cmd
 }

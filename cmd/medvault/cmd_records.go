@@ -265,13 +265,8 @@ func newListCommand(a *app) *cobra.Command {
 				return err
 			}
 			defer done()
-			if from != "" {
-				_, card, err := share.ResolveContact(v, from)
-				if err != nil {
-					return err
-				}
-				id := [32]byte(card.ID())
-				f.From = &id
+			if err := fromFilter(v, from, &f); err != nil {
+				return err
 			}
 			ms, err := v.List(f)
 			if err != nil {
@@ -287,6 +282,21 @@ func newListCommand(a *app) *cobra.Command {
 	f.StringVar(&from, "from", "", "only records shared by this `PATIENT` (contact alias or ID)")
 	f.BoolVar(&a.jsonOut, "json", false, "print JSON")
 	return cmd
+}
+
+// fromFilter narrows f to the records the patient from (a contact alias
+// or ID) shared; an empty from leaves f as it is.
+func fromFilter(v *vault.Vault, from string, f *vault.Filter) error {
+	if from == "" {
+		return nil
+	}
+	_, card, err := share.ResolveContact(v, from)
+	if err != nil {
+		return err
+	}
+	id := [32]byte(card.ID())
+	f.From = &id
+	return nil
 }
 
 func (a *app) printRecords(ms []*vault.Meta) error {

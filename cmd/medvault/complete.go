@@ -163,6 +163,7 @@ func (a *app) registerNodeCompletions(root *cobra.Command) {
 	flagFrom("log", "record", records)
 	flagFrom("revoke", "all", contacts)
 	flagFrom("list", "from", contacts)
+	flagFrom("export", "from", contacts)
 }
 
 // offer appends value, described by desc, when it starts with what was typed.
