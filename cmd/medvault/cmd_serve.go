@@ -195,6 +195,10 @@ func (a *app) runInNode(v *vault.Vault, req *control.Request, stdin io.Reader, s
 				return "1"
 			}
 			return ""
+		case "TERM":
+			// The node's terminal, if any, is not the caller's: a
+			// caller's TERM=dumb arrives as NoColor.
+			return ""
 		case "MEDVAULT_HOME":
 			return v.Dir()
 		case "MEDVAULT_MAX_GRANT_LIFETIME":

@@ -164,8 +164,7 @@ func (a *app) forward(args []string) (code int, ok bool) {
 	// Empty if this directory was removed: the node then resolves no
 	// relative path (see runInNode).
 	cwd, _ := os.Getwd()
-	req := control.Request{Args: args, Dir: cwd, StdinTTY: a.isTTY(a.stdin), StdoutTTY: a.stdoutTTY(),
-		NoColor: a.getenv("NO_COLOR") != "", MaxGrantLifetime: a.getenv("MEDVAULT_MAX_GRANT_LIFETIME")}
+	req := a.nodeRequest(args, cwd)
 	if cmd.Name() == "rm" && req.StdinTTY && control.Running(filepath.Join(dir, nodeSocket)) {
 		// The node cannot read this terminal: ask here, and send the
 		// answer as --yes.
@@ -210,6 +209,16 @@ func (a *app) forward(args []string) (code int, ok bool) {
 		return exitFailure, true
 	}
 	return code, true
+}
+
+// nodeRequest describes a command for the node: its arguments and what
+// the node cannot see of this process (working directory, terminals,
+// environment). A terminal that cannot show styles (TERM=dumb) travels as
+// NoColor: the node's own TERM is not the caller's.
+func (a *app) nodeRequest(args []string, cwd string) control.Request {
+	return control.Request{Args: args, Dir: cwd, StdinTTY: a.isTTY(a.stdin), StdoutTTY: a.stdoutTTY(),
+		NoColor:          a.getenv("NO_COLOR") != "" || a.getenv("TERM") == "dumb",
+		MaxGrantLifetime: a.getenv("MEDVAULT_MAX_GRANT_LIFETIME")}
 }
 
 func newRootCommand(a *app) *cobra.Command {

@@ -1,0 +1,61 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/medvault/medvault/cmd/medvault/internal/control"
+	"github.com/medvault/medvault/vault"
+	"github.com/medvault/medvault/vault/identity"
+	"github.com/medvault/medvault/vault/record"
+)
+
+// A caller whose terminal cannot show styles (TERM=dumb) gets plain tables
+// from the node too, and the node's own TERM never decides for the caller.
+func TestRunInNodeStylesFollowTheCaller(t *testing.T) {
+	client := &app{getenv: func(k string) string {
+		if k == "TERM" {
+			return "dumb"
+		}
+		return ""
+	}}
+	if req := client.nodeRequest([]string{"list"}, "/"); !req.NoColor {
+		t.Errorf("TERM=dumb: the request to the node has NoColor false")
+	}
+
+	dir := t.TempDir()
+	id, err := identity.Generate("Ada", identity.Patient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := vault.Create(dir, id, vault.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	v, err := vault.Open(dir, id, vault.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	if _, err := v.Add(strings.NewReader("HbA1c 6.1 %"), vault.NewRecord{Title: "A1c", Category: record.Labs}); err != nil {
+		t.Fatal(err)
+	}
+	for _, nodeTerm := range []string{"dumb", "xterm-256color"} {
+		node := &app{getenv: func(k string) string {
+			if k == "TERM" {
+				return nodeTerm
+			}
+			return ""
+		}}
+		for _, noColor := range []bool{false, true} {
+			var out, errb bytes.Buffer
+			req := &control.Request{Args: []string{"list"}, Dir: "/", StdoutTTY: true, NoColor: noColor}
+			if code := node.runInNode(v, req, strings.NewReader(""), &out, &errb); code != 0 {
+				t.Fatalf("list: exit %d: %s", code, errb.String())
+			}
+			if bordered := strings.Contains(out.String(), "╭"); bordered == noColor {
+				t.Errorf("node TERM=%s, NoColor %v: borders %v:\n%s", nodeTerm, noColor, bordered, out.String())
+			}
+		}
+	}
+}
