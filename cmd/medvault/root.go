@@ -34,6 +34,7 @@ func execute(a *app, args []string) int {
 		// them for every command would add to every start-up.
 		registerCompletions(a, root)
 	}
+	strictCompletion(root, args)
 	root.SetArgs(args)
 	root.SetIn(a.stdin)
 	root.SetOut(a.stdout)
@@ -44,6 +45,25 @@ func execute(a *app, args []string) int {
 		printError(a.stderr, err)
 	}
 	return exitCode(err)
+}
+
+// strictCompletion makes 'completion' refuse a shell it does not know, as
+// 'contacts' refuses an unknown subcommand: cobra's own prints its help and
+// exits 0, so 'medvault completion tcsh > file' would pass in a script.
+func strictCompletion(root *cobra.Command, args []string) {
+	root.InitDefaultCompletionCmd(args...)
+	c, _, err := root.Find([]string{"completion"})
+	if err != nil || c == root {
+		return
+	}
+	c.Args = cobra.ArbitraryArgs
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return withHint(usagef("unknown shell %q for \"medvault completion\" (bash, zsh, fish or powershell)", args[0]),
+				"see 'medvault completion --help'")
+		}
+		return cmd.Help()
+	}
 }
 
 func init() { cobra.AddTemplateFunc("buildVersion", version) }
