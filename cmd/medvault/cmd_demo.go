@@ -239,6 +239,11 @@ func (a *app) demo(ctx context.Context, keep bool) (err error) {
 	} else {
 		a.note("OK: the doctor's vault too (%d entries)", rep.Ledger.Size)
 	}
+	if keep {
+		a.step("Done in %s; the temporary vaults are kept in %s (their keys were in memory only: the files can be inspected, not opened)",
+			time.Since(start).Round(time.Millisecond), tmp)
+		return nil
+	}
 	a.step("Done in %s; the temporary vaults are removed", time.Since(start).Round(time.Millisecond))
 	return nil
 }
