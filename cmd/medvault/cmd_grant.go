@@ -36,7 +36,7 @@ Presets:
 Purposes of use:
 ` + purposeHelp() + `
 Every grant expires; the longest allowed is 90 days, or what the environment
-variable MEDVAULT_MAX_GRANT_LIFETIME says (e.g. 7d), up to 10 years.
+variable MEDVAULT_MAX_GRANT_LIFETIME says (e.g. 7d), up to 3650d (10 years).
 
 Granting is safe to repeat: the same grant asked again (same contact, scope,
 labels, purpose and node addresses, expiring no later than a minute after the
@@ -165,7 +165,7 @@ active one) returns the active grant instead of issuing another.
 			a.say("Granted %s %s for %s until %s.", withName(string(al), card.Name()), scopeText(g), g.Purpose(), g.Expiry().Local().Format("2006-01-02 15:04 MST"))
 			if infos, err := share.RecordInfos(v); err == nil {
 				if sel := share.Select(g, infos); len(sel.Items) == 0 {
-					a.say("medvault: note: it covers no record yet (%d in scope withheld as sensitive); records you add in its scope are covered while it lasts", len(sel.Withheld))
+					a.say("medvault: note: %s", noRecordNote(g.Scope(), len(sel.Withheld)))
 				}
 			}
 			a.say("%s", notRecallable)
@@ -506,4 +506,19 @@ refuses every request under it. Revoking twice is fine.
 	cmd.Flags().StringVar(&all, "all", "", "revoke every grant issued to `CONTACT` (an alias, or a provider's ID)")
 	cmd.Flags().BoolVar(&a.jsonOut, "json", false, "print JSON")
 	return cmd
+}
+
+// noRecordNote says why a new grant covers no record: sensitive records
+// it withholds, and whether records added later can still fall in it (only
+// a scope with categories; named record IDs never grow).
+func noRecordNote(sc share.Scope, withheld int) string {
+	msg := "it covers no record yet"
+	if withheld > 0 {
+		msg += fmt.Sprintf(" (%s in its scope withheld as sensitive: name the label with --label to include it)",
+			count(withheld, "record"))
+	}
+	if len(sc.Categories) > 0 || sc.EmergencySummary {
+		msg += "; records you add in its scope are covered while it lasts"
+	}
+	return msg
 }

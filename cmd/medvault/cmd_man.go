@@ -217,7 +217,7 @@ func manSubcommands(c *cobra.Command) []*cobra.Command {
 var manEnvironment = [][2]string{
 	{"MEDVAULT_HOME", "The data directory. Default: $XDG_DATA_HOME/medvault, else ~/.local/share/medvault."},
 	{"MEDVAULT_PASSPHRASE_FILE", "A file whose first line is the passphrase, for scripts (after --passphrase-file, before --passphrase-fd and the prompt)."},
-	{"MEDVAULT_MAX_GRANT_LIFETIME", "The longest grant allowed, e.g. 7d (default 90d, at most 10 years)."},
+	{"MEDVAULT_MAX_GRANT_LIFETIME", "The longest grant allowed, e.g. 7d (default 90d, at most 3650d)."},
 	{"MEDVAULT_BOOTSTRAP", "DHT bootstrap nodes (multiaddrs with /p2p/ID, separated by spaces or commas) for serve and for commands run without a node."},
 	{"NO_COLOR", "When set, no colour in any output."},
 	{"SOURCE_DATE_EPOCH", "The date medvault man writes into the pages, for reproducible builds."},

@@ -127,6 +127,8 @@ func hintFor(err error) string {
 		return "run 'medvault init' first, or set MEDVAULT_HOME to the data directory of an existing vault"
 	case errors.Is(err, vault.ErrTampered):
 		return "run 'medvault verify' for a full integrity report"
+	case errors.Is(err, share.ErrLifetimeTooLong):
+		return "give a shorter --expires and grant again when it ends; the limit is 90d unless MEDVAULT_MAX_GRANT_LIFETIME sets another (at most 3650d)"
 	case errors.Is(err, share.ErrRateLimited):
 		return "the patient's node refuses requests from you for a while after many refusals (expired or revoked grants, say); wait a minute, then fetch with a grant that is active ('medvault inbox')"
 	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
