@@ -365,10 +365,13 @@ func (v *Vault) Resolve(prefix string) (record.ID, error) {
 		return id, nil
 	}
 	if strings.Trim(prefix, "0123456789abcdef") != "" {
-		return record.ID{}, fmt.Errorf("invalid record ID %q: a record ID is hexadecimal (0-9, a-f)", prefix)
+		return record.ID{}, invalidf("invalid record ID %q: a record ID is hexadecimal (0-9, a-f)", prefix)
 	}
 	if len(prefix) < 6 {
-		return record.ID{}, fmt.Errorf("invalid record ID %q: give at least 6 hex digits", prefix)
+		return record.ID{}, invalidf("invalid record ID %q: give at least 6 hex digits", prefix)
+	}
+	if len(prefix) > 2*len(record.ID{}) {
+		return record.ID{}, invalidf("invalid record ID %q: a record ID has %d hex digits", prefix, 2*len(record.ID{}))
 	}
 	var found []record.ID
 	err := v.view(func(tx *bbolt.Tx) error {
