@@ -245,11 +245,13 @@ type chunkReader struct {
 	want   uint32
 	cur    []byte    // bbolt slice, valid for the transaction
 	digest hash.Hash // nil unless checking
+	ra     readahead
 	err    error
 }
 
 func newChunkReader(tx *bbolt.Tx, id record.ID, chunks uint32, digest hash.Hash) *chunkReader {
-	return &chunkReader{c: tx.Bucket(bucketChunks).Cursor(), id: id, want: chunks, digest: digest}
+	return &chunkReader{c: tx.Bucket(bucketChunks).Cursor(), id: id, want: chunks, digest: digest,
+		ra: readahead{id: id, want: chunks}}
 }
 
 func (r *chunkReader) Read(p []byte) (int, error) {
@@ -275,6 +277,7 @@ func (r *chunkReader) chunk() ([]byte, error) {
 		r.err = io.EOF
 		return nil, io.EOF
 	}
+	r.ra.advance(r.c.Bucket().Tx(), r.next)
 	var k, v []byte
 	if r.next == 0 {
 		k, v = r.c.Seek(chunkKey(r.id, 0))

@@ -369,6 +369,7 @@ type shortTxReader struct {
 	want uint32
 	buf  []byte // the last chunk loaded
 	cur  []byte // what Read has not returned of it
+	ra   *readahead
 }
 
 func (r *shortTxReader) Read(p []byte) (int, error) {
@@ -390,7 +391,11 @@ func (r *shortTxReader) chunk() ([]byte, error) {
 	if r.next == r.want {
 		return nil, io.EOF
 	}
+	if r.ra == nil {
+		r.ra = &readahead{id: r.id, want: r.want}
+	}
 	err := r.v.view(func(tx *bbolt.Tx) error {
+		r.ra.advance(tx, r.next)
 		c := tx.Bucket(bucketChunks).Get(chunkKey(r.id, r.next))
 		if c == nil {
 			return fmt.Errorf("%w: record %s: chunk %d is missing", ErrTampered, r.id, r.next)

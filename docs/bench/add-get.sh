@@ -2,7 +2,8 @@
 # Prints medvault add/get throughput and peak anonymous memory (RssAnon)
 # side by side with the age CLI on the same file, medians of RUNS runs, what
 # bbolt alone takes to store as many bytes the way add does (the ceiling for
-# add), and the start-up time of `medvault --help`.
+# add), and the start-up time of `medvault --help`. As root it also times
+# get and age -d cold, with nothing in the page cache (as after a reboot).
 #
 #   bash docs/bench/add-get.sh [SIZE_MIB] [RUNS]     (defaults: 1024 3)
 #
@@ -33,7 +34,8 @@ head -c $((size_mib << 20)) /dev/urandom >"$work/in.bin"
 . docs/bench/lib.sh # measure, median
 
 declare -A ms kib
-for op in age-enc mv-add age-dec mv-get; do ms[$op]=""; kib[$op]=""; done
+ops="age-enc mv-add age-dec mv-get"
+for op in $ops age-dec-cold mv-get-cold; do ms[$op]=""; kib[$op]=""; done
 for _ in $(seq "$runs"); do
 	rm -f "$work/out.age"
 	export PREREAD=$work/in.bin
@@ -51,10 +53,22 @@ for id in $ids; do
 	read -r t k < <(measure "$mv" get "$id" -o "$work/out.bin"); ms[mv-get]+="$t "; kib[mv-get]+="$k "
 done
 cmp -s "$work/out.bin" "$work/in.bin" || { echo "round trip mismatch" >&2; exit 1; }
+# Cold, as after a reboot (root only: settle then drops the page cache and
+# reads nothing back): the record, and age's input file, come from the disk.
+if [ -w /proc/sys/vm/drop_caches ]; then
+	export PREREAD=
+	for id in $ids; do
+		rm -f "$work/out.bin"
+		read -r t k < <(measure "$mv" get "$id" -o "$work/out.bin"); ms[mv-get-cold]+="$t "; kib[mv-get-cold]+="$k "
+		rm -f "$work/out.bin"
+		read -r t k < <(measure age -d -i "$work/key.txt" -o "$work/out.bin" "$work/out.age"); ms[age-dec-cold]+="$t "; kib[age-dec-cold]+="$k "
+	done
+	ops+=" age-dec-cold mv-get-cold"
+fi
 
 mbps() { awk -v s="$size_mib" -v t="$1" 'BEGIN {printf "%.0f", s * 1.048576 / (t / 1000)}'; }
 printf '%-28s %10s %10s %14s\n' "operation ($size_mib MiB, median of $runs)" "ms" "MB/s" "peak RssAnon"
-for op in age-enc mv-add age-dec mv-get; do
+for op in $ops; do
 	t=$(echo "${ms[$op]}" | tr ' ' '\n' | grep . | median)
 	k=$(echo "${kib[$op]}" | tr ' ' '\n' | grep . | median)
 	printf '%-28s %10s %10s %10s MiB\n' "$op" "$t" "$(mbps "$t")" "$((k / 1024))"

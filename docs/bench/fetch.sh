@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prints, in one run: 'medvault fetch' of one SIZE_MIB record between two
 # processes on 127.0.0.1 (patient 'serve', provider 'fetch'), side by side
-# with a bare libp2p stream between two processes; peak anonymous memory
+# with a bare libp2p stream between two processes (and, as root, one fetch
+# with the patient's vault not in the page cache); peak anonymous memory
 # (RssAnon) of both sides; and grant->fetch latency of a small record with
 # both nodes running (no passphrase unlock in the path).
 #
@@ -63,6 +64,17 @@ for r in $(seq "$runs"); do
 	end=$(date +%s%N)
 	times+=($(( (end - start) / 1000000 ))) fkib+=("$fpeak") nkib+=("$npeak")
 done
+# Once more with the patient's vault not in the page cache (root only), as
+# for the first fetch after the patient's machine restarted.
+cold_mbps=""
+if [ -w /proc/sys/vm/drop_caches ]; then
+	rm -rf "$D" && cp -a "$work/doctor.pristine" "$D"
+	PREREAD= settle
+	start=$(date +%s%N)
+	MEDVAULT_HOME=$D "$mv" fetch "$tok" >/dev/null 2>"$work/fetch.err" || { cat "$work/fetch.err"; exit 1; }
+	end=$(date +%s%N)
+	cold_mbps=$(awk -v s="$size_mib" -v t="$(( (end - start) / 1000000 ))" 'BEGIN {printf "%.0f", s * 1.048576 / (t / 1000)}')
+fi
 t=$(printf '%s\n' "${times[@]}" | median)
 fk=$(printf '%s\n' "${fkib[@]}" | median)
 nk=$(printf '%s\n' "${nkib[@]}" | median)
@@ -88,6 +100,7 @@ disk_mbps=$(printf '%s\n' "${disk_ms[@]}" | median | awk -v s="$size_mib" '{prin
 printf '%-46s %10s %12s\n' "($size_mib MiB, median of $runs)" "MB/s" "peak RssAnon"
 printf '%-46s %10s %9s MiB\n' "medvault fetch (2 processes, 127.0.0.1)" "$fetch_mbps" "$((fk / 1024))"
 printf '%-46s %10s %9s MiB\n' "  patient node serving it" "" "$((nk / 1024))"
+[ -n "$cold_mbps" ] && printf '%-46s %10s\n' "  once, the patient's vault not cached" "$cold_mbps"
 printf '%-46s %10s\n' "bare libp2p stream (2 processes, 127.0.0.1)" "${bare%.*}"
 printf '%-46s %10s\n' "the vaults' disk: dd, one fdatasync at the end" "$disk_mbps"
 # Three decimals and a verdict: 381/767 printed as "0.50" with two.

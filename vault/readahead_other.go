@@ -1,0 +1,7 @@
+//go:build !linux
+
+package vault
+
+const adviseSupported = false
+
+func adviseWillNeed(from, to uintptr) {}
