@@ -8,8 +8,11 @@ import (
 	"github.com/medvault/medvault/vault/record"
 )
 
-// ClockSkew is the clock difference Decide tolerates: around a grant's
-// not-before and expiry times, and between a request's time and now.
+// ClockSkew is the clock difference Decide tolerates between a request's
+// time (the provider's clock) and now (the patient's node). It does not
+// widen a grant's own window: the grant's times come from the clock of the
+// patient who issued it, the clock Decide runs on, so a grant is honoured
+// from its not-before time until its expiry, exactly.
 const ClockSkew = 60 * time.Second
 
 // Reason is a stable code saying why a request (or one item) was allowed or
@@ -157,8 +160,8 @@ func deny(d Decision, r Reason) Decision {
 //  6. req's signature verifies under its requester → bad-request-signature
 //  7. requester and remote are g's audience        → wrong-audience
 //  8. st.Revoked(g) is false                       → revoked
-//  9. now ≥ g.NotBefore - ClockSkew                → not-yet-valid
-//  10. now < g.Expiry + ClockSkew                  → expired
+//  9. now ≥ g.NotBefore                           → not-yet-valid
+//  10. now < g.Expiry                              → expired
 //  11. |req.Time - now| ≤ ClockSkew                → stale-request
 //  12. st.NonceSeen(g, req.Nonce) is false         → nonce-reused
 //  13. per item, Grant.Covers (scope, then labels); an explicitly
@@ -197,9 +200,11 @@ func Decide(g *Grant, req *Request, remote identity.ID, now time.Time, st State)
 		return deny(d, ReasonRevoked)
 	}
 	switch {
-	case now.Before(g.notBefore.Add(-ClockSkew)):
+	// The grant's window is the issuer's clock, which is this node's:
+	// no skew applies to it.
+	case now.Before(g.notBefore):
 		return deny(d, ReasonNotYetValid)
-	case !now.Before(g.expiry.Add(ClockSkew)):
+	case !now.Before(g.expiry):
 		return deny(d, ReasonExpired)
 	case req.time.Sub(now) > ClockSkew || now.Sub(req.time) > ClockSkew:
 		return deny(d, ReasonStaleRequest)

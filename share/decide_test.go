@@ -159,10 +159,15 @@ func TestDecide(t *testing.T) {
 		{name: "remote peer unknown", g: gLabs, r: req(gLabs), remote: identity.ID{}, want: ReasonWrongAudience},
 		{name: "revoked", g: gLabs, r: req(gLabs), setup: func(m *MemState) { m.Revoke(gLabs.ID()) }, want: ReasonRevoked, auth: true, sentinel: ErrRevoked},
 		{name: "other grant revoked", g: gLabs, r: req(gLabs), setup: func(m *MemState) { m.Revoke(gLabsMH.ID()) }, want: ReasonAllowed, auth: true, items: ids(recLab)},
+		// The grant's window is the issuing (and deciding) node's clock:
+		// no skew widens it, whatever the request's time says.
 		{name: "not yet valid", g: gLater, r: reqAt(gLater, t0), now: t0.Add(time.Hour - ClockSkew - time.Second), want: ReasonNotYetValid, auth: true, sentinel: ErrNotYetValid},
-		{name: "not-before within skew", g: gLater, r: reqAt(gLater, t0.Add(time.Hour-ClockSkew)), now: t0.Add(time.Hour - ClockSkew), want: ReasonAllowed, auth: true},
-		{name: "expired", g: gLater, r: reqAt(gLater, t0.Add(2*time.Hour+ClockSkew)), now: t0.Add(2*time.Hour + ClockSkew), want: ReasonExpired, auth: true, sentinel: ErrExpired},
-		{name: "expiry within skew", g: gLater, r: reqAt(gLater, t0.Add(2*time.Hour+ClockSkew-time.Second)), now: t0.Add(2*time.Hour + ClockSkew - time.Second), want: ReasonAllowed, auth: true},
+		{name: "a second before not-before", g: gLater, r: reqAt(gLater, t0.Add(time.Hour)), now: t0.Add(time.Hour - time.Second), want: ReasonNotYetValid, auth: true, sentinel: ErrNotYetValid},
+		{name: "at not-before", g: gLater, r: reqAt(gLater, t0.Add(time.Hour-ClockSkew)), now: t0.Add(time.Hour), want: ReasonAllowed, auth: true},
+		{name: "at expiry", g: gLater, r: reqAt(gLater, t0.Add(2*time.Hour-ClockSkew)), now: t0.Add(2 * time.Hour), want: ReasonExpired, auth: true, sentinel: ErrExpired},
+		{name: "expired a second ago", g: gLater, r: reqAt(gLater, t0.Add(2*time.Hour)), now: t0.Add(2*time.Hour + time.Second), want: ReasonExpired, auth: true, sentinel: ErrExpired},
+		{name: "expired within what was the skew", g: gLater, r: reqAt(gLater, t0.Add(2*time.Hour+ClockSkew-time.Second)), now: t0.Add(2*time.Hour + ClockSkew - time.Second), want: ReasonExpired, auth: true, sentinel: ErrExpired},
+		{name: "a second before expiry", g: gLater, r: reqAt(gLater, t0.Add(2*time.Hour+ClockSkew-time.Second)), now: t0.Add(2*time.Hour - time.Second), want: ReasonAllowed, auth: true},
 		{name: "request from the past", g: gLabs, r: reqAt(gLabs, now.Add(-ClockSkew-time.Second)), want: ReasonStaleRequest, auth: true, sentinel: ErrStaleRequest},
 		{name: "request from the future", g: gLabs, r: reqAt(gLabs, now.Add(ClockSkew+time.Second)), want: ReasonStaleRequest, auth: true},
 		{name: "request time at skew", g: gLabs, r: reqAt(gLabs, now.Add(-ClockSkew)), want: ReasonAllowed, auth: true},

@@ -39,8 +39,11 @@
 //     A grant is not a bearer token: only its audience's key can use it.
 //   - Purpose of use is a signed statement, not something medvault can
 //     enforce once records are delivered.
-//   - Decide tolerates ClockSkew (60 s) of clock difference, so a grant
-//     is honoured up to a minute past its expiry.
+//   - Decide tolerates ClockSkew (60 s) of clock difference between a
+//     request's time and the node's clock, and no more. A grant's window
+//     gets none: the node that decides is the one whose clock issued the
+//     grant, so the grant is honoured from its not-before time until its
+//     expiry, to the second. Moving that node's clock moves the window.
 //   - Nonce checking is atomic only if the caller runs Decide and records
 //     the nonce in one storage transaction. Nonces of requests timed more
 //     than 2*ClockSkew ago may be forgotten.

@@ -53,16 +53,21 @@ func cardOf(t testing.TB, v *vault.Vault) *Card {
 // connection, as the libp2p stream would carry it, with remote as the
 // authenticated peer the patient sees.
 func exchange(t *testing.T, patient, provider *vault.Vault, remote identity.ID, g *Grant) (*FetchResult, error) {
+	return exchangeAt(t, patient, provider, remote, g, time.Now())
+}
+
+// exchangeAt is exchange with both sides' clocks reading now.
+func exchangeAt(t *testing.T, patient, provider *vault.Vault, remote identity.ID, g *Grant, now time.Time) (*FetchResult, error) {
 	a, b := net.Pipe()
 	defer a.Close()
 	defer b.Close()
 	served := make(chan error, 1)
 	go func() {
-		_, err := ServeConn(patient, frame.NewConn(a, nil), remote, time.Now())
+		_, err := ServeConn(patient, frame.NewConn(a, nil), remote, now)
 		served <- err
 		a.Close()
 	}()
-	res, err := FetchConn(provider, frame.NewConn(b, nil), g, time.Now(), nil)
+	res, err := FetchConn(provider, frame.NewConn(b, nil), g, now, nil)
 	b.Close()
 	<-served
 	return res, err
@@ -297,6 +302,35 @@ func TestReceiptVector(t *testing.T) {
 	}
 	if !strings.Contains(string(doc), "`00000002 6370 0000000000000003 00000004 6c656166 70`") {
 		t.Fatal("PROTOCOL.md's receipt example differs from the code")
+	}
+}
+
+// A grant ends at its expiry, to the second: the node that decides is the
+// one whose clock issued it, so the clock skew allowed for a request's time
+// does not stretch it. (A grant given --expires 1s was served 20 s later.)
+func TestExpiredGrantRefusedAtExpiry(t *testing.T) {
+	patient := openVault(t, "Ada", identity.Patient)
+	provider := openVault(t, "Dr. Hopper", identity.Provider)
+	patient.Add(strings.NewReader("HbA1c 6.1%"), vault.NewRecord{Category: record.Labs, Title: "A1c"})
+	g := pinAndGrantLabs(t, patient, provider)
+	for _, at := range []time.Time{g.Expiry(), g.Expiry().Add(20 * time.Second), g.Expiry().Add(ClockSkew - time.Second)} {
+		res, err := exchangeAt(t, patient, provider, provider.Owner().ID(), g, at)
+		if !errors.Is(err, ErrExpired) {
+			t.Fatalf("fetch %v after expiry: %v, want %v", at.Sub(g.Expiry()), err, ErrExpired)
+		}
+		if res != nil && res.Records != 0 {
+			t.Fatalf("fetch %v after expiry got %d records", at.Sub(g.Expiry()), res.Records)
+		}
+	}
+	if res, err := exchangeAt(t, patient, provider, provider.Owner().ID(), g, g.Expiry().Add(-time.Second)); err != nil || res.Records != 1 {
+		t.Fatalf("fetch a second before expiry: %+v %v", res, err)
+	}
+	// The check between records (a transfer that outlives the grant)
+	// applies the same window.
+	for at, want := range map[time.Time]Reason{g.Expiry().Add(-time.Second): ReasonAllowed, g.Expiry(): ReasonExpired, g.Expiry().Add(20 * time.Second): ReasonExpired} {
+		if r, err := grantEnded(patient, g, at); err != nil || r != want {
+			t.Fatalf("grantEnded %v after expiry = %q %v, want %q", at.Sub(g.Expiry()), r, err, want)
+		}
 	}
 }
 

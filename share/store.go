@@ -183,7 +183,7 @@ func (i *Issued) State(now time.Time) string {
 	switch {
 	case i.Revoked != nil || i.RefusedRevoked:
 		return "revoked"
-	case now.After(i.Grant.Expiry()):
+	case !now.Before(i.Grant.Expiry()): // as Decide: the grant ends at its expiry
 		return "expired"
 	case now.Before(i.Grant.NotBefore()):
 		return "pending"
