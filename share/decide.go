@@ -123,7 +123,8 @@ type Decision struct {
 	// Denied are the records refused, in ascending ID order: for a request
 	// of explicit items, every item not allowed; for a request of all, the
 	// records in scope withheld because of a label. The reasons are for the
-	// patient's log; the reply to the provider SHOULD NOT tell
+	// patient's node to report; neither the reply to the provider nor the
+	// ledger entry (which the provider gets in its receipt) may tell
 	// out-of-scope, not-found and label-excluded apart.
 	Denied []Denial
 }

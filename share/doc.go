@@ -47,9 +47,12 @@
 //   - Nonce checking is atomic only if the caller runs Decide and records
 //     the nonce in one storage transaction. Nonces of requests timed more
 //     than 2*ClockSkew ago may be forgotten.
-//   - Decision.Denied distinguishes out-of-scope, not-found and
-//     label-excluded for the patient's log; replies to the provider should
-//     not, so they reveal nothing about records outside the grant.
+//   - Decision.Denied and Decision.Reason distinguish out-of-scope,
+//     not-found and label-excluded for the patient's node to report; what
+//     the provider gets must not, so it reveals nothing about records
+//     outside the grant. That includes the ledger entry of the request,
+//     which the provider receives in its receipt: it carries the reason D
+//     carries (all three read out-of-scope).
 //   - The card's name is a display hint chosen by its owner; contacts are
 //     pinned by key (Book, CheckPin), and the safety number
 //     (identity.ID.SafetyNumber) is what two people compare.

@@ -105,10 +105,14 @@ func ServeConn(v *vault.Vault, c Framer, remote identity.ID, now time.Time) (*Se
 
 // Served says what ServeConn did.
 type Served struct {
-	Grant  GrantID
-	Reason Reason // ReasonAllowed, or why the request was refused
-	Sent   int    // records sent
-	Bytes  int64  // ciphertext bytes sent
+	Grant GrantID
+	// Reason is ReasonAllowed, or why the request was refused, in full
+	// for the patient's node to report: the ledger entry and the provider
+	// get it as visibleReason, which does not tell out-of-scope,
+	// not-found and label-excluded apart.
+	Reason Reason
+	Sent   int   // records sent
+	Bytes  int64 // ciphertext bytes sent
 	// Withheld lists admitted records not sent because their stored copy
 	// failed its integrity check (vault.ErrTampered): 'medvault verify'
 	// says more.
@@ -147,7 +151,7 @@ func serveConn(v *vault.Vault, c Framer, remote identity.ID, now time.Time, sv *
 		ev := vault.Event{Action: ledger.ActionServe, Actor: remote}
 		deny := func(r Reason) (vault.Decision, error) {
 			reason = r
-			ev.Outcome, ev.Reason = ledger.OutcomeDenied, string(r)
+			ev.Outcome, ev.Reason = ledger.OutcomeDenied, string(visibleReason(r))
 			return vault.Decision{Event: ev}, nil
 		}
 		if reqErr != nil {
@@ -180,7 +184,9 @@ func serveConn(v *vault.Vault, c Framer, remote identity.ID, now time.Time, sv *
 				ev.Request = rawReq
 			}
 			reason = d.Reason
-			ev.Outcome, ev.Reason = ledger.OutcomeDenied, string(d.Reason)
+			// The entry goes to the provider in the receipt: it says
+			// what D says, not which records are outside the grant.
+			ev.Outcome, ev.Reason = ledger.OutcomeDenied, string(visibleReason(d.Reason))
 			out.Event = ev
 			return out, nil
 		}
@@ -277,13 +283,7 @@ func serveConn(v *vault.Vault, c Framer, remote identity.ID, now time.Time, sv *
 		return err
 	}
 	if reason != ReasonAllowed {
-		// Out-of-scope, not-found and label-excluded are not told apart
-		// to the provider: that would reveal records outside the grant.
-		switch reason {
-		case ReasonNotFound, ReasonLabelExcluded:
-			reason = ReasonOutOfScope
-		}
-		return c.WriteFrame(frameDenied, []byte(reason))
+		return c.WriteFrame(frameDenied, []byte(visibleReason(reason)))
 	}
 	sent := uint32(0)
 	for i, id := range adm.Allowed {
@@ -357,6 +357,18 @@ func serveConn(v *vault.Vault, c Framer, remote identity.ID, now time.Time, sv *
 		sv.Sent, sv.Bytes = int(sent), sv.Bytes+n
 	}
 	return c.WriteFrame(frameDone, binary.BigEndian.AppendUint32(nil, sent))
+}
+
+// visibleReason is r as the provider is told it, in D and in the ledger
+// entry its receipt carries: out-of-scope, not-found and label-excluded
+// all read out-of-scope, since telling them apart would reveal records
+// outside the grant (that one was deleted, or labelled sensitive).
+func visibleReason(r Reason) Reason {
+	switch r {
+	case ReasonNotFound, ReasonLabelExcluded:
+		return ReasonOutOfScope
+	}
+	return r
 }
 
 // readHave reads the have frames, calling fn for each record ID listed. The

@@ -334,6 +334,88 @@ func TestExpiredGrantRefusedAtExpiry(t *testing.T) {
 	}
 }
 
+type rawFrame struct {
+	typ byte
+	p   []byte
+}
+
+// rawExchange sends the request bytes req to the patient's node as remote,
+// then empty have, partial and seen frames, and returns what the node did
+// and the frames it answered with up to the end of the stream.
+func rawExchange(t *testing.T, patient *vault.Vault, remote identity.ID, req []byte) (*Served, []rawFrame) {
+	t.Helper()
+	a, b := net.Pipe()
+	defer b.Close()
+	served := make(chan *Served, 1)
+	go func() {
+		sv, _ := ServeConn(patient, frame.NewConn(a, nil), remote, time.Now())
+		a.Close()
+		served <- sv
+	}()
+	c := frame.NewConn(b, nil)
+	c.WriteFrame(frameRequest, req)
+	c.WriteFrame(frameHave, nil)
+	c.WriteFrame(framePartial, nil)
+	c.WriteFrame(frameSeen, nil)
+	var out []rawFrame
+	for {
+		typ, p, err := c.ReadFrame(maxReceipt)
+		if err != nil {
+			break
+		}
+		out = append(out, rawFrame{typ, bytes.Clone(p)})
+	}
+	return <-served, out
+}
+
+// The ledger entry logged for a refused request goes to the provider in
+// its receipt, so it tells out-of-scope, not-found and label-excluded apart
+// no more than D does: a provider asking for record IDs must not learn that
+// one was labelled sensitive, or deleted.
+func TestReceiptHidesWhyItemsRefused(t *testing.T) {
+	patient := openVault(t, "Ada", identity.Patient)
+	provider := openVault(t, "Dr. Hopper", identity.Provider)
+	mh, _ := patient.Add(strings.NewReader("lithium"), vault.NewRecord{Category: record.Labs, Title: "MH lab", Labels: []record.Label{record.MH}})
+	gone, _ := patient.Add(strings.NewReader("old"), vault.NewRecord{Category: record.Notes, Title: "old note"})
+	bill, _ := patient.Add(strings.NewReader("invoice"), vault.NewRecord{Category: record.Billing, Title: "bill"})
+	SaveContact(patient, "dr", cardOf(t, provider), false)
+	g, err := IssueAndStore(patient, GrantParams{Audience: provider.Owner().ID(), Scope: Scope{Categories: []record.Category{record.Labs}, Records: []record.ID{gone.ID}},
+		Purpose: "TREAT", Expiry: time.Now().Add(time.Hour)}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := patient.Remove(gone.ID); err != nil {
+		t.Fatal(err)
+	}
+	for id, full := range map[record.ID]Reason{mh.ID: ReasonLabelExcluded, gone.ID: ReasonNotFound, bill.ID: ReasonOutOfScope} {
+		req, err := NewRequest(provider.Owner(), RequestParams{Grant: g.ID(), Items: []record.ID{id}}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		sv, frames := rawExchange(t, patient, provider.Owner().ID(), req.Bytes())
+		if sv.Reason != full {
+			t.Errorf("the node reports %q for a %s record, want %q", sv.Reason, full, full)
+		}
+		if len(frames) != 3 || frames[0].typ != frameReceipt || frames[2].typ != frameDenied {
+			t.Fatalf("%s: answered %d frames", full, len(frames))
+		}
+		if got := Reason(frames[2].p); got != ReasonOutOfScope {
+			t.Errorf("D for a %s record reads %q", full, got)
+		}
+		rc, err := DecodeReceipt(frames[0].p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, _, err := VerifyReceipt(rc, g, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Outcome != ledger.OutcomeDenied || e.Reason != string(ReasonOutOfScope) {
+			t.Errorf("the receipt for a %s record logs %v %q, want denied %q", full, e.Outcome, e.Reason, ReasonOutOfScope)
+		}
+	}
+}
+
 // A provider whose contact card was removed is refused (unavailable), and
 // the ledger says so rather than logging a serve that did not happen.
 func TestServeWithoutCardLogsDenial(t *testing.T) {
