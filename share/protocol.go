@@ -93,10 +93,15 @@ type sharedMeta struct {
 
 // ServeConn answers one request on c from remote, the peer the connection
 // authenticated. Every request, allowed or not, becomes one ledger entry
-// with the provider's signed request, written before any record is read;
-// the provider first gets the receipt of that entry, then either the reason
-// of a refusal or the admitted records, encrypted to its age recipient,
-// skipping those it says it already holds.
+// (with the provider's signed request when it authenticated), written
+// before any record is read. A request authenticated as the audience of a
+// grant this vault's owner issued gets the receipt of that entry, then
+// either the reason of a refusal or the admitted records, encrypted to its
+// age recipient, skipping those it says it already holds. Any other request
+// (undecodable, badly signed, under a grant the owner did not issue, or
+// from a peer that is not the grant's audience) gets only the reason of its
+// refusal: a receipt would show a stranger the ledger's size, and so the
+// patient's activity, over time.
 func ServeConn(v *vault.Vault, c Framer, remote identity.ID, now time.Time) (*Served, error) {
 	sv := &Served{}
 	err := serveConn(v, c, remote, now, sv)
@@ -142,6 +147,7 @@ func serveConn(v *vault.Vault, c Framer, remote identity.ID, now time.Time, sv *
 	req, reqErr := DecodeRequest(p)
 	rawReq := bytes.Clone(p)
 	var reason Reason
+	var authenticated bool // as the audience of a grant the owner issued
 	var g *Grant
 	var rcpt age.Recipient
 	adm, err := v.Admit(func(st *vault.AdmitState) (vault.Decision, error) {
@@ -174,6 +180,7 @@ func serveConn(v *vault.Vault, c Framer, remote identity.ID, now time.Time, sv *
 		}
 		ev.Purpose = string(g.Purpose())
 		d := Decide(g, req, remote, now, admitState(v, st))
+		authenticated = d.Authenticated
 		out := vault.Decision{Grant: gid}
 		if d.Authenticated {
 			n := [16]byte(req.Nonce())
@@ -268,6 +275,11 @@ func serveConn(v *vault.Vault, c Framer, remote identity.ID, now time.Time, sv *
 	}
 	if typ != frameSeen {
 		return fmt.Errorf("%w: expected a seen-checkpoint frame", ErrProtocol)
+	}
+	if !authenticated {
+		// Refused, and logged, but no receipt: only the audience of a
+		// grant learns anything of the ledger.
+		return c.WriteFrame(frameDenied, []byte(visibleReason(reason)))
 	}
 	seen = bytes.Clone(seen) // the frame buffer is reused
 	restore()                // the request is in: the answer gets the stream's life
@@ -788,11 +800,8 @@ func FetchConn(v *vault.Vault, c Framer, g *Grant, now time.Time, progress func(
 	if err != nil {
 		return nil, fmt.Errorf("read receipt: %w", err)
 	}
-	if typ == frameDenied { // refused without a decision (rate-limited)
-		if r := Reason(sanitizeReason(p)); r != ReasonRateLimited {
-			return nil, fmt.Errorf("the patient's node refused the request: %s: %w", r, ErrUnavailable)
-		}
-		return nil, fmt.Errorf("the patient's node refused the request undecided: %w", ErrRateLimited)
+	if typ == frameDenied {
+		return nil, refusedUnreceipted(Reason(sanitizeReason(p)))
 	}
 	if typ != frameReceipt {
 		return nil, fmt.Errorf("%w: expected a receipt", ErrProtocol)
@@ -896,6 +905,26 @@ func FetchConn(v *vault.Vault, c Framer, g *Grant, now time.Time, progress func(
 			return res, fmt.Errorf("%w: unexpected frame %q", ErrProtocol, typ)
 		}
 	}
+}
+
+// refusedUnreceipted is the error for a refusal that came without a
+// receipt: undecided (rate-limited), or a request the patient's node did not
+// take as from the audience of a grant its owner issued (a grant it does
+// not know, a peer or signer that is not the grant's audience). Either is
+// a refusal, not a broken protocol: the error wraps the reason's sentinel,
+// or ErrWrongAudience for a reason that has none of its own.
+func refusedUnreceipted(r Reason) error {
+	if r == ReasonRateLimited {
+		return fmt.Errorf("the patient's node refused the request undecided: %w", ErrRateLimited)
+	}
+	err := r.Err()
+	switch {
+	case err == nil:
+		return fmt.Errorf("%w: a refusal reading %q", ErrProtocol, r)
+	case errors.Is(err, ErrMalformed), errors.Is(err, ErrGrantMismatch):
+		err = ErrWrongAudience
+	}
+	return fmt.Errorf("the patient's node refused the request, without a receipt: %s: %w", r, err)
 }
 
 // storeError says why the vault did not store record src. Bytes that do not

@@ -416,6 +416,101 @@ func TestReceiptHidesWhyItemsRefused(t *testing.T) {
 	}
 }
 
+// Only the audience of a grant this patient issued gets a receipt: a
+// stranger probing the node would otherwise learn the ledger's size, and so
+// the patient's activity, over time. Every refusal is still logged.
+func TestStrangersGetNoReceipt(t *testing.T) {
+	patient := openVault(t, "Ada", identity.Patient)
+	provider := openVault(t, "Dr. Hopper", identity.Provider)
+	stranger := openVault(t, "Eve", identity.Provider)
+	other := openVault(t, "Bob", identity.Patient)
+	patient.Add(strings.NewReader("HbA1c 6.1%"), vault.NewRecord{Category: record.Labs})
+	g := pinAndGrantLabs(t, patient, provider)
+	revoked, err := IssueAndStore(patient, GrantParams{Audience: provider.Owner().ID(), Scope: Scope{Categories: []record.Category{record.Vitals}},
+		Purpose: "TREAT", Expiry: time.Now().Add(time.Hour)}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	issued, _ := FindIssued(patient, revoked.ID().String())
+	if _, _, err := RevokeAndStore(patient, issued, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	notMine, err := IssueGrant(other.Owner(), GrantParams{Audience: provider.Owner().ID(), Vault: VaultID(other.VaultID()),
+		Scope: Scope{Categories: []record.Category{record.Labs}}, Purpose: "TREAT", Expiry: time.Now().Add(time.Hour)}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	request := func(s Signer, g GrantID) []byte {
+		r, err := NewRequest(s, RequestParams{Grant: g, All: true}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Bytes()
+	}
+	badSig := request(provider.Owner(), g.ID())
+	badSig[len(badSig)-1] ^= 1
+	P, S := provider.Owner().ID(), stranger.Owner().ID()
+	for _, tc := range []struct {
+		name    string
+		remote  identity.ID
+		req     []byte
+		receipt bool
+		want    Reason
+	}{
+		{"undecodable", S, bytes.Repeat([]byte{7}, 100), false, ReasonMalformed},
+		{"bad signature", P, badSig, false, ReasonBadRequestSignature},
+		{"signed by a stranger", S, request(stranger.Owner(), g.ID()), false, ReasonWrongAudience},
+		{"the audience's request from a stranger's connection", S, request(provider.Owner(), g.ID()), false, ReasonWrongAudience},
+		{"a stranger's request on the audience's connection", P, request(stranger.Owner(), g.ID()), false, ReasonWrongAudience},
+		{"a grant another patient issued", P, request(provider.Owner(), notMine.ID()), false, ReasonOutOfScope},
+		{"the audience, revoked", P, request(provider.Owner(), revoked.ID()), true, ReasonRevoked},
+		{"the audience, served", P, request(provider.Owner(), g.ID()), true, ReasonAllowed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before, _ := patient.LedgerSize()
+			_, frames := rawExchange(t, patient, tc.remote, tc.req)
+			after, _ := patient.LedgerSize()
+			if after != before+1 {
+				t.Errorf("the request made %d ledger entries, want 1", after-before)
+			}
+			if len(frames) == 0 {
+				t.Fatal("no answer")
+			}
+			if got := frames[0].typ == frameReceipt; got != tc.receipt {
+				t.Fatalf("receipt sent = %v, want %v (first frame %q)", got, tc.receipt, frames[0].typ)
+			}
+			last := frames[len(frames)-1]
+			switch {
+			case tc.want == ReasonAllowed:
+				if last.typ != frameDone {
+					t.Fatalf("served request ends with %q", last.typ)
+				}
+			case !tc.receipt && (len(frames) != 1 || last.typ != frameDenied || Reason(last.p) != tc.want):
+				t.Fatalf("answered %d frames, last %q %q; want only D %q", len(frames), last.typ, last.p, tc.want)
+			case tc.receipt && (last.typ != frameDenied || Reason(last.p) != tc.want):
+				t.Fatalf("ends with %q %q, want D %q", last.typ, last.p, tc.want)
+			}
+		})
+	}
+	// The provider's side reads a refusal without a receipt as a refusal
+	// (exit 17 in the CLI), not as a broken protocol.
+	for _, tc := range []struct {
+		name   string
+		v      *vault.Vault
+		remote identity.ID
+		g      *Grant
+		want   error
+	}{
+		{"not the audience", stranger, S, g, ErrWrongAudience},
+		{"a grant the patient did not issue", provider, P, notMine, ErrOutOfScope},
+	} {
+		_, err := exchange(t, patient, tc.v, tc.remote, tc.g)
+		if !errors.Is(err, tc.want) || errors.Is(err, ErrProtocol) {
+			t.Errorf("fetch, %s: %v, want %v", tc.name, err, tc.want)
+		}
+	}
+}
+
 // A provider whose contact card was removed is refused (unavailable), and
 // the ledger says so rather than logging a serve that did not happen.
 func TestServeWithoutCardLogsDenial(t *testing.T) {
