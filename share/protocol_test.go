@@ -553,14 +553,81 @@ func TestStrangersCannotFillLedgerOrInbox(t *testing.T) {
 	}
 	g, _ := IssueGrant(stranger.Owner(), GrantParams{Audience: provider.Owner().ID(), Vault: VaultID(stranger.VaultID()),
 		Scope: Scope{Categories: []record.Category{record.Labs}}, Purpose: "TREAT", Expiry: time.Now().Add(time.Hour)}, time.Now())
-	a2, b2 := net.Pipe()
+	// The node refuses a stranger's push without reading it; a
+	// connection with buffers (as a libp2p stream has) lets the pusher's
+	// write complete anyway.
+	a2, b2 := bufferedPipe(t)
 	go func() { ServePush(provider, frame.NewConn(a2, nil), stranger.Owner().ID()); a2.Close() }()
-	if err := PushGrant(frame.NewConn(b2, nil), g); err == nil {
-		t.Fatal("a stranger's push was accepted")
+	if err := PushGrant(frame.NewConn(b2, nil), g); err == nil || !strings.Contains(err.Error(), "not-a-contact") {
+		t.Fatalf("a stranger's push: %v, want refused as not-a-contact", err)
 	}
 	b2.Close()
 	if in, _ := Inbox(provider); len(in) != 0 {
 		t.Fatalf("inbox holds %d grants from a stranger", len(in))
+	}
+}
+
+// bufferedPipe is a connected pair over loopback TCP: unlike net.Pipe, a
+// write completes before the other side reads, as on a libp2p stream.
+func bufferedPipe(t *testing.T) (net.Conn, net.Conn) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			c = nil
+		}
+		accepted <- c
+	}()
+	b, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := <-accepted
+	if a == nil {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b
+}
+
+// A peer that is not a contact cannot hold a push handler: it is refused
+// before the node reads anything, so one that opens streams and sends
+// nothing ties up no handler for the request timeout. (50 silent strangers
+// held 50 handlers.)
+func TestSilentStrangersCannotHoldPush(t *testing.T) {
+	provider := openVault(t, "Dr. Hopper", identity.Provider)
+	stranger := openVault(t, "Eve", identity.Patient)
+	const n = 50
+	done := make(chan error, n)
+	var conns []net.Conn
+	for range n {
+		a, b := bufferedPipe(t)
+		conns = append(conns, b)
+		go func() { done <- ServePush(provider, frame.NewConn(a, nil), stranger.Owner().ID()) }()
+	}
+	timeout := time.After(5 * time.Second)
+	for range n {
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), "not a contact") {
+				t.Fatalf("a silent stranger's push: %v", err)
+			}
+		case <-timeout:
+			t.Fatal("silent strangers hold push handlers")
+		}
+	}
+	// Each was told why.
+	for _, b := range conns {
+		typ, p, err := frame.NewConn(b, nil).ReadFrame(maxMeta)
+		if err != nil || typ != frameDenied || string(p) != "not-a-contact" {
+			t.Fatalf("a stranger got %q %q %v, want D not-a-contact", typ, p, err)
+		}
 	}
 }
 

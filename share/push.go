@@ -59,26 +59,30 @@ func sanitizeReason(p []byte) string {
 // addressed to v's owner and issued by remote; a revocation must be signed by
 // the issuer of a grant in the inbox. Both are checked by signature before
 // anything is stored.
+//
+// Only contacts may push. A peer that is not one is refused ("not-a-contact")
+// before anything is read: the connection authenticated its key, so there
+// is nothing to wait for, and a stranger cannot hold a handler (and its
+// frame buffer) for the request timeout by sending nothing.
 func ServePush(v *vault.Vault, c Framer, remote identity.ID) error {
 	// The frame must arrive within RequestTimeout, however slowly it
-	// trickles; it is read before any answer, to keep the exchange in
-	// order.
+	// trickles.
 	defer requestPhase(c)()
-	typ, p, err := c.ReadFrame(maxRequest)
-	if err != nil {
-		return err
-	}
 	refuse := func(why string, err error) error {
 		c.WriteFrame(frameDenied, []byte(why))
 		return err
 	}
-	// Only contacts may push: a stranger cannot fill the inbox.
+	// A stranger cannot fill the inbox, nor the node's push handlers.
 	book, err := LoadBook(v)
 	if err != nil {
 		return refuse("unavailable", err)
 	}
 	if _, _, ok := book.Find(remote); !ok {
 		return refuse("not-a-contact", fmt.Errorf("%s is not a contact", remote))
+	}
+	typ, p, err := c.ReadFrame(maxRequest)
+	if err != nil {
+		return err
 	}
 	switch typ {
 	case frameGrant:
