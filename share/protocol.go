@@ -47,6 +47,12 @@ const (
 	haveIDs       = 1 << 16 // record IDs in a full have frame; a shorter one is the last
 	maxHave       = 16 * haveIDs
 	maxHeld       = 1 << 20 // record IDs all have frames may list (16 frames)
+	// maxUnlisted bounds the records and withheld frames a provider
+	// accepts under a receipt whose entry does not list them all (it
+	// lists ledger.MaxSubjects and continues in entries the receipt does
+	// not cover): each is remembered, so a patient's node must not make
+	// the provider remember without limit.
+	maxUnlisted   = maxHeld
 	partialEntry  = 16 + 8
 	maxPartial    = partialEntry * 4096 // what a node reads
 	maxPartials   = 16                  // what a provider keeps per patient
@@ -836,7 +842,8 @@ func FetchConn(v *vault.Vault, c Framer, g *Grant, now time.Time, progress func(
 	res := &FetchResult{Entry: entry, Index: rc.Index, Ledger: lc}
 	// The receipt lists what the patient's node admitted (all of it when
 	// fewer than ledger.MaxSubjects; beyond that, continuation entries the
-	// receipt does not cover hold the rest).
+	// receipt does not cover hold the rest, and any record is accepted,
+	// up to maxUnlisted records and withheld frames).
 	// Only an entry that logs the request as served admits anything: a
 	// refusal (or any other action) that lists subjects admits none of
 	// them, or the patient's node could hand over records its own signed
@@ -854,6 +861,9 @@ func FetchConn(v *vault.Vault, c Framer, g *Grant, now time.Time, progress func(
 	accept := func(id record.ID) error {
 		if seen[id] || (complete && !admitted[id]) {
 			return fmt.Errorf("%w: record %s is not one the receipt admits, or came twice", ErrProtocol, id)
+		}
+		if !complete && len(seen) >= maxUnlisted {
+			return fmt.Errorf("%w: more than %d records or withheld records under one receipt", ErrProtocol, maxUnlisted)
 		}
 		seen[id] = true
 		return nil

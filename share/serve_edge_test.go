@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"slices"
@@ -414,5 +415,71 @@ func TestRefusedReceiptAdmitsNothing(t *testing.T) {
 				t.Fatalf("the provider stored %d record(s) under a %s entry", len(got), name)
 			}
 		})
+	}
+}
+
+// floodingNode plays a patient's node whose receipt lists exactly
+// ledger.MaxSubjects records (so it may continue in entries the receipt
+// does not cover) and which then sends withheld frames for fresh record
+// IDs without end.
+type floodingNode struct {
+	t        *testing.T
+	patient  *vault.Vault
+	provider identity.ID
+	g        *Grant
+	req      []byte
+	sent     int // frames sent after the receipt
+	receipt  []byte
+}
+
+func (f *floodingNode) WriteFrame(typ byte, p []byte) error {
+	if typ == frameRequest {
+		f.req = bytes.Clone(p)
+	}
+	return nil
+}
+
+func (f *floodingNode) ReadFrame(limit int) (byte, []byte, error) {
+	switch {
+	case f.receipt == nil:
+		gid := f.g.ID()
+		e := vault.Event{Action: ledger.ActionServe, Outcome: ledger.OutcomeOK, Actor: f.provider, Grant: gid[:], Request: f.req}
+		for i := range ledger.MaxSubjects {
+			id := rid(fmt.Sprint("listed ", i))
+			e.Subjects = append(e.Subjects, id[:])
+		}
+		adm, err := f.patient.Admit(func(*vault.AdmitState) (vault.Decision, error) { return vault.Decision{Event: e}, nil })
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		f.receipt = encodeReceipt(&adm.Receipt)
+		return frameReceipt, f.receipt, nil
+	case f.sent == 0:
+		f.sent++
+		return frameExtends, nil, nil
+	case f.sent > maxUnlisted+10:
+		return 0, nil, io.EOF // the provider should have stopped long ago
+	}
+	var id record.ID
+	binary.BigEndian.PutUint64(id[8:], uint64(f.sent))
+	f.sent++
+	return frameWithheld, append(id[:], withheldWithdrawn...), nil
+}
+
+// A patient's node cannot make a provider remember without limit: under a
+// receipt whose entry may continue beyond what it lists, the provider
+// accepts any record ID, but no more than maxUnlisted records and withheld
+// frames in all; more is a protocol violation.
+func TestIncompleteReceiptBounded(t *testing.T) {
+	patient := openVault(t, "Ada", identity.Patient)
+	provider := openVault(t, "Dr. Hopper", identity.Provider)
+	g := pinAndGrantLabs(t, patient, provider)
+	f := &floodingNode{t: t, patient: patient, provider: provider.Owner().ID(), g: g}
+	res, err := FetchConn(provider, f, g, time.Now(), nil)
+	if !errors.Is(err, ErrProtocol) {
+		t.Fatalf("after %d withheld frames: %v, want a protocol violation", f.sent-1, err)
+	}
+	if n := len(res.Withheld) + len(res.Withdrawn); n != maxUnlisted {
+		t.Fatalf("the provider kept %d withheld records, want %d", n, maxUnlisted)
 	}
 }
