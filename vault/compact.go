@@ -36,6 +36,7 @@ func (v *Vault) compactWithin(wait time.Duration) error {
 	if err != nil {
 		return fmt.Errorf("compact: %w", err)
 	}
+	_ = v.db.View(func(tx *bbolt.Tx) error { adviseWhole(tx); return nil })
 	if err := bbolt.Compact(dst, v.db, 64<<20); err != nil {
 		dst.Close()
 		os.Remove(tmp)

@@ -60,3 +60,18 @@ func (ra *readahead) advance(tx *bbolt.Tx, at uint32) {
 	}
 	adviseWillNeed(from, to)
 }
+
+// adviseWhole tells the kernel the whole database file is about to be read
+// through, in tree order rather than file order (compaction): it undoes
+// bbolt's MADV_RANDOM for the mapping, so faults read ahead again. Without
+// it, rm's compaction of a 1 GiB vault not in the page cache read 4 KiB at
+// a time: 19-24 s against 3.4-3.5 s with it. (A WILLNEED over the whole
+// file does not do: the kernel reads only its readahead window per call.)
+// Compaction replaces the mapping afterwards, so the advice is not undone.
+func adviseWhole(tx *bbolt.Tx) {
+	if !adviseSupported {
+		return
+	}
+	info := tx.DB().Info()
+	adviseScan(info.Data, info.Data+uintptr(tx.Size()))
+}

@@ -3,6 +3,8 @@ package vault
 import (
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 	"unsafe"
@@ -98,5 +100,40 @@ func TestReadaheadLoadsChunks(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Before compaction the vault file's mapping loses bbolt's MADV_RANDOM
+// (VmFlags "rr" in smaps), so reading it through faults reads ahead.
+func TestAdviseWholeUndoesRandom(t *testing.T) {
+	v := newTestVault(t)
+	if _, err := v.Add(newRandReader(1<<20), NewRecord{Category: "imaging"}); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(v.Dir(), DBFile)
+	randomRead := func() bool {
+		b, err := os.ReadFile("/proc/self/smaps")
+		if err != nil {
+			t.Skipf("no smaps: %v", err)
+		}
+		in := false
+		for _, l := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(l); len(f) > 0 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":") {
+				in = strings.HasSuffix(l, " "+path)
+			} else if in && strings.HasPrefix(l, "VmFlags:") {
+				return slices.Contains(strings.Fields(l), "rr")
+			}
+		}
+		t.Fatalf("no mapping of %s in smaps", path)
+		return false
+	}
+	if !randomRead() {
+		t.Skip("bbolt no longer maps its file MADV_RANDOM")
+	}
+	if err := v.view(func(tx *bbolt.Tx) error { adviseWhole(tx); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if randomRead() {
+		t.Error("the vault file is still mapped MADV_RANDOM after adviseWhole")
 	}
 }

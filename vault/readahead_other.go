@@ -5,3 +5,5 @@ package vault
 const adviseSupported = false
 
 func adviseWillNeed(from, to uintptr) {}
+
+func adviseScan(from, to uintptr) {}
