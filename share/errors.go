@@ -50,6 +50,9 @@ var (
 	ErrLabelExcluded = errors.New("sensitivity label not included by the grant")
 	// ErrNotFound means a record the grant names explicitly no longer exists.
 	ErrNotFound = errors.New("record not found")
+	// ErrNotContact means a push came from a peer that is not in the
+	// receiver's contact book; it was refused unread.
+	ErrNotContact = errors.New("not a contact")
 	// ErrWrongAudience means the requester or the connected peer is not the
 	// provider the grant was issued to.
 	ErrWrongAudience = errors.New("wrong audience")

@@ -78,7 +78,7 @@ func ServePush(v *vault.Vault, c Framer, remote identity.ID) error {
 		return refuse("unavailable", err)
 	}
 	if _, _, ok := book.Find(remote); !ok {
-		return refuse("not-a-contact", fmt.Errorf("%s is not a contact", remote))
+		return refuse("not-a-contact", fmt.Errorf("%w: %s", ErrNotContact, remote))
 	}
 	typ, p, err := c.ReadFrame(maxRequest)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 
@@ -37,6 +38,7 @@ func (a *app) startNode(ctx context.Context, v *vault.Vault, listen []string) (*
 	// Each peer may be refused 20 times, regaining one every 3 s; past that
 	// its requests are refused without a decision or a ledger entry each.
 	limiter := share.NewLimiter(20, 3*time.Second)
+	var strangerPushes throttle
 	n.Handle(p2p.ProtocolShare, func(ctx context.Context, s *p2p.Stream) {
 		remote, err := identity.IDFromPublicKey(s.RemoteKey())
 		if err != nil {
@@ -78,6 +80,14 @@ func (a *app) startNode(ctx context.Context, v *vault.Vault, listen []string) (*
 			return
 		}
 		if err := share.ServePush(v, s, remote); err != nil {
+			if errors.Is(err, share.ErrNotContact) {
+				// Anyone can make keys: a flood of them must not
+				// flood this terminal.
+				if missed, ok := strangerPushes.allow(time.Now()); ok {
+					a.say("refused a push from %s: not a contact%s", remote, missedNote(missed))
+				}
+				return
+			}
 			a.say("push from %s refused: %v", a.contactName(v, remote), err)
 		} else {
 			a.say("received a grant or revocation notice from %s ('medvault inbox')", a.contactName(v, remote))
@@ -480,4 +490,32 @@ patient's public key can check.`,
 	}
 	cmd.Flags().BoolVar(&a.jsonOut, "json", false, "print JSON")
 	return cmd
+}
+
+// throttle lets a kind of note through at most once a minute and counts
+// the ones it held back.
+type throttle struct {
+	mu     sync.Mutex
+	last   time.Time
+	missed int
+}
+
+// allow reports whether a note may be printed at now and, if so, how many
+// were held back since the last one printed.
+func (t *throttle) allow(now time.Time) (missed int, ok bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.last.IsZero() && now.Sub(t.last) < time.Minute {
+		t.missed++
+		return 0, false
+	}
+	missed, t.missed, t.last = t.missed, 0, now
+	return missed, true
+}
+
+func missedNote(n int) string {
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (%s refused since the last note, not shown)", count(n, "more push", "more pushes"))
 }

@@ -1,0 +1,31 @@
+package main
+
+import (
+	"testing"
+	"time"
+)
+
+// A stranger's refused push is noted at most once a minute, and the next
+// note says how many were held back.
+func TestThrottle(t *testing.T) {
+	var th throttle
+	t0 := time.Unix(1e9, 0)
+	if missed, ok := th.allow(t0); !ok || missed != 0 {
+		t.Fatalf("first note: %d, %v", missed, ok)
+	}
+	for i := 1; i <= 5; i++ {
+		if _, ok := th.allow(t0.Add(time.Duration(i) * time.Second)); ok {
+			t.Fatalf("note %d within the minute was let through", i)
+		}
+	}
+	missed, ok := th.allow(t0.Add(time.Minute))
+	if !ok || missed != 5 {
+		t.Fatalf("after a minute: %d held back, %v; want 5, true", missed, ok)
+	}
+	if got := missedNote(5); got != " (5 more pushes refused since the last note, not shown)" {
+		t.Errorf("missedNote(5) = %q", got)
+	}
+	if got := missedNote(1); got != " (1 more push refused since the last note, not shown)" {
+		t.Errorf("missedNote(1) = %q", got)
+	}
+}
