@@ -200,3 +200,60 @@ func BenchmarkImport100k(b *testing.B) {
 		b.StartTimer()
 	}
 }
+
+// BenchmarkVerifySynthea runs a full verify of a vault holding the 10
+// Synthea bundles of ../shared/fhir, the patients' and the hospital's and
+// practitioners' (skips when the data is absent).
+func BenchmarkVerifySynthea(b *testing.B) {
+	syntheaFiles(b) // skips without the data
+	files, _ := filepath.Glob(filepath.Join(sharedFHIR, "synthea-r4", "*.json"))
+	v := newTestVault(b)
+	n := 0
+	for _, f := range files {
+		d, err := os.ReadFile(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		st, err := v.Import(f, bytes.NewReader(d), nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n += st.Added
+	}
+	benchVerify(b, v, n)
+}
+
+// BenchmarkVerify100k runs a full verify of a vault holding 100,000
+// generated resources, imported in one file.
+func BenchmarkVerify100k(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "100k.ndjson")
+	out, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := bufio.NewWriter(out)
+	if err := fhir.Generate(w, 100_000, 1); err != nil {
+		b.Fatal(err)
+	}
+	if err := errors.Join(w.Flush(), out.Close()); err != nil {
+		b.Fatal(err)
+	}
+	v := newTestVault(b)
+	f, _ := os.Open(path)
+	st, err := v.Import(path, f, nil)
+	f.Close()
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchVerify(b, v, st.Added)
+}
+
+func benchVerify(b *testing.B, v *Vault, resources int) {
+	b.ResetTimer()
+	for range b.N {
+		if _, err := v.Verify(true); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(resources), "resources")
+}
