@@ -1580,10 +1580,12 @@ func (im *importer) writeIndex() error {
 }
 
 // writeRefs adds the import's records to the reference index
-// (refindex.go), in key order, indexBatch entries per transaction. A
-// reference that resolves within the file to an actor (a Patient by
-// urn:uuid, say) is left out: Propagate would pass nothing through it. The
-// records are still hidden; a rollback removes their entries.
+// (refindex.go), in key order, indexBatch entries per transaction. Every
+// reference that may carry labels has its entries, even one that resolves
+// within the file to an actor (a Patient by urn:uuid, say), through which
+// Propagate passes nothing: the index is then what the records' content
+// gives (appendRecordRefs), which full verify checks. The records are
+// still hidden; a rollback removes their entries.
 func (im *importer) writeRefs() error {
 	sc := im.sc
 	for _, set := range []struct{ from, to []byte }{{scRefs, bucketRefs}, {scFulls, bucketTargets}} {
@@ -1600,10 +1602,7 @@ func (im *importer) writeRefs() error {
 			for ; k != nil && len(es) < indexBatch; k, val = c.Next() {
 				after = append(after[:0], k...)
 				if bytes.Equal(set.from, scRefs) {
-					if t := sc.b(scTarget).Get(val[:refKeyLen]); len(t) > 0 && t[len(t)-1] == 1 {
-						continue
-					}
-					val = val[refKeyLen:]
+					val = val[refKeyLen:] // the ref key looked up
 				}
 				es = append(es, refEntry{key: bytes.Clone(k), val: bytes.Clone(val)})
 			}

@@ -21,7 +21,7 @@ import (
 // under the vault's index key like bucketIndex, so neither reveals a type,
 // an id or a reference:
 //
-//   - refs2: refs key || referrer record ID -> empty, or, for a reference
+//   - refs3: refs key || referrer record ID -> empty, or, for a reference
 //     whose "Type/id" form is a fallback (fhir.ReferenceKeys), the ref key
 //     of the reference as written, masked (the fallback applies only when
 //     no resource holds that one). A refs key is a ref key under a domain
@@ -33,18 +33,30 @@ import (
 //     FHIRInfo.FullURLs (the fullUrls later imports brought it under). A "Type/id" reference finds its records
 //     through bucketIndex, whose keys are the same hashes (see refKey).
 //
+// refs3 holds exactly the entries each own imported record's content gives
+// (recordRefs), and nothing else, so full verify can rebuild it from the
+// records and compare (checkRefIndex).
+//
 // What the file still shows: how many references each record has that can
 // carry labels, and which records reference a common (unnamed) target.
 //
-// The first build of the index ("refs", where a refs key was the ref key
-// itself) was never released; a vault that has it gets the index rebuilt
-// at its next import (refsIndexed), and until then rm and rollback keep
-// removing entries from it.
+// Earlier builds of the index are rebuilt from the records' content at the
+// vault's next import (refsIndexed, ensureRefIndex), and until then rm and
+// rollback keep removing entries from them: "refs", where a refs key was
+// the ref key itself (never released), and "refs2", the same entries as
+// refs3 but for those of references that resolved, within their import's
+// file, to an actor: an import left them out, so refs2 was not a function
+// of the records' content and verify could not tell an entry deleted
+// outside medvault from one left out.
 var (
-	bucketRefs    = []byte("refs2")
+	bucketRefs    = []byte("refs3")
 	bucketTargets = []byte("targets")
 	bucketRefsV1  = []byte("refs")
+	bucketRefsV2  = []byte("refs2")
 )
+
+// legacyRefBuckets are the buckets of earlier builds of the index.
+var legacyRefBuckets = [][]byte{bucketRefsV1, bucketRefsV2}
 
 // refKeyLen is the length of a ref key; refs and targets keys are a ref
 // key and a record ID.
@@ -204,7 +216,7 @@ func (v *Vault) unref(tx *bbolt.Tx, ids []record.ID) error {
 	for _, id := range ids {
 		set[id] = true
 	}
-	for _, name := range [][]byte{bucketRefs, bucketTargets, bucketRefsV1} {
+	for _, name := range [][]byte{bucketRefs, bucketTargets, bucketRefsV1, bucketRefsV2} {
 		b := tx.Bucket(name)
 		if b == nil {
 			continue
@@ -238,7 +250,7 @@ func createRefBuckets(tx *bbolt.Tx) error {
 // refsIndexed reports whether the vault has the reference index: every
 // vault created since has it from the start, and an older one gets it
 // whole, in one transaction, at its first import (ensureRefIndex), as does
-// one with the first build's index (bucketRefsV1), which it replaces.
+// one with an earlier build's index (legacyRefBuckets), which it replaces.
 func refsIndexed(tx *bbolt.Tx) bool {
 	return tx.Bucket(bucketRefs) != nil && tx.Bucket(bucketTargets) != nil
 }
@@ -302,8 +314,7 @@ func (v *Vault) ensureRefIndex(progress func(done, total int)) error {
 				// (ErrTampered), as a damaged record stops an import: its
 				// references, which later imports' labels must reach, are
 				// unknown, and an index without them would let those labels
-				// miss it for good. Records not imported (no FHIR metadata,
-				// or shared by a provider) reference nothing here.
+				// miss it for good.
 				m, err := v.openMeta(id, sealed)
 				if err != nil {
 					return err
@@ -314,26 +325,8 @@ func (v *Vault) ensureRefIndex(progress func(done, total int)) error {
 				for _, u := range m.FHIR.fullURLs() {
 					targets = append(targets, refEntry{key: append(h.key(u), id[:]...)})
 				}
-				var buf bytes.Buffer
-				if err := v.decryptTo(tx, m, &buf); err != nil {
+				if refs, err = v.appendRecordRefs(tx, h, m, refs); err != nil {
 					return err
-				}
-				res, err := fhir.NewReader(&buf, "record").Next()
-				if err != nil {
-					// Authentic content an import accepted: not damage, but
-					// its references are unknown all the same.
-					return fmt.Errorf("record %s: %w", id, err)
-				}
-				for _, ref := range res.References {
-					if !fhir.MayCarryLabels(ref) {
-						continue
-					}
-					exact, fallback := fhir.ReferenceKeys(ref)
-					var hf []byte
-					if fallback != "" {
-						hf = h.key(fallback)
-					}
-					refs = h.appendRefEntries(refs, id, h.key(exact), hf)
 				}
 			}
 			return nil
@@ -353,8 +346,8 @@ func (v *Vault) ensureRefIndex(progress func(done, total int)) error {
 		if refsIndexed(tx) {
 			return nil
 		}
-		// The first build's index, or targets without refs: replaced.
-		for _, name := range [][]byte{bucketRefsV1, bucketTargets} {
+		// An earlier build's index, or targets without refs: replaced.
+		for _, name := range append([][]byte{bucketTargets}, legacyRefBuckets...) {
 			if tx.Bucket(name) != nil {
 				if err := tx.DeleteBucket(name); err != nil {
 					return err
@@ -383,6 +376,46 @@ func (v *Vault) ensureRefIndex(progress func(done, total int)) error {
 	return nil
 }
 
+// appendRecordRefs appends to es the refs entries record m's content gives
+// it: those of appendRefEntries for each reference that may carry labels
+// (fhir.MayCarryLabels), in the order the content makes them, repeats
+// included (a key repeated with another value is a fallback entry whose
+// reference as written differs, or also an exact one: any of the values
+// may be stored). It decrypts the content in tx; the content goes no
+// further. A record not imported (no FHIR metadata) or received from a
+// patient (a provider's vault) references nothing here. Import and
+// ensureRefIndex write these entries, and full verify compares them with
+// what is stored.
+//
+// Content that does not decrypt is ErrTampered; content that no longer
+// parses (authentic content an import accepted) is an error all the same:
+// the record's references are unknown.
+func (v *Vault) appendRecordRefs(tx *bbolt.Tx, h *refHasher, m *Meta, es []refEntry) ([]refEntry, error) {
+	if m.FHIR == nil || !m.From.IsZero() {
+		return es, nil
+	}
+	var buf bytes.Buffer
+	if err := v.decryptTo(tx, m, &buf); err != nil {
+		return es, err
+	}
+	res, err := fhir.NewReader(&buf, "record").Next()
+	if err != nil {
+		return es, fmt.Errorf("record %s: %w", m.ID, err)
+	}
+	for _, ref := range res.References {
+		if !fhir.MayCarryLabels(ref) {
+			continue
+		}
+		exact, fallback := fhir.ReferenceKeys(ref)
+		var hf []byte
+		if fallback != "" {
+			hf = h.key(fallback)
+		}
+		es = h.appendRefEntries(es, m.ID, h.key(exact), hf)
+	}
+	return es, nil
+}
+
 // IndexReferences builds the reference index of a vault from before it
 // (ensureRefIndex), which the next Import would otherwise do first, and
 // reports whether it did; progress is as for ensureRefIndex.
@@ -393,15 +426,72 @@ func (v *Vault) IndexReferences(progress func(done, total int)) (built bool, err
 	return true, v.ensureRefIndex(progress)
 }
 
-// checkRefIndex checks the reference index's structure: every key a ref
-// key and a stored record's ID, every value empty or a ref key, and the
-// targets entries exactly those the records' metadata gives (targets, as
-// checkIndex does for the FHIR index). The refs entries themselves come
-// from the records' content, which verify does not decrypt.
-func (v *Vault) checkRefIndex(tx *bbolt.Tx, targets map[string]bool, rep *VerifyReport) {
+// refsCheck compares the refs entries of each record full verify checks
+// with those its content gives (appendRecordRefs): rebuilding the whole
+// index at once would hold every entry in memory, so each record's are
+// looked up as it is checked, and checkRefIndex then counts what is
+// stored per record, which catches entries added outside medvault.
+type refsCheck struct {
+	b       *bbolt.Bucket
+	h       *refHasher
+	matched map[record.ID]int // distinct entries found as the content gives them, per record checked
+}
+
+// newRefsCheck returns nil when the vault has no reference index (or an
+// earlier build's, which its next import rebuilds from content before any
+// use: see refsIndexed), so nothing is decrypted.
+func (v *Vault) newRefsCheck(tx *bbolt.Tx) *refsCheck {
+	if !refsIndexed(tx) {
+		return nil
+	}
+	return &refsCheck{b: tx.Bucket(bucketRefs), h: v.newRefHasher(), matched: map[record.ID]int{}}
+}
+
+// check compares the refs entries stored for record m, whose metadata and
+// ciphertext verify found as the ledger committed them, with those its
+// content gives, and reports a missing or changed one.
+func (rc *refsCheck) check(v *Vault, tx *bbolt.Tx, m *Meta, rep *VerifyReport) {
+	if v.hidden(tx, m.ID) {
+		return // an import still under way writes its entries before its commit mark
+	}
+	es, err := v.appendRecordRefs(tx, rc.h, m, nil)
+	if err != nil {
+		rep.Problems = append(rep.Problems, Problem{"content", m.ID, "does not decrypt or parse, so its reference index entries cannot be checked"})
+		return
+	}
+	// A key may repeat (a reference made twice, or two whose Type/id
+	// fallbacks agree): any of its values may be the one stored.
+	slices.SortStableFunc(es, func(a, b refEntry) int { return bytes.Compare(a.key, b.key) })
+	c := rc.b.Cursor()
+	n := 0
+	for i := 0; i < len(es); {
+		j := i + 1
+		for j < len(es) && bytes.Equal(es[j].key, es[i].key) {
+			j++
+		}
+		k, val := c.Seek(es[i].key)
+		if !bytes.Equal(k, es[i].key) || !slices.ContainsFunc(es[i:j], func(e refEntry) bool { return bytes.Equal(e.val, val) }) {
+			rep.Problems = append(rep.Problems, Problem{"vault", m.ID, refsMismatch})
+			return
+		}
+		n++
+		i = j
+	}
+	rc.matched[m.ID] = n
+}
+
+const refsMismatch = "the reference index does not match the record's references (an entry deleted, added or changed outside medvault)"
+
+// checkRefIndex checks the reference index: every key a ref key and a
+// stored record's ID, every value empty or a ref key; the targets entries
+// exactly those the records' metadata gives (targets, as checkIndex does
+// for the FHIR index); and, with rc, no record having more refs entries
+// than its content gives (rc.check found the others). A vault with an
+// earlier build's index is not checked: its next import replaces it.
+func (v *Vault) checkRefIndex(tx *bbolt.Tx, targets map[string]bool, rc *refsCheck, rep *VerifyReport) {
 	refs, tb := tx.Bucket(bucketRefs), tx.Bucket(bucketTargets)
-	if refs == nil && (tb == nil || tx.Bucket(bucketRefsV1) != nil) {
-		return // a vault from before the index (or its first build), not imported into since
+	if refs == nil && (tb == nil || slices.ContainsFunc(legacyRefBuckets, func(name []byte) bool { return tx.Bucket(name) != nil })) {
+		return // a vault from before the index (or an earlier build's), not imported into since
 	}
 	if refs == nil || tb == nil {
 		rep.Problems = append(rep.Problems, Problem{What: "vault", Detail: "half of the reference index is missing"})
@@ -409,15 +499,32 @@ func (v *Vault) checkRefIndex(tx *bbolt.Tx, targets map[string]bool, rep *Verify
 	}
 	recs := tx.Bucket(bucketRecords)
 	bad, orphans := 0, 0
+	stored := map[record.ID]int{}
 	refs.ForEach(func(k, val []byte) error {
 		switch {
 		case len(k) != refKeyLen+16 || (len(val) != 0 && len(val) != refKeyLen):
 			bad++
 		case recs.Get(k[refKeyLen:]) == nil:
 			orphans++
+		default:
+			stored[record.ID(k[refKeyLen:])]++
 		}
 		return nil
 	})
+	if rc != nil {
+		var extra []record.ID
+		for id, n := range stored {
+			// A record not in matched was not checked (hidden), or has
+			// a problem reported already.
+			if want, ok := rc.matched[id]; ok && n != want {
+				extra = append(extra, id)
+			}
+		}
+		slices.SortFunc(extra, func(a, b record.ID) int { return bytes.Compare(a[:], b[:]) })
+		for _, id := range extra {
+			rep.Problems = append(rep.Problems, Problem{"vault", id, refsMismatch})
+		}
+	}
 	got := 0
 	tb.ForEach(func(k, val []byte) error {
 		switch {

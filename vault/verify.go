@@ -47,9 +47,18 @@ type VerifyReport struct {
 // exists without an entry and no entry's record is missing, and that no
 // stray chunk is stored.
 //
+// Full verify also rebuilds the indexes derived from the records and
+// compares them with what is stored: the FHIR index and the reference
+// index's targets from metadata, and its refs entries from content (each
+// own imported record is decrypted and its references parsed, as an import
+// does; see checkRefIndex), so an entry deleted, added or changed outside
+// medvault is reported against its record.
+//
 // With full false it is incremental: the ledger checks only entries added
 // since the last successful verify, and only the records those entries
-// touch are checked. full checks everything. A successful verify advances
+// touch are checked (metadata and ciphertext against the ledger). It does
+// not check the indexes, which would mean walking them whole, nor decrypt
+// content: run a full verify for those. full checks everything. A successful verify advances
 // the verified-through marker; a failed one changes nothing.
 //
 // The returned error wraps ErrTampered when problems were found; the report
@@ -171,6 +180,10 @@ func (v *Vault) verifyRecords(tx *bbolt.Tx, lr *ledger.Report, full bool, rep *V
 	recs := tx.Bucket(bucketRecords)
 	index := map[string][]byte{} // expected index, rebuilt from metadata (full only)
 	targets := map[string]bool{} // expected targets of the reference index (full only)
+	var rc *refsCheck            // the reference index's refs, rebuilt from content (full only)
+	if full {
+		rc = v.newRefsCheck(tx)
+	}
 	check := func(id record.ID, sealed []byte) {
 		rep.Records++
 		le, ok := last[id]
@@ -207,6 +220,10 @@ func (v *Vault) verifyRecords(tx *bbolt.Tx, lr *ledger.Report, full bool, rep *V
 		}
 		if err != nil {
 			rep.Problems = append(rep.Problems, Problem{"content", id, "ciphertext differs from what the ledger committed to"})
+			return
+		}
+		if rc != nil {
+			rc.check(v, tx, m, rep)
 		}
 	}
 	if full {
@@ -227,7 +244,7 @@ func (v *Vault) verifyRecords(tx *bbolt.Tx, lr *ledger.Report, full bool, rep *V
 		}
 		v.checkStrayChunks(tx, rep)
 		v.checkIndex(tx, index, rep)
-		v.checkRefIndex(tx, targets, rep)
+		v.checkRefIndex(tx, targets, rc, rep)
 		v.checkObjects(tx, objects, true, rep)
 		v.checkCommitMarks(tx, imports, rep)
 		v.checkSealed(tx, rep, KindInbox, KindReceipt, KindWitnessed, KindLedgerEvidence) // contacts: checkObjects opens them all
