@@ -52,8 +52,13 @@ func checkInPieces(file []byte, n int, ids ...age.Identity) error {
 // decryptInPieces runs a streamCheck with output over file cut into
 // pieces of n bytes and returns what it wrote.
 func decryptInPieces(file []byte, n int, ids ...age.Identity) ([]byte, error) {
+	return decryptWithHint(file, n, 0, ids...)
+}
+
+// decryptWithHint is decryptInPieces with the streamCheck's size hint.
+func decryptWithHint(file []byte, n int, hint int64, ids ...age.Identity) ([]byte, error) {
 	var out bytes.Buffer
-	s := &streamCheck{ids: ids, out: &out}
+	s := &streamCheck{ids: ids, out: &out, sizeHint: hint}
 	for len(file) > 0 {
 		k := min(n, len(file))
 		if err := s.Write(file[:k]); err != nil {
@@ -92,6 +97,13 @@ func TestStreamDecryptAgreesWithAge(t *testing.T) {
 			if err != nil || !bytes.Equal(got, want) {
 				t.Fatalf("size %d in pieces of %d: %d bytes out of %d, %v", size, n, len(got), len(want), err)
 			}
+			// A size hint, right or wrong, changes buffers, not output.
+			for _, hint := range []int64{1, int64(size) / 2, int64(size), int64(size) + 1} {
+				got, err := decryptWithHint(file, n, hint, id)
+				if err != nil || !bytes.Equal(got, want) {
+					t.Fatalf("size %d in pieces of %d, hint %d: %d bytes out of %d, %v", size, n, hint, len(got), len(want), err)
+				}
+			}
 		}
 		hdrLen := bytes.Index(file, []byte("\n--- ")) + 1
 		hdrLen += bytes.IndexByte(file[hdrLen:], '\n') + 1
@@ -104,9 +116,11 @@ func TestStreamDecryptAgreesWithAge(t *testing.T) {
 			for name, bad := range map[string][]byte{"flipped": flipped, "cut": file[:pos]} {
 				ageOut, ageErr := ageOutput(bad, id)
 				for _, n := range []int{4096, 256 << 10} {
-					got, err := decryptInPieces(bad, n, id)
-					if (err == nil) != (ageErr == nil) || !bytes.HasPrefix(ageOut, got) {
-						t.Errorf("size %d, %s at %d, pieces of %d: %d bytes out, %v; age: %d bytes, %v", size, name, pos, n, len(got), err, len(ageOut), ageErr)
+					for _, hint := range []int64{0, 1} {
+						got, err := decryptWithHint(bad, n, hint, id)
+						if (err == nil) != (ageErr == nil) || !bytes.HasPrefix(ageOut, got) {
+							t.Errorf("size %d, %s at %d, pieces of %d, hint %d: %d bytes out, %v; age: %d bytes, %v", size, name, pos, n, hint, len(got), err, len(ageOut), ageErr)
+						}
 					}
 				}
 			}
@@ -273,7 +287,8 @@ func FuzzStreamCheck(f *testing.F) {
 		if (err == nil) != want {
 			t.Fatalf("check says %v, age accepts: %v", err, want)
 		}
-		got, err := decryptInPieces(file, int(piece)+1, id)
+		// The size hint, right or wrong, must not change the outcome.
+		got, err := decryptWithHint(file, int(piece)+1, int64(pos%(70<<10)), id)
 		ageOut, _ := ageOutput(file, id)
 		if (err == nil) != want || !bytes.HasPrefix(ageOut, got) || (want && len(got) != len(ageOut)) {
 			t.Fatalf("decrypt says %v with %d bytes out; age accepts: %v with %d", err, len(got), want, len(ageOut))

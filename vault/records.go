@@ -423,7 +423,7 @@ func (v *Vault) decryptTo(tx *bbolt.Tx, m *Meta, w io.Writer) error {
 		return err
 	}
 	cr := newChunkReader(tx, m.ID, m.Chunks, nil)
-	s := &streamCheck{ids: v.identities(), out: w}
+	s := &streamCheck{ids: v.identities(), out: w, sizeHint: m.Size}
 	var err error
 	for {
 		var c []byte

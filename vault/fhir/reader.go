@@ -235,7 +235,7 @@ func (r *Reader) start() error {
 	// Record everything from the first byte: a top-level object is not
 	// known to be a streamable Bundle until its resourceType is seen.
 	r.g.startRecording(r.lim.MaxResourceSize + 2*chunkSize)
-	r.br = bufio.NewReaderSize(r.g, chunkSize)
+	r.br = bufio.NewReaderSize(r.g, readBufSize(r.g.r))
 	var base int64
 	if p, _ := r.br.Peek(3); bytes.Equal(p, utf8BOM) {
 		r.br.Discard(3)
@@ -795,6 +795,17 @@ type guard struct {
 	linesBeforePrev     int
 	lastOff             int64 // the offset and line of the last lineAt answer
 	lastLine            int
+}
+
+// readBufSize is the read buffer for src: chunkSize, or less for input
+// held in memory whose length is known (a record decrypted to rebuild or
+// check the reference index, most under 4 KiB, where a 64 KiB buffer per
+// resource was most of the work).
+func readBufSize(src io.Reader) int {
+	if l, ok := src.(interface{ Len() int }); ok && l.Len() < chunkSize {
+		return max(l.Len()+1, 16)
+	}
+	return chunkSize
 }
 
 func newGuard(r io.Reader) *guard { return &guard{r: r, limit: -1, lastOff: -1} }
