@@ -37,6 +37,15 @@ func (v *Vault) compactWithin(wait time.Duration) error {
 		return fmt.Errorf("compact: %w", err)
 	}
 	_ = v.db.View(func(tx *bbolt.Tx) error { adviseWhole(tx); return nil })
+	old := v.db
+	defer func() {
+		// Failed before the old file was closed (a full disk): it stays
+		// in use, so its map is looked up in again, as bbolt advises.
+		// (Once closed, View fails and nothing is advised.)
+		if v.db == old {
+			_ = old.View(func(tx *bbolt.Tx) error { adviseLookups(tx); return nil })
+		}
+	}()
 	if err := bbolt.Compact(dst, v.db, 64<<20); err != nil {
 		dst.Close()
 		os.Remove(tmp)

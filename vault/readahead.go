@@ -67,11 +67,23 @@ func (ra *readahead) advance(tx *bbolt.Tx, at uint32) {
 // it, rm's compaction of a 1 GiB vault not in the page cache read 4 KiB at
 // a time: 19-24 s against 3.4-3.5 s with it. (A WILLNEED over the whole
 // file does not do: the kernel reads only its readahead window per call.)
-// Compaction replaces the mapping afterwards, so the advice is not undone.
+// Compaction replaces the mapping afterwards; when it fails and keeps the
+// file, adviseLookups gives the mapping bbolt's advice back.
 func adviseWhole(tx *bbolt.Tx) {
 	if !adviseSupported {
 		return
 	}
 	info := tx.DB().Info()
 	adviseScan(info.Data, info.Data+uintptr(tx.Size()))
+}
+
+// adviseLookups undoes adviseWhole: the mapping is looked up in again
+// (MADV_RANDOM, as bbolt maps it), so a fault reads its page, not the
+// device's readahead window (8 MiB on some disks) around it.
+func adviseLookups(tx *bbolt.Tx) {
+	if !adviseSupported {
+		return
+	}
+	info := tx.DB().Info()
+	adviseRandom(info.Data, info.Data+uintptr(tx.Size()))
 }

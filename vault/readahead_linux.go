@@ -27,3 +27,11 @@ func adviseScan(from, to uintptr) {
 		syscall.Syscall(syscall.SYS_MADVISE, from, to-from, syscall.MADV_NORMAL)
 	}
 }
+
+// adviseRandom tells the kernel the mapped range [from, to) is looked up
+// in, not read through (bbolt's own advice for its map).
+func adviseRandom(from, to uintptr) {
+	if to > from {
+		syscall.Syscall(syscall.SYS_MADVISE, from, to-from, syscall.MADV_RANDOM)
+	}
+}

@@ -1,10 +1,12 @@
 package vault
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 	"unsafe"
@@ -111,29 +113,72 @@ func TestAdviseWholeUndoesRandom(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(v.Dir(), DBFile)
-	randomRead := func() bool {
-		b, err := os.ReadFile("/proc/self/smaps")
-		if err != nil {
-			t.Skipf("no smaps: %v", err)
-		}
-		in := false
-		for _, l := range strings.Split(string(b), "\n") {
-			if f := strings.Fields(l); len(f) > 0 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":") {
-				in = strings.HasSuffix(l, " "+path)
-			} else if in && strings.HasPrefix(l, "VmFlags:") {
-				return slices.Contains(strings.Fields(l), "rr")
-			}
-		}
-		t.Fatalf("no mapping of %s in smaps", path)
-		return false
-	}
-	if !randomRead() {
+	if !mappedRandom(t, path) {
 		t.Skip("bbolt no longer maps its file MADV_RANDOM")
 	}
 	if err := v.view(func(tx *bbolt.Tx) error { adviseWhole(tx); return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if randomRead() {
+	if mappedRandom(t, path) {
 		t.Error("the vault file is still mapped MADV_RANDOM after adviseWhole")
 	}
+}
+
+// A compaction that fails (here, the disk is full) keeps the old file and
+// its map: the map must be advised MADV_RANDOM again, or every later
+// lookup in a long-running node would fault in a whole readahead window.
+func TestFailedCompactionRestoresRandom(t *testing.T) {
+	disk := smallDisk(t, "16m")
+	dir := filepath.Join(disk, "vault")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	id := mustIdentity(t)
+	if err := Create(dir, id, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	v, err := Open(dir, id, Options{LockTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	if _, err := v.Add(newRandReader(3<<20), NewRecord{Category: "imaging"}); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, DBFile)
+	if !mappedRandom(t, path) {
+		t.Skip("bbolt no longer maps its file MADV_RANDOM")
+	}
+	// Room for the new file's first pages, not for the copy.
+	if fill := diskFree(t, disk) - 256<<10; fill > 0 {
+		if err := os.WriteFile(filepath.Join(disk, "filler"), make([]byte, fill), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := v.compactWithin(time.Second); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("compaction on a full disk: %v, want ENOSPC", err)
+	}
+	if !mappedRandom(t, path) {
+		t.Error("after a failed compaction the vault file is no longer mapped MADV_RANDOM")
+	}
+}
+
+// mappedRandom reports whether this process maps path with MADV_RANDOM
+// (VmFlags "rr" in smaps).
+func mappedRandom(t *testing.T, path string) bool {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/smaps")
+	if err != nil {
+		t.Skipf("no smaps: %v", err)
+	}
+	in := false
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) > 0 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":") {
+			in = strings.HasSuffix(l, " "+path)
+		} else if in && strings.HasPrefix(l, "VmFlags:") {
+			return slices.Contains(strings.Fields(l), "rr")
+		}
+	}
+	t.Fatalf("no mapping of %s in smaps", path)
+	return false
 }

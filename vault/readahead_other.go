@@ -7,3 +7,5 @@ const adviseSupported = false
 func adviseWillNeed(from, to uintptr) {}
 
 func adviseScan(from, to uintptr) {}
+
+func adviseRandom(from, to uintptr) {}
