@@ -84,6 +84,11 @@ func manName(c *cobra.Command) string { return strings.ReplaceAll(c.CommandPath(
 // writeManPages writes one page per command into dir, each through a
 // temporary file renamed into place, and returns how many it wrote.
 func writeManPages(root *cobra.Command, dir, date string) (int, error) {
+	if dir == "" {
+		// os.MkdirAll("") fails as a system error (exit 1); an empty
+		// argument is a script's unset variable.
+		return 0, withHint(usagef("no directory given"), "give a directory for the pages, e.g. ~/.local/share/man/man1")
+	}
 	if fi, err := os.Stat(dir); err == nil && !fi.IsDir() {
 		return 0, withHint(usagef("%s is not a directory", sanitize(dir)), "give a directory for the pages, e.g. ~/.local/share/man/man1")
 	}
