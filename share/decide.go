@@ -39,6 +39,9 @@ const (
 	ReasonOutOfScope          Reason = "out-of-scope"
 	ReasonLabelExcluded       Reason = "label-excluded"
 	ReasonNotFound            Reason = "not-found"
+	// ReasonUnknownGrant: the request names a grant the serving node
+	// does not hold (not Decide's: the node looks the grant up first).
+	ReasonUnknownGrant Reason = "unknown-grant"
 )
 
 // Err returns the sentinel error for r, or nil for ReasonAllowed.
@@ -74,6 +77,8 @@ func (r Reason) Err() error {
 		return ErrLabelExcluded
 	case ReasonNotFound:
 		return ErrNotFound
+	case ReasonUnknownGrant:
+		return ErrUnknownGrant
 	}
 	return ErrMalformed
 }

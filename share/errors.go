@@ -48,6 +48,10 @@ var (
 	// ErrLabelExcluded means a record carries a sensitivity label the grant
 	// does not name.
 	ErrLabelExcluded = errors.New("sensitivity label not included by the grant")
+	// ErrUnknownGrant means the patient's node does not hold the grant a
+	// request names: its vault was put back to a copy from before the
+	// grant, or the grant is for another vault.
+	ErrUnknownGrant = errors.New("the patient's node does not hold this grant")
 	// ErrNotFound means a record the grant names explicitly no longer exists.
 	ErrNotFound = errors.New("record not found")
 	// ErrNotContact means a push came from a peer that is not in the

@@ -177,7 +177,9 @@ func serveConn(v *vault.Vault, c Framer, remote identity.ID, now time.Time, sv *
 		ev.Grant = gid[:]
 		gb, err := st.Object(vault.KindGrant, gid.String())
 		if errors.Is(err, vault.ErrNotFound) {
-			return deny(ReasonNotFound)
+			// Said as it is: no receipt goes with it (the request is
+			// not authenticated), and the grant is the requester's.
+			return deny(ReasonUnknownGrant)
 		} else if err != nil {
 			return vault.Decision{}, err
 		}

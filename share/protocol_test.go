@@ -462,7 +462,7 @@ func TestStrangersGetNoReceipt(t *testing.T) {
 		{"signed by a stranger", S, request(stranger.Owner(), g.ID()), false, ReasonWrongAudience},
 		{"the audience's request from a stranger's connection", S, request(provider.Owner(), g.ID()), false, ReasonWrongAudience},
 		{"a stranger's request on the audience's connection", P, request(stranger.Owner(), g.ID()), false, ReasonWrongAudience},
-		{"a grant another patient issued", P, request(provider.Owner(), notMine.ID()), false, ReasonOutOfScope},
+		{"a grant another patient issued", P, request(provider.Owner(), notMine.ID()), false, ReasonUnknownGrant},
 		{"the audience, revoked", P, request(provider.Owner(), revoked.ID()), true, ReasonRevoked},
 		{"the audience, served", P, request(provider.Owner(), g.ID()), true, ReasonAllowed},
 	} {
@@ -502,7 +502,7 @@ func TestStrangersGetNoReceipt(t *testing.T) {
 		want   error
 	}{
 		{"not the audience", stranger, S, g, ErrWrongAudience},
-		{"a grant the patient did not issue", provider, P, notMine, ErrOutOfScope},
+		{"a grant the patient did not issue", provider, P, notMine, ErrUnknownGrant},
 	} {
 		_, err := exchange(t, patient, tc.v, tc.remote, tc.g)
 		if !errors.Is(err, tc.want) || errors.Is(err, ErrProtocol) {

@@ -92,7 +92,7 @@ func exitCode(err error) int {
 	}
 	for _, s := range []error{share.ErrExpired, share.ErrRevoked, share.ErrOutOfScope, share.ErrWrongAudience,
 		share.ErrLabelExcluded, share.ErrNotYetValid, share.ErrWrongIssuer, share.ErrWrongVault, share.ErrNonceReused,
-		share.ErrStaleRequest, share.ErrBadSignature, share.ErrBadChecksum, share.ErrNotFound, share.ErrUnavailable} {
+		share.ErrStaleRequest, share.ErrBadSignature, share.ErrBadChecksum, share.ErrNotFound, share.ErrUnavailable, share.ErrUnknownGrant} {
 		if errors.Is(err, s) {
 			return exitDenied
 		}
@@ -127,6 +127,8 @@ func hintFor(err error) string {
 		return "run 'medvault init' first, or set MEDVAULT_HOME to the data directory of an existing vault"
 	case errors.Is(err, vault.ErrTampered):
 		return "run 'medvault verify' for a full integrity report"
+	case errors.Is(err, share.ErrUnknownGrant):
+		return "the patient's vault does not know this grant: it may have been restored from a backup older than the grant; ask the patient for a new one"
 	case errors.Is(err, share.ErrLifetimeTooLong):
 		return "give a shorter --expires and grant again when it ends; the limit is 90d unless MEDVAULT_MAX_GRANT_LIFETIME sets another (at most 3650d)"
 	case errors.Is(err, share.ErrRateLimited):
