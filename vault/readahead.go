@@ -31,7 +31,9 @@ type readahead struct {
 // up to raWindow ahead of it when fewer than half that are advised: one
 // cursor walk and a few madvise calls per 8 MiB read.
 func (ra *readahead) advance(tx *bbolt.Tx, at uint32) {
-	if ra == nil || !adviseSupported || ra.next >= ra.want || ra.next > at+raWindow/2 {
+	if ra == nil || !adviseSupported || ra.want < 2 || ra.next >= ra.want || ra.next > at+raWindow/2 {
+		// A record of one chunk (most FHIR resources) is read at once:
+		// a cursor walk to advise it first cost verify more than it saved.
 		return
 	}
 	ra.next = max(ra.next, at)

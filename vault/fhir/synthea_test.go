@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -106,6 +107,10 @@ func TestSyntheaRawExact(t *testing.T) {
 		for i, r := range b.rs {
 			if !bytes.Equal(r.Raw, doc.Entry[i].Resource) || !bytes.Equal(b.data[r.Offset:r.Offset+int64(len(r.Raw))], r.Raw) {
 				t.Fatalf("%s entry %d: Raw differs from the input", name, i)
+			}
+			// What verify reads back from a record's content.
+			if got := References(r.Raw); !slices.Equal(got, r.References) {
+				t.Fatalf("%s entry %d: References(Raw) = %q, Next gave %q", name, i, got, r.References)
 			}
 		}
 	}
@@ -292,6 +297,9 @@ func TestHL7Examples(t *testing.T) {
 		for _, res := range rs {
 			if !bytes.Equal(data[res.Offset:res.Offset+int64(len(res.Raw))], res.Raw) {
 				t.Errorf("%s: Raw differs from the input", name)
+			}
+			if got := References(res.Raw); !slices.Equal(got, res.References) {
+				t.Errorf("%s: References(Raw) = %q, Next gave %q", name, got, res.References)
 			}
 		}
 	}
