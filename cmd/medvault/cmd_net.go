@@ -38,7 +38,9 @@ func (a *app) startNode(ctx context.Context, v *vault.Vault, listen []string) (*
 	// Each peer may be refused 20 times, regaining one every 3 s; past that
 	// its requests are refused without a decision or a ledger entry each.
 	limiter := share.NewLimiter(20, 3*time.Second)
-	var strangerPushes throttle
+	strangerPushes := &throttle{report: func(n int) {
+		a.say("refused %s from peers that are not contacts in the last minute (not shown one by one)", count(n, "more push", "more pushes"))
+	}}
 	n.Handle(p2p.ProtocolShare, func(ctx context.Context, s *p2p.Stream) {
 		remote, err := identity.IDFromPublicKey(s.RemoteKey())
 		if err != nil {
@@ -492,12 +494,25 @@ patient's public key can check.`,
 	return cmd
 }
 
-// throttle lets a kind of note through at most once a minute and counts
-// the ones it held back.
+// throttle lets a kind of note through at most once a window (a minute
+// unless set) and counts the ones it held back; when a window ends with
+// some held back and no note since, it hands their count to report, so a
+// flood that stops within the minute is still told.
 type throttle struct {
+	window time.Duration
+	report func(missed int)
+
 	mu     sync.Mutex
 	last   time.Time
 	missed int
+	timer  *time.Timer
+}
+
+func (t *throttle) span() time.Duration {
+	if t.window > 0 {
+		return t.window
+	}
+	return time.Minute
 }
 
 // allow reports whether a note may be printed at now and, if so, how many
@@ -505,12 +520,30 @@ type throttle struct {
 func (t *throttle) allow(now time.Time) (missed int, ok bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if !t.last.IsZero() && now.Sub(t.last) < time.Minute {
+	if !t.last.IsZero() && now.Sub(t.last) < t.span() {
 		t.missed++
+		if t.timer == nil && t.report != nil {
+			t.timer = time.AfterFunc(t.last.Add(t.span()).Sub(now), t.flush)
+		}
 		return 0, false
 	}
 	missed, t.missed, t.last = t.missed, 0, now
 	return missed, true
+}
+
+// flush reports what was held back when a window ended without a note.
+func (t *throttle) flush() {
+	t.mu.Lock()
+	t.timer = nil
+	n := t.missed
+	t.missed = 0
+	if n > 0 {
+		t.last = time.Now()
+	}
+	t.mu.Unlock()
+	if n > 0 {
+		t.report(n)
+	}
 }
 
 func missedNote(n int) string {

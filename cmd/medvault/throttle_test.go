@@ -29,3 +29,32 @@ func TestThrottle(t *testing.T) {
 		t.Errorf("missedNote(1) = %q", got)
 	}
 }
+
+// A flood that stops within the window is still told, once, when the
+// window ends.
+func TestThrottleReportsHeldBack(t *testing.T) {
+	got := make(chan int, 4)
+	th := &throttle{window: 50 * time.Millisecond, report: func(n int) { got <- n }}
+	now := time.Now()
+	if _, ok := th.allow(now); !ok {
+		t.Fatal("first note held back")
+	}
+	for range 3 {
+		if _, ok := th.allow(time.Now()); ok {
+			t.Fatal("a note within the window was let through")
+		}
+	}
+	select {
+	case n := <-got:
+		if n != 3 {
+			t.Fatalf("reported %d held back, want 3", n)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the held-back notes were never reported")
+	}
+	select {
+	case n := <-got:
+		t.Fatalf("reported again: %d", n)
+	case <-time.After(150 * time.Millisecond):
+	}
+}
