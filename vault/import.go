@@ -240,9 +240,8 @@ type tables struct {
 	alias  []refEntry // scAlias entries: seq || ref key -> the fullUrl
 }
 
-// refEntry is an entry of the vault's reference index (refindex.go);
-// lookup is the ref key a refs entry is for (the scratch file needs it).
-type refEntry struct{ key, val, lookup []byte }
+// refEntry is an entry of the vault's reference index (refindex.go).
+type refEntry struct{ key, val []byte }
 
 func newTables() *tables {
 	return &tables{dups: map[string]uint64{}, keys: map[string]keyState{}, target: map[string]targetOp{}, codes: map[string][]record.Label{}}
@@ -805,8 +804,7 @@ func (im *importer) writeTables(batch []*staged, t *tables) error {
 			if _, err := sc.maybeCommit(); err != nil {
 				return err
 			}
-			// A refs entry's value is its ref key || the vault's value.
-			if err := sc.put(set.bucket, e.key, append(slices.Clip(e.lookup), e.val...)); err != nil {
+			if err := sc.put(set.bucket, e.key, e.val); err != nil {
 				return err
 			}
 		}
@@ -1601,9 +1599,6 @@ func (im *importer) writeRefs() error {
 			}
 			for ; k != nil && len(es) < indexBatch; k, val = c.Next() {
 				after = append(after[:0], k...)
-				if bytes.Equal(set.from, scRefs) {
-					val = val[refKeyLen:] // the ref key looked up
-				}
 				es = append(es, refEntry{key: bytes.Clone(k), val: bytes.Clone(val)})
 			}
 			if k == nil && len(es) == 0 {

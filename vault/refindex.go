@@ -174,12 +174,12 @@ func (v *Vault) heldLabels(tx *bbolt.Tx, h []byte) ([]record.Label, error) {
 // makes: under the refs key of he, the ref key of the reference as written,
 // and, if the reference has a "Type/id" fallback, under that of hf, its ref
 // key, with he, masked, as the value (the fallback applies only when
-// nothing holds he). Each entry's ref key is kept in lookup.
+// nothing holds he).
 func (h *refHasher) appendRefEntries(es []refEntry, id record.ID, he, hf []byte) []refEntry {
-	es = append(es, refEntry{key: append(h.refsKey(he), id[:]...), lookup: he})
+	es = append(es, refEntry{key: append(h.refsKey(he), id[:]...)})
 	if hf != nil {
 		k := append(h.refsKey(hf), id[:]...)
-		es = append(es, refEntry{key: k, val: h.mask(k, he), lookup: hf})
+		es = append(es, refEntry{key: k, val: h.mask(k, he)})
 	}
 	return es
 }

@@ -71,7 +71,7 @@ var (
 	scLabels   = []byte("labels")  // seq -> sealed labels (only labelled rows)
 	scWork     = []byte("work")    // seq, or record ID of a vault record -> nothing: propagation work list
 	scWorkNext = []byte("work2")   // the same: the work list of the next round
-	scRefs     = []byte("refs")    // refs key || record ID -> its ref key || the vault's refs value (refindex.go)
+	scRefs     = []byte("refs")    // refs key || record ID -> the vault's refs value (refindex.go)
 	scFulls    = []byte("fulls")   // ref key of a fullUrl || record ID -> nothing: the vault's targets entries
 	scVault    = []byte("vault")   // record ID of an earlier record -> sealed labels it gains from this import
 )
