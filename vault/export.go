@@ -2,6 +2,7 @@ package vault
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"os"
@@ -30,6 +31,10 @@ type ExportStats struct {
 	Records int // records written
 	Skipped int // records not written: not FHIR resources, in a FHIR format
 	Older   int // records not written: older versions of a resource (FHIR formats)
+	// Duplicates are records not written because a record with the same
+	// fullUrl and the same bytes was (a Bundle: the same resource shared
+	// by more than one patient).
+	Duplicates int
 }
 
 // logExport appends Export entries naming ids (at most ledger.MaxSubjects
@@ -53,8 +58,12 @@ func (v *Vault) logExport(ids []record.ID) error {
 // FHIR resources are skipped and counted, and so are older versions of a
 // resource the vault holds in a later one: a Bundle may not hold one
 // fullUrl twice without distinct meta.versionId (R4 rule bdl-7), and the
-// resources keep their original bytes. The export is written to the
-// ledger before anything is decrypted.
+// resources keep their original bytes. For the same reason a Bundle holds
+// a fullUrl once across patients (a provider's vault holds one hospital's
+// Organization from each patient who shared it): a record with the bytes
+// of one already written under its fullUrl is left out and counted, and
+// one with other bytes is written without the fullUrl. The export is
+// written to the ledger before anything is decrypted.
 func (v *Vault) ExportFHIR(f Filter, format ExportFormat, w io.Writer) (*ExportStats, error) {
 	ms, err := v.List(f)
 	if err != nil {
@@ -102,13 +111,26 @@ func (v *Vault) ExportFHIR(f Filter, format ExportFormat, w io.Writer) (*ExportS
 	// The buffer held decrypted records: wipe it, up to its capacity
 	// (a shorter record leaves a longer one's tail behind its end).
 	defer func() { b := buf.Bytes(); clear(b[:cap(b)]) }()
+	written := map[string][sha256.Size]byte{} // fullUrl -> hash of the bytes under it
 	err = v.view(func(tx *bbolt.Tx) error {
 		for _, m := range sel {
 			buf.Reset()
 			if err := v.decryptTo(tx, m, &buf); err != nil {
 				return err
 			}
-			if err := write(m.FHIR.FullURL, buf.Bytes()); err != nil {
+			url := m.FHIR.FullURL
+			if format == ExportBundle && url != "" {
+				h := sha256.Sum256(buf.Bytes())
+				if prev, ok := written[url]; !ok {
+					written[url] = h
+				} else if prev == h {
+					st.Duplicates++
+					continue
+				} else {
+					url = ""
+				}
+			}
+			if err := write(url, buf.Bytes()); err != nil {
 				return fmt.Errorf("export record %s: %w", m.ID, err)
 			}
 			st.Records++

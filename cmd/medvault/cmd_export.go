@@ -73,7 +73,7 @@ to the ledger before anything is decrypted.`,
 				return err
 			}
 			if a.jsonOut && out != "-" {
-				return printJSON(a.stdout, map[string]any{"v": 1, "records": st.Records, "skipped": st.Skipped, "older_versions": st.Older, "output": out})
+				return printJSON(a.stdout, map[string]any{"v": 1, "records": st.Records, "skipped": st.Skipped, "older_versions": st.Older, "duplicates": st.Duplicates, "output": out})
 			}
 			msg := "Exported " + count(st.Records, "record")
 			if st.Skipped > 0 {
@@ -81,6 +81,9 @@ to the ledger before anything is decrypted.`,
 			}
 			if st.Older > 0 {
 				msg += fmt.Sprintf("; left out %s of resources held in a later version (--format files keeps every version)", count(st.Older, "older version"))
+			}
+			if st.Duplicates > 0 {
+				msg += fmt.Sprintf("; left out %s of resources shared by more than one patient (each is written once)", count(st.Duplicates, "identical copy", "identical copies"))
 			}
 			a.say("%s.", msg)
 			return nil

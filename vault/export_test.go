@@ -1,0 +1,67 @@
+package vault
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/medvault/medvault/vault/identity"
+	"github.com/medvault/medvault/vault/record"
+)
+
+// receiveFHIR stores raw as a FHIR resource shared by patient from.
+func receiveFHIR(t *testing.T, v *Vault, from identity.ID, typ, id, fullURL, raw string) {
+	t.Helper()
+	n := NewRecord{Category: record.Other, Title: typ, FHIR: &FHIRInfo{Type: typ, ID: id, FullURL: fullURL, Version: 1}}
+	rc := Received{From: from, SourceID: record.NewID(), Size: int64(len(raw))}
+	if _, err := v.AddCiphertext(bytes.NewReader(receivedFile(t, v, []byte(raw))), n, rc); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Two patients of one hospital share its Organization with the same
+// provider: the provider's export holds it once, since a Bundle may not
+// repeat a fullUrl without distinct meta.versionId (R4 bdl-7). A resource
+// that differs under a fullUrl already written keeps its content but not
+// the fullUrl.
+func TestExportSharedByTwoPatients(t *testing.T) {
+	v := newTestVault(t)
+	ada, _ := identity.Generate("ada", identity.Patient)
+	bob, _ := identity.Generate("bob", identity.Patient)
+	const url = "urn:uuid:2b3c1f9e-0000-4000-8000-00000000000a"
+	org := `{"resourceType":"Organization","id":"2b3c1f9e-0000-4000-8000-00000000000a","name":"General Hospital"}`
+	receiveFHIR(t, v, ada.ID(), "Organization", "2b3c1f9e-0000-4000-8000-00000000000a", url, org)
+	receiveFHIR(t, v, bob.ID(), "Organization", "2b3c1f9e-0000-4000-8000-00000000000a", url, org)
+	const url2 = "urn:uuid:2b3c1f9e-0000-4000-8000-00000000000b"
+	receiveFHIR(t, v, ada.ID(), "Location", "2b3c1f9e-0000-4000-8000-00000000000b", url2, `{"resourceType":"Location","id":"2b3c1f9e-0000-4000-8000-00000000000b","name":"Ward 1"}`)
+	receiveFHIR(t, v, bob.ID(), "Location", "2b3c1f9e-0000-4000-8000-00000000000b", url2, `{"resourceType":"Location","id":"2b3c1f9e-0000-4000-8000-00000000000b","name":"Ward 1 (renamed)"}`)
+
+	var out bytes.Buffer
+	st, err := v.ExportFHIR(Filter{}, ExportBundle, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b struct {
+		Entry []struct {
+			FullURL  string          `json:"fullUrl"`
+			Resource json.RawMessage `json:"resource"`
+		} `json:"entry"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &b); err != nil {
+		t.Fatalf("export is not JSON: %v", err)
+	}
+	seen := map[string]bool{}
+	for _, e := range b.Entry {
+		if e.FullURL != "" && seen[e.FullURL] {
+			t.Errorf("fullUrl %s appears twice (bdl-7)", e.FullURL)
+		}
+		seen[e.FullURL] = true
+	}
+	if len(b.Entry) != 3 || st.Records != 3 || st.Duplicates != 1 {
+		t.Errorf("%d entries, %+v; want 3 records and 1 duplicate left out", len(b.Entry), st)
+	}
+	if strings.Count(out.String(), "General Hospital") != 1 || !strings.Contains(out.String(), "renamed") {
+		t.Errorf("export:\n%s", out.String())
+	}
+}
