@@ -1,6 +1,8 @@
 package vault
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -117,9 +119,12 @@ func (v *Vault) Audit() (*Audit, error) {
 
 // AuditEvents renders every ledger entry that records another person's
 // access, or any refusal, as a FHIR R4 AuditEvent (JSON), for an EHR or a
-// compliance tool. Record IDs are medvault record IDs; the agent is the
-// actor's medvault ID.
-func (v *Vault) AuditEvents(fn func(event []byte) error) error {
+// compliance tool, and passes fn the event and its Bundle fullUrl. Record
+// IDs are medvault record IDs; the agent is the actor's medvault ID. An
+// event's id is a UUID named by the vault owner and the entry's index
+// (see auditEventID): the same at every rendering, and distinct between
+// patients, so a tool gathering several patients' events keeps them all.
+func (v *Vault) AuditEvents(fn func(fullURL string, event []byte) error) error {
 	owner := v.id.ID()
 	return v.Entries(0, func(i int64, e *ledger.Entry) error {
 		actor, err := identity.IDFromBytes(e.Actor)
@@ -127,13 +132,14 @@ func (v *Vault) AuditEvents(fn func(event []byte) error) error {
 		if !other && e.Outcome != ledger.OutcomeDenied {
 			return nil
 		}
+		id := auditEventID(owner, i)
 		who := hex.EncodeToString(e.Actor)
 		if err == nil {
 			who = actor.String()
 		}
 		ev := map[string]any{
 			"resourceType": "AuditEvent",
-			"id":           fmt.Sprintf("medvault-%d", i),
+			"id":           id,
 			"type": map[string]any{"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest",
 				"display": "RESTful Operation"},
 			"action":   auditAction(e.Action),
@@ -170,8 +176,29 @@ func (v *Vault) AuditEvents(fn func(event []byte) error) error {
 		if err != nil {
 			return err
 		}
-		return fn(b)
+		return fn("urn:uuid:"+id, b)
 	})
+}
+
+// auditEventDomain separates the hash naming AuditEvents from every other.
+const auditEventDomain = "medvault/audit-event/v1"
+
+// auditEventID names the AuditEvent of ledger entry i of owner's vault: a
+// UUID (RFC 9562 version 8) made of the first 16 bytes of
+// SHA-256(auditEventDomain || 0x00 || owner || uint64 big-endian i). A
+// FHIR id is unique per resource type wherever the resource travels;
+// "medvault-<i>" was the same in every patient's vault.
+func auditEventID(owner identity.ID, i int64) string {
+	h := sha256.New()
+	h.Write([]byte(auditEventDomain))
+	h.Write([]byte{0})
+	h.Write(owner.Bytes())
+	h.Write(binary.BigEndian.AppendUint64(nil, uint64(i)))
+	u := h.Sum(nil)[:16]
+	u[6] = u[6]&0x0f | 0x80 // version 8
+	u[8] = u[8]&0x3f | 0x80 // variant 10
+	x := hex.EncodeToString(u)
+	return x[:8] + "-" + x[8:12] + "-" + x[12:16] + "-" + x[16:20] + "-" + x[20:]
 }
 
 // auditAction maps a ledger action to AuditEvent.action (C, R, U, D, E).

@@ -2,6 +2,9 @@ package vault
 
 import (
 	"bytes"
+	"encoding/json"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -53,7 +56,7 @@ func TestAudit(t *testing.T) {
 		t.Fatalf("anomalies: %q", a.Anomalies)
 	}
 	var events []string
-	v.AuditEvents(func(b []byte) error { events = append(events, string(b)); return nil })
+	v.AuditEvents(func(_ string, b []byte) error { events = append(events, string(b)); return nil })
 	if len(events) != 6 || !strings.Contains(events[0], `"resourceType":"AuditEvent"`) || !strings.Contains(events[0], `"action":"R"`) {
 		t.Fatalf("%d events; first %s", len(events), events[0])
 	}
@@ -92,5 +95,59 @@ func TestAuditCountsDistinctRecords(t *testing.T) {
 	}
 	if len(au.Actors) != 1 || au.Actors[0].Served != 4 || au.Actors[0].Records != 2 {
 		t.Fatalf("audit: %+v; want 4 requests served, 2 records", au.Actors)
+	}
+}
+
+// An AuditEvent's id names it among every patient's: a provider or a
+// compliance tool that gathers the audits of two patients must not take
+// one patient's event for a new version of another's. Each event also
+// carries a fullUrl (urn:uuid: of its id), and rendering the ledger again
+// gives the same ids.
+func TestAuditEventIDsUnique(t *testing.T) {
+	doc, _ := identity.Generate("doc", identity.Provider)
+	type event struct{ url, id string }
+	events := func(v *Vault) []event {
+		t.Helper()
+		var out []event
+		err := v.AuditEvents(func(fullURL string, b []byte) error {
+			var ev struct{ ID string }
+			if err := json.Unmarshal(b, &ev); err != nil {
+				return err
+			}
+			out = append(out, event{fullURL, ev.ID})
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	var all []event
+	for _, name := range []string{"ada", "bob"} {
+		id, _ := identity.Generate(name, identity.Patient)
+		dir := t.TempDir()
+		if err := Create(dir, id, Options{}); err != nil {
+			t.Fatal(err)
+		}
+		v, err := Open(dir, id, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer v.Close()
+		v.Log(Event{Action: ledger.ActionServe, Actor: doc.ID(), Subjects: [][]byte{make([]byte, 16)}, Purpose: "TREAT"})
+		evs := events(v)
+		if len(evs) != 1 || !slices.Equal(evs, events(v)) {
+			t.Fatalf("%s: %v, then %v", name, evs, events(v))
+		}
+		all = append(all, evs...)
+	}
+	uuid := regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+	for _, e := range all {
+		if !uuid.MatchString(e.id) || e.url != "urn:uuid:"+e.id {
+			t.Errorf("event id %q, fullUrl %q: want a UUID and urn:uuid: of it", e.id, e.url)
+		}
+	}
+	if all[0].id == all[1].id {
+		t.Errorf("two patients' events share the id %s", all[0].id)
 	}
 }

@@ -36,7 +36,7 @@ to check the ledger itself.`,
 			defer done()
 			if format == "fhir" {
 				bw := fhir.NewBundleWriter(a.stdout)
-				if err := v.AuditEvents(func(ev []byte) error { return bw.WriteRaw("", ev) }); err != nil {
+				if err := v.AuditEvents(bw.WriteRaw); err != nil {
 					return err
 				}
 				return bw.Close()
