@@ -35,6 +35,11 @@ type ExportStats struct {
 	// fullUrl and the same bytes was (a Bundle: the same resource shared
 	// by more than one patient).
 	Duplicates int
+	// Unresolved counts the distinct urn:uuid and urn:oid references of
+	// a Bundle's resources that name no entry of it: resources left out
+	// by the filter, or never shared with this vault (a provider's lab
+	// results reference a Patient the grant did not cover).
+	Unresolved int
 }
 
 // logExport appends Export entries naming ids (at most ledger.MaxSubjects
@@ -112,6 +117,7 @@ func (v *Vault) ExportFHIR(f Filter, format ExportFormat, w io.Writer) (*ExportS
 	// (a shorter record leaves a longer one's tail behind its end).
 	defer func() { b := buf.Bytes(); clear(b[:cap(b)]) }()
 	written := map[string][sha256.Size]byte{} // fullUrl -> hash of the bytes under it
+	urns := map[string]bool{}                 // urn: references made (Bundle)
 	err = v.view(func(tx *bbolt.Tx) error {
 		for _, m := range sel {
 			buf.Reset()
@@ -134,11 +140,23 @@ func (v *Vault) ExportFHIR(f Filter, format ExportFormat, w io.Writer) (*ExportS
 				return fmt.Errorf("export record %s: %w", m.ID, err)
 			}
 			st.Records++
+			if format == ExportBundle {
+				for _, r := range fhir.References(buf.Bytes()) {
+					if strings.HasPrefix(r, "urn:uuid:") || strings.HasPrefix(r, "urn:oid:") {
+						urns[r] = true
+					}
+				}
+			}
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
+	}
+	for r := range urns {
+		if _, ok := written[r]; !ok {
+			st.Unresolved++
+		}
 	}
 	return st, closeW()
 }

@@ -65,3 +65,61 @@ func TestExportSharedByTwoPatients(t *testing.T) {
 		t.Errorf("export:\n%s", out.String())
 	}
 }
+
+// A Bundle counts the urn: references that name no entry of it: a lab
+// result's Patient left out by the selection, or never shared.
+func TestExportCountsUnresolvedReferences(t *testing.T) {
+	v := newTestVault(t)
+	ada, _ := identity.Generate("ada", identity.Patient)
+	const pat = "urn:uuid:2b3c1f9e-0000-4000-8000-0000000000a1"
+	const enc = "urn:uuid:2b3c1f9e-0000-4000-8000-0000000000a2"
+	receiveFHIR(t, v, ada.ID(), "Patient", "2b3c1f9e-0000-4000-8000-0000000000a1", pat,
+		`{"resourceType":"Patient","id":"2b3c1f9e-0000-4000-8000-0000000000a1"}`)
+	for i, id := range []string{"2b3c1f9e-0000-4000-8000-0000000000b1", "2b3c1f9e-0000-4000-8000-0000000000b2"} {
+		ref := `"encounter":{"reference":"` + enc + `"},`
+		if i == 1 {
+			ref = ""
+		}
+		receiveFHIR(t, v, ada.ID(), "Observation", id, "urn:uuid:"+id,
+			`{"resourceType":"Observation","id":"`+id+`",`+ref+`"subject":{"reference":"`+pat+`"}}`)
+	}
+	var out bytes.Buffer
+	st, err := v.ExportFHIR(Filter{}, ExportBundle, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Records != 3 || st.Unresolved != 1 {
+		t.Errorf("whole vault: %+v; want 3 records and 1 unresolved (the Encounter never shared)", st)
+	}
+	// Without the Patient: its reference, made twice, counts once.
+	out.Reset()
+	if err := v.Remove(mustResolvePatient(t, v)); err != nil {
+		t.Fatal(err)
+	}
+	if st, err = v.ExportFHIR(Filter{}, ExportBundle, &out); err != nil {
+		t.Fatal(err)
+	}
+	if st.Records != 2 || st.Unresolved != 2 {
+		t.Errorf("without the Patient: %+v; want 2 records and 2 unresolved", st)
+	}
+	// NDJSON has no fullUrls to resolve against: nothing is counted.
+	out.Reset()
+	if st, err = v.ExportFHIR(Filter{}, ExportNDJSON, &out); err != nil || st.Unresolved != 0 {
+		t.Errorf("NDJSON: %+v, %v", st, err)
+	}
+}
+
+func mustResolvePatient(t *testing.T, v *Vault) record.ID {
+	t.Helper()
+	ms, err := v.List(Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms {
+		if m.FHIR != nil && m.FHIR.Type == "Patient" {
+			return m.ID
+		}
+	}
+	t.Fatal("no Patient record")
+	return record.ID{}
+}

@@ -73,7 +73,7 @@ to the ledger before anything is decrypted.`,
 				return err
 			}
 			if a.jsonOut && out != "-" {
-				return printJSON(a.stdout, map[string]any{"v": 1, "records": st.Records, "skipped": st.Skipped, "older_versions": st.Older, "duplicates": st.Duplicates, "output": out})
+				return printJSON(a.stdout, map[string]any{"v": 1, "records": st.Records, "skipped": st.Skipped, "older_versions": st.Older, "duplicates": st.Duplicates, "unresolved_references": st.Unresolved, "output": out})
 			}
 			msg := "Exported " + count(st.Records, "record")
 			if st.Skipped > 0 {
@@ -86,6 +86,9 @@ to the ledger before anything is decrypted.`,
 				msg += fmt.Sprintf("; left out %s of resources shared by more than one patient (each is written once)", count(st.Duplicates, "identical copy", "identical copies"))
 			}
 			a.say("%s.", msg)
+			if st.Unresolved > 0 {
+				a.say("medvault: note: %s in the Bundle name resources it does not hold (left out by the selection, or not shared with you): an EHR links them only to resources it already has", count(st.Unresolved, "urn:uuid reference"))
+			}
 			return nil
 		},
 	}
