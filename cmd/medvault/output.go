@@ -10,6 +10,7 @@ import (
 
 	"github.com/charmbracelet/lipgloss"
 	"github.com/charmbracelet/lipgloss/table"
+	"github.com/muesli/termenv"
 
 	"github.com/medvault/medvault/share"
 )
@@ -33,11 +34,20 @@ func (a *app) printTable(headers []string, rows [][]string) {
 		tw.Flush()
 		return
 	}
-	head := lipgloss.NewStyle().Bold(true).Padding(0, 1)
-	cell := lipgloss.NewStyle().Padding(0, 1)
+	// Styles for this command's stdout, not the process's: inside the
+	// node, stdout is the caller's terminal, whose colours the node's own
+	// os.Stdout (a log file, or nothing) would say nothing about. The
+	// caller said it is a terminal that takes styles (styled), so plain
+	// ANSI colours and bold.
+	r := lipgloss.NewRenderer(a.stdout)
+	if a.remote != nil {
+		r.SetColorProfile(termenv.ANSI)
+	}
+	head := r.NewStyle().Bold(true).Padding(0, 1)
+	cell := r.NewStyle().Padding(0, 1)
 	t := table.New().
 		Border(lipgloss.RoundedBorder()).
-		BorderStyle(lipgloss.NewStyle().Foreground(lipgloss.Color("8"))).
+		BorderStyle(r.NewStyle().Foreground(lipgloss.Color("8"))).
 		Headers(headers...).
 		StyleFunc(func(row, _ int) lipgloss.Style {
 			if row == table.HeaderRow {

@@ -56,6 +56,11 @@ func TestRunInNodeStylesFollowTheCaller(t *testing.T) {
 			if bordered := strings.Contains(out.String(), "╭"); bordered == noColor {
 				t.Errorf("node TERM=%s, NoColor %v: borders %v:\n%s", nodeTerm, noColor, bordered, out.String())
 			}
+			// Colour follows the caller too, not the node's stdout
+			// (not a terminal in this test).
+			if coloured := strings.Contains(out.String(), "\x1b["); coloured == noColor {
+				t.Errorf("node TERM=%s, NoColor %v: escape sequences %v:\n%q", nodeTerm, noColor, coloured, out.String())
+			}
 		}
 	}
 }
