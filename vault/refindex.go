@@ -381,11 +381,11 @@ func (v *Vault) ensureRefIndex(progress func(done, total int)) error {
 // (fhir.MayCarryLabels), in the order the content makes them, repeats
 // included (a key repeated with another value is a fallback entry whose
 // reference as written differs, or also an exact one: any of the values
-// may be stored). It decrypts the content in tx; the content goes no
-// further. A record not imported (no FHIR metadata) or received from a
-// patient (a provider's vault) references nothing here. Import and
-// ensureRefIndex write these entries, and full verify compares them with
-// what is stored.
+// may be stored). It decrypts the content in tx (withContent, which wipes
+// it); the content goes no further. A record not imported (no FHIR
+// metadata) or received from a patient (a provider's vault) references
+// nothing here. Import and ensureRefIndex write these entries, and full
+// verify compares them with what is stored.
 //
 // The references are read from the content as the import's parse found
 // them (fhir.References: the content is the resource's bytes as imported),
@@ -396,25 +396,39 @@ func (v *Vault) appendRecordRefs(tx *bbolt.Tx, h *refHasher, m *Meta, es []refEn
 	if m.FHIR == nil || !m.From.IsZero() {
 		return es, nil
 	}
+	err := v.withContent(tx, m, func(content []byte) error {
+		for _, ref := range fhir.References(content) {
+			if !fhir.MayCarryLabels(ref) {
+				continue
+			}
+			exact, fallback := fhir.ReferenceKeys(ref)
+			var hf []byte
+			if fallback != "" {
+				hf = h.key(fallback)
+			}
+			es = h.appendRefEntries(es, m.ID, h.key(exact), hf)
+		}
+		return nil
+	})
+	return es, err
+}
+
+// withContent decrypts record m's content in tx into a buffer of its size
+// and passes it to fn, which must not keep it: the buffer is wiped when fn
+// returns, or when decryption fails part way, as export wipes its buffer.
+// Full verify decrypts every imported record this way, so without the
+// wipe each verify would leave the whole vault's plaintext in freed heap
+// memory (streamCheck wipes only its own chunk buffer).
+func (v *Vault) withContent(tx *bbolt.Tx, m *Meta, fn func(content []byte) error) error {
 	var buf bytes.Buffer
 	if m.Size > 0 && m.Size <= 16<<20 {
 		buf.Grow(int(m.Size))
 	}
+	defer func() { b := buf.Bytes(); clear(b[:cap(b)]) }()
 	if err := v.decryptTo(tx, m, &buf); err != nil {
-		return es, err
+		return err
 	}
-	for _, ref := range fhir.References(buf.Bytes()) {
-		if !fhir.MayCarryLabels(ref) {
-			continue
-		}
-		exact, fallback := fhir.ReferenceKeys(ref)
-		var hf []byte
-		if fallback != "" {
-			hf = h.key(fallback)
-		}
-		es = h.appendRefEntries(es, m.ID, h.key(exact), hf)
-	}
-	return es, nil
+	return fn(buf.Bytes())
 }
 
 // IndexReferences builds the reference index of a vault from before it

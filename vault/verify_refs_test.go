@@ -226,3 +226,31 @@ func TestVerifyRefIndexSynthea(t *testing.T) {
 	}
 	mustVerify(t, v, "a Patient removed")
 }
+
+// The plaintext that full verify and the index build decrypt to read a
+// record's references is wiped once they are read: verify decrypts every
+// imported record, and must not leave the vault's content in freed heap
+// memory.
+func TestRecordContentWiped(t *testing.T) {
+	v, claim := importRefsBundle(t)
+	m, err := v.Show(claim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept []byte
+	err = v.view(func(tx *bbolt.Tx) error {
+		return v.withContent(tx, m, func(content []byte) error {
+			if !bytes.Contains(content, []byte(`"Claim"`)) {
+				t.Errorf("content %q is not the Claim", content)
+			}
+			kept = content[:cap(content)]
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(kept) == 0 || bytes.ContainsFunc(kept, func(r rune) bool { return r != 0 }) {
+		t.Errorf("the content buffer was not wiped: %q", kept)
+	}
+}
