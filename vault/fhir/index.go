@@ -241,20 +241,22 @@ func categoryCodings(v jval) []Coding {
 	return out
 }
 
+// References returns what Resource.References is for a resource whose
+// bytes are raw: every Reference.reference, in order, without duplicates,
+// local ("#id"), conditional or overlong ones. It only scans raw, without
+// validating it: for bytes an earlier Next returned as Resource.Raw (a
+// vault record's content), it gives what that Next gave, far faster than
+// parsing them again.
+func References(raw []byte) []string { return collectRefs(raw) }
+
 // collectRefs returns every Reference.reference string found anywhere in
 // raw (including contained resources), in order, without duplicates.
-// Local references ("#id") and conditional ones ("Patient?identifier=...")
-// are skipped: they cannot name another resource of the batch.
+// Local references ("#id"), conditional ones ("Patient?identifier=...")
+// and ones longer than maxURL are skipped: they cannot name another
+// resource of the batch.
 //
 // raw is validated JSON, so every string followed by ':' is a member
 // name; one linear pass finds the "reference" members at any depth.
-// References returns what Resource.References is for a resource whose
-// bytes are raw: every Reference.reference, in order, without duplicates or
-// "#local" ones. It only scans raw, without validating it: for bytes an
-// earlier Next returned as Resource.Raw (a vault record's content), it gives
-// what that Next gave, far faster than parsing them again.
-func References(raw []byte) []string { return collectRefs(raw) }
-
 func collectRefs(raw []byte) []string {
 	var out []string
 	var seen map[string]bool
