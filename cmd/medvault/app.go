@@ -31,9 +31,12 @@ type app struct {
 	// confirmed an rm (asked before it was sent to a node that was not
 	// there after all).
 	removeConfirmed bool
-	stdin           io.Reader
-	stdout, stderr  io.Writer
-	getenv          func(string) string
+	// pushNotes throttles the node's notes of strangers' refused pushes
+	// (startNode); stopped with the node.
+	pushNotes      *throttle
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	getenv         func(string) string
 
 	passphraseFile string
 	passphraseFD   int

@@ -136,6 +136,7 @@ func (a *app) demo(ctx context.Context, keep bool) (err error) {
 		return err
 	}
 	defer node.Close()
+	defer na.pushNotes.stop()
 	for _, addr := range node.Addrs() {
 		a.note("listening on %s", addr)
 	}

@@ -38,7 +38,7 @@ func (a *app) startNode(ctx context.Context, v *vault.Vault, listen []string) (*
 	// Each peer may be refused 20 times, regaining one every 3 s; past that
 	// its requests are refused without a decision or a ledger entry each.
 	limiter := share.NewLimiter(20, 3*time.Second)
-	strangerPushes := &throttle{report: func(n int) {
+	a.pushNotes = &throttle{report: func(n int) {
 		a.say("refused %s from peers that are not contacts in the last minute (not shown one by one)", count(n, "more push", "more pushes"))
 	}}
 	n.Handle(p2p.ProtocolShare, func(ctx context.Context, s *p2p.Stream) {
@@ -85,7 +85,7 @@ func (a *app) startNode(ctx context.Context, v *vault.Vault, listen []string) (*
 			if errors.Is(err, share.ErrNotContact) {
 				// Anyone can make keys: a flood of them must not
 				// flood this terminal.
-				if missed, ok := strangerPushes.allow(time.Now()); ok {
+				if missed, ok := a.pushNotes.allow(time.Now()); ok {
 					a.say("refused a push from %s: not a contact%s", remote, missedNote(missed))
 				}
 				return
@@ -502,10 +502,26 @@ type throttle struct {
 	window time.Duration
 	report func(missed int)
 
-	mu     sync.Mutex
-	last   time.Time
-	missed int
-	timer  *time.Timer
+	mu      sync.Mutex
+	last    time.Time
+	missed  int
+	timer   *time.Timer
+	stopped bool
+}
+
+// stop drops what is held back and any report still due: the node that
+// refused those pushes has stopped. Safe on nil.
+func (t *throttle) stop() {
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.stopped, t.missed = true, 0
+	if t.timer != nil {
+		t.timer.Stop()
+		t.timer = nil
+	}
 }
 
 func (t *throttle) span() time.Duration {
@@ -535,6 +551,10 @@ func (t *throttle) allow(now time.Time) (missed int, ok bool) {
 func (t *throttle) flush() {
 	t.mu.Lock()
 	t.timer = nil
+	if t.stopped {
+		t.mu.Unlock()
+		return
+	}
 	n := t.missed
 	t.missed = 0
 	if n > 0 {

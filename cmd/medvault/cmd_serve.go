@@ -99,6 +99,7 @@ passphrase and without waiting on the vault lock.`,
 			ln.Close()
 			a.stopCommands(srv, sig)
 			signal.Stop(sig)
+			a.pushNotes.stop()
 			a.say("medvault node stopped")
 			return nil
 		},

@@ -57,4 +57,15 @@ func TestThrottleReportsHeldBack(t *testing.T) {
 		t.Fatalf("reported again: %d", n)
 	case <-time.After(150 * time.Millisecond):
 	}
+	// Once the node stops, nothing held back is reported.
+	th.allow(time.Now())
+	th.allow(time.Now())
+	th.stop()
+	select {
+	case n := <-got:
+		t.Fatalf("reported %d after stop", n)
+	case <-time.After(150 * time.Millisecond):
+	}
+	var none *throttle
+	none.stop()
 }
