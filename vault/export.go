@@ -1,7 +1,6 @@
 package vault
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"fmt"
 	"io"
@@ -112,10 +111,10 @@ func (v *Vault) ExportFHIR(f Filter, format ExportFormat, w io.Writer) (*ExportS
 	default:
 		return nil, fmt.Errorf("unknown FHIR export format %q", format)
 	}
-	var buf bytes.Buffer
-	// The buffer held decrypted records: wipe it, up to its capacity
-	// (a shorter record leaves a longer one's tail behind its end).
-	defer func() { b := buf.Bytes(); clear(b[:cap(b)]) }()
+	// The buffer holds decrypted records: it wipes what it outgrows and
+	// what Reset drops, and is wiped at the end.
+	var buf plainBuffer
+	defer buf.Wipe()
 	written := map[string][sha256.Size]byte{} // fullUrl -> hash of the bytes under it
 	urns := map[string]bool{}                 // urn: references made (Bundle)
 	err = v.view(func(tx *bbolt.Tx) error {

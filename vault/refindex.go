@@ -414,17 +414,18 @@ func (v *Vault) appendRecordRefs(tx *bbolt.Tx, h *refHasher, m *Meta, es []refEn
 }
 
 // withContent decrypts record m's content in tx into a buffer of its size
-// and passes it to fn, which must not keep it: the buffer is wiped when fn
-// returns, or when decryption fails part way, as export wipes its buffer.
+// and passes it to fn, which must not keep it: the buffer (a plainBuffer,
+// which also wipes any array it outgrows, for records past 16 MiB) is wiped
+// when fn returns, or when decryption fails part way, as export's is.
 // Full verify decrypts every imported record this way, so without the
 // wipe each verify would leave the whole vault's plaintext in freed heap
 // memory (streamCheck wipes only its own chunk buffer).
 func (v *Vault) withContent(tx *bbolt.Tx, m *Meta, fn func(content []byte) error) error {
-	var buf bytes.Buffer
+	var buf plainBuffer
 	if m.Size > 0 && m.Size <= 16<<20 {
 		buf.Grow(int(m.Size))
 	}
-	defer func() { b := buf.Bytes(); clear(b[:cap(b)]) }()
+	defer buf.Wipe()
 	if err := v.decryptTo(tx, m, &buf); err != nil {
 		return err
 	}
