@@ -165,20 +165,7 @@ func BenchmarkImportSynthea(b *testing.B) {
 // BenchmarkImport100k imports a generated NDJSON file of 100,000 resources
 // (goal: < 10 s, bounded memory), reporting peak RssAnon.
 func BenchmarkImport100k(b *testing.B) {
-	// Generated straight to a file, so the peak RssAnon is the import's,
-	// not the generator's buffer.
-	path := filepath.Join(b.TempDir(), "100k.ndjson")
-	out, err := os.Create(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	w := bufio.NewWriter(out)
-	if err := fhir.Generate(w, 100_000, 1); err != nil {
-		b.Fatal(err)
-	}
-	if err := errors.Join(w.Flush(), out.Close()); err != nil {
-		b.Fatal(err)
-	}
+	path := generate100k(b)
 	b.ResetTimer()
 	for range b.N {
 		b.StopTimer()
@@ -226,18 +213,7 @@ func BenchmarkVerifySynthea(b *testing.B) {
 // BenchmarkVerify100k runs a full verify of a vault holding 100,000
 // generated resources, imported in one file.
 func BenchmarkVerify100k(b *testing.B) {
-	path := filepath.Join(b.TempDir(), "100k.ndjson")
-	out, err := os.Create(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	w := bufio.NewWriter(out)
-	if err := fhir.Generate(w, 100_000, 1); err != nil {
-		b.Fatal(err)
-	}
-	if err := errors.Join(w.Flush(), out.Close()); err != nil {
-		b.Fatal(err)
-	}
+	path := generate100k(b)
 	v := newTestVault(b)
 	f, _ := os.Open(path)
 	st, err := v.Import(path, f, nil)
@@ -256,4 +232,23 @@ func benchVerify(b *testing.B, v *Vault, resources int) {
 		}
 	}
 	b.ReportMetric(float64(resources), "resources")
+}
+
+// generate100k writes a generated NDJSON file of 100,000 resources and
+// returns its path: straight to a file, so an import's peak RssAnon is the
+// import's, not the generator's buffer.
+func generate100k(b *testing.B) string {
+	path := filepath.Join(b.TempDir(), "100k.ndjson")
+	out, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := bufio.NewWriter(out)
+	if err := fhir.Generate(w, 100_000, 1); err != nil {
+		b.Fatal(err)
+	}
+	if err := errors.Join(w.Flush(), out.Close()); err != nil {
+		b.Fatal(err)
+	}
+	return path
 }

@@ -7,7 +7,6 @@ import (
 
 	"github.com/medvault/medvault/cmd/medvault/internal/control"
 	"github.com/medvault/medvault/vault"
-	"github.com/medvault/medvault/vault/identity"
 	"github.com/medvault/medvault/vault/record"
 )
 
@@ -24,19 +23,7 @@ func TestRunInNodeStylesFollowTheCaller(t *testing.T) {
 		t.Errorf("TERM=dumb: the request to the node has NoColor false")
 	}
 
-	dir := t.TempDir()
-	id, err := identity.Generate("Ada", identity.Patient)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := vault.Create(dir, id, vault.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	v, err := vault.Open(dir, id, vault.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v.Close()
+	v := openPatientVault(t)
 	if _, err := v.Add(strings.NewReader("HbA1c 6.1 %"), vault.NewRecord{Title: "A1c", Category: record.Labs}); err != nil {
 		t.Fatal(err)
 	}

@@ -14,19 +14,7 @@ import (
 // but a relative path in it does not resolve against the node's own
 // directory: it fails, saying why.
 func TestRunInNodeWithoutDirectory(t *testing.T) {
-	dir := t.TempDir()
-	id, err := identity.Generate("Ada", identity.Patient)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := vault.Create(dir, id, vault.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	v, err := vault.Open(dir, id, vault.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v.Close()
+	v := openPatientVault(t)
 	node := &app{getenv: func(string) string { return "" }}
 	run := func(args ...string) (int, string) {
 		var out, errb bytes.Buffer
@@ -40,4 +28,24 @@ func TestRunInNodeWithoutDirectory(t *testing.T) {
 	if code == 0 || !strings.Contains(out, "working directory was removed") {
 		t.Fatalf("add of a relative path: exit %d: %s", code, out)
 	}
+}
+
+// openPatientVault creates and opens a patient's vault in a temporary
+// directory, closed when the test ends.
+func openPatientVault(t *testing.T) *vault.Vault {
+	t.Helper()
+	dir := t.TempDir()
+	id, err := identity.Generate("Ada", identity.Patient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := vault.Create(dir, id, vault.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	v, err := vault.Open(dir, id, vault.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { v.Close() })
+	return v
 }
