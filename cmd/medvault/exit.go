@@ -40,7 +40,8 @@ const exitCodesHelp = `Exit codes (stable; scripts may rely on them):
   11  wrong passphrase, or decryption failed
   12  vault busy: another medvault process holds it, or its node does not answer
   13  integrity failure: tampering detected (see 'medvault verify')
-  17  access denied: expired, revoked, out of scope or wrong audience
+  17  access denied: expired, revoked, out of scope, wrong audience, or a
+      grant the patient's node does not hold
   20  peer unreachable
 `
 
