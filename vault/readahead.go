@@ -9,9 +9,10 @@ import (
 	"github.com/medvault/medvault/vault/record"
 )
 
-// raWindow is how many chunks (16 MiB) a reader keeps the kernel reading
-// ahead of it.
-const raWindow = 64
+// raWindow is how many chunks (32 MiB) a reader keeps the kernel reading
+// ahead of it. A cold 1 GiB get took 2.1-3.8 s with 16 MiB, 1.9 s with 32
+// and 1.8-2.1 s with 64; cat reads the whole file in 1.7 s.
+const raWindow = 128
 
 // readahead asks the kernel to read a record's chunks into the page cache
 // before the reader reaches them. bbolt maps its file with MADV_RANDOM, so
@@ -29,7 +30,7 @@ type readahead struct {
 
 // advance, called inside tx before chunk `at` is read, advises the chunks
 // up to raWindow ahead of it when fewer than half that are advised: one
-// cursor walk and a few madvise calls per 8 MiB read.
+// cursor walk and a few madvise calls per 16 MiB read.
 func (ra *readahead) advance(tx *bbolt.Tx, at uint32) {
 	if ra == nil || !adviseSupported || ra.want < 2 || ra.next >= ra.want || ra.next > at+raWindow/2 {
 		// A record of one chunk (most FHIR resources) is read at once:

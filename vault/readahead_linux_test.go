@@ -20,7 +20,7 @@ import (
 // the vault file is dropped from the cache.
 func TestReadaheadLoadsChunks(t *testing.T) {
 	v := newTestVault(t)
-	const size = 24 << 20
+	const size = (2*raWindow + 16) * chunkSize
 	m, err := v.Add(newRandReader(size), NewRecord{Category: "imaging"})
 	if err != nil {
 		t.Fatal(err)
