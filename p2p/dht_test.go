@@ -127,7 +127,11 @@ func TestDHTFallbackAfterBlackHole(t *testing.T) {
 	patient.Handle(ProtocolShare, func(ctx context.Context, s *Stream) { s.WriteFrame('K', nil) })
 	provider := newTestNode(t, dialOnly, func(c *Config) {
 		c.Bootstrap = bootAddr
-		c.Timeouts.Dial = 3 * time.Second // shorter than libp2p's 5 s for a local address
+		// The given address gets half of it (3 s), shorter than
+		// libp2p's 5 s for a local address, so the split ends it; the
+		// other half leaves the lookup, dial and identify time to finish
+		// under the race detector on a busy machine (1.5 s did not).
+		c.Timeouts.Dial = 6 * time.Second
 	})
 	stale := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", hole.Addr().(*net.TCPAddr).Port, patient.ID())
 	// As for a provider that has not met the patient since it moved (its
