@@ -53,6 +53,7 @@ const (
 	ActionDeny    Action = 12 // a request was refused before its action was known
 	ActionUnlock  Action = 13 // the identity was unlocked (passphrase accepted)
 	ActionContact Action = 14 // a contact was pinned, re-pinned or removed
+	ActionKeep    Action = 15 // a provider kept what a patient's node sent (a grant, a receipt, ...)
 )
 
 var actionNames = [...]string{
@@ -70,6 +71,7 @@ var actionNames = [...]string{
 	ActionDeny:    "deny",
 	ActionUnlock:  "unlock",
 	ActionContact: "contact",
+	ActionKeep:    "keep",
 }
 
 // Valid reports whether a is one of the defined actions.

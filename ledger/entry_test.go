@@ -108,7 +108,7 @@ func TestEntryMarshalRejects(t *testing.T) {
 		{"time after 2262", func(e *Entry) { e.Time = time.Date(2263, 1, 1, 0, 0, 0, 0, time.UTC) }},
 		{"time before 1678", func(e *Entry) { e.Time = time.Date(1677, 1, 1, 0, 0, 0, 0, time.UTC) }},
 		{"zero action", func(e *Entry) { e.Action = 0 }},
-		{"unknown action", func(e *Entry) { e.Action = ActionContact + 1 }},
+		{"unknown action", func(e *Entry) { e.Action = ActionKeep + 1 }},
 		{"zero outcome", func(e *Entry) { e.Outcome = 0 }},
 		{"unknown outcome", func(e *Entry) { e.Outcome = OutcomeFailed + 1 }},
 		{"long actor", func(e *Entry) { e.Actor = make([]byte, MaxActorLen+1) }},
@@ -157,7 +157,7 @@ func TestEntryUnmarshalRejects(t *testing.T) {
 		{"version 0", set(0, 0)},
 		{"version 2", set(0, 2)},
 		{"action 0", set(9, 0)},
-		{"action 15", set(9, 15)},
+		{"action 16", set(9, 16)},
 		{"outcome 0", set(10, 0)},
 		{"outcome 4", set(10, 4)},
 		{"actor too long", set(actorLenOff, MaxActorLen+1)},
@@ -243,7 +243,7 @@ func TestActionOutcomeNames(t *testing.T) {
 			t.Errorf("ParseAction(%q) = %v, %v", a.String(), got, err)
 		}
 	}
-	if len(Actions()) != 14 {
+	if len(Actions()) != 15 {
 		t.Errorf("Actions() has %d elements", len(Actions()))
 	}
 	if _, err := ParseAction("fly"); !errors.Is(err, ErrMalformed) {
