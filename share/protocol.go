@@ -823,7 +823,8 @@ func FetchConn(v *vault.Vault, c Framer, g *Grant, now time.Time, progress func(
 		return nil, err
 	}
 	gid := g.ID()
-	if err := v.PutObject(vault.KindReceipt, fmt.Sprintf("%s/%020d", gid, rc.Index), p, nil); err != nil {
+	keep := &vault.Event{Action: ledger.ActionKeep, Actor: g.Issuer(), Subjects: [][]byte{gid[:]}}
+	if err := v.PutObject(vault.KindReceipt, fmt.Sprintf("%s/%020d", gid, rc.Index), p, keep); err != nil {
 		return nil, err
 	}
 	typ, p, err = c.ReadFrame(maxExtends)

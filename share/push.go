@@ -1,6 +1,7 @@
 package share
 
 import (
+	"bytes"
 	"fmt"
 	"strings"
 
@@ -116,7 +117,13 @@ func StoreInbox(v *vault.Vault, g *Grant) error {
 	if g.Audience() != v.Owner().ID() {
 		return fmt.Errorf("this grant is for %s, not for you: %w", g.Audience(), ErrWrongAudience)
 	}
-	return v.PutObject(vault.KindInbox, g.ID().String(), g.Bytes(), nil)
+	gid := g.ID()
+	// Logged (a keep entry) only when new: fetching by a token already
+	// in the inbox stores nothing again.
+	ev := &vault.Event{Action: ledger.ActionKeep, Actor: g.Issuer(), Subjects: [][]byte{gid[:]}}
+	return v.UpdateObject(vault.KindInbox, gid.String(), ev, func(old []byte, found bool) ([]byte, bool, error) {
+		return g.Bytes(), !found || !bytes.Equal(old, g.Bytes()), nil
+	})
 }
 
 // StoreRevocationNotice records that the patient revoked a grant in the
@@ -133,7 +140,11 @@ func StoreRevocationNotice(v *vault.Vault, r *Revocation) error {
 	if err := r.Check(g); err != nil {
 		return err
 	}
-	return v.PutObject(vault.KindRevoked, r.Grant().String(), r.Bytes(), nil)
+	gid := r.Grant()
+	ev := &vault.Event{Action: ledger.ActionKeep, Actor: r.Issuer(), Subjects: [][]byte{gid[:]}}
+	return v.UpdateObject(vault.KindRevoked, gid.String(), ev, func(old []byte, found bool) ([]byte, bool, error) {
+		return r.Bytes(), !found || !bytes.Equal(old, r.Bytes()), nil
+	})
 }
 
 // Inbox returns the grants in v's inbox (an Issued holds the patient's

@@ -113,14 +113,14 @@ func witness(v *vault.Vault, patient identity.ID, seen, now *ledger.Checkpoint, 
 		if err != nil {
 			return nil, err
 		}
-		if err := v.PutObject(vault.KindLedgerEvidence, fmt.Sprintf("%s/%020d", patient, at.UnixNano()), b, nil); err != nil {
+		if err := v.PutObject(vault.KindLedgerEvidence, fmt.Sprintf("%s/%020d", patient, at.UnixNano()), b, &vault.Event{Action: ledger.ActionKeep, Actor: patient}); err != nil {
 			return nil, err
 		}
 	}
 	// Keep now, unless another fetch from the same patient (the node runs
 	// commands concurrently) stored a larger checkpoint meanwhile: the
 	// witness never goes back but to report a problem found against it.
-	err := v.UpdateObject(vault.KindWitnessed, patient.String(), func(old []byte, found bool) ([]byte, bool, error) {
+	err := v.UpdateObject(vault.KindWitnessed, patient.String(), &vault.Event{Action: ledger.ActionKeep, Actor: patient}, func(old []byte, found bool) ([]byte, bool, error) {
 		switch {
 		case !found, seen != nil && bytes.Equal(old, seen.Note):
 			return now.Note, !bytes.Equal(old, now.Note), nil

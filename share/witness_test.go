@@ -129,6 +129,18 @@ func TestProviderSeesLedgerRollback(t *testing.T) {
 	if !problems[LedgerRolledBack] || !problems[LedgerForked] {
 		t.Fatalf("evidence kept: %v", problems)
 	}
+	// Each of them was logged by a keep entry naming the patient, which
+	// verify holds them to.
+	kept := map[string]int{}
+	provider.Entries(0, func(_ int64, e *ledger.Entry) error {
+		if e.Action == ledger.ActionKeep && bytes.Equal(e.Actor, owner.ID().Bytes()) {
+			kept[e.Reason]++
+		}
+		return nil
+	})
+	if kept[string(vault.KindLedgerEvidence)] != 2 || kept[string(vault.KindReceipt)] == 0 || kept[string(vault.KindWitnessed)] == 0 {
+		t.Fatalf("keep entries by kind: %v", kept)
+	}
 	if rep, err := provider.Verify(true); err != nil {
 		t.Fatalf("the provider's vault: %v %v", err, rep.Problems)
 	}

@@ -52,6 +52,11 @@ func (v *Vault) Audit() (*Audit, error) {
 	served := map[identity.ID]map[string]int{}
 	err := v.Entries(0, func(i int64, e *ledger.Entry) error {
 		a.Entries++
+		if e.Action == ledger.ActionKeep {
+			// Something a patient's node sent a provider, kept: the
+			// patient is named, but accessed nothing of this vault.
+			return nil
+		}
 		actor, err := identity.IDFromBytes(e.Actor)
 		if err != nil || actor == owner {
 			if e.Outcome == ledger.OutcomeDenied {
@@ -204,7 +209,7 @@ func auditEventID(owner identity.ID, i int64) string {
 // auditAction maps a ledger action to AuditEvent.action (C, R, U, D, E).
 func auditAction(a ledger.Action) string {
 	switch a {
-	case ledger.ActionAdd, ledger.ActionImport, ledger.ActionReceive, ledger.ActionGrant:
+	case ledger.ActionAdd, ledger.ActionImport, ledger.ActionReceive, ledger.ActionGrant, ledger.ActionKeep:
 		return "C"
 	case ledger.ActionLabel, ledger.ActionRevoke:
 		return "U"

@@ -1,11 +1,13 @@
 package vault
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"slices"
 
 	"go.etcd.io/bbolt"
 
@@ -32,6 +34,30 @@ const (
 )
 
 const maxObject = 1 << 20
+
+// keptKinds are the objects a provider keeps from patients' nodes. Each
+// write of one appends a keep entry (ledger.ActionKeep) committing to it,
+// with Reason the kind and Grant the object's bucket key (a keyed tag of its
+// key, as for contacts), so verify finds one deleted, rolled back to an
+// earlier value, or stored from outside medvault.
+var keptKinds = []Kind{KindInbox, KindRevoked, KindReceipt, KindWitnessed, KindLedgerEvidence}
+
+// IsKept reports whether objects of kind are logged with keep entries.
+func IsKept(kind Kind) bool { return slices.Contains(keptKinds, kind) }
+
+// tagEvent returns a copy of ev for an object stored under bkey: the
+// commitment to the value, and the bucket key where verify looks for it.
+func tagEvent(ev *Event, kind Kind, bkey []byte, key string, value []byte) *Event {
+	e := *ev
+	e.commit = objectCommit(kind, key, value)
+	if kind == KindContact || ev.Action == ledger.ActionKeep {
+		e.Grant = bkey
+	}
+	if ev.Action == ledger.ActionKeep {
+		e.Reason = string(kind)
+	}
+	return &e
+}
 
 // Object is one stored object: its key (an alias, a grant ID) and value.
 type Object struct {
@@ -108,12 +134,7 @@ func (v *Vault) PutObject(kind Kind, key string, value []byte, ev *Event) error 
 			return err
 		}
 		if ev != nil {
-			e := *ev
-			e.commit = objectCommit(kind, key, value)
-			if kind == KindContact {
-				e.Grant = bkey // the alias, as a keyed tag (see verify)
-			}
-			ev = &e
+			ev = tagEvent(ev, kind, bkey, key, value)
 		}
 		return v.logEvent(tx, ev)
 	})
@@ -122,8 +143,9 @@ func (v *Vault) PutObject(kind Kind, key string, value []byte, ev *Event) error 
 // UpdateObject replaces the value under key with what fn makes of the
 // current one (nil and false when there is none), in one transaction, if fn
 // says to write: a read-compare-write that concurrent commands cannot
-// interleave. It logs nothing.
-func (v *Vault) UpdateObject(kind Kind, key string, fn func(old []byte, found bool) (value []byte, write bool, err error)) error {
+// interleave. When it writes, it appends ev (if not nil) to the ledger in
+// the same transaction.
+func (v *Vault) UpdateObject(kind Kind, key string, ev *Event, fn func(old []byte, found bool) (value []byte, write bool, err error)) error {
 	return v.update(func(tx *bbolt.Tx) error {
 		b, err := objectBucket(tx, kind)
 		if err != nil {
@@ -146,7 +168,13 @@ func (v *Vault) UpdateObject(kind Kind, key string, fn func(old []byte, found bo
 		if len(value) > maxObject || len(key) > 1024 {
 			return fmt.Errorf("%s object too large", kind)
 		}
-		return b.Put(bkey, v.sealObject(kind, bkey, key, value))
+		if err := b.Put(bkey, v.sealObject(kind, bkey, key, value)); err != nil {
+			return err
+		}
+		if ev != nil {
+			ev = tagEvent(ev, kind, bkey, key, value)
+		}
+		return v.logEvent(tx, ev)
 	})
 }
 
@@ -239,4 +267,57 @@ func kindNoun(k Kind) string {
 		return "revocation"
 	}
 	return string(k)
+}
+
+// adoptKept brings a format 1 vault to format 2: every kept object stored
+// by a version of medvault that did not log them gets its keep entry, in
+// one transaction with the new format number. From then on verify holds
+// them to their entries. A vault whose ledger already has keep entries was
+// written by format 2: its format number was put back outside medvault
+// (which, adopted again, would bless a receipt deleted or a checkpoint
+// rolled back since), and is refused.
+func (v *Vault) adoptKept() error {
+	return v.update(func(tx *bbolt.Tx) error {
+		err := v.ledger.log.Scan(tx, 0, func(i int64, e *ledger.Entry) error {
+			if e.Action == ledger.ActionKeep {
+				return fmt.Errorf("%w: the vault says format v1, but ledger entry %d is a keep entry, which format v1 does not write (format number changed outside medvault)", ErrTampered, i)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		var evs []*Event
+		for _, kind := range keptKinds {
+			b, _ := objectBucket(tx, kind)
+			if b == nil || kind == KindRevoked {
+				// A patient's own revocations share the bucket and
+				// have revoke entries; notices received before are
+				// left unlogged (an extra one only refuses more).
+				continue
+			}
+			err := b.ForEach(func(k, sealed []byte) error {
+				o, err := v.openObject(kind, k, sealed)
+				if err != nil {
+					return nil // verify reports it
+				}
+				evs = append(evs, tagEvent(&Event{Action: ledger.ActionKeep}, kind, bytes.Clone(k), o.Key, o.Value))
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		for _, ev := range evs {
+			if err := v.logAppend(tx, *ev); err != nil {
+				return err
+			}
+		}
+		if len(evs) > 0 {
+			if err := v.ledger.checkpoint(tx); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketMeta).Put(keyFormat, binary.BigEndian.AppendUint32(nil, FormatVersion))
+	})
 }

@@ -10,6 +10,7 @@ import (
 
 	"go.etcd.io/bbolt"
 
+	"github.com/medvault/medvault/ledger"
 	"github.com/medvault/medvault/vault/record"
 )
 
@@ -208,12 +209,15 @@ func TestForgedMarkerDoesNotHideDamage(t *testing.T) {
 	}
 }
 
-// Contacts, received grants and receipts have no ledger entries, but full
-// verify still finds one that was changed.
+// A stored contact, received grant or receipt that was changed is found.
 func TestVerifyChecksEveryObject(t *testing.T) {
 	for _, kind := range []Kind{KindContact, KindInbox, KindReceipt} {
 		v := newTestVault(t)
-		if err := v.PutObject(kind, "key", []byte("value"), nil); err != nil {
+		var ev *Event
+		if IsKept(kind) {
+			ev = &Event{Action: ledger.ActionKeep}
+		}
+		if err := v.PutObject(kind, "key", []byte("value"), ev); err != nil {
 			t.Fatal(err)
 		}
 		if rep, err := v.Verify(true); err != nil {

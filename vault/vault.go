@@ -19,8 +19,10 @@ import (
 	"github.com/medvault/medvault/vault/record"
 )
 
-// FormatVersion is the on-disk format this build writes and reads.
-const FormatVersion = 1
+// FormatVersion is the on-disk format this build writes and reads. Version
+// 2 logs what a provider keeps from patients' nodes (keep entries); a
+// version 1 vault is brought to version 2 when opened (adoptKept).
+const FormatVersion = 2
 
 // File names inside a data directory.
 const (
@@ -237,6 +239,7 @@ func (v *Vault) load() error {
 	if err := v.initKeys(); err != nil {
 		return err
 	}
+	adopt := false
 	err := v.view(func(tx *bbolt.Tx) error {
 		m := tx.Bucket(bucketMeta)
 		if m == nil {
@@ -248,6 +251,8 @@ func (v *Vault) load() error {
 		}
 		if ver := binary.BigEndian.Uint32(f); ver > FormatVersion {
 			return fmt.Errorf("%w (format v%d, this build reads v%d)", ErrNewerFormat, ver, FormatVersion)
+		} else if ver == 1 {
+			adopt = true
 		} else if ver != FormatVersion {
 			return fmt.Errorf("%w: unknown format version %d", ErrTampered, ver)
 		}
@@ -272,6 +277,11 @@ func (v *Vault) load() error {
 	}
 	if err := v.cleanPending(); err != nil {
 		return err
+	}
+	if adopt {
+		if err := v.adoptKept(); err != nil {
+			return fmt.Errorf("bring the vault to format v%d: %w", FormatVersion, err)
+		}
 	}
 	var owed bool
 	v.view(func(tx *bbolt.Tx) error { owed = tx.Bucket(bucketMeta).Get(keyCompactOwed) != nil; return nil })

@@ -142,6 +142,10 @@ func (v *Vault) verifyRecords(tx *bbolt.Tx, lr *ledger.Report, full bool, rep *V
 	// One pass over the entries serves both the records and the grants
 	// and revocations: each pass decrypts the whole range.
 	objects := map[Kind]map[string]lastEntry{KindGrant: {}, KindRevoked: {}, KindContact: {}}
+	kept := map[Kind]map[string]lastEntry{} // keep entries, by kind and bucket key
+	for _, k := range keptKinds {
+		kept[k] = map[string]lastEntry{}
+	}
 	imports := map[ledger.Hash]int64{} // import commits (see importCommit)
 	err := v.ledger.log.Scan(tx, from, func(i int64, e *ledger.Entry) error {
 		if e.Action == ledger.ActionImport && len(e.Subjects) == 0 && e.Commit != (ledger.Hash{}) {
@@ -158,6 +162,10 @@ func (v *Vault) verifyRecords(tx *bbolt.Tx, lr *ledger.Report, full bool, rep *V
 			// Keyed by the contact's bucket key (a keyed tag of its alias).
 			if len(e.Grant) == 32 {
 				objects[KindContact][hex.EncodeToString(e.Grant)] = lastEntry{index: i, action: e.Action, commit: e.Commit, removed: e.Reason == ContactRemoved}
+			}
+		case ledger.ActionKeep:
+			if m, ok := kept[Kind(e.Reason)]; ok && len(e.Grant) == 32 {
+				m[hex.EncodeToString(e.Grant)] = lastEntry{index: i, action: e.Action, commit: e.Commit}
 			}
 		case ledger.ActionGrant, ledger.ActionRevoke:
 			if len(e.Grant) == 32 && e.Commit != (ledger.Hash{}) {
@@ -247,12 +255,13 @@ func (v *Vault) verifyRecords(tx *bbolt.Tx, lr *ledger.Report, full bool, rep *V
 		v.checkRefIndex(tx, targets, rc, rep)
 		v.checkObjects(tx, objects, true, rep)
 		v.checkCommitMarks(tx, imports, rep)
-		v.checkSealed(tx, rep, KindInbox, KindReceipt, KindWitnessed, KindLedgerEvidence) // contacts: checkObjects opens them all
+		v.checkKept(tx, kept, true, rep)
 		return
 	}
 	// Grants and revocations recorded in the range: a deleted revocation
 	// would bring its grant back to life.
 	v.checkObjects(tx, objects, false, rep)
+	v.checkKept(tx, kept, false, rep)
 	for id, le := range sortedEntries(last) {
 		sealed := recs.Get(id[:])
 		switch {
@@ -453,24 +462,64 @@ func (v *Vault) checkCommitMarks(tx *bbolt.Tx, logged map[ledger.Hash]int64, rep
 	}
 }
 
-// checkSealed reports stored objects of these kinds that do not
-// authenticate. Unlike grants and revocations they have no ledger entries,
-// so a deleted one goes unseen; a changed or damaged one does not.
-func (v *Vault) checkSealed(tx *bbolt.Tx, rep *VerifyReport, kinds ...Kind) {
-	for _, kind := range kinds {
+// checkKept compares the objects a provider kept from patients' nodes
+// with their keep entries: each entry's object must be stored as committed
+// (a deleted receipt, or a checkpoint of a patient's ledger put back to an
+// earlier one, is found), and, when want holds the whole ledger's
+// (complete), each stored object must have an entry (received revocation
+// notices excepted: the bucket also holds the owner's own revocations, and
+// an extra notice only refuses more). Every stored object must
+// authenticate.
+func (v *Vault) checkKept(tx *bbolt.Tx, want map[Kind]map[string]lastEntry, complete bool, rep *VerifyReport) {
+	for _, kind := range keptKinds {
+		noun := keptNoun(kind)
+		entries := want[kind]
 		b, _ := objectBucket(tx, kind)
-		if b == nil {
-			continue
+		stored := map[string]ledger.Hash{}
+		if b != nil && (complete || len(entries) > 0) {
+			b.ForEach(func(k, sealed []byte) error {
+				o, err := v.openObject(kind, k, sealed)
+				if err != nil {
+					rep.Problems = append(rep.Problems, Problem{What: "vault", Detail: fmt.Sprintf("a stored %s does not authenticate (changed or damaged)", noun)})
+					return nil
+				}
+				stored[hex.EncodeToString(k)] = objectCommit(kind, o.Key, o.Value)
+				return nil
+			})
 		}
-		b.ForEach(func(k, sealed []byte) error {
-			if _, err := v.openObject(kind, k, sealed); err != nil {
-				noun := map[Kind]string{KindContact: "contact", KindInbox: "received grant", KindReceipt: "receipt",
-					KindWitnessed: "checkpoint of a patient's ledger", KindLedgerEvidence: "evidence about a patient's ledger"}[kind]
-				rep.Problems = append(rep.Problems, Problem{What: "vault", Detail: fmt.Sprintf("a stored %s does not authenticate (changed or damaged)", noun)})
+		for _, key := range slices.Sorted(maps.Keys(entries)) {
+			le := entries[key]
+			c, ok := stored[key]
+			switch {
+			case !ok:
+				rep.Problems = append(rep.Problems, Problem{What: "vault", Detail: fmt.Sprintf("the %s kept by ledger entry %d is missing (deleted outside medvault)", noun, le.index)})
+			case c != le.commit:
+				rep.Problems = append(rep.Problems, Problem{What: "vault", Detail: fmt.Sprintf("the %s kept by ledger entry %d differs from what it committed to (changed or put back outside medvault)", noun, le.index)})
 			}
-			return nil
-		})
+		}
+		if complete && kind != KindRevoked {
+			n := 0
+			for key := range stored {
+				if _, ok := entries[key]; !ok {
+					n++
+				}
+			}
+			if n > 0 {
+				rep.Problems = append(rep.Problems, Problem{What: "vault", Detail: fmt.Sprintf("%d %s stored without a ledger entry (put there outside medvault)", n, keptNouns(kind, n))})
+			}
+		}
 	}
+}
+
+func keptNoun(kind Kind) string { return keptNouns(kind, 1) }
+
+func keptNouns(kind Kind, n int) string {
+	if n == 1 {
+		return map[Kind]string{KindInbox: "received grant", KindRevoked: "revocation notice", KindReceipt: "receipt",
+			KindWitnessed: "checkpoint of a patient's ledger", KindLedgerEvidence: "evidence about a patient's ledger"}[kind]
+	}
+	return map[Kind]string{KindInbox: "received grants", KindRevoked: "revocation notices", KindReceipt: "receipts",
+		KindWitnessed: "checkpoints of patients' ledgers", KindLedgerEvidence: "pieces of evidence about patients' ledgers"}[kind]
 }
 
 // ContactRemoved is the reason of a contact entry that removed a contact.
