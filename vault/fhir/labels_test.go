@@ -359,3 +359,55 @@ func TestCategoryOf(t *testing.T) {
 		}
 	}
 }
+
+// TestScreeningItemLabels: the item questions of the screening instruments
+// carry the instrument's label on their own. Exports store each answer as an
+// Observation that the panel references through hasMember, and labels run
+// from the referenced resource to the referrer, so an item Observation gets
+// nothing from its (labelled) panel: "Thoughts that you would be better off
+// dead" was shared under a plain social-history grant.
+func TestScreeningItemLabels(t *testing.T) {
+	const loinc = "http://loinc.org"
+	tests := []struct {
+		code string
+		want record.Label
+	}{
+		// PHQ-9 items
+		{"44250-9", record.MH}, {"44255-8", record.MH}, {"44259-0", record.MH},
+		{"44254-1", record.MH}, {"44251-7", record.MH}, {"44258-2", record.MH},
+		{"44252-5", record.MH}, {"44253-3", record.MH}, {"44260-8", record.MH},
+		{"69722-7", record.MH},
+		// GAD-7 items
+		{"69725-0", record.MH}, {"68509-9", record.MH}, {"69733-4", record.MH},
+		{"69734-2", record.MH}, {"69735-9", record.MH}, {"69689-8", record.MH},
+		{"69736-7", record.MH},
+		// AUDIT-C items, AUDIT, DAST-10 panel
+		{"68518-0", record.SUD}, {"68519-8", record.SUD}, {"68520-6", record.SUD},
+		{"72110-0", record.SUD}, {"75624-7", record.SUD}, {"82666-9", record.SUD},
+		// HARK intimate partner violence screen
+		{"76499-3", record.SDV}, {"76500-8", record.SDV}, {"76501-6", record.SDV},
+		{"76502-4", record.SDV}, {"76503-2", record.SDV}, {"76504-0", record.SDV},
+	}
+	for _, tt := range tests {
+		got := CodeLabels(Coding{System: loinc, Code: tt.code})
+		if !reflect.DeepEqual(got, []record.Label{tt.want}) {
+			t.Errorf("LOINC %s: labels %v, want [%s]", tt.code, got, tt.want)
+		}
+	}
+
+	// An item stored on its own, referenced by its panel: labelled by its
+	// code, not through the panel.
+	ndjson := `{"resourceType":"Observation","id":"panel","status":"final","category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"survey"}]}],"code":{"coding":[{"system":"http://loinc.org","code":"44249-1"}]},"hasMember":[{"reference":"Observation/item9"}]}
+{"resourceType":"Observation","id":"item9","status":"final","category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"survey"}]}],"code":{"coding":[{"system":"http://loinc.org","code":"44260-8"}]},"valueCodeableConcept":{"coding":[{"system":"http://loinc.org","code":"LA6570-1"}]}}
+`
+	rs, err := ReadAll(strings.NewReader(ndjson), "phq9.ndjson", Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	Propagate(rs)
+	for _, r := range rs {
+		if !reflect.DeepEqual(r.Labels, []record.Label{record.MH}) {
+			t.Errorf("%s: labels %v, want [MH]", r.Key(), r.Labels)
+		}
+	}
+}
