@@ -519,8 +519,10 @@ func (v *Vault) shredWithin(wait time.Duration) error {
 // SetLabels adds and removes sensitivity labels by hand, on the record and
 // on every other version the vault holds of the same FHIR resource (a
 // diagnosis labelled MH in its second version is as sensitive in its
-// first); each change is a ledger entry. It returns the record's new
-// metadata and how many other versions changed.
+// first); each change is a ledger entry. Labels it adds also reach, as an
+// import's propagation would, the imported records that reference the
+// resource, and the records that reference those (spreadAdded). It returns
+// the record's new metadata and how many other versions changed.
 func (v *Vault) SetLabels(id record.ID, add, remove []record.Label) (*Meta, int, error) {
 	var m *Meta
 	others := 0
@@ -555,9 +557,85 @@ func (v *Vault) SetLabels(id record.ID, add, remove []record.Label) (*Meta, int,
 				others++
 			}
 		}
+		if err := v.spreadAdded(tx, m, add); err != nil {
+			return err
+		}
 		return v.ledger.checkpoint(tx)
 	})
 	return m, others, err
+}
+
+// spreadAdded gives labels add, just added by hand to record m and its
+// other versions, to the vault's records that reference m's resource, and
+// on from those to the records that reference them, to a fixed point: rule
+// 1 of fhir.Propagate over the reference index, as an import applies it
+// when the labelled resource arrives after the records that reference it.
+// Without it the result depended on order: a Claim imported after its
+// Encounter was labelled MH by hand inherited MH, one imported before did
+// not, and a billing grant without MH shared it. Only the added labels
+// travel (a label the patient removed from a referrer by hand is not put
+// back by an unrelated change); a record that gains one gets a label entry
+// with reason LabelPropagated, and so do its other versions. A vault whose
+// reference index is not built yet (no import since it was introduced)
+// spreads nothing: its next import builds the index.
+func (v *Vault) spreadAdded(tx *bbolt.Tx, m *Meta, add []record.Label) error {
+	add = normLabels(slices.Clone(add))
+	if len(add) == 0 || m.FHIR == nil || !m.From.IsZero() || tx.Bucket(bucketRefs) == nil {
+		return nil
+	}
+	rh := v.newRefHasher()
+	seen := map[record.ID]bool{m.ID: true}
+	work := []*Meta{m}
+	for _, oid := range v.otherVersions(tx, m) {
+		seen[oid] = true
+		om, err := v.meta1(tx, oid)
+		if err != nil {
+			return err
+		}
+		work = append(work, om)
+	}
+	for len(work) > 0 {
+		t := work[len(work)-1]
+		work = work[:len(work)-1]
+		if t.FHIR == nil || !fhir.PassesLabels(t.FHIR.Type) {
+			continue
+		}
+		for _, h := range v.targetRefKeys(t) {
+			ids, exacts := v.referrers(tx, rh, h)
+			for i, rid := range ids {
+				if len(exacts[i]) > 0 && len(v.holders(tx, exacts[i])) > 0 {
+					continue // the reference as written names another resource
+				}
+				if seen[rid] {
+					continue
+				}
+				rm, err := v.meta1(tx, rid)
+				if err != nil {
+					return err
+				}
+				group := []*Meta{rm}
+				for _, oid := range v.otherVersions(tx, rm) {
+					om, err := v.meta1(tx, oid)
+					if err != nil {
+						return err
+					}
+					group = append(group, om)
+				}
+				for _, g := range group {
+					seen[g.ID] = true
+					ls := normLabels(append(slices.Clone(g.Labels), add...))
+					if !slices.Equal(ls, g.Labels) {
+						g.Labels = ls
+						if err := v.putMetaEvent(tx, g, Event{Action: ledger.ActionLabel, Reason: LabelPropagated}); err != nil {
+							return err
+						}
+					}
+					work = append(work, g)
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // otherVersions returns the IDs of the other stored versions of the FHIR

@@ -651,7 +651,9 @@ func newLabelCommand(a *app) *cobra.Command {
 Labels: MH (mental health), SUD (substance use), SEX (reproductive health),
 HIV, STD, GDIS (genetics), SDV (violence). A grant never includes a labelled
 record unless it names the label. For a FHIR resource imported in several
-versions, the change applies to every version. Each change is a ledger entry.`,
+versions, the change applies to every version. A label added also reaches the
+imported records that reference the resource (a claim or a prescription for a
+visit labelled MH), as it does at import. Each change is a ledger entry.`,
 		Example: `  medvault label 3f9a2c +MH
   medvault label 3f9a2c -SUD +MH
   medvault --passphrase-file pass.txt label 3f9a2c -SUD   (flags go before the ID)`,

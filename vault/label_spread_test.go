@@ -1,0 +1,80 @@
+package vault
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/medvault/medvault/vault/record"
+)
+
+// A label added by hand reaches the records that reference the resource,
+// whatever the order: a Claim imported before its Encounter was labelled MH
+// by hand ends MH, as one imported after it does, and so does the EOB that
+// references the Claim (a billing grant without MH must not share either).
+// A record the reference index knows nothing of is left alone, and so is a
+// record whose label the patient removed by hand, for labels not added now.
+func TestHandLabelReachesEarlierReferrers(t *testing.T) {
+	const (
+		enc   = `{"resourceType":"Encounter","id":"e","status":"finished","class":{"code":"AMB"}}`
+		claim = `{"resourceType":"Claim","id":"c","status":"active","item":[{"sequence":1,"encounter":[{"reference":"Encounter/e"}]}]}`
+		eob   = `{"resourceType":"ExplanationOfBenefit","id":"x","status":"active","claim":{"reference":"Claim/c"}}`
+		other = `{"resourceType":"Claim","id":"o","status":"active","item":[{"sequence":1,"encounter":[{"reference":"Encounter/unrelated"}]}]}`
+	)
+	find := func(t *testing.T, v *Vault, key string) *Meta {
+		t.Helper()
+		ms, err := v.List(Filter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range ms {
+			if m.FHIR != nil && m.FHIR.Type+"/"+m.FHIR.ID == key {
+				return m
+			}
+		}
+		t.Fatalf("%s not stored", key)
+		return nil
+	}
+
+	for _, order := range []string{"label, then import the claim", "import the claim, then label"} {
+		t.Run(order, func(t *testing.T) {
+			v := newTestVault(t)
+			importString(t, v, "enc.ndjson", enc+"\n")
+			if order == "import the claim, then label" {
+				importString(t, v, "claim.ndjson", claim+"\n"+eob+"\n"+other+"\n")
+			}
+			if _, _, err := v.SetLabels(find(t, v, "Encounter/e").ID, []record.Label{record.MH}, nil); err != nil {
+				t.Fatal(err)
+			}
+			if order == "label, then import the claim" {
+				importString(t, v, "claim.ndjson", claim+"\n"+eob+"\n"+other+"\n")
+			}
+			checkAllMH(t, v, order, "Encounter/e", "Claim/c", "ExplanationOfBenefit/x")
+			if ls := find(t, v, "Claim/o").Labels; len(ls) != 0 {
+				t.Errorf("%s: unrelated Claim/o labelled %v", order, ls)
+			}
+			mustVerify(t, v, order)
+		})
+	}
+
+	// Only the labels added travel: SUD added to the Encounter does not put
+	// back the MH the patient removed from the Claim.
+	v := newTestVault(t)
+	importString(t, v, "all.ndjson", enc+"\n"+claim+"\n"+eob+"\n")
+	e := find(t, v, "Encounter/e")
+	if _, _, err := v.SetLabels(e.ID, []record.Label{record.MH}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := v.SetLabels(find(t, v, "Claim/c").ID, nil, []record.Label{record.MH}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := v.SetLabels(e.ID, []record.Label{record.SUD}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := find(t, v, "Claim/c").Labels; !slices.Equal(got, []record.Label{record.SUD}) {
+		t.Errorf("Claim/c after -MH on it and +SUD on its Encounter: %v, want [SUD]", got)
+	}
+	if got := find(t, v, "ExplanationOfBenefit/x").Labels; !slices.Equal(got, []record.Label{record.MH, record.SUD}) {
+		t.Errorf("EOB/x: %v, want [MH SUD]", got)
+	}
+	mustVerify(t, v, "removed by hand")
+}
