@@ -109,7 +109,7 @@ func TestLabelAllVersions(t *testing.T) {
 			}
 		}
 	}
-	if _, others, err := v.SetLabels(ms[1].ID, []record.Label{record.MH}, nil); err != nil || others != 1 {
+	if _, others, err := v.SetLabels(ms[1].ID, []record.Label{record.MH}, nil); err != nil || others.Versions != 1 {
 		t.Fatalf("label: %d others, %v", others, err)
 	}
 	check(true)

@@ -61,8 +61,8 @@ func TestHandLabelReachesEarlierReferrers(t *testing.T) {
 	v := newTestVault(t)
 	importString(t, v, "all.ndjson", enc+"\n"+claim+"\n"+eob+"\n")
 	e := find(t, v, "Encounter/e")
-	if _, _, err := v.SetLabels(e.ID, []record.Label{record.MH}, nil); err != nil {
-		t.Fatal(err)
+	if _, others, err := v.SetLabels(e.ID, []record.Label{record.MH}, nil); err != nil || others.Referrers != 2 {
+		t.Fatalf("+MH on the Encounter: %v, %d referrers relabelled, want 2 (the Claim and the EOB)", err, others.Referrers)
 	}
 	if _, _, err := v.SetLabels(find(t, v, "Claim/c").ID, nil, []record.Label{record.MH}); err != nil {
 		t.Fatal(err)

@@ -522,12 +522,12 @@ func (v *Vault) shredWithin(wait time.Duration) error {
 // first); each change is a ledger entry. Labels it adds also reach, as an
 // import's propagation would, the imported records that reference the
 // resource, and the records that reference those (spreadAdded). It returns
-// the record's new metadata and how many other versions changed.
-func (v *Vault) SetLabels(id record.ID, add, remove []record.Label) (*Meta, int, error) {
+// the record's new metadata and what else changed.
+func (v *Vault) SetLabels(id record.ID, add, remove []record.Label) (*Meta, Relabelled, error) {
 	var m *Meta
-	others := 0
+	var others Relabelled
 	err := v.update(func(tx *bbolt.Tx) error {
-		others = 0
+		others = Relabelled{}
 		var err error
 		if m, err = v.meta1(tx, id); err != nil {
 			return err
@@ -554,15 +554,21 @@ func (v *Vault) SetLabels(id record.ID, add, remove []record.Label) (*Meta, int,
 				return err
 			}
 			if changed {
-				others++
+				others.Versions++
 			}
 		}
-		if err := v.spreadAdded(tx, m, add); err != nil {
+		if others.Referrers, err = v.spreadAdded(tx, m, add); err != nil {
 			return err
 		}
 		return v.ledger.checkpoint(tx)
 	})
 	return m, others, err
+}
+
+// Relabelled says what else a change of labels by hand changed.
+type Relabelled struct {
+	Versions  int // other versions of the same FHIR resource
+	Referrers int // records that reference it (or reference those), which gained a label
 }
 
 // spreadAdded gives labels add, just added by hand to record m and its
@@ -578,11 +584,12 @@ func (v *Vault) SetLabels(id record.ID, add, remove []record.Label) (*Meta, int,
 // with reason LabelPropagated, and so do its other versions. A vault whose
 // reference index is not built yet (no import since it was introduced)
 // spreads nothing: its next import builds the index.
-func (v *Vault) spreadAdded(tx *bbolt.Tx, m *Meta, add []record.Label) error {
+func (v *Vault) spreadAdded(tx *bbolt.Tx, m *Meta, add []record.Label) (int, error) {
 	add = normLabels(slices.Clone(add))
 	if len(add) == 0 || m.FHIR == nil || !m.From.IsZero() || tx.Bucket(bucketRefs) == nil {
-		return nil
+		return 0, nil
 	}
+	changed := 0
 	rh := v.newRefHasher()
 	seen := map[record.ID]bool{m.ID: true}
 	work := []*Meta{m}
@@ -590,7 +597,7 @@ func (v *Vault) spreadAdded(tx *bbolt.Tx, m *Meta, add []record.Label) error {
 		seen[oid] = true
 		om, err := v.meta1(tx, oid)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		work = append(work, om)
 	}
@@ -611,13 +618,13 @@ func (v *Vault) spreadAdded(tx *bbolt.Tx, m *Meta, add []record.Label) error {
 				}
 				rm, err := v.meta1(tx, rid)
 				if err != nil {
-					return err
+					return 0, err
 				}
 				group := []*Meta{rm}
 				for _, oid := range v.otherVersions(tx, rm) {
 					om, err := v.meta1(tx, oid)
 					if err != nil {
-						return err
+						return 0, err
 					}
 					group = append(group, om)
 				}
@@ -627,15 +634,16 @@ func (v *Vault) spreadAdded(tx *bbolt.Tx, m *Meta, add []record.Label) error {
 					if !slices.Equal(ls, g.Labels) {
 						g.Labels = ls
 						if err := v.putMetaEvent(tx, g, Event{Action: ledger.ActionLabel, Reason: LabelPropagated}); err != nil {
-							return err
+							return 0, err
 						}
+						changed++
 					}
 					work = append(work, g)
 				}
 			}
 		}
 	}
-	return nil
+	return changed, nil
 }
 
 // otherVersions returns the IDs of the other stored versions of the FHIR

@@ -698,8 +698,12 @@ visit labelled MH), as it does at import. Each change is a ledger entry.`,
 			if err != nil {
 				return err
 			}
-			if others > 0 {
-				a.say("Also changed on %s of this resource.", count(others, "other version"))
+			if others.Versions > 0 {
+				a.say("Also changed on %s of this resource.", count(others.Versions, "other version"))
+			}
+			if others.Referrers > 0 {
+				a.say("Also added to %s that %s this resource (as an import would): see 'medvault log --action label'.",
+					count(others.Referrers, "record"), map[bool]string{true: "references", false: "reference"}[others.Referrers == 1])
 			}
 			if a.jsonOut {
 				return printJSON(a.stdout, struct {
