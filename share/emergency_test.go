@@ -1,12 +1,15 @@
 package share
 
 import (
+	"errors"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/medvault/medvault/vault"
 	"github.com/medvault/medvault/vault/identity"
+	"github.com/medvault/medvault/vault/record"
 )
 
 func fhirBundle(entries ...string) string {
@@ -66,4 +69,45 @@ func TestEmergencySummaryCurrentOnly(t *testing.T) {
 	if want := []string{"Chronic kidney disease", "Penicillin"}; !slices.Equal(got, want) {
 		t.Fatalf("emergency summary lists %q, want %q", got, want)
 	}
+
+	// The resolved problem's first version, asked for by ID, is held to
+	// the same rule: the node's lookup marks it Superseded, and the
+	// emergency summary does not cover it.
+	var old record.ID
+	for _, in := range infos {
+		if in.Superseded {
+			old = in.ID
+		}
+	}
+	if old == (record.ID{}) {
+		t.Fatal("no superseded record among the infos")
+	}
+	stop := errors.New("stop")
+	_, err = patient.Admit(func(st *vault.AdmitState) (vault.Decision, error) {
+		info, ok, err := admitState(patient, st).Lookup(old)
+		switch {
+		case err != nil || !ok:
+			t.Errorf("lookup of the first version: %v %v", ok, err)
+		case !info.Superseded:
+			t.Error("the first version of a resolved problem, looked up by ID, is not Superseded")
+		case g.sc.covers(&info) == ReasonAllowed:
+			t.Error("the emergency summary covers the first version of a resolved problem asked for by ID")
+		}
+		return vault.Decision{}, stop
+	})
+	if !errors.Is(err, stop) {
+		t.Fatal(err)
+	}
+	if sup, err := patient.Superseded(mustShow(t, patient, old)); err != nil || !sup {
+		t.Errorf("Vault.Superseded of the first version: %v %v", sup, err)
+	}
+}
+
+func mustShow(t *testing.T, v *vault.Vault, id record.ID) *vault.Meta {
+	t.Helper()
+	m, err := v.Show(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }

@@ -331,11 +331,16 @@ func serveConn(v *vault.Vault, c Framer, remote identity.ID, now time.Time, sv *
 			return errors.Join(err, c.WriteFrame(frameDenied, []byte(r)))
 		}
 		out, err := v.Share(adm, id, rcpt, resume[id])
-		if err == nil && g.sc.covers(recordInfo(out.Meta)) != ReasonAllowed {
-			// Relabelled since the decision (the node runs label
-			// and rm while it serves): the rule is applied again to
-			// the metadata that would go out.
-			err = errWithdrawn
+		if err == nil {
+			// Relabelled, or superseded by a newer version, since the
+			// decision (the node runs label, rm and import while it
+			// serves): the rule is applied again to the metadata that
+			// would go out.
+			ri := recordInfo(out.Meta)
+			var serr error
+			if ri.Superseded, serr = v.Superseded(out.Meta); serr != nil || g.sc.covers(ri) != ReasonAllowed {
+				err = errWithdrawn
+			}
 		}
 		withheld := ""
 		switch {
@@ -507,7 +512,6 @@ func recordInfos(ms []*vault.Meta) []RecordInfo {
 
 // admitState adapts the vault's admission view to the decision's State.
 func admitState(v *vault.Vault, st *vault.AdmitState) State {
-	info := func(m *vault.Meta) RecordInfo { return *recordInfo(m) }
 	return State{
 		Owner: v.Owner().ID(),
 		Vault: VaultID(v.VaultID()),
@@ -518,11 +522,17 @@ func admitState(v *vault.Vault, st *vault.AdmitState) State {
 			return st.NonceSeen(id, n), nil
 		},
 		Lookup: func(id record.ID) (RecordInfo, bool, error) {
+			// A record asked for by ID is held to the same rule as one
+			// the grant selects: an older version of a resource is
+			// Superseded, so the emergency summary does not send a
+			// problem a newer version resolved.
 			m, ok, err := st.Record(id)
 			if !ok || err != nil {
 				return RecordInfo{}, ok, err
 			}
-			return info(m), true, nil
+			info := *recordInfo(m)
+			info.Superseded, err = st.Superseded(m)
+			return info, err == nil, err
 		},
 		All: func() ([]RecordInfo, error) {
 			ms, err := st.Records()

@@ -108,6 +108,38 @@ func (s *AdmitState) Record(id record.ID) (*Meta, bool, error) {
 	return m, true, nil
 }
 
+// Superseded reports whether the vault holds a later version of the FHIR
+// resource m is (see the package function Superseded).
+func (s *AdmitState) Superseded(m *Meta) (bool, error) { return s.v.supersededIn(s.tx, m) }
+
+// Superseded reports whether the vault now holds a later version of the
+// FHIR resource m is.
+func (v *Vault) Superseded(m *Meta) (bool, error) {
+	var out bool
+	err := v.view(func(tx *bbolt.Tx) error {
+		var err error
+		out, err = v.supersededIn(tx, m)
+		return err
+	})
+	return out, err
+}
+
+func (v *Vault) supersededIn(tx *bbolt.Tx, m *Meta) (bool, error) {
+	if m.FHIR == nil {
+		return false, nil
+	}
+	for _, oid := range v.otherVersions(tx, m) {
+		om, err := v.meta1(tx, oid)
+		if err != nil {
+			return false, err
+		}
+		if om.FHIR != nil && seriesOf(om) == seriesOf(m) && om.FHIR.Version > m.FHIR.Version {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 // Records returns the metadata of all the owner's own records.
 func (s *AdmitState) Records() ([]*Meta, error) {
 	var out []*Meta
