@@ -153,6 +153,9 @@ func (ix *indexer) index(raw []byte, fullURL string) (*Resource, error) {
 	}
 
 	r.Code, r.Codes = collectCodes(v, nil, nil)
+	if typ == "QuestionnaireResponse" {
+		r.Codes = questionnaireCodes(v, r.Codes)
+	}
 	// Codes of contained resources count for labels: an EOB may contain
 	// the Condition it pays for. Contained resources may not themselves
 	// contain resources, so one level is enough.
@@ -195,6 +198,67 @@ func collectCodes(v getter, primary, all []Coding) ([]Coding, []Coding) {
 		all = conceptCodings(d.get("reasonCode"), all)
 	})
 	return primary, all
+}
+
+// maxItemDepth bounds how deep questionnaireCodes follows nested items.
+const maxItemDepth = 32
+
+// questionnaireCodes appends what a QuestionnaireResponse says in codes,
+// which it holds in none of the elements collectCodes reads: the LOINC form
+// its questionnaire canonical names (http://loinc.org/q/CODE), each item's
+// linkId when it is a LOINC code (forms built from LOINC panels use the
+// question's code as its linkId), and every answer's valueCoding, at any
+// depth. A PHQ-9 filed as a QuestionnaireResponse is then labelled as one
+// filed as Observations is.
+func questionnaireCodes(v getter, out []Coding) []Coding {
+	if q, ok := v.get("questionnaire").str(); ok {
+		q, _, _ = strings.Cut(q, "|") // canonical|version
+		if c, ok := strings.CutPrefix(q, "http://loinc.org/q/"); ok && isLOINC(c) {
+			out = append(out, Coding{System: sysLOINC, Code: c})
+		}
+	}
+	var walk func(items jval, depth int)
+	walk = func(items jval, depth int) {
+		if depth > maxItemDepth {
+			return
+		}
+		items.each(func(it jval) {
+			if id, ok := it.get("linkId").str(); ok && isLOINC(id) {
+				out = append(out, Coding{System: sysLOINC, Code: id})
+			}
+			it.get("answer").each(func(a jval) {
+				out = codings(a.get("valueCoding"), out)
+				walk(a.get("item"), depth+1)
+			})
+			walk(it.get("item"), depth+1)
+		})
+	}
+	walk(v.get("item"), 0)
+	return out
+}
+
+// isLOINC reports whether s has the form of a LOINC code: one to five
+// digits, a hyphen and the mod 10 (Luhn) check digit of those digits.
+func isLOINC(s string) bool {
+	num, check, ok := strings.Cut(s, "-")
+	if !ok || len(num) < 1 || len(num) > 5 || len(check) != 1 || check[0] < '0' || check[0] > '9' {
+		return false
+	}
+	sum := 0
+	for i := range len(num) {
+		d := num[len(num)-1-i]
+		if d < '0' || d > '9' {
+			return false
+		}
+		n := int(d - '0')
+		if i%2 == 0 {
+			if n *= 2; n > 9 {
+				n -= 9
+			}
+		}
+		sum += n
+	}
+	return int(check[0]-'0') == (10-sum%10)%10
 }
 
 // conceptCodings appends the codings of a CodeableConcept, an array of

@@ -411,3 +411,43 @@ func TestScreeningItemLabels(t *testing.T) {
 		}
 	}
 }
+
+func TestIsLOINC(t *testing.T) {
+	for _, s := range []string{"44249-1", "44260-8", "4548-4", "69722-7", "82666-9", "1-8", "10000-8"} {
+		if !isLOINC(s) {
+			t.Errorf("isLOINC(%q) = false", s)
+		}
+	}
+	for _, s := range []string{"44249-2", "44260-0", "1.1", "q1", "", "-1", "123456-1", "4424a-1", "44249-", "44249-12"} {
+		if isLOINC(s) {
+			t.Errorf("isLOINC(%q) = true", s)
+		}
+	}
+}
+
+// A screening filed as a QuestionnaireResponse is labelled from the LOINC
+// form its questionnaire names, its items' LOINC linkIds, or a sensitive
+// answer code, at any depth; a form of local linkIds with harmless answers
+// is not.
+func TestQuestionnaireResponseLabels(t *testing.T) {
+	qr := func(id, body string) string {
+		return `{"resourceType":"QuestionnaireResponse","id":"` + id + `","status":"completed"` + body + "}\n"
+	}
+	ndjson := qr("form", `,"questionnaire":"http://loinc.org/q/44249-1|2.74","item":[{"linkId":"1.1","answer":[{"valueCoding":{"system":"http://loinc.org","code":"LA6568-5"}}]}]`) +
+		qr("link", `,"questionnaire":"Questionnaire/local","item":[{"linkId":"g1","item":[{"linkId":"44260-8","answer":[{"valueCoding":{"system":"http://loinc.org","code":"LA6570-1"}}]}]}]`) +
+		qr("answer", `,"item":[{"linkId":"hx","answer":[{"valueString":"history","item":[{"linkId":"hx.1","answer":[{"valueCoding":{"system":"http://snomed.info/sct","code":"5602001","display":"Opioid abuse"}}]}]}]}]`) +
+		qr("plain", `,"questionnaire":"Questionnaire/intake","item":[{"linkId":"1","text":"Any allergies?","answer":[{"valueBoolean":false}]},{"linkId":"4548-4","answer":[{"valueDecimal":6.1}]}]`)
+	rs, err := ReadAll(strings.NewReader(ndjson), "qr.ndjson", Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]record.Label{"form": {record.MH}, "link": {record.MH}, "answer": {record.SUD}, "plain": nil}
+	for _, r := range rs {
+		if !reflect.DeepEqual(r.Labels, want[r.ID]) {
+			t.Errorf("QuestionnaireResponse/%s: labels %v, want %v", r.ID, r.Labels, want[r.ID])
+		}
+		if r.Category != record.Notes {
+			t.Errorf("QuestionnaireResponse/%s: category %s", r.ID, r.Category)
+		}
+	}
+}
