@@ -132,6 +132,12 @@ func (v *Vault) Audit() (*Audit, error) {
 func (v *Vault) AuditEvents(fn func(fullURL string, event []byte) error) error {
 	owner := v.id.ID()
 	return v.Entries(0, func(i int64, e *ledger.Entry) error {
+		if e.Action == ledger.ActionKeep {
+			// As in Audit: the patient a keep entry names sent
+			// something to this vault and accessed nothing of it (and
+			// its Grant is a keyed tag of a bucket key, no grant ID).
+			return nil
+		}
 		actor, err := identity.IDFromBytes(e.Actor)
 		other := err == nil && actor != owner
 		if !other && e.Outcome != ledger.OutcomeDenied {
@@ -209,7 +215,7 @@ func auditEventID(owner identity.ID, i int64) string {
 // auditAction maps a ledger action to AuditEvent.action (C, R, U, D, E).
 func auditAction(a ledger.Action) string {
 	switch a {
-	case ledger.ActionAdd, ledger.ActionImport, ledger.ActionReceive, ledger.ActionGrant, ledger.ActionKeep:
+	case ledger.ActionAdd, ledger.ActionImport, ledger.ActionReceive, ledger.ActionGrant:
 		return "C"
 	case ledger.ActionLabel, ledger.ActionRevoke:
 		return "U"

@@ -11,6 +11,7 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/medvault/medvault/ledger"
+	"github.com/medvault/medvault/vault/identity"
 )
 
 // keptFixture stores one object of each kept kind, with keep entries, and
@@ -185,7 +186,7 @@ func TestAdoptFormat1(t *testing.T) {
 // accessed nothing of this vault: audit does not list them.
 func TestAuditSkipsKeepEntries(t *testing.T) {
 	v := newTestVault(t)
-	patient := mustIdentity(t)
+	patient := otherIdentity(t) // not the vault's owner (mustIdentity is)
 	ev := &Event{Action: ledger.ActionKeep, Actor: patient.ID()}
 	if err := v.PutObject(KindReceipt, "r", []byte("receipt"), ev); err != nil {
 		t.Fatal(err)
@@ -197,4 +198,37 @@ func TestAuditSkipsKeepEntries(t *testing.T) {
 	if len(a.Actors) != 0 {
 		t.Fatalf("audit lists %d actors for a keep entry: %+v", len(a.Actors), a.Actors)
 	}
+}
+
+// The AuditEvents for an EHR (audit --format fhir) agree with the audit:
+// a keep entry names the patient who sent what was kept, who accessed
+// nothing of this vault, so it is no AuditEvent (before, each was one with
+// the patient as requestor and the object's keyed tag as a grant ID).
+func TestAuditEventsSkipKeepEntries(t *testing.T) {
+	v := newTestVault(t)
+	patient := otherIdentity(t)
+	ev := &Event{Action: ledger.ActionKeep, Actor: patient.ID()}
+	if err := v.PutObject(KindReceipt, "r", []byte("receipt"), ev); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.UpdateObject(KindWitnessed, "p", ev, func([]byte, bool) ([]byte, bool, error) { return []byte("cp"), true, nil }); err != nil {
+		t.Fatal(err)
+	}
+	var events []string
+	if err := v.AuditEvents(func(_ string, b []byte) error { events = append(events, string(b)); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(events) != 0 {
+		t.Fatalf("%d AuditEvents for keep entries: %q", len(events), events)
+	}
+}
+
+// otherIdentity returns a fresh identity, not the test vaults' owner.
+func otherIdentity(t *testing.T) *identity.Identity {
+	t.Helper()
+	id, err := identity.Generate("Other Patient", identity.Patient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
 }
