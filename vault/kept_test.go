@@ -12,6 +12,7 @@ import (
 
 	"github.com/medvault/medvault/ledger"
 	"github.com/medvault/medvault/vault/identity"
+	"github.com/medvault/medvault/vault/record"
 )
 
 // keptFixture stores one object of each kept kind, with keep entries, and
@@ -231,4 +232,52 @@ func otherIdentity(t *testing.T) *identity.Identity {
 		t.Fatal(err)
 	}
 	return id
+}
+
+// A format 1 vault whose ledger has an entry that does not open cannot be
+// adopted (whether it holds keep entries is unknown), but it still opens, as
+// it did before format 2: records can be listed and exported, and verify
+// reports the damaged entry (not kept objects "put there outside medvault").
+// Before, Open failed, so no command worked on the vault at all.
+func TestAdoptDamagedLedgerStillOpens(t *testing.T) {
+	v := newTestVault(t)
+	if _, err := v.Add(strings.NewReader("HbA1c 6.1"), NewRecord{Category: record.Labs, Title: "A1c"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.PutObject(KindReceipt, "old", []byte("stored by format 1"), nil); err != nil {
+		t.Fatal(err)
+	}
+	v.Close()
+	setFormat(t, v.dir, 1)
+	db, err := bbolt.Open(filepath.Join(v.dir, DBFile), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Update(func(tx *bbolt.Tx) error {
+		b := tx.Bucket([]byte("ledger")).Bucket([]byte("entries"))
+		k := binary.BigEndian.AppendUint64(nil, 1)
+		val := bytes.Clone(b.Get(k))
+		val[len(val)-1] ^= 1
+		return b.Put(k, val)
+	})
+	db.Close()
+
+	v2, err := Open(v.dir, v.id, Options{})
+	if err != nil {
+		t.Fatalf("open of a format 1 vault with a damaged ledger entry: %v", err)
+	}
+	defer v2.Close()
+	if f := formatOf(t, v2); f != 1 {
+		t.Errorf("format %d after an adoption that could not read the ledger, want 1", f)
+	}
+	if ms, err := v2.List(Filter{}); err != nil || len(ms) != 1 {
+		t.Fatalf("list: %d records, %v", len(ms), err)
+	}
+	rep, err := v2.Verify(true)
+	if !errors.Is(err, ErrTampered) {
+		t.Fatalf("verify of a damaged ledger: %v", err)
+	}
+	if p := problems(rep); strings.Contains(p, "without a ledger entry") {
+		t.Errorf("verify blames kept objects that were never adopted: %q", p)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -276,14 +277,26 @@ func kindNoun(k Kind) string {
 // written by format 2: its format number was put back outside medvault
 // (which, adopted again, would bless a receipt deleted or a checkpoint
 // rolled back since), and is refused.
+//
+// A ledger that does not read (an entry that does not open, say) leaves the
+// vault at format 1, unadopted but open, as a format 1 build opened it:
+// whether it holds keep entries cannot be known, so adopting could bless
+// what was deleted since, and refusing would lock the owner out of every
+// record (list, get, export) over damage that verify reports in full. The
+// next Open tries again.
 func (v *Vault) adoptKept() error {
-	return v.update(func(tx *bbolt.Tx) error {
+	err := v.update(func(tx *bbolt.Tx) error {
+		keep := int64(-1)
 		err := v.ledger.log.Scan(tx, 0, func(i int64, e *ledger.Entry) error {
 			if e.Action == ledger.ActionKeep {
-				return fmt.Errorf("%w: the vault says format v1, but ledger entry %d is a keep entry, which format v1 does not write (format number changed outside medvault)", ErrTampered, i)
+				keep = i
+				return errStopScan
 			}
 			return nil
 		})
+		if keep >= 0 {
+			return fmt.Errorf("%w: the vault says format v1, but ledger entry %d is a keep entry, which format v1 does not write (format number changed outside medvault)", ErrTampered, keep)
+		}
 		if err != nil {
 			return err
 		}
@@ -320,4 +333,18 @@ func (v *Vault) adoptKept() error {
 		}
 		return tx.Bucket(bucketMeta).Put(keyFormat, binary.BigEndian.AppendUint32(nil, FormatVersion))
 	})
+	if errors.Is(err, ledger.ErrTampered) {
+		return nil // left at format 1; verify reports the damage
+	}
+	return err
+}
+
+// errStopScan ends a ledger scan early.
+var errStopScan = errors.New("stop scan")
+
+// adopted reports whether the vault in tx is at format 2 or later, where
+// every kept object has its keep entry (see adoptKept).
+func adopted(tx *bbolt.Tx) bool {
+	f := tx.Bucket(bucketMeta).Get(keyFormat)
+	return len(f) == 4 && binary.BigEndian.Uint32(f) >= 2
 }

@@ -468,8 +468,8 @@ func (v *Vault) checkCommitMarks(tx *bbolt.Tx, logged map[ledger.Hash]int64, rep
 // earlier one, is found), and, when want holds the whole ledger's
 // (complete), each stored object must have an entry (received revocation
 // notices excepted: the bucket also holds the owner's own revocations, and
-// an extra notice only refuses more). Every stored object must
-// authenticate.
+// an extra notice only refuses more, and a vault left at format 1, whose
+// kept objects were never adopted). Every stored object must authenticate.
 func (v *Vault) checkKept(tx *bbolt.Tx, want map[Kind]map[string]lastEntry, complete bool, rep *VerifyReport) {
 	for _, kind := range keptKinds {
 		noun := keptNoun(kind)
@@ -497,7 +497,7 @@ func (v *Vault) checkKept(tx *bbolt.Tx, want map[Kind]map[string]lastEntry, comp
 				rep.Problems = append(rep.Problems, Problem{What: "vault", Detail: fmt.Sprintf("the %s kept by ledger entry %d differs from what it committed to (changed or put back outside medvault)", noun, le.index)})
 			}
 		}
-		if complete && kind != KindRevoked {
+		if complete && kind != KindRevoked && adopted(tx) {
 			n := 0
 			for key := range stored {
 				if _, ok := entries[key]; !ok {
