@@ -67,8 +67,14 @@ func typeInto(t *testing.T, keys string) ([]byte, error) {
 		b, err := readHidden(terminal, "Passphrase: ")
 		done <- result{b, err}
 	}()
-	// Typed after the terminal is raw, as a person would, not before.
-	time.Sleep(50 * time.Millisecond)
+	// Typed after the terminal is raw, as a person would, not before:
+	// keys typed earlier would meet the line discipline (a fixed 50 ms
+	// wait was not always enough on a loaded machine).
+	for deadline := time.Now().Add(10 * time.Second); echoOn(t, terminal); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("readHidden did not make the terminal raw")
+		}
+	}
 	if _, err := master.Write([]byte(keys)); err != nil {
 		t.Fatal(err)
 	}
