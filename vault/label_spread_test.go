@@ -77,4 +77,25 @@ func TestHandLabelReachesEarlierReferrers(t *testing.T) {
 		t.Errorf("EOB/x: %v, want [MH SUD]", got)
 	}
 	mustVerify(t, v, "removed by hand")
+
+	// The spread stops at a record that had the label already, as an
+	// import's does: the Claim is MH of its own (an MH diagnosis), the EOB
+	// inherited MH and the patient removed it; MH added to the Encounter
+	// does not reach the EOB through the Claim.
+	const mhClaim = `{"resourceType":"Claim","id":"c","status":"active","diagnosis":[{"sequence":1,"diagnosisCodeableConcept":{"coding":[{"system":"http://snomed.info/sct","code":"370143000"}]}}],"item":[{"sequence":1,"encounter":[{"reference":"Encounter/e"}]}]}`
+	v = newTestVault(t)
+	importString(t, v, "all.ndjson", enc+"\n"+mhClaim+"\n"+eob+"\n")
+	if got := find(t, v, "ExplanationOfBenefit/x").Labels; !slices.Equal(got, []record.Label{record.MH}) {
+		t.Fatalf("EOB/x after import: %v, want [MH]", got)
+	}
+	if _, _, err := v.SetLabels(find(t, v, "ExplanationOfBenefit/x").ID, nil, []record.Label{record.MH}); err != nil {
+		t.Fatal(err)
+	}
+	if _, others, err := v.SetLabels(find(t, v, "Encounter/e").ID, []record.Label{record.MH}, nil); err != nil || others.Referrers != 0 {
+		t.Fatalf("+MH on the Encounter: %v, %d referrers relabelled, want 0", err, others.Referrers)
+	}
+	if got := find(t, v, "ExplanationOfBenefit/x").Labels; len(got) != 0 {
+		t.Errorf("EOB/x: %v after MH was removed from it by hand and added to the Encounter, want none", got)
+	}
+	mustVerify(t, v, "stops where the label was")
 }

@@ -580,8 +580,9 @@ type Relabelled struct {
 // Encounter was labelled MH by hand inherited MH, one imported before did
 // not, and a billing grant without MH shared it. Only the added labels
 // travel (a label the patient removed from a referrer by hand is not put
-// back by an unrelated change); a record that gains one gets a label entry
-// with reason LabelPropagated, and so do its other versions. A vault whose
+// back by an unrelated change), and only on from records that gained them;
+// a record that gains one gets a label entry with reason LabelPropagated,
+// and so do its other versions. A vault whose
 // reference index is not built yet (no import since it was introduced)
 // spreads nothing: its next import builds the index.
 func (v *Vault) spreadAdded(tx *bbolt.Tx, m *Meta, add []record.Label) (int, error) {
@@ -589,25 +590,34 @@ func (v *Vault) spreadAdded(tx *bbolt.Tx, m *Meta, add []record.Label) (int, err
 	if len(add) == 0 || m.FHIR == nil || !m.From.IsZero() || tx.Bucket(bucketRefs) == nil {
 		return 0, nil
 	}
+	// Each record to spread from carries the labels it passes on: those
+	// it gained. A referrer that already had them all is where the spread
+	// stops, as an import's propagation stops at a record whose labels did
+	// not change: a label the patient removed by hand from a record
+	// further on is not put back through one that had it anyway.
+	type step struct {
+		m   *Meta
+		add []record.Label
+	}
 	changed := 0
 	rh := v.newRefHasher()
 	seen := map[record.ID]bool{m.ID: true}
-	work := []*Meta{m}
+	work := []step{{m, add}}
 	for _, oid := range v.otherVersions(tx, m) {
 		seen[oid] = true
 		om, err := v.meta1(tx, oid)
 		if err != nil {
 			return 0, err
 		}
-		work = append(work, om)
+		work = append(work, step{om, add})
 	}
 	for len(work) > 0 {
 		t := work[len(work)-1]
 		work = work[:len(work)-1]
-		if t.FHIR == nil || !fhir.PassesLabels(t.FHIR.Type) {
+		if t.m.FHIR == nil || !fhir.PassesLabels(t.m.FHIR.Type) {
 			continue
 		}
-		for _, h := range v.targetRefKeys(t) {
+		for _, h := range v.targetRefKeys(t.m) {
 			ids, exacts := v.referrers(tx, rh, h)
 			for i, rid := range ids {
 				if len(exacts[i]) > 0 && len(v.holders(tx, exacts[i])) > 0 {
@@ -630,15 +640,21 @@ func (v *Vault) spreadAdded(tx *bbolt.Tx, m *Meta, add []record.Label) (int, err
 				}
 				for _, g := range group {
 					seen[g.ID] = true
-					ls := normLabels(append(slices.Clone(g.Labels), add...))
-					if !slices.Equal(ls, g.Labels) {
-						g.Labels = ls
-						if err := v.putMetaEvent(tx, g, Event{Action: ledger.ActionLabel, Reason: LabelPropagated}); err != nil {
-							return 0, err
+					var gained []record.Label
+					for _, l := range t.add {
+						if !slices.Contains(g.Labels, l) {
+							gained = append(gained, l)
 						}
-						changed++
 					}
-					work = append(work, g)
+					if len(gained) == 0 {
+						continue
+					}
+					g.Labels = normLabels(append(slices.Clone(g.Labels), gained...))
+					if err := v.putMetaEvent(tx, g, Event{Action: ledger.ActionLabel, Reason: LabelPropagated}); err != nil {
+						return 0, err
+					}
+					changed++
+					work = append(work, step{g, gained})
 				}
 			}
 		}
