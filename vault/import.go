@@ -165,6 +165,8 @@ func decodeLabels(p []byte) ([]record.Label, error) {
 // ~95-105 MiB, 400k ~110-130 MiB (~315 and ~990 MiB when the file's index
 // was kept in memory).
 func (v *Vault) Import(name string, r io.Reader, progress func(resources int, offset int64)) (*ImportStats, error) {
+	v.labels.RLock()
+	defer v.labels.RUnlock()
 	im := &importer{v: v, name: name, st: &ImportStats{File: name, ByCategory: map[record.Category]int{}}, rh: v.newRefHasher()}
 	if err := v.ensureRefIndex(nil); err != nil {
 		return nil, fmt.Errorf("import %s: %w", name, err)

@@ -3,6 +3,7 @@ package vault
 import (
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/medvault/medvault/vault/record"
 )
@@ -98,4 +99,49 @@ func TestHandLabelReachesEarlierReferrers(t *testing.T) {
 		t.Errorf("EOB/x: %v after MH was removed from it by hand and added to the Encounter, want none", got)
 	}
 	mustVerify(t, v, "stops where the label was")
+}
+
+// A label added by hand while an import runs waits for it: the import has
+// read the labels of the records it references, and its own records are
+// hidden until it ends, so a label added in between would reach neither.
+func TestHandLabelWaitsForImport(t *testing.T) {
+	const (
+		enc   = `{"resourceType":"Encounter","id":"e","status":"finished"}`
+		claim = `{"resourceType":"Claim","id":"c","status":"active","item":[{"sequence":1,"encounter":[{"reference":"Encounter/e"}]}]}`
+	)
+	v := newTestVault(t)
+	importString(t, v, "enc.ndjson", enc+"\n")
+	ms, _ := v.List(Filter{})
+	encID := ms[0].ID
+	labelled := make(chan error, 1)
+	testImportDies = func(p string) bool {
+		if p != "indexed" {
+			return false
+		}
+		testImportDies = nil
+		// The import's records are written and hidden: label now, and
+		// give the label time to finish if nothing holds it back.
+		go func() {
+			_, _, err := v.SetLabels(encID, []record.Label{record.MH}, nil)
+			labelled <- err
+		}()
+		select {
+		case err := <-labelled:
+			labelled <- err
+		case <-time.After(300 * time.Millisecond):
+		}
+		return false
+	}
+	t.Cleanup(func() { testImportDies = nil })
+	importString(t, v, "claim.ndjson", claim+"\n")
+	if err := <-labelled; err != nil {
+		t.Fatal(err)
+	}
+	ms, _ = v.List(Filter{})
+	for _, m := range ms {
+		if !slices.Equal(m.Labels, []record.Label{record.MH}) {
+			t.Errorf("%s/%s: labels %v, want [MH]", m.FHIR.Type, m.FHIR.ID, m.Labels)
+		}
+	}
+	mustVerify(t, v, "label during import")
 }

@@ -524,6 +524,8 @@ func (v *Vault) shredWithin(wait time.Duration) error {
 // resource, and the records that reference those (spreadAdded). It returns
 // the record's new metadata and what else changed.
 func (v *Vault) SetLabels(id record.ID, add, remove []record.Label) (*Meta, Relabelled, error) {
+	v.labels.Lock() // after any import running (see Vault.labels)
+	defer v.labels.Unlock()
 	var m *Meta
 	var others Relabelled
 	err := v.update(func(tx *bbolt.Tx) error {

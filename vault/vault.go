@@ -79,6 +79,12 @@ type Vault struct {
 	// busy holds the partial records (record.ID) a receive is writing or
 	// dropping, so two fetches running at once never write one together.
 	busy sync.Map
+	// labels is held for reading by each import and for writing by a
+	// change of labels by hand: an import reads the labels of the records
+	// its resources reference before it makes its own records visible, so
+	// a label added in between would reach neither (the spread skips the
+	// import's hidden records, and the import has read the old labels).
+	labels sync.RWMutex
 }
 
 func (v *Vault) view(fn func(*bbolt.Tx) error) error {
