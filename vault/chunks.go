@@ -65,7 +65,11 @@ func (v *Vault) newChunkWriter(id record.ID) *chunkWriter {
 // check, if set, is given every chunk (see ageCheck).
 func (v *Vault) chunkWriterAt(id record.ID, first uint32, digest hash.Hash, check *ageCheck) *chunkWriter {
 	w := &chunkWriter{v: v, id: id, digest: digest, check: check, next: first, first: first,
-		jobs: make(chan [][]byte, 1), done: make(chan error, 1),
+		// Unbuffered: a full batch waits for the committer rather than
+		// in a queue. The committer is the slower side, so a queued batch
+		// bought no speed, only 8 MiB more memory for the GC to work
+		// around.
+		jobs: make(chan [][]byte), done: make(chan error, 1),
 		free: make(chan []byte, 3*batchSize/chunkSize)}
 	go w.commitLoop()
 	return w
