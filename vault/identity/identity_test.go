@@ -47,6 +47,37 @@ func TestParseIDRejects(t *testing.T) {
 	}
 }
 
+// FuzzParseID checks that an accepted ID has exactly one text form, the
+// one String gives (surrounding space aside): IDs key contacts and kept
+// checkpoints by their text.
+func FuzzParseID(f *testing.F) {
+	id, err := IDFromPublicKey(ed25519.NewKeyFromSeed(make([]byte, 32)).Public().(ed25519.PublicKey))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(id.String())
+	f.Add(" " + id.String() + "\n")
+	f.Add("1" + id.String())
+	f.Add(id.String()[:len(id.String())-1])
+	f.Add("QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, s string) {
+		id, err := ParseID(s)
+		if err != nil {
+			if !errors.Is(err, ErrInvalidID) {
+				t.Fatalf("ParseID(%q): %v is not ErrInvalidID", s, err)
+			}
+			return
+		}
+		if id.String() != strings.TrimSpace(s) {
+			t.Fatalf("ParseID(%q) accepted a text other than %q", s, id.String())
+		}
+		if again, err := IDFromBytes(id.Bytes()); err != nil || again != id {
+			t.Fatalf("binary round trip of %q: %v", s, err)
+		}
+	})
+}
+
 func TestSaveLoad(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "identity.age")
