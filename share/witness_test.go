@@ -201,6 +201,74 @@ func FuzzSeenFrame(f *testing.F) {
 	})
 }
 
+// forgedExtension replaces the payload of the node's U frame: with data
+// XORed over the honest proof when xor is set, else with data.
+type forgedExtension struct {
+	Framer
+	data   []byte
+	xor    bool
+	honest *bool
+}
+
+func (f forgedExtension) WriteFrame(typ byte, p []byte) error {
+	if typ == frameExtends {
+		q := bytes.Clone(f.data)
+		if f.xor {
+			q = bytes.Clone(p)
+			for i := range min(len(q), len(f.data)) {
+				q[i] ^= f.data[i]
+			}
+		}
+		*f.honest = bytes.Equal(q, p)
+		p = q
+	}
+	return f.Framer.WriteFrame(typ, p)
+}
+
+// What the provider makes of any U frame from an honest patient's node:
+// the honest proof is accepted; anything else is either a proof that
+// also shows the ledger extends, or a protocol error (never a rollback
+// or fork reported against an honest ledger), and a refused proof leaves
+// the checkpoint the provider keeps unchanged.
+func FuzzExtensionFrame(f *testing.F) {
+	patient, provider, g, _ := twoLabs(f)
+	if _, _, err := serveWith(f, patient, provider, g, func(fr Framer) Framer { return fr }); err != nil {
+		f.Fatal(err)
+	}
+	key := patient.Owner().ID().String()
+	f.Add([]byte{}, true)
+	f.Add([]byte{}, false)
+	f.Add([]byte{0, 0, 0, 1}, true)
+	f.Add(make([]byte, ledger.HashSize), false)
+	f.Add(make([]byte, ledger.HashSize+1), false)
+	f.Add(make([]byte, maxExtends+ledger.HashSize), false)
+	f.Fuzz(func(t *testing.T, data []byte, xor bool) {
+		before, err := provider.GetObject(vault.KindWitnessed, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var honest bool
+		_, res, err := serveWith(t, patient, provider, g, func(fr Framer) Framer {
+			return forgedExtension{Framer: fr, data: data, xor: xor, honest: &honest}
+		})
+		if err != nil {
+			if honest {
+				t.Fatalf("the honest proof was refused: %v", err)
+			}
+			if !errors.Is(err, ErrProtocol) && !errors.Is(err, frame.ErrTooLarge) {
+				t.Fatalf("a forged proof: %v, want ErrProtocol", err)
+			}
+			if after, _ := provider.GetObject(vault.KindWitnessed, key); !bytes.Equal(after, before) {
+				t.Fatal("a refused proof changed the checkpoint kept")
+			}
+			return
+		}
+		if res.Ledger == nil || res.Ledger.Problem != "" || res.Ledger.Seen == 0 || res.Ledger.Now <= res.Ledger.Seen {
+			t.Fatalf("an honest ledger reported as %+v", res.Ledger)
+		}
+	})
+}
+
 // onPartialFrame runs hook once, as the provider writes its P frame: the
 // patient's node has logged the request by then.
 type onPartialFrame struct {
