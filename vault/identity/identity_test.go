@@ -158,6 +158,11 @@ func FuzzDecrypt(f *testing.F) {
 	f.Add(data)
 	f.Add([]byte("age-encryption.org/v1\n-> scrypt AAAA 30\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		Decrypt(b, []byte("pw"), 4) // must not panic or stall
+		// It must not panic or stall, and every refusal must be one the
+		// CLI maps to its exit code (11 wrong passphrase, 1 corrupt).
+		_, err := Decrypt(b, []byte("pw"), 4)
+		if err != nil && !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrWrongPassphrase) && !errors.Is(err, ErrNewerFormat) {
+			t.Fatalf("Decrypt: %v is none of ErrCorrupt, ErrWrongPassphrase, ErrNewerFormat", err)
+		}
 	})
 }
