@@ -43,8 +43,8 @@ const maxObject = 1 << 20
 // earlier value, or stored from outside medvault.
 var keptKinds = []Kind{KindInbox, KindRevoked, KindReceipt, KindWitnessed, KindLedgerEvidence}
 
-// IsKept reports whether objects of kind are logged with keep entries.
-func IsKept(kind Kind) bool { return slices.Contains(keptKinds, kind) }
+// isKept reports whether objects of kind are logged with keep entries.
+func isKept(kind Kind) bool { return slices.Contains(keptKinds, kind) }
 
 // tagEvent returns a copy of ev for an object stored under bkey: the
 // commitment to the value, and the bucket key where verify looks for it.

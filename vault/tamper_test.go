@@ -214,7 +214,7 @@ func TestVerifyChecksEveryObject(t *testing.T) {
 	for _, kind := range []Kind{KindContact, KindInbox, KindReceipt} {
 		v := newTestVault(t)
 		var ev *Event
-		if IsKept(kind) {
+		if isKept(kind) {
 			ev = &Event{Action: ledger.ActionKeep}
 		}
 		if err := v.PutObject(kind, "key", []byte("value"), ev); err != nil {
