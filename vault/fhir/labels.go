@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -117,16 +118,23 @@ var securityLabels = map[string][]record.Label{
 
 // rule is one line of a value list.
 type rule struct {
-	label   record.Label
-	sys     string
-	code    string // exact code, prefix (for "*") or low bound (for ranges), normalised
-	hi      string // high bound of a range, normalised
-	kind    byte   // '=' exact, '*' prefix, '-' range
+	label record.Label
+	sys   string
+	code  string // exact code, prefix (for "*") or low bound (for ranges), normalised
+	hi    string // high bound of a range, normalised
+	kind  byte   // '=' exact, '*' prefix, '-' range
+	// at, when not 0, also asks a prefix or range rule's code for the
+	// character ch at 1-based position at (an ICD-10-CM 6th character).
+	at      int
+	ch      byte
 	exclude bool
 	line    string // "file:line" for reasons and errors
 }
 
 func (r rule) match(code string) bool {
+	if r.at > 0 && (len(code) < r.at || code[r.at-1] != r.ch) {
+		return false
+	}
 	switch r.kind {
 	case '*':
 		return strings.HasPrefix(code, r.code)
@@ -211,6 +219,15 @@ func (t *tables) addList(label record.Label, name string, b []byte) error {
 			return fmt.Errorf("value list %s: unknown or non-canonical system", r.line)
 		}
 		code := parts[1]
+		if base, cond, ok := strings.Cut(code, "@"); ok {
+			// RULE@N=C: the code's character at position N is C.
+			n, c, ok := strings.Cut(cond, "=")
+			pos, err := strconv.Atoi(n)
+			if !ok || err != nil || pos < 2 || pos > 8 || len(c) != 1 || !isICD(r.sys) || normCode(r.sys, c) == "" {
+				return fmt.Errorf("value list %s: bad position condition %q (want an ICD rule, then @N=C)", r.line, cond)
+			}
+			code, r.at, r.ch = base, pos, normCode(r.sys, c)[0]
+		}
 		switch {
 		case strings.HasSuffix(code, "*"):
 			r.kind, r.code = '*', normCode(r.sys, strings.TrimSuffix(code, "*"))
@@ -225,6 +242,9 @@ func (t *tables) addList(label record.Label, name string, b []byte) error {
 		}
 		if r.kind != '=' && !isICD(r.sys) {
 			return fmt.Errorf("value list %s: prefix and range rules are for ICD codes only", r.line)
+		}
+		if r.at > 0 && (r.kind == '=' || r.at <= len(r.code)) {
+			return fmt.Errorf("value list %s: a position condition must follow a prefix or range, past it", r.line)
 		}
 		if r.code == "" {
 			return fmt.Errorf("value list %s: empty code", r.line)

@@ -70,6 +70,12 @@ func TestParseListErrors(t *testing.T) {
 		"http://snomed.info/sct|12*|x\n",
 		"http://hl7.org/fhir/sid/icd-10-cm|F40-F3|x\n",
 		"http://hl7.org/fhir/sid/icd-10-cm|F40-F399|x\n",
+		"http://hl7.org/fhir/sid/icd-10-cm|T36-T65@6=|x\n",
+		"http://hl7.org/fhir/sid/icd-10-cm|T36-T65@x=2|x\n",
+		"http://hl7.org/fhir/sid/icd-10-cm|T36-T65@6=.|x\n",
+		"http://hl7.org/fhir/sid/icd-10-cm|T36*@2=2|x\n",  // the position is inside the prefix
+		"http://hl7.org/fhir/sid/icd-10-cm|F32.9@6=2|x\n", // not a prefix or range
+		"http://loinc.org|44249-1@6=2|x\n",
 	}
 	for _, in := range bad {
 		tb := &tables{exact: map[codeKey][]rule{}, pattern: map[string][]rule{}}
@@ -138,6 +144,15 @@ func TestCodeLabels(t *testing.T) {
 		{icd, "O98.711", L(record.SEX, record.HIV)},
 		{icd, "Z33.1", L(record.SEX)},
 		{icd, "Z38.00", nil}, // the newborn's own birth record
+		// intentional self-harm: the 6th character of a poisoning is its intent
+		{icd, "T39.012A", L(record.MH)}, // aspirin, intentional self-harm
+		{icd, "T51.0X2A", L(record.MH)}, // ethanol, intentional self-harm
+		{icd, "T39.011A", nil},          // aspirin, accidental
+		{icd, "T36.0X5A", nil},          // penicillin, adverse effect
+		{icd, "T39.01", nil},            // too short to say
+		{icd, "T66.XXXA", nil},          // radiation sickness: outside T36-T65
+		{icd9, "E950.0", L(record.MH)},  // suicide by analgesics
+		{icd9, "E949", nil},
 		{icd, "B20", L(record.HIV)},
 		{icd, "Z21", L(record.HIV)},
 		{icd, "A56.01", L(record.STD)},
