@@ -2,6 +2,7 @@ package fhir
 
 import (
 	"bytes"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -171,7 +172,13 @@ func (ix *indexer) index(raw []byte, fullURL string) (*Resource, error) {
 	r.Status = resourceStatus(v)
 	r.Title = cleanTitle(title(typ, v))
 	r.Category = CategoryOf(typ, r.CategoryCodes, r.Codes)
-	applyLabels(ix.t, r, append(append([]Coding(nil), r.Codes...), r.CategoryCodes...), r.Security)
+	security := r.Security
+	if typ == "Consent" {
+		// A consent that restricts records labelled PSY, say, tells
+		// that there are such records: it carries their labels.
+		security = consentLabels(v.get("provision"), 0, slices.Clone(security))
+	}
+	applyLabels(ix.t, r, append(append([]Coding(nil), r.Codes...), r.CategoryCodes...), security)
 	return r, nil
 }
 
@@ -198,6 +205,20 @@ func collectCodes(v getter, primary, all []Coding) ([]Coding, []Coding) {
 		all = conceptCodings(d.get("reasonCode"), all)
 	})
 	return primary, all
+}
+
+// consentLabels appends the security labels a Consent's provision and its
+// nested provisions name (provision.securityLabel, at any depth up to
+// maxItemDepth).
+func consentLabels(p jval, depth int, out []Coding) []Coding {
+	if depth > maxItemDepth {
+		return out
+	}
+	p.each(func(p jval) {
+		out = codings(p.get("securityLabel"), out)
+		out = consentLabels(p.get("provision"), depth+1, out)
+	})
+	return out
 }
 
 // maxItemDepth bounds how deep questionnaireCodes follows nested items.

@@ -466,3 +466,22 @@ func TestQuestionnaireResponseLabels(t *testing.T) {
 		}
 	}
 }
+
+// A Consent that restricts records by their security labels tells that
+// there are such records: it carries the labels its provisions name, at
+// any depth, but not confidentiality codes.
+func TestConsentProvisionLabels(t *testing.T) {
+	ndjson := `{"resourceType":"Consent","id":"psy","status":"active","scope":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/consentscope","code":"patient-privacy"}]},"category":[{"coding":[{"system":"http://loinc.org","code":"59284-0"}]}],"provision":{"type":"deny","securityLabel":[{"system":"http://terminology.hl7.org/CodeSystem/v3-Confidentiality","code":"N"}],"provision":[{"type":"permit","securityLabel":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"PSY"}]}]}}
+{"resourceType":"Consent","id":"plain","status":"active","scope":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/consentscope","code":"patient-privacy"}]},"category":[{"coding":[{"system":"http://loinc.org","code":"59284-0"}]}],"provision":{"type":"deny","securityLabel":[{"system":"http://terminology.hl7.org/CodeSystem/v3-Confidentiality","code":"R"}]}}
+`
+	rs, err := ReadAll(strings.NewReader(ndjson), "consent.ndjson", Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]record.Label{"psy": {record.MH}, "plain": nil}
+	for _, r := range rs {
+		if !reflect.DeepEqual(r.Labels, want[r.ID]) {
+			t.Errorf("Consent/%s: labels %v, want %v", r.ID, r.Labels, want[r.ID])
+		}
+	}
+}
