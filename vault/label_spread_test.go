@@ -145,3 +145,60 @@ func TestHandLabelWaitsForImport(t *testing.T) {
 	}
 	mustVerify(t, v, "label during import")
 }
+
+// A record reached through two referenced records that gained different
+// labels gets both: the spread carries on from each record the labels it
+// gained, and reaching a record once with some of them must not stop the
+// others on their way to it.
+func TestHandLabelSpreadsEachGainedLabel(t *testing.T) {
+	const (
+		enc = `{"resourceType":"Encounter","id":"e","status":"finished"}`
+		ca  = `{"resourceType":"Claim","id":"a","status":"active","item":[{"sequence":1,"encounter":[{"reference":"Encounter/e"}]}]}`
+		cb  = `{"resourceType":"Claim","id":"b","status":"active","item":[{"sequence":1,"encounter":[{"reference":"Encounter/e"}]}]}`
+		eob = `{"resourceType":"ExplanationOfBenefit","id":"x","status":"active","claim":{"reference":"Claim/a"},"related":[{"claim":{"reference":"Claim/b"}}]}`
+	)
+	v := newTestVault(t)
+	importString(t, v, "all.ndjson", enc+"\n"+ca+"\n"+cb+"\n"+eob+"\n")
+	id := func(key string) record.ID {
+		t.Helper()
+		ms, err := v.List(Filter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range ms {
+			if m.FHIR != nil && m.FHIR.Type+"/"+m.FHIR.ID == key {
+				return m.ID
+			}
+		}
+		t.Fatalf("%s not stored", key)
+		return record.ID{}
+	}
+	set := func(key string, add, rm []record.Label) *Meta {
+		t.Helper()
+		m, _, err := v.SetLabels(id(key), add, rm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	both := []record.Label{record.MH, record.SUD}
+	// Claim/a is MH, Claim/b SUD, and the patient took both off the EOB.
+	set("Claim/a", []record.Label{record.MH}, nil)
+	set("Claim/b", []record.Label{record.SUD}, nil)
+	if got := set("ExplanationOfBenefit/x", nil, both).Labels; len(got) != 0 {
+		t.Fatalf("EOB/x: %v, want none", got)
+	}
+	// MH and SUD on the Encounter: Claim/a gains SUD and Claim/b MH, and
+	// each passes on what it gained to the EOB.
+	set("Encounter/e", both, nil)
+	for _, key := range []string{"Claim/a", "Claim/b", "ExplanationOfBenefit/x"} {
+		m, err := v.Show(id(key))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(m.Labels, both) {
+			t.Errorf("%s: %v, want %v", key, m.Labels, both)
+		}
+	}
+	mustVerify(t, v, "two paths")
+}

@@ -601,12 +601,17 @@ func (v *Vault) spreadAdded(tx *bbolt.Tx, m *Meta, add []record.Label) (int, err
 		m   *Meta
 		add []record.Label
 	}
+	// A referrer may be reached again, from another record that gained
+	// other labels: what it gains is worked out each time against the
+	// labels it has now, so each label reaches it once and the spread
+	// ends (every step adds a label). Only m and its versions, labelled
+	// just now, are never reached again.
 	changed := 0
 	rh := v.newRefHasher()
-	seen := map[record.ID]bool{m.ID: true}
+	origin := map[record.ID]bool{m.ID: true}
 	work := []step{{m, add}}
 	for _, oid := range v.otherVersions(tx, m) {
-		seen[oid] = true
+		origin[oid] = true
 		om, err := v.meta1(tx, oid)
 		if err != nil {
 			return 0, err
@@ -625,7 +630,7 @@ func (v *Vault) spreadAdded(tx *bbolt.Tx, m *Meta, add []record.Label) (int, err
 				if len(exacts[i]) > 0 && len(v.holders(tx, exacts[i])) > 0 {
 					continue // the reference as written names another resource
 				}
-				if seen[rid] {
+				if origin[rid] {
 					continue
 				}
 				rm, err := v.meta1(tx, rid)
@@ -641,7 +646,9 @@ func (v *Vault) spreadAdded(tx *bbolt.Tx, m *Meta, add []record.Label) (int, err
 					group = append(group, om)
 				}
 				for _, g := range group {
-					seen[g.ID] = true
+					if origin[g.ID] {
+						continue
+					}
 					var gained []record.Label
 					for _, l := range t.add {
 						if !slices.Contains(g.Labels, l) {
