@@ -28,6 +28,10 @@ var (
 	// chunk fails authentication, is out of order, or the file ends early
 	// or goes on after its last chunk. Nothing of such a record is kept.
 	ErrDamaged = errors.New("received record does not decrypt")
+	// ErrImportRunning means a change of labels by hand waited for an
+	// import that did not end in time; nothing was changed. It is
+	// ErrLocked too (errors.Is).
+	ErrImportRunning error = kindError{"an import is running: labels are changed by hand once it ends", ErrLocked}
 	// ErrInvalid means the caller's input was refused (an unknown
 	// category, a title too long): nothing was changed.
 	ErrInvalid = errors.New("invalid input")

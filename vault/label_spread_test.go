@@ -1,7 +1,10 @@
 package vault
 
 import (
+	"errors"
+	"io"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -201,4 +204,77 @@ func TestHandLabelSpreadsEachGainedLabel(t *testing.T) {
 		}
 	}
 	mustVerify(t, v, "two paths")
+}
+
+// A label waiting for an import holds up no other import: the node runs
+// commands at once, and an import may read a pipe that pauses ('producer |
+// medvault import -'). A label that waits too long fails, changing nothing.
+func TestHandLabelWaitingHoldsUpNoImport(t *testing.T) {
+	const (
+		enc   = `{"resourceType":"Encounter","id":"e","status":"finished"}`
+		claim = `{"resourceType":"Claim","id":"c","status":"active","item":[{"sequence":1,"encounter":[{"reference":"Encounter/e"}]}]}`
+		obs   = `{"resourceType":"Observation","id":"o","status":"final","code":{"text":"x"}}`
+	)
+	v := newTestVault(t)
+	importString(t, v, "enc.ndjson", enc+"\n")
+	ms, _ := v.List(Filter{})
+	encID := ms[0].ID
+
+	// An import reading a pipe that has paused.
+	pr, pw := io.Pipe()
+	imported := make(chan error, 1)
+	go func() {
+		_, err := v.Import("pipe", pr, nil)
+		imported <- err
+	}()
+	if _, err := io.WriteString(pw, claim+"\n"); err != nil { // read: the import runs
+		t.Fatal(err)
+	}
+
+	// A label that gives up fails with ErrImportRunning and changes nothing.
+	defer func(d time.Duration) { labelWait = d }(labelWait)
+	labelWait = 20 * time.Millisecond
+	if _, _, err := v.SetLabels(encID, []record.Label{record.MH}, nil); !errors.Is(err, ErrImportRunning) || !errors.Is(err, ErrLocked) {
+		t.Fatalf("label during a paused import: %v, want ErrImportRunning", err)
+	}
+
+	// One that waits for it does not stop another import from running.
+	labelWait = time.Hour
+	labelled := make(chan error, 1)
+	go func() {
+		_, _, err := v.SetLabels(encID, []record.Label{record.MH}, nil)
+		labelled <- err
+	}()
+	time.Sleep(50 * time.Millisecond) // the label is waiting
+	other := make(chan error, 1)
+	go func() {
+		_, err := v.Import("other", strings.NewReader(obs+"\n"), nil)
+		other <- err
+	}()
+	select {
+	case err := <-other:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second): // a hang, not a measure of speed
+		t.Fatal("an import waits for a label that waits for a paused import")
+	}
+	pw.Close()
+	if err := <-imported; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-labelled; err != nil {
+		t.Fatal(err)
+	}
+	ms, _ = v.List(Filter{})
+	for _, m := range ms {
+		want := []record.Label{record.MH}
+		if m.FHIR.Type == "Observation" {
+			want = nil
+		}
+		if !slices.Equal(m.Labels, want) {
+			t.Errorf("%s/%s: labels %v, want %v", m.FHIR.Type, m.FHIR.ID, m.Labels, want)
+		}
+	}
+	mustVerify(t, v, "label waits")
 }

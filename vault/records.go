@@ -523,8 +523,13 @@ func (v *Vault) shredWithin(wait time.Duration) error {
 // import's propagation would, the imported records that reference the
 // resource, and the records that reference those (spreadAdded). It returns
 // the record's new metadata and what else changed.
+//
+// It waits for imports running (see Vault.labels), at most labelWait, and
+// then fails with ErrImportRunning.
 func (v *Vault) SetLabels(id record.ID, add, remove []record.Label) (*Meta, Relabelled, error) {
-	v.labels.Lock() // after any import running (see Vault.labels)
+	if !v.labelsWithin(labelWait) {
+		return nil, Relabelled{}, fmt.Errorf("label %s: %w", id, ErrImportRunning)
+	}
 	defer v.labels.Unlock()
 	var m *Meta
 	var others Relabelled

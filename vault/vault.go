@@ -84,7 +84,28 @@ type Vault struct {
 	// its resources reference before it makes its own records visible, so
 	// a label added in between would reach neither (the spread skips the
 	// import's hidden records, and the import has read the old labels).
+	// SetLabels never waits on Lock (labelsWithin): a waiting writer
+	// stops every new reader, so one import reading a paused pipe in the
+	// node would, through a label waiting for it, hold up every other
+	// import, and a label whose input is the import's ('{ medvault label
+	// ...; cat x.json; } | medvault import -') would wait for ever.
 	labels sync.RWMutex
+}
+
+// labelWait is how long a change of labels by hand waits for imports.
+var labelWait = 30 * time.Second
+
+// labelsWithin takes labels for writing if it can within d, without making
+// new imports wait meanwhile.
+func (v *Vault) labelsWithin(d time.Duration) bool {
+	for deadline := time.Now().Add(d); ; time.Sleep(5 * time.Millisecond) {
+		if v.labels.TryLock() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
 }
 
 func (v *Vault) view(fn func(*bbolt.Tx) error) error {

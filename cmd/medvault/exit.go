@@ -120,6 +120,8 @@ func hintFor(err error) string {
 		return h.hint
 	}
 	switch {
+	case errors.Is(err, vault.ErrImportRunning):
+		return "nothing was changed; run the same 'medvault label' again once the import ends"
 	case errors.Is(err, vault.ErrLocked):
 		return "another medvault command is using the vault; wait for it to finish (or stop 'medvault serve') and retry"
 	case errors.Is(err, identity.ErrWrongPassphrase):
