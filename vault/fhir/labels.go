@@ -6,6 +6,7 @@ import (
 	"embed"
 	"fmt"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -123,17 +124,25 @@ type rule struct {
 	code  string // exact code, prefix (for "*") or low bound (for ranges), normalised
 	hi    string // high bound of a range, normalised
 	kind  byte   // '=' exact, '*' prefix, '-' range
-	// at, when not 0, also asks a prefix or range rule's code for the
-	// character ch at 1-based position at (an ICD-10-CM 6th character).
-	at      int
-	ch      byte
+	// at, when set, also asks a prefix or range rule's code for
+	// characters at 1-based positions (an ICD-10-CM 6th character): all
+	// of them.
+	at      []charAt
 	exclude bool
 	line    string // "file:line" for reasons and errors
 }
 
+// charAt asks for the character ch at 1-based position pos.
+type charAt struct {
+	pos int
+	ch  byte
+}
+
 func (r rule) match(code string) bool {
-	if r.at > 0 && (len(code) < r.at || code[r.at-1] != r.ch) {
-		return false
+	for _, a := range r.at {
+		if len(code) < a.pos || code[a.pos-1] != a.ch {
+			return false
+		}
 	}
 	switch r.kind {
 	case '*':
@@ -219,14 +228,18 @@ func (t *tables) addList(label record.Label, name string, b []byte) error {
 			return fmt.Errorf("value list %s: unknown or non-canonical system", r.line)
 		}
 		code := parts[1]
-		if base, cond, ok := strings.Cut(code, "@"); ok {
-			// RULE@N=C: the code's character at position N is C.
-			n, c, ok := strings.Cut(cond, "=")
-			pos, err := strconv.Atoi(n)
-			if !ok || err != nil || pos < 2 || pos > 8 || len(c) != 1 || !isICD(r.sys) || normCode(r.sys, c) == "" {
-				return fmt.Errorf("value list %s: bad position condition %q (want an ICD rule, then @N=C)", r.line, cond)
+		if base, conds, ok := strings.Cut(code, "@"); ok {
+			// RULE@N=C[@N=C...]: the code's character at position N is C.
+			code = base
+			for _, cond := range strings.Split(conds, "@") {
+				n, c, ok := strings.Cut(cond, "=")
+				pos, err := strconv.Atoi(n)
+				if !ok || err != nil || pos < 2 || pos > 8 || len(c) != 1 || !isICD(r.sys) || normCode(r.sys, c) == "" ||
+					slices.ContainsFunc(r.at, func(a charAt) bool { return a.pos == pos }) {
+					return fmt.Errorf("value list %s: bad position condition %q (want an ICD rule, then @N=C)", r.line, cond)
+				}
+				r.at = append(r.at, charAt{pos, normCode(r.sys, c)[0]})
 			}
-			code, r.at, r.ch = base, pos, normCode(r.sys, c)[0]
 		}
 		switch {
 		case strings.HasSuffix(code, "*"):
@@ -243,7 +256,7 @@ func (t *tables) addList(label record.Label, name string, b []byte) error {
 		if r.kind != '=' && !isICD(r.sys) {
 			return fmt.Errorf("value list %s: prefix and range rules are for ICD codes only", r.line)
 		}
-		if r.at > 0 && (r.kind == '=' || r.at <= len(r.code)) {
+		if len(r.at) > 0 && (r.kind == '=' || slices.ContainsFunc(r.at, func(a charAt) bool { return a.pos <= len(r.code) })) {
 			return fmt.Errorf("value list %s: a position condition must follow a prefix or range, past it", r.line)
 		}
 		if r.code == "" {

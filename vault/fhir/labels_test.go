@@ -76,6 +76,9 @@ func TestParseListErrors(t *testing.T) {
 		"http://hl7.org/fhir/sid/icd-10-cm|T36*@2=2|x\n",  // the position is inside the prefix
 		"http://hl7.org/fhir/sid/icd-10-cm|F32.9@6=2|x\n", // not a prefix or range
 		"http://loinc.org|44249-1@6=2|x\n",
+		"http://hl7.org/fhir/sid/icd-10-cm|T36-T65@5=2@5=X|x\n", // one position twice
+		"http://hl7.org/fhir/sid/icd-10-cm|T36-T65@5=2@|x\n",
+		"http://hl7.org/fhir/sid/icd-10-cm|T36-T65@5=2@2=3|x\n", // the second inside the range
 	}
 	for _, in := range bad {
 		tb := &tables{exact: map[codeKey][]rule{}, pattern: map[string][]rule{}}
@@ -150,6 +153,15 @@ func TestCodeLabels(t *testing.T) {
 		{icd, "T39.011A", nil},          // aspirin, accidental
 		{icd, "T36.0X5A", nil},          // penicillin, adverse effect
 		{icd, "T39.01", nil},            // too short to say
+		// where the subcategory has four characters, the intent is the 5th
+		// and the 6th is the placeholder X
+		{icd, "T36.92XA", L(record.MH)}, // unspecified systemic antibiotic, intentional self-harm
+		{icd, "T58.02XA", L(record.MH)}, // carbon monoxide from motor vehicle exhaust, intentional self-harm
+		{icd, "t65.92xd", L(record.MH)}, // unspecified substance, intentional self-harm, lower case
+		{icd, "T36.91XA", nil},          // accidental
+		{icd, "T36.95XA", nil},          // adverse effect
+		{icd, "T40.421A", nil},          // tramadol, accidental: its 5th character 2 is the drug
+		{icd, "T40.42", nil},            // tramadol, no intent given
 		{icd, "T66.XXXA", nil},          // radiation sickness: outside T36-T65
 		{icd9, "E950.0", L(record.MH)},  // suicide by analgesics
 		{icd9, "E949", nil},
