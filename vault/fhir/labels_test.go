@@ -162,8 +162,18 @@ func TestCodeLabels(t *testing.T) {
 		{icd, "T36.95XA", nil},          // adverse effect
 		{icd, "T40.421A", nil},          // tramadol, accidental: its 5th character 2 is the drug
 		{icd, "T40.42", nil},            // tramadol, no intent given
-		{icd, "T66.XXXA", nil},          // radiation sickness: outside T36-T65
-		{icd9, "E950.0", L(record.MH)},  // suicide by analgesics
+		{icd, "T71.162A", L(record.MH)}, // asphyxiation due to hanging, intentional self-harm
+		{icd, "T71.222A", L(record.MH)}, // trapped in a car trunk, intentional self-harm
+		{icd, "T71.161A", nil},          // hanging, accidental
+		{icd, "T71.9XXA", nil},          // asphyxiation, unspecified cause
+		// WHO ICD-10 (read as ICD-10-CM) gives self-poisoning X60-X69 and hanging X70
+		{"http://hl7.org/fhir/sid/icd-10", "X61", L(record.MH)},
+		{"http://hl7.org/fhir/sid/icd-10", "X70", L(record.MH)},
+		{"http://hl7.org/fhir/sid/icd-10", "X84", L(record.MH)},
+		{"http://hl7.org/fhir/sid/icd-10", "X85", nil}, // assault
+		{"http://hl7.org/fhir/sid/icd-10", "X59", nil}, // accident
+		{icd, "T66.XXXA", nil},                         // radiation sickness: outside T36-T65
+		{icd9, "E950.0", L(record.MH)},                 // suicide by analgesics
 		{icd9, "E949", nil},
 		{icd, "B20", L(record.HIV)},
 		{icd, "Z21", L(record.HIV)},
