@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/spf13/cobra"
 
@@ -46,8 +47,9 @@ the old one.`,
 			// An import's working set (batches of resources being
 			// encrypted, bbolt's dirty pages) is larger than the low
 			// memory target set after unlock: it would only make the GC
-			// thrash.
-			debug.SetMemoryLimit(math.MaxInt64)
+			// thrash. The target comes back when the last import ends,
+			// for the node's later commands (add, fetch).
+			defer liftMemoryLimit()()
 			// A vault from before the reference index gets it first:
 			// every earlier record is read once, which takes a while.
 			noticed, drawn := false, false
@@ -185,4 +187,30 @@ func progressBar(done, total int64, width int) string {
 	n := int(done * int64(width) / total)
 	n = min(max(n, 0), width)
 	return "[" + strings.Repeat("#", n) + strings.Repeat(".", width-n) + fmt.Sprintf("] %3d%%", done*100/total)
+}
+
+// importsRunning counts the imports running in this process (the node runs
+// several at once) and keeps the memory target the first one lifted.
+var importsRunning struct {
+	sync.Mutex
+	n    int
+	kept int64
+}
+
+// liftMemoryLimit lifts Go's memory target for an import and returns what
+// puts it back, once no other import runs.
+func liftMemoryLimit() (restore func()) {
+	importsRunning.Lock()
+	defer importsRunning.Unlock()
+	if importsRunning.n == 0 {
+		importsRunning.kept = debug.SetMemoryLimit(math.MaxInt64)
+	}
+	importsRunning.n++
+	return func() {
+		importsRunning.Lock()
+		defer importsRunning.Unlock()
+		if importsRunning.n--; importsRunning.n == 0 {
+			debug.SetMemoryLimit(importsRunning.kept)
+		}
+	}
 }
