@@ -24,20 +24,7 @@ func TestHandLabelReachesEarlierReferrers(t *testing.T) {
 		eob   = `{"resourceType":"ExplanationOfBenefit","id":"x","status":"active","claim":{"reference":"Claim/c"}}`
 		other = `{"resourceType":"Claim","id":"o","status":"active","item":[{"sequence":1,"encounter":[{"reference":"Encounter/unrelated"}]}]}`
 	)
-	find := func(t *testing.T, v *Vault, key string) *Meta {
-		t.Helper()
-		ms, err := v.List(Filter{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, m := range ms {
-			if m.FHIR != nil && m.FHIR.Type+"/"+m.FHIR.ID == key {
-				return m
-			}
-		}
-		t.Fatalf("%s not stored", key)
-		return nil
-	}
+	find := findFHIR
 
 	for _, order := range []string{"label, then import the claim", "import the claim, then label"} {
 		t.Run(order, func(t *testing.T) {
@@ -164,17 +151,7 @@ func TestHandLabelSpreadsEachGainedLabel(t *testing.T) {
 	importString(t, v, "all.ndjson", enc+"\n"+ca+"\n"+cb+"\n"+eob+"\n")
 	id := func(key string) record.ID {
 		t.Helper()
-		ms, err := v.List(Filter{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, m := range ms {
-			if m.FHIR != nil && m.FHIR.Type+"/"+m.FHIR.ID == key {
-				return m.ID
-			}
-		}
-		t.Fatalf("%s not stored", key)
-		return record.ID{}
+		return findFHIR(t, v, key).ID
 	}
 	set := func(key string, add, rm []record.Label) *Meta {
 		t.Helper()
@@ -277,4 +254,20 @@ func TestHandLabelWaitingHoldsUpNoImport(t *testing.T) {
 		}
 	}
 	mustVerify(t, v, "label waits")
+}
+
+// findFHIR returns the stored record of the FHIR resource key ("Type/id").
+func findFHIR(t *testing.T, v *Vault, key string) *Meta {
+	t.Helper()
+	ms, err := v.List(Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms {
+		if m.FHIR != nil && m.FHIR.Type+"/"+m.FHIR.ID == key {
+			return m
+		}
+	}
+	t.Fatalf("%s not stored", key)
+	return nil
 }
