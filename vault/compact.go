@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -91,9 +92,15 @@ var ErrCompactDeferred = errors.New("the vault is being read; the old bytes are 
 
 // lockWithin takes the exclusive lock if it can within d, without making
 // new readers wait meanwhile.
-func (v *Vault) lockWithin(d time.Duration) bool {
+func (v *Vault) lockWithin(d time.Duration) bool { return tryLockWithin(&v.mu, d) }
+
+// tryLockWithin takes mu for writing if it can within d. It polls TryLock
+// rather than wait in Lock: a writer waiting in Lock stops every new
+// reader, and a reader that is itself waiting on something slow (a paused
+// pipe) would then hold them all up.
+func tryLockWithin(mu *sync.RWMutex, d time.Duration) bool {
 	for deadline := time.Now().Add(d); ; time.Sleep(5 * time.Millisecond) {
-		if v.mu.TryLock() {
+		if mu.TryLock() {
 			return true
 		}
 		if time.Now().After(deadline) {

@@ -97,16 +97,7 @@ var labelWait = 30 * time.Second
 
 // labelsWithin takes labels for writing if it can within d, without making
 // new imports wait meanwhile.
-func (v *Vault) labelsWithin(d time.Duration) bool {
-	for deadline := time.Now().Add(d); ; time.Sleep(5 * time.Millisecond) {
-		if v.labels.TryLock() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-	}
-}
+func (v *Vault) labelsWithin(d time.Duration) bool { return tryLockWithin(&v.labels, d) }
 
 func (v *Vault) view(fn func(*bbolt.Tx) error) error {
 	v.mu.RLock()
