@@ -331,7 +331,7 @@ func (v *Vault) adoptKept() error {
 				return err
 			}
 		}
-		return tx.Bucket(bucketMeta).Put(keyFormat, binary.BigEndian.AppendUint32(nil, FormatVersion))
+		return tx.Bucket(bucketMeta).Put(keyFormat, binary.BigEndian.AppendUint32(nil, formatKept))
 	})
 	if errors.Is(err, ledger.ErrTampered) {
 		return nil // left at format 1; verify reports the damage

@@ -542,10 +542,14 @@ func (v *Vault) SetLabels(id record.ID, add, remove []record.Label) (*Meta, Rela
 		relabel := func(m *Meta) (bool, error) {
 			ls := append(slices.Clone(m.Labels), add...)
 			ls = normLabels(slices.DeleteFunc(ls, func(l record.Label) bool { return slices.Contains(remove, l) }))
-			if slices.Equal(ls, m.Labels) && m.ID != id {
+			// A label removed by hand stays removed when labels are
+			// derived again (relabel); adding it back ends that.
+			hr := append(slices.Clone(m.HandRemoved), remove...)
+			hr = normLabels(slices.DeleteFunc(hr, func(l record.Label) bool { return slices.Contains(add, l) }))
+			if slices.Equal(ls, m.Labels) && slices.Equal(hr, m.HandRemoved) && m.ID != id {
 				return false, nil
 			}
-			m.Labels = ls
+			m.Labels, m.HandRemoved = ls, hr
 			return true, v.putMeta(tx, m, ledger.ActionLabel)
 		}
 		if _, err := relabel(m); err != nil {
@@ -642,13 +646,9 @@ func (v *Vault) spreadAdded(tx *bbolt.Tx, m *Meta, add []record.Label) (int, err
 				if err != nil {
 					return 0, err
 				}
-				group := []*Meta{rm}
-				for _, oid := range v.otherVersions(tx, rm) {
-					om, err := v.meta1(tx, oid)
-					if err != nil {
-						return 0, err
-					}
-					group = append(group, om)
+				group, err := v.versionGroup(tx, rm)
+				if err != nil {
+					return 0, err
 				}
 				for _, g := range group {
 					if origin[g.ID] {
@@ -674,6 +674,19 @@ func (v *Vault) spreadAdded(tx *bbolt.Tx, m *Meta, add []record.Label) (int, err
 		}
 	}
 	return changed, nil
+}
+
+// versionGroup returns m and the metadata of its other versions.
+func (v *Vault) versionGroup(tx *bbolt.Tx, m *Meta) ([]*Meta, error) {
+	group := []*Meta{m}
+	for _, oid := range v.otherVersions(tx, m) {
+		om, err := v.meta1(tx, oid)
+		if err != nil {
+			return nil, err
+		}
+		group = append(group, om)
+	}
+	return group, nil
 }
 
 // otherVersions returns the IDs of the other stored versions of the FHIR

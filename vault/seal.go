@@ -17,12 +17,16 @@ type Meta struct {
 	Title    string
 	Category record.Category
 	Labels   []record.Label
-	Date     time.Time // clinical date, zero if unknown
-	Added    time.Time
-	FileName string
-	Size     int64  // plaintext bytes
-	Source   Source // how the record entered the vault
-	FHIR     *FHIRInfo
+	// HandRemoved are the labels the patient removed by hand (label ID
+	// -L) and has not added back: deriving labels again, after the value
+	// lists change, does not put them back.
+	HandRemoved []record.Label
+	Date        time.Time // clinical date, zero if unknown
+	Added       time.Time
+	FileName    string
+	Size        int64  // plaintext bytes
+	Source      Source // how the record entered the vault
+	FHIR        *FHIRInfo
 	// Status is a FHIR resource's status or clinicalStatus code, "" if none.
 	Status string
 	// From is the patient who shared this record (provider vaults only).
@@ -97,6 +101,7 @@ type metaV1 struct {
 	Title    string          `json:"title,omitempty"`
 	Category record.Category `json:"category"`
 	Labels   []record.Label  `json:"labels,omitempty"`
+	Removed  []record.Label  `json:"removed,omitempty"`
 	Date     *time.Time      `json:"date,omitempty"`
 	Added    time.Time       `json:"added"`
 	FileName string          `json:"file,omitempty"`
@@ -116,7 +121,7 @@ type metaV1 struct {
 // the additional data binds it to its record ID, so moving sealed metadata to
 // another key fails to decrypt.
 func (v *Vault) sealMeta(m *Meta) ([]byte, error) {
-	mv := metaV1{V: 1, Title: m.Title, Category: m.Category, Labels: m.Labels, Added: m.Added.UTC(),
+	mv := metaV1{V: 1, Title: m.Title, Category: m.Category, Labels: m.Labels, Removed: m.HandRemoved, Added: m.Added.UTC(),
 		FileName: m.FileName, Size: m.Size, Source: m.Source, FHIR: m.FHIR, Status: m.Status, Grant: m.Grant,
 		Digest: m.ContentDigest[:], Chunks: m.Chunks}
 	if m.HeaderDigest != ([32]byte{}) {
@@ -169,7 +174,7 @@ func (v *Vault) openMeta(id record.ID, sealed []byte) (*Meta, error) {
 	if err := json.Unmarshal(plain, &mv); err != nil || mv.V != 1 || len(mv.Digest) != 32 || (mv.Header != nil && len(mv.Header) != 32) {
 		return nil, fmt.Errorf("%w: metadata of record %s is malformed", ErrTampered, id)
 	}
-	m := &Meta{ID: id, Title: mv.Title, Category: mv.Category, Labels: mv.Labels, Added: mv.Added,
+	m := &Meta{ID: id, Title: mv.Title, Category: mv.Category, Labels: mv.Labels, HandRemoved: mv.Removed, Added: mv.Added,
 		FileName: mv.FileName, Size: mv.Size, Source: mv.Source, FHIR: mv.FHIR, Status: mv.Status, Grant: mv.Grant, Chunks: mv.Chunks}
 	if mv.Date != nil {
 		m.Date = *mv.Date

@@ -21,8 +21,15 @@ import (
 
 // FormatVersion is the on-disk format this build writes and reads. Version
 // 2 logs what a provider keeps from patients' nodes (keep entries); a
-// version 1 vault is brought to version 2 when opened (adoptKept).
-const FormatVersion = 2
+// version 1 vault is brought to version 2 when opened (adoptKept). Version
+// 3 keeps, sealed, the rules the records' sensitivity labels were derived
+// by, and which labels the patient removed by hand; a version 2 vault has
+// its records' labels derived again under this build's rules, and is
+// brought to version 3, when opened (rederive).
+const FormatVersion = 3
+
+// formatKept is the format that first logged kept objects.
+const formatKept = 2
 
 // File names inside a data directory.
 const (
@@ -90,6 +97,8 @@ type Vault struct {
 	// import, and a label whose input is the import's ('{ medvault label
 	// ...; cat x.json; } | medvault import -') would wait for ever.
 	labels sync.RWMutex
+	// rederived is what Open's rederive changed, nil if nothing ran.
+	rederived *Rederivation
 }
 
 // labelWait is how long a change of labels by hand waits for imports.
@@ -192,6 +201,9 @@ func Create(dir string, id *identity.Identity, opts Options) error {
 			return err
 		}
 		v.vaultID = vid
+		if err := v.putRules(tx); err != nil {
+			return err
+		}
 		if err := v.ledger.init(tx); err != nil {
 			return err
 		}
@@ -271,7 +283,7 @@ func (v *Vault) load() error {
 			return fmt.Errorf("%w (format v%d, this build reads v%d)", ErrNewerFormat, ver, FormatVersion)
 		} else if ver == 1 {
 			adopt = true
-		} else if ver != FormatVersion {
+		} else if ver != formatKept && ver != FormatVersion {
 			return fmt.Errorf("%w: unknown format version %d", ErrTampered, ver)
 		}
 		owner := v.id.ID()
@@ -298,8 +310,11 @@ func (v *Vault) load() error {
 	}
 	if adopt {
 		if err := v.adoptKept(); err != nil {
-			return fmt.Errorf("bring the vault to format v%d: %w", FormatVersion, err)
+			return fmt.Errorf("bring the vault to format v%d: %w", formatKept, err)
 		}
+	}
+	if err := v.rederive(); err != nil {
+		return err
 	}
 	var owed bool
 	v.view(func(tx *bbolt.Tx) error { owed = tx.Bucket(bucketMeta).Get(keyCompactOwed) != nil; return nil })
