@@ -21,6 +21,7 @@ import (
 	"github.com/medvault/medvault/share"
 	"github.com/medvault/medvault/vault"
 	"github.com/medvault/medvault/vault/identity"
+	"github.com/medvault/medvault/vault/record"
 )
 
 // app carries what commands need from the process: streams, environment and
@@ -299,7 +300,45 @@ func (a *app) openVault() (*vault.Vault, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	a.noteRederived(v.Rederived())
 	return v, func() { v.Close() }, nil
+}
+
+// noteRederived tells the patient what deriving labels again under this
+// build's value lists changed, once, at the open that did it.
+func (a *app) noteRederived(r *vault.Rederivation) {
+	if r == nil {
+		return
+	}
+	if r.Records > 0 {
+		var by []string
+		for _, l := range record.Labels() {
+			if n := r.Gained[l]; n > 0 {
+				by = append(by, fmt.Sprintf("%s %d", l, n))
+			}
+		}
+		more := ""
+		if r.Propagated > 0 {
+			more = fmt.Sprintf(", and %s that reference them", count(r.Propagated, "more"))
+		}
+		a.say("medvault: note: this version of medvault derives sensitivity labels from updated code lists: %s gained labels from their own content (%s)%s. A grant shares such records only if it names the label; 'medvault log --action label' lists the changes.",
+			count(r.Records, "record"), strings.Join(by, ", "), more)
+	}
+	if len(r.HandChanged) > 0 {
+		ids := make([]string, len(r.HandChanged))
+		for i, id := range r.HandChanged {
+			ids[i] = id.String()
+		}
+		a.say("medvault: note: you had changed labels by hand on %s of them before medvault kept which labels you removed; if one you removed came back, remove it again with 'medvault label ID -L': %s",
+			count(len(r.HandChanged), "record"), strings.Join(ids, " "))
+	}
+	if r.Unreadable > 0 {
+		a.say("medvault: warning: %s could not be read to derive %s labels; run 'medvault verify'",
+			count(r.Unreadable, "record"), map[bool]string{true: "its", false: "their"}[r.Unreadable == 1])
+	}
+	if r.NoIndex != nil {
+		a.say("medvault: warning: labels gained did not reach the records that reference them (the reference index could not be built: %v); run 'medvault verify'", r.NoIndex)
+	}
 }
 
 func (a *app) workFactor() int {

@@ -191,12 +191,15 @@ type recordJSON struct {
 	Title    string   `json:"title"`
 	Category string   `json:"category"`
 	Labels   []string `json:"labels"`
-	Date     string   `json:"date,omitempty"`
-	Added    string   `json:"added"`
-	Size     int64    `json:"size"`
-	Source   string   `json:"source"`
-	File     string   `json:"file,omitempty"`
-	FHIR     *struct {
+	// LabelsRemoved are the labels the patient removed by hand, which
+	// deriving labels again leaves off.
+	LabelsRemoved []string `json:"labels_removed,omitempty"`
+	Date          string   `json:"date,omitempty"`
+	Added         string   `json:"added"`
+	Size          int64    `json:"size"`
+	Source        string   `json:"source"`
+	File          string   `json:"file,omitempty"`
+	FHIR          *struct {
 		Type    string `json:"type"`
 		ID      string `json:"id"`
 		Version int    `json:"version"`
@@ -209,6 +212,9 @@ func toJSON(m *vault.Meta) recordJSON {
 		Added: m.Added.UTC().Format(time.RFC3339), Size: m.Size, Source: string(m.Source), File: m.FileName}
 	for _, l := range m.Labels {
 		r.Labels = append(r.Labels, string(l))
+	}
+	for _, l := range m.HandRemoved {
+		r.LabelsRemoved = append(r.LabelsRemoved, string(l))
 	}
 	if !m.Date.IsZero() {
 		r.Date = m.Date.UTC().Format("2006-01-02")
@@ -375,6 +381,9 @@ func newShowCommand(a *app) *cobra.Command {
 			fmt.Fprintf(w, "Title:     %s\n", sanitize(m.Title))
 			fmt.Fprintf(w, "Category:  %s\n", m.Category)
 			fmt.Fprintf(w, "Labels:    %s\n", labelsText(m))
+			if len(m.HandRemoved) > 0 {
+				fmt.Fprintf(w, "Removed:   %s (by hand: labels derived again leave them off)\n", labelsText(&vault.Meta{Labels: m.HandRemoved}))
+			}
 			fmt.Fprintf(w, "Date:      %s\n", dateText(m))
 			fmt.Fprintf(w, "Added:     %s\n", m.Added.UTC().Format(time.RFC3339))
 			fmt.Fprintf(w, "Size:      %s (%d bytes)\n", vault.FormatSize(m.Size), m.Size)
