@@ -35,6 +35,9 @@ type ImportStats struct {
 	// this import (they reference what it added, directly or through
 	// other records).
 	Relabelled int
+	// RelabelledHand counts, of those, records that gained a label the
+	// patient had removed from them by hand (Meta.inherit).
+	RelabelledHand int
 }
 
 // importBatch is how many resources are encrypted and staged per
@@ -369,11 +372,11 @@ func (im *importer) run(r io.Reader, progress func(resources int, offset int64))
 		if err := im.v.logAppend(tx, Event{Action: ledger.ActionImport, commit: importCommit(im.id)}); err != nil {
 			return err
 		}
-		n, err := im.relabel(tx)
+		n, hand, err := im.relabel(tx)
 		if err != nil {
 			return err
 		}
-		st.Relabelled = n
+		st.Relabelled, st.RelabelledHand = n, hand
 		if err := im.alias(tx); err != nil {
 			return err
 		}
@@ -392,39 +395,40 @@ func (im *importer) run(r io.Reader, progress func(resources int, offset int64))
 
 // relabel writes, in tx, the labels this import spreads to records the
 // vault held before it, each change a label entry of the ledger (reason
-// LabelPropagated), and returns how many records changed. It adds to the
+// LabelPropagated), and returns how many records changed and how many of
+// those gained a label removed from them by hand (Meta.inherit). It adds to the
 // labels each record has now (the patient may have changed them while the
 // import ran) and skips records removed meanwhile.
-func (im *importer) relabel(tx *bbolt.Tx) (int, error) {
-	n := 0
+func (im *importer) relabel(tx *bbolt.Tx) (n, overrode int, _ error) {
 	c := im.sc.b(scVault).Cursor()
 	for k, sealed := c.First(); k != nil; k, sealed = c.Next() {
 		p, err := im.sc.open(scVault, k, sealed)
 		if err != nil {
-			return n, err
+			return n, overrode, err
 		}
 		add, err := decodeLabels(p)
 		if err != nil {
-			return n, err
+			return n, overrode, err
 		}
 		m, err := im.v.meta1(tx, record.ID(k))
 		if errors.Is(err, ErrNotFound) {
 			continue
 		}
 		if err != nil {
-			return n, err
+			return n, overrode, err
 		}
-		ls := normLabels(append(slices.Clone(m.Labels), add...))
-		if len(ls) == len(m.Labels) {
+		if len(normLabels(append(slices.Clone(m.Labels), add...))) == len(m.Labels) {
 			continue
 		}
-		m.Labels = ls
+		if m.inherit(add) {
+			overrode++
+		}
 		if err := im.v.putMetaEvent(tx, m, Event{Action: ledger.ActionLabel, Reason: LabelPropagated}); err != nil {
-			return n, err
+			return n, overrode, err
 		}
 		n++
 	}
-	return n, nil
+	return n, overrode, nil
 }
 
 // alias adds, in tx, to the metadata of each record the vault held before

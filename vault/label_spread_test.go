@@ -271,3 +271,85 @@ func findFHIR(t *testing.T, v *Vault, key string) *Meta {
 	t.Fatalf("%s not stored", key)
 	return nil
 }
+
+// A label the patient removed from a record by hand is put back when it
+// reaches the record anew through a reference, by hand or by an import (a
+// sensitive record stays out unless named): the record no longer lists it
+// as removed, so show does not contradict itself, and the patient is told
+// how many such records there were. Records beyond it gain it too.
+func TestHandRemovedBackThroughReferences(t *testing.T) {
+	const (
+		enc   = `{"resourceType":"Encounter","id":"e","status":"finished","class":{"code":"AMB"}}`
+		mhEnc = `{"resourceType":"Encounter","id":"e","status":"finished","class":{"code":"AMB"},"reasonCode":[{"coding":[{"system":"http://snomed.info/sct","code":"370143000"}]}]}`
+		claim = `{"resourceType":"Claim","id":"c","status":"active","item":[{"sequence":1,"encounter":[{"reference":"Encounter/e"}]}]}`
+		eob   = `{"resourceType":"ExplanationOfBenefit","id":"x","status":"active","claim":{"reference":"Claim/c"}}`
+	)
+	find := findFHIR
+	mh := []record.Label{record.MH}
+	// MH on the Encounter reaches the Claim and the EOB; the patient takes
+	// it off both, then off the Encounter.
+	setup := func(t *testing.T) *Vault {
+		v := newTestVault(t)
+		importString(t, v, "all.ndjson", enc+"\n"+claim+"\n"+eob+"\n")
+		for _, step := range []struct {
+			key     string
+			add, rm []record.Label
+		}{{"Encounter/e", mh, nil}, {"Claim/c", nil, mh}, {"ExplanationOfBenefit/x", nil, mh}, {"Encounter/e", nil, mh}} {
+			if _, _, err := v.SetLabels(find(t, v, step.key).ID, step.add, step.rm); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, key := range []string{"Claim/c", "ExplanationOfBenefit/x"} {
+			if m := find(t, v, key); len(m.Labels) != 0 || !slices.Equal(m.HandRemoved, mh) {
+				t.Fatalf("%s after -MH by hand: labels %v, removed %v", key, m.Labels, m.HandRemoved)
+			}
+		}
+		return v
+	}
+	check := func(t *testing.T, v *Vault, when string) {
+		t.Helper()
+		for _, key := range []string{"Claim/c", "ExplanationOfBenefit/x"} {
+			if m := find(t, v, key); !slices.Equal(m.Labels, mh) || len(m.HandRemoved) != 0 {
+				t.Errorf("%s %s: labels %v, removed by hand %v; want [MH], none", key, when, m.Labels, m.HandRemoved)
+			}
+		}
+		mustVerify(t, v, when)
+	}
+
+	t.Run("label again by hand", func(t *testing.T) {
+		v := setup(t)
+		_, others, err := v.SetLabels(find(t, v, "Encounter/e").ID, mh, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if others.Referrers != 2 || others.Overrode != 2 {
+			t.Errorf("+MH on the Encounter again: %d referrers relabelled, %d of them removed by hand; want 2, 2", others.Referrers, others.Overrode)
+		}
+		check(t, v, "after MH was added to its Encounter again")
+	})
+
+	t.Run("import a labelled version", func(t *testing.T) {
+		v := setup(t)
+		st := importString(t, v, "enc2.ndjson", mhEnc+"\n")
+		// The Encounter's first version (its labels cover every version),
+		// the Claim and the EOB.
+		if st.Relabelled != 3 || st.RelabelledHand != 3 {
+			t.Errorf("import relabelled %d earlier records, %d removed by hand; want 3, 3", st.Relabelled, st.RelabelledHand)
+		}
+		check(t, v, "after an import brought an MH version of its Encounter")
+	})
+
+	t.Run("an unrelated label", func(t *testing.T) {
+		v := setup(t)
+		_, others, err := v.SetLabels(find(t, v, "Encounter/e").ID, []record.Label{record.SUD}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if others.Overrode != 0 {
+			t.Errorf("+SUD on the Encounter: %d records had a hand removal undone, want 0", others.Overrode)
+		}
+		if m := find(t, v, "Claim/c"); !slices.Equal(m.Labels, []record.Label{record.SUD}) || !slices.Equal(m.HandRemoved, mh) {
+			t.Errorf("Claim/c after +SUD on its Encounter: labels %v, removed %v; want [SUD], [MH]", m.Labels, m.HandRemoved)
+		}
+	})
+}

@@ -568,7 +568,7 @@ func (v *Vault) SetLabels(id record.ID, add, remove []record.Label) (*Meta, Rela
 				others.Versions++
 			}
 		}
-		if others.Referrers, err = v.spreadAdded(tx, m, add); err != nil {
+		if others.Referrers, others.Overrode, err = v.spreadAdded(tx, m, add); err != nil {
 			return err
 		}
 		return v.ledger.checkpoint(tx)
@@ -580,6 +580,20 @@ func (v *Vault) SetLabels(id record.ID, add, remove []record.Label) (*Meta, Rela
 type Relabelled struct {
 	Versions  int // other versions of the same FHIR resource
 	Referrers int // records that reference it (or reference those), which gained a label
+	Overrode  int // of those, records that gained a label the patient had removed from them by hand
+}
+
+// inherit adds labels ls, which reach m through a reference, to it; a
+// label the patient had removed from m by hand is back, and is no longer
+// listed as removed. It reports whether one was.
+func (m *Meta) inherit(ls []record.Label) bool {
+	m.Labels = normLabels(append(slices.Clone(m.Labels), ls...))
+	n := len(m.HandRemoved)
+	m.HandRemoved = slices.DeleteFunc(slices.Clone(m.HandRemoved), func(l record.Label) bool { return slices.Contains(ls, l) })
+	if len(m.HandRemoved) == 0 {
+		m.HandRemoved = nil
+	}
+	return len(m.HandRemoved) < n
 }
 
 // spreadAdded gives labels add, just added by hand to record m and its
@@ -593,13 +607,17 @@ type Relabelled struct {
 // travel (a label the patient removed from a referrer by hand is not put
 // back by an unrelated change), and only on from records that gained them;
 // a record that gains one gets a label entry with reason LabelPropagated,
-// and so do its other versions. A vault whose
+// and so do its other versions. A label that reaches a record the patient
+// had removed it from by hand is put back all the same (what the patient
+// judged was the record without it; a sensitive record stays out unless
+// named), and no longer counts as removed by hand; overrode counts those
+// records, so the patient can be told. A vault whose
 // reference index is not built yet (no import since it was introduced)
 // spreads nothing: its next import builds the index.
-func (v *Vault) spreadAdded(tx *bbolt.Tx, m *Meta, add []record.Label) (int, error) {
+func (v *Vault) spreadAdded(tx *bbolt.Tx, m *Meta, add []record.Label) (changed, overrode int, _ error) {
 	add = normLabels(slices.Clone(add))
 	if len(add) == 0 || m.FHIR == nil || !m.From.IsZero() || tx.Bucket(bucketRefs) == nil {
-		return 0, nil
+		return 0, 0, nil
 	}
 	// Each record to spread from carries the labels it passes on: those
 	// it gained. A referrer that already had them all is where the spread
@@ -615,7 +633,6 @@ func (v *Vault) spreadAdded(tx *bbolt.Tx, m *Meta, add []record.Label) (int, err
 	// labels it has now, so each label reaches it once and the spread
 	// ends (every step adds a label). Only m and its versions, labelled
 	// just now, are never reached again.
-	changed := 0
 	rh := v.newRefHasher()
 	origin := map[record.ID]bool{m.ID: true}
 	work := []step{{m, add}}
@@ -623,7 +640,7 @@ func (v *Vault) spreadAdded(tx *bbolt.Tx, m *Meta, add []record.Label) (int, err
 		origin[oid] = true
 		om, err := v.meta1(tx, oid)
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		work = append(work, step{om, add})
 	}
@@ -644,11 +661,11 @@ func (v *Vault) spreadAdded(tx *bbolt.Tx, m *Meta, add []record.Label) (int, err
 				}
 				rm, err := v.meta1(tx, rid)
 				if err != nil {
-					return 0, err
+					return 0, 0, err
 				}
 				group, err := v.versionGroup(tx, rm)
 				if err != nil {
-					return 0, err
+					return 0, 0, err
 				}
 				for _, g := range group {
 					if origin[g.ID] {
@@ -663,9 +680,11 @@ func (v *Vault) spreadAdded(tx *bbolt.Tx, m *Meta, add []record.Label) (int, err
 					if len(gained) == 0 {
 						continue
 					}
-					g.Labels = normLabels(append(slices.Clone(g.Labels), gained...))
+					if g.inherit(gained) {
+						overrode++
+					}
 					if err := v.putMetaEvent(tx, g, Event{Action: ledger.ActionLabel, Reason: LabelPropagated}); err != nil {
-						return 0, err
+						return 0, 0, err
 					}
 					changed++
 					work = append(work, step{g, gained})
@@ -673,7 +692,7 @@ func (v *Vault) spreadAdded(tx *bbolt.Tx, m *Meta, add []record.Label) (int, err
 			}
 		}
 	}
-	return changed, nil
+	return changed, overrode, nil
 }
 
 // versionGroup returns m and the metadata of its other versions.

@@ -46,6 +46,9 @@ type Rederivation struct {
 	Gained     map[record.Label]int
 	Records    int // records that gained a label from their own content
 	Propagated int
+	// Overrode counts, of the Propagated, records that gained a label the
+	// patient had removed from them by hand (see spreadAdded).
+	Overrode int
 	// HandChanged are records that gained a label and whose labels the
 	// patient changed by hand before this build kept which labels were
 	// removed by hand: the label may be one the patient removed.
@@ -204,11 +207,12 @@ func (v *Vault) rederive() error {
 						rep.HandChanged = append(rep.HandChanged, m.ID)
 					}
 				}
-				n, err := v.spreadAdded(tx, m, gained)
+				n, hand, err := v.spreadAdded(tx, m, gained)
 				if err != nil {
 					return err
 				}
 				rep.Propagated += n
+				rep.Overrode += hand
 				logged = logged || n > 0
 			}
 			if last {

@@ -97,6 +97,11 @@ func TestRederiveAfterListChange(t *testing.T) {
 	if _, _, err := v.SetLabels(c3id, []record.Label{record.HIV}, nil); err != nil {
 		t.Fatal(err)
 	}
+	// And that the Claim is not SUD: what reaches it through a reference
+	// is put back all the same (a sensitive record stays out unless named).
+	if _, _, err := v.SetLabels(findFHIR(t, v, "Claim/cl").ID, nil, []record.Label{record.SUD}); err != nil {
+		t.Fatal(err)
+	}
 	v.Close()
 
 	newerLists(t)
@@ -116,7 +121,7 @@ func TestRederiveAfterListChange(t *testing.T) {
 	}
 	// c1, c3 and c4's first version gained SUD from their content; c4's
 	// second version with it, and the Claim through its reference.
-	if rep.Records != 3 || rep.Gained[record.SUD] != 3 || rep.Propagated != 1 || rep.Checked != 7 || rep.Unreadable != 0 {
+	if rep.Records != 3 || rep.Gained[record.SUD] != 3 || rep.Propagated != 1 || rep.Overrode != 1 || rep.Checked != 7 || rep.Unreadable != 0 {
 		t.Errorf("report %+v", rep)
 	}
 	if !slices.Equal(rep.HandChanged, []record.ID{c3id}) {
@@ -142,6 +147,9 @@ func TestRederiveAfterListChange(t *testing.T) {
 	}
 	if got := findFHIR(t, v, "Condition/c2").HandRemoved; !slices.Equal(got, []record.Label{record.SUD}) {
 		t.Errorf("c2 hand-removed %v", got)
+	}
+	if got := findFHIR(t, v, "Claim/cl").HandRemoved; len(got) != 0 {
+		t.Errorf("Claim/cl still lists %v removed by hand with SUD back on it", got)
 	}
 	entries := rederivedEntries(t, v)
 	if len(entries) != 4 {

@@ -18,8 +18,10 @@ type Meta struct {
 	Category record.Category
 	Labels   []record.Label
 	// HandRemoved are the labels the patient removed by hand (label ID
-	// -L) and has not added back: deriving labels again, after the value
-	// lists change, does not put them back.
+	// -L) and has not added back: deriving labels again from the record's
+	// content, after the value lists change, does not put them back. A
+	// label that reaches the record through a reference does, and leaves
+	// this list (Meta.inherit).
 	HandRemoved []record.Label
 	Date        time.Time // clinical date, zero if unknown
 	Added       time.Time

@@ -324,6 +324,10 @@ func (a *app) noteRederived(r *vault.Rederivation) {
 		a.say("medvault: note: this version of medvault derives sensitivity labels from updated code lists: %s gained labels from their own content (%s)%s. A grant shares such records only if it names the label; 'medvault log --action label' lists the changes.",
 			count(r.Records, "record"), strings.Join(by, ", "), more)
 	}
+	if r.Overrode > 0 {
+		a.say("medvault: note: %s that %s them had such a label removed by hand: it is back, since a sensitive record stays out unless you name it; 'medvault label ID -L' removes it again.",
+			count(r.Overrode, "record"), map[bool]string{true: "references", false: "reference"}[r.Overrode == 1])
+	}
 	if len(r.HandChanged) > 0 {
 		ids := make([]string, len(r.HandChanged))
 		for i, id := range r.HandChanged {

@@ -128,6 +128,10 @@ the old one.`,
 					if st.Relabelled > 0 {
 						a.say("%s: %s imported earlier gained sensitivity labels through references", label, count(st.Relabelled, "record", "records"))
 					}
+					if st.RelabelledHand > 0 {
+						a.say("%s: of those, %s had a label you removed by hand put back, since a sensitive record stays out unless you name it: see 'medvault log --action label'",
+							label, count(st.RelabelledHand, "record"))
+					}
 				}
 			}
 			if a.jsonOut {
@@ -140,13 +144,15 @@ the old one.`,
 					Labelled   int            `json:"labelled"`
 					ByCategory map[string]int `json:"by_category"`
 					Relabelled int            `json:"relabelled"`
+					// Of those, records that gained a label removed from them by hand.
+					RelabelledHand int `json:"relabelled_hand,omitempty"`
 				}
 				out := struct {
 					V     int        `json:"v"`
 					Files []fileJSON `json:"files"`
 				}{V: 1}
 				for _, st := range all {
-					fj := fileJSON{st.File, st.Resources, st.Added, st.Versions, st.Unchanged, st.Labelled, map[string]int{}, st.Relabelled}
+					fj := fileJSON{st.File, st.Resources, st.Added, st.Versions, st.Unchanged, st.Labelled, map[string]int{}, st.Relabelled, st.RelabelledHand}
 					for c, n := range st.ByCategory {
 						fj.ByCategory[string(c)] = n
 					}

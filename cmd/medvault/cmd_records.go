@@ -714,6 +714,10 @@ visit labelled MH), as it does at import. Each change is a ledger entry.`,
 				a.say("Also added to %s that %s this resource (as an import would): see 'medvault log --action label'.",
 					count(others.Referrers, "record"), map[bool]string{true: "references", false: "reference"}[others.Referrers == 1])
 			}
+			if others.Overrode > 0 {
+				a.say("Of those, %s had it removed by hand before: it is back, since a sensitive record stays out unless you name it; 'medvault label ID -LABEL' removes it again.",
+					count(others.Overrode, "record"))
+			}
 			if a.jsonOut {
 				return printJSON(a.stdout, struct {
 					V int `json:"v"`

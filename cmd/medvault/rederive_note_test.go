@@ -22,13 +22,14 @@ func TestNoteRederived(t *testing.T) {
 		t.Fatalf("notes for nothing gained: %q", stderr.String())
 	}
 	id := record.NewID()
-	a.noteRederived(&vault.Rederivation{Checked: 40, Records: 3, Propagated: 1,
+	a.noteRederived(&vault.Rederivation{Checked: 40, Records: 3, Propagated: 1, Overrode: 1,
 		Gained:      map[record.Label]int{record.MH: 2, record.SUD: 1},
 		HandChanged: []record.ID{id}, Unreadable: 2, NoIndex: errors.New("damaged")})
 	out := stderr.String()
 	for _, want := range []string{
 		"medvault: note: this version of medvault derives sensitivity labels from updated code lists: 3 records gained labels from their own content (MH 2, SUD 1), and 1 more that reference them.",
 		"'medvault log --action label'",
+		"medvault: note: 1 record that references them had such a label removed by hand: it is back",
 		"medvault: note: you had changed labels by hand on 1 record of them",
 		id.String(),
 		"medvault: warning: 2 records could not be read to derive their labels; run 'medvault verify'",
@@ -38,7 +39,7 @@ func TestNoteRederived(t *testing.T) {
 			t.Errorf("missing %q in:\n%s", want, out)
 		}
 	}
-	if n := strings.Count(out, "\n"); n != 4 {
-		t.Errorf("%d lines, want 4:\n%s", n, out)
+	if n := strings.Count(out, "\n"); n != 5 {
+		t.Errorf("%d lines, want 5:\n%s", n, out)
 	}
 }
