@@ -114,7 +114,7 @@ func (v *Vault) putRules(tx *bbolt.Tx) error {
 // that does not open is counted and skipped: refusing to open the vault
 // would lock the patient out of every record for one damaged one, and
 // verify reports it.
-func (v *Vault) rederive() error {
+func (v *Vault) rederive(progress func(done, total int)) error {
 	var from string
 	var format uint32
 	var ids []record.ID
@@ -148,6 +148,9 @@ func (v *Vault) rederive() error {
 		rep.NoIndex = v.ensureRefIndex(nil)
 	}
 	var handEdited map[record.ID]bool // read from the ledger when first needed
+	if progress != nil && len(ids) > 0 {
+		progress(0, len(ids))
+	}
 	for start := 0; start < len(ids) || start == 0; start += rederiveBatch {
 		batch := ids[start:min(start+rederiveBatch, len(ids))]
 		last := start+rederiveBatch >= len(ids)
@@ -234,6 +237,9 @@ func (v *Vault) rederive() error {
 		})
 		if err != nil {
 			return fmt.Errorf("derive sensitivity labels under the updated lists: %w", err)
+		}
+		if progress != nil && len(ids) > 0 {
+			progress(start+len(batch), len(ids))
 		}
 		if last {
 			break

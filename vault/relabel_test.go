@@ -107,11 +107,15 @@ func TestRederiveAfterListChange(t *testing.T) {
 	newerLists(t)
 	rederiveBatch = 2 // several transactions
 	t.Cleanup(func() { rederiveBatch = 256 })
-	v, err := Open(v.dir, v.id, Options{})
+	var steps [][2]int
+	v, err := Open(v.dir, v.id, Options{Rederiving: func(done, total int) { steps = append(steps, [2]int{done, total}) }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer v.Close()
+	if want := [][2]int{{0, 7}, {2, 7}, {4, 7}, {6, 7}, {7, 7}}; !slices.Equal(steps, want) {
+		t.Errorf("progress %v, want %v", steps, want)
+	}
 	rep := v.Rederived()
 	if rep == nil {
 		t.Fatal("no rederivation at the first open under new lists")

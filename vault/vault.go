@@ -61,6 +61,11 @@ type Options struct {
 	LockTimeout time.Duration
 	// Now returns the current time; nil means time.Now. Tests set it.
 	Now func() time.Time
+	// Rederiving, if set, is told how far Open has got when it derives
+	// sensitivity labels again under changed value lists (see
+	// Vault.Rederived): once with done 0 before the first record, then
+	// after each batch. A large vault takes seconds.
+	Rederiving func(done, total int)
 }
 
 // Vault is an open vault. It holds the exclusive lock on the data directory
@@ -244,7 +249,7 @@ func Open(dir string, id *identity.Identity, opts Options) (*Vault, error) {
 		return nil, fmt.Errorf("open vault: %w", err)
 	}
 	v := &Vault{dir: dir, db: db, lock: lock, id: id, now: opts.Now}
-	if err := v.load(); err != nil {
+	if err := v.load(opts.Rederiving); err != nil {
 		v.Close()
 		return nil, err
 	}
@@ -265,7 +270,7 @@ func (v *Vault) initKeys() error {
 	return err
 }
 
-func (v *Vault) load() error {
+func (v *Vault) load(rederiving func(done, total int)) error {
 	if err := v.initKeys(); err != nil {
 		return err
 	}
@@ -313,7 +318,7 @@ func (v *Vault) load() error {
 			return fmt.Errorf("bring the vault to format v%d: %w", formatKept, err)
 		}
 	}
-	if err := v.rederive(); err != nil {
+	if err := v.rederive(rederiving); err != nil {
 		return err
 	}
 	var owed bool

@@ -296,7 +296,20 @@ func (a *app) openVault() (*vault.Vault, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	v, err := vault.Open(dir, id, vault.Options{})
+	// Deriving labels again under new value lists reads every record once:
+	// seconds for a large vault, so a terminal gets a progress bar (the note
+	// after says what changed).
+	drawn := false
+	v, err := vault.Open(dir, id, vault.Options{Rederiving: func(done, total int) {
+		if a.stderrTTY() {
+			drawn = true
+			fmt.Fprintf(a.stderr, "\r\033[Kderiving sensitivity labels under updated code lists (once) %s %d/%d records",
+				progressBar(int64(done), int64(total), 30), done, total)
+		}
+	}})
+	if drawn {
+		fmt.Fprint(a.stderr, "\r\033[K")
+	}
 	if err != nil {
 		return nil, nil, err
 	}
