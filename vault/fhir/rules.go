@@ -4,7 +4,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"io/fs"
+	"path"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/medvault/medvault/vault/record"
@@ -27,26 +29,48 @@ const deriveRev = 1
 func LabelRules() string { return labelRules() }
 
 var labelRules = sync.OnceValue(func() string {
-	h := sha256.New()
-	// WalkDir visits names in lexical order, so the hash is stable.
-	err := fs.WalkDir(embedded, ".", func(name string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := embedded.ReadFile(name)
-		if err != nil {
-			return err
-		}
-		h.Write([]byte(strconv.Quote(name)))
-		h.Write([]byte(strconv.Itoa(len(b)) + ":"))
-		h.Write(b)
-		return nil
-	})
+	name, err := rulesName(embedded)
 	if err != nil {
 		panic("fhir: embedded lists unreadable: " + err.Error()) // the build embeds them
 	}
-	return "r" + strconv.Itoa(deriveRev) + "-" + hex.EncodeToString(h.Sum(nil)[:12])
+	return name
 })
+
+// rulesName hashes what of fsys's lists decides labels: each list's name
+// and its rules (an exclusion mark, system and code, in file order), and the
+// resource types; not comments, blank lines or display texts, so editing
+// those does not make every vault decrypt every record again.
+func rulesName(fsys fs.FS) (string, error) {
+	h := sha256.New()
+	// WalkDir visits names in lexical order, so the hash is stable.
+	err := fs.WalkDir(fsys, ".", func(name string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || path.Ext(name) != ".txt" {
+			return err
+		}
+		b, err := fs.ReadFile(fsys, name)
+		if err != nil {
+			return err
+		}
+		h.Write([]byte(strconv.Quote(name) + "\n"))
+		for ln := range strings.Lines(string(b)) {
+			ln = strings.TrimSpace(ln)
+			if ln == "" || ln[0] == '#' {
+				continue
+			}
+			if strings.HasPrefix(name, "valuesets/") {
+				if parts := strings.SplitN(ln, "|", 3); len(parts) == 3 {
+					ln = parts[0] + "|" + parts[1] // the display does not match anything
+				}
+			}
+			h.Write([]byte(strconv.Quote(ln) + "\n"))
+		}
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	return "r" + strconv.Itoa(deriveRev) + "-" + hex.EncodeToString(h.Sum(nil)[:12]), nil
+}
 
 // ResourceLabels returns the labels one resource's own content gives it
 // (its codes and meta.security, as an import derives them), without the

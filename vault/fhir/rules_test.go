@@ -4,7 +4,9 @@ import (
 	"errors"
 	"reflect"
 	"regexp"
+	"slices"
 	"testing"
+	"testing/fstest"
 
 	"github.com/medvault/medvault/vault/record"
 )
@@ -18,6 +20,61 @@ func TestLabelRules(t *testing.T) {
 	}
 	if LabelRules() != r {
 		t.Fatal("LabelRules changes between calls")
+	}
+}
+
+// The name changes with a list's rules or the resource types, and not with
+// comments, blank lines or display texts (a vault derives every record's
+// labels again when it changes).
+func TestRulesNameFollowsRules(t *testing.T) {
+	base := fstest.MapFS{
+		"resourcetypes.txt":   {Data: []byte("# types\nCondition\nObservation\n")},
+		"valuesets/mh.txt":    {Data: []byte("# MH\nhttp://snomed.info/sct|35489007|Depressive disorder\n")},
+		"valuesets/sud.txt":   {Data: []byte("http://snomed.info/sct|7200002|Alcoholism\n!http://snomed.info/sct|1|x\n")},
+		"valuesets/README.md": {Data: []byte("about the lists\n")},
+	}
+	name := func(edit func(fstest.MapFS)) string {
+		t.Helper()
+		fsys := fstest.MapFS{}
+		for k, f := range base {
+			fsys[k] = &fstest.MapFile{Data: slices.Clone(f.Data)}
+		}
+		if edit != nil {
+			edit(fsys)
+		}
+		n, err := rulesName(fsys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	set := func(file, data string) func(fstest.MapFS) {
+		return func(fsys fstest.MapFS) { fsys[file] = &fstest.MapFile{Data: []byte(data)} }
+	}
+	r := name(nil)
+	for what, edit := range map[string]func(fstest.MapFS){
+		"a comment":   set("valuesets/mh.txt", "# Mental health, revised\n\nhttp://snomed.info/sct|35489007|Depressive disorder\n"),
+		"a display":   set("valuesets/mh.txt", "# MH\nhttp://snomed.info/sct|35489007|Depression\n"),
+		"the README":  set("valuesets/README.md", "other words\n"),
+		"indentation": set("resourcetypes.txt", "# types\n  Condition\nObservation  \n"),
+	} {
+		if got := name(edit); got != r {
+			t.Errorf("changing %s changed the name", what)
+		}
+	}
+	for what, edit := range map[string]func(fstest.MapFS){
+		"a code added":        set("valuesets/mh.txt", "http://snomed.info/sct|35489007|Depressive disorder\nhttp://snomed.info/sct|191736004|Obsessive-compulsive disorder\n"),
+		"an exclusion undone": set("valuesets/sud.txt", "http://snomed.info/sct|7200002|Alcoholism\nhttp://snomed.info/sct|1|x\n"),
+		"a system":            set("valuesets/mh.txt", "http://hl7.org/fhir/sid/icd-10-cm|35489007|Depressive disorder\n"),
+		"a resource type":     set("resourcetypes.txt", "Condition\nObservation\nClaim\n"),
+		"a list moved": func(fsys fstest.MapFS) {
+			fsys["valuesets/hiv.txt"] = fsys["valuesets/mh.txt"]
+			delete(fsys, "valuesets/mh.txt")
+		},
+	} {
+		if got := name(edit); got == r {
+			t.Errorf("changing %s left the name as it was", what)
+		}
 	}
 }
 
