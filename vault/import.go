@@ -943,7 +943,7 @@ func (im *importer) propagate() error {
 		if err != nil {
 			return err
 		}
-		return im.gainVersions(r.key, ls, scWork)
+		return im.gainVersions(r.key, ls, scWork, &labelSource{key: r.key})
 	}); err != nil {
 		return err
 	}
@@ -1020,7 +1020,7 @@ func (im *importer) spread(t uint64, next []byte) error {
 		if got := sc.b(scTarget).Get(h); len(got) != 9 || binary.BigEndian.Uint64(got) != t {
 			return nil
 		}
-		return im.passOn(t, h, ls, next)
+		return im.passOn(t, h, ls, next, &labelSource{key: r.key})
 	}); err != nil {
 		return err
 	}
@@ -1031,7 +1031,7 @@ func (im *importer) spread(t uint64, next []byte) error {
 		if ok, err := im.passesThrough(r, h); err != nil || !ok {
 			return err // another resource holds this key
 		}
-		if err := im.passOn(t, h, ls, next); err != nil {
+		if err := im.passOn(t, h, ls, next, &labelSource{key: r.key}); err != nil {
 			return err
 		}
 	}
@@ -1040,8 +1040,8 @@ func (im *importer) spread(t uint64, next []byte) error {
 
 // passOn gives labels ls of row t, which holds ref key h, to the rows and
 // the vault's records that reference h, and adds those that gained one to
-// the work list next.
-func (im *importer) passOn(t uint64, h []byte, ls []record.Label, next []byte) error {
+// the work list next. src is row t's resource (see labelSource).
+func (im *importer) passOn(t uint64, h []byte, ls []record.Label, next []byte, src *labelSource) error {
 	sc := im.sc
 	err := sc.each(scEdges, h, func(e, _ []byte) error {
 		from := binary.BigEndian.Uint64(e[refKeyLen : refKeyLen+8])
@@ -1056,7 +1056,7 @@ func (im *importer) passOn(t uint64, h []byte, ls []record.Label, next []byte) e
 	if err != nil || !im.vaultRefs {
 		return err
 	}
-	return im.reverse(h, ls, next)
+	return im.reverse(h, ls, next, src)
 }
 
 // passesThrough reports whether row r passes its labels to the references
@@ -1102,13 +1102,14 @@ func (im *importer) gain(seq uint64, ls []record.Label, next []byte) error {
 	if err != nil {
 		return err
 	}
-	return im.gainVersions(r.key, ls, next)
+	return im.gainVersions(r.key, ls, next, &labelSource{key: r.key})
 }
 
 // gainVersions adds labels ls to every version of the resource whose FHIR
 // index key is key, the file's rows and the vault's records, and adds those
-// that gained one to the work list next.
-func (im *importer) gainVersions(key []byte, ls []record.Label, next []byte) error {
+// that gained one to the work list next. src says where the labels come
+// from (see labelSource).
+func (im *importer) gainVersions(key []byte, ls []record.Label, next []byte, src *labelSource) error {
 	sc := im.sc
 	p, err := sc.getSealed(scKeys, sc.hash('k', key))
 	if err != nil {
@@ -1153,7 +1154,7 @@ func (im *importer) gainVersions(key []byte, ls []record.Label, next []byte) err
 		return err
 	}
 	for _, id := range ids {
-		grew, err := im.addVaultLabel(id, ls)
+		grew, err := im.addVaultLabel(id, ls, src)
 		if err != nil {
 			return err
 		}
@@ -1218,7 +1219,7 @@ func (im *importer) holds(h []byte) (bool, error) {
 // vault's records that reference h, and adds those that gained one to the
 // work list next. (Records of this import are not in the vault's index
 // yet: their rows are spread to through the scratch file.)
-func (im *importer) reverse(h []byte, ls []record.Label, next []byte) error {
+func (im *importer) reverse(h []byte, ls []record.Label, next []byte, src *labelSource) error {
 	v := im.v
 	var refs []record.ID
 	var exacts [][]byte // the reference as written, for fallback entries
@@ -1239,7 +1240,7 @@ func (im *importer) reverse(h []byte, ls []record.Label, next []byte) error {
 				continue
 			}
 		}
-		if err := im.addVaultLabels(id, ls, next); err != nil {
+		if err := im.addVaultLabels(id, ls, next, src); err != nil {
 			return err
 		}
 	}
@@ -1278,8 +1279,8 @@ func (im *importer) vaultLabels(id record.ID) ([]record.Label, *Meta, error) {
 // to what it gains from this import, and to every other version of its
 // resource (gainVersions), and adds those that gained one to the work
 // list next.
-func (im *importer) addVaultLabels(id record.ID, ls []record.Label, next []byte) error {
-	grew, err := im.addVaultLabel(id, ls)
+func (im *importer) addVaultLabels(id record.ID, ls []record.Label, next []byte, src *labelSource) error {
+	grew, err := im.addVaultLabel(id, ls, src)
 	if err != nil || !grew {
 		return err
 	}
@@ -1294,21 +1295,69 @@ func (im *importer) addVaultLabels(id record.ID, ls []record.Label, next []byte)
 	}); err != nil {
 		return err
 	}
-	return im.gainVersions(im.v.fhirKey(&fhir.Resource{Type: m.FHIR.Type, ID: m.FHIR.ID, FullURL: m.FHIR.FullURL}), ls, next)
+	return im.gainVersions(im.v.fhirKey(&fhir.Resource{Type: m.FHIR.Type, ID: m.FHIR.ID, FullURL: m.FHIR.FullURL}), ls, next, src)
 }
 
 // addVaultLabel adds ls to what record id of the vault gains from this
-// import, and reports whether it gained a label.
-func (im *importer) addVaultLabel(id record.ID, ls []record.Label) (bool, error) {
+// import, and reports whether it gained a label. A label the patient
+// removed from the record by hand is added only if it is new to src, the
+// resource that passes it on (Meta.inherit then takes it off the record's
+// hand-removed list): a re-export of an Encounter that was MH all along
+// does not undo the patient's removal of MH from its Claim.
+func (im *importer) addVaultLabel(id record.ID, ls []record.Label, src *labelSource) (bool, error) {
 	have, m, err := im.vaultLabels(id)
 	if err != nil || m == nil || len(ls) == 0 {
 		return false, err
+	}
+	if src != nil && slices.ContainsFunc(ls, func(l record.Label) bool { return slices.Contains(m.HandRemoved, l) }) {
+		fresh, err := im.fresh(src, ls)
+		if err != nil {
+			return false, err
+		}
+		ls = slices.DeleteFunc(slices.Clone(ls), func(l record.Label) bool {
+			return slices.Contains(m.HandRemoved, l) && !slices.Contains(fresh, l)
+		})
 	}
 	n := normLabels(append(slices.Clone(have), ls...))
 	if len(n) == len(have) {
 		return false, nil
 	}
 	return true, im.sc.putSealed(scVault, id[:], encodeLabels(n))
+}
+
+// labelSource is the resource whose labels propagation passes on, as far
+// as it matters to a record the patient removed one of them from by hand:
+// only a label new to it comes back on such a record (addVaultLabel). Not
+// new are the labels in had (those a record of the vault had before this
+// import), and those of the vault's versions of the resource whose FHIR
+// index key is key (a version of the file: the resource had them before).
+type labelSource struct {
+	key []byte
+	had []record.Label
+}
+
+// fresh returns the labels of ls new to src.
+func (im *importer) fresh(src *labelSource, ls []record.Label) ([]record.Label, error) {
+	old := slices.Clone(src.had)
+	if src.key != nil {
+		if err := im.v.view(func(tx *bbolt.Tx) error {
+			val := tx.Bucket(bucketIndex).Get(src.key)
+			for i := 0; i+indexEntry <= len(val); i += indexEntry {
+				m, err := im.v.meta1(tx, record.ID(val[i:i+16]))
+				if errors.Is(err, ErrNotFound) {
+					continue // hidden, or removed
+				}
+				if err != nil {
+					return err
+				}
+				old = append(old, m.Labels...)
+			}
+			return nil
+		}); err != nil {
+			return nil, err
+		}
+	}
+	return slices.DeleteFunc(slices.Clone(ls), func(l record.Label) bool { return slices.Contains(old, l) }), nil
 }
 
 // spreadVault gives the labels record id of the vault gained from this
@@ -1321,8 +1370,9 @@ func (im *importer) spreadVault(id record.ID, next []byte) error {
 		return err
 	}
 	own := im.v.fhirKey(&fhir.Resource{Type: m.FHIR.Type, ID: m.FHIR.ID, FullURL: m.FHIR.FullURL})
+	src := &labelSource{had: m.Labels}
 	for _, h := range im.v.targetRefKeys(m) {
-		if err := im.reverse(h, ls, next); err != nil {
+		if err := im.reverse(h, ls, next, src); err != nil {
 			return err
 		}
 		if sc.b(scTarget).Get(h) != nil && (m.FHIR.ID == "" || !bytes.Equal(h, own)) {
@@ -1350,7 +1400,7 @@ func (im *importer) spreadVault(id record.ID, next []byte) error {
 		if t := sc.b(scTarget).Get(h); len(t) != 17 || !bytes.Equal(t[:16], id[:]) {
 			return nil
 		}
-		if err := im.reverse(h, ls, next); err != nil {
+		if err := im.reverse(h, ls, next, src); err != nil {
 			return err
 		}
 		return sc.each(scEdges, h, func(e, _ []byte) error {

@@ -539,7 +539,16 @@ func (v *Vault) SetLabels(id record.ID, add, remove []record.Label) (*Meta, Rela
 		if m, err = v.meta1(tx, id); err != nil {
 			return err
 		}
+		// Only labels the resource gains spread (a label it had already
+		// reached the records that reference it when it came, or was
+		// removed from them by hand since).
+		var gained []record.Label
 		relabel := func(m *Meta) (bool, error) {
+			for _, l := range add {
+				if !m.HasLabel(l) && !slices.Contains(gained, l) {
+					gained = append(gained, l)
+				}
+			}
 			ls := append(slices.Clone(m.Labels), add...)
 			ls = normLabels(slices.DeleteFunc(ls, func(l record.Label) bool { return slices.Contains(remove, l) }))
 			// A label removed by hand stays removed when labels are
@@ -568,7 +577,7 @@ func (v *Vault) SetLabels(id record.ID, add, remove []record.Label) (*Meta, Rela
 				others.Versions++
 			}
 		}
-		if others.Referrers, others.Overrode, err = v.spreadAdded(tx, m, add); err != nil {
+		if others.Referrers, others.Overrode, err = v.spreadAdded(tx, m, gained, nil); err != nil {
 			return err
 		}
 		return v.ledger.checkpoint(tx)
@@ -614,7 +623,12 @@ func (m *Meta) inherit(ls []record.Label) bool {
 // records, so the patient can be told. A vault whose
 // reference index is not built yet (no import since it was introduced)
 // spreads nothing: its next import builds the index.
-func (v *Vault) spreadAdded(tx *bbolt.Tx, m *Meta, add []record.Label) (changed, overrode int, _ error) {
+//
+// With unreadable set, a record whose metadata does not open (ErrTampered)
+// is added to it and passed over rather than failing the spread: deriving
+// labels again at Open must not lock the patient out for one damaged
+// record (verify reports it).
+func (v *Vault) spreadAdded(tx *bbolt.Tx, m *Meta, add []record.Label, unreadable map[record.ID]bool) (changed, overrode int, _ error) {
 	add = normLabels(slices.Clone(add))
 	if len(add) == 0 || m.FHIR == nil || !m.From.IsZero() || tx.Bucket(bucketRefs) == nil {
 		return 0, 0, nil
@@ -639,6 +653,9 @@ func (v *Vault) spreadAdded(tx *bbolt.Tx, m *Meta, add []record.Label) (changed,
 	for _, oid := range v.otherVersions(tx, m) {
 		origin[oid] = true
 		om, err := v.meta1(tx, oid)
+		if passOver(err, oid, unreadable) {
+			continue
+		}
 		if err != nil {
 			return 0, 0, err
 		}
@@ -660,10 +677,13 @@ func (v *Vault) spreadAdded(tx *bbolt.Tx, m *Meta, add []record.Label) (changed,
 					continue
 				}
 				rm, err := v.meta1(tx, rid)
+				if passOver(err, rid, unreadable) {
+					continue
+				}
 				if err != nil {
 					return 0, 0, err
 				}
-				group, err := v.versionGroup(tx, rm)
+				group, err := v.versionGroup(tx, rm, unreadable)
 				if err != nil {
 					return 0, 0, err
 				}
@@ -695,17 +715,33 @@ func (v *Vault) spreadAdded(tx *bbolt.Tx, m *Meta, add []record.Label) (changed,
 	return changed, overrode, nil
 }
 
-// versionGroup returns m and the metadata of its other versions.
-func (v *Vault) versionGroup(tx *bbolt.Tx, m *Meta) ([]*Meta, error) {
+// versionGroup returns m and the metadata of its other versions. With
+// unreadable set, a version whose metadata does not open is added to it
+// and left out (see spreadAdded).
+func (v *Vault) versionGroup(tx *bbolt.Tx, m *Meta, unreadable map[record.ID]bool) ([]*Meta, error) {
 	group := []*Meta{m}
 	for _, oid := range v.otherVersions(tx, m) {
 		om, err := v.meta1(tx, oid)
+		if passOver(err, oid, unreadable) {
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
 		group = append(group, om)
 	}
 	return group, nil
+}
+
+// passOver reports whether err, from reading record id's metadata, is one
+// to pass over: unreadable is set and the metadata does not open. It adds
+// id to unreadable.
+func passOver(err error, id record.ID, unreadable map[record.ID]bool) bool {
+	if unreadable == nil || !errors.Is(err, ErrTampered) {
+		return false
+	}
+	unreadable[id] = true
+	return true
 }
 
 // otherVersions returns the IDs of the other stored versions of the FHIR

@@ -3,8 +3,10 @@ package vault
 import (
 	"crypto/rand"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 
 	"go.etcd.io/bbolt"
@@ -37,28 +39,36 @@ var (
 
 // Rederivation says what deriving labels again changed, at the Open that
 // found the vault's records labelled under other rules than this build's.
+// A run cut short (a kill, a failed transaction) left what it had changed
+// in the vault, sealed, and the run that completes it reports that too.
 type Rederivation struct {
 	From, To string // the rules the records had, "" if unknown, and this build's
 	Checked  int    // imported records whose content was read
 	// Gained counts, per label, the records whose own content now gives
 	// them that label; Propagated the records that gained labels from
 	// them along references (as an import spreads labels).
-	Gained     map[record.Label]int
-	Records    int // records that gained a label from their own content
-	Propagated int
-	// Overrode counts, of the Propagated, records that gained a label the
-	// patient had removed from them by hand (see spreadAdded).
-	Overrode int
+	Gained     map[record.Label]int `json:"gained"`
+	Records    int                  `json:"records"` // records that gained a label from their own content
+	Propagated int                  `json:"propagated"`
+	// Overrode counts records that gained a label the patient had removed
+	// from them by hand: through a reference (see spreadAdded), or from a
+	// newer version of the same resource whose content gives it.
+	Overrode int `json:"overrode"`
 	// HandChanged are records that gained a label and whose labels the
-	// patient changed by hand before this build kept which labels were
-	// removed by hand: the label may be one the patient removed.
-	HandChanged []record.ID
+	// patient changed by hand before the vault kept which labels were
+	// removed by hand (format 2): the label may be one the patient removed.
+	HandChanged []record.ID `json:"hand_changed"`
 	// Unreadable counts records whose metadata or content did not open
-	// or parse: verify reports them.
+	// or parse, and were passed over: verify reports them.
 	Unreadable int
-	// NoIndex is set when the reference index could not be built, so the
-	// labels gained did not spread to the records that reference them.
+	// NoIndex is set when the reference index could not be built: the
+	// labels gained could not spread to the records that reference them,
+	// so none were derived, and the next Open tries again.
 	NoIndex error
+	// Failed is set when a transaction failed (the ledger refused an
+	// entry, say): the records relabelled before it keep their labels,
+	// and the next Open goes on.
+	Failed error
 }
 
 // Rederived returns what Open changed by deriving labels again (nil if it
@@ -104,20 +114,26 @@ func (v *Vault) putRules(tx *bbolt.Tx) error {
 //
 // Each record's own labels are derived from its content
 // (fhir.ResourceLabels); the ones it lacks, except those the patient
-// removed by hand (Meta.HandRemoved), are added to it and its other
-// versions, each change a label entry with reason LabelRederived, and
-// spread to the records that reference it (spreadAdded). Deriving only
-// adds labels. Records received from patients are left as they came.
+// removed from it by hand (Meta.HandRemoved), are added to it, each change
+// a label entry with reason LabelRederived, and to its other versions
+// (labels cover every version: a version the patient removed one from, and
+// whose own content did not give it, gets it back from the other's
+// content, see Meta.inherit), then spread to the records that reference it
+// (spreadAdded). Deriving only adds labels. Records received from patients
+// are left as they came.
+//
 // rederiveBatch records are read per transaction; the new rules are
-// stored in the last, so a process killed part way starts again at the
-// next Open, and the records it relabelled gain nothing more. A record
-// that does not open is counted and skipped: refusing to open the vault
-// would lock the patient out of every record for one damaged one, and
-// verify reports it.
+// stored in the last, so a run cut short starts again at the next Open,
+// and the records it relabelled gain nothing more; what it changed is kept,
+// sealed, for the report of the run that completes it. A record that does
+// not open is counted and passed over, and a failed transaction ends the
+// run without failing Open: refusing to open the vault would lock the
+// patient out of every record for one damaged one (verify reports it).
 func (v *Vault) rederive(progress func(done, total int)) error {
 	var from string
 	var format uint32
 	var ids []record.ID
+	rep := &Rederivation{To: labelRules(), Gained: map[record.Label]int{}}
 	err := v.view(func(tx *bbolt.Tx) error {
 		format = binary.BigEndian.Uint32(tx.Bucket(bucketMeta).Get(keyFormat)) // load checked it
 		from = v.storedRules(tx)
@@ -127,6 +143,7 @@ func (v *Vault) rederive(progress func(done, total int)) error {
 		if from == labelRules() {
 			return nil
 		}
+		v.loadRederivation(tx, rep)
 		return tx.Bucket(bucketRecords).ForEach(func(k, _ []byte) error {
 			if len(k) == len(record.ID{}) {
 				ids = append(ids, record.ID(k))
@@ -143,26 +160,34 @@ func (v *Vault) rederive(progress func(done, total int)) error {
 		}
 		return v.update(func(tx *bbolt.Tx) error { return putFormat(tx, FormatVersion) })
 	}
-	rep := &Rederivation{From: from, To: labelRules(), Gained: map[record.Label]int{}}
+	rep.From = from
+	v.rederived = rep
 	if len(ids) > 0 {
-		rep.NoIndex = v.ensureRefIndex(nil)
+		// Labels gained must reach the records that reference them in the
+		// same run: a later run finds nothing to gain, so nothing to spread.
+		if rep.NoIndex = v.ensureRefIndex(nil); rep.NoIndex != nil {
+			return nil
+		}
 	}
-	var handEdited map[record.ID]bool // read from the ledger when first needed
 	if progress != nil && len(ids) > 0 {
 		progress(0, len(ids))
 	}
+	var handEdited map[record.ID]bool // read from the ledger when first needed
+	unreadable := map[record.ID]bool{}
 	for start := 0; start < len(ids) || start == 0; start += rederiveBatch {
 		batch := ids[start:min(start+rederiveBatch, len(ids))]
 		last := start+rederiveBatch >= len(ids)
+		run := rep.clone()
 		err := v.update(func(tx *bbolt.Tx) error {
 			logged := false
+			run = rep.clone()
 			for _, id := range batch {
 				m, err := v.meta1(tx, id)
 				if errors.Is(err, ErrNotFound) {
 					continue
 				}
 				if err != nil {
-					rep.Unreadable++
+					unreadable[id] = true
 					continue
 				}
 				if m.FHIR == nil || !m.From.IsZero() {
@@ -175,51 +200,58 @@ func (v *Vault) rederive(progress func(done, total int)) error {
 					return err
 				})
 				if err != nil {
-					rep.Unreadable++
+					unreadable[id] = true
 					continue
 				}
-				rep.Checked++
+				run.Checked++
 				gained := m.lacking(derived)
 				if len(gained) == 0 {
 					continue
 				}
-				group, err := v.versionGroup(tx, m)
+				group, err := v.versionGroup(tx, m, unreadable)
 				if err != nil {
 					return err
 				}
 				for _, g := range group {
-					add := g.lacking(gained)
-					if len(add) == 0 {
+					if g.ID == m.ID {
+						g.Labels = normLabels(append(slices.Clone(g.Labels), gained...))
+					} else if len(g.lackingAll(gained)) == 0 {
 						continue
+					} else if g.inherit(gained) {
+						run.Overrode++
 					}
-					g.Labels = normLabels(append(slices.Clone(g.Labels), add...))
 					if err := v.putMetaEvent(tx, g, Event{Action: ledger.ActionLabel, Reason: LabelRederived}); err != nil {
 						return err
 					}
 					logged = true
+					// Before format 3 a removal by hand left no trace in
+					// the metadata: the patient checks these.
+					if from == "" {
+						if handEdited == nil {
+							handEdited = v.handLabelled(tx)
+						}
+						if hand, known := handEdited[g.ID]; hand || !known && handEdited[record.ID{}] {
+							run.HandChanged = append(run.HandChanged, g.ID)
+						}
+					}
 				}
-				rep.Records++
+				run.Records++
 				for _, l := range gained {
-					rep.Gained[l]++
+					run.Gained[l]++
 				}
-				if m.HandRemoved == nil {
-					if handEdited == nil {
-						handEdited = v.handLabelled(tx)
-					}
-					if hand, known := handEdited[m.ID]; hand || !known && handEdited[record.ID{}] {
-						rep.HandChanged = append(rep.HandChanged, m.ID)
-					}
-				}
-				n, hand, err := v.spreadAdded(tx, m, gained)
+				n, hand, err := v.spreadAdded(tx, m, gained, unreadable)
 				if err != nil {
 					return err
 				}
-				rep.Propagated += n
-				rep.Overrode += hand
+				run.Propagated += n
+				run.Overrode += hand
 				logged = logged || n > 0
 			}
 			if last {
 				if err := v.putRules(tx); err != nil {
+					return err
+				}
+				if err := tx.Bucket(bucketMeta).Delete(keyRederiving); err != nil {
 					return err
 				}
 				// A format 1 vault whose adoption failed stays at 1
@@ -229,6 +261,10 @@ func (v *Vault) rederive(progress func(done, total int)) error {
 						return err
 					}
 				}
+			} else if logged {
+				if err := v.storeRederivation(tx, run); err != nil {
+					return err
+				}
 			}
 			if logged {
 				return v.ledger.checkpoint(tx)
@@ -236,8 +272,10 @@ func (v *Vault) rederive(progress func(done, total int)) error {
 			return nil
 		})
 		if err != nil {
-			return fmt.Errorf("derive sensitivity labels under the updated lists: %w", err)
+			rep.Failed = err
+			break
 		}
+		*rep = *run
 		if progress != nil && len(ids) > 0 {
 			progress(start+len(batch), len(ids))
 		}
@@ -245,8 +283,60 @@ func (v *Vault) rederive(progress func(done, total int)) error {
 			break
 		}
 	}
-	v.rederived = rep
+	rep.Unreadable = len(unreadable)
 	return nil
+}
+
+// keyRederiving holds, sealed, the report of a run of rederive that did not
+// complete: what it changed, for the run that completes it to report.
+var keyRederiving = []byte("label-rules-run")
+
+const rederivingDomain = "medvault/label-rules-run/v1\x00"
+
+func (v *Vault) storeRederivation(tx *bbolt.Tx, r *Rederivation) error {
+	plain, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	ad := append([]byte(rederivingDomain), v.vaultID[:]...)
+	nonce := make([]byte, v.meta.NonceSize(), v.meta.NonceSize()+len(plain)+v.meta.Overhead())
+	rand.Read(nonce)
+	return tx.Bucket(bucketMeta).Put(keyRederiving, v.meta.Seal(nonce, nonce, plain, ad))
+}
+
+// loadRederivation adds to r what an earlier run that did not complete
+// changed. A value that does not open is ignored: it only feeds a report,
+// and the ledger holds every change.
+func (v *Vault) loadRederivation(tx *bbolt.Tx, r *Rederivation) {
+	sealed := tx.Bucket(bucketMeta).Get(keyRederiving)
+	ns := v.meta.NonceSize()
+	if len(sealed) < ns+v.meta.Overhead() {
+		return
+	}
+	plain, err := v.meta.Open(nil, sealed[:ns], sealed[ns:], append([]byte(rederivingDomain), v.vaultID[:]...))
+	if err != nil {
+		return
+	}
+	var was Rederivation
+	if json.Unmarshal(plain, &was) != nil {
+		return
+	}
+	for l, n := range was.Gained {
+		if l.Valid() && n > 0 {
+			r.Gained[l] += n
+		}
+	}
+	r.Records += was.Records
+	r.Propagated += was.Propagated
+	r.Overrode += was.Overrode
+	r.HandChanged = append(r.HandChanged, was.HandChanged...)
+}
+
+func (r *Rederivation) clone() *Rederivation {
+	c := *r
+	c.Gained = maps.Clone(r.Gained)
+	c.HandChanged = slices.Clone(r.HandChanged)
+	return &c
 }
 
 // handLabelled returns the records the ledger shows labels changed by
@@ -273,6 +363,11 @@ func (v *Vault) handLabelled(tx *bbolt.Tx) map[record.ID]bool {
 
 func putFormat(tx *bbolt.Tx, f uint32) error {
 	return tx.Bucket(bucketMeta).Put(keyFormat, binary.BigEndian.AppendUint32(nil, f))
+}
+
+// lackingAll returns the labels of ls that m does not have.
+func (m *Meta) lackingAll(ls []record.Label) []record.Label {
+	return slices.DeleteFunc(slices.Clone(ls), m.HasLabel)
 }
 
 // lacking returns the labels of ls that m neither has nor had removed by

@@ -16,13 +16,16 @@ import (
 // newerLists stands for a build whose value lists gained a code: every
 // resource whose content holds "newly-listed" is SUD under it. The test's
 // cleanup puts this build's rules back.
-func newerLists(t *testing.T) {
+func newerLists(t *testing.T) { t.Helper(); newerListsGiving(t, record.SUD) }
+
+// newerListsGiving is newerLists with "newly-listed" giving label l.
+func newerListsGiving(t *testing.T, l record.Label) {
 	t.Helper()
 	labelRules = func() string { return "test-newer-lists" }
 	resourceLabels = func(raw []byte, fullURL string) ([]record.Label, error) {
 		ls, err := fhir.ResourceLabels(raw, fullURL)
 		if err == nil && bytes.Contains(raw, []byte("newly-listed")) {
-			ls = append(ls, record.SUD)
+			ls = append(ls, l)
 		}
 		return ls, err
 	}
@@ -47,6 +50,21 @@ func versionsOf(t *testing.T, v *Vault, typ, id string) []*Meta {
 	return out
 }
 
+// rederivedOnce fails unless the ledger holds one rederived entry for each
+// of want records.
+func rederivedOnce(t *testing.T, v *Vault, want int) {
+	t.Helper()
+	entries := rederivedEntries(t, v)
+	if len(entries) != want {
+		t.Errorf("rederived entries for %d records, want %d", len(entries), want)
+	}
+	for id, n := range entries {
+		if n != 1 {
+			t.Errorf("%d rederived entries for %s", n, id)
+		}
+	}
+}
+
 func rederivedEntries(t *testing.T, v *Vault) map[record.ID]int {
 	t.Helper()
 	out := map[record.ID]int{}
@@ -65,10 +83,8 @@ func rederivedEntries(t *testing.T, v *Vault) map[record.ID]int {
 // Records imported under older lists get, at the first open by a build
 // whose lists changed, the labels a new import would give them: on the
 // record, its other versions and the records that reference it, each
-// change a ledger entry. A label the patient removed by hand stays off, a
-// record whose labels were changed by hand before this build kept
-// removals is named for the patient to check, and the next open changes
-// nothing.
+// change a ledger entry. A label the patient removed by hand stays off,
+// and the next open changes nothing.
 func TestRederiveAfterListChange(t *testing.T) {
 	const (
 		c1   = `{"resourceType":"Condition","id":"c1","code":{"text":"newly-listed"}}`
@@ -87,9 +103,7 @@ func TestRederiveAfterListChange(t *testing.T) {
 			t.Fatalf("%s/%s labelled %v under this build's lists", m.FHIR.Type, m.FHIR.ID, m.Labels)
 		}
 	}
-	// The patient said c2 is not SUD; and added HIV to c3, which an
-	// earlier build logged without keeping what was removed (HandRemoved
-	// is empty for an addition, so c3 stands for those records).
+	// The patient said c2 is not SUD; and added HIV to c3.
 	if _, _, err := v.SetLabels(findFHIR(t, v, "Condition/c2").ID, nil, []record.Label{record.SUD}); err != nil {
 		t.Fatal(err)
 	}
@@ -128,8 +142,10 @@ func TestRederiveAfterListChange(t *testing.T) {
 	if rep.Records != 3 || rep.Gained[record.SUD] != 3 || rep.Propagated != 1 || rep.Overrode != 1 || rep.Checked != 7 || rep.Unreadable != 0 {
 		t.Errorf("report %+v", rep)
 	}
-	if !slices.Equal(rep.HandChanged, []record.ID{c3id}) {
-		t.Errorf("hand-changed records %v, want [%s]", rep.HandChanged, c3id)
+	// c3's hand change was made in a format 3 vault, which keeps removals:
+	// nothing for the patient to check.
+	if len(rep.HandChanged) != 0 {
+		t.Errorf("hand-changed records %v, want none", rep.HandChanged)
 	}
 	want := map[string][]record.Label{
 		"Condition/c1": {record.SUD}, "Claim/cl": {record.SUD}, "Condition/c2": nil,
@@ -155,15 +171,7 @@ func TestRederiveAfterListChange(t *testing.T) {
 	if got := findFHIR(t, v, "Claim/cl").HandRemoved; len(got) != 0 {
 		t.Errorf("Claim/cl still lists %v removed by hand with SUD back on it", got)
 	}
-	entries := rederivedEntries(t, v)
-	if len(entries) != 4 {
-		t.Errorf("rederived entries for %d records, want 4 (c1, c3, c4 twice)", len(entries))
-	}
-	for id, n := range entries {
-		if n != 1 {
-			t.Errorf("%d rederived entries for %s", n, id)
-		}
-	}
+	rederivedOnce(t, v, 4) // c1, c3, c4 twice
 	mustVerify(t, v, "after rederive")
 	if f := formatOf(t, v); f != FormatVersion {
 		t.Errorf("format %d", f)
@@ -202,7 +210,15 @@ func mustList(t *testing.T, v *Vault) []*Meta {
 // deleted outside medvault is refused.
 func TestRederiveFormat2(t *testing.T) {
 	v := newTestVault(t)
-	importString(t, v, "a.ndjson", `{"resourceType":"Observation","id":"o1","status":"final","code":{"text":"weight"}}`+"\n")
+	importString(t, v, "a.ndjson", `{"resourceType":"Observation","id":"o1","status":"final","code":{"text":"weight"}}`+"\n"+
+		`{"resourceType":"Condition","id":"c1","code":{"text":"newly-listed"}}`+"\n"+
+		`{"resourceType":"Condition","id":"c2","code":{"text":"newly-listed"}}`+"\n")
+	// A format 2 vault logged changes by hand without keeping what was
+	// removed: c1's labels were changed by hand, so the patient checks it.
+	c1 := findFHIR(t, v, "Condition/c1").ID
+	if _, _, err := v.SetLabels(c1, []record.Label{record.HIV}, nil); err != nil {
+		t.Fatal(err)
+	}
 	v.Close()
 	dropRules := func() {
 		t.Helper()
@@ -217,12 +233,13 @@ func TestRederiveFormat2(t *testing.T) {
 	}
 	dropRules()
 	setFormat(t, v.dir, formatKept)
+	newerLists(t)
 	v2, err := Open(v.dir, v.id, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep := v2.Rederived(); rep == nil || rep.From != "" || rep.Checked != 1 || rep.Records != 0 {
-		t.Errorf("report %+v", rep)
+	if rep := v2.Rederived(); rep == nil || rep.From != "" || rep.Checked != 3 || rep.Records != 2 || !slices.Equal(rep.HandChanged, []record.ID{c1}) {
+		t.Errorf("report %+v, want 3 checked, 2 gaining, hand-changed [%s]", rep, c1)
 	}
 	if f := formatOf(t, v2); f != FormatVersion {
 		t.Errorf("format %d after opening a format 2 vault", f)

@@ -354,7 +354,10 @@ func (a *app) noteRederived(r *vault.Rederivation) {
 			count(r.Unreadable, "record"), map[bool]string{true: "its", false: "their"}[r.Unreadable == 1])
 	}
 	if r.NoIndex != nil {
-		a.say("medvault: warning: labels gained did not reach the records that reference them (the reference index could not be built: %v); run 'medvault verify'", r.NoIndex)
+		a.say("medvault: warning: sensitivity labels were not derived under the updated code lists, because the index of references between records could not be built (%v): records may lack labels a new import would give them. Run 'medvault verify'; medvault tries again at every open.", r.NoIndex)
+	}
+	if r.Failed != nil {
+		a.say("medvault: warning: deriving sensitivity labels under the updated code lists stopped part way (%v): the records not reached yet may lack labels a new import would give them. Run 'medvault verify'; medvault goes on at the next open.", r.Failed)
 	}
 }
 

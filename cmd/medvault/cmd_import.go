@@ -126,7 +126,7 @@ the old one.`,
 					a.say("%s: %d resources: %d added, %d new versions, %d unchanged, %d with sensitivity labels",
 						label, st.Resources, st.Added, st.Versions, st.Unchanged, st.Labelled)
 					if st.Relabelled > 0 {
-						a.say("%s: %s imported earlier gained sensitivity labels through references", label, count(st.Relabelled, "record", "records"))
+						a.say("%s: %s imported earlier gained sensitivity labels, through references or from newer versions", label, count(st.Relabelled, "record", "records"))
 					}
 					if st.RelabelledHand > 0 {
 						a.say("%s: of those, %s had a label you removed by hand put back, since a sensitive record stays out unless you name it: see 'medvault log --action label'",

@@ -33,7 +33,7 @@ func TestNoteRederived(t *testing.T) {
 		"medvault: note: you had changed labels by hand on 1 record of them",
 		id.String(),
 		"medvault: warning: 2 records could not be read to derive their labels; run 'medvault verify'",
-		"the reference index could not be built: damaged",
+		"the index of references between records could not be built (damaged)",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("missing %q in:\n%s", want, out)

@@ -1,0 +1,360 @@
+package vault
+
+import (
+	"bytes"
+	"os"
+	"slices"
+	"testing"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/medvault/medvault/vault/fhir"
+	"github.com/medvault/medvault/vault/record"
+)
+
+// editDB changes the closed vault's file directly, as someone with the file
+// (or a disk error) could.
+func editDB(t *testing.T, dir string, edit func(tx *bbolt.Tx) error) {
+	t.Helper()
+	db, err := bbolt.Open(dir+"/"+DBFile, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Update(edit); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func flipLastByte(b *bbolt.Bucket, k []byte) error {
+	val := bytes.Clone(b.Get(k))
+	val[len(val)-1] ^= 1
+	return b.Put(k, val)
+}
+
+// One record whose metadata does not open, another version or a referrer
+// of a record that gains a label, is passed over: the vault opens, every
+// time, and the others are relabelled (verify reports the damaged one).
+func TestRederivePassesOverDamagedVersionAndReferrer(t *testing.T) {
+	v := newTestVault(t)
+	importString(t, v, "a.ndjson", `{"resourceType":"Condition","id":"c4","code":{"text":"newly-listed"}}`+"\n"+
+		`{"resourceType":"Condition","id":"c1","code":{"text":"newly-listed"}}`+"\n"+
+		`{"resourceType":"Claim","id":"cl","status":"active","diagnosis":[{"sequence":1,"diagnosisReference":{"reference":"Condition/c1"}}]}`+"\n"+
+		`{"resourceType":"Claim","id":"cl2","status":"active","diagnosis":[{"sequence":1,"diagnosisReference":{"reference":"Condition/c1"}}]}`+"\n")
+	importString(t, v, "b.ndjson", `{"resourceType":"Condition","id":"c4","code":{"text":"revised"}}`+"\n")
+	var v2 record.ID
+	for _, m := range versionsOf(t, v, "Condition", "c4") {
+		if m.FHIR.Version == 2 {
+			v2 = m.ID
+		}
+	}
+	cl := findFHIR(t, v, "Claim/cl").ID
+	want := []record.ID{findFHIR(t, v, "Condition/c1").ID, findFHIR(t, v, "Claim/cl2").ID}
+	for _, m := range versionsOf(t, v, "Condition", "c4") {
+		if m.FHIR.Version == 1 {
+			want = append(want, m.ID)
+		}
+	}
+	v.Close()
+	editDB(t, v.dir, func(tx *bbolt.Tx) error {
+		if err := flipLastByte(tx.Bucket(bucketRecords), v2[:]); err != nil {
+			return err
+		}
+		return flipLastByte(tx.Bucket(bucketRecords), cl[:])
+	})
+	newerLists(t)
+	for i := range 2 {
+		w, err := Open(v.dir, v.id, Options{})
+		if err != nil {
+			t.Fatalf("open %d with two damaged records: %v", i+1, err)
+		}
+		if i == 0 {
+			rep := w.Rederived()
+			if rep == nil || rep.Unreadable != 2 || rep.Records != 2 || rep.Propagated != 1 || rep.Failed != nil {
+				t.Errorf("report %+v, want 2 unreadable, 2 relabelled, 1 referrer", rep)
+			}
+			for _, id := range want {
+				m, err := w.Show(id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !slices.Equal(m.Labels, []record.Label{record.SUD}) {
+					t.Errorf("%s/%s: %v, want [SUD]", m.FHIR.Type, m.FHIR.ID, m.Labels)
+				}
+			}
+		}
+		w.Close()
+	}
+}
+
+// A run cut short (here a panic in the second of two one-record batches)
+// keeps what it changed for the report of the run that completes it: the
+// patient is still told of both records, and of both hand-changed ones of
+// a format 2 vault; each record has one rederived entry.
+func TestRederiveCutShortKeepsReport(t *testing.T) {
+	v := newTestVault(t)
+	importString(t, v, "a.ndjson", `{"resourceType":"Condition","id":"c1","code":{"text":"newly-listed"}}`+"\n"+
+		`{"resourceType":"Condition","id":"c2","code":{"text":"newly-listed"}}`+"\n")
+	for _, k := range []string{"Condition/c1", "Condition/c2"} {
+		if _, _, err := v.SetLabels(findFHIR(t, v, k).ID, []record.Label{record.HIV}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A format 2 vault: no rules stored, hand removals not kept.
+	if err := v.update(func(tx *bbolt.Tx) error {
+		if err := tx.Bucket(bucketMeta).Delete(keyLabelRules); err != nil {
+			return err
+		}
+		return putFormat(tx, formatKept)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	newerLists(t)
+	rederiveBatch = 1
+	t.Cleanup(func() { rederiveBatch = 256 })
+	calls := 0
+	inner := resourceLabels
+	resourceLabels = func(raw []byte, u string) ([]record.Label, error) {
+		if calls++; calls == 2 {
+			panic("cut short")
+		}
+		return inner(raw, u)
+	}
+	func() {
+		defer func() { recover() }()
+		v.rederive(nil)
+	}()
+	resourceLabels = inner
+	v.rederived = nil
+	if err := v.rederive(nil); err != nil {
+		t.Fatal(err)
+	}
+	rep := v.Rederived()
+	if rep.Records != 2 || rep.Gained[record.SUD] != 2 || len(rep.HandChanged) != 2 {
+		t.Errorf("after a run cut short: %d records, %v gained, hand-changed %v; want 2, SUD 2, 2", rep.Records, rep.Gained, rep.HandChanged)
+	}
+	rederivedOnce(t, v, 2)
+	v.view(func(tx *bbolt.Tx) error {
+		if tx.Bucket(bucketMeta).Get(keyRederiving) != nil {
+			t.Error("the report of the run cut short is still stored")
+		}
+		return nil
+	})
+	mustVerify(t, v, "after a run cut short and one that completed it")
+}
+
+// A newer version whose content gives a label the patient removed from the
+// resource by hand brings it back on every version (new content, which the
+// patient had not judged; labels cover every version), and the patient is
+// told.
+func TestRederiveNewVersionBringsRemovedLabelBack(t *testing.T) {
+	const (
+		v1 = `{"resourceType":"Condition","id":"c","code":{"coding":[{"system":"http://snomed.info/sct","code":"370143000"}]}}`
+		v2 = `{"resourceType":"Condition","id":"c","code":{"text":"newly-listed"}}`
+	)
+	v := newTestVault(t)
+	importString(t, v, "a.ndjson", v1+"\n")
+	if _, _, err := v.SetLabels(findFHIR(t, v, "Condition/c").ID, nil, []record.Label{record.MH}); err != nil {
+		t.Fatal(err)
+	}
+	importString(t, v, "b.ndjson", v2+"\n")
+	v.Close()
+	newerListsGiving(t, record.MH)
+	w, err := Open(v.dir, v.id, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if rep := w.Rederived(); rep.Records != 1 || rep.Overrode != 1 {
+		t.Errorf("report %+v, want 1 record relabelled and 1 hand removal undone", rep)
+	}
+	for _, m := range versionsOf(t, w, "Condition", "c") {
+		if !slices.Equal(m.Labels, []record.Label{record.MH}) || len(m.HandRemoved) != 0 {
+			t.Errorf("version %d: labels %v, removed %v; want [MH], none", m.FHIR.Version, m.Labels, m.HandRemoved)
+		}
+	}
+	mustVerify(t, w, "new version")
+}
+
+// A label that is not new does not undo a removal by hand on a record that
+// references the resource: not a re-export of an Encounter that was MH all
+// along, not "+MH" by hand on an Encounter that has MH.
+func TestHandRemovalOnReferrerHoldsAgainstOldLabels(t *testing.T) {
+	const (
+		e1 = `{"resourceType":"Encounter","id":"e","status":"in-progress","class":{"code":"AMB"},"reasonCode":[{"coding":[{"system":"http://snomed.info/sct","code":"370143000"}]}]}`
+		e2 = `{"resourceType":"Encounter","id":"e","status":"finished","class":{"code":"AMB"},"reasonCode":[{"coding":[{"system":"http://snomed.info/sct","code":"370143000"}]}]}`
+		cl = `{"resourceType":"Claim","id":"c","status":"active","item":[{"sequence":1,"encounter":[{"reference":"Encounter/e"}]}]}`
+	)
+	v := newTestVault(t)
+	importString(t, v, "a.ndjson", e1+"\n"+cl+"\n")
+	if m := findFHIR(t, v, "Claim/c"); !slices.Equal(m.Labels, []record.Label{record.MH}) {
+		t.Fatalf("Claim after import: %v, want [MH]", m.Labels)
+	}
+	if _, _, err := v.SetLabels(findFHIR(t, v, "Claim/c").ID, nil, []record.Label{record.MH}); err != nil {
+		t.Fatal(err)
+	}
+	_, others, err := v.SetLabels(findFHIR(t, v, "Encounter/e").ID, []record.Label{record.MH}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := findFHIR(t, v, "Claim/c"); len(m.Labels) != 0 || others.Overrode != 0 || others.Referrers != 0 {
+		t.Errorf("Claim after +MH on an Encounter that had MH: labels %v, %d referrers, %d overrode", m.Labels, others.Referrers, others.Overrode)
+	}
+	st := importString(t, v, "b.ndjson", e2+"\n")
+	if m := findFHIR(t, v, "Claim/c"); len(m.Labels) != 0 || !slices.Equal(m.HandRemoved, []record.Label{record.MH}) || st.RelabelledHand != 0 {
+		t.Errorf("Claim after a re-export of its MH Encounter: labels %v, removed %v, %d hand removals undone", m.Labels, m.HandRemoved, st.RelabelledHand)
+	}
+	mustVerify(t, v, "old labels")
+}
+
+// Without the reference index, and one record damaged so it cannot be
+// built, no labels are derived (they could not spread, and a later run
+// would find nothing left to spread) and the rules stay as they were; once
+// the damaged record is gone, the next open derives and spreads them.
+func TestRederiveWaitsForTheIndex(t *testing.T) {
+	v := newTestVault(t)
+	importString(t, v, "a.ndjson", `{"resourceType":"Condition","id":"c1","code":{"text":"newly-listed"}}`+"\n"+
+		`{"resourceType":"Claim","id":"cl","status":"active","diagnosis":[{"sequence":1,"diagnosisReference":{"reference":"Condition/c1"}}]}`+"\n"+
+		`{"resourceType":"Observation","id":"o1","status":"final","code":{"text":"weight"}}`+"\n")
+	bad := findFHIR(t, v, "Observation/o1").ID
+	v.Close()
+	editDB(t, v.dir, func(tx *bbolt.Tx) error {
+		if err := tx.DeleteBucket(bucketRefs); err != nil {
+			return err
+		}
+		if err := tx.DeleteBucket(bucketTargets); err != nil {
+			return err
+		}
+		return flipLastByte(tx.Bucket(bucketChunks), chunkKey(bad, 0))
+	})
+	newerLists(t)
+	w, err := Open(v.dir, v.id, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep := w.Rederived(); rep == nil || rep.NoIndex == nil || rep.Records != 0 {
+		t.Fatalf("report %+v, want the index missing and nothing relabelled", rep)
+	}
+	if ls := findFHIR(t, w, "Condition/c1").Labels; len(ls) != 0 {
+		t.Errorf("Condition/c1 relabelled %v though its label could not spread", ls)
+	}
+	if err := w.Remove(bad); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	w, err = Open(v.dir, v.id, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if rep := w.Rederived(); rep == nil || rep.NoIndex != nil || rep.Records != 1 || rep.Propagated != 1 {
+		t.Errorf("report once the damage is gone %+v", rep)
+	}
+	for _, key := range []string{"Condition/c1", "Claim/cl"} {
+		if ls := findFHIR(t, w, key).Labels; !slices.Equal(ls, []record.Label{record.SUD}) {
+			t.Errorf("%s: %v, want [SUD]", key, ls)
+		}
+	}
+}
+
+// Deriving under the same lists gives real records nothing an import did
+// not: fhir.ResourceLabels reads what the importer reads.
+func TestRederiveSameListsAddsNothingSynthea(t *testing.T) {
+	files := syntheaFiles(t)
+	v := newTestVault(t)
+	for _, f := range files[:min(3, len(files))] {
+		fh, err := os.Open(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = v.Import(f, fh, nil)
+		fh.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	labelRules = func() string { return "test-same-lists" }
+	t.Cleanup(func() { labelRules = fhir.LabelRules })
+	if err := v.rederive(nil); err != nil {
+		t.Fatal(err)
+	}
+	rep := v.Rederived()
+	if rep.Checked < 100 || rep.Records != 0 || rep.Unreadable != 0 {
+		t.Errorf("%d records checked, %d gained labels %v, %d unreadable; want none gaining", rep.Checked, rep.Records, rep.Gained, rep.Unreadable)
+	}
+}
+
+// Another vault's sealed rules do not open here: the vault is refused as
+// tampered, not derived again under a stranger's name.
+func TestRederiveRulesOfAnotherVault(t *testing.T) {
+	a, b := newTestVault(t), newTestVault(t)
+	a.Close()
+	b.Close()
+	var theirs []byte
+	editDB(t, b.dir, func(tx *bbolt.Tx) error { theirs = bytes.Clone(tx.Bucket(bucketMeta).Get(keyLabelRules)); return nil })
+	editDB(t, a.dir, func(tx *bbolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyLabelRules, theirs) })
+	if _, err := Open(a.dir, a.id, Options{}); err == nil {
+		t.Fatal("another vault's rules accepted")
+	}
+}
+
+// Records received from a patient keep the labels they came with: the
+// patient's vault labelled them, under its own lists.
+func TestRederiveLeavesReceivedRecords(t *testing.T) {
+	v := newTestVault(t)
+	plain := []byte(`{"resourceType":"Condition","id":"rc","code":{"text":"newly-listed"}}`)
+	n := NewRecord{Category: record.Problems, Title: "Condition", FHIR: &FHIRInfo{Type: "Condition", ID: "rc", Version: 1}}
+	m, err := v.AddCiphertext(bytes.NewReader(receivedFile(t, v, plain)), n,
+		Received{Size: int64(len(plain)), From: mustIdentity(t).ID(), SourceID: record.NewID()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	importString(t, v, "a.ndjson", `{"resourceType":"Condition","id":"c1","code":{"text":"newly-listed"}}`+"\n")
+	v.Close()
+	newerLists(t)
+	w, err := Open(v.dir, v.id, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if rep := w.Rederived(); rep.Checked != 1 || rep.Records != 1 {
+		t.Errorf("report %+v, want the imported record alone checked and relabelled", rep)
+	}
+	got, err := w.Show(m.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Labels) != 0 {
+		t.Errorf("received record relabelled %v", got.Labels)
+	}
+}
+
+// A run whose transaction fails (here the ledger's stored hashes lack the
+// last entry's, so no entry can follow it) ends without failing Open: the
+// patient can still list, export and verify; the rules stay as they were,
+// so the next open tries again.
+func TestRederiveFailureDoesNotLockOut(t *testing.T) {
+	v := newTestVault(t)
+	importString(t, v, "a.ndjson", `{"resourceType":"Condition","id":"c1","code":{"text":"newly-listed"}}`+"\n")
+	v.Close()
+	editDB(t, v.dir, func(tx *bbolt.Tx) error {
+		b := tx.Bucket([]byte("ledger")).Bucket([]byte("hashes"))
+		k, _ := b.Cursor().Last()
+		return b.Delete(k)
+	})
+	newerLists(t)
+	for i := range 2 {
+		w, err := Open(v.dir, v.id, Options{})
+		if err != nil {
+			t.Fatalf("open %d: %v", i+1, err)
+		}
+		rep := w.Rederived()
+		if rep == nil || rep.Failed == nil || rep.Records != 0 {
+			t.Errorf("open %d: report %+v, want a failure and nothing relabelled", i+1, rep)
+		}
+		if ms, err := w.List(Filter{}); err != nil || len(ms) != 1 || len(ms[0].Labels) != 0 {
+			t.Errorf("open %d: list %v %v", i+1, ms, err)
+		}
+		w.Close()
+	}
+}
