@@ -577,9 +577,11 @@ func (v *Vault) SetLabels(id record.ID, add, remove []record.Label) (*Meta, Rela
 				others.Versions++
 			}
 		}
-		if others.Referrers, others.Overrode, err = v.spreadAdded(tx, m, gained, nil); err != nil {
+		written, overrode, err := v.spreadAdded(tx, m, gained, nil)
+		if err != nil {
 			return err
 		}
+		others.Referrers, others.Overrode = len(written), len(overrode)
 		return v.ledger.checkpoint(tx)
 	})
 	return m, others, err
@@ -619,8 +621,9 @@ func (m *Meta) inherit(ls []record.Label) bool {
 // and so do its other versions. A label that reaches a record the patient
 // had removed it from by hand is put back all the same (what the patient
 // judged was the record without it; a sensitive record stays out unless
-// named), and no longer counts as removed by hand; overrode counts those
-// records, so the patient can be told. A vault whose
+// named), and no longer counts as removed by hand; overrode lists those
+// records, so the patient can be told; written lists every record that
+// gained a label. A vault whose
 // reference index is not built yet (no import since it was introduced)
 // spreads nothing: its next import builds the index.
 //
@@ -628,10 +631,10 @@ func (m *Meta) inherit(ls []record.Label) bool {
 // is added to it and passed over rather than failing the spread: deriving
 // labels again at Open must not lock the patient out for one damaged
 // record (verify reports it).
-func (v *Vault) spreadAdded(tx *bbolt.Tx, m *Meta, add []record.Label, unreadable map[record.ID]bool) (changed, overrode int, _ error) {
+func (v *Vault) spreadAdded(tx *bbolt.Tx, m *Meta, add []record.Label, unreadable map[record.ID]bool) (written, overrode []record.ID, _ error) {
 	add = normLabels(slices.Clone(add))
 	if len(add) == 0 || m.FHIR == nil || !m.From.IsZero() || tx.Bucket(bucketRefs) == nil {
-		return 0, 0, nil
+		return nil, nil, nil
 	}
 	// Each record to spread from carries the labels it passes on: those
 	// it gained. A referrer that already had them all is where the spread
@@ -648,6 +651,7 @@ func (v *Vault) spreadAdded(tx *bbolt.Tx, m *Meta, add []record.Label, unreadabl
 	// ends (every step adds a label). Only m and its versions, labelled
 	// just now, are never reached again.
 	rh := v.newRefHasher()
+	seen := map[record.ID]uint8{} // 1: in written, 2: in overrode
 	origin := map[record.ID]bool{m.ID: true}
 	work := []step{{m, add}}
 	for _, oid := range v.otherVersions(tx, m) {
@@ -657,7 +661,7 @@ func (v *Vault) spreadAdded(tx *bbolt.Tx, m *Meta, add []record.Label, unreadabl
 			continue
 		}
 		if err != nil {
-			return 0, 0, err
+			return nil, nil, err
 		}
 		work = append(work, step{om, add})
 	}
@@ -681,11 +685,11 @@ func (v *Vault) spreadAdded(tx *bbolt.Tx, m *Meta, add []record.Label, unreadabl
 					continue
 				}
 				if err != nil {
-					return 0, 0, err
+					return nil, nil, err
 				}
 				group, err := v.versionGroup(tx, rm, unreadable)
 				if err != nil {
-					return 0, 0, err
+					return nil, nil, err
 				}
 				for _, g := range group {
 					if origin[g.ID] {
@@ -700,19 +704,23 @@ func (v *Vault) spreadAdded(tx *bbolt.Tx, m *Meta, add []record.Label, unreadabl
 					if len(gained) == 0 {
 						continue
 					}
-					if g.inherit(gained) {
-						overrode++
+					if g.inherit(gained) && seen[g.ID]&2 == 0 {
+						seen[g.ID] |= 2
+						overrode = append(overrode, g.ID)
 					}
 					if err := v.putMetaEvent(tx, g, Event{Action: ledger.ActionLabel, Reason: LabelPropagated}); err != nil {
-						return 0, 0, err
+						return nil, nil, err
 					}
-					changed++
+					if seen[g.ID]&1 == 0 {
+						seen[g.ID] |= 1
+						written = append(written, g.ID)
+					}
 					work = append(work, step{g, gained})
 				}
 			}
 		}
 	}
-	return changed, overrode, nil
+	return written, overrode, nil
 }
 
 // versionGroup returns m and the metadata of its other versions. With
@@ -734,9 +742,13 @@ func (v *Vault) versionGroup(tx *bbolt.Tx, m *Meta, unreadable map[record.ID]boo
 }
 
 // passOver reports whether err, from reading record id's metadata, is one
-// to pass over: unreadable is set and the metadata does not open. It adds
-// id to unreadable.
+// to pass over: the record is not there (an index entry that damage left
+// behind; verify reports it), or unreadable is set and the metadata does
+// not open, and then it adds id to unreadable.
 func passOver(err error, id record.ID, unreadable map[record.ID]bool) bool {
+	if errors.Is(err, ErrNotFound) {
+		return true
+	}
 	if unreadable == nil || !errors.Is(err, ErrTampered) {
 		return false
 	}

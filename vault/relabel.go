@@ -42,8 +42,8 @@ var (
 // A run cut short (a kill, a failed transaction) left what it had changed
 // in the vault, sealed, and the run that completes it reports that too.
 type Rederivation struct {
-	From, To string // the rules the records had, "" if unknown, and this build's
-	Checked  int    // imported records whose content was read
+	From, To string `json:"-"` // the rules the records had, "" if unknown, and this build's
+	Checked  int    `json:"-"` // imported records whose content was read
 	// Gained counts, per label, the records whose own content now gives
 	// them that label; Propagated the records that gained labels from
 	// them along references (as an import spreads labels).
@@ -51,8 +51,9 @@ type Rederivation struct {
 	Records    int                  `json:"records"` // records that gained a label from their own content
 	Propagated int                  `json:"propagated"`
 	// Overrode counts records that gained a label the patient had removed
-	// from them by hand: through a reference (see spreadAdded), or from a
-	// newer version of the same resource whose content gives it.
+	// from them by hand: through a reference (see spreadAdded), or from
+	// another version of the same resource whose content gives it. Each
+	// record counts once, in Propagated and Overrode alike.
 	Overrode int `json:"overrode"`
 	// HandChanged are records that gained a label and whose labels the
 	// patient changed by hand before the vault kept which labels were
@@ -60,15 +61,15 @@ type Rederivation struct {
 	HandChanged []record.ID `json:"hand_changed"`
 	// Unreadable counts records whose metadata or content did not open
 	// or parse, and were passed over: verify reports them.
-	Unreadable int
+	Unreadable int `json:"-"`
 	// NoIndex is set when the reference index could not be built: the
 	// labels gained could not spread to the records that reference them,
 	// so none were derived, and the next Open tries again.
-	NoIndex error
+	NoIndex error `json:"-"`
 	// Failed is set when a transaction failed (the ledger refused an
 	// entry, say): the records relabelled before it keep their labels,
 	// and the next Open goes on.
-	Failed error
+	Failed error `json:"-"`
 }
 
 // Rederived returns what Open changed by deriving labels again (nil if it
@@ -174,6 +175,12 @@ func (v *Vault) rederive(progress func(done, total int)) error {
 	}
 	var handEdited map[record.ID]bool // read from the ledger when first needed
 	unreadable := map[record.ID]bool{}
+	// Each record counts once in a report, whichever labels and paths
+	// reached it.
+	prop, over, hand := newMarks(), newMarks(), newMarks()
+	for _, id := range rep.HandChanged {
+		hand.done[id] = true
+	}
 	for start := 0; start < len(ids) || start == 0; start += rederiveBatch {
 		batch := ids[start:min(start+rederiveBatch, len(ids))]
 		last := start+rederiveBatch >= len(ids)
@@ -181,6 +188,23 @@ func (v *Vault) rederive(progress func(done, total int)) error {
 		err := v.update(func(tx *bbolt.Tx) error {
 			logged := false
 			run = rep.clone()
+			prop.drop()
+			over.drop()
+			hand.drop()
+			// Before format 3 a removal by hand left no trace in the
+			// metadata: the patient checks the records labelled by hand
+			// that gain a label.
+			checkHand := func(id record.ID) {
+				if from != "" {
+					return
+				}
+				if handEdited == nil {
+					handEdited = v.handLabelled(tx)
+				}
+				if h, known := handEdited[id]; (h || !known && handEdited[record.ID{}]) && hand.mark(id) {
+					run.HandChanged = append(run.HandChanged, id)
+				}
+			}
 			for _, id := range batch {
 				m, err := v.meta1(tx, id)
 				if errors.Is(err, ErrNotFound) {
@@ -217,35 +241,35 @@ func (v *Vault) rederive(progress func(done, total int)) error {
 						g.Labels = normLabels(append(slices.Clone(g.Labels), gained...))
 					} else if len(g.lackingAll(gained)) == 0 {
 						continue
-					} else if g.inherit(gained) {
+					} else if g.inherit(gained) && over.mark(g.ID) {
 						run.Overrode++
 					}
 					if err := v.putMetaEvent(tx, g, Event{Action: ledger.ActionLabel, Reason: LabelRederived}); err != nil {
 						return err
 					}
 					logged = true
-					// Before format 3 a removal by hand left no trace in
-					// the metadata: the patient checks these.
-					if from == "" {
-						if handEdited == nil {
-							handEdited = v.handLabelled(tx)
-						}
-						if hand, known := handEdited[g.ID]; hand || !known && handEdited[record.ID{}] {
-							run.HandChanged = append(run.HandChanged, g.ID)
-						}
-					}
+					checkHand(g.ID)
 				}
 				run.Records++
 				for _, l := range gained {
 					run.Gained[l]++
 				}
-				n, hand, err := v.spreadAdded(tx, m, gained, unreadable)
+				written, overrode, err := v.spreadAdded(tx, m, gained, unreadable)
 				if err != nil {
 					return err
 				}
-				run.Propagated += n
-				run.Overrode += hand
-				logged = logged || n > 0
+				for _, id := range written {
+					if prop.mark(id) {
+						run.Propagated++
+					}
+					checkHand(id)
+				}
+				for _, id := range overrode {
+					if over.mark(id) {
+						run.Overrode++
+					}
+				}
+				logged = logged || len(written) > 0
 			}
 			if last {
 				if err := v.putRules(tx); err != nil {
@@ -272,10 +296,16 @@ func (v *Vault) rederive(progress func(done, total int)) error {
 			return nil
 		})
 		if err != nil {
+			prop.drop()
+			over.drop()
+			hand.drop()
 			rep.Failed = err
 			break
 		}
 		*rep = *run
+		prop.keep()
+		over.keep()
+		hand.keep()
 		if progress != nil && len(ids) > 0 {
 			progress(start+len(batch), len(ids))
 		}
@@ -331,6 +361,24 @@ func (v *Vault) loadRederivation(tx *bbolt.Tx, r *Rederivation) {
 	r.Overrode += was.Overrode
 	r.HandChanged = append(r.HandChanged, was.HandChanged...)
 }
+
+// marks are the records a run of rederive has counted: those of the batch
+// whose transaction is running count only if it commits.
+type marks struct{ done, batch map[record.ID]bool }
+
+func newMarks() *marks { return &marks{done: map[record.ID]bool{}, batch: map[record.ID]bool{}} }
+
+// mark reports whether id is counted for the first time, and marks it.
+func (k *marks) mark(id record.ID) bool {
+	if k.done[id] || k.batch[id] {
+		return false
+	}
+	k.batch[id] = true
+	return true
+}
+
+func (k *marks) keep() { maps.Copy(k.done, k.batch); clear(k.batch) }
+func (k *marks) drop() { clear(k.batch) }
 
 func (r *Rederivation) clone() *Rederivation {
 	c := *r

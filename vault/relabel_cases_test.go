@@ -8,6 +8,7 @@ import (
 
 	"go.etcd.io/bbolt"
 
+	"github.com/medvault/medvault/ledger"
 	"github.com/medvault/medvault/vault/fhir"
 	"github.com/medvault/medvault/vault/record"
 )
@@ -100,15 +101,7 @@ func TestRederiveCutShortKeepsReport(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// A format 2 vault: no rules stored, hand removals not kept.
-	if err := v.update(func(tx *bbolt.Tx) error {
-		if err := tx.Bucket(bucketMeta).Delete(keyLabelRules); err != nil {
-			return err
-		}
-		return putFormat(tx, formatKept)
-	}); err != nil {
-		t.Fatal(err)
-	}
+	makeFormat2(t, v)
 	newerLists(t)
 	rederiveBatch = 1
 	t.Cleanup(func() { rederiveBatch = 256 })
@@ -343,11 +336,7 @@ func TestRederiveFailureDoesNotLockOut(t *testing.T) {
 		return b.Delete(k)
 	})
 	newerLists(t)
-	for i := range 2 {
-		w, err := Open(v.dir, v.id, Options{})
-		if err != nil {
-			t.Fatalf("open %d: %v", i+1, err)
-		}
+	openEach(t, v, 2, func(i int, w *Vault) {
 		rep := w.Rederived()
 		if rep == nil || rep.Failed == nil || rep.Records != 0 {
 			t.Errorf("open %d: report %+v, want a failure and nothing relabelled", i+1, rep)
@@ -355,6 +344,204 @@ func TestRederiveFailureDoesNotLockOut(t *testing.T) {
 		if ms, err := w.List(Filter{}); err != nil || len(ms) != 1 || len(ms[0].Labels) != 0 {
 			t.Errorf("open %d: list %v %v", i+1, ms, err)
 		}
+	})
+}
+
+// openEach opens the closed vault v n times, calling f with each.
+func openEach(t *testing.T, v *Vault, n int, f func(i int, w *Vault)) {
+	t.Helper()
+	for i := range n {
+		w, err := Open(v.dir, v.id, Options{})
+		if err != nil {
+			t.Fatalf("open %d: %v", i+1, err)
+		}
+		f(i, w)
 		w.Close()
 	}
+}
+
+// makeFormat2 turns v into a format 2 vault: no rules stored, hand removals
+// not kept.
+func makeFormat2(t *testing.T, v *Vault) {
+	t.Helper()
+	if err := v.update(func(tx *bbolt.Tx) error {
+		if err := tx.Bucket(bucketMeta).Delete(keyLabelRules); err != nil {
+			return err
+		}
+		return putFormat(tx, formatKept)
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// forgetHandRemoved clears a record's HandRemoved, as a format 2 vault
+// never kept it (the ledger keeps the hand label entry).
+func forgetHandRemoved(t *testing.T, v *Vault, id record.ID) {
+	t.Helper()
+	if err := v.update(func(tx *bbolt.Tx) error {
+		m, err := v.meta1(tx, id)
+		if err != nil {
+			return err
+		}
+		m.HandRemoved = nil
+		return v.putMetaEvent(tx, m, Event{Action: ledger.ActionLabel, Reason: "test-format2"})
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// In a format 2 vault, a referrer whose labels the patient changed by hand
+// (here: removed SUD, which format 2 did not keep) and that gets a label
+// through a reference is named for the patient to check, as the record the
+// label came from would be.
+func TestRederiveFormat2NamesHandChangedReferrer(t *testing.T) {
+	v := newTestVault(t)
+	importString(t, v, "a.ndjson", `{"resourceType":"Condition","id":"c1","code":{"text":"newly-listed"}}`+"\n"+
+		`{"resourceType":"Claim","id":"cl","status":"active","diagnosis":[{"sequence":1,"diagnosisReference":{"reference":"Condition/c1"}}]}`+"\n")
+	cl := findFHIR(t, v, "Claim/cl").ID
+	// The patient had SUD on the Claim, removed it by hand (format 2: not kept).
+	if _, _, err := v.SetLabels(cl, []record.Label{record.SUD}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := v.SetLabels(cl, nil, []record.Label{record.SUD}); err != nil {
+		t.Fatal(err)
+	}
+	forgetHandRemoved(t, v, cl)
+	makeFormat2(t, v)
+	newerLists(t)
+	if err := v.rederive(nil); err != nil {
+		t.Fatal(err)
+	}
+	rep := v.Rederived()
+	if rep.Propagated != 1 {
+		t.Fatalf("report %+v, want the Claim relabelled through its reference", rep)
+	}
+	if got := findFHIR(t, v, "Claim/cl").Labels; !slices.Equal(got, []record.Label{record.SUD}) {
+		t.Fatalf("Claim labels %v", got)
+	}
+	if !slices.Contains(rep.HandChanged, cl) {
+		t.Errorf("Claim whose SUD was removed by hand in a format 2 vault got SUD back through a reference, and is not named: HandChanged %v", rep.HandChanged)
+	}
+}
+
+// Each record is named once, however many of its versions' labels reach it.
+func TestRederiveNamesEachRecordOnce(t *testing.T) {
+	v := newTestVault(t)
+	importString(t, v, "a.ndjson", `{"resourceType":"Condition","id":"c","code":{"text":"newly-a"}}`+"\n")
+	importString(t, v, "b.ndjson", `{"resourceType":"Condition","id":"c","code":{"text":"newly-b"}}`+"\n")
+	if _, _, err := v.SetLabels(findFHIR(t, v, "Condition/c").ID, []record.Label{record.MH}, nil); err != nil {
+		t.Fatal(err)
+	}
+	makeFormat2(t, v)
+	newerListsMarking(t, map[string]record.Label{"newly-a": record.SUD, "newly-b": record.HIV})
+	if err := v.rederive(nil); err != nil {
+		t.Fatal(err)
+	}
+	rep := v.Rederived()
+	uniq := slices.Clone(rep.HandChanged)
+	slices.SortFunc(uniq, func(a, b record.ID) int { return bytes.Compare(a[:], b[:]) })
+	uniq = slices.Compact(uniq)
+	if len(rep.HandChanged) != len(uniq) {
+		t.Errorf("HandChanged has %d entries for %d records: %v", len(rep.HandChanged), len(uniq), rep.HandChanged)
+	}
+}
+
+// A record whose hand removals two other versions' content undoes counts
+// once.
+func TestRederiveCountsEachRecordOnce(t *testing.T) {
+	v := newTestVault(t)
+	importString(t, v, "a.ndjson", `{"resourceType":"Condition","id":"c","code":{"text":"plain"}}`+"\n")
+	first := findFHIR(t, v, "Condition/c").ID
+	if _, _, err := v.SetLabels(first, []record.Label{record.SUD, record.HIV}, nil); err != nil {
+		t.Fatal(err)
+	}
+	importString(t, v, "b.ndjson", `{"resourceType":"Condition","id":"c","code":{"text":"newly-a"}}`+"\n")
+	importString(t, v, "c.ndjson", `{"resourceType":"Condition","id":"c","code":{"text":"newly-b"}}`+"\n")
+	// Remove both by hand from every version (all three have HandRemoved).
+	if _, _, err := v.SetLabels(first, nil, []record.Label{record.SUD, record.HIV}); err != nil {
+		t.Fatal(err)
+	}
+	// Only v1 keeps the removals; v2 and v3 as if imported after them.
+	for _, m := range versionsOf(t, v, "Condition", "c") {
+		if m.ID != first {
+			forgetHandRemoved(t, v, m.ID)
+		}
+	}
+	newerListsMarking(t, map[string]record.Label{"newly-a": record.SUD, "newly-b": record.HIV})
+	if err := v.rederive(nil); err != nil {
+		t.Fatal(err)
+	}
+	if rep := v.Rederived(); rep.Overrode != 1 {
+		t.Errorf("Overrode %d, but one record (version 1) had hand removals undone", rep.Overrode)
+	}
+}
+
+// A reference index entry whose record is gone (damage; verify reports it)
+// is passed over: the run completes and the others are relabelled.
+func TestRederivePassesOverDanglingReferrer(t *testing.T) {
+	v := newTestVault(t)
+	importString(t, v, "a.ndjson", `{"resourceType":"Condition","id":"c1","code":{"text":"newly-listed"}}`+"\n"+
+		`{"resourceType":"Claim","id":"cl","status":"active","diagnosis":[{"sequence":1,"diagnosisReference":{"reference":"Condition/c1"}}]}`+"\n")
+	cl := findFHIR(t, v, "Claim/cl").ID
+	v.Close()
+	editDB(t, v.dir, func(tx *bbolt.Tx) error { return tx.Bucket(bucketRecords).Delete(cl[:]) })
+	newerLists(t)
+	openEach(t, v, 2, func(i int, w *Vault) {
+		rep := w.Rederived()
+		if rep != nil && rep.Failed != nil {
+			t.Errorf("open %d: run failed: %v", i+1, rep.Failed)
+		}
+		if ls := findFHIR(t, w, "Condition/c1").Labels; !slices.Equal(ls, []record.Label{record.SUD}) {
+			t.Errorf("open %d: Condition/c1 labels %v, want [SUD]", i+1, ls)
+		}
+	})
+}
+
+// An unchanged re-export of an MH Encounter, named by fullUrl in a Bundle,
+// passes its labels on from the vault (spreadVault): the Claim the patient
+// took MH off stays as she left it.
+func TestImportUnchangedReexportKeepsReferrerRemoval(t *testing.T) {
+	const (
+		e  = `{"resourceType":"Encounter","id":"e","status":"finished","class":{"code":"AMB"},"reasonCode":[{"coding":[{"system":"http://snomed.info/sct","code":"370143000"}]}]}`
+		cl = `{"resourceType":"Claim","id":"c","status":"active","item":[{"sequence":1,"encounter":[{"reference":"Encounter/e"}]}]}`
+	)
+	v := newTestVault(t)
+	importString(t, v, "a.ndjson", e+"\n"+cl+"\n")
+	if _, _, err := v.SetLabels(findFHIR(t, v, "Claim/c").ID, nil, []record.Label{record.MH}); err != nil {
+		t.Fatal(err)
+	}
+	bundle := `{"resourceType":"Bundle","type":"collection","entry":[{"fullUrl":"http://ehr.example/fhir/Encounter/e","resource":` + e + `}]}`
+	st := importString(t, v, "b.json", bundle)
+	m := findFHIR(t, v, "Claim/c")
+	if len(m.Labels) != 0 || st.RelabelledHand != 0 {
+		t.Errorf("Claim after an unchanged re-export of its MH Encounter: labels %v, removed %v, %d hand removals undone", m.Labels, m.HandRemoved, st.RelabelledHand)
+	}
+	mustVerify(t, v, "unchanged re-export")
+}
+
+// A new version of the Claim itself is new content: it inherits MH from its
+// Encounter, and since labels cover every version, the first version gets
+// MH back though the patient had removed it there; the import says so.
+func TestImportNewReferrerVersionCoversEveryVersion(t *testing.T) {
+	const (
+		e   = `{"resourceType":"Encounter","id":"e","status":"finished","class":{"code":"AMB"},"reasonCode":[{"coding":[{"system":"http://snomed.info/sct","code":"370143000"}]}]}`
+		cl  = `{"resourceType":"Claim","id":"c","status":"active","item":[{"sequence":1,"encounter":[{"reference":"Encounter/e"}]}]}`
+		cl2 = `{"resourceType":"Claim","id":"c","status":"cancelled","item":[{"sequence":1,"encounter":[{"reference":"Encounter/e"}]}]}`
+	)
+	v := newTestVault(t)
+	importString(t, v, "a.ndjson", e+"\n"+cl+"\n")
+	first := findFHIR(t, v, "Claim/c").ID
+	if _, _, err := v.SetLabels(first, nil, []record.Label{record.MH}); err != nil {
+		t.Fatal(err)
+	}
+	st := importString(t, v, "b.ndjson", e+"\n"+cl2+"\n")
+	for _, m := range versionsOf(t, v, "Claim", "c") {
+		if !slices.Equal(m.Labels, []record.Label{record.MH}) || len(m.HandRemoved) != 0 {
+			t.Errorf("Claim version %d: labels %v, removed %v; want [MH], none", m.FHIR.Version, m.Labels, m.HandRemoved)
+		}
+	}
+	if st.RelabelledHand != 1 {
+		t.Errorf("%d hand removals undone reported, want 1", st.RelabelledHand)
+	}
+	mustVerify(t, v, "new referrer version")
 }

@@ -21,11 +21,20 @@ func newerLists(t *testing.T) { t.Helper(); newerListsGiving(t, record.SUD) }
 // newerListsGiving is newerLists with "newly-listed" giving label l.
 func newerListsGiving(t *testing.T, l record.Label) {
 	t.Helper()
+	newerListsMarking(t, map[string]record.Label{"newly-listed": l})
+}
+
+// newerListsMarking is newerLists where content holding a key of marks
+// gets its label.
+func newerListsMarking(t *testing.T, marks map[string]record.Label) {
+	t.Helper()
 	labelRules = func() string { return "test-newer-lists" }
 	resourceLabels = func(raw []byte, fullURL string) ([]record.Label, error) {
 		ls, err := fhir.ResourceLabels(raw, fullURL)
-		if err == nil && bytes.Contains(raw, []byte("newly-listed")) {
-			ls = append(ls, l)
+		for text, l := range marks {
+			if err == nil && bytes.Contains(raw, []byte(text)) {
+				ls = append(ls, l)
+			}
 		}
 		return ls, err
 	}

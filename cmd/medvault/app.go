@@ -338,8 +338,8 @@ func (a *app) noteRederived(r *vault.Rederivation) {
 			count(r.Records, "record"), strings.Join(by, ", "), more)
 	}
 	if r.Overrode > 0 {
-		a.say("medvault: note: %s that %s them had such a label removed by hand: it is back, since a sensitive record stays out unless you name it; 'medvault label ID -L' removes it again.",
-			count(r.Overrode, "record"), map[bool]string{true: "references", false: "reference"}[r.Overrode == 1])
+		a.say("medvault: note: %s had such a label removed by hand: it is back, since it comes from content you had not seen then (another version, or a record referenced) and a sensitive record stays out unless you name it; 'medvault label ID -L' removes it again.",
+			count(r.Overrode, "record"))
 	}
 	if len(r.HandChanged) > 0 {
 		ids := make([]string, len(r.HandChanged))

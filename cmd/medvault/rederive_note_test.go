@@ -29,7 +29,7 @@ func TestNoteRederived(t *testing.T) {
 	for _, want := range []string{
 		"medvault: note: this version of medvault derives sensitivity labels from updated code lists: 3 records gained labels from their own content (MH 2, SUD 1), and 1 more that reference them.",
 		"'medvault log --action label'",
-		"medvault: note: 1 record that references them had such a label removed by hand: it is back",
+		"medvault: note: 1 record had such a label removed by hand: it is back",
 		"medvault: note: you had changed labels by hand on 1 record of them",
 		id.String(),
 		"medvault: warning: 2 records could not be read to derive their labels; run 'medvault verify'",
