@@ -323,6 +323,11 @@ func (a *app) noteRederived(r *vault.Rederivation) {
 	if r == nil {
 		return
 	}
+	if r.NoIndex != nil || r.Failed != nil {
+		// The run did not complete: the run that does reports what changed.
+		a.noteRederiveStopped(r)
+		return
+	}
 	if r.Records > 0 {
 		var by []string
 		for _, l := range record.Labels() {
@@ -349,10 +354,19 @@ func (a *app) noteRederived(r *vault.Rederivation) {
 		a.say("medvault: note: you had changed labels by hand on %s of them before medvault kept which labels you removed; if one you removed came back, remove it again with 'medvault label ID -L': %s",
 			count(len(r.HandChanged), "record"), strings.Join(ids, " "))
 	}
+	a.noteUnreadable(r)
+}
+
+func (a *app) noteUnreadable(r *vault.Rederivation) {
 	if r.Unreadable > 0 {
 		a.say("medvault: warning: %s could not be read to derive %s labels; run 'medvault verify'",
 			count(r.Unreadable, "record"), map[bool]string{true: "its", false: "their"}[r.Unreadable == 1])
 	}
+}
+
+// noteRederiveStopped warns that deriving labels again did not complete.
+func (a *app) noteRederiveStopped(r *vault.Rederivation) {
+	a.noteUnreadable(r)
 	if r.NoIndex != nil {
 		a.say("medvault: warning: sensitivity labels were not derived under the updated code lists, because the index of references between records could not be built (%v): records may lack labels a new import would give them. Run 'medvault verify'; medvault tries again at every open.", r.NoIndex)
 	}
