@@ -26,6 +26,7 @@ const (
 	sysLOINC  = "http://loinc.org"
 	sysRxNorm = "http://www.nlm.nih.gov/research/umls/rxnorm"
 	sysCPT    = "http://www.ama-assn.org/go/cpt"
+	sysHCPCS  = "http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"
 	sysActV3  = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 )
 
@@ -51,10 +52,16 @@ var systemAliases = map[string]string{
 	"urn:oid:2.16.840.1.113883.6.88":  sysRxNorm,
 	sysCPT:                            sysCPT,
 	"urn:oid:2.16.840.1.113883.6.12":  sysCPT,
-	sysActV3:                          sysActV3,
-	"http://hl7.org/fhir/v3/ActCode":  sysActV3,
-	"urn:oid:2.16.840.1.113883.5.4":   sysActV3,
-	"http://hl7.org/fhir/v3/ActCode/": sysActV3,
+	// HCPCS Level II, as HL7 terminology names it, with the https
+	// spelling and CMS Blue Button's (CARIN claims).
+	sysHCPCS: sysHCPCS,
+	"https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets": sysHCPCS,
+	"urn:oid:2.16.840.1.113883.6.285":                          sysHCPCS,
+	"https://bluebutton.cms.gov/resources/codesystem/hcpcs":    sysHCPCS,
+	sysActV3:                                            sysActV3,
+	"http://hl7.org/fhir/v3/ActCode":                    sysActV3,
+	"urn:oid:2.16.840.1.113883.5.4":                     sysActV3,
+	"http://hl7.org/fhir/v3/ActCode/":                   sysActV3,
 	"http://terminology.hl7.org/CodeSystem/v3-ActCode/": sysActV3,
 }
 

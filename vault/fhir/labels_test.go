@@ -114,6 +114,19 @@ func TestCodeLabels(t *testing.T) {
 		{sct, "19169002", L(record.SEX)},   // miscarriage in first trimester
 		{sct, "714812005", L(record.SEX)},  // induced termination of pregnancy
 		{rx, "748962", L(record.SEX)},      // Camila (contraceptive)
+		// medicines, programmes and claims for opioid and alcohol use disorder
+		{rx, "1010600", L(record.SUD)},    // buprenorphine/naloxone film
+		{rx, "1996184", L(record.SUD)},    // extended-release buprenorphine injection
+		{rx, "197623", L(record.SUD)},     // disulfiram
+		{rx, "238129", nil},               // buprenorphine injection for pain
+		{rx, "1551468", nil},              // bupropion/naltrexone for weight loss
+		{sct, "792902005", L(record.SUD)}, // addiction therapy using buprenorphine and naloxone
+		{sct, "408935001", nil},           // substance abuse prevention education (offered to everyone)
+		{sct, "424589009", nil},           // "substance use" cessation: counts tobacco
+		{"http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets", "H0020", L(record.SUD)}, // methadone administration
+		{"https://bluebutton.cms.gov/resources/codesystem/hcpcs", "G2086", L(record.SUD)},   // office-based OUD treatment
+		{"urn:oid:2.16.840.1.113883.6.285", "G2068", L(record.SUD)},
+		{"http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets", "H0033", nil}, // directly observed oral medication, any drug
 		// ordinary ones stay unlabelled
 		{sct, "38341003", nil},        // hypertension
 		{sct, "59621000", nil},        // essential hypertension
