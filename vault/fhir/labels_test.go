@@ -127,6 +127,10 @@ func TestCodeLabels(t *testing.T) {
 		{"https://bluebutton.cms.gov/resources/codesystem/hcpcs", "G2086", L(record.SUD)},   // office-based OUD treatment
 		{"urn:oid:2.16.840.1.113883.6.285", "G2068", L(record.SUD)},
 		{"http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets", "H0033", nil}, // directly observed oral medication, any drug
+		{"http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets", "H0031", L(record.MH)},
+		{"http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets", "H0015", L(record.SUD)},
+		{"http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets", "H0004", L(record.MH, record.SUD)}, // behavioral health counselling
+		{"http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets", "H2019", nil},                      // names neither
 		// ordinary ones stay unlabelled
 		{sct, "38341003", nil},        // hypertension
 		{sct, "59621000", nil},        // essential hypertension
