@@ -131,6 +131,12 @@ func TestCodeLabels(t *testing.T) {
 		{"http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets", "H0015", L(record.SUD)},
 		{"http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets", "H0004", L(record.MH, record.SUD)}, // behavioral health counselling
 		{"http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets", "H2019", nil},                      // names neither
+		{"http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets", "H0017", L(record.MH, record.SUD)}, // behavioral health residential
+		{"http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets", "H2030", L(record.MH)},             // mental health clubhouse
+		{"http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets", "J0572", L(record.SUD)},            // buprenorphine/naloxone, oral
+		{"http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets", "T1010", L(record.SUD)},            // meals for people in SUD services
+		{"http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets", "H0003", nil},                      // a drug test: employment, pain care
+		{"http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets", "H0025", nil},                      // prevention education for everyone
 		// ordinary ones stay unlabelled
 		{sct, "38341003", nil},        // hypertension
 		{sct, "59621000", nil},        // essential hypertension
