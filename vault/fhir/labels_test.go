@@ -133,6 +133,7 @@ func TestCodeLabels(t *testing.T) {
 		{"http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets", "H2019", nil},                      // names neither
 		{"http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets", "H0017", L(record.MH, record.SUD)}, // behavioral health residential
 		{"http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets", "H2030", L(record.MH)},             // mental health clubhouse
+		{"http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets", "G0177", L(record.MH)},             // education for disabling mental health problems
 		{"http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets", "J0572", L(record.SUD)},            // buprenorphine/naloxone, oral
 		{"http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets", "T1010", L(record.SUD)},            // meals for people in SUD services
 		{"http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets", "H0003", nil},                      // a drug test: employment, pain care
