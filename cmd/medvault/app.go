@@ -337,13 +337,14 @@ func (a *app) noteRederived(r *vault.Rederivation) {
 		}
 		more := ""
 		if r.Propagated > 0 {
-			more = fmt.Sprintf(", and %s that reference them", count(r.Propagated, "more"))
+			more = fmt.Sprintf(", and labels reached %s that %s them", count(r.Propagated, "record"),
+				map[bool]string{true: "references", false: "reference"}[r.Propagated == 1])
 		}
 		a.say("medvault: note: this version of medvault derives sensitivity labels from updated code lists: %s gained labels from their own content (%s)%s. A grant shares such records only if it names the label; 'medvault log --action label' lists the changes.",
 			count(r.Records, "record"), strings.Join(by, ", "), more)
 	}
 	if r.Overrode > 0 {
-		a.say("medvault: note: %s had such a label removed by hand: it is back, since it comes from content you had not seen then (another version, or a record referenced) and a sensitive record stays out unless you name it; 'medvault label ID -L' removes it again.",
+		a.say("medvault: note: %s had such a label removed by hand: it is back, since it now comes from another version or a referenced record under the updated lists, and a sensitive record stays out unless you name it; 'medvault label ID -L' removes it again.",
 			count(r.Overrode, "record"))
 	}
 	if len(r.HandChanged) > 0 {

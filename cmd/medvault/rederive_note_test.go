@@ -31,7 +31,7 @@ func TestNoteRederived(t *testing.T) {
 	a.noteRederived(&vault.Rederivation{Checked: 40, Records: 3, Gained: map[record.Label]int{record.MH: 3}, Failed: errors.New("ledger refused")})
 	out := stderr.String()
 	for _, want := range []string{
-		"medvault: note: this version of medvault derives sensitivity labels from updated code lists: 3 records gained labels from their own content (MH 2, SUD 1), and 1 more that reference them.",
+		"medvault: note: this version of medvault derives sensitivity labels from updated code lists: 3 records gained labels from their own content (MH 2, SUD 1), and labels reached 1 record that references them.",
 		"'medvault log --action label'",
 		"medvault: note: 1 record had such a label removed by hand: it is back",
 		"medvault: note: you had changed labels by hand on 1 record of them",
