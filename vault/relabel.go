@@ -1,6 +1,7 @@
 package vault
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/json"
@@ -135,6 +136,11 @@ func (v *Vault) rederive(progress func(done, total int)) error {
 	var format uint32
 	var ids []record.ID
 	rep := &Rederivation{To: labelRules(), Gained: map[record.Label]int{}}
+	// Each record counts once in a report, whichever labels and paths
+	// reached it, also across runs (loadRederivation).
+	prop, over, hand := newMarks(), newMarks(), newMarks()
+	var runID [8]byte // names this run's batches beside those of runs before it
+	rand.Read(runID[:])
 	err := v.view(func(tx *bbolt.Tx) error {
 		format = binary.BigEndian.Uint32(tx.Bucket(bucketMeta).Get(keyFormat)) // load checked it
 		from = v.storedRules(tx)
@@ -144,7 +150,7 @@ func (v *Vault) rederive(progress func(done, total int)) error {
 		if from == labelRules() {
 			return nil
 		}
-		v.loadRederivation(tx, rep)
+		v.loadRederivation(tx, rep, prop, over)
 		return tx.Bucket(bucketRecords).ForEach(func(k, _ []byte) error {
 			if len(k) == len(record.ID{}) {
 				ids = append(ids, record.ID(k))
@@ -175,9 +181,6 @@ func (v *Vault) rederive(progress func(done, total int)) error {
 	}
 	var handEdited map[record.ID]bool // read from the ledger when first needed
 	unreadable := map[record.ID]bool{}
-	// Each record counts once in a report, whichever labels and paths
-	// reached it.
-	prop, over, hand := newMarks(), newMarks(), newMarks()
 	for _, id := range rep.HandChanged {
 		hand.done[id] = true
 	}
@@ -275,7 +278,7 @@ func (v *Vault) rederive(progress func(done, total int)) error {
 				if err := v.putRules(tx); err != nil {
 					return err
 				}
-				if err := tx.Bucket(bucketMeta).Delete(keyRederiving); err != nil {
+				if err := v.dropRederivation(tx); err != nil {
 					return err
 				}
 				// A format 1 vault whose adoption failed stays at 1
@@ -286,7 +289,7 @@ func (v *Vault) rederive(progress func(done, total int)) error {
 					}
 				}
 			} else if logged {
-				if err := v.storeRederivation(tx, run); err != nil {
+				if err := v.storeRederivation(tx, run, runID, uint64(start), prop, over); err != nil {
 					return err
 				}
 			}
@@ -318,37 +321,72 @@ func (v *Vault) rederive(progress func(done, total int)) error {
 }
 
 // keyRederiving holds, sealed, the report of a run of rederive that did not
-// complete: what it changed, for the run that completes it to report.
-var keyRederiving = []byte("label-rules-run")
+// complete: what it changed, for the run that completes it to report. The
+// records each of its batches counted in Propagated and Overrode are kept
+// beside it, one value per batch under keyRederivingIDs, the run's random
+// ID and the batch's start (so a batch writes only its own, and a later run
+// never overwrites an earlier one's), for the completing run not to count
+// them again.
+var (
+	keyRederiving    = []byte("label-rules-run")
+	keyRederivingIDs = []byte("label-rules-run-ids/")
+)
 
 const rederivingDomain = "medvault/label-rules-run/v1\x00"
 
-func (v *Vault) storeRederivation(tx *bbolt.Tx, r *Rederivation) error {
-	plain, err := json.Marshal(r)
+// batchIDs are the records one batch counted first.
+type batchIDs struct {
+	Propagated []record.ID `json:"propagated"`
+	Overrode   []record.ID `json:"overrode"`
+}
+
+func (v *Vault) runAD(key []byte) []byte {
+	return append(append([]byte(rederivingDomain), v.vaultID[:]...), key...)
+}
+
+func (v *Vault) sealRun(tx *bbolt.Tx, key []byte, x any) error {
+	plain, err := json.Marshal(x)
 	if err != nil {
 		return err
 	}
-	ad := append([]byte(rederivingDomain), v.vaultID[:]...)
 	nonce := make([]byte, v.meta.NonceSize(), v.meta.NonceSize()+len(plain)+v.meta.Overhead())
 	rand.Read(nonce)
-	return tx.Bucket(bucketMeta).Put(keyRederiving, v.meta.Seal(nonce, nonce, plain, ad))
+	return tx.Bucket(bucketMeta).Put(key, v.meta.Seal(nonce, nonce, plain, v.runAD(key)))
+}
+
+// openRun decodes the sealed value at key into x; false if it does not
+// open or parse.
+func (v *Vault) openRun(key, sealed []byte, x any) bool {
+	ns := v.meta.NonceSize()
+	if len(sealed) < ns+v.meta.Overhead() {
+		return false
+	}
+	plain, err := v.meta.Open(nil, sealed[:ns], sealed[ns:], v.runAD(key))
+	return err == nil && json.Unmarshal(plain, x) == nil
+}
+
+// storeRederivation keeps, in tx, the report of the run so far and the
+// records the batch of run runID starting at start counted first.
+func (v *Vault) storeRederivation(tx *bbolt.Tx, r *Rederivation, runID [8]byte, start uint64, prop, over *marks) error {
+	if err := v.sealRun(tx, keyRederiving, r); err != nil {
+		return err
+	}
+	ids := batchIDs{Propagated: slices.Collect(maps.Keys(prop.batch)), Overrode: slices.Collect(maps.Keys(over.batch))}
+	if len(ids.Propagated)+len(ids.Overrode) == 0 {
+		return nil
+	}
+	key := append(append(slices.Clone(keyRederivingIDs), runID[:]...), binary.BigEndian.AppendUint64(nil, start)...)
+	return v.sealRun(tx, key, ids)
 }
 
 // loadRederivation adds to r what an earlier run that did not complete
-// changed. A value that does not open is ignored: it only feeds a report,
-// and the ledger holds every change.
-func (v *Vault) loadRederivation(tx *bbolt.Tx, r *Rederivation) {
-	sealed := tx.Bucket(bucketMeta).Get(keyRederiving)
-	ns := v.meta.NonceSize()
-	if len(sealed) < ns+v.meta.Overhead() {
-		return
-	}
-	plain, err := v.meta.Open(nil, sealed[:ns], sealed[ns:], append([]byte(rederivingDomain), v.vaultID[:]...))
-	if err != nil {
-		return
-	}
+// changed, and to prop and over the records it counted. A value that does
+// not open is ignored: it only feeds a report, and the ledger holds every
+// change.
+func (v *Vault) loadRederivation(tx *bbolt.Tx, r *Rederivation, prop, over *marks) {
+	m := tx.Bucket(bucketMeta)
 	var was Rederivation
-	if json.Unmarshal(plain, &was) != nil {
+	if !v.openRun(keyRederiving, m.Get(keyRederiving), &was) {
 		return
 	}
 	for l, n := range was.Gained {
@@ -360,6 +398,34 @@ func (v *Vault) loadRederivation(tx *bbolt.Tx, r *Rederivation) {
 	r.Propagated += was.Propagated
 	r.Overrode += was.Overrode
 	r.HandChanged = append(r.HandChanged, was.HandChanged...)
+	c := m.Cursor()
+	for k, sealed := c.Seek(keyRederivingIDs); k != nil && bytes.HasPrefix(k, keyRederivingIDs); k, sealed = c.Next() {
+		var ids batchIDs
+		if v.openRun(k, sealed, &ids) {
+			for _, id := range ids.Propagated {
+				prop.done[id] = true
+			}
+			for _, id := range ids.Overrode {
+				over.done[id] = true
+			}
+		}
+	}
+}
+
+// dropRederivation removes, in tx, what runs that did not complete kept.
+func (v *Vault) dropRederivation(tx *bbolt.Tx) error {
+	m := tx.Bucket(bucketMeta)
+	var keys [][]byte
+	c := m.Cursor()
+	for k, _ := c.Seek(keyRederivingIDs); k != nil && bytes.HasPrefix(k, keyRederivingIDs); k, _ = c.Next() {
+		keys = append(keys, bytes.Clone(k))
+	}
+	for _, k := range append(keys, keyRederiving) {
+		if err := m.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // marks are the records a run of rederive has counted: those of the batch

@@ -103,26 +103,7 @@ func TestRederiveCutShortKeepsReport(t *testing.T) {
 	}
 	makeFormat2(t, v)
 	newerLists(t)
-	rederiveBatch = 1
-	t.Cleanup(func() { rederiveBatch = 256 })
-	calls := 0
-	inner := resourceLabels
-	resourceLabels = func(raw []byte, u string) ([]record.Label, error) {
-		if calls++; calls == 2 {
-			panic("cut short")
-		}
-		return inner(raw, u)
-	}
-	func() {
-		defer func() { recover() }()
-		v.rederive(nil)
-	}()
-	resourceLabels = inner
-	v.rederived = nil
-	if err := v.rederive(nil); err != nil {
-		t.Fatal(err)
-	}
-	rep := v.Rederived()
+	rep := cutShortThenComplete(t, v, func([]byte) bool { return true })
 	if rep.Records != 2 || rep.Gained[record.SUD] != 2 || len(rep.HandChanged) != 2 {
 		t.Errorf("after a run cut short: %d records, %v gained, hand-changed %v; want 2, SUD 2, 2", rep.Records, rep.Gained, rep.HandChanged)
 	}
@@ -544,4 +525,75 @@ func TestImportNewReferrerVersionCoversEveryVersion(t *testing.T) {
 		t.Errorf("%d hand removals undone reported, want 1", st.RelabelledHand)
 	}
 	mustVerify(t, v, "new referrer version")
+}
+
+// claimOfTwo imports two Conditions whose content the newer lists label
+// (newly-a: SUD, newly-b: MH) and a Claim referencing both, from which the
+// patient removed SUD and MH by hand.
+func claimOfTwo(t *testing.T) (*Vault, record.ID) {
+	t.Helper()
+	v := newTestVault(t)
+	importString(t, v, "a.ndjson", `{"resourceType":"Condition","id":"c1","code":{"text":"newly-a"}}`+"\n"+
+		`{"resourceType":"Condition","id":"c2","code":{"text":"newly-b"}}`+"\n"+
+		`{"resourceType":"Claim","id":"cl","status":"active","diagnosis":[{"sequence":1,"diagnosisReference":{"reference":"Condition/c1"}},{"sequence":2,"diagnosisReference":{"reference":"Condition/c2"}}]}`+"\n")
+	cl := findFHIR(t, v, "Claim/cl").ID
+	if _, _, err := v.SetLabels(cl, nil, []record.Label{record.SUD, record.MH}); err != nil {
+		t.Fatal(err)
+	}
+	newerListsMarking(t, map[string]record.Label{"newly-a": record.SUD, "newly-b": record.MH})
+	return v, cl
+}
+
+// A Claim reached from two Conditions, one in a run cut short and one in
+// the run that completes it, counts once: the records a run counted are
+// kept with its report.
+func TestRederiveCutShortCountsRecordOnce(t *testing.T) {
+	v, cl := claimOfTwo(t)
+	rep := cutShortThenComplete(t, v, func(raw []byte) bool { return bytes.Contains(raw, []byte("newly-")) })
+	m, err := v.Show(cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(m.Labels, []record.Label{record.MH, record.SUD}) && !slices.Equal(m.Labels, []record.Label{record.SUD, record.MH}) {
+		t.Fatalf("Claim labels %v", m.Labels)
+	}
+	if rep.Propagated != 1 || rep.Overrode != 1 {
+		t.Errorf("after a run cut short: Propagated %d, Overrode %d for one Claim; want 1, 1", rep.Propagated, rep.Overrode)
+	}
+	v.view(func(tx *bbolt.Tx) error {
+		if k, _ := tx.Bucket(bucketMeta).Cursor().Seek(keyRederivingIDs); k != nil && bytes.HasPrefix(k, keyRederivingIDs) {
+			t.Error("the records the run cut short counted are still stored after the run that completed it")
+		}
+		return nil
+	})
+	mustVerify(t, v, "after a run cut short and one that completed it")
+}
+
+// cutShortThenComplete derives labels in batches of one record, cuts the
+// run short (a panic, as a kill) at the second record whose content counts
+// says to count, then runs it again to completion and returns its report.
+func cutShortThenComplete(t *testing.T, v *Vault, counts func(raw []byte) bool) *Rederivation {
+	t.Helper()
+	rederiveBatch = 1
+	t.Cleanup(func() { rederiveBatch = 256 })
+	inner := resourceLabels
+	seen := 0
+	resourceLabels = func(raw []byte, u string) ([]record.Label, error) {
+		if counts(raw) {
+			if seen++; seen == 2 {
+				panic("cut short")
+			}
+		}
+		return inner(raw, u)
+	}
+	func() {
+		defer func() { recover() }()
+		v.rederive(nil)
+	}()
+	resourceLabels = inner
+	v.rederived = nil
+	if err := v.rederive(nil); err != nil {
+		t.Fatal(err)
+	}
+	return v.Rederived()
 }
