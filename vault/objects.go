@@ -3,7 +3,6 @@ package vault
 import (
 	"bytes"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -85,20 +84,17 @@ func (v *Vault) objectAD(kind Kind, bkey []byte) []byte {
 func (v *Vault) sealObject(kind Kind, bkey []byte, key string, value []byte) []byte {
 	plain := binary.BigEndian.AppendUint32(nil, uint32(len(key)))
 	plain = append(append(plain, key...), value...)
-	nonce := make([]byte, v.meta.NonceSize())
-	rand.Read(nonce)
-	out := v.meta.Seal(nonce, nonce, plain, v.objectAD(kind, bkey))
+	out := v.seal(plain, v.objectAD(kind, bkey))
 	clear(plain)
 	return out
 }
 
 func (v *Vault) openObject(kind Kind, bkey, sealed []byte) (Object, error) {
-	ns := v.meta.NonceSize()
-	if len(sealed) < ns+v.meta.Overhead() {
-		return Object{}, fmt.Errorf("%w: %s object is truncated", ErrTampered, kind)
+	plain, err := v.unseal(sealed, v.objectAD(kind, bkey))
+	if err != nil {
+		return Object{}, fmt.Errorf("%w: %s object %s", ErrTampered, kind, sealFault(err))
 	}
-	plain, err := v.meta.Open(nil, sealed[:ns], sealed[ns:], v.objectAD(kind, bkey))
-	if err != nil || len(plain) < 4 {
+	if len(plain) < 4 {
 		return Object{}, fmt.Errorf("%w: %s object does not authenticate", ErrTampered, kind)
 	}
 	n := binary.BigEndian.Uint32(plain)

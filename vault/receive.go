@@ -2,7 +2,6 @@ package vault
 
 import (
 	"bytes"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding"
 	"encoding/json"
@@ -247,19 +246,11 @@ func (v *Vault) sealPartial(p *Partial) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	nonce := make([]byte, v.meta.NonceSize())
-	if _, err := rand.Read(nonce); err != nil {
-		return nil, err
-	}
-	return v.meta.Seal(nonce, nonce, plain, partialAD(p.ID)), nil
+	return v.seal(plain, partialAD(p.ID)), nil
 }
 
 func (v *Vault) openPartial(id record.ID, sealed []byte) (*Partial, bool) {
-	ns := v.meta.NonceSize()
-	if len(sealed) < ns+v.meta.Overhead() {
-		return nil, false
-	}
-	plain, err := v.meta.Open(nil, sealed[:ns], sealed[ns:], partialAD(id))
+	plain, err := v.unseal(sealed, partialAD(id))
 	if err != nil {
 		return nil, false
 	}

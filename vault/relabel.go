@@ -77,12 +77,6 @@ type Rederivation struct {
 // did not: the records were labelled under this build's rules).
 func (v *Vault) Rederived() *Rederivation { return v.rederived }
 
-func (v *Vault) sealRules(rules string) []byte {
-	nonce := make([]byte, v.meta.NonceSize(), v.meta.NonceSize()+len(rules)+v.meta.Overhead())
-	rand.Read(nonce)
-	return v.meta.Seal(nonce, nonce, []byte(rules), v.rulesAD())
-}
-
 func (v *Vault) rulesAD() []byte { return append([]byte(labelRulesDomain), v.vaultID[:]...) }
 
 // storedRules returns the rules the vault's records were labelled by, ""
@@ -90,12 +84,7 @@ func (v *Vault) rulesAD() []byte { return append([]byte(labelRulesDomain), v.vau
 // were kept, or a value changed outside medvault: deriving again only adds
 // labels, so either way it is safe to do so).
 func (v *Vault) storedRules(tx *bbolt.Tx) string {
-	sealed := tx.Bucket(bucketMeta).Get(keyLabelRules)
-	ns := v.meta.NonceSize()
-	if len(sealed) < ns+v.meta.Overhead() {
-		return ""
-	}
-	plain, err := v.meta.Open(nil, sealed[:ns], sealed[ns:], v.rulesAD())
+	plain, err := v.unseal(tx.Bucket(bucketMeta).Get(keyLabelRules), v.rulesAD())
 	if err != nil {
 		return ""
 	}
@@ -103,7 +92,7 @@ func (v *Vault) storedRules(tx *bbolt.Tx) string {
 }
 
 func (v *Vault) putRules(tx *bbolt.Tx) error {
-	return tx.Bucket(bucketMeta).Put(keyLabelRules, v.sealRules(labelRules()))
+	return tx.Bucket(bucketMeta).Put(keyLabelRules, v.seal([]byte(labelRules()), v.rulesAD()))
 }
 
 // rederive derives the sensitivity labels of the vault's imported records
@@ -349,19 +338,13 @@ func (v *Vault) sealRun(tx *bbolt.Tx, key []byte, x any) error {
 	if err != nil {
 		return err
 	}
-	nonce := make([]byte, v.meta.NonceSize(), v.meta.NonceSize()+len(plain)+v.meta.Overhead())
-	rand.Read(nonce)
-	return tx.Bucket(bucketMeta).Put(key, v.meta.Seal(nonce, nonce, plain, v.runAD(key)))
+	return tx.Bucket(bucketMeta).Put(key, v.seal(plain, v.runAD(key)))
 }
 
 // openRun decodes the sealed value at key into x; false if it does not
 // open or parse.
 func (v *Vault) openRun(key, sealed []byte, x any) bool {
-	ns := v.meta.NonceSize()
-	if len(sealed) < ns+v.meta.Overhead() {
-		return false
-	}
-	plain, err := v.meta.Open(nil, sealed[:ns], sealed[ns:], v.runAD(key))
+	plain, err := v.unseal(sealed, v.runAD(key))
 	return err == nil && json.Unmarshal(plain, x) == nil
 }
 

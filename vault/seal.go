@@ -3,6 +3,7 @@ package vault
 import (
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -149,11 +150,47 @@ func (v *Vault) sealMeta(m *Meta) ([]byte, error) {
 			plain[i] = ' '
 		}
 	}
-	nonce := make([]byte, v.meta.NonceSize(), v.meta.NonceSize()+len(plain)+v.meta.Overhead())
-	rand.Read(nonce)
-	out := v.meta.Seal(nonce, nonce, plain, v.metaAD(m.ID))
+	out := v.seal(plain, v.metaAD(m.ID))
 	clear(plain)
 	return out, nil
+}
+
+// seal encrypts plain with the metadata key, bound to additional data ad:
+// a random nonce, then the ciphertext. Record metadata, kept objects,
+// partial receives and the label rules are all sealed so.
+func (v *Vault) seal(plain, ad []byte) []byte {
+	nonce := make([]byte, v.meta.NonceSize(), v.meta.NonceSize()+len(plain)+v.meta.Overhead())
+	rand.Read(nonce)
+	return v.meta.Seal(nonce, nonce, plain, ad)
+}
+
+// Why unseal refused a value.
+var (
+	errSealTruncated = errors.New("truncated")
+	errSealForged    = errors.New("does not authenticate")
+)
+
+// sealFault words unseal's refusal as the errors of openMeta and
+// openObject always have: "is truncated", "does not authenticate".
+func sealFault(err error) string {
+	if errors.Is(err, errSealTruncated) {
+		return "is truncated"
+	}
+	return "does not authenticate"
+}
+
+// unseal opens what seal made under ad. sealed may be a bbolt slice:
+// nothing returned aliases it.
+func (v *Vault) unseal(sealed, ad []byte) ([]byte, error) {
+	ns := v.meta.NonceSize()
+	if len(sealed) < ns+v.meta.Overhead() {
+		return nil, errSealTruncated
+	}
+	plain, err := v.meta.Open(nil, sealed[:ns], sealed[ns:], ad)
+	if err != nil {
+		return nil, errSealForged
+	}
+	return plain, nil
 }
 
 func (v *Vault) metaAD(id record.ID) []byte {
@@ -163,13 +200,9 @@ func (v *Vault) metaAD(id record.ID) []byte {
 // openMeta decrypts sealed metadata. sealed may be a bbolt slice: nothing
 // returned aliases it.
 func (v *Vault) openMeta(id record.ID, sealed []byte) (*Meta, error) {
-	ns := v.meta.NonceSize()
-	if len(sealed) < ns+v.meta.Overhead() {
-		return nil, fmt.Errorf("%w: metadata of record %s is truncated", ErrTampered, id)
-	}
-	plain, err := v.meta.Open(nil, sealed[:ns], sealed[ns:], v.metaAD(id))
+	plain, err := v.unseal(sealed, v.metaAD(id))
 	if err != nil {
-		return nil, fmt.Errorf("%w: metadata of record %s does not authenticate", ErrTampered, id)
+		return nil, fmt.Errorf("%w: metadata of record %s %s", ErrTampered, id, sealFault(err))
 	}
 	defer clear(plain)
 	var mv metaV1
