@@ -176,7 +176,7 @@ func (v *Vault) rederive(progress func(done, total int)) error {
 	for start := 0; start < len(ids) || start == 0; start += rederiveBatch {
 		batch := ids[start:min(start+rederiveBatch, len(ids))]
 		last := start+rederiveBatch >= len(ids)
-		run := rep.clone()
+		var run *Rederivation // this batch's report, kept only if its transaction commits
 		err := v.update(func(tx *bbolt.Tx) error {
 			logged := false
 			run = rep.clone()
