@@ -163,6 +163,12 @@ func Exists(dir string) bool {
 
 // Create makes a new, empty vault in dir (which must exist, mode 0700) owned
 // by id, and records the key creation as the first ledger entry.
+//
+// The vault appears whole or not at all: it is built in DBFile+".new" and
+// renamed into place once its first transaction is on disk, so a process
+// killed halfway leaves no vault file that opens as damaged and blocks the
+// next 'init'. A ".new" file left by such a process is removed (Create holds
+// the lock, so no other process is writing it).
 func Create(dir string, id *identity.Identity, opts Options) error {
 	opts.fill()
 	lock, err := lockFile(filepath.Join(dir, LockFile), opts.LockTimeout)
@@ -174,14 +180,39 @@ func Create(dir string, id *identity.Identity, opts Options) error {
 	if _, err := os.Stat(path); err == nil {
 		return fmt.Errorf("%w: %s", ErrExists, path)
 	}
+	tmp := path + ".new"
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("create vault: %w", err)
+	}
+	if err := build(tmp, dir, id, opts); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("create vault: %w", err)
+	}
+	if testCreateBeforePublish != nil {
+		testCreateBeforePublish()
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("create vault: %w", err)
+	}
+	syncDir(dir)
+	return nil
+}
+
+// testCreateBeforePublish, if set by a test, runs after Create has built
+// the vault and before it renames it into place.
+var testCreateBeforePublish func()
+
+// build writes a new vault's file at path: its buckets, keys, value-list
+// rules and first ledger entry, in one transaction.
+func build(path, dir string, id *identity.Identity, opts Options) error {
 	db, err := openBolt(path, opts.LockTimeout)
 	if err != nil {
-		return fmt.Errorf("create vault: %w", err)
+		return err
 	}
 	v := &Vault{dir: dir, db: db, id: id, now: opts.Now}
 	if err := v.initKeys(); err != nil {
 		db.Close()
-		os.Remove(path)
 		return err
 	}
 	var vid [16]byte = record.NewID()
@@ -217,11 +248,7 @@ func Create(dir string, id *identity.Identity, opts Options) error {
 	if cerr := db.Close(); err == nil {
 		err = cerr
 	}
-	if err != nil {
-		os.Remove(path)
-		return fmt.Errorf("create vault: %w", err)
-	}
-	return nil
+	return err
 }
 
 // Open opens the vault in dir for id, waiting at most opts.LockTimeout for

@@ -410,3 +410,50 @@ func (p *progressReader) Read(b []byte) (int, error) {
 	}
 	return n, err
 }
+
+// TestCreateAppearsWhole: until Create's transaction is on disk there is no
+// vault file, so a process killed inside Create leaves a directory where
+// 'init' can run again (not a vault that opens as damaged); a half-built
+// file a killed Create left is replaced.
+func TestCreateAppearsWhole(t *testing.T) {
+	dir := t.TempDir()
+	id := mustIdentity(t)
+	path := filepath.Join(dir, DBFile)
+	if err := os.WriteFile(path+".new", []byte("what a killed Create left"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var checked bool
+	testCreateBeforePublish = func() {
+		checked = true
+		if Exists(dir) {
+			t.Error("the vault file exists before Create finished")
+		}
+		if _, err := Open(dir, id, Options{}); !errors.Is(err, ErrNoVault) {
+			t.Errorf("Open during Create: %v, want ErrNoVault", err)
+		}
+	}
+	defer func() { testCreateBeforePublish = nil }()
+	if err := Create(dir, id, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if !checked {
+		t.Fatal("the hook did not run")
+	}
+	if _, err := os.Stat(path + ".new"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the building file is still there: %v", err)
+	}
+	if st, err := os.Stat(path); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("vault file: %v %v", st, err)
+	}
+	v, err := Open(dir, id, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := v.Verify(true); err != nil {
+		t.Fatalf("verify: %v %+v", err, rep.Problems)
+	}
+	v.Close()
+	if err := Create(dir, id, Options{}); !errors.Is(err, ErrExists) {
+		t.Fatalf("second Create: %v", err)
+	}
+}

@@ -42,6 +42,9 @@ empty vault beside it. Refuses to overwrite an existing identity.`,
 			}
 			idPath := filepath.Join(dir, vault.IdentityFile)
 			if _, err := os.Stat(idPath); err == nil {
+				if !vault.Exists(dir) {
+					return finishInit(a, cmd, dir, name, r)
+				}
 				return withHint(fmt.Errorf("%w in %s", identity.ErrExists, dir),
 					"medvault never overwrites an identity; set MEDVAULT_HOME to another directory for a second one")
 			}
@@ -90,6 +93,25 @@ empty vault beside it. Refuses to overwrite an existing identity.`,
 	cmd.Flags().StringVar(&name, "name", "", "your display `NAME`, shown to people you share with")
 	cmd.Flags().StringVar(&role, "role", "patient", "patient or provider")
 	return cmd
+}
+
+// finishInit creates the vault for an identity that has none: an earlier
+// init stopped between writing the identity and the vault (killed, or the
+// disk filled). The identity is never replaced, so without this the
+// directory could be used neither by 'init' nor by any other command.
+func finishInit(a *app, cmd *cobra.Command, dir, name string, role identity.Role) error {
+	id, _, err := a.unlock()
+	if err != nil {
+		return err
+	}
+	if cmd.Flags().Changed("name") && name != id.Name() || cmd.Flags().Changed("role") && role != id.Role() {
+		fmt.Fprintf(a.stderr, "medvault: warning: --name and --role are ignored: the identity in %s keeps the name and role it was created with\n", dir)
+	}
+	if err := vault.Create(dir, id, vault.Options{}); err != nil {
+		return err
+	}
+	a.say("Found an identity but no vault in %s (an earlier 'medvault init' stopped before creating it): created an empty vault for it", dir)
+	return printIdentity(a, id)
 }
 
 func newIDCommand(a *app) *cobra.Command {

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -171,10 +172,14 @@ type fileV1 struct {
 }
 
 // Save writes the identity, encrypted with passphrase (age scrypt at the
-// given work factor), to a new file at path. It refuses to overwrite an
-// existing file (O_EXCL) and creates it with mode 0600. On error no file is
-// left behind.
-func (id *Identity) Save(path string, passphrase []byte, workFactor int) (err error) {
+// given work factor), to a new file at path, mode 0600. It refuses to
+// overwrite an existing file, and the file appears whole or not at all: it
+// is written and synced under a temporary name in the same directory, then
+// hard-linked to path (which fails if path exists) and the directory
+// synced. A process killed halfway therefore leaves no empty or partial
+// identity that would block the next 'init'; the temporary file it may
+// leave is removed by a later Save. On error no file is left behind.
+func (id *Identity) Save(path string, passphrase []byte, workFactor int) error {
 	r, err := age.NewScryptRecipient(string(passphrase))
 	if err != nil {
 		return fmt.Errorf("passphrase: %w", err)
@@ -199,26 +204,83 @@ func (id *Identity) Save(path string, passphrase []byte, workFactor int) (err er
 	if err := w.Close(); err != nil {
 		return fmt.Errorf("encrypt identity: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, os.ErrExist) {
+	return writeNew(path, buf.Bytes())
+}
+
+// tmpPrefix and tmpSuffix name the temporary files Save writes beside the
+// identity file.
+const tmpPrefix, tmpSuffix = ".identity-", ".tmp"
+
+// staleAfter is the age from which a temporary identity file belongs to a
+// Save that was killed: a Save holds one for the milliseconds between
+// writing and linking it (the passphrase and scrypt come before).
+const staleAfter = time.Minute
+
+// writeNew creates path with data, mode 0600, atomically and without
+// overwriting (see Save).
+func writeNew(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	removeStale(dir)
+	if _, err := os.Lstat(path); err == nil {
 		return fmt.Errorf("%w at %s", ErrExists, path)
 	}
+	f, err := os.CreateTemp(dir, tmpPrefix+"*"+tmpSuffix) // mode 0600
 	if err != nil {
-		return err
+		return fmt.Errorf("write identity: %w", err)
 	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(path)
-		}
-	}()
-	if _, err := f.Write(buf.Bytes()); err != nil {
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	if _, err := f.Write(data); err != nil {
+		f.Close()
 		return fmt.Errorf("write identity: %w", err)
 	}
 	if err := f.Sync(); err != nil {
+		f.Close()
 		return fmt.Errorf("write identity: %w", err)
 	}
-	return f.Close()
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write identity: %w", err)
+	}
+	if err := linkOrRename(tmp, path); err != nil {
+		return err
+	}
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// linkOrRename gives the file tmp the name path, failing with ErrExists if
+// path exists: a hard link, which cannot replace a file; on a file system
+// without hard links (FAT on a USB stick), a rename after a check, which
+// would replace a file created between the two.
+func linkOrRename(tmp, path string) error {
+	err := os.Link(tmp, path)
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("%w at %s", ErrExists, path)
+	}
+	if _, err := os.Lstat(path); err == nil {
+		return fmt.Errorf("%w at %s", ErrExists, path)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write identity: %w", err)
+	}
+	return nil
+}
+
+// removeStale removes temporary identity files that killed Saves left in
+// dir.
+func removeStale(dir string) {
+	ms, _ := filepath.Glob(filepath.Join(dir, tmpPrefix+"*"+tmpSuffix))
+	for _, m := range ms {
+		if fi, err := os.Lstat(m); err == nil && fi.Mode().IsRegular() && time.Since(fi.ModTime()) > staleAfter {
+			os.Remove(m)
+		}
+	}
 }
 
 // Load reads and decrypts the identity file at path. scrypt work factors

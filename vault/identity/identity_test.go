@@ -7,8 +7,10 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"filippo.io/age"
 )
@@ -165,4 +167,64 @@ func FuzzDecrypt(f *testing.F) {
 			t.Fatalf("Decrypt: %v is none of ErrCorrupt, ErrWrongPassphrase, ErrNewerFormat", err)
 		}
 	})
+}
+
+// TestSaveAtomic: Save leaves only the finished file, cleans up what a
+// killed Save left (an old temporary file), keeps a recent one (a Save in
+// progress), and never replaces an existing identity, even one created by
+// another process between its check and its link.
+func TestSaveAtomic(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "identity.age")
+	id, err := Generate("Ada", Patient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := filepath.Join(dir, tmpPrefix+"killed"+tmpSuffix)
+	fresh := filepath.Join(dir, tmpPrefix+"running"+tmpSuffix)
+	for _, f := range []string{stale, fresh} {
+		if err := os.WriteFile(f, []byte("half an identity"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-2 * staleAfter)
+	if err := os.Chtimes(stale, old, old); err != nil {
+		t.Fatal(err)
+	}
+	if err := id.Save(path, []byte("pw"), 10); err != nil {
+		t.Fatal(err)
+	}
+	names := func() []string {
+		es, _ := os.ReadDir(dir)
+		var out []string
+		for _, e := range es {
+			out = append(out, e.Name())
+		}
+		return out
+	}
+	if got, want := names(), []string{tmpPrefix + "running" + tmpSuffix, "identity.age"}; !slices.Equal(got, want) {
+		t.Fatalf("after Save the directory holds %q, want %q", got, want)
+	}
+	os.Remove(fresh)
+	before, _ := os.ReadFile(path)
+	other, _ := Generate("Eve", Patient)
+	if err := other.Save(path, []byte("pw2"), 10); !errors.Is(err, ErrExists) {
+		t.Fatalf("Save over an existing identity: %v", err)
+	}
+	// An identity created by another process after writeNew's check:
+	// the link still refuses to replace it.
+	pending := filepath.Join(dir, tmpPrefix+"pending"+tmpSuffix)
+	if err := os.WriteFile(pending, []byte("ours"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := linkOrRename(pending, path); !errors.Is(err, ErrExists) {
+		t.Fatalf("link over an identity created meanwhile: %v", err)
+	}
+	os.Remove(pending)
+	if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
+		t.Fatal("the existing identity changed")
+	}
+	if got, want := names(), []string{"identity.age"}; !slices.Equal(got, want) {
+		t.Fatalf("after refused Saves the directory holds %q, want %q", got, want)
+	}
 }
