@@ -94,6 +94,12 @@ func (a *app) dataDir() (string, error) {
 	return filepath.Join(home, ".local", "share", "medvault"), nil
 }
 
+// fromClient reports whether the file argument name is the one whose
+// content the client sends as standard input (control.Request.StdinArg).
+func (a *app) fromClient(name string) bool {
+	return a.remote != nil && a.remote.StdinArg != "" && name == a.remote.StdinArg
+}
+
 func (a *app) isTTY(f io.Reader) bool {
 	if a.remote != nil {
 		return a.remote.StdinTTY

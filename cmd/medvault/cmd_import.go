@@ -95,7 +95,9 @@ the old one.`,
 				label := "standard input"
 				progress := func(int, int64) {}
 				var f *os.File
-				if name != "-" {
+				if a.fromClient(name) {
+					label = name
+				} else if name != "-" {
 					if f, err = openRegular(a.abs(name)); err != nil {
 						stopped(i)
 						return err

@@ -109,14 +109,16 @@ Sensitivity labels: MH, SUD, SEX, HIV, STD, GDIS, SDV.`,
 			}
 			var size int64 // of a regular file; 0 when unknown
 			if args[0] != "-" {
-				f, err := openRegular(a.abs(args[0]))
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				in = f
-				if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
-					size = st.Size()
+				if !a.fromClient(args[0]) {
+					f, err := openRegular(a.abs(args[0]))
+					if err != nil {
+						return err
+					}
+					defer f.Close()
+					in = f
+					if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+						size = st.Size()
+					}
 				}
 				n.FileName = filepath.Base(args[0])
 				if n.Title == "" {

@@ -150,6 +150,62 @@ func (a *app) confirmRemove(rm *cobra.Command, args []string) (bool, error) {
 	return true, nil
 }
 
+// clientFile opens, for a command that reads files (add, import), the one
+// file argument the node could not open as this process would: a path under
+// /dev or /proc (/dev/stdin, /dev/fd/63 from '<(...)', which name this
+// process's descriptors) or anything that is not a regular file or a
+// directory (a named pipe). Its content then travels as the command's
+// standard input (Request.StdinArg). It returns a nil file when there is
+// none, and a usage error when there are several, or one besides "-".
+func (a *app) clientFile(cmd *cobra.Command, args []string) (string, *os.File, error) {
+	if cmd.Name() != "add" && cmd.Name() != "import" {
+		return "", nil, nil
+	}
+	c := newRootCommand(&app{getenv: a.getenv})
+	sub, rest, err := c.Find(args)
+	if err != nil || sub.ParseFlags(rest) != nil {
+		return "", nil, nil // the node reports it
+	}
+	var special []string
+	dash := false
+	files := sub.Flags().Args()
+	if len(files) > 0 && files[0] == sub.Name() {
+		files = files[1:]
+	}
+	for _, p := range files {
+		if p == "-" {
+			dash = true
+			continue
+		}
+		if clientOnly(a.abs(p)) {
+			special = append(special, p)
+		}
+	}
+	switch {
+	case len(special) == 0:
+		return "", nil, nil
+	case len(special) > 1 || dash:
+		return "", nil, withHint(usagef("%s: only one pipe or device (or -) can be read while a node runs", sanitize(special[len(special)-1])),
+			"save all but one to files first, or stop 'medvault serve'")
+	}
+	f, err := openRegular(a.abs(special[0]))
+	if err != nil {
+		return "", nil, err
+	}
+	return special[0], f, nil
+}
+
+// clientOnly reports whether path must be opened by this process rather
+// than by the node (see clientFile).
+func clientOnly(path string) bool {
+	clean := filepath.Clean(path)
+	if strings.HasPrefix(clean, "/dev/") || strings.HasPrefix(clean, "/proc/") {
+		return true
+	}
+	st, err := os.Stat(path)
+	return err == nil && !st.Mode().IsRegular() && !st.IsDir()
+}
+
 // withFlag returns args with flag added among the flags: before a "--"
 // that ends them, or at the end.
 func withFlag(args []string, flag string) []string {
@@ -200,6 +256,13 @@ func (a *app) forward(args []string) (code int, ok bool) {
 	var in io.Reader
 	if !req.StdinTTY {
 		in = a.stdin
+	}
+	if name, f, err := a.clientFile(cmd, args); err != nil {
+		printError(a.stderr, err)
+		return exitCode(err), true
+	} else if f != nil {
+		defer f.Close()
+		req.StdinArg, req.StdinTTY, in = name, false, f
 	}
 	if passFD(args) == "0" && a.getenv("MEDVAULT_PASSPHRASE_FILE") == "" && !hasFlag(args, "--passphrase-file") &&
 		control.Running(filepath.Join(dir, nodeSocket)) {

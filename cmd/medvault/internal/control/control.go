@@ -28,8 +28,9 @@ var ErrForeignNode = errors.New("the node socket is served by another user")
 // (SIGSTOP), wedged, or a build that speaks another version.
 var ErrNodeStuck = errors.New("the medvault node is not answering")
 
-// Version is the Request version this package speaks.
-const Version = 2
+// Version is the Request version this package speaks. 3: standard input
+// is sent only when the command asks for it (frameWant).
+const Version = 3
 
 // The node acknowledges a request at once and then sends a heartbeat every
 // 2 s while the command runs; a client that hears nothing for 5 s before the
@@ -58,6 +59,11 @@ type Request struct {
 	// MaxGrantLifetime is the client's MEDVAULT_MAX_GRANT_LIFETIME: a
 	// script's own limit applies to what it asks the node to grant.
 	MaxGrantLifetime string `json:"max_grant_lifetime,omitempty"`
+	// StdinArg is a file argument the client opened itself and sends as
+	// standard input: a path that means something else in the node's
+	// process (/dev/stdin, /dev/fd/N) or that only the client can read
+	// once (a pipe from '<(...)').
+	StdinArg string `json:"stdin_arg,omitempty"`
 }
 
 const (
@@ -65,6 +71,7 @@ const (
 	frameAck      = 'a' // node: the request was accepted
 	frameGo       = 'g' // client: still here after the acknowledgement; run it
 	frameAlive    = 'k' // node: still running (empty)
+	frameWant     = 'w' // node: the command reads standard input (empty)
 	frameStdin    = 'i'
 	frameEOF      = 'e'
 	frameStdinErr = 'f' // the client could not read its standard input
@@ -142,6 +149,11 @@ func Running(sock string) bool {
 // Call runs req on the node listening at sock, streaming stdin to it and its
 // output to stdout and stderr, and returns the command's exit code. It
 // returns ErrNoNode when nothing listens there.
+//
+// stdin is read only once the command reads its own standard input (the
+// node says so): a command that does not read it leaves it as it was, as it
+// would running here, so 'while read x; do medvault list; done <file' sees
+// every line of file.
 func Call(sock string, req Request, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
 	conn, err := net.DialTimeout("unix", sock, time.Second)
 	if err != nil {
@@ -162,24 +174,29 @@ func Call(sock string, req Request, stdin io.Reader, stdout, stderr io.Writer) (
 	if err := writeFrame(conn, frameHello, hello); err != nil {
 		return 0, ErrNoNode
 	}
-	// Standard input goes only after the node acknowledged the request
-	// and this side said go: a node that answers too late finds the
-	// client gone and runs nothing.
-	sendInput := func() error {
+	// The command runs only after the node acknowledged the request and
+	// this side said go: a node that answers too late finds the client
+	// gone and runs nothing.
+	sayGo := func() error {
 		mu.Lock()
 		err := writeFrame(conn, frameGo, nil)
 		mu.Unlock()
-		if err != nil {
+		if err != nil || stdin != nil {
 			return err
 		}
-		if stdin == nil {
-			// The node may finish and close before it reads this:
-			// what it says next is what counts.
-			mu.Lock()
-			writeFrame(conn, frameEOF, nil)
-			mu.Unlock()
-			return nil
+		// No input (a terminal): the node may finish and close before it
+		// reads this; what it says next is what counts.
+		mu.Lock()
+		writeFrame(conn, frameEOF, nil)
+		mu.Unlock()
+		return nil
+	}
+	wanted := false
+	sendInput := func() {
+		if wanted || stdin == nil {
+			return
 		}
+		wanted = true
 		go func() {
 			_, err := io.Copy(frameWriter{&mu, conn, frameStdin}, stdin)
 			mu.Lock()
@@ -190,7 +207,6 @@ func Call(sock string, req Request, stdin io.Reader, stdout, stderr io.Writer) (
 			}
 			mu.Unlock()
 		}()
-		return nil
 	}
 	buf := make([]byte, 64<<10)
 	ack, silence := time.Duration(ackTimeout.Load()), time.Duration(silenceTimeout.Load())
@@ -222,9 +238,11 @@ func Call(sock string, req Request, stdin io.Reader, stdout, stderr io.Writer) (
 				return 1, errors.New("unexpected control frame 'a' from the node")
 			}
 			acked = true
-			if err := sendInput(); err != nil {
+			if err := sayGo(); err != nil {
 				return 1, fmt.Errorf("connection to the node lost: %w", err)
 			}
+		case frameWant:
+			sendInput()
 		case frameAlive:
 		case frameStdout:
 			if _, err := stdout.Write(p); err != nil {
@@ -474,9 +492,27 @@ func serveConn(conn net.Conn, h Handler, helloRead func()) {
 			}
 		}
 	}()
-	code := h(&req, stdinR, frameWriter{&mu, conn, frameStdout}, frameWriter{&mu, conn, frameStderr})
+	in := &askingReader{r: stdinR, ask: func() {
+		mu.Lock()
+		writeFrame(conn, frameWant, nil)
+		mu.Unlock()
+	}}
+	code := h(&req, in, frameWriter{&mu, conn, frameStdout}, frameWriter{&mu, conn, frameStderr})
 	stdinR.Close()
 	mu.Lock()
 	writeFrame(conn, frameExit, binary.BigEndian.AppendUint32(nil, uint32(code)))
 	mu.Unlock()
+}
+
+// askingReader asks the client for its standard input (ask) at the first
+// Read: until the command reads, the client leaves its input unread.
+type askingReader struct {
+	r     io.Reader
+	ask   func()
+	asked sync.Once
+}
+
+func (a *askingReader) Read(p []byte) (int, error) {
+	a.asked.Do(a.ask)
+	return a.r.Read(p)
 }

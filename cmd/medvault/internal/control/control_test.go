@@ -386,3 +386,42 @@ func TestShutdown(t *testing.T) {
 		t.Fatal("a stopped server still accepts connections")
 	}
 }
+
+// A command that does not read its standard input leaves the client's
+// unread, as it would running in the client's process: in
+// 'while read x; do medvault list; done <file' each command must not eat
+// the rest of file. A command that reads it gets all of it.
+func TestStdinReadOnlyWhenAsked(t *testing.T) {
+	dir, _ := os.MkdirTemp("", "ctl")
+	defer os.RemoveAll(dir)
+	sock := filepath.Join(dir, "node.sock")
+	ln, err := Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go Serve(ln, func(req *Request, stdin io.Reader, stdout, stderr io.Writer) int {
+		if req.Args[0] == "add" {
+			in, _ := io.ReadAll(stdin)
+			fmt.Fprintf(stdout, "%s", in)
+		}
+		return 0
+	})
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	w.WriteString("line 1\nline 2\n")
+	w.Close()
+	var out bytes.Buffer
+	if code, err := Call(sock, Request{Args: []string{"list"}}, r, &out, io.Discard); err != nil || code != 0 {
+		t.Fatalf("list: %d %v", code, err)
+	}
+	if code, err := Call(sock, Request{Args: []string{"add", "-"}}, r, &out, io.Discard); err != nil || code != 0 {
+		t.Fatalf("add: %d %v", code, err)
+	}
+	if out.String() != "line 1\nline 2\n" {
+		t.Fatalf("add - read %q after list: list consumed the input", out.String())
+	}
+}
