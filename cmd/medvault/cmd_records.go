@@ -513,53 +513,84 @@ func writeNewFile(path string, fill func(io.Writer) error) error {
 }
 
 // ttyGuard refuses to print binary content to a terminal. It holds back the
-// first 8 KiB and decides from them.
+// first 8 KiB and decides from them; after that it checks every write, so
+// a record that starts as text and turns binary (or carries escape
+// sequences further on) is stopped there too. What it prints has control
+// characters removed (sanitizeText).
 type ttyGuard struct {
 	w       io.Writer
-	buf     bytes.Buffer
+	held    []byte // the first 8 KiB until decided; then an incomplete rune
 	decided bool
+	shown   int64 // bytes of content printed
+	err     error // set once the content was found binary
 }
 
 var errBinary = withHint(usagef("the record is binary; not printing it to a terminal"), "give -o FILE, or pipe the output")
 
 func (g *ttyGuard) Write(p []byte) (int, error) {
-	if g.decided {
-		return g.w.Write(p)
+	if g.err != nil {
+		return 0, g.err
 	}
-	g.buf.Write(p)
-	if g.buf.Len() < 8192 {
+	g.held = append(g.held, p...)
+	if !g.decided && len(g.held) < 8192 {
 		return len(p), nil
 	}
-	if err := g.decide(); err != nil {
+	g.decided = true
+	if err := g.flush(false); err != nil {
 		return 0, err
 	}
 	return len(p), nil
 }
 
-func (g *ttyGuard) decide() error {
-	g.decided = true
-	b := g.buf.Bytes()
-	if bytes.IndexByte(b, 0) >= 0 || !utf8.Valid(trimPartialRune(b)) {
-		return errBinary
+// flush prints what is held back, but for an incomplete UTF-8 sequence at
+// its end unless final (the next write may complete it).
+func (g *ttyGuard) flush(final bool) error {
+	keep := 0
+	if !final {
+		keep = partialRune(g.held)
 	}
-	_, err := g.w.Write([]byte(sanitizeText(string(b))))
-	g.buf.Reset()
-	return err
+	text := g.held[:len(g.held)-keep]
+	if bytes.IndexByte(text, 0) >= 0 || !utf8.Valid(text) {
+		g.err = errBinary
+		if g.shown > 0 {
+			g.err = withHint(usagef("the record turned out binary after %s of text; stopped printing it to the terminal", vault.FormatSize(g.shown)),
+				"give -o FILE, or pipe the output")
+		}
+		return g.err
+	}
+	if _, err := io.WriteString(g.w, sanitizeText(string(text))); err != nil {
+		return err
+	}
+	g.shown += int64(len(text))
+	g.held = append(g.held[:0], g.held[len(text):]...)
+	return nil
 }
 
-// Close flushes held-back text.
+// Close prints what is held back.
 func (g *ttyGuard) Close() error {
-	if g.decided {
-		return nil
+	if g.err != nil {
+		return g.err
 	}
-	return g.decide()
+	g.decided = true
+	return g.flush(true)
 }
 
-func trimPartialRune(b []byte) []byte {
-	for i := 0; i < 3 && len(b) > 0 && !utf8.Valid(b); i++ {
-		b = b[:len(b)-1]
+// partialRune returns the length of an incomplete UTF-8 sequence at the end
+// of b (0 if b ends with a whole rune or with bytes that start none).
+func partialRune(b []byte) int {
+	for i := 1; i <= utf8.UTFMax-1 && i <= len(b); i++ {
+		c := b[len(b)-i]
+		if c < utf8.RuneSelf {
+			return 0
+		}
+		if utf8.RuneStart(c) {
+			if utf8.FullRune(b[len(b)-i:]) {
+				return 0
+			}
+			return i
+		}
 	}
-	return b
+	return 0
 }
 
 // sanitizeText drops escape sequences' introducer from text shown on a
@@ -569,7 +600,8 @@ func sanitizeText(s string) string {
 		if r == '\n' || r == '\t' || r == '\r' {
 			return r
 		}
-		if r < 0x20 || r == 0x7f {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			// C0 and C1 controls: ESC and CSI start escape sequences.
 			return -1
 		}
 		return r
