@@ -12,13 +12,19 @@
 // per command, and the same trust the user's account already has over the
 // node's memory.
 //
-// Wire format (Request.V 2): frames of a 1-byte type, a 4-byte big-endian
+// Wire format (Request.V 3): frames of a 1-byte type, a 4-byte big-endian
 // length and a payload of at most MaxFrame bytes. The client sends one 'h'
 // frame (JSON Request); the server answers 'a' (accepted, empty) at once;
-// the client answers 'g' (go, empty), then sends 'i' frames of standard
-// input and one 'e' frame at its end. The server runs the command only
+// the client answers 'g' (go, empty). The server runs the command only
 // after 'g', so a client that gave up before 'a' never has its command run
-// later. While it runs, the server sends 'o' (stdout) and 'r' (stderr)
+// later. When the command first reads standard input the server sends 'w'
+// (want, empty), and only then does the client read its own standard input
+// and send it as 'i' frames and one 'e' frame at its end ('f' with the
+// reason if reading failed); a client without input (a terminal) sends 'e'
+// right after 'g'. A command that never reads leaves the client's input
+// unread, as it would running in the client. A file argument the node
+// cannot open as the client would (Request.StdinArg: /dev/stdin, a pipe)
+// travels the same way, as standard input. While it runs, the server sends 'o' (stdout) and 'r' (stderr)
 // frames and an empty 'k' frame every 2 s, and finally one 'x' frame
 // holding the exit code (4 bytes, BE). A client that hears nothing for 5 s before 'a', or for 15 s
 // after it, gives up (ErrNodeStuck): a stopped or wedged
