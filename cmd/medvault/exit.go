@@ -40,8 +40,9 @@ const exitCodesHelp = `Exit codes (stable; scripts may rely on them):
   11  wrong passphrase, or decryption failed
   12  vault busy: another medvault process holds it, or its node does not answer
   13  integrity failure: tampering detected (see 'medvault verify')
-  17  access denied: expired, revoked, out of scope, wrong audience, or a
-      grant the patient's node does not hold
+  17  access denied: expired, revoked, out of scope, wrong audience, a
+      grant the patient's node does not hold, or too many refusals of late
+      (the patient's node refuses you for a minute)
   20  peer unreachable
 `
 
@@ -93,7 +94,8 @@ func exitCode(err error) int {
 	}
 	for _, s := range []error{share.ErrExpired, share.ErrRevoked, share.ErrOutOfScope, share.ErrWrongAudience,
 		share.ErrLabelExcluded, share.ErrNotYetValid, share.ErrWrongIssuer, share.ErrWrongVault, share.ErrNonceReused,
-		share.ErrStaleRequest, share.ErrBadSignature, share.ErrBadChecksum, share.ErrNotFound, share.ErrUnavailable, share.ErrUnknownGrant} {
+		share.ErrStaleRequest, share.ErrBadSignature, share.ErrBadChecksum, share.ErrNotFound, share.ErrUnavailable, share.ErrUnknownGrant,
+		share.ErrRateLimited} {
 		if errors.Is(err, s) {
 			return exitDenied
 		}
