@@ -149,7 +149,14 @@ func (a *app) passphrase(prompt string, confirm bool) ([]byte, error) {
 			return nil, usageError{fmt.Errorf("passphrase file: %w", err)}
 		}
 		defer f.Close()
-		return readPassphrase(f)
+		pass, err := readPassphrase(f)
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			// A directory, say: the caller named the wrong file, as
+			// when it does not exist.
+			return nil, usageError{fmt.Errorf("passphrase file: %w", err)}
+		}
+		return pass, err
 	case a.passphraseFD == 1 || a.passphraseFD == 2:
 		// Reading them, and closing them after, sent the command's own
 		// output into the next file opened (the vault's lock file).
