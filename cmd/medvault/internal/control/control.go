@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -138,7 +139,7 @@ func (f frameWriter) Write(p []byte) (int, error) {
 // Running reports whether a node listens at sock (it connects and hangs
 // up; the node ignores a connection that says nothing).
 func Running(sock string) bool {
-	conn, err := net.DialTimeout("unix", sock, time.Second)
+	conn, err := dial(sock, time.Second)
 	if err != nil {
 		return false
 	}
@@ -155,7 +156,7 @@ func Running(sock string) bool {
 // would running here, so 'while read x; do medvault list; done <file' sees
 // every line of file.
 func Call(sock string, req Request, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
-	conn, err := net.DialTimeout("unix", sock, time.Second)
+	conn, err := dial(sock, time.Second)
 	if err != nil {
 		return 0, ErrNoNode
 	}
@@ -267,13 +268,22 @@ type Handler func(req *Request, stdin io.Reader, stdout, stderr io.Writer) int
 // Listen creates the control socket at sock, replacing a stale one left by
 // a node that died, with mode 0600.
 func Listen(sock string) (net.Listener, error) {
-	if c, err := net.DialTimeout("unix", sock, 200*time.Millisecond); err == nil {
+	if c, err := dial(sock, 200*time.Millisecond); err == nil {
 		c.Close()
 		return nil, fmt.Errorf("a medvault node is already running (%s)", sock)
 	}
 	os.Remove(sock)
 	old := syscall.Umask(0o177)
-	ln, err := net.Listen("unix", sock)
+	var ln net.Listener
+	err := viaShortPath(sock, func(p string) (err error) {
+		ln, err = net.Listen("unix", p)
+		if err == nil && p != sock {
+			// Close would unlink p, whose descriptor is gone by then
+			// (or names another directory): the caller removes sock.
+			ln.(*net.UnixListener).SetUnlinkOnClose(false)
+		}
+		return err
+	})
 	syscall.Umask(old)
 	if err != nil {
 		return nil, fmt.Errorf("control socket: %w", err)
@@ -515,4 +525,36 @@ type askingReader struct {
 func (a *askingReader) Read(p []byte) (int, error) {
 	a.asked.Do(a.ask)
 	return a.r.Read(p)
+}
+
+// dial connects to the socket at sock.
+func dial(sock string, timeout time.Duration) (conn net.Conn, err error) {
+	err = viaShortPath(sock, func(p string) (err error) {
+		conn, err = net.DialTimeout("unix", p, timeout)
+		return err
+	})
+	return conn, err
+}
+
+// maxSockPath is the longest socket path bind and connect take (Linux:
+// sun_path holds 108 bytes with its NUL).
+const maxSockPath = 107
+
+// viaShortPath calls fn with sock, or, when sock is too long for a socket
+// address (a data directory deep in the tree), with the same file reached
+// through the open directory's descriptor: /proc/self/fd/N/node.sock.
+func viaShortPath(sock string, fn func(string) error) error {
+	if len(sock) <= maxSockPath {
+		return fn(sock)
+	}
+	d, err := os.Open(filepath.Dir(sock))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	short := fmt.Sprintf("/proc/self/fd/%d/%s", d.Fd(), filepath.Base(sock))
+	if len(short) > maxSockPath {
+		return fmt.Errorf("socket path too long: %s", sock)
+	}
+	return fn(short)
 }

@@ -425,3 +425,40 @@ func TestStdinReadOnlyWhenAsked(t *testing.T) {
 		t.Fatalf("add - read %q after list: list consumed the input", out.String())
 	}
 }
+
+// A data directory whose socket path is longer than a socket address holds
+// (108 bytes on Linux) still gets a working node socket.
+func TestLongSocketPath(t *testing.T) {
+	dir, _ := os.MkdirTemp("", "ctl")
+	defer os.RemoveAll(dir)
+	long := filepath.Join(dir, strings.Repeat("d", 100), "medvault")
+	if err := os.MkdirAll(long, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(long, "node.sock")
+	if len(sock) <= maxSockPath {
+		t.Fatalf("test path too short: %d bytes", len(sock))
+	}
+	ln, err := Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go Serve(ln, func(req *Request, stdin io.Reader, stdout, stderr io.Writer) int {
+		fmt.Fprint(stdout, "pong")
+		return 0
+	})
+	if st, err := os.Stat(sock); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("socket: %v %v", st, err)
+	}
+	if !Running(sock) {
+		t.Fatal("Running: false")
+	}
+	var out bytes.Buffer
+	if code, err := Call(sock, Request{Args: []string{"list"}}, nil, &out, io.Discard); err != nil || code != 0 || out.String() != "pong" {
+		t.Fatalf("Call = %d, %v, %q", code, err, out.String())
+	}
+	ln.Close()
+	if _, err := os.Stat(sock); err != nil {
+		t.Fatalf("closing the listener removed or lost the socket file: %v", err)
+	}
+}
