@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -206,6 +207,31 @@ func clientOnly(path string) bool {
 	return err == nil && !st.Mode().IsRegular() && !st.IsDir()
 }
 
+// removable asks the node to show the record rm names; when it cannot (no
+// such record, an ambiguous prefix), it prints why and returns the exit
+// code and false. Flags and ID go as given, so the node resolves them
+// exactly as it will for the rm itself.
+func (a *app) removable(sock string, req control.Request, rm *cobra.Command, args []string) (int, bool) {
+	if err := rm.ParseFlags(args); err != nil {
+		return 0, true // the node reports it
+	}
+	ids := rm.Flags().Args()
+	if len(ids) > 0 && ids[0] == rm.Name() {
+		ids = ids[1:]
+	}
+	if len(ids) != 1 {
+		return 0, true
+	}
+	req.Args = []string{"show", "--", ids[0]}
+	var errb bytes.Buffer
+	code, err := control.Call(sock, req, nil, io.Discard, &errb)
+	if err != nil || code == exitOK {
+		return 0, true // the rm itself meets and reports what went wrong
+	}
+	a.stderr.Write(errb.Bytes())
+	return code, false
+}
+
 // withFlag returns args with flag added among the flags: before a "--"
 // that ends them, or at the end.
 func withFlag(args []string, flag string) []string {
@@ -243,7 +269,11 @@ func (a *app) forward(args []string) (code int, ok bool) {
 	req := a.nodeRequest(args, cwd)
 	if cmd.Name() == "rm" && req.StdinTTY && control.Running(filepath.Join(dir, nodeSocket)) {
 		// The node cannot read this terminal: ask here, and send the
-		// answer as --yes.
+		// answer as --yes; but first let the node say whether there is
+		// such a record, so nobody confirms deleting one that is not.
+		if code, ok := a.removable(filepath.Join(dir, nodeSocket), req, cmd, args); !ok {
+			return code, true
+		}
 		yes, err := a.confirmRemove(cmd, args)
 		if err != nil {
 			printError(a.stderr, err)
