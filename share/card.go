@@ -29,7 +29,8 @@ type CardParams struct {
 	Name string
 	// Role is patient or provider.
 	Role identity.Role
-	// Hints are the node's current addresses (multiaddrs).
+	// Hints are the node's current addresses (multiaddrs), at most
+	// MaxHints: PickHints chooses them from all of the node's.
 	Hints []string
 }
 

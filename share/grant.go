@@ -112,7 +112,8 @@ type GrantParams struct {
 	// MaxLifetime bounds Expiry - now; zero means DefaultMaxLifetime. It
 	// may not exceed LimitMaxLifetime.
 	MaxLifetime time.Duration
-	// Hints are address hints (multiaddrs) of the patient's node.
+	// Hints are address hints (multiaddrs) of the patient's node, at most
+	// MaxHints: PickHints chooses them from all of the node's.
 	Hints []string
 	// Nonce makes the grant unique; zero means a fresh random nonce. Set it
 	// only in tests.
