@@ -52,7 +52,7 @@ type app struct {
 	remote *control.Request
 
 	node      *p2p.Node // the running node (inside serve)
-	nodeAddrs []string  // the running node's addresses, put in grants and cards
+	nodeAddrs []string  // the running node's addresses; grants and cards carry what hints picks
 	// bootstrap and dht are serve's --bootstrap and --dht: the node joins
 	// medvault's DHT, to find peers whose addresses changed.
 	bootstrap []string
@@ -60,6 +60,18 @@ type app struct {
 	bookMu    sync.Mutex
 	bookAt    time.Time   // when book was loaded
 	book      *share.Book // contact book, loaded on first use
+}
+
+// hints returns the address hints for a card or grant (what): those of the
+// running node's addresses that share.PickHints keeps, with a note on
+// stderr when it left some out.
+func (a *app) hints(what string) []string {
+	kept, dropped := share.PickHints(a.nodeAddrs)
+	if dropped > 0 {
+		a.say("medvault: note: the %s carries %d of your node's %d addresses, those another machine can most likely reach (it holds at most %d)",
+			what, len(kept), len(a.nodeAddrs), share.MaxHints)
+	}
+	return kept
 }
 
 // abs resolves a path given on the command line against the caller's

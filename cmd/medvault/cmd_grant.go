@@ -38,6 +38,10 @@ Purposes of use:
 Every grant expires; the longest allowed is 90 days, or what the environment
 variable MEDVAULT_MAX_GRANT_LIFETIME says (e.g. 7d), up to 3650d (10 years).
 
+The grant carries up to 8 of your running node's addresses, so the contact
+can reach it: public ones first, then private ones, then loopback; one TCP
+and one QUIC address per IP before a second of either.
+
 Granting is safe to repeat: the same grant asked again (same contact, scope,
 labels, purpose and node addresses, expiring no later than a minute after the
 active one) returns the active grant instead of issuing another.
@@ -118,7 +122,7 @@ active one) returns the active grant instead of issuing another.
 			now := time.Now()
 			p.Audience = card.ID()
 			p.Expiry = now.Add(d)
-			p.Hints = a.nodeAddrs
+			p.Hints = a.hints("grant")
 			if dryRun {
 				return a.dryRun(v, al, card, p, now)
 			}

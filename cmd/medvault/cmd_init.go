@@ -142,7 +142,7 @@ func printIdentity(a *app, id *identity.Identity) error {
 	if err != nil {
 		return err
 	}
-	card, err := share.NewCard(id, share.CardParams{Recipient: rcpt, Name: id.Name(), Role: id.Role(), Hints: a.nodeAddrs}, time.Now())
+	card, err := share.NewCard(id, share.CardParams{Recipient: rcpt, Name: id.Name(), Role: id.Role(), Hints: a.hints("card")}, time.Now())
 	if err != nil {
 		return err
 	}
