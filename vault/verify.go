@@ -37,7 +37,10 @@ type VerifyReport struct {
 	Records        int            // records whose metadata was checked against the ledger
 	ContentChecked int            // records whose ciphertext was re-hashed
 	Bytes          int64          // ciphertext bytes re-hashed
-	Problems       []Problem
+	// Full: everything was checked, as asked, or because nothing could be
+	// taken as checked before (see Verify).
+	Full     bool
+	Problems []Problem
 }
 
 // Verify checks the vault's integrity: the ledger (its tree, entries,
@@ -82,15 +85,18 @@ func (v *Vault) Verify(full bool) (*VerifyReport, error) {
 			rep.Problems = append(rep.Problems, Problem{What: "ledger", Detail: err.Error()})
 			return nil
 		}
-		if !full && lr.MarkerIgnored {
-			// The mark of the last verify did not authenticate (forged,
-			// or an older build's): nothing may be taken as checked.
+		if !full && (lr.MarkerIgnored || lr.From == 0) {
+			// No verify has marked the ledger yet, or its mark did not
+			// authenticate (forged, or an older build's): nothing may
+			// be taken as checked. (An incremental pass would check
+			// only the records the entries name: a ledger emptied
+			// with its mark would name none.)
 			full = true
 			if !checkStructure(tx, rep) {
 				return nil
 			}
 		}
-		rep.Ledger = lr
+		rep.Ledger, rep.Full = lr, full
 		v.verifyRecords(tx, lr, full, rep)
 		return nil
 	})

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -132,4 +133,49 @@ func branchPages(t *testing.T, path string) []int {
 		}
 	})
 	return out
+}
+
+// TestIncrementalWithoutMarkIsFull: an incremental verify of a vault no
+// verify has marked checks everything. Emptying the ledger (entries, tree
+// hashes, checkpoints) together with its mark leaves a ledger that checks
+// by itself; the records it no longer names must still be reported.
+func TestIncrementalWithoutMarkIsFull(t *testing.T) {
+	v := newTestVault(t)
+	if _, err := v.Add(strings.NewReader("HbA1c 6.1 %"), NewRecord{Category: record.Labs}); err != nil {
+		t.Fatal(err)
+	}
+	dir, id := v.dir, v.id
+	v.Close()
+	db, err := bbolt.Open(filepath.Join(dir, DBFile), 0o600, &bbolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bbolt.Tx) error {
+		lb := tx.Bucket([]byte("ledger"))
+		for _, name := range []string{"entries", "hashes", "checkpoints"} {
+			if err := lb.DeleteBucket([]byte(name)); err != nil {
+				return err
+			}
+			if _, err := lb.CreateBucket([]byte(name)); err != nil {
+				return err
+			}
+		}
+		return lb.Bucket([]byte("meta")).Put([]byte("verified"), []byte{})
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err = Open(dir, id, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	rep, err := v.Verify(false)
+	if !errors.Is(err, ErrTampered) {
+		t.Fatalf("incremental verify of an emptied ledger: %v, %+v", err, rep.Problems)
+	}
+	if !rep.Full || len(rep.Problems) == 0 {
+		t.Fatalf("report: %+v", rep)
+	}
 }

@@ -276,7 +276,8 @@ By default verify checks everything: every ledger entry and checkpoint, and
 every record's content re-hashed. --incremental checks only what was added
 since the last successful verify (ledger entries, and records added or
 changed since): fast, for a cron job, but it does not see a change to
-something an earlier verify already checked.
+something an earlier verify already checked. With no earlier verify, it
+checks everything.
 
 What verify cannot see: the whole vault replaced by an older copy of itself
 (every value in it is authentic), or the newest ledger entries cut off
@@ -312,7 +313,7 @@ both.`,
 					Records  int           `json:"records_checked"`
 					Bytes    int64         `json:"bytes_rehashed"`
 					Problems []problemJSON `json:"problems"`
-				}{V: 1, OK: verr == nil, Full: full || rep.Ledger != nil && rep.Ledger.MarkerIgnored, Records: rep.Records, Bytes: rep.Bytes, Problems: []problemJSON{}}
+				}{V: 1, OK: verr == nil, Full: full || rep.Full, Records: rep.Records, Bytes: rep.Bytes, Problems: []problemJSON{}}
 				if rep.Ledger != nil {
 					out.Entries, out.Checked = rep.Ledger.Size, [2]int64{rep.Ledger.From, rep.Ledger.To}
 				}
@@ -343,8 +344,11 @@ both.`,
 			if l.Latest != nil {
 				fmt.Fprintf(a.stdout, "      latest checkpoint: size %d, root %s\n", l.Latest.Size, l.Latest.Root)
 			}
-			if !full && l.MarkerIgnored {
+			switch {
+			case !full && l.MarkerIgnored:
 				a.say("medvault: note: the mark of the last verify did not authenticate (an older medvault wrote it, or it was changed), so everything was checked")
+			case !full && rep.Full:
+				a.say("medvault: note: no verify had completed before, so everything was checked")
 			}
 			return nil
 		},
