@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"syscall"
 	"time"
 )
@@ -33,4 +34,19 @@ func lockFile(path string, timeout time.Duration) (*os.File, error) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// WaitFree waits up to timeout for no other process to hold the vault in
+// dir, and returns ErrLocked if one still does. It takes nothing: a caller
+// about to spend the passphrase unlock on a vault another process holds
+// (a node finishing its last commands) hears so first, not after.
+func WaitFree(dir string, timeout time.Duration) error {
+	f, err := lockFile(filepath.Join(dir, LockFile), timeout)
+	if errors.Is(err, ErrLocked) {
+		return err
+	}
+	if err == nil {
+		f.Close()
+	}
+	return nil // any other failure: Open reports it
 }

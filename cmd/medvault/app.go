@@ -317,6 +317,11 @@ func (a *app) openVault() (*vault.Vault, func(), error) {
 	if a.vault != nil {
 		return a.vault, func() {}, nil
 	}
+	if dir, err := a.dataDir(); err == nil && a.id == nil && vault.Exists(dir) {
+		if err := vault.WaitFree(dir, time.Second); err != nil {
+			return nil, nil, err
+		}
+	}
 	id, dir, err := a.unlock()
 	if err != nil {
 		return nil, nil, err

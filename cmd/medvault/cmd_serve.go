@@ -96,8 +96,11 @@ passphrase and without waiting on the vault lock.`,
 			sig := make(chan os.Signal, 1)
 			signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 			<-sig
-			ln.Close()
+			// The socket stays open while the last commands finish, so
+			// new ones hear that the node is stopping (exit 12) rather
+			// than find no node and wait on the vault it still holds.
 			a.stopCommands(srv, sig)
+			ln.Close()
 			signal.Stop(sig)
 			a.pushNotes.stop()
 			a.say("medvault node stopped")

@@ -311,6 +311,11 @@ func (a *app) forward(args []string) (code int, ok bool) {
 		printError(a.stderr, withHint(err, "another user's process listens in "+dir+": nothing was sent to it; check who can write there (chmod 700 "+dir+")"))
 		return exitFailure, true
 	}
+	if errors.Is(err, control.ErrNodeStopping) {
+		// It holds the vault until its last commands end.
+		printError(a.stderr, withHint(err, "it holds the vault until its last commands finish (at most a few seconds); run the command again then"))
+		return exitBusy, true
+	}
 	if errors.Is(err, control.ErrNodeStuck) {
 		// The node holds the vault: opening it here would only wait
 		// on the lock.

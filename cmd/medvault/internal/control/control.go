@@ -29,6 +29,10 @@ var ErrForeignNode = errors.New("the node socket is served by another user")
 // (SIGSTOP), wedged, or a build that speaks another version.
 var ErrNodeStuck = errors.New("the medvault node is not answering")
 
+// ErrNodeStopping means the node is shutting down: it takes no new
+// command, and still holds the vault while its last ones finish.
+var ErrNodeStopping = errors.New("the medvault node is stopping")
+
 // Version is the Request version this package speaks. 3: standard input
 // is sent only when the command asks for it (frameWant).
 const Version = 3
@@ -70,6 +74,7 @@ type Request struct {
 const (
 	frameHello    = 'h'
 	frameAck      = 'a' // node: the request was accepted
+	frameStopping = 'z' // node: stopping, the request was not taken (empty)
 	frameGo       = 'g' // client: still here after the acknowledgement; run it
 	frameAlive    = 'k' // node: still running (empty)
 	frameWant     = 'w' // node: the command reads standard input (empty)
@@ -231,7 +236,7 @@ func Call(sock string, req Request, stdin io.Reader, stdout, stderr io.Writer) (
 			// the request: another version, or it is shutting down.
 			return 1, fmt.Errorf("%w: it closed the connection without taking the request (a node of another medvault version, or one shutting down)", ErrNodeStuck)
 		case err != nil:
-			return 1, fmt.Errorf("connection to the node lost: %w", err)
+			return 1, fmt.Errorf("the node stopped before the command finished (connection lost: %w)", err)
 		}
 		switch typ {
 		case frameAck:
@@ -242,6 +247,11 @@ func Call(sock string, req Request, stdin io.Reader, stdout, stderr io.Writer) (
 			if err := sayGo(); err != nil {
 				return 1, fmt.Errorf("connection to the node lost: %w", err)
 			}
+		case frameStopping:
+			if acked {
+				return 1, errors.New("unexpected control frame 'z' from the node")
+			}
+			return 1, ErrNodeStopping
 		case frameWant:
 			sendInput()
 		case frameAlive:
@@ -337,8 +347,12 @@ func (s *Server) Serve(ln net.Listener) error {
 			return err
 		}
 		if !s.track(conn) {
-			<-hellos
-			conn.Close()
+			// Shutting down: say so, rather than let the client take a
+			// closed socket for a node of another version.
+			go func() {
+				defer conn.Close()
+				refuseStopping(conn, func() { <-hellos })
+			}()
 			continue
 		}
 		go func() {
@@ -430,6 +444,21 @@ func sameUser(conn net.Conn) bool {
 		cred, err = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
 	})
 	return err == nil && cred != nil && int(cred.Uid) == os.Getuid()
+}
+
+// refuseStopping reads a client's request and answers that the node is
+// stopping.
+func refuseStopping(conn net.Conn, helloRead func()) {
+	if !sameUser(conn) {
+		helloRead()
+		return
+	}
+	conn.SetDeadline(time.Now().Add(2 * time.Second))
+	typ, _, err := readFrame(conn, nil)
+	helloRead()
+	if err == nil && typ == frameHello {
+		writeFrame(conn, frameStopping, nil)
+	}
 }
 
 func serveConn(conn net.Conn, h Handler, helloRead func()) {

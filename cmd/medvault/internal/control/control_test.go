@@ -462,3 +462,47 @@ func TestLongSocketPath(t *testing.T) {
 		t.Fatalf("closing the listener removed or lost the socket file: %v", err)
 	}
 }
+
+// While a node stops, it keeps its socket open until its last commands
+// finish, and a new command hears that it is stopping (the CLI exits 12
+// with a hint) instead of finding no node and waiting on the vault the
+// node still holds.
+func TestStoppingRefusesNewCommands(t *testing.T) {
+	sock, ln := listenTemp(t)
+	release := make(chan struct{})
+	started := make(chan struct{})
+	srv := NewServer(func(req *Request, stdin io.Reader, stdout, stderr io.Writer) int {
+		close(started)
+		<-release
+		return 0
+	})
+	go srv.Serve(ln)
+	running := make(chan int, 1)
+	go func() {
+		code, _ := Call(sock, Request{Args: []string{"import"}, Dir: "/"}, nil, io.Discard, io.Discard)
+		running <- code
+	}()
+	<-started
+	stopped := make(chan struct{})
+	go func() {
+		srv.Shutdown(make(chan struct{}))
+		close(stopped)
+	}()
+	for {
+		srv.mu.Lock()
+		closing := srv.closing
+		srv.mu.Unlock()
+		if closing {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := Call(sock, Request{Args: []string{"list"}, Dir: "/"}, nil, io.Discard, io.Discard); !errors.Is(err, ErrNodeStopping) {
+		t.Fatalf("a command sent while the node stops: %v, want ErrNodeStopping", err)
+	}
+	close(release)
+	<-stopped
+	if code := <-running; code != 0 {
+		t.Fatalf("the running command's client got %d", code)
+	}
+}

@@ -29,5 +29,8 @@
 // holding the exit code (4 bytes, BE). A client that hears nothing for 5 s before 'a', or for 15 s
 // after it, gives up (ErrNodeStuck): a stopped or wedged
 // node never makes a command hang. A server closes a request of another
-// version without answering.
+// version without answering. A server that is stopping answers a request
+// with 'z' (empty) instead of 'a' (ErrNodeStopping): it keeps its socket
+// until its last commands finish, so a new command learns why it cannot
+// run rather than find no node and wait on the vault the node still holds.
 package control
