@@ -50,6 +50,7 @@ type app struct {
 	// working directory and terminal state.
 	cwd    string
 	remote *control.Request
+	loc    *time.Location // where times are shown; nil: time.Local
 
 	node      *p2p.Node // the running node (inside serve)
 	nodeAddrs []string  // the running node's addresses; grants and cards carry what hints picks

@@ -101,7 +101,7 @@ to check the ledger itself.`,
 				for _, x := range au.Actors {
 					times = append(times, x.First, x.Last)
 				}
-				z := tableZone(times...)
+				z := a.tableZone(times...)
 				var rows [][]string
 				for _, x := range au.Actors {
 					rows = append(rows, []string{a.contactName(v, x.Actor), fmt.Sprint(x.Served), fmt.Sprint(x.Records), fmt.Sprint(x.Denied),
@@ -115,7 +115,7 @@ to check the ledger itself.`,
 				if id, err := identity.IDFromBytes(e.Actor); err == nil {
 					who = a.contactName(v, id)
 				}
-				fmt.Fprintf(w, "  %s  %s  %s: %s\n", e.Time.Local().Format("2006-01-02 15:04:05"), who, e.Action, e.Reason)
+				fmt.Fprintf(w, "  %s  %s  %s: %s\n", e.Time.In(a.zone()).Format("2006-01-02 15:04:05"), who, e.Action, e.Reason)
 			}
 			fmt.Fprintf(w, "\nAnomalies: %d\n", len(au.Anomalies))
 			for _, s := range au.Anomalies {

@@ -154,7 +154,7 @@ func (a *app) demo(ctx context.Context, keep bool) (err error) {
 	if err != nil {
 		return err
 	}
-	a.note("grant %s (%s, %s, until %s)", g.ID().String()[:12], g.Scope(), g.Purpose(), g.Expiry().Local().Format("15:04"))
+	a.note("grant %s (%s, %s, until %s)", g.ID().String()[:12], g.Scope(), g.Purpose(), g.Expiry().In(a.zone()).Format("15:04"))
 	a.note("token: %s…", g.Text()[:60])
 	if infos, err := share.RecordInfos(pv); err == nil {
 		sel := share.Select(g, infos)

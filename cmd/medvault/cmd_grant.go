@@ -135,7 +135,7 @@ active one) returns the active grant instead of issuing another.
 			}
 			if rep != nil {
 				g = rep.Grant
-				a.say("The same grant to %s is already active (%s, until %s): nothing new was issued.", al, g.ID().String()[:12], g.Expiry().Local().Format("2006-01-02 15:04"))
+				a.say("The same grant to %s is already active (%s, until %s): nothing new was issued.", al, g.ID().String()[:12], g.Expiry().In(a.zone()).Format("2006-01-02 15:04"))
 			} else if g, err = share.IssueAndStore(v, p, now); err != nil {
 				return err
 			}
@@ -166,7 +166,7 @@ active one) returns the active grant instead of issuing another.
 			}
 			fmt.Fprintln(a.stdout, g.ID())
 			fmt.Fprintln(a.stdout, g.Text())
-			a.say("Granted %s %s for %s until %s.", withName(string(al), card.Name()), scopeText(g), g.Purpose(), g.Expiry().Local().Format("2006-01-02 15:04 MST"))
+			a.say("Granted %s %s for %s until %s.", withName(string(al), card.Name()), scopeText(g), g.Purpose(), g.Expiry().In(a.zone()).Format("2006-01-02 15:04 MST"))
 			if infos, err := share.RecordInfos(v); err == nil {
 				if sel := share.Select(g, infos); len(sel.Items) == 0 {
 					a.say("medvault: note: %s", noRecordNote(g.Scope(), len(sel.Withheld)))
@@ -258,7 +258,7 @@ func (a *app) dryRun(v *vault.Vault, al share.Alias, card *share.Card, p share.G
 	fmt.Fprintf(w, "Would let %s (%s)\n", al, cardFacts(card.Name(), string(card.Role()), "safety number "+card.ID().SafetyNumber()))
 	fmt.Fprintf(w, "read %s in scope %s\n", count(len(sel.Items), "record"), p.Scope)
 	fmt.Fprintf(w, "for %s (%s)\n", p.Purpose, info)
-	fmt.Fprintf(w, "until %s (%s from now).\n\n", p.Expiry.Local().Format("2006-01-02 15:04 MST"), p.Expiry.Sub(now).Round(time.Minute))
+	fmt.Fprintf(w, "until %s (%s from now).\n\n", p.Expiry.In(a.zone()).Format("2006-01-02 15:04 MST"), p.Expiry.Sub(now).Round(time.Minute))
 	var rows [][]string
 	for _, id := range sel.Items {
 		m := byID[id]
@@ -342,7 +342,7 @@ func newGrantsCommand(a *app) *cobra.Command {
 				a.say("No grants.")
 				return nil
 			}
-			z := tableZone(expiries(gs)...)
+			z := a.tableZone(expiries(gs)...)
 			var rows [][]string
 			for _, i := range gs {
 				g := i.Grant

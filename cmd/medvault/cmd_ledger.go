@@ -239,7 +239,7 @@ func (a *app) printLog(v *vault.Vault, rows []logRow) error {
 	for _, r := range rows {
 		times = append(times, r.e.Time)
 	}
-	z := tableZone(times...)
+	z := a.tableZone(times...)
 	var table [][]string
 	for _, r := range rows {
 		subj := ""

@@ -369,7 +369,7 @@ func newInboxCommand(a *app) *cobra.Command {
 				a.say("No grants received.")
 				return nil
 			}
-			z := tableZone(expiries(gs)...)
+			z := a.tableZone(expiries(gs)...)
 			var rows [][]string
 			for _, i := range gs {
 				g := i.Grant
@@ -479,7 +479,7 @@ patient's public key can check.`,
 			for _, e := range evs {
 				times = append(times, e.At)
 			}
-			z := tableZone(times...)
+			z := a.tableZone(times...)
 			rows = nil
 			for _, e := range evs {
 				rows = append(rows, []string{z.format(e.At, "2006-01-02 15:04"), a.contactName(v, e.Patient), string(e.Problem),

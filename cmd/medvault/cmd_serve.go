@@ -224,7 +224,7 @@ func (a *app) runInNode(v *vault.Vault, req *control.Request, stdin io.Reader, s
 		return exitUsage
 	}
 	sub := &app{stdin: stdin, stdout: stdout, stderr: stderr, getenv: env,
-		id: v.Owner(), vault: v, cwd: cwd, remote: req, node: a.node, nodeAddrs: a.nodeAddrs}
+		id: v.Owner(), vault: v, cwd: cwd, remote: req, node: a.node, nodeAddrs: a.nodeAddrs, loc: zoneOf(req.TZ)}
 	defer func() {
 		if r := recover(); r != nil {
 			fmt.Fprintln(stderr, "medvault: error: internal error in the node")

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -99,27 +100,57 @@ func (a *app) say(format string, args ...any) {
 // its times share one; across a daylight-saving change, or with no times,
 // each cell names its own. layout has no zone.
 type localTimes struct {
+	loc   *time.Location
 	title string // appended to the column title
 	cell  string // appended to each cell's layout
 }
 
-func tableZone(ts ...time.Time) localTimes {
+func (a *app) tableZone(ts ...time.Time) localTimes {
+	loc := a.zone()
 	zone := ""
 	for i, t := range ts {
-		name, _ := t.Local().Zone()
+		name, _ := t.In(loc).Zone()
 		if i > 0 && name != zone {
-			return localTimes{cell: " MST"}
+			return localTimes{loc: loc, cell: " MST"}
 		}
 		zone = name
 	}
 	if zone == "" {
-		return localTimes{cell: " MST"}
+		return localTimes{loc: loc, cell: " MST"}
 	}
-	return localTimes{title: " (" + zone + ")"}
+	return localTimes{loc: loc, title: " (" + zone + ")"}
 }
 
 func (z localTimes) format(t time.Time, layout string) string {
-	return t.Local().Format(layout + z.cell)
+	return t.In(z.loc).Format(layout + z.cell)
+}
+
+// zone is where times are shown: the caller's zone (for a command run by
+// the node, the client's, not the node's).
+func (a *app) zone() *time.Location {
+	if a.loc != nil {
+		return a.loc
+	}
+	return time.Local
+}
+
+// zoneOf returns the zone a process whose TZ variable is tz ("" when
+// unset) shows times in, as Go's time package chooses it: TZ unset, the
+// system's zone (/etc/localtime); else the named zone, and UTC for "",
+// "UTC" or a name it cannot load.
+func zoneOf(tz string) *time.Location {
+	if tz == "" {
+		if data, err := os.ReadFile("/etc/localtime"); err == nil {
+			if loc, err := time.LoadLocationFromTZData("Local", data); err == nil {
+				return loc
+			}
+		}
+		return time.UTC
+	}
+	if loc, err := time.LoadLocation(strings.TrimPrefix(tz, ":")); err == nil {
+		return loc
+	}
+	return time.UTC
 }
 
 // expiries returns the grants' expiry times, for tableZone.

@@ -336,7 +336,7 @@ func (a *app) forward(args []string) (code int, ok bool) {
 func (a *app) nodeRequest(args []string, cwd string) control.Request {
 	return control.Request{Args: args, Dir: cwd, StdinTTY: a.isTTY(a.stdin), StdoutTTY: a.stdoutTTY(),
 		NoColor:          a.getenv("NO_COLOR") != "" || a.getenv("TERM") == "dumb",
-		MaxGrantLifetime: a.getenv("MEDVAULT_MAX_GRANT_LIFETIME")}
+		MaxGrantLifetime: a.getenv("MEDVAULT_MAX_GRANT_LIFETIME"), TZ: a.getenv("TZ")}
 }
 
 func newRootCommand(a *app) *cobra.Command {

@@ -69,6 +69,9 @@ type Request struct {
 	// process (/dev/stdin, /dev/fd/N) or that only the client can read
 	// once (a pipe from '<(...)').
 	StdinArg string `json:"stdin_arg,omitempty"`
+	// TZ is the client's TZ environment variable, "" when unset: times
+	// are shown in the caller's zone, not the node's.
+	TZ string `json:"tz,omitempty"`
 }
 
 const (
