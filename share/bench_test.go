@@ -150,7 +150,7 @@ func BenchmarkFetchPipeline(b *testing.B) {
 		go func() {
 			c, err := l.Accept()
 			if err == nil {
-				_, err = ServeConn(patient, frame.NewConn(c, nil), provider.Owner().ID(), time.Now())
+				_, err = ServeConn(patient, frame.NewConn(c, nil), provider.Owner().ID(), time.Now)
 				c.Close()
 			}
 			served <- err

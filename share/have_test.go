@@ -119,7 +119,7 @@ func TestHeldPastFirstHaveFrameNotSent(t *testing.T) {
 	defer b.Close()
 	served := make(chan *Served, 1)
 	go func() {
-		sv, _ := ServeConn(patient, frame.NewConn(a, nil), provider.Owner().ID(), time.Now())
+		sv, _ := ServeConn(patient, frame.NewConn(a, nil), provider.Owner().ID(), time.Now)
 		a.Close()
 		served <- sv
 	}()

@@ -121,7 +121,7 @@ func (l *Limiter) leaveStranger() {
 // that is not a contact is dropped unread while MaxStrangers of them are
 // being answered (ReasonBusy), and a peer refused too often is refused
 // undecided.
-func (l *Limiter) ServeConn(v *vault.Vault, c Framer, remote identity.ID, now time.Time) (*Served, error) {
+func (l *Limiter) ServeConn(v *vault.Vault, c Framer, remote identity.ID, now func() time.Time) (*Served, error) {
 	contact, err := l.isContact(v, remote)
 	if err != nil {
 		return nil, err
@@ -132,7 +132,7 @@ func (l *Limiter) ServeConn(v *vault.Vault, c Framer, remote identity.ID, now ti
 		}
 		defer l.leaveStranger()
 	}
-	if ok, first := l.take(remote, now, 0); !ok {
+	if ok, first := l.take(remote, now(), 0); !ok {
 		defer requestPhase(c)()
 		// Read the request (bounded, undecided) so the exchange keeps its
 		// order, then refuse.
@@ -152,7 +152,7 @@ func (l *Limiter) ServeConn(v *vault.Vault, c Framer, remote identity.ID, now ti
 	}
 	sv, err := ServeConn(v, c, remote, now)
 	if sv != nil && sv.Reason != ReasonAllowed && sv.Reason != "" || err != nil {
-		l.take(remote, now, 1)
+		l.take(remote, now(), 1)
 	}
 	return sv, err
 }

@@ -40,7 +40,7 @@ func TestRequestPhaseDeadline(t *testing.T) {
 	tc := &timedConn{Framer: frame.NewConn(a, nil), end: life}
 	start := time.Now()
 	done := make(chan struct{})
-	go func() { ServeConn(patient, tc, provider.Owner().ID(), time.Now()); a.Close(); close(done) }()
+	go func() { ServeConn(patient, tc, provider.Owner().ID(), time.Now); a.Close(); close(done) }()
 	res, err := FetchConn(provider, frame.NewConn(b, nil), g, time.Now(), nil)
 	b.Close()
 	<-done
@@ -73,7 +73,7 @@ func TestStrangersBusy(t *testing.T) {
 		held = append(held, b)
 		stranger := openVault(t, "Eve", identity.Patient).Owner().ID()
 		go func() {
-			sv, _ := l.ServeConn(patient, frame.NewConn(a, nil), stranger, time.Now())
+			sv, _ := l.ServeConn(patient, frame.NewConn(a, nil), stranger, time.Now)
 			a.Close()
 			done <- sv
 		}()
@@ -81,13 +81,13 @@ func TestStrangersBusy(t *testing.T) {
 	waitFor(t, func() bool { l.mu.Lock(); defer l.mu.Unlock(); return l.strangers == MaxStrangers })
 	a, b := net.Pipe()
 	defer b.Close()
-	sv, err := l.ServeConn(patient, frame.NewConn(a, nil), openVault(t, "Mallory", identity.Patient).Owner().ID(), time.Now())
+	sv, err := l.ServeConn(patient, frame.NewConn(a, nil), openVault(t, "Mallory", identity.Patient).Owner().ID(), time.Now)
 	if err != nil || sv.Reason != ReasonBusy {
 		t.Fatalf("one stranger too many: %+v %v, want %q", sv, err, ReasonBusy)
 	}
 	// A contact is served meanwhile.
 	c1, c2 := net.Pipe()
-	go func() { l.ServeConn(patient, frame.NewConn(c1, nil), provider.Owner().ID(), time.Now()); c1.Close() }()
+	go func() { l.ServeConn(patient, frame.NewConn(c1, nil), provider.Owner().ID(), time.Now); c1.Close() }()
 	res, err := FetchConn(provider, frame.NewConn(c2, nil), g, time.Now(), nil)
 	c2.Close()
 	if err != nil || res.Records != 1 {
@@ -178,7 +178,7 @@ func TestRevokeStopsTransfer(t *testing.T) {
 				t.Error(err)
 			}
 		}}
-		sv, err := ServeConn(patient, rc, provider.Owner().ID(), time.Now())
+		sv, err := ServeConn(patient, rc, provider.Owner().ID(), time.Now)
 		if err != nil {
 			t.Error(err)
 		}

@@ -108,7 +108,11 @@ type sharedMeta struct {
 // from a peer that is not the grant's audience) gets only the reason of its
 // refusal: a receipt would show a stranger the ledger's size, and so the
 // patient's activity, over time.
-func ServeConn(v *vault.Vault, c Framer, remote identity.ID, now time.Time) (*Served, error) {
+//
+// now is the node's clock. It is read once the request has arrived, not
+// when the stream opened: the request may take RequestTimeout to come in,
+// and a grant that expired meanwhile must be refused as expired.
+func ServeConn(v *vault.Vault, c Framer, remote identity.ID, now func() time.Time) (*Served, error) {
 	sv := &Served{}
 	err := serveConn(v, c, remote, now, sv)
 	return sv, err
@@ -140,7 +144,7 @@ type Served struct {
 	Witnessed *vault.Witnessed
 }
 
-func serveConn(v *vault.Vault, c Framer, remote identity.ID, now time.Time, sv *Served) error {
+func serveConn(v *vault.Vault, c Framer, remote identity.ID, now func() time.Time, sv *Served) error {
 	restore := requestPhase(c)
 	defer restore()
 	typ, p, err := c.ReadFrame(maxRequest)
@@ -187,7 +191,7 @@ func serveConn(v *vault.Vault, c Framer, remote identity.ID, now time.Time, sv *
 			return vault.Decision{}, err
 		}
 		ev.Purpose = string(g.Purpose())
-		d := Decide(g, req, remote, now, admitState(v, st))
+		d := Decide(g, req, remote, now(), admitState(v, st))
 		authenticated = d.Authenticated
 		out := vault.Decision{Grant: gid}
 		if d.Authenticated {
@@ -314,7 +318,7 @@ func serveConn(v *vault.Vault, c Framer, remote identity.ID, now time.Time, sv *
 		// next record: the patient who revokes during a long fetch is
 		// not made to wait for its end. (A record being sent when it
 		// happens is finished.)
-		if r, err := grantEnded(v, g, time.Now()); r != ReasonAllowed || err != nil {
+		if r, err := grantEnded(v, g, now()); r != ReasonAllowed || err != nil {
 			var unsent []record.ID
 			for _, id := range adm.Allowed[i:] {
 				if !have[id] {

@@ -63,7 +63,7 @@ func exchangeAt(t *testing.T, patient, provider *vault.Vault, remote identity.ID
 	defer b.Close()
 	served := make(chan error, 1)
 	go func() {
-		_, err := ServeConn(patient, frame.NewConn(a, nil), remote, now)
+		_, err := ServeConn(patient, frame.NewConn(a, nil), remote, func() time.Time { return now })
 		served <- err
 		a.Close()
 	}()
@@ -194,7 +194,7 @@ func TestFetchResumesAfterCut(t *testing.T) {
 		Purpose: "TREAT", Expiry: time.Now().Add(time.Hour)}, time.Now())
 	a, b := net.Pipe()
 	go func() {
-		ServeConn(patient, frame.NewConn(a, nil), provider.Owner().ID(), time.Now())
+		ServeConn(patient, frame.NewConn(a, nil), provider.Owner().ID(), time.Now)
 		a.Close()
 	}()
 	// Each 600 KiB record is 3 chunk frames: cut during the third record.
@@ -227,7 +227,7 @@ func TestReplayRefused(t *testing.T) {
 	send := func() (string, error) {
 		a, b := net.Pipe()
 		defer b.Close()
-		go func() { ServeConn(patient, frame.NewConn(a, nil), provider.Owner().ID(), time.Now()); a.Close() }()
+		go func() { ServeConn(patient, frame.NewConn(a, nil), provider.Owner().ID(), time.Now); a.Close() }()
 		c := frame.NewConn(b, nil)
 		c.WriteFrame(frameRequest, req.Bytes())
 		c.WriteFrame(frameHave, nil)
@@ -334,6 +334,54 @@ func TestExpiredGrantRefusedAtExpiry(t *testing.T) {
 	}
 }
 
+// lateRequest moves the node's clock on once the request frame has
+// arrived: a request that took its time to come in.
+type lateRequest struct {
+	Framer
+	arrived func()
+}
+
+func (l *lateRequest) ReadFrame(limit int) (byte, []byte, error) {
+	typ, p, err := l.Framer.ReadFrame(limit)
+	if err == nil && typ == frameRequest {
+		l.arrived()
+	}
+	return typ, p, err
+}
+
+// A request is decided by the node's clock once it has arrived, not when
+// its stream opened: a request that comes in just after the grant's expiry
+// (the request phase may last RequestTimeout) is refused, and logged, as
+// expired, not logged as served and then stopped.
+func TestRequestDecidedWhenItArrives(t *testing.T) {
+	patient, provider, g := labsGrant(t)
+	clock := g.Expiry().Add(-time.Second) // the stream opens
+	a, b := net.Pipe()
+	served := make(chan *Served, 1)
+	go func() {
+		c := &lateRequest{Framer: frame.NewConn(a, nil), arrived: func() { clock = g.Expiry().Add(time.Second) }}
+		sv, _ := ServeConn(patient, c, provider.Owner().ID(), func() time.Time { return clock })
+		a.Close()
+		served <- sv
+	}()
+	res, err := FetchConn(provider, frame.NewConn(b, nil), g, g.Expiry().Add(-time.Second), nil)
+	b.Close()
+	sv := <-served
+	if !errors.Is(err, ErrExpired) || res != nil && res.Records != 0 {
+		t.Fatalf("fetch whose request arrived after the expiry: %+v %v, want %v", res, err, ErrExpired)
+	}
+	if sv.Reason != ReasonExpired {
+		t.Fatalf("served: %+v, want %q", sv, ReasonExpired)
+	}
+	n, _ := patient.LedgerSize()
+	patient.Entries(n-1, func(_ int64, e *ledger.Entry) error {
+		if e.Action != ledger.ActionServe || e.Outcome != ledger.OutcomeDenied || e.Reason != string(ReasonExpired) {
+			t.Fatalf("logged %v %v %q, want serve denied %q", e.Action, e.Outcome, e.Reason, ReasonExpired)
+		}
+		return nil
+	})
+}
+
 type rawFrame struct {
 	typ byte
 	p   []byte
@@ -348,7 +396,7 @@ func rawExchange(t *testing.T, patient *vault.Vault, remote identity.ID, req []b
 	defer b.Close()
 	served := make(chan *Served, 1)
 	go func() {
-		sv, _ := ServeConn(patient, frame.NewConn(a, nil), remote, time.Now())
+		sv, _ := ServeConn(patient, frame.NewConn(a, nil), remote, time.Now)
 		a.Close()
 		served <- sv
 	}()
@@ -538,7 +586,7 @@ func TestStrangersCannotFillLedgerOrInbox(t *testing.T) {
 	provider := openVault(t, "Dr. Hopper", identity.Provider)
 	stranger := openVault(t, "Eve", identity.Patient)
 	a, b := net.Pipe()
-	go func() { ServeConn(patient, frame.NewConn(a, nil), stranger.Owner().ID(), time.Now()); a.Close() }()
+	go func() { ServeConn(patient, frame.NewConn(a, nil), stranger.Owner().ID(), time.Now); a.Close() }()
 	c := frame.NewConn(b, nil)
 	c.WriteFrame(frameRequest, bytes.Repeat([]byte{7}, 60<<10))
 	c.WriteFrame(frameHave, nil)
@@ -756,7 +804,7 @@ func TestDamagedRecordDiscarded(t *testing.T) {
 			g, _ := IssueAndStore(patient, GrantParams{Audience: provider.Owner().ID(), Scope: Scope{Categories: []record.Category{record.Labs}},
 				Purpose: "TREAT", Expiry: time.Now().Add(time.Hour)}, time.Now())
 			a, b := net.Pipe()
-			go func() { ServeConn(patient, frame.NewConn(a, nil), provider.Owner().ID(), time.Now()); a.Close() }()
+			go func() { ServeConn(patient, frame.NewConn(a, nil), provider.Owner().ID(), time.Now); a.Close() }()
 			_, err := FetchConn(provider, &corruptChunk{Framer: frame.NewConn(b, nil), dropLast: tc.dropLast}, g, time.Now(), nil)
 			b.Close()
 			if !errors.Is(err, ErrProtocol) || !strings.Contains(err.Error(), "arrived damaged") {
@@ -842,7 +890,7 @@ func TestLimiterBoundsDenials(t *testing.T) {
 		a, b := net.Pipe()
 		done := make(chan struct{})
 		go func() {
-			l.ServeConn(patient, frame.NewConn(a, nil), stranger.Owner().ID(), now)
+			l.ServeConn(patient, frame.NewConn(a, nil), stranger.Owner().ID(), func() time.Time { return now })
 			a.Close()
 			close(done)
 		}()
@@ -949,7 +997,7 @@ func TestFetchRateLimited(t *testing.T) {
 		defer b.Close()
 		done := make(chan struct{})
 		go func() {
-			l.ServeConn(patient, frame.NewConn(a, nil), provider.Owner().ID(), time.Now())
+			l.ServeConn(patient, frame.NewConn(a, nil), provider.Owner().ID(), time.Now)
 			a.Close()
 			close(done)
 		}()

@@ -64,7 +64,7 @@ func fetchCut(t *testing.T, patient, provider *vault.Vault, g *Grant, n int) (*F
 	a, b := net.Pipe()
 	done := make(chan struct{})
 	go func() {
-		ServeConn(patient, frame.NewConn(a, nil), provider.Owner().ID(), time.Now())
+		ServeConn(patient, frame.NewConn(a, nil), provider.Owner().ID(), time.Now)
 		a.Close()
 		close(done)
 	}()
@@ -205,7 +205,7 @@ func FuzzServePartials(f *testing.F) {
 		}
 		a, b := net.Pipe()
 		defer b.Close()
-		go func() { ServeConn(patient, frame.NewConn(a, nil), provider.Owner().ID(), time.Now()); a.Close() }()
+		go func() { ServeConn(patient, frame.NewConn(a, nil), provider.Owner().ID(), time.Now); a.Close() }()
 		c := frame.NewConn(b, nil)
 		c.WriteFrame(frameRequest, req.Bytes())
 		c.WriteFrame(frameHave, have)
@@ -302,7 +302,7 @@ func TestDamagedRecordWithheld(t *testing.T) {
 	a, b := net.Pipe()
 	served := make(chan *Served, 1)
 	go func() {
-		sv, _ := ServeConn(patient, frame.NewConn(a, nil), provID.ID(), time.Now())
+		sv, _ := ServeConn(patient, frame.NewConn(a, nil), provID.ID(), time.Now)
 		a.Close()
 		served <- sv
 	}()
@@ -436,7 +436,7 @@ func TestWithheldFramesChecked(t *testing.T) {
 			provider := openAt(t, pdir, provID)
 			defer provider.Close()
 			a, b := net.Pipe()
-			go func() { ServeConn(patient, frame.NewConn(a, nil), provID.ID(), time.Now()); a.Close() }()
+			go func() { ServeConn(patient, frame.NewConn(a, nil), provID.ID(), time.Now); a.Close() }()
 			_, err := FetchConn(provider, &beforeDone{Framer: frame.NewConn(b, nil), extra: [][]byte{w}}, g, time.Now(), nil)
 			b.Close()
 			if !errors.Is(err, ErrProtocol) {

@@ -70,7 +70,7 @@ func serveWith(t testing.TB, patient, provider *vault.Vault, g *Grant, wrap func
 	a, b := net.Pipe()
 	served := make(chan *Served, 1)
 	go func() {
-		sv, _ := ServeConn(patient, wrap(frame.NewConn(a, nil)), provider.Owner().ID(), time.Now())
+		sv, _ := ServeConn(patient, wrap(frame.NewConn(a, nil)), provider.Owner().ID(), time.Now)
 		a.Close() // as the p2p handler does: a clean close, not a reset
 		served <- sv
 	}()

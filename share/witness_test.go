@@ -303,7 +303,7 @@ func TestConcurrentFetchesNoFalseRollback(t *testing.T) {
 	a, b := net.Pipe()
 	served := make(chan *Served, 1)
 	go func() {
-		sv, _ := ServeConn(patient, frame.NewConn(a, nil), provider.Owner().ID(), time.Now())
+		sv, _ := ServeConn(patient, frame.NewConn(a, nil), provider.Owner().ID(), time.Now)
 		a.Close()
 		served <- sv
 	}()

@@ -46,7 +46,7 @@ func (a *app) startNode(ctx context.Context, v *vault.Vault, listen []string) (*
 		if err != nil {
 			return
 		}
-		sv, err := limiter.ServeConn(v, s, remote, time.Now())
+		sv, err := limiter.ServeConn(v, s, remote, time.Now)
 		who := a.contactName(v, remote)
 		if sv != nil && sv.Witnessed != nil {
 			switch w := sv.Witnessed; {
