@@ -71,6 +71,12 @@ const (
 	withheldWithdrawn = "withdrawn"
 )
 
+// unsentCut is the reason logged for admitted records not sent because
+// the answer broke off: the connection failed, or the provider stopped
+// reading or broke the protocol. Unlike the others it never reaches the
+// provider.
+const unsentCut = "cut"
+
 var errWithdrawn = errors.New("no longer covered by the grant")
 
 // ErrProtocol reports a peer that broke the protocol.
@@ -144,7 +150,7 @@ type Served struct {
 	Witnessed *vault.Witnessed
 }
 
-func serveConn(v *vault.Vault, c Framer, remote identity.ID, now func() time.Time, sv *Served) error {
+func serveConn(v *vault.Vault, c Framer, remote identity.ID, now func() time.Time, sv *Served) (err error) {
 	restore := requestPhase(c)
 	defer restore()
 	typ, p, err := c.ReadFrame(maxRequest)
@@ -261,6 +267,31 @@ func serveConn(v *vault.Vault, c Framer, remote identity.ID, now func() time.Tim
 		admitted = slices.SortedFunc(slices.Values(adm.Allowed), compareIDs)
 	}
 	have := map[record.ID]bool{}
+	// The decision's entry lists every admitted record as served. An
+	// answer that ends early on an error (the connection fails, the
+	// provider stops reading or breaks the protocol, the vault cannot be
+	// read) appends entries for the admitted records from adm.Allowed[next:]
+	// that the provider does not hold, as a revocation does, so that the
+	// log and 'medvault audit' say what the provider received. A record
+	// being sent when it happens was not sent.
+	next, unsentWhy := 0, unsentCut
+	if allowed {
+		defer func() {
+			if err == nil {
+				return
+			}
+			var unsent []record.ID
+			for _, id := range adm.Allowed[next:] {
+				if !have[id] {
+					unsent = append(unsent, id)
+				}
+			}
+			// Best effort: the error that ended the answer is the one to report.
+			if lerr := logUnsent(v, remote, g, unsent, unsentWhy); lerr != nil {
+				err = errors.Join(err, lerr)
+			}
+		}()
+	}
 	if err := readHave(c, func(id record.ID) {
 		if _, ok := slices.BinarySearchFunc(admitted, id, compareIDs); ok {
 			have[id] = true
@@ -331,6 +362,7 @@ func serveConn(v *vault.Vault, c Framer, remote identity.ID, now func() time.Tim
 			if lerr := logUnsent(v, remote, g, unsent, string(r)); lerr != nil {
 				err = errors.Join(err, lerr)
 			}
+			next = len(adm.Allowed) // logged
 			sv.Ended = r
 			return errors.Join(err, c.WriteFrame(frameDenied, []byte(r)))
 		}
@@ -365,8 +397,10 @@ func serveConn(v *vault.Vault, c Framer, remote identity.ID, now func() time.Tim
 			// second entry says it was not, so the log tells what
 			// the provider actually received.
 			if err := logWithheld(v, remote, g, id, withheld); err != nil {
+				unsentWhy = string(ReasonUnavailable)
 				return errors.Join(err, c.WriteFrame(frameDenied, []byte(ReasonUnavailable)))
 			}
+			next = i + 1
 			if err := c.WriteFrame(frameWithheld, append(bytes.Clone(id[:]), withheld...)); err != nil {
 				return err
 			}
@@ -376,6 +410,7 @@ func serveConn(v *vault.Vault, c Framer, remote identity.ID, now func() time.Tim
 		case err != nil:
 			// The vault cannot be read: end with a reason rather than
 			// cut the stream. What was sent before is the provider's.
+			unsentWhy = string(ReasonUnavailable)
 			return errors.Join(fmt.Errorf("send record %s: %w", id, err), c.WriteFrame(frameDenied, []byte(ReasonUnavailable)))
 		}
 		n, err := sendRecord(c, out)
@@ -383,6 +418,7 @@ func serveConn(v *vault.Vault, c Framer, remote identity.ID, now func() time.Tim
 			return fmt.Errorf("send record %s: %w", id, err)
 		}
 		sent++
+		next = i + 1
 		sv.Sent, sv.Bytes = int(sent), sv.Bytes+n
 	}
 	return c.WriteFrame(frameDone, binary.BigEndian.AppendUint32(nil, sent))

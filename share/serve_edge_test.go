@@ -483,3 +483,87 @@ func TestIncompleteReceiptBounded(t *testing.T) {
 		t.Fatalf("the provider kept %d withheld records, want %d", n, maxUnlisted)
 	}
 }
+
+// hangUp closes the provider's connection once it has read a frame of
+// type read, or as it writes one of type write: a provider that stops
+// reading, or whose connection drops, right there.
+type hangUp struct {
+	Framer
+	conn        net.Conn
+	read, write byte
+}
+
+func (h *hangUp) ReadFrame(limit int) (byte, []byte, error) {
+	typ, p, err := h.Framer.ReadFrame(limit)
+	if err == nil && typ == h.read {
+		h.conn.Close()
+	}
+	return typ, p, err
+}
+
+func (h *hangUp) WriteFrame(typ byte, p []byte) error {
+	if typ == h.write {
+		h.conn.Close()
+	}
+	return h.Framer.WriteFrame(typ, p)
+}
+
+// An answer that breaks off sends fewer records than the decision
+// admitted: the patient's ledger lists the others as not sent (reason
+// "cut"), the record being sent among them, and 'medvault audit' counts
+// only the records the provider received.
+func TestCutAnswerLogsUnsent(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		read, write byte // where the provider hangs up
+		sent        int
+	}{
+		{"provider stops reading after the first record", frameEnd, 0, 1},
+		{"connection drops inside the first record", frameChunk, 0, 0},
+		{"connection drops before the request is complete", 0, frameHave, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			patient, provider, g := labsGrant(t)
+			for i := range 9 {
+				if _, err := patient.Add(strings.NewReader(fmt.Sprint("lab ", i)), vault.NewRecord{Category: record.Labs}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			a, b := net.Pipe()
+			served := make(chan *Served, 1)
+			go func() {
+				sv, err := ServeConn(patient, frame.NewConn(a, nil), provider.Owner().ID(), time.Now)
+				if err == nil {
+					t.Error("an answer that broke off ended without an error")
+				}
+				a.Close()
+				served <- sv
+			}()
+			res, err := FetchConn(provider, &hangUp{Framer: frame.NewConn(b, nil), conn: b, read: tc.read, write: tc.write}, g, time.Now(), nil)
+			sv := <-served
+			if err == nil || res != nil && res.Records != tc.sent || sv.Sent != tc.sent {
+				t.Fatalf("fetch: %+v %v; node sent %d; want %d record(s) and an error", res, err, sv.Sent, tc.sent)
+			}
+			var unsent int
+			patient.Entries(0, func(_ int64, e *ledger.Entry) error {
+				if e.Action == ledger.ActionServe && e.Outcome == ledger.OutcomeFailed {
+					if e.Reason != unsentCut {
+						t.Errorf("admitted records not sent logged with reason %q, want %q", e.Reason, unsentCut)
+					}
+					unsent += len(e.Subjects)
+				}
+				return nil
+			})
+			if unsent != 10-tc.sent {
+				t.Errorf("the ledger says %d admitted records were not sent, want %d", unsent, 10-tc.sent)
+			}
+			au, err := patient.Audit()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(au.Actors) != 1 || au.Actors[0].Records != tc.sent || au.Actors[0].Served != 1 {
+				t.Fatalf("audit: %+v; want %d record(s) received in 1 request", au.Actors, tc.sent)
+			}
+		})
+	}
+}

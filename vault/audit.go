@@ -89,8 +89,8 @@ func (v *Vault) Audit() (*Audit, error) {
 			}
 		case e.Action == ledger.ActionServe:
 			// A failed entry names records the request admitted but the
-			// node did not send (withdrawn or damaged): the served entry
-			// before it counted them.
+			// node did not send (withdrawn, damaged, the grant ended, the
+			// transfer was cut): the served entry before it counted them.
 			step := -1
 			if e.Outcome != ledger.OutcomeFailed {
 				aa.Served++
