@@ -27,8 +27,9 @@
 //   - Every stream operation has a deadline: an idle timeout measured on
 //     progress, and an end of life. A peer that stops reading or sending is
 //     reset within the idle timeout and its goroutine and buffers are freed.
-//   - A framing error, a timeout or a handler panic resets that one stream;
-//     the node keeps serving.
+//   - A framing error, a timeout or a handler panic resets that one stream
+//     (an oversized frame only ends reading: the handler may answer before
+//     its stream is closed); the node keeps serving.
 //   - Listening happens only on the addresses the caller gives: nothing is
 //     announced by mDNS, no relay, UPnP/NAT-PMP, AutoNAT or hole punching
 //     runs, and the DHT (peer routing only, under /medvault/kad/1.0.0) runs

@@ -33,8 +33,9 @@ const writeChunk = 256 << 10
 // Every Read and Write gets a deadline: now plus the idle timeout, but never
 // past the stream's end (see SetDeadline). When one expires the stream is
 // reset and the call returns an error wrapping ErrTimeout. A framing error
-// (oversized frame, type 0x00, truncation, memory limit) resets the stream
-// too: it can no longer be read in step.
+// (type 0x00, truncation, memory limit) resets the stream too: it can no
+// longer be read in step. An oversized frame leaves it open for writing, so
+// the reader can say why it refuses before it closes (it cannot read on).
 //
 // One goroutine may read while another writes. Close or Reset may be called
 // from any goroutine and unblock both.
@@ -163,11 +164,17 @@ func (s *Stream) Write(p []byte) (int, error) {
 
 // ReadFrame reads one frame of at most limit payload bytes (capped at
 // frame.MaxPayload). payload is valid until the next ReadFrame or Close. It
-// returns io.EOF when the peer closed its side between frames. Any other error
-// resets the stream.
+// returns io.EOF when the peer closed its side between frames. A frame over
+// limit (frame.ErrTooLarge) ends reading but leaves the stream open for
+// writing, for the caller to answer and then Close; any other error resets
+// the stream.
 func (s *Stream) ReadFrame(limit int) (typ byte, payload []byte, err error) {
 	typ, payload, err = s.fc.ReadFrame(limit)
-	if err != nil && err != io.EOF {
+	// A header over the limit is refused before its payload is read: the
+	// limit is the reader's choice, which a peer (another version) may not
+	// share, so it may be told why rather than only reset. Every later
+	// ReadFrame returns the same error (frame.Conn keeps it).
+	if err != nil && err != io.EOF && !errors.Is(err, frame.ErrTooLarge) {
 		s.resetFor(err)
 	}
 	return typ, payload, err
