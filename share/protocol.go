@@ -15,6 +15,7 @@ import (
 	"filippo.io/age"
 
 	"github.com/medvault/medvault/ledger"
+	"github.com/medvault/medvault/p2p/frame"
 	"github.com/medvault/medvault/vault"
 	"github.com/medvault/medvault/vault/identity"
 	"github.com/medvault/medvault/vault/record"
@@ -154,13 +155,32 @@ func serveConn(v *vault.Vault, c Framer, remote identity.ID, now func() time.Tim
 	restore := requestPhase(c)
 	defer restore()
 	typ, p, err := c.ReadFrame(maxRequest)
-	if err != nil {
+	// A request frame the peer got wrong (over the limit, of another
+	// type, type 0x00, or ended by the peer inside it) is refused as
+	// malformed and logged, as a request that does not decode is. A
+	// connection that fails (reset, timeout), or ends before a frame,
+	// brought no request to refuse: a provider's network trouble must not
+	// read as a refusal in the patient's audit. Over libp2p a broken
+	// connection resets the stream; a truncated frame is a stream the
+	// peer itself ended, cleanly, inside a frame.
+	var badFrame error
+	answerBad := false // the peer can still read the refusal
+	switch {
+	case err == nil && typ != frameRequest:
+		badFrame, answerBad = fmt.Errorf("%w: expected a request frame", ErrProtocol), true
+	case errors.Is(err, frame.ErrTooLarge):
+		badFrame, answerBad = fmt.Errorf("read request: %w", err), true
+	case errors.Is(err, frame.ErrBadType), errors.Is(err, frame.ErrTruncated):
+		// The stream is reset (p2p.Stream does so on these).
+		badFrame = fmt.Errorf("read request: %w", err)
+	case err != nil:
 		return fmt.Errorf("read request: %w", err)
 	}
-	if typ != frameRequest {
-		return fmt.Errorf("%w: expected a request frame", ErrProtocol)
+	var req *Request
+	reqErr := badFrame
+	if badFrame == nil {
+		req, reqErr = DecodeRequest(p)
 	}
-	req, reqErr := DecodeRequest(p)
 	rawReq := bytes.Clone(p)
 	var reason Reason
 	var authenticated bool // as the audience of a grant the owner issued
@@ -254,6 +274,14 @@ func serveConn(v *vault.Vault, c Framer, remote identity.ID, now func() time.Tim
 		return err
 	}
 	sv.Reason = reason
+	if badFrame != nil {
+		// Nothing more can be read in step: refuse at once, without
+		// reading frames 2 to 2c.
+		if answerBad {
+			return errors.Join(badFrame, c.WriteFrame(frameDenied, []byte(ReasonMalformed)))
+		}
+		return badFrame
+	}
 	// What the provider holds is read only now, and kept only for a
 	// request the decision allowed: a peer that is not the grant's
 	// audience makes the node hold nothing beyond its frame buffer,

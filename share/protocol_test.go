@@ -5,11 +5,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"slices"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"filippo.io/age"
@@ -917,6 +919,120 @@ func TestLimiterBoundsDenials(t *testing.T) {
 	// An hour later the peer has its allowance back.
 	if ok, _ := l.take(stranger.Owner().ID(), now.Add(time.Hour), 0); !ok {
 		t.Fatal("allowance not refilled")
+	}
+}
+
+// wire is the node's end of a connection: it reads what the peer sent,
+// and keeps what the node writes.
+type wire struct {
+	in  io.Reader
+	out bytes.Buffer
+}
+
+func (w *wire) Read(p []byte) (int, error)  { return w.in.Read(p) }
+func (w *wire) Write(p []byte) (int, error) { return w.out.Write(p) }
+
+// unhex decodes hex written with spaces, as PROTOCOL.md writes it.
+func unhex(t testing.TB, s string) []byte {
+	t.Helper()
+	b, err := hex.DecodeString(strings.ReplaceAll(s, " ", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// The examples of a bad frame 1 in p2p/PROTOCOL.md §8.1.
+const (
+	oversizedRequest = "51 00010001"
+	requestNotFirst  = "48 00000000"
+	deniedMalformed  = "44 00000009 6d616c666f726d6564"
+)
+
+// A frame 1 that is not a request (over its limit, of another type, of
+// type 0x00, or cut off by the peer's own end of stream) is refused as
+// malformed and logged, as a request that does not decode is; a peer
+// that can still read is told so. A connection that breaks, or ends
+// before a frame, brought no request: nothing is logged.
+func TestBadRequestFrameRefused(t *testing.T) {
+	if doc, err := os.ReadFile("../p2p/PROTOCOL.md"); err == nil {
+		for _, s := range []string{oversizedRequest, requestNotFirst, deniedMalformed} {
+			if !strings.Contains(string(doc), "`"+s+"`") {
+				t.Errorf("PROTOCOL.md's examples of a bad request frame do not show %q", s)
+			}
+		}
+	}
+	for _, tc := range []struct {
+		name   string
+		in     io.Reader
+		logged bool
+		answer string
+	}{
+		{"oversized", bytes.NewReader(unhex(t, oversizedRequest)), true, deniedMalformed},
+		{"wrong type", bytes.NewReader(unhex(t, requestNotFirst)), true, deniedMalformed},
+		{"type 0x00", bytes.NewReader(unhex(t, "00 00000000")), true, ""},
+		{"truncated", bytes.NewReader(unhex(t, "51 00000064 010203")), true, ""},
+		{"nothing sent", bytes.NewReader(nil), false, ""},
+		{"connection broken", iotest.ErrReader(errors.New("connection reset")), false, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			patient, provider, _ := labsGrant(t)
+			before, err := patient.LedgerSize()
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := &wire{in: tc.in}
+			sv, err := ServeConn(patient, frame.NewConn(w, nil), provider.Owner().ID(), time.Now)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if !bytes.Equal(w.out.Bytes(), unhex(t, tc.answer)) {
+				t.Errorf("answered %x, want %q", w.out.Bytes(), tc.answer)
+			}
+			var logged []ledger.Entry
+			patient.Entries(before, func(_ int64, e *ledger.Entry) error { logged = append(logged, *e); return nil })
+			if !tc.logged {
+				if len(logged) != 0 || sv.Reason != "" {
+					t.Fatalf("logged %d entries, reason %q; want none", len(logged), sv.Reason)
+				}
+				return
+			}
+			if len(logged) != 1 || sv.Reason != ReasonMalformed {
+				t.Fatalf("logged %d entries, reason %q; want 1, %q", len(logged), sv.Reason, ReasonMalformed)
+			}
+			e := logged[0]
+			if e.Action != ledger.ActionServe || e.Outcome != ledger.OutcomeDenied || e.Reason != string(ReasonMalformed) ||
+				!bytes.Equal(e.Actor, provider.Owner().ID().Bytes()) || len(e.Grant) != 0 || len(e.Request) != 0 || len(e.Subjects) != 0 {
+				t.Fatalf("logged %+v; want serve denied %q by the peer, without grant or request", e, ReasonMalformed)
+			}
+		})
+	}
+}
+
+// Bad request frames are refusals like any other: a peer that sends them
+// over and over is rate-limited, and cannot make the node write an entry
+// for each.
+func TestLimiterBoundsBadRequestFrames(t *testing.T) {
+	for name, in := range map[string]string{"oversized": oversizedRequest, "wrong type": requestNotFirst, "truncated": "51 00000064 010203"} {
+		t.Run(name, func(t *testing.T) {
+			patient := openVault(t, "Ada", identity.Patient)
+			peer := openVault(t, "Eve", identity.Patient).Owner().ID()
+			l := NewLimiter(5, time.Minute)
+			now := time.Now()
+			before, _ := patient.LedgerSize()
+			var last []byte
+			for range 12 {
+				w := &wire{in: bytes.NewReader(unhex(t, in))}
+				l.ServeConn(patient, frame.NewConn(w, nil), peer, func() time.Time { return now })
+				last = w.out.Bytes()
+			}
+			if after, _ := patient.LedgerSize(); after-before != 6 {
+				t.Fatalf("12 bad request frames added %d ledger entries, want 5 + 1 rate-limited", after-before)
+			}
+			if want, _ := frame.AppendFrame(nil, frameDenied, []byte(ReasonRateLimited)); !bytes.Equal(last, want) {
+				t.Fatalf("last answer %q, want %q", last, want)
+			}
+		})
 	}
 }
 
