@@ -517,9 +517,6 @@ func writeHave(c Framer, ids []record.ID) error {
 
 func compareIDs(a, b record.ID) int { return bytes.Compare(a[:], b[:]) }
 
-// logWithheld appends the ledger entry for an admitted record the node did
-// not send: action serve, outcome failed, the record as subject and the
-// withheld reason ("withdrawn" or "damaged") as the entry's reason.
 // grantEnded says whether g still holds at now for the records not yet
 // sent: ReasonAllowed, or ReasonRevoked or ReasonExpired.
 func grantEnded(v *vault.Vault, g *Grant, now time.Time) (Reason, error) {
@@ -555,6 +552,9 @@ func logUnsent(v *vault.Vault, remote identity.ID, g *Grant, ids []record.ID, re
 	return nil
 }
 
+// logWithheld appends the ledger entry for an admitted record the node did
+// not send: action serve, outcome failed, the record as subject and the
+// withheld reason ("withdrawn" or "damaged") as the entry's reason.
 func logWithheld(v *vault.Vault, remote identity.ID, g *Grant, id record.ID, reason string) error {
 	return logUnsent(v, remote, g, []record.ID{id}, reason)
 }
