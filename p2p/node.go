@@ -113,11 +113,18 @@ func NewNode(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("new node: %w", err)
 	}
 	var listen []ma.Multiaddr
+	seen := map[string]bool{}
 	for _, s := range cfg.Listen {
 		a, err := checkListenAddr(s)
 		if err != nil {
 			return nil, fmt.Errorf("new node: %w", err)
 		}
+		// The same address twice is one listener: go-libp2p's QUIC
+		// transport panics on a second (its UDP socket is shared).
+		if seen[a.String()] {
+			continue
+		}
+		seen[a.String()] = true
 		listen = append(listen, a)
 	}
 	boot, err := bootstrapPeers(cfg.Bootstrap)

@@ -780,3 +780,15 @@ func TestWithPorts(t *testing.T) {
 		t.Fatalf("no ports to try: got %q", got)
 	}
 }
+
+// The same listen address given twice is one listener: go-libp2p's QUIC
+// transport panicked on the second ('serve --listen A --listen A', or a
+// port-0 address that WithPorts turned into one given explicitly).
+func TestDuplicateListenAddrs(t *testing.T) {
+	n := newTestNode(t, func(c *Config) {
+		c.Listen = []string{"/ip4/127.0.0.1/udp/0/quic-v1", "/ip4/127.0.0.1/udp/0/quic-v1", "/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/tcp/0"}
+	})
+	if got := len(n.Addrs()); got != 2 {
+		t.Fatalf("listening on %d addresses, want 2: %q", got, n.Addrs())
+	}
+}
