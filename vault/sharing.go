@@ -11,6 +11,7 @@ import (
 	"filippo.io/age"
 	"go.etcd.io/bbolt"
 
+	"github.com/medvault/medvault/ledger"
 	"github.com/medvault/medvault/vault/identity"
 	"github.com/medvault/medvault/vault/record"
 )
@@ -170,6 +171,17 @@ type Decision struct {
 	Nonce *[16]byte
 }
 
+// nonceCommit is the Commit of a served request's ledger entry: the hash of
+// its key in the nonces bucket (grant ID || request nonce).
+func nonceCommit(key []byte) ledger.Hash {
+	h := sha256.New()
+	h.Write([]byte("medvault/request-nonce/v1\x00"))
+	h.Write(key)
+	var out ledger.Hash
+	copy(out[:], h.Sum(nil))
+	return out
+}
+
 // Admit decides a provider's request and logs the decision in one write
 // transaction: decide looks at the vault through st; the event it returns is
 // appended to the ledger, the request nonce remembered, a checkpoint signed
@@ -187,9 +199,14 @@ func (v *Vault) Admit(decide func(st *AdmitState) (Decision, error)) (*Admission
 			if err != nil {
 				return err
 			}
-			if err := nb.Put(append(d.Grant[:], d.Nonce[:]...), []byte{1}); err != nil {
+			key := append(d.Grant[:], d.Nonce[:]...)
+			if err := nb.Put(key, []byte{1}); err != nil {
 				return err
 			}
+			// The entry commits to the nonce it made the node
+			// remember, so verify sees the nonce deleted (which would
+			// let the same signed request in again).
+			d.Event.commit = nonceCommit(key)
 		}
 		index, err := v.ledger.log.Size(tx)
 		if err != nil {

@@ -33,6 +33,14 @@ func tamperFixture(t *testing.T) *Vault {
 	if err := v.Remove(c.ID); err != nil {
 		t.Fatal(err)
 	}
+	// A served request, whose nonce the vault remembers.
+	grant, nonce := [32]byte{0xab}, [16]byte{1, 2, 3}
+	if _, err := v.Admit(func(st *AdmitState) (Decision, error) {
+		return Decision{Event: Event{Action: ledger.ActionServe, Grant: grant[:], Request: []byte("signed request")},
+			Grant: grant, Nonce: &nonce}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 	if rep, err := v.Verify(true); err != nil {
 		t.Fatalf("clean vault fails verify: %v %v", err, rep.Problems)
 	}
@@ -60,7 +68,7 @@ func TestTamperEveryValue(t *testing.T) {
 		t.Fatal(err)
 	}
 	db.View(func(tx *bbolt.Tx) error {
-		for _, bn := range [][]byte{bucketMeta, bucketRecords, bucketChunks, bucketIndex} {
+		for _, bn := range [][]byte{bucketMeta, bucketRecords, bucketChunks, bucketIndex, bucketNonces} {
 			var prevKey, prevVal []byte
 			tx.Bucket(bn).ForEach(func(k, val []byte) error {
 				k, val = bytes.Clone(k), bytes.Clone(val)

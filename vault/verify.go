@@ -153,9 +153,13 @@ func (v *Vault) verifyRecords(tx *bbolt.Tx, lr *ledger.Report, full bool, rep *V
 		kept[k] = map[string]lastEntry{}
 	}
 	imports := map[ledger.Hash]int64{} // import commits (see importCommit)
+	nonces := map[ledger.Hash]int64{}  // served requests' nonces (see nonceCommit)
 	err := v.ledger.log.Scan(tx, from, func(i int64, e *ledger.Entry) error {
 		if e.Action == ledger.ActionImport && len(e.Subjects) == 0 && e.Commit != (ledger.Hash{}) {
 			imports[e.Commit] = i
+		}
+		if e.Action == ledger.ActionServe && e.Commit != (ledger.Hash{}) {
+			nonces[e.Commit] = i
 		}
 		switch e.Action {
 		case ledger.ActionAdd, ledger.ActionImport, ledger.ActionLabel, ledger.ActionRemove, ledger.ActionReceive:
@@ -191,6 +195,7 @@ func (v *Vault) verifyRecords(tx *bbolt.Tx, lr *ledger.Report, full bool, rep *V
 	if full {
 		v.checkVaultID(tx, rep)
 	}
+	v.checkNonces(tx, nonces, rep)
 	recs := tx.Bucket(bucketRecords)
 	index := map[string][]byte{} // expected index, rebuilt from metadata (full only)
 	targets := map[string]bool{} // expected targets of the reference index (full only)
@@ -341,6 +346,37 @@ func sortedEntries(m map[record.ID]lastEntry) func(func(record.ID, lastEntry) bo
 				return
 			}
 		}
+	}
+}
+
+// checkNonces reports a request nonce that a served request's ledger entry
+// committed to (nonceCommit) but the nonces bucket no longer holds: with it
+// gone (or its value changed), the same signed request would be admitted
+// again. (A nonce without
+// an entry is not reported: builds before the commitment logged none, and
+// an extra nonce only refuses a request that carries it.)
+func (v *Vault) checkNonces(tx *bbolt.Tx, want map[ledger.Hash]int64, rep *VerifyReport) {
+	if len(want) == 0 {
+		return
+	}
+	have := map[ledger.Hash]bool{}
+	if b := tx.Bucket(bucketNonces); b != nil {
+		b.ForEach(func(k, val []byte) error {
+			if len(k) == 48 && bytes.Equal(val, []byte{1}) {
+				have[nonceCommit(k)] = true
+			}
+			return nil
+		})
+	}
+	var missing []int64
+	for c, i := range want {
+		if !have[c] {
+			missing = append(missing, i)
+		}
+	}
+	slices.Sort(missing)
+	for _, i := range missing {
+		rep.Problems = append(rep.Problems, Problem{What: "nonce", Detail: fmt.Sprintf("the request nonce ledger entry %d remembers is missing (the same request would be admitted again)", i)})
 	}
 }
 
