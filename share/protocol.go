@@ -831,6 +831,9 @@ func FetchConn(v *vault.Vault, c Framer, g *Grant, now time.Time, progress func(
 	if err != nil {
 		return nil, err
 	}
+	// What is held is listed once, below: a second fetch from this
+	// patient waits for this one to end, and then lists what it stored.
+	defer v.Receiving(g.Issuer())()
 	held, err := v.ReceivedFrom(g.Issuer())
 	if err != nil {
 		return nil, err

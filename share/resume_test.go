@@ -8,6 +8,7 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -455,4 +456,31 @@ func ascending(have []byte) bool {
 		}
 	}
 	return true
+}
+
+// Two fetches from one patient that overlap (in the provider's node, a
+// script's and a person's) store each record once: each lists what the
+// vault holds before it asks, so at once they both asked for everything.
+func TestOverlappingFetchesStoreOnce(t *testing.T) {
+	patient, provID, dir, g, _ := resumeSetup(t)
+	provider := openAt(t, dir, provID)
+	defer provider.Close()
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := exchange(t, patient, provider, provID.ID(), g); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	ms, err := provider.List(vault.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ms) != 1 {
+		t.Fatalf("the patient shared 1 record; the provider holds %d after two overlapping fetches", len(ms))
+	}
 }

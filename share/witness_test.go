@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -286,15 +287,15 @@ func (o *onPartialFrame) WriteFrame(typ byte, p []byte) error {
 }
 
 // Two fetches from one patient at once (the provider's node runs commands
-// concurrently): B completes while A is sending its request. Neither side
-// reports a rollback, no evidence is kept, and the stored checkpoint stays
-// the larger one, B's.
+// concurrently): B is started while A is sending its request. B waits for
+// A to end (vault.Receiving), so it lists what A stored; neither reports a
+// rollback, no evidence is kept, and the stored checkpoint is the larger
+// one, B's.
 func TestConcurrentFetchesNoFalseRollback(t *testing.T) {
 	patient, provider, g, _ := twoLabs(t)
 	if _, _, err := serveWith(t, patient, provider, g, func(f Framer) Framer { return f }); err != nil {
 		t.Fatal(err)
 	}
-	var bNow int64
 	_, res, err := serveWith(t, patient, provider, g, func(f Framer) Framer { return f })
 	if err != nil {
 		t.Fatal(err)
@@ -307,22 +308,35 @@ func TestConcurrentFetchesNoFalseRollback(t *testing.T) {
 		a.Close()
 		served <- sv
 	}()
+	var aDone atomic.Bool
+	type result struct {
+		res    *FetchResult
+		err    error
+		afterA bool
+	}
+	bRes := make(chan result, 1)
 	pc := &onPartialFrame{Framer: frame.NewConn(b, nil), hook: func() {
-		_, rb, err := serveWith(t, patient, provider, g, func(f Framer) Framer { return f })
-		if err != nil || rb.Ledger.Problem != "" {
-			t.Errorf("fetch B: %v, %+v", err, rb)
-			return
-		}
-		bNow = rb.Ledger.Now
+		go func() {
+			_, rb, err := serveWith(t, patient, provider, g, func(f Framer) Framer { return f })
+			bRes <- result{rb, err, aDone.Load()}
+		}()
 	}}
 	ra, err := FetchConn(provider, pc, g, time.Now(), nil)
+	aDone.Store(true)
 	b.Close()
 	sv := <-served
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ra.Ledger.Problem != "" || ra.Ledger.Seen != res.Ledger.Now || ra.Ledger.Now >= bNow {
-		t.Fatalf("fetch A: %+v (before: %+v, B's checkpoint %d)", ra.Ledger, res.Ledger, bNow)
+	rb := <-bRes
+	if rb.err != nil || rb.res.Ledger.Problem != "" {
+		t.Fatalf("fetch B: %v, %+v", rb.err, rb.res)
+	}
+	if !rb.afterA {
+		t.Fatal("fetch B ended while fetch A was running")
+	}
+	if ra.Ledger.Problem != "" || ra.Ledger.Seen != res.Ledger.Now || rb.res.Ledger.Now <= ra.Ledger.Now {
+		t.Fatalf("fetch A: %+v (before: %+v, B's checkpoint %d)", ra.Ledger, res.Ledger, rb.res.Ledger.Now)
 	}
 	if sv.Witnessed.Ahead || sv.Witnessed.Diverged {
 		t.Fatalf("the patient's node reported %+v", sv.Witnessed)
@@ -330,7 +344,7 @@ func TestConcurrentFetchesNoFalseRollback(t *testing.T) {
 	if evs, _ := provider.Objects(vault.KindLedgerEvidence); len(evs) != 0 {
 		t.Fatalf("%d pieces of evidence kept", len(evs))
 	}
-	if cp, err := seenCheckpoint(provider, patient.Owner().ID()); err != nil || cp.Size != bNow {
-		t.Fatalf("stored checkpoint %v (%v), want B's, %d", cp, err, bNow)
+	if cp, err := seenCheckpoint(provider, patient.Owner().ID()); err != nil || cp.Size != rb.res.Ledger.Now {
+		t.Fatalf("stored checkpoint %v (%v), want B's, %d", cp, err, rb.res.Ledger.Now)
 	}
 }

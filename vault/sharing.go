@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"filippo.io/age"
 	"go.etcd.io/bbolt"
@@ -457,6 +458,18 @@ func (r *shortTxReader) chunk() ([]byte, error) {
 	}
 	r.next++
 	return r.buf, nil
+}
+
+// Receiving makes fetches from one patient into this vault run one at a
+// time (in a node, two 'fetch' commands can overlap) and returns the
+// function that ends this one's turn. A fetch lists what the vault holds
+// from the patient before it asks for the rest: two at once each asked
+// for, and stored, every record the other was fetching.
+func (v *Vault) Receiving(patient identity.ID) (done func()) {
+	mu, _ := v.fetching.LoadOrStore(patient, &sync.Mutex{})
+	m := mu.(*sync.Mutex)
+	m.Lock()
+	return m.Unlock
 }
 
 // ReceivedFrom returns the patient record IDs already stored from patient.

@@ -91,6 +91,9 @@ type Vault struct {
 	// busy holds the partial records (record.ID) a receive is writing or
 	// dropping, so two fetches running at once never write one together.
 	busy sync.Map
+	// fetching holds a *sync.Mutex per patient (identity.ID): see
+	// Receiving.
+	fetching sync.Map
 	// labels is held for reading by each import and for writing by a
 	// change of labels by hand: an import reads the labels of the records
 	// its resources reference before it makes its own records visible, so
