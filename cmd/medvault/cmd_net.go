@@ -156,6 +156,9 @@ and store them in your vault as they arrive: encrypted to you, with their
 provenance. Give the grant's token (as the patient sent it), the ID of a grant
 in your inbox, or the patient's contact alias to use their newest active
 grant (and the next, when the patient's node answers that it was revoked).
+A grant your vault knows has ended (you hold the patient's signed revocation,
+a receipt showed it refused as revoked, or it expired) is refused here
+(exit 17) without contacting the patient's node.
 
 Fetching is incremental: records you already hold are not sent again, and a
 fetch cut short keeps what arrived, so the next fetch resumes where it stopped,
@@ -268,7 +271,9 @@ your signed request and returns a receipt, which is verified and kept.`,
 
 // resolveGrant finds the grant a provider means: a pasted token (kept in
 // the inbox), a grant ID prefix in the inbox, or a patient's newest active
-// grant (byPatient).
+// grant (byPatient). A grant named by token or ID that this vault knows
+// has ended is refused here, before anything is asked of the patient's
+// node (refuseEnded).
 func (a *app) resolveGrant(v *vault.Vault, s string) (g *share.Grant, byPatient bool, err error) {
 	if strings.HasPrefix(s, "medvault-grant-") {
 		g, err = share.ParseGrant(s)
@@ -278,23 +283,37 @@ func (a *app) resolveGrant(v *vault.Vault, s string) (g *share.Grant, byPatient 
 		if err := share.StoreInbox(v, g); err != nil {
 			return nil, false, err
 		}
-		return g, false, nil
 	}
 	inbox, err := share.Inbox(v)
 	if err != nil {
 		return nil, false, err
 	}
+	now := time.Now()
+	named := func(i *share.Issued) (*share.Grant, bool, error) {
+		if err := a.refuseEnded(v, i, now); err != nil {
+			return nil, false, err
+		}
+		return i.Grant, false, nil
+	}
+	if g != nil {
+		for _, i := range inbox {
+			if i.Grant.ID() == g.ID() {
+				return named(i)
+			}
+		}
+		return g, false, nil
+	}
 	ls := strings.ToLower(s)
 	if len(ls) >= 8 {
-		var found []*share.Grant
+		var found []*share.Issued
 		for _, i := range inbox {
 			if strings.HasPrefix(i.Grant.ID().String(), ls) {
-				found = append(found, i.Grant)
+				found = append(found, i)
 			}
 		}
 		switch len(found) {
 		case 1:
-			return found[0], false, nil
+			return named(found[0])
 		case 0:
 		default:
 			return nil, false, usagef("grant ID prefix %q is ambiguous: give more digits", s)
@@ -307,7 +326,6 @@ func (a *app) resolveGrant(v *vault.Vault, s string) (g *share.Grant, byPatient 
 		}
 		return nil, false, vault.NotFoundf("no grant or contact %q", s)
 	}
-	now := time.Now()
 	var ended []string
 	for _, i := range inbox {
 		if i.Grant.Issuer() != card.ID() {
@@ -332,6 +350,31 @@ func (a *app) resolveGrant(v *vault.Vault, s string) (g *share.Grant, byPatient 
 			"ask the patient for a new grant")
 	}
 	return nil, true, vault.NotFoundf("no grant from %s in your inbox", s)
+}
+
+// refuseEnded returns an access-denied error (exit 17) for a grant in the
+// inbox that this vault knows has ended: it holds the patient's signed
+// revocation (their node pushed it), a verified receipt shows their node
+// refused the grant as revoked, or the grant expired. Such a grant is not
+// used, even if the patient's node would still answer for it (its vault
+// put back to a copy from before the revocation). A grant not yet valid
+// is left to the patient's node, whose clock decides.
+func (a *app) refuseEnded(v *vault.Vault, i *share.Issued, now time.Time) error {
+	g := i.Grant
+	who, short := a.contactName(v, g.Issuer()), g.ID().String()[:12]
+	hint := "ask the patient for a new grant ('medvault inbox' shows the ones you hold)"
+	switch {
+	case i.Revoked != nil && i.Revoked.Check(g) == nil:
+		return withHint(fmt.Errorf("%w: you hold %s's signed revocation of grant %s (signed %s), so it was not used",
+			share.ErrRevoked, who, short, i.Revoked.Time().In(a.zone()).Format("2006-01-02 15:04 MST")), hint)
+	case i.RefusedRevoked:
+		return withHint(fmt.Errorf("%w: a receipt you hold from %s's node refused grant %s as revoked, so it was not used",
+			share.ErrRevoked, who, short), hint)
+	case i.State(now) == "expired":
+		return withHint(fmt.Errorf("%w: grant %s from %s ended at %s",
+			share.ErrExpired, short, who, g.Expiry().In(a.zone()).Format("2006-01-02 15:04 MST")), hint)
+	}
+	return nil
 }
 
 func newInboxCommand(a *app) *cobra.Command {
