@@ -410,7 +410,10 @@ func newRevokeCommand(a *app) *cobra.Command {
 		Use:   "revoke GRANT_ID | --all CONTACT",
 		Short: "Revoke a grant: your node refuses it from this moment",
 		Long: `Revoke a grant (or every grant of a contact). From this moment your node
-refuses every request under it. Revoking twice is fine.
+refuses every request under it, and the revocation is sent to the
+provider's node if it can be reached. Revoking again is safe: it changes
+nothing, and sends the revocation again (while the grant has not expired),
+for a provider whose node was offline the first time.
 
 ` + notRecallable,
 		Example: `  medvault revoke 9c1e2f3a
@@ -483,19 +486,24 @@ refuses every request under it. Revoking twice is fine.
 				if !a.jsonOut {
 					fmt.Fprintln(a.stdout, i.Grant.ID())
 				}
+				// Revoking again sends the stored revocation again: the
+				// provider's node may have been offline the first time.
+				// An expired grant is not sent again; nobody can use it.
+				again := ""
 				if already {
 					a.say("Grant %s was already revoked.", i.Grant.ID().String()[:12])
-					results = append(results, res)
-					continue
+					again = " again"
+				} else {
+					a.say("Revoked grant %s: your node refuses it from now on.", i.Grant.ID().String()[:12])
 				}
-				a.say("Revoked grant %s: your node refuses it from now on.", i.Grant.ID().String()[:12])
-				if al, card, ok := book.Find(i.Grant.Audience()); ok && len(card.Hints()) > 0 {
+				al, card, ok := book.Find(i.Grant.Audience())
+				if ok && len(card.Hints()) > 0 && (!already || now.Before(i.Grant.Expiry())) {
 					err := a.pushTo(cmd.Context(), v, card, func(c share.Framer) error { return share.PushRevocation(c, r) })
 					if err != nil {
 						a.say("Could not tell %s's node (%v); the revocation holds anyway.", al, err)
 					} else {
 						res.Notified = true
-						a.say("Told %s's node that the grant is revoked.", al)
+						a.say("Told %s's node%s that the grant is revoked.", al, again)
 					}
 				}
 				results = append(results, res)
