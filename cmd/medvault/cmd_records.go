@@ -206,7 +206,12 @@ type recordJSON struct {
 		ID      string `json:"id"`
 		Version int    `json:"version"`
 	} `json:"fhir,omitempty"`
-	From string `json:"from,omitempty"`
+	// From, Grant and SourceID are a shared record's provenance (provider
+	// side): the patient, the grant it arrived under (full ID) and its ID
+	// in the patient's vault.
+	From     string `json:"from,omitempty"`
+	Grant    string `json:"grant,omitempty"`
+	SourceID string `json:"source_id,omitempty"`
 }
 
 func toJSON(m *vault.Meta) recordJSON {
@@ -230,8 +235,21 @@ func toJSON(m *vault.Meta) recordJSON {
 	}
 	if !m.From.IsZero() {
 		r.From = m.From.String()
+		r.Grant = grantText(m)
+		if m.SourceID != (record.ID{}) {
+			r.SourceID = m.SourceID.String()
+		}
 	}
 	return r
+}
+
+// grantText is the full ID of the grant a shared record arrived under, ""
+// if none is kept.
+func grantText(m *vault.Meta) string {
+	if len(m.Grant) != len(share.GrantID{}) {
+		return ""
+	}
+	return share.GrantID(m.Grant).String()
 }
 
 func labelsText(m *vault.Meta) string {
@@ -354,7 +372,10 @@ func newShowCommand(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "show ID [--json]",
 		Short: "Show a record's metadata",
-		Long:  "Show a record's metadata. ID may be abbreviated to its first 6 or more hex digits.",
+		Long: `Show a record's metadata. ID may be abbreviated to its first 6 or more hex
+digits. For a record a patient shared with you, it names the patient (and
+their contact alias), the grant it arrived under and, with --json, the
+record's ID in the patient's vault (source_id).`,
 		Example: `  medvault show 3f9a2c
   medvault show 3f9a2c --json`,
 		Args: exactArgs(1),
@@ -397,7 +418,16 @@ func newShowCommand(a *app) *cobra.Command {
 				fmt.Fprintf(w, "FHIR:      %s/%s (version %d)\n", sanitize(m.FHIR.Type), sanitize(m.FHIR.ID), m.FHIR.Version)
 			}
 			if !m.From.IsZero() {
-				fmt.Fprintf(w, "From:      %s\n", m.From)
+				who := m.From.String()
+				if book, err := share.LoadBook(v); err == nil {
+					if al, _, ok := book.Find(m.From); ok {
+						who += " (" + string(al) + ")"
+					}
+				}
+				fmt.Fprintf(w, "From:      %s\n", who)
+				if g := grantText(m); g != "" {
+					fmt.Fprintf(w, "Grant:     %s\n", g)
+				}
 			}
 			return nil
 		},
