@@ -154,11 +154,11 @@ func newFetchCommand(a *app) *cobra.Command {
 		Long: `Fetch, directly from the patient's node, the records a grant lets you read,
 and store them in your vault as they arrive: encrypted to you, with their
 provenance. Give the grant's token (as the patient sent it), the ID of a grant
-in your inbox, or the patient's contact alias to use their newest active
-grant (and the next, when the patient's node answers that it was revoked).
-A grant your vault knows has ended (you hold the patient's signed revocation,
-a receipt showed it refused as revoked, or it expired) is refused here
-(exit 17) without contacting the patient's node.
+in your inbox, or the patient's contact alias (or their ID) to use their
+newest active grant (and the next, when the patient's node answers that it
+was revoked). A grant your vault knows has ended (you hold the patient's
+signed revocation, a receipt showed it refused as revoked, or it expired) is
+refused here (exit 17) without contacting the patient's node.
 
 Fetching is incremental: records you already hold are not sent again, and a
 fetch cut short keeps what arrived, so the next fetch resumes where it stopped,
@@ -271,9 +271,9 @@ your signed request and returns a receipt, which is verified and kept.`,
 
 // resolveGrant finds the grant a provider means: a pasted token (kept in
 // the inbox), a grant ID prefix in the inbox, or a patient's newest active
-// grant (byPatient). A grant named by token or ID that this vault knows
-// has ended is refused here, before anything is asked of the patient's
-// node (refuseEnded).
+// grant (byPatient), the patient given by contact alias or by ID. A grant
+// named by token or ID that this vault knows has ended is refused here,
+// before anything is asked of the patient's node (refuseEnded).
 func (a *app) resolveGrant(v *vault.Vault, s string) (g *share.Grant, byPatient bool, err error) {
 	if strings.HasPrefix(s, "medvault-grant-") {
 		g, err = share.ParseGrant(s)
@@ -319,8 +319,14 @@ func (a *app) resolveGrant(v *vault.Vault, s string) (g *share.Grant, byPatient 
 			return nil, false, usagef("grant ID prefix %q is ambiguous: give more digits", s)
 		}
 	}
-	_, card, err := share.ResolveContact(v, s)
-	if err != nil {
+	// A contact's alias, or the patient's ID: records and grants from a
+	// patient since removed from the contacts are still theirs.
+	var patient identity.ID
+	if _, card, err := share.ResolveContact(v, s); err == nil {
+		patient = card.ID()
+	} else if id, perr := identity.ParseID(s); perr == nil {
+		patient = id
+	} else {
 		if len(ls) < 8 && ls != "" && strings.Trim(ls, "0123456789abcdef") == "" {
 			return nil, false, usagef("no contact %q, and as a grant ID it is too short: give at least 8 hex digits", s)
 		}
@@ -328,7 +334,7 @@ func (a *app) resolveGrant(v *vault.Vault, s string) (g *share.Grant, byPatient 
 	}
 	var ended []string
 	for _, i := range inbox {
-		if i.Grant.Issuer() != card.ID() {
+		if i.Grant.Issuer() != patient {
 			continue
 		}
 		if st := i.State(now); st == "active" {

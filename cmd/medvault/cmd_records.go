@@ -15,6 +15,7 @@ import (
 
 	"github.com/medvault/medvault/share"
 	"github.com/medvault/medvault/vault"
+	"github.com/medvault/medvault/vault/identity"
 	"github.com/medvault/medvault/vault/record"
 )
 
@@ -310,17 +311,21 @@ func newListCommand(a *app) *cobra.Command {
 	return cmd
 }
 
-// fromFilter narrows f to the records the patient from (a contact alias
-// or ID) shared; an empty from leaves f as it is.
+// fromFilter narrows f to the records the patient from (a contact alias,
+// or a patient's ID, a contact or not) shared; an empty from leaves f as it
+// is.
 func fromFilter(v *vault.Vault, from string, f *vault.Filter) error {
 	if from == "" {
 		return nil
 	}
-	_, card, err := share.ResolveContact(v, from)
-	if err != nil {
-		return err
+	var id [32]byte
+	if _, card, err := share.ResolveContact(v, from); err == nil {
+		id = card.ID()
+	} else if pid, perr := identity.ParseID(from); perr == nil {
+		id = pid
+	} else {
+		return withHint(err, "for a patient who is no longer a contact, give their ID ('medvault show ID' names it)")
 	}
-	id := [32]byte(card.ID())
 	f.From = &id
 	return nil
 }
