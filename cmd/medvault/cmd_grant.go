@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -44,7 +45,8 @@ and one QUIC address per IP before a second of either.
 
 Granting is safe to repeat: the same grant asked again (same contact, scope,
 labels, purpose and node addresses, expiring no later than a minute after the
-active one) returns the active grant instead of issuing another.
+active one) returns the active grant instead of issuing another (--json says
+"repeated": true).
 
 ` + notRecallable,
 		Example: `  medvault grant dr-hopper --scope labs,vitals --expires 1h --purpose TREAT --dry-run
@@ -112,19 +114,27 @@ active one) returns the active grant instead of issuing another.
 			if err != nil {
 				return err
 			}
-			if s := a.getenv("MEDVAULT_MAX_GRANT_LIFETIME"); s != "" {
-				max, err := parseDuration(s)
+			limit := a.getenv("MEDVAULT_MAX_GRANT_LIFETIME")
+			if limit != "" {
+				max, err := parseDuration(limit)
 				if err != nil {
 					return withHint(err, "MEDVAULT_MAX_GRANT_LIFETIME must be a duration such as 30d")
 				}
 				p.MaxLifetime = max
+			}
+			// Too long a grant is told the limit in force.
+			lifetime := func(err error) error {
+				if errors.Is(err, share.ErrLifetimeTooLong) {
+					return withHint(err, lifetimeHint(limit))
+				}
+				return err
 			}
 			now := time.Now()
 			p.Audience = card.ID()
 			p.Expiry = now.Add(d)
 			p.Hints = a.hints("grant")
 			if dryRun {
-				return a.dryRun(v, al, card, p, now)
+				return lifetime(a.dryRun(v, al, card, p, now))
 			}
 			// The same grant asked again (a script's retry) is the one
 			// already issued, not another to revoke.
@@ -137,7 +147,7 @@ active one) returns the active grant instead of issuing another.
 				g = rep.Grant
 				a.say("The same grant to %s is already active (%s, until %s): nothing new was issued.", al, g.ID().String()[:12], g.Expiry().In(a.zone()).Format("2006-01-02 15:04"))
 			} else if g, err = share.IssueAndStore(v, p, now); err != nil {
-				return err
+				return lifetime(err)
 			}
 			if len(p.Hints) == 0 {
 				a.say("medvault: warning: your node is not running, so the grant carries no address; start 'medvault serve' for the provider to reach you")
@@ -157,16 +167,22 @@ active one) returns the active grant instead of issuing another.
 				if err != nil {
 					return err
 				}
-				// The fields 'grants --json' has for each grant, and pushed.
-				return printJSON(a.stdout, struct {
+				// The fields 'grants --json' has for each grant, pushed,
+				// and repeated: the active grant was returned, none issued.
+				err = printJSON(a.stdout, struct {
 					V int `json:"v"`
 					grantJSON
-					Pushed bool `json:"pushed"`
-				}{1, newGrantJSON(&share.Issued{Grant: g}, book, time.Now(), false), pushed})
+					Pushed   bool `json:"pushed"`
+					Repeated bool `json:"repeated"`
+				}{1, newGrantJSON(&share.Issued{Grant: g}, book, time.Now(), false), pushed, rep != nil})
+				if err != nil {
+					return err
+				}
+			} else {
+				fmt.Fprintln(a.stdout, g.ID())
+				fmt.Fprintln(a.stdout, g.Text())
+				a.say("Granted %s %s for %s until %s.", withName(string(al), card.Name()), scopeText(g), g.Purpose(), g.Expiry().In(a.zone()).Format("2006-01-02 15:04 MST"))
 			}
-			fmt.Fprintln(a.stdout, g.ID())
-			fmt.Fprintln(a.stdout, g.Text())
-			a.say("Granted %s %s for %s until %s.", withName(string(al), card.Name()), scopeText(g), g.Purpose(), g.Expiry().In(a.zone()).Format("2006-01-02 15:04 MST"))
 			if infos, err := share.RecordInfos(v); err == nil {
 				if sel := share.Select(g, infos); len(sel.Items) == 0 {
 					a.say("medvault: note: %s", noRecordNote(g.Scope(), len(sel.Withheld)))

@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/medvault/medvault/ledger"
 	"github.com/medvault/medvault/p2p"
@@ -135,7 +136,7 @@ func hintFor(err error) string {
 	case errors.Is(err, share.ErrUnknownGrant):
 		return "the patient's vault does not know this grant: it may have been restored from a backup older than the grant; ask the patient for a new one"
 	case errors.Is(err, share.ErrLifetimeTooLong):
-		return "give a shorter --expires and grant again when it ends; the limit is 90d unless MEDVAULT_MAX_GRANT_LIFETIME sets another (at most 3650d)"
+		return lifetimeHint("")
 	case errors.Is(err, share.ErrRateLimited):
 		return "the patient's node refuses requests from you for a while after many refusals (expired or revoked grants, say); wait a minute, then fetch with a grant that is active ('medvault inbox')"
 	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
@@ -148,6 +149,17 @@ func hintFor(err error) string {
 		return "see 'medvault help' or 'medvault COMMAND --help'"
 	}
 	return ""
+}
+
+// lifetimeHint is the hint for a grant asked to last longer than allowed;
+// limit is MEDVAULT_MAX_GRANT_LIFETIME as given, "" when it is not set.
+func lifetimeHint(limit string) string {
+	const shorter = "give a shorter --expires and grant again when it ends; "
+	if limit == "" {
+		return shorter + fmt.Sprintf("the limit is %dd unless MEDVAULT_MAX_GRANT_LIFETIME sets another (at most 3650d)",
+			share.DefaultMaxLifetime/(24*time.Hour))
+	}
+	return shorter + fmt.Sprintf("the limit in force is %s, set by MEDVAULT_MAX_GRANT_LIFETIME (at most 3650d)", limit)
 }
 
 // printError writes the error (and a hint where one helps) the way every
