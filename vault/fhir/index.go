@@ -178,8 +178,60 @@ func (ix *indexer) index(raw []byte, fullURL string) (*Resource, error) {
 		// that there are such records: it carries their labels.
 		security = consentLabels(v.get("provision"), 0, slices.Clone(security))
 	}
-	applyLabels(ix.t, r, append(append([]Coding(nil), r.Codes...), r.CategoryCodes...), security)
+	// Labels come from every coding in the resource, not only from the
+	// elements that make its Codes: a sensitive code sits in elements no
+	// list of them covers (FamilyMemberHistory.condition.code,
+	// Medication.ingredient, Claim.item.detail, a Goal's target, the
+	// entries of a Bundle filed as one record, a contained resource).
+	labelCodes := append(append([]Coding(nil), r.Codes...), r.CategoryCodes...)
+	for _, m := range v {
+		if !nameIs(m.name, m.esc, "meta") {
+			labelCodes, security = allCodings(m.val, labelCodes, security)
+		}
+	}
+	applyLabels(ix.t, r, labelCodes, security)
 	return r, nil
+}
+
+// allCodings appends every Coding in v, at any depth, to codes: each object
+// with a system and a code string (a Coding; a Quantity's unit, too, which
+// no list names). The meta.security codings of resources inside v
+// (contained ones, a Bundle's entries) are appended to security; the rest
+// of their meta (tags, profiles) is not read. The validator has bounded
+// v's depth.
+func allCodings(v jval, codes, security []Coding) ([]Coding, []Coding) {
+	switch {
+	case v.isObject():
+		var sys, code jval
+		v.members(func(name []byte, esc bool, val jval) bool {
+			switch {
+			case nameIs(name, esc, "system"):
+				sys = val
+			case nameIs(name, esc, "code"):
+				code = val
+				if !val.isObject() && !val.isArray() {
+					return true
+				}
+				codes, security = allCodings(val, codes, security)
+			case nameIs(name, esc, "meta"):
+				security = codings(val.get("security"), security)
+			default:
+				codes, security = allCodings(val, codes, security)
+			}
+			return true
+		})
+		if s, ok := sys.str(); ok {
+			if c, ok := code.str(); ok && strings.TrimSpace(c) != "" {
+				codes = append(codes, Coding{System: strings.TrimSpace(s), Code: strings.TrimSpace(c)})
+			}
+		}
+	case v.isArray():
+		v.elems(func(e jval) bool {
+			codes, security = allCodings(e, codes, security)
+			return true
+		})
+	}
+	return codes, security
 }
 
 // collectCodes appends the codings of v's code elements to all; it

@@ -18,7 +18,7 @@ import (
 // resources), the meta.security codes honoured, the code systems' aliases
 // and how codes are matched. Bump it with any such change, so vaults
 // derive their records' labels again (see LabelRules).
-const deriveRev = 2 // 2: HCPCS Level II read
+const deriveRev = 3 // 2: HCPCS Level II read; 3: every coding anywhere in the resource
 
 // LabelRules names the rules this build derives sensitivity labels by:
 // deriveRev and a hash of the embedded value lists and resource types. Two
