@@ -137,16 +137,26 @@ var reportCategories = map[string]record.Category{
 	"LP29708-2": record.Notes,   // Cardiology
 }
 
-// advanceDirectiveCodes are category/scope codes that mark a Consent or
-// DocumentReference as an advance directive.
+// advanceDirectiveCodes are category/scope/type codes that mark a Consent
+// or DocumentReference as an advance directive. The LOINC document types
+// after the first two are those of the PACIO Advance Directive Interoperability
+// IG's "Advance Directive Categories" value set (VSAC
+// 2.16.840.1.113883.11.20.9.69.4): a directive typed by one of them, with a
+// category such as US Core's clinical-note, was filed as a note.
 var advanceDirectiveCodes = map[string]bool{
-	"adr":     true, // consentscope: advanced care directive
-	"acd":     true, // consentcategorycodes: advance directive
-	"dnr":     true, // consentcategorycodes: do not resuscitate
-	"polst":   true, // consentcategorycodes: POLST
-	"hcd":     true, // consentcategorycodes: health care directive
-	"42348-3": true, // LOINC: Advance directives
-	"75320-2": true, // LOINC: Advance directive
+	"adr":      true, // consentscope: advanced care directive
+	"acd":      true, // consentcategorycodes: advance directive
+	"dnr":      true, // consentcategorycodes: do not resuscitate
+	"polst":    true, // consentcategorycodes: POLST
+	"hcd":      true, // consentcategorycodes: health care directive
+	"42348-3":  true, // LOINC: Advance directives
+	"75320-2":  true, // LOINC: Advance directive
+	"64298-3":  true, // LOINC: Power of attorney (healthcare agent)
+	"81334-5":  true, // LOINC: Patient Personal advance care plan
+	"86533-7":  true, // LOINC: Patient Living will
+	"92664-2":  true, // LOINC: Power of attorney and Living will
+	"93037-0":  true, // LOINC: Portable medical order form (POLST, MOLST and the like)
+	"100821-8": true, // LOINC: National POLST form: portable medical order panel
 }
 
 // CategoryOf returns the medvault category of a resource of type typ with

@@ -381,6 +381,7 @@ func TestCategoryOf(t *testing.T) {
 	oc := func(code string) []Coding {
 		return []Coding{{System: "http://terminology.hl7.org/CodeSystem/observation-category", Code: code}}
 	}
+	clinicalNote := []Coding{{System: "http://hl7.org/fhir/us/core/CodeSystem/us-core-documentreference-category", Code: "clinical-note"}}
 	tests := []struct {
 		typ        string
 		categories []Coding
@@ -406,6 +407,16 @@ func TestCategoryOf(t *testing.T) {
 		{"Consent", []Coding{{Code: "acd"}}, nil, record.AdvanceDirectives},
 		{"Consent", nil, []Coding{{Code: "adr"}}, record.AdvanceDirectives},
 		{"DocumentReference", nil, []Coding{{System: "http://loinc.org", Code: "42348-3"}}, record.AdvanceDirectives},
+		// Typed by a PACIO advance-directive document type, whatever the
+		// category (US Core files documents as clinical-note).
+		{"DocumentReference", clinicalNote, []Coding{{System: "http://loinc.org", Code: "86533-7"}}, record.AdvanceDirectives},  // living will
+		{"DocumentReference", clinicalNote, []Coding{{System: "http://loinc.org", Code: "64298-3"}}, record.AdvanceDirectives},  // power of attorney
+		{"DocumentReference", clinicalNote, []Coding{{System: "http://loinc.org", Code: "92664-2"}}, record.AdvanceDirectives},  // power of attorney and living will
+		{"DocumentReference", clinicalNote, []Coding{{System: "http://loinc.org", Code: "81334-5"}}, record.AdvanceDirectives},  // personal advance care plan
+		{"DocumentReference", clinicalNote, []Coding{{System: "http://loinc.org", Code: "100821-8"}}, record.AdvanceDirectives}, // National POLST form
+		{"DocumentReference", clinicalNote, []Coding{{System: "http://loinc.org", Code: "93037-0"}}, record.AdvanceDirectives},  // portable medical order form
+		{"DocumentReference", clinicalNote, []Coding{{System: "http://loinc.org", Code: "11506-3"}}, record.Notes},              // progress note
+		{"Consent", []Coding{{System: "http://loinc.org", Code: "64298-3"}}, nil, record.AdvanceDirectives},
 		{"DocumentReference", nil, nil, record.Notes},
 		{"Patient", nil, nil, record.Demographics},
 		{"ExplanationOfBenefit", nil, nil, record.Billing},
