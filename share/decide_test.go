@@ -22,9 +22,9 @@ var (
 	recProbActMH  = RecordInfo{ID: rid("problem-mh"), Category: record.Problems, Active: true, Labels: []record.Label{record.MH}}
 	recProbActive = RecordInfo{ID: rid("problem-active"), Category: record.Problems, Active: true}
 	recProbOld    = RecordInfo{ID: rid("problem-old"), Category: record.Problems}
-	recAllergy    = RecordInfo{ID: rid("allergy"), Category: record.Allergies}
-	recImmun      = RecordInfo{ID: rid("immunization"), Category: record.Immunizations}
-	recAdvDir     = RecordInfo{ID: rid("advance-directive"), Category: record.AdvanceDirectives}
+	recAllergy    = RecordInfo{ID: rid("allergy"), Category: record.Allergies, Active: true}
+	recImmun      = RecordInfo{ID: rid("immunization"), Category: record.Immunizations, Active: true}
+	recAdvDir     = RecordInfo{ID: rid("advance-directive"), Category: record.AdvanceDirectives, Active: true}
 	recBill       = RecordInfo{ID: rid("bill"), Category: record.Billing}
 	recNoteSUD    = RecordInfo{ID: rid("note-sud"), Category: record.Notes, Labels: []record.Label{record.SUD}}
 	recVitals     = RecordInfo{ID: rid("vitals"), Category: record.Vitals}

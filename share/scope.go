@@ -256,8 +256,10 @@ type RecordInfo struct {
 	ID       record.ID
 	Category record.Category
 	Labels   []record.Label
-	// Active marks a current medication or an active problem; the
-	// emergency summary includes only active ones of those two categories.
+	// Active marks a record that holds now (vault.Meta.Active): a
+	// medication taken, a problem present, an allergy not resolved, an
+	// advance directive in force. The emergency summary includes only
+	// active records.
 	Active bool
 	// Voided marks a resource entered in error, refuted or not done, and
 	// Superseded one stored again in a later version: the emergency summary
@@ -279,16 +281,16 @@ func (s *scope) namesRecord(id record.ID) bool {
 }
 
 // inEmergencySummary reports whether a record belongs to the derived
-// emergency-summary scope.
+// emergency-summary scope: an active record of category allergies,
+// medications, problems, immunizations or advance-directives, neither
+// voided nor superseded.
 func inEmergencySummary(r *RecordInfo) bool {
-	if r.Voided || r.Superseded {
+	if !r.Active || r.Voided || r.Superseded {
 		return false
 	}
 	switch r.Category {
-	case record.Allergies, record.Immunizations, record.AdvanceDirectives:
+	case record.Allergies, record.Medications, record.Problems, record.Immunizations, record.AdvanceDirectives:
 		return true
-	case record.Medications, record.Problems:
-		return r.Active
 	}
 	return false
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/medvault/medvault/vault/fhir"
 	"github.com/medvault/medvault/vault/identity"
 	"github.com/medvault/medvault/vault/record"
 )
@@ -228,16 +229,25 @@ func (v *Vault) openMeta(id record.ID, sealed []byte) (*Meta, error) {
 	return m, nil
 }
 
-// Active reports whether a record counts as current for the emergency
-// summary: a FHIR resource whose status or clinicalStatus says it is over
-// (stopped, completed, resolved, inactive, entered-in-error, ...) is not;
-// anything else is.
-func (m *Meta) Active() bool { return m.Status == "" || activeStatus[m.Status] }
+// Active reports whether a record holds now, as the emergency summary
+// reads it. A FHIR resource is active when its type and status say so
+// (fhir.Current): a Condition active, recurrence or relapse; a
+// MedicationRequest active or on-hold; an allergy not inactive or
+// resolved; an advance directive in force; and so on. A Medication
+// resource is not: its status is about the product, not whether the
+// patient takes it. A record added by hand has no status: it is
+// active unless it is filed under medications or problems, where only a
+// resource's status tells a medicine taken or a problem present from a
+// past one.
+func (m *Meta) Active() bool {
+	if m.FHIR == nil {
+		return m.Category != record.Medications && m.Category != record.Problems
+	}
+	return fhir.Current(m.FHIR.Type, m.Status)
+}
 
 // Voided reports whether a FHIR resource's status says it never held:
 // entered in error, refuted, or (an immunization) not done.
 func (m *Meta) Voided() bool {
 	return m.Status == "entered-in-error" || m.Status == "refuted" || m.Status == "not-done"
 }
-
-var activeStatus = map[string]bool{"active": true, "recurrence": true, "relapse": true, "on-hold": true, "intended": true, "draft": true, "unknown": true}

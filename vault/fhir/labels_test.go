@@ -330,6 +330,18 @@ func TestCategoriesDocMatchesCode(t *testing.T) {
 		sec[k] = strings.Join(s, ", ")
 	}
 	check("security", sec)
+	cur := map[string]string{}
+	for typ, ss := range currentStatuses {
+		var s []string
+		for _, st := range ss {
+			if st == "" {
+				st = "(no status)"
+			}
+			s = append(s, st)
+		}
+		cur[typ] = strings.Join(s, ", ")
+	}
+	check("current", cur)
 	for k, c := range typeCategories {
 		if !IsResourceType(k) {
 			t.Errorf("typeCategories has unknown type %s", k)
