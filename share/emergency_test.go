@@ -135,9 +135,9 @@ func emergencySummary(t *testing.T, v *vault.Vault, labels ...record.Label) []st
 }
 
 // The emergency summary's "active medications" and "active problems" are
-// read from each resource type's own status: not a Medication resource
-// (Medication.status is about the product, not whether the patient takes
-// it), not a draft prescription, not an AdverseEvent from 2009, not a dispense,
+// read from each resource type's own status: not a Medication whose only
+// prescription was stopped (Medication.status is about the product), not
+// a draft prescription, not an AdverseEvent from 2009, not a dispense,
 // and not an allergy resolved or a directive revoked.
 func TestEmergencySummaryActiveOnly(t *testing.T) {
 	patient := openVault(t, "Ada", identity.Patient)
@@ -181,7 +181,7 @@ func TestEmergencySummaryActiveOnly(t *testing.T) {
 	}
 	want := []string{
 		"AllergyIntolerance/pen", "Condition/asthma", "Condition/htn", "Consent/dnr", "DocumentReference/will",
-		"Immunization/flu", "MedicationAdministration/adm-heparin",
+		"Immunization/flu", "Medication/metformin", "MedicationAdministration/adm-heparin",
 		"MedicationRequest/rx-metformin", "MedicationRequest/rx-warfarin", "MedicationStatement/st-aspirin",
 		"peanut allergy card.pdf",
 	}
@@ -189,7 +189,8 @@ func TestEmergencySummaryActiveOnly(t *testing.T) {
 		t.Errorf("emergency summary lists\n%q\nwant\n%q", got, want)
 	}
 
-	// Stopped in a later version: the prescription leaves the summary.
+	// Stopped in a later version: the prescription and the Medication it
+	// made current leave the summary.
 	later := `{"resource":{"resourceType":"MedicationRequest","id":"rx-metformin","status":"stopped","intent":"order",` + subj + `,"medicationReference":{"reference":"Medication/metformin"}}}`
 	if _, err := patient.Import("later.json", strings.NewReader(fhirBundle(later)), nil); err != nil {
 		t.Fatal(err)
@@ -197,6 +198,63 @@ func TestEmergencySummaryActiveOnly(t *testing.T) {
 	got := emergencySummary(t, patient)
 	if slices.Contains(got, "Medication/metformin") || slices.Contains(got, "MedicationRequest/rx-metformin") {
 		t.Errorf("after the prescription stopped, the emergency summary lists %q", got)
+	}
+}
+
+// A Medication is in the emergency summary only with a prescription the
+// grant covers: sent alone, it would tell of a prescription withheld for
+// its label. Asked for by ID, it is held to the same rule.
+func TestEmergencySummaryMedicationGoesWithItsPrescription(t *testing.T) {
+	patient := openVault(t, "Ada", identity.Patient)
+	b := fhirBundle(
+		`{"resource":{"resourceType":"Medication","id":"sertraline","code":{"text":"sertraline 100 MG Oral Tablet"}}}`,
+		`{"resource":{"resourceType":"MedicationRequest","id":"rx","status":"active","intent":"order","subject":{"reference":"Patient/p"},`+
+			`"meta":{"security":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"PSY"}]},"medicationReference":{"reference":"Medication/sertraline"}}}`,
+	)
+	if _, err := patient.Import("b.json", strings.NewReader(b), nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := emergencySummary(t, patient); len(got) != 0 {
+		t.Errorf("without MH, the emergency summary lists %q; want nothing", got)
+	}
+	want := []string{"Medication/sertraline", "MedicationRequest/rx"}
+	if got := emergencySummary(t, patient, record.MH); !slices.Equal(got, want) {
+		t.Errorf("with MH, the emergency summary lists %q, want %q", got, want)
+	}
+
+	infos, err := RecordInfos(patient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var med record.ID
+	for _, in := range infos {
+		if len(in.UsedBy) > 0 {
+			med = in.ID
+		}
+	}
+	if med == (record.ID{}) {
+		t.Fatal("no record is a Medication in use")
+	}
+	g, err := IssueGrant(patient.Owner(), GrantParams{Audience: seedSigner(0x02).ID(), Vault: VaultID(patient.VaultID()),
+		Scope: Scope{EmergencySummary: true}, Purpose: EmergencyTreatment, Expiry: time.Now().Add(time.Hour)}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := errors.New("stop")
+	_, err = patient.Admit(func(st *vault.AdmitState) (vault.Decision, error) {
+		info, ok, err := admitState(patient, st).Lookup(med)
+		switch {
+		case err != nil || !ok:
+			t.Errorf("lookup of the Medication: %v %v", ok, err)
+		case !info.Active || len(info.UsedBy) != 1:
+			t.Errorf("the Medication looked up by ID: Active %v, UsedBy %v", info.Active, info.UsedBy)
+		case g.sc.covers(&info) == ReasonAllowed:
+			t.Error("a grant without MH covers the Medication of an MH prescription asked for by ID")
+		}
+		return vault.Decision{}, stop
+	})
+	if !errors.Is(err, stop) {
+		t.Fatal(err)
 	}
 }
 

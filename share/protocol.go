@@ -400,9 +400,11 @@ func serveConn(v *vault.Vault, c Framer, remote identity.ID, now func() time.Tim
 			// decision (the node runs label, rm and import while it
 			// serves): the rule is applied again to the metadata that
 			// would go out.
-			ri := recordInfo(out.Meta)
-			var serr error
-			if ri.Superseded, serr = v.Superseded(out.Meta); serr != nil || g.sc.covers(ri) != ReasonAllowed {
+			ri, serr := recordInfo(out.Meta, v.MedicationUses)
+			if serr == nil {
+				ri.Superseded, serr = v.Superseded(out.Meta)
+			}
+			if serr != nil || g.sc.covers(ri) != ReasonAllowed {
 				err = errWithdrawn
 			}
 		}
@@ -559,23 +561,32 @@ func logWithheld(v *vault.Vault, remote identity.ID, g *Grant, id record.ID, rea
 	return logUnsent(v, remote, g, []record.ID{id}, reason)
 }
 
-// recordInfo is what the per-item rule reads of a record.
-func recordInfo(m *vault.Meta) *RecordInfo {
-	return &RecordInfo{ID: m.ID, Category: m.Category, Labels: m.Labels, Active: m.Active(), Voided: m.Voided()}
+// recordInfo is what the per-item rule reads of a record. uses is the
+// vault's MedicationUses, or its AdmitState's inside an admission.
+func recordInfo(m *vault.Meta, uses func(*vault.Meta) ([][]record.Label, error)) (*RecordInfo, error) {
+	u, err := uses(m)
+	if err != nil {
+		return nil, err
+	}
+	return &RecordInfo{ID: m.ID, Category: m.Category, Labels: m.Labels, Active: m.Active() || len(u) > 0, UsedBy: u, Voided: m.Voided()}, nil
 }
 
 // recordInfos is what the per-item rule reads of every record in ms. A FHIR
 // resource stored in several versions is Superseded in all but its latest:
 // the emergency summary must not list a problem, or a medication, that a
 // newer version resolved or stopped.
-func recordInfos(ms []*vault.Meta) []RecordInfo {
+func recordInfos(ms []*vault.Meta, uses func(*vault.Meta) ([][]record.Label, error)) ([]RecordInfo, error) {
 	older := vault.Superseded(ms)
 	out := make([]RecordInfo, len(ms))
 	for i, m := range ms {
-		out[i] = *recordInfo(m)
+		ri, err := recordInfo(m, uses)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = *ri
 		out[i].Superseded = older[m.ID]
 	}
-	return out
+	return out, nil
 }
 
 // admitState adapts the vault's admission view to the decision's State.
@@ -598,13 +609,19 @@ func admitState(v *vault.Vault, st *vault.AdmitState) State {
 			if !ok || err != nil {
 				return RecordInfo{}, ok, err
 			}
-			info := *recordInfo(m)
-			info.Superseded, err = st.Superseded(m)
-			return info, err == nil, err
+			ri, err := recordInfo(m, st.MedicationUses)
+			if err != nil {
+				return RecordInfo{}, false, err
+			}
+			ri.Superseded, err = st.Superseded(m)
+			return *ri, err == nil, err
 		},
 		All: func() ([]RecordInfo, error) {
 			ms, err := st.Records()
-			return recordInfos(ms), err
+			if err != nil {
+				return nil, err
+			}
+			return recordInfos(ms, st.MedicationUses)
 		},
 	}
 }

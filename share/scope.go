@@ -261,6 +261,14 @@ type RecordInfo struct {
 	// advance directive in force. The emergency summary includes only
 	// active records.
 	Active bool
+	// UsedBy holds, for a Medication resource, whose own status is about
+	// the product, the labels of each current medication record that
+	// references it (vault.Vault.MedicationUses); Active is set when there
+	// is one. The emergency summary includes the Medication only when the
+	// grant names every label of one of them, so it never goes out without
+	// a record that makes it current: alone, it would tell of a
+	// prescription the grant withholds.
+	UsedBy [][]record.Label
 	// Voided marks a resource entered in error, refuted or not done, and
 	// Superseded one stored again in a later version: the emergency summary
 	// includes neither.
@@ -283,16 +291,29 @@ func (s *scope) namesRecord(id record.ID) bool {
 // inEmergencySummary reports whether a record belongs to the derived
 // emergency-summary scope: an active record of category allergies,
 // medications, problems, immunizations or advance-directives, neither
-// voided nor superseded.
-func inEmergencySummary(r *RecordInfo) bool {
+// voided nor superseded, and, for a Medication, with a current record
+// that references it and whose labels the grant names.
+func (s *scope) inEmergencySummary(r *RecordInfo) bool {
 	if !r.Active || r.Voided || r.Superseded {
 		return false
 	}
 	switch r.Category {
 	case record.Allergies, record.Medications, record.Problems, record.Immunizations, record.AdvanceDirectives:
-		return true
+		return len(r.UsedBy) == 0 || slices.ContainsFunc(r.UsedBy, s.namesLabels)
 	}
 	return false
+}
+
+// namesLabels reports whether the grant names every label of ls; an
+// unknown label is never named.
+func (s *scope) namesLabels(ls []record.Label) bool {
+	for _, l := range ls {
+		b, ok := labelBit(l)
+		if !ok || s.labels&b == 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // covers is THE per-item rule, shared by Decide, Select and Grant.Covers:
@@ -310,17 +331,14 @@ func (s *scope) covers(r *RecordInfo) Reason {
 			in = true
 		}
 	}
-	if !in && s.emergency && inEmergencySummary(r) {
+	if !in && s.emergency && s.inEmergencySummary(r) {
 		in = true
 	}
 	if !in {
 		return ReasonOutOfScope
 	}
-	for _, l := range r.Labels {
-		b, ok := labelBit(l)
-		if !ok || s.labels&b == 0 {
-			return ReasonLabelExcluded
-		}
+	if !s.namesLabels(r.Labels) {
+		return ReasonLabelExcluded
 	}
 	return ReasonAllowed
 }

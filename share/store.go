@@ -339,5 +339,5 @@ func RecordInfos(v *vault.Vault) ([]RecordInfo, error) {
 			own = append(own, m)
 		}
 	}
-	return recordInfos(own), nil
+	return recordInfos(own, v.MedicationUses)
 }

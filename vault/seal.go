@@ -234,8 +234,8 @@ func (v *Vault) openMeta(id record.ID, sealed []byte) (*Meta, error) {
 // (fhir.Current): a Condition active, recurrence or relapse; a
 // MedicationRequest active or on-hold; an allergy not inactive or
 // resolved; an advance directive in force; and so on. A Medication
-// resource is not: its status is about the product, not whether the
-// patient takes it. A record added by hand has no status: it is
+// resource is never active by its own status, which is about the product:
+// see Vault.MedicationUses. A record added by hand has no status: it is
 // active unless it is filed under medications or problems, where only a
 // resource's status tells a medicine taken or a problem present from a
 // past one.

@@ -142,6 +142,64 @@ func (v *Vault) supersededIn(tx *bbolt.Tx, m *Meta) (bool, error) {
 	return false, nil
 }
 
+// MedicationUses returns what makes the Medication resource m current (see
+// the Vault method).
+func (s *AdmitState) MedicationUses(m *Meta) ([][]record.Label, error) {
+	return s.v.medicationUsesIn(s.tx, m)
+}
+
+// MedicationUses returns, for a Medication resource, the labels of each
+// current medication record that references it: a record of category
+// medications that is Active, not Voided and not superseded by a later
+// version (a MedicationRequest, MedicationStatement or
+// MedicationAdministration), one entry per record, empty for one without
+// labels. A Medication's own status is about the product, not whether the
+// patient takes it: these records are what make it current. It returns nil
+// for any other record, and for every record until the vault's reference
+// index is built (IndexReferences; the next import builds it).
+func (v *Vault) MedicationUses(m *Meta) ([][]record.Label, error) {
+	var out [][]record.Label
+	err := v.view(func(tx *bbolt.Tx) error {
+		var err error
+		out, err = v.medicationUsesIn(tx, m)
+		return err
+	})
+	return out, err
+}
+
+func (v *Vault) medicationUsesIn(tx *bbolt.Tx, m *Meta) ([][]record.Label, error) {
+	if m.FHIR == nil || m.FHIR.Type != "Medication" || !m.From.IsZero() || !refsIndexed(tx) {
+		return nil, nil
+	}
+	rh := v.newRefHasher()
+	seen := map[record.ID]bool{}
+	var out [][]record.Label
+	for _, h := range v.targetRefKeys(m) {
+		ids, exacts := v.referrers(tx, rh, h)
+		for i, id := range ids {
+			if seen[id] || len(exacts[i]) > 0 && len(v.holders(tx, exacts[i])) > 0 {
+				continue // counted, or the reference as written names another resource
+			}
+			seen[id] = true
+			rm, err := v.meta1(tx, id)
+			if err != nil {
+				return nil, err
+			}
+			if rm.FHIR == nil || rm.Category != record.Medications || !rm.Active() || rm.Voided() {
+				continue
+			}
+			sup, err := v.supersededIn(tx, rm)
+			if err != nil {
+				return nil, err
+			}
+			if !sup {
+				out = append(out, append([]record.Label{}, rm.Labels...))
+			}
+		}
+	}
+	return out, nil
+}
+
 // Records returns the metadata of all the owner's own records.
 func (s *AdmitState) Records() ([]*Meta, error) {
 	var out []*Meta

@@ -42,7 +42,8 @@ var currentStatuses = map[string][]string{
 // It is false for every other type: an AdverseEvent is an event, not a
 // problem the patient has; a MedicationDispense's status is about the
 // dispensing; and a Medication's status is about the product, not whether
-// the patient takes it.
+// the patient takes it (the vault counts a Medication current when a
+// current medication record references it).
 func Current(typ, status string) bool {
 	ss, ok := currentStatuses[typ]
 	return ok && slices.Contains(ss, status)
