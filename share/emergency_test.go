@@ -174,7 +174,7 @@ func TestEmergencySummaryActiveOnly(t *testing.T) {
 	if _, err := patient.Import("b.json", strings.NewReader(b), nil); err != nil {
 		t.Fatal(err)
 	}
-	for _, n := range []vault.NewRecord{{Title: "meds list 2012.pdf", Category: record.Medications}, {Title: "peanut allergy card.pdf", Category: record.Allergies}} {
+	for _, n := range []vault.NewRecord{{Title: "current meds.pdf", Category: record.Medications}, {Title: "peanut allergy card.pdf", Category: record.Allergies}} {
 		if _, err := patient.Add(strings.NewReader("scan"), n); err != nil {
 			t.Fatal(err)
 		}
@@ -183,7 +183,7 @@ func TestEmergencySummaryActiveOnly(t *testing.T) {
 		"AllergyIntolerance/pen", "Condition/asthma", "Condition/htn", "Consent/dnr", "DocumentReference/will",
 		"Immunization/flu", "Medication/metformin", "MedicationAdministration/adm-heparin",
 		"MedicationRequest/rx-metformin", "MedicationRequest/rx-warfarin", "MedicationStatement/st-aspirin",
-		"peanut allergy card.pdf",
+		"current meds.pdf", "peanut allergy card.pdf",
 	}
 	if got := emergencySummary(t, patient); !slices.Equal(got, want) {
 		t.Errorf("emergency summary lists\n%q\nwant\n%q", got, want)

@@ -235,13 +235,13 @@ func (v *Vault) openMeta(id record.ID, sealed []byte) (*Meta, error) {
 // MedicationRequest active or on-hold; an allergy not inactive or
 // resolved; an advance directive in force; and so on. A Medication
 // resource is never active by its own status, which is about the product:
-// see Vault.MedicationUses. A record added by hand has no status: it is
-// active unless it is filed under medications or problems, where only a
-// resource's status tells a medicine taken or a problem present from a
-// past one.
+// see Vault.MedicationUses. A file added by hand has no status: it is
+// active. The patient filed it, and keeps or removes it: a medication list
+// kept for emergencies is what an emergency needs, and leaving it out
+// would make the patient name it in every grant.
 func (m *Meta) Active() bool {
 	if m.FHIR == nil {
-		return m.Category != record.Medications && m.Category != record.Problems
+		return true
 	}
 	return fhir.Current(m.FHIR.Type, m.Status)
 }
