@@ -42,6 +42,11 @@ const (
 	// ReasonUnknownGrant: the request names a grant the serving node
 	// does not hold (not Decide's: the node looks the grant up first).
 	ReasonUnknownGrant Reason = "unknown-grant"
+	// ReasonNoContact: the patient's vault no longer holds the contact
+	// card of the grant's audience (removed, or replaced by a card with
+	// another key), so there is nobody to encrypt to. Not Decide's: the
+	// node looks the card up after it.
+	ReasonNoContact Reason = "no-contact"
 )
 
 // Err returns the sentinel error for r, or nil for ReasonAllowed.
@@ -79,6 +84,8 @@ func (r Reason) Err() error {
 		return ErrNotFound
 	case ReasonUnknownGrant:
 		return ErrUnknownGrant
+	case ReasonNoContact:
+		return ErrNoContact
 	}
 	return ErrMalformed
 }

@@ -76,6 +76,10 @@ var (
 	// needed: the decision state (revocations, nonces, records), or its
 	// vault while sending. The request is refused, or ends there.
 	ErrUnavailable = errors.New("the patient's vault could not be read")
+	// ErrNoContact means the patient's vault no longer holds your contact
+	// card (the patient removed it, or pinned another key for you), so
+	// no grant to you can be served.
+	ErrNoContact = errors.New("the patient no longer holds your contact card (removed, or replaced by one with another key)")
 	// ErrRateLimited means the patient's node refused the request without
 	// deciding it, because this peer was refused too often recently (see
 	// Limiter): a temporary state, not a verdict on the grant.

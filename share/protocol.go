@@ -240,7 +240,10 @@ func serveConn(v *vault.Vault, c Framer, remote identity.ID, now func() time.Tim
 		}
 		if rcpt, err = recipientIn(st, remote); err != nil {
 			reason = ReasonUnavailable
-			ev.Outcome, ev.Reason = ledger.OutcomeDenied, string(ReasonUnavailable)
+			if errors.Is(err, errNoCard) {
+				reason = ReasonNoContact
+			}
+			ev.Outcome, ev.Reason = ledger.OutcomeDenied, string(reason)
 			out.Event = ev
 			return out, nil
 		}
@@ -626,9 +629,13 @@ func admitState(v *vault.Vault, st *vault.AdmitState) State {
 	}
 }
 
+// errNoCard: recipientIn found no contact card for the ID.
+var errNoCard = errors.New("no contact card")
+
 // recipientIn finds the age recipient of a contact by ID, inside the
-// admitting transaction, so a provider whose card is gone is logged as
-// refused (unavailable) rather than served.
+// admitting transaction, so a provider whose card is gone (removed, or
+// replaced by one with another key) is logged as refused (no-contact)
+// rather than served.
 func recipientIn(st *vault.AdmitState, id identity.ID) (age.Recipient, error) {
 	objs, err := st.Objects(vault.KindContact)
 	if err != nil {
@@ -640,7 +647,7 @@ func recipientIn(st *vault.AdmitState, id identity.ID) (age.Recipient, error) {
 			return age.ParseX25519Recipient(c.Recipient().String())
 		}
 	}
-	return nil, fmt.Errorf("no contact card for %s: cannot encrypt to them", id)
+	return nil, fmt.Errorf("%w for %s: cannot encrypt to them", errNoCard, id)
 }
 
 // chunkFramer turns a byte stream into chunk frames of up to 256 KiB.

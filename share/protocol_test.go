@@ -561,8 +561,10 @@ func TestStrangersGetNoReceipt(t *testing.T) {
 	}
 }
 
-// A provider whose contact card was removed is refused (unavailable), and
-// the ledger says so rather than logging a serve that did not happen.
+// A provider whose contact card was removed (or replaced by one with
+// another key) is refused as no-contact, for the provider (ErrNoContact,
+// exit 17) and in the ledger: not logged as a serve that did not happen,
+// nor as unavailable, which says the patient's storage failed.
 func TestServeWithoutCardLogsDenial(t *testing.T) {
 	patient := openVault(t, "Ada", identity.Patient)
 	provider := openVault(t, "Dr. Hopper", identity.Provider)
@@ -571,12 +573,12 @@ func TestServeWithoutCardLogsDenial(t *testing.T) {
 	g, _ := IssueAndStore(patient, GrantParams{Audience: provider.Owner().ID(), Scope: Scope{Categories: []record.Category{record.Labs}},
 		Purpose: "TREAT", Expiry: time.Now().Add(time.Hour)}, time.Now())
 	RemoveContact(patient, "dr")
-	if _, err := exchange(t, patient, provider, provider.Owner().ID(), g); !errors.Is(err, ErrUnavailable) {
+	if _, err := exchange(t, patient, provider, provider.Owner().ID(), g); !errors.Is(err, ErrNoContact) {
 		t.Fatalf("fetch without a card: %v", err)
 	}
 	var last *ledger.Entry
 	patient.Entries(0, func(i int64, e *ledger.Entry) error { last = e; return nil })
-	if last.Action != ledger.ActionServe || last.Outcome != ledger.OutcomeDenied || last.Reason != string(ReasonUnavailable) || len(last.Subjects) != 0 {
+	if last.Action != ledger.ActionServe || last.Outcome != ledger.OutcomeDenied || last.Reason != string(ReasonNoContact) || len(last.Subjects) != 0 {
 		t.Fatalf("logged %v %v %q %d subjects", last.Action, last.Outcome, last.Reason, len(last.Subjects))
 	}
 }

@@ -96,7 +96,7 @@ func exitCode(err error) int {
 	for _, s := range []error{share.ErrExpired, share.ErrRevoked, share.ErrOutOfScope, share.ErrWrongAudience,
 		share.ErrLabelExcluded, share.ErrNotYetValid, share.ErrWrongIssuer, share.ErrWrongVault, share.ErrNonceReused,
 		share.ErrStaleRequest, share.ErrBadSignature, share.ErrBadChecksum, share.ErrNotFound, share.ErrUnavailable, share.ErrUnknownGrant,
-		share.ErrRateLimited} {
+		share.ErrRateLimited, share.ErrNoContact} {
 		if errors.Is(err, s) {
 			return exitDenied
 		}
@@ -135,6 +135,8 @@ func hintFor(err error) string {
 		return "run 'medvault verify' for a full integrity report"
 	case errors.Is(err, share.ErrUnknownGrant):
 		return "the patient's vault does not know this grant: it may have been restored from a backup older than the grant; ask the patient for a new one"
+	case errors.Is(err, share.ErrNoContact):
+		return "no grant to you can be served now: give the patient your current card ('medvault id') and ask for a new grant"
 	case errors.Is(err, share.ErrLifetimeTooLong):
 		return lifetimeHint("")
 	case errors.Is(err, share.ErrRateLimited):

@@ -25,6 +25,7 @@ func TestExitCodes(t *testing.T) {
 		{share.ErrNonceReused, exitDenied},
 		{share.ErrStaleRequest, exitDenied},
 		{share.ErrRateLimited, exitDenied},
+		{share.ErrNoContact, exitDenied},
 		{p2p.ErrUnreachable, exitUnreachable},
 		{vault.ErrLocked, exitBusy},
 		{vault.ErrNotFound, exitNotFound},
