@@ -493,6 +493,10 @@ for a provider whose node was offline the first time.
 					printJSON(a.stdout, map[string]any{"v": 1, "revoked": results})
 				}
 			}()
+			// A provider's node that could not be reached is not tried
+			// again in this run: with --all, every grant waited out its
+			// own dial (15 s each) for a node that is off.
+			unreached := map[identity.ID]bool{}
 			for _, i := range targets {
 				r, already, err := share.RevokeAndStore(v, i, now)
 				if err != nil {
@@ -513,9 +517,16 @@ for a provider whose node was offline the first time.
 					a.say("Revoked grant %s: your node refuses it from now on.", i.Grant.ID().String()[:12])
 				}
 				al, card, ok := book.Find(i.Grant.Audience())
-				if ok && len(card.Hints()) > 0 && (!already || now.Before(i.Grant.Expiry())) {
+				switch {
+				case !ok || len(card.Hints()) == 0 || already && !now.Before(i.Grant.Expiry()):
+				case unreached[i.Grant.Audience()]:
+					a.say("Not telling %s's node: it could not be reached a moment ago; the revocation holds anyway (revoke again later to tell it).", al)
+				default:
 					err := a.pushTo(cmd.Context(), v, card, func(c share.Framer) error { return share.PushRevocation(c, r) })
 					if err != nil {
+						if exitCode(err) == exitUnreachable {
+							unreached[i.Grant.Audience()] = true
+						}
 						a.say("Could not tell %s's node (%v); the revocation holds anyway.", al, err)
 					} else {
 						res.Notified = true
