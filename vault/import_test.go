@@ -2,6 +2,7 @@ package vault
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"os"
@@ -15,7 +16,11 @@ import (
 	"github.com/medvault/medvault/vault/record"
 )
 
-const sharedFHIR = "../../shared/fhir"
+// sharedFHIR holds public FHIR test data outside the repository
+// (/work/shared/fhir/README.md); FHIR_DATA=DIR names another folder, as
+// for docs/interop/validate.sh (a worktree elsewhere). Tests that need it
+// skip when it is absent.
+var sharedFHIR = cmp.Or(os.Getenv("FHIR_DATA"), "../../shared/fhir")
 
 func syntheaFiles(tb testing.TB) []string {
 	files, _ := filepath.Glob(filepath.Join(sharedFHIR, "synthea-r4", "[A-Z]*_*.json"))

@@ -2,6 +2,7 @@ package fhir
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -14,8 +15,9 @@ import (
 )
 
 // sharedDir holds public FHIR test data outside the repository; see
-// /work/shared/fhir/README.md. Tests that need it skip when it is absent.
-const sharedDir = "../../../shared/fhir"
+// /work/shared/fhir/README.md. FHIR_DATA=DIR names another folder, as for
+// docs/interop/validate.sh. Tests that need it skip when it is absent.
+var sharedDir = cmp.Or(os.Getenv("FHIR_DATA"), "../../../shared/fhir")
 
 func sharedFiles(t testing.TB, sub string) []string {
 	t.Helper()
