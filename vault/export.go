@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"go.etcd.io/bbolt"
@@ -39,6 +40,11 @@ type ExportStats struct {
 	// by the filter, or never shared with this vault (a provider's lab
 	// results reference a Patient the grant did not cover).
 	Unresolved int
+	// SourceLabelled counts the records whose own meta.security (as
+	// imported) still gives a label the patient removed by hand: the
+	// export keeps what the source wrote, so whoever imports it sees the
+	// label (docs/DESIGN.md, "Export").
+	SourceLabelled int
 }
 
 // logExport appends Export entries naming ids (at most ledger.MaxSubjects
@@ -57,17 +63,24 @@ func (v *Vault) logExport(ids []record.ID) error {
 }
 
 // ExportFHIR writes the FHIR resources among the records matching f to w,
-// as a Bundle or NDJSON, each with its original bytes (NDJSON compacts a
-// resource that spans lines; see fhir.NDJSONWriter). Records that are not
-// FHIR resources are skipped and counted, and so are older versions of a
-// resource the vault holds in a later one: a Bundle may not hold one
-// fullUrl twice without distinct meta.versionId (R4 rule bdl-7), and the
-// resources keep their original bytes. For the same reason a Bundle holds
-// a fullUrl once across patients (a provider's vault holds one hospital's
-// Organization from each patient who shared it): a record with the bytes
-// of one already written under its fullUrl is left out and counted, and
-// one with other bytes is written without the fullUrl. The export is
-// written to the ledger before anything is decrypted.
+// as a Bundle or NDJSON, each with its original bytes but for what the
+// record's labels add: each label its meta.security does not give yet
+// becomes an ActCode coding there (fhir.AddSecurityLabels), so whoever
+// imports the export, an EHR or another vault, gets the labels the vault
+// holds (derived, propagated, or set by hand). Nothing is removed: a label
+// the patient removed by hand that the resource's own meta.security gives
+// stays there, and is counted (ExportStats.SourceLabelled). NDJSON
+// compacts a resource that spans lines (see fhir.NDJSONWriter).
+//
+// Records that are not FHIR resources are skipped and counted, and so are
+// older versions of a resource the vault holds in a later one: a Bundle
+// may not hold one fullUrl twice without distinct meta.versionId (R4 rule
+// bdl-7). For the same reason a Bundle holds a fullUrl once across
+// patients (a provider's vault holds one hospital's Organization from each
+// patient who shared it): a record with the bytes of one already written
+// under its fullUrl is left out and counted, and one with other bytes is
+// written without the fullUrl. The export is written to the ledger before
+// anything is decrypted.
 func (v *Vault) ExportFHIR(f Filter, format ExportFormat, w io.Writer) (*ExportStats, error) {
 	ms, err := v.List(f)
 	if err != nil {
@@ -111,10 +124,11 @@ func (v *Vault) ExportFHIR(f Filter, format ExportFormat, w io.Writer) (*ExportS
 	default:
 		return nil, fmt.Errorf("unknown FHIR export format %q", format)
 	}
-	// The buffer holds decrypted records: it wipes what it outgrows and
-	// what Reset drops, and is wiped at the end.
-	var buf plainBuffer
+	// The buffers hold decrypted records: they wipe what they outgrow and
+	// what Reset drops, and are wiped at the end.
+	var buf, labelled plainBuffer
 	defer buf.Wipe()
+	defer labelled.Wipe()
 	written := map[string][sha256.Size]byte{} // fullUrl -> hash of the bytes under it
 	urns := map[string]bool{}                 // urn: references made (Bundle)
 	err = v.view(func(tx *bbolt.Tx) error {
@@ -123,9 +137,19 @@ func (v *Vault) ExportFHIR(f Filter, format ExportFormat, w io.Writer) (*ExportS
 			if err := v.decryptTo(tx, m, &buf); err != nil {
 				return err
 			}
+			labelled.Reset()
+			if err := fhir.AddSecurityLabels(&labelled, buf.Bytes(), m.Labels); err != nil {
+				return fmt.Errorf("export record %s: %w", m.ID, err)
+			}
+			if len(m.HandRemoved) > 0 && slices.ContainsFunc(fhir.SecurityLabels(buf.Bytes()), func(l record.Label) bool {
+				return slices.Contains(m.HandRemoved, l)
+			}) {
+				st.SourceLabelled++
+			}
+			out := labelled.Bytes()
 			url := m.FHIR.FullURL
 			if format == ExportBundle && url != "" {
-				h := sha256.Sum256(buf.Bytes())
+				h := sha256.Sum256(out)
 				if prev, ok := written[url]; !ok {
 					written[url] = h
 				} else if prev == h {
@@ -135,12 +159,12 @@ func (v *Vault) ExportFHIR(f Filter, format ExportFormat, w io.Writer) (*ExportS
 					url = ""
 				}
 			}
-			if err := write(url, buf.Bytes()); err != nil {
+			if err := write(url, out); err != nil {
 				return fmt.Errorf("export record %s: %w", m.ID, err)
 			}
 			st.Records++
 			if format == ExportBundle {
-				for _, r := range fhir.References(buf.Bytes()) {
+				for _, r := range fhir.References(out) {
 					if strings.HasPrefix(r, "urn:uuid:") || strings.HasPrefix(r, "urn:oid:") {
 						urns[r] = true
 					}

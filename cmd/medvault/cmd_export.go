@@ -16,11 +16,20 @@ func newExportCommand(a *app) *cobra.Command {
 		Use:   "export [--format fhir|ndjson|files] [--category C] [--label L] [--since D] [--from PATIENT] -o OUT",
 		Short: "Export records as FHIR R4 (for an EHR) or as files",
 		Long: `Export the selected records. --format fhir writes one FHIR R4 Bundle (type
-collection) holding each resource's original bytes; ndjson writes one resource
-per line (bulk-data style; a resource spanning lines is compacted, the only
-change ever made); files writes each record as a file into a new directory.
-FHIR formats skip records that are not FHIR resources. The export is written
-to the ledger before anything is decrypted.`,
+collection); ndjson writes one resource per line (bulk-data style); files
+writes each record as a file into a new directory, unchanged. FHIR formats skip
+records that are not FHIR resources.
+
+FHIR formats keep each resource's original bytes but for one addition: its
+sensitivity labels (MH, SUD, SEX, HIV, STD, GDIS, SDV), whether found in its
+codes, passed on from a resource it references, or set with "medvault label",
+are added to meta.security as HL7 v3 ActCode codings, so the EHR or vault that
+imports the export sees them. Codings already there are kept, never removed: a
+label you removed by hand that the resource's own meta.security gives stays
+(the command says how many records this concerns). NDJSON also compacts a
+resource that spans lines.
+
+The export is written to the ledger before anything is decrypted.`,
 		Example: `  medvault export -o all.json
   medvault export --format ndjson --category labs -o labs.ndjson
   medvault export --format files --category imaging -o ./scans
@@ -73,7 +82,7 @@ to the ledger before anything is decrypted.`,
 				return err
 			}
 			if a.jsonOut && out != "-" {
-				return printJSON(a.stdout, map[string]any{"v": 1, "records": st.Records, "skipped": st.Skipped, "older_versions": st.Older, "duplicates": st.Duplicates, "unresolved_references": st.Unresolved, "output": out})
+				return printJSON(a.stdout, map[string]any{"v": 1, "records": st.Records, "skipped": st.Skipped, "older_versions": st.Older, "duplicates": st.Duplicates, "unresolved_references": st.Unresolved, "source_labels_kept": st.SourceLabelled, "output": out})
 			}
 			msg := "Exported " + count(st.Records, "record")
 			if st.Skipped > 0 {
@@ -88,6 +97,9 @@ to the ledger before anything is decrypted.`,
 			a.say("%s.", msg)
 			if st.Unresolved > 0 {
 				a.say("medvault: note: %s in the Bundle name resources it does not hold (left out by the selection, or not shared with you): an EHR links them only to resources it already has", count(st.Unresolved, "urn:uuid reference"))
+			}
+			if st.SourceLabelled > 0 {
+				a.say("medvault: note: %s, in its own meta.security as imported, a sensitivity label you removed by hand: the export keeps what the source wrote, so whoever imports the export sees the label", count(st.SourceLabelled, "record has", "records have"))
 			}
 			return nil
 		},

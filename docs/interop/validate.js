@@ -19,9 +19,12 @@
 // (export --format ndjson) or audit (audit --format fhir). Each --input FILE is a FHIR
 // file that went into the vault: an exported resource found among them,
 // field for field, passes through medvault untouched, and its issues are
-// counted as inherited. Everything else is medvault's own: the Bundle
-// around the resources, each entry's fields, every AuditEvent, and any
-// resource not found among the inputs.
+// counted as inherited. So does one found there once the meta.security
+// codings export adds (they carry the DS4P classifier extension naming
+// medvault) are taken off; issues of the resource as exported that the
+// one without them does not have are medvault's. Everything else is
+// medvault's own: the Bundle around the resources, each entry's fields,
+// every AuditEvent, and any resource not found among the inputs.
 //
 // Prints one line per finding (-v: every one; else the first 20 of each
 // kind and a count) and a summary; exits 1 when medvault's own output has
@@ -112,6 +115,25 @@ function addInput(res, fullUrl) {
 		for (const e of res.entry) if (e) addInput(e.resource, e.fullUrl);
 	}
 }
+
+// The classifier extension export puts on the meta.security codings it adds.
+const classifier = "http://hl7.org/fhir/uv/security-label-ds4p/StructureDefinition/extension-sec-label-classifier";
+function addedByExport(c) {
+	return c && Array.isArray(c.extension) && c.extension.some((e) => e && e.url === classifier && e.valueReference && e.valueReference.display === "medvault");
+}
+// unlabelled returns res without the meta.security codings export added
+// (and without meta.security, or meta, when nothing else is left of it).
+function unlabelled(res) {
+	const m = res && res.meta;
+	if (!m || !Array.isArray(m.security) || !m.security.some(addedByExport)) return res;
+	const security = m.security.filter((c) => !addedByExport(c));
+	const meta = { ...m, security };
+	if (!security.length) delete meta.security;
+	const out = { ...res, meta };
+	if (!Object.keys(meta).length) delete out.meta;
+	return out;
+}
+
 for (const f of inputs) {
 	const text = fs.readFileSync(f, "utf8");
 	try {
@@ -143,9 +165,16 @@ const restRe = /^(https?:\/\/.+\/)?([A-Z][A-Za-z]+)\/([A-Za-z0-9\-.]{1,64})(\/_h
 function checkResource(file, where, res, passThrough) {
 	resources++;
 	const errs = resourceErrors(res);
-	const known = passThrough && inputSet.has(canon(res));
+	let known = passThrough && inputSet.has(canon(res));
+	let theirs = new Set(errs);
+	if (passThrough && !known) {
+		// What export may change, undone.
+		const u = unlabelled(res);
+		known = inputSet.has(canon(u));
+		if (known) theirs = new Set(resourceErrors(u));
+	}
 	if (known) inheritedResources++;
-	for (const msg of errs) (known ? inherited : ours).push({ file, where, msg });
+	for (const msg of errs) (known && theirs.has(msg) ? inherited : ours).push({ file, where, msg });
 	if (passThrough && !known) ours.push({ file, where, msg: "resource differs from every input resource (medvault changed it?)" });
 }
 

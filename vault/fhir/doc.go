@@ -64,7 +64,9 @@
 // # Output
 //
 // BundleWriter writes a collection Bundle and NDJSONWriter writes NDJSON,
-// both streaming and both writing each resource's original bytes.
+// both streaming and both writing each resource's bytes as given.
+// AddSecurityLabels adds labels to a resource's meta.security (export's
+// one change to a resource).
 // Generate writes synthetic NDJSON for benchmarks, tests and the demo.
 //
 // # Caveats

@@ -7,7 +7,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
+
+	"github.com/medvault/medvault/vault/record"
 )
 
 func addSeeds(f *testing.F) {
@@ -207,4 +210,49 @@ func mustTables(t *testing.T) *tables {
 		t.Fatal(err)
 	}
 	return tb
+}
+
+// FuzzAddSecurityLabels checks what export does to any object the
+// validator accepts: the output is valid too, its meta.security gives the
+// labels asked for and every label it gave before, and a second pass adds
+// nothing.
+func FuzzAddSecurityLabels(f *testing.F) {
+	addSeeds(f)
+	for _, s := range []string{`{"resourceType":"Claim","id":"c"}`, `{"meta":{}}`, `{"meta":{"security":[]}}`,
+		`{"meta":{"security":{"code":"R"}}}`, `{"meta":null}`, `{"m\u0065ta":{"security":[{"system":"urn:oid:2.16.840.1.113883.5.4","code":"BH"}]}}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var v validator
+		if v.validate(data) != nil || !jval(data).isObject() {
+			return
+		}
+		// A label set from the data's length, so every set comes up.
+		var ls []record.Label
+		for i, l := range record.Labels() {
+			if len(data)>>i&1 == 1 {
+				ls = append(ls, l)
+			}
+		}
+		var out bytes.Buffer
+		if err := AddSecurityLabels(&out, data, ls); err != nil {
+			if _, at := memberAt(data, 0, "meta"); at < 0 {
+				return // no meta, and nowhere to put one
+			}
+			t.Fatalf("%q: %v", data, err)
+		}
+		if err := v.validate(out.Bytes()); err != nil {
+			t.Fatalf("%q gave invalid %q: %v", data, out.Bytes(), err)
+		}
+		got := SecurityLabels(out.Bytes())
+		for _, l := range append(ls, SecurityLabels(data)...) {
+			if !slices.Contains(got, l) {
+				t.Fatalf("%q gave %q, without %s", data, out.Bytes(), l)
+			}
+		}
+		var again bytes.Buffer
+		if err := AddSecurityLabels(&again, out.Bytes(), ls); err != nil || !bytes.Equal(again.Bytes(), out.Bytes()) {
+			t.Fatalf("second pass over %q: %v, %q", out.Bytes(), err, again.Bytes())
+		}
+	})
 }

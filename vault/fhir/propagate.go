@@ -32,6 +32,8 @@ var actorTypes = map[string]bool{
 //  2. A resource whose primary code equals the primary code of a resource
 //     labelled by its own meta.security receives those labels: a source
 //     that marked one "F32.9" Condition as MH has said what that code means.
+//     Codings a vault's export added (AddSecurityLabels) do not count: they
+//     speak of the one resource.
 //
 // Propagation only adds labels; it never removes one. Its reach is the
 // slice given: one import batch, plus whatever earlier resources the
@@ -132,10 +134,19 @@ func Propagate(rs []*Resource) int {
 	return len(changed)
 }
 
-// securityOnly returns the labels r's own meta.security gives it.
+// securityOnly returns the labels r's own meta.security gives it, but for
+// those of codings a vault's export added (AddSecurityLabels): they say
+// what the vault knew of the one resource, not what its code means.
 func securityOnly(r *Resource) []record.Label {
+	if len(r.Security) == 0 {
+		return nil
+	}
+	cs := r.Security
+	if r.Raw != nil {
+		cs = sourceSecurity(r.Raw)
+	}
 	var out []record.Label
-	for _, c := range r.Security {
+	for _, c := range cs {
 		if canonicalSystem(c.System) != sysActV3 {
 			continue
 		}
@@ -221,7 +232,8 @@ func ReferenceKeys(ref string) (exact, fallback string) {
 func PassesLabels(typ string) bool { return !actorTypes[typ] }
 
 // SourceLabels returns the labels r's own meta.security gives it: the
-// labels rule 2 spreads to resources with the same primary code.
+// labels rule 2 spreads to resources with the same primary code (not
+// those of codings a vault's export added).
 func SourceLabels(r *Resource) []record.Label { return securityOnly(r) }
 
 // CodeKeys returns r's primary codes as rule 2 compares them, each as one
