@@ -36,9 +36,11 @@ type ExportStats struct {
 	// by more than one patient).
 	Duplicates int
 	// Unresolved counts the distinct urn:uuid and urn:oid references of
-	// a Bundle's resources that name no entry of it: resources left out
-	// by the filter, or never shared with this vault (a provider's lab
-	// results reference a Patient the grant did not cover).
+	// the exported resources that name no entry of the Bundle (or, in
+	// NDJSON, no exported resource, since those become "Type/id"):
+	// resources left out by the filter, or never shared with this vault
+	// (a provider's lab results reference a Patient the grant did not
+	// cover).
 	Unresolved int
 	// SourceLabelled counts the records whose own meta.security (as
 	// imported) still gives a label the patient removed by hand: the
@@ -69,8 +71,10 @@ func (v *Vault) logExport(ids []record.ID) error {
 // imports the export, an EHR or another vault, gets the labels the vault
 // holds (derived, propagated, or set by hand). Nothing is removed: a label
 // the patient removed by hand that the resource's own meta.security gives
-// stays there, and is counted (ExportStats.SourceLabelled). NDJSON
-// compacts a resource that spans lines (see fhir.NDJSONWriter).
+// stays there, and is counted (ExportStats.SourceLabelled). NDJSON, which
+// has no fullUrl, also turns references by the urn:uuid or urn:oid
+// fullUrl of an exported resource into its "Type/id", and compacts a
+// resource that spans lines (see fhir.NDJSONWriter).
 //
 // Records that are not FHIR resources are skipped and counted, and so are
 // older versions of a resource the vault holds in a later one: a Bundle
@@ -114,6 +118,7 @@ func (v *Vault) ExportFHIR(f Filter, format ExportFormat, w io.Writer) (*ExportS
 	}
 	var write func(fullURL string, raw []byte) error
 	var closeW func() error
+	var relative map[string]string
 	switch format {
 	case ExportBundle:
 		bw := fhir.NewBundleWriter(w)
@@ -121,16 +126,18 @@ func (v *Vault) ExportFHIR(f Filter, format ExportFormat, w io.Writer) (*ExportS
 	case ExportNDJSON:
 		nw := fhir.NewNDJSONWriter(w)
 		write, closeW = func(_ string, raw []byte) error { return nw.WriteRaw(raw) }, nw.Close
+		relative = relativeRefs(sel)
 	default:
 		return nil, fmt.Errorf("unknown FHIR export format %q", format)
 	}
 	// The buffers hold decrypted records: they wipe what they outgrow and
 	// what Reset drops, and are wiped at the end.
-	var buf, labelled plainBuffer
+	var buf, labelled, relinked plainBuffer
 	defer buf.Wipe()
 	defer labelled.Wipe()
-	written := map[string][sha256.Size]byte{} // fullUrl -> hash of the bytes under it
-	urns := map[string]bool{}                 // urn: references made (Bundle)
+	defer relinked.Wipe()
+	written := map[string][sha256.Size]byte{} // fullUrl -> hash of the bytes under it (Bundle)
+	urns := map[string]bool{}                 // urn: references made
 	err = v.view(func(tx *bbolt.Tx) error {
 		for _, m := range sel {
 			buf.Reset()
@@ -147,6 +154,13 @@ func (v *Vault) ExportFHIR(f Filter, format ExportFormat, w io.Writer) (*ExportS
 				st.SourceLabelled++
 			}
 			out := labelled.Bytes()
+			if relative != nil {
+				relinked.Reset()
+				if _, err := fhir.RewriteReferences(&relinked, out, relative); err != nil {
+					return fmt.Errorf("export record %s: %w", m.ID, err)
+				}
+				out = relinked.Bytes()
+			}
 			url := m.FHIR.FullURL
 			if format == ExportBundle && url != "" {
 				h := sha256.Sum256(out)
@@ -163,11 +177,9 @@ func (v *Vault) ExportFHIR(f Filter, format ExportFormat, w io.Writer) (*ExportS
 				return fmt.Errorf("export record %s: %w", m.ID, err)
 			}
 			st.Records++
-			if format == ExportBundle {
-				for _, r := range fhir.References(out) {
-					if strings.HasPrefix(r, "urn:uuid:") || strings.HasPrefix(r, "urn:oid:") {
-						urns[r] = true
-					}
+			for _, r := range fhir.References(out) {
+				if strings.HasPrefix(r, "urn:uuid:") || strings.HasPrefix(r, "urn:oid:") {
+					urns[r] = true
 				}
 			}
 		}
@@ -182,6 +194,34 @@ func (v *Vault) ExportFHIR(f Filter, format ExportFormat, w io.Writer) (*ExportS
 		}
 	}
 	return st, closeW()
+}
+
+// relativeRefs maps the urn:uuid and urn:oid fullUrls of the exported
+// records ms to their "Type/id": NDJSON has no fullUrl to resolve such a
+// reference by. A fullUrl two resources were stored under (with different
+// types or ids) maps to neither.
+func relativeRefs(ms []*Meta) map[string]string {
+	out := map[string]string{}
+	both := map[string]bool{}
+	for _, m := range ms {
+		if m.FHIR.ID == "" {
+			continue
+		}
+		key := m.FHIR.Type + "/" + m.FHIR.ID
+		for _, u := range m.FHIR.fullURLs() {
+			if !strings.HasPrefix(u, "urn:uuid:") && !strings.HasPrefix(u, "urn:oid:") {
+				continue
+			}
+			if k, ok := out[u]; ok && k != key {
+				both[u] = true
+			}
+			out[u] = key
+		}
+	}
+	for u := range both {
+		delete(out, u)
+	}
+	return out
 }
 
 // ExportToDir writes each record matching f as a file in dir, which must

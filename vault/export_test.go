@@ -106,10 +106,11 @@ func TestExportCountsUnresolvedReferences(t *testing.T) {
 	if st.Records != 2 || st.Unresolved != 2 {
 		t.Errorf("without the Patient: %+v; want 2 records and 2 unresolved", st)
 	}
-	// NDJSON has no fullUrls to resolve against: nothing is counted.
+	// NDJSON has no fullUrls: references to exported resources become
+	// "Type/id", and the urn: references left name nothing in it.
 	out.Reset()
-	if st, err = v.ExportFHIR(Filter{}, ExportNDJSON, &out); err != nil || st.Unresolved != 0 {
-		t.Errorf("NDJSON: %+v, %v", st, err)
+	if st, err = v.ExportFHIR(Filter{}, ExportNDJSON, &out); err != nil || st.Unresolved != 2 {
+		t.Errorf("NDJSON: %+v, %v; want 2 unresolved", st, err)
 	}
 }
 
@@ -223,6 +224,51 @@ func sameResources(t *testing.T, a, b string) bool {
 		return out
 	}
 	return slices.Equal(raws(a), raws(b))
+}
+
+// NDJSON has no fullUrl: the urn:uuid references to exported resources
+// become Type/id, so the EHR can link them and a vault that imports the
+// file propagates along them; a reference to a resource not exported stays.
+func TestExportNDJSONRelativeReferences(t *testing.T) {
+	a := newTestVault(t)
+	b := strings.Replace(exportBundle, `"subject":{"reference":"Patient/p"}}}`+"\n]}",
+		`"subject":{"reference":"urn:uuid:44444444-4444-4444-8444-444444444444"}}}`+"\n]}", 1)
+	if _, err := a.Import("a.json", strings.NewReader(b), nil); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	st, err := a.ExportFHIR(Filter{}, ExportNDJSON, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), `"encounter":[{"reference":"Encounter/11111111-1111-4111-8111-111111111111"}]`) ||
+		!strings.Contains(out.String(), `"reference":"urn:uuid:44444444-4444-4444-8444-444444444444"`) || st.Unresolved != 1 {
+		t.Errorf("%+v\n%s", st, out.String())
+	}
+	// Without its labels in meta.security, the Claim still gets MH from
+	// the Encounter it references.
+	var plain bytes.Buffer
+	for line := range strings.Lines(out.String()) {
+		if strings.Contains(line, `"resourceType":"Claim"`) {
+			line = strings.Replace(line, `"meta":{"security":[`+exportedCoding(record.MH)+`]},`, "", 1)
+		}
+		plain.WriteString(line)
+	}
+	if strings.Count(plain.String(), "v3-ActCode") != 1 {
+		t.Fatalf("the Claim's MH is still there:\n%s", plain.String())
+	}
+	c := newTestVault(t)
+	if _, err := c.Import("export.ndjson", &plain, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := labelsByResource(t, c)["Claim/22222222-2222-4222-8222-222222222222"]; !slices.Equal(got, []record.Label{record.MH}) {
+		t.Errorf("Claim %v after the NDJSON round trip, want MH", got)
+	}
+}
+
+// exportedCoding is the meta.security coding export writes for l.
+func exportedCoding(l record.Label) string {
+	return `{"extension":[{"url":"http://hl7.org/fhir/uv/security-label-ds4p/StructureDefinition/extension-sec-label-classifier","valueReference":{"display":"medvault"}}],"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"` + string(l) + `"}`
 }
 
 // The 8 Synthea patients: every record imported from either export, into

@@ -227,6 +227,9 @@ type importer struct {
 	// What the batch being read adds to the scratch file, and what the
 	// batch being flushed (if any) does.
 	cur, prev *tables
+	// types are the types of the file's resources with a UUID id
+	// (resolveUUIDs).
+	types map[string]bool
 }
 
 // tables is what one batch adds to the scratch file's tables, written in
@@ -243,6 +246,8 @@ type tables struct {
 	fulls  [][]byte   // the vault's targets entries
 	held   []refEntry // scHeld entries: record ID || ref key -> the fullUrl
 	alias  []refEntry // scAlias entries: seq || ref key -> the fullUrl
+	uuids  []refEntry // scUUIDs entries: ref key || seq -> the id
+	known  [][]byte   // scKnown keys
 }
 
 // refEntry is an entry of the vault's reference index (refindex.go).
@@ -267,7 +272,7 @@ type targetOp struct {
 }
 
 func (im *importer) run(r io.Reader, progress func(resources int, offset int64)) (*ImportStats, error) {
-	im.cur = newTables()
+	im.cur, im.types = newTables(), map[string]bool{}
 	st := im.st
 	rd := fhir.NewReader(r, im.name)
 	var batch []*staged
@@ -344,6 +349,9 @@ func (im *importer) run(r io.Reader, progress func(resources int, offset int64))
 		if err != nil {
 			return nil, fmt.Errorf("import %s: %w", im.name, err)
 		}
+	}
+	if err := im.resolveUUIDs(); err != nil {
+		return nil, fmt.Errorf("import %s: %w", im.name, err)
 	}
 	if err := im.propagate(); err != nil {
 		return nil, fmt.Errorf("import %s: %w", im.name, err)
@@ -496,6 +504,10 @@ func (im *importer) admit(res *fhir.Resource) (*staged, error) {
 	v, sc := im.v, im.sc
 	s := &staged{res: res}
 	s.key, s.content = v.fhirKey(res), v.contentKey(res.Raw)
+	uuid := false
+	if _, uuid = fhir.UUIDReference("urn:uuid:" + res.ID); uuid {
+		im.types[res.Type] = true
+	}
 	kh := string(sc.hash('k', s.key))
 	ks, inFile := im.cur.keys[kh]
 	if !inFile && im.prev != nil {
@@ -589,6 +601,10 @@ func (im *importer) admit(res *fhir.Resource) (*staged, error) {
 			im.cur.target[string(h)] = targetOp{rec: known, override: true, actor: !fhir.PassesLabels(res.Type)}
 			im.cur.held = append(im.cur.held, refEntry{key: append(known[:], h...), val: []byte(res.FullURL)})
 		}
+		if uuid {
+			// A urn:uuid reference may name it by its id (resolveUUIDs).
+			im.cur.known = append(im.cur.known, s.key)
+		}
 		return nil, nil
 	}
 	s.seq, s.id = im.seq, record.NewID()
@@ -634,6 +650,9 @@ func (im *importer) admit(res *fhir.Resource) (*staged, error) {
 		}
 		if fhir.MayCarryLabels(ref) {
 			im.cur.refs = im.rh.appendRefEntries(im.cur.refs, s.id, he, hf)
+		}
+		if id, ok := fhir.UUIDReference(ref); ok {
+			im.cur.uuids = append(im.cur.uuids, refEntry{key: append(slices.Clip(he), seqKey(s.seq)...), val: []byte(id)})
 		}
 	}
 	src := fhir.SourceLabels(res)
@@ -786,7 +805,7 @@ func (im *importer) writeTables(batch []*staged, t *tables) error {
 	for _, set := range []struct {
 		bucket []byte
 		es     []refEntry
-	}{{scHeld, t.held}, {scAlias, t.alias}} {
+	}{{scHeld, t.held}, {scAlias, t.alias}, {scUUIDs, t.uuids}} {
 		slices.SortFunc(set.es, func(a, b refEntry) int { return bytes.Compare(a.key, b.key) })
 		for _, e := range set.es {
 			if _, err := sc.maybeCommit(); err != nil {
@@ -813,6 +832,15 @@ func (im *importer) writeTables(batch []*staged, t *tables) error {
 			if err := sc.put(set.bucket, e.key, e.val); err != nil {
 				return err
 			}
+		}
+	}
+	slices.SortFunc(t.known, bytes.Compare)
+	for _, k := range t.known {
+		if _, err := sc.maybeCommit(); err != nil {
+			return err
+		}
+		if err := sc.put(scKnown, k, nil); err != nil {
+			return err
 		}
 	}
 	slices.SortFunc(t.edges, bytes.Compare)
@@ -882,6 +910,59 @@ func (im *importer) row(seq uint64) (*importRow, error) {
 		return nil, errors.New("scratch file: row missing")
 	}
 	return decodeRow(seq, p)
+}
+
+// resolveUUIDs gives each urn:uuid reference that no fullUrl of the file
+// holds (NDJSON has none) a fallback edge to the "Type/id" of the
+// resources of the file with that id, found by trying the id with each
+// type of the file's resources with a UUID id, among its new resources
+// (scTarget) and the unchanged ones it brings again (scKnown); when
+// resources of two types have it, none (fhir.UUIDReference). From then
+// on the reference counts as one by "Type/id" (the edge's fallback key)
+// that does not apply while a resource holds the reference as written, in
+// the file or the vault. Within the file only: the vault keeps no such
+// edge (refs3), so a later import does not find a record by its id alone.
+func (im *importer) resolveUUIDs() error {
+	sc := im.sc
+	if k, _ := sc.b(scUUIDs).Cursor().First(); k == nil {
+		return nil
+	}
+	types := sortedKeys(im.types)
+	first, _ := sc.b(scKnown).Cursor().First()
+	known := first != nil
+	var last, target []byte
+	err := sc.each(scUUIDs, nil, func(k, sealed []byte) error {
+		exact := k[:refKeyLen]
+		if !bytes.Equal(exact, last) {
+			last, target = append(last[:0], exact...), nil
+			if sc.b(scTarget).Get(exact) != nil {
+				return nil // a fullUrl of the file
+			}
+			id, err := sc.open(scUUIDs, k, sealed)
+			if err != nil {
+				return err
+			}
+			for _, typ := range types {
+				h := im.rh.key(typ + "/" + string(id))
+				if sc.b(scTarget).Get(h) == nil && (!known || sc.b(scKnown).Get(h) == nil) {
+					continue
+				}
+				if target != nil {
+					target = nil // two types: no guess
+					break
+				}
+				target = h
+			}
+		}
+		if target == nil {
+			return nil
+		}
+		return sc.put(scEdges, slices.Concat(target, k[refKeyLen:], exact), nil)
+	})
+	if err != nil {
+		return err
+	}
+	return sc.commit()
 }
 
 // propagate applies fhir.Propagate's two rules to the rows in the scratch

@@ -2,7 +2,10 @@ package vault
 
 import (
 	"bytes"
+	"fmt"
 	"os"
+	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -105,5 +108,112 @@ func TestImportLabelsMatchPropagateChains(t *testing.T) {
 				t.Errorf("%s/%s is labelled MH", m.FHIR.Type, m.FHIR.ID)
 			}
 		}
+	}
+}
+
+// uuidReferences turns every "Type/<uuid>" reference of an NDJSON file
+// into "urn:uuid:<uuid>", as NDJSON exports that kept a Bundle's
+// references write them.
+func uuidReferences(data []byte) []byte {
+	re := regexp.MustCompile(`"reference":"[A-Za-z]+/([0-9a-f-]{36})"`)
+	return re.ReplaceAll(data, []byte(`"reference":"urn:uuid:$1"`))
+}
+
+// NDJSON has no fullUrls: a urn:uuid reference finds the one resource of
+// the file with that id, as fhir.Propagate resolves it, across the
+// import's batches; the labels are those the same file gets with
+// Type/id references.
+func TestImportNDJSONUUIDReferences(t *testing.T) {
+	var b bytes.Buffer
+	if err := fhir.Generate(&b, 20_000, 5); err != nil {
+		t.Fatal(err)
+	}
+	urn := uuidReferences(b.Bytes())
+	if bytes.Equal(urn, b.Bytes()) {
+		t.Fatal("no reference changed")
+	}
+	importLabelsMatchPropagate(t, "urn.ndjson", urn)
+	plain, byURN := newTestVault(t), newTestVault(t)
+	if _, err := plain.Import("plain.ndjson", bytes.NewReader(b.Bytes()), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := byURN.Import("urn.ndjson", bytes.NewReader(urn), nil); err != nil {
+		t.Fatal(err)
+	}
+	want, got := labelsByResource(t, plain), labelsByResource(t, byURN)
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("labels by urn:uuid differ from labels by Type/id: %v, want %v", labelCounts(got), labelCounts(want))
+	}
+}
+
+// A urn:uuid that two resources of the file (of different types) have as
+// their id names neither: the import does not guess, even when the second
+// comes batches later; versions of one resource are one resource; and an
+// unchanged resource the vault holds already counts too.
+func TestImportNDJSONUUIDReferenceAmbiguous(t *testing.T) {
+	const id = "2b3c1f9e-0000-4000-8000-00000000000e"
+	enc := `{"resourceType":"Encounter","id":"` + id + `","status":"finished","reasonCode":[{"coding":[{"system":"http://snomed.info/sct","code":"370143000"}]}]}`
+	enc2 := strings.Replace(enc, `"finished"`, `"cancelled"`, 1)
+	obs := `{"resourceType":"Observation","id":"` + id + `","status":"final","code":{"text":"x"}}`
+	claim := `{"resourceType":"Claim","id":"cl","status":"active","item":[{"sequence":1,"encounter":[{"reference":"urn:uuid:` + id + `"}]}]}`
+	var filler strings.Builder
+	for i := range importBatch + 10 {
+		fmt.Fprintf(&filler, `{"resourceType":"Observation","id":"f%d","status":"final","code":{"text":"x"}}`+"\n", i)
+	}
+	file := func(lines ...string) []byte { return []byte(strings.Join(lines, "\n") + "\n") }
+	for _, tc := range []struct {
+		name string
+		data []byte
+		mh   bool
+	}{
+		{"one", file(enc, claim), true},
+		{"two types", file(enc, claim, obs), false},
+		{"two types, batches apart", file(enc, claim, filler.String(), obs), false},
+		{"two versions, batches apart", file(enc, claim, filler.String(), enc2), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if !strings.Contains(tc.name, "versions") { // one record per resource
+				importLabelsMatchPropagate(t, "a.ndjson", tc.data)
+			}
+			v := newTestVault(t)
+			if _, err := v.Import("a.ndjson", bytes.NewReader(tc.data), nil); err != nil {
+				t.Fatal(err)
+			}
+			ms, _ := v.List(Filter{Category: record.Billing})
+			if len(ms) != 1 || ms[0].HasLabel(record.MH) != tc.mh {
+				t.Errorf("Claims %v, want MH: %v", ms, tc.mh)
+			}
+			mustVerify(t, v, tc.name)
+		})
+	}
+	// The vault holds the Encounter; a file brings it again, unchanged,
+	// with a Claim that references it by urn:uuid (and then, in a second
+	// vault, an Observation with its id as well).
+	for _, tc := range []struct {
+		name string
+		data []byte
+		mh   bool
+	}{
+		{"held", file(enc, claim), true},
+		{"held, two types", file(enc, claim, obs), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := newTestVault(t)
+			if _, err := v.Import("e.ndjson", strings.NewReader(enc+"\n"), nil); err != nil {
+				t.Fatal(err)
+			}
+			st, err := v.Import("a.ndjson", bytes.NewReader(tc.data), nil)
+			if err != nil || st.Unchanged != 1 {
+				t.Fatalf("%+v, %v", st, err)
+			}
+			if got := labelsByResource(t, v)["Claim/cl"]; slices.Contains(got, record.MH) != tc.mh {
+				t.Errorf("Claim %v, want MH: %v", got, tc.mh)
+			}
+			ms, _ := v.List(Filter{Category: record.Encounters})
+			if len(ms) != 1 || len(ms[0].FHIR.FullURLs) != 0 {
+				t.Errorf("the Encounter's records: %d, fullUrls %v", len(ms), ms[0].FHIR.FullURLs)
+			}
+			mustVerify(t, v, tc.name)
+		})
 	}
 }

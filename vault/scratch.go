@@ -74,6 +74,8 @@ var (
 	scRefs     = []byte("refs")    // refs key || record ID -> the vault's refs value (refindex.go)
 	scFulls    = []byte("fulls")   // ref key of a fullUrl || record ID -> nothing: the vault's targets entries
 	scVault    = []byte("vault")   // record ID of an earlier record -> sealed labels it gains from this import
+	scUUIDs    = []byte("uuids")   // ref key of a urn:uuid reference || referrer seq -> its id (sealed)
+	scKnown    = []byte("known")   // ref key of the Type/id of an unchanged resource with a UUID id -> nothing
 )
 
 func newScratch(dir string) (*scratch, error) {
@@ -101,7 +103,7 @@ func newScratch(dir string) (*scratch, error) {
 		s.close()
 		return nil, err
 	}
-	for _, b := range [][]byte{scRows, scContent, scIndex, scDups, scKeys, scChain, scByID, scTarget, scEdges, scCodes, scLabels, scWork, scWorkNext, scRefs, scFulls, scVault, scHeld, scAlias} {
+	for _, b := range [][]byte{scRows, scContent, scIndex, scDups, scKeys, scChain, scByID, scTarget, scEdges, scCodes, scLabels, scWork, scWorkNext, scRefs, scFulls, scVault, scHeld, scAlias, scUUIDs, scKnown} {
 		if _, err := s.tx.CreateBucket(b); err != nil {
 			s.close()
 			return nil, fmt.Errorf("scratch file: %w", err)

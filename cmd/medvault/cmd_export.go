@@ -26,8 +26,9 @@ codes, passed on from a resource it references, or set with "medvault label",
 are added to meta.security as HL7 v3 ActCode codings, so the EHR or vault that
 imports the export sees them. Codings already there are kept, never removed: a
 label you removed by hand that the resource's own meta.security gives stays
-(the command says how many records this concerns). NDJSON also compacts a
-resource that spans lines.
+(the command says how many records this concerns). NDJSON, which has no fullUrl, also
+turns references to exported resources by urn:uuid into Type/id, and compacts
+a resource that spans lines.
 
 The export is written to the ledger before anything is decrypted.`,
 		Example: `  medvault export -o all.json
@@ -96,7 +97,7 @@ The export is written to the ledger before anything is decrypted.`,
 			}
 			a.say("%s.", msg)
 			if st.Unresolved > 0 {
-				a.say("medvault: note: %s in the Bundle name resources it does not hold (left out by the selection, or not shared with you): an EHR links them only to resources it already has", count(st.Unresolved, "urn:uuid reference"))
+				a.say("medvault: note: %s in the export name resources it does not hold (left out by the selection, or not shared with you): an EHR links them only to resources it already has", count(st.Unresolved, "urn:uuid reference"))
 			}
 			if st.SourceLabelled > 0 {
 				a.say("medvault: note: %s, in its own meta.security as imported, a sensitivity label you removed by hand: the export keeps what the source wrote, so whoever imports the export sees the label", count(st.SourceLabelled, "record has", "records have"))

@@ -19,12 +19,13 @@
 // (export --format ndjson) or audit (audit --format fhir). Each --input FILE is a FHIR
 // file that went into the vault: an exported resource found among them,
 // field for field, passes through medvault untouched, and its issues are
-// counted as inherited. So does one found there once the meta.security
-// codings export adds (they carry the DS4P classifier extension naming
-// medvault) are taken off; issues of the resource as exported that the
-// one without them does not have are medvault's. Everything else is
-// medvault's own: the Bundle around the resources, each entry's fields,
-// every AuditEvent, and any resource not found among the inputs.
+// counted as inherited. So does one found there once what export may
+// change is undone: the meta.security codings it adds (they carry the DS4P
+// classifier extension naming medvault) and, in NDJSON, the urn:uuid and
+// urn:oid references it turns into "Type/id"; issues of the resource as
+// exported that the undone one does not have are medvault's. Everything
+// else is medvault's own: the Bundle around the resources, each entry's
+// fields, every AuditEvent, and any resource not found among the inputs.
 //
 // Prints one line per finding (-v: every one; else the first 20 of each
 // kind and a count) and a summary; exits 1 when medvault's own output has
@@ -102,13 +103,17 @@ function canon(v) {
 const inputSet = new Set();
 const inputURLs = new Map(); // canon(resource) -> the fullUrls it had in the input
 const inputTargets = new Set(); // every fullUrl in the input
+const inputResources = []; // every resource in the input
+const relative = new Map(); // urn: fullUrl -> the Type/id of its resource
 function addInput(res, fullUrl) {
 	if (!res || typeof res !== "object") return;
 	const c = canon(res);
 	inputSet.add(c);
+	inputResources.push(res);
 	if (fullUrl) {
 		inputTargets.add(fullUrl);
 		inputURLs.set(c, [...(inputURLs.get(c) || []), fullUrl]);
+		if (fullUrl.startsWith("urn:") && res.resourceType && res.id) relative.set(fullUrl, `${res.resourceType}/${res.id}`);
 	}
 	// medvault imports a Bundle's entries as resources of their own.
 	if (res.resourceType === "Bundle" && Array.isArray(res.entry)) {
@@ -133,6 +138,17 @@ function unlabelled(res) {
 	if (!Object.keys(meta).length) delete out.meta;
 	return out;
 }
+// relinked returns v with its urn: references to input resources turned
+// into Type/id, as an NDJSON export writes them.
+function relinked(v) {
+	if (Array.isArray(v)) return v.map(relinked);
+	if (v && typeof v === "object") {
+		const out = {};
+		for (const [k, x] of Object.entries(v)) out[k] = k === "reference" && typeof x === "string" && relative.has(x) ? relative.get(x) : relinked(x);
+		return out;
+	}
+	return v;
+}
 
 for (const f of inputs) {
 	const text = fs.readFileSync(f, "utf8");
@@ -149,6 +165,8 @@ for (const f of inputs) {
 	}
 }
 
+const relinkedSet = new Set(inputResources.map((r) => canon(relinked(r))));
+
 // --- checks -------------------------------------------------------------
 
 const ours = []; // {file, where, msg}
@@ -162,7 +180,7 @@ const oidRe = /^urn:oid:[0-2](\.(0|[1-9][0-9]*))+$/;
 // R4 3.1.0.1.4: a RESTful URL [base]/[type]/[id].
 const restRe = /^(https?:\/\/.+\/)?([A-Z][A-Za-z]+)\/([A-Za-z0-9\-.]{1,64})(\/_history\/[A-Za-z0-9\-.]{1,64})?$/;
 
-function checkResource(file, where, res, passThrough) {
+function checkResource(file, where, res, passThrough, ndjson) {
 	resources++;
 	const errs = resourceErrors(res);
 	let known = passThrough && inputSet.has(canon(res));
@@ -170,7 +188,7 @@ function checkResource(file, where, res, passThrough) {
 	if (passThrough && !known) {
 		// What export may change, undone.
 		const u = unlabelled(res);
-		known = inputSet.has(canon(u));
+		known = inputSet.has(canon(u)) || (ndjson && relinkedSet.has(canon(u)));
 		if (known) theirs = new Set(resourceErrors(u));
 	}
 	if (known) inheritedResources++;
@@ -289,7 +307,7 @@ for (const { kind, file } of outputs) {
 				ours.push({ file: name, where: `line ${i + 1}`, msg: `not one JSON resource: ${e.message}` });
 				return;
 			}
-			checkResource(name, `line ${i + 1} (${r.resourceType}/${r.id})`, r, true);
+			checkResource(name, `line ${i + 1} (${r.resourceType}/${r.id})`, r, true, true);
 		});
 		continue;
 	}

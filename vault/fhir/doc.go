@@ -66,7 +66,8 @@
 // BundleWriter writes a collection Bundle and NDJSONWriter writes NDJSON,
 // both streaming and both writing each resource's bytes as given.
 // AddSecurityLabels adds labels to a resource's meta.security (export's
-// one change to a resource).
+// one change to a resource) and RewriteReferences changes references (an
+// NDJSON export's urn:uuid ones to "Type/id").
 // Generate writes synthetic NDJSON for benchmarks, tests and the demo.
 //
 // # Caveats

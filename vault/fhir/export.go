@@ -145,6 +145,50 @@ func memberAt(b []byte, at int, name string) (vs, ve int) {
 	return -1, -1
 }
 
+// RewriteReferences writes raw, one resource, to w with each
+// Reference.reference string whose value is a key of to replaced by its
+// value, and returns how many it replaced. Every other byte is written
+// unchanged. A reference written with escapes is compared unescaped.
+func RewriteReferences(w io.Writer, raw []byte, to map[string]string) (int, error) {
+	n, last := 0, 0
+	for i := 0; i < len(raw); {
+		if raw[i] != '"' {
+			i++
+			continue
+		}
+		end := skipString(raw, i)
+		j := skipWS(raw, end)
+		if j >= len(raw) || raw[j] != ':' {
+			i = end // a string value
+			continue
+		}
+		name := raw[i+1 : end-1]
+		if !nameIs(name, bytes.IndexByte(name, '\\') >= 0, "reference") {
+			i = j + 1
+			continue
+		}
+		k := skipWS(raw, j+1)
+		if k >= len(raw) || raw[k] != '"' {
+			i = k
+			continue
+		}
+		vend := skipString(raw, k)
+		i = vend
+		s, ok := jval(raw[k:vend]).str()
+		if !ok {
+			continue
+		}
+		if r, ok := to[s]; ok {
+			if err := writeAll(w, raw[last:k], appendJSONString(nil, r)); err != nil {
+				return n, err
+			}
+			last = vend
+			n++
+		}
+	}
+	return n, writeAll(w, raw[last:])
+}
+
 // assignedByVault reports whether the meta.security coding c carries the
 // classifier extension AddSecurityLabels writes.
 func assignedByVault(c jval) bool {

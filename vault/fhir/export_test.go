@@ -152,3 +152,72 @@ func TestPropagateRule2IgnoresExportedLabels(t *testing.T) {
 		}
 	}
 }
+
+func TestRewriteReferences(t *testing.T) {
+	const e = "urn:uuid:2b3c1f9e-0000-4000-8000-00000000000e"
+	to := map[string]string{e: "Encounter/2b3c1f9e-0000-4000-8000-00000000000e"}
+	for _, tc := range []struct{ in, want string }{
+		{`{"resourceType":"Claim","item":[{"encounter":[{"reference":"` + e + `"}]}]}`,
+			`{"resourceType":"Claim","item":[{"encounter":[{"reference":"Encounter/2b3c1f9e-0000-4000-8000-00000000000e"}]}]}`},
+		// Only Reference.reference: not an identifier's value, not a
+		// fullUrl-like string elsewhere, not another urn.
+		{`{"resourceType":"Claim","identifier":[{"value":"` + e + `"}],"x":{"reference":"urn:uuid:2b3c1f9e-0000-4000-8000-00000000000f"}}`,
+			`{"resourceType":"Claim","identifier":[{"value":"` + e + `"}],"x":{"reference":"urn:uuid:2b3c1f9e-0000-4000-8000-00000000000f"}}`},
+		// Escapes are read; whitespace around is kept.
+		{"{\"resourceType\":\"Claim\",\"a\":{\"reference\" : \"urn:uuid:2b3c1f9e-0000-4000-8000-00000000000\\u0065\" }}",
+			"{\"resourceType\":\"Claim\",\"a\":{\"reference\" : \"Encounter/2b3c1f9e-0000-4000-8000-00000000000e\" }}"},
+	} {
+		var out bytes.Buffer
+		n, err := RewriteReferences(&out, []byte(tc.in), to)
+		if err != nil || out.String() != tc.want {
+			t.Errorf("%s:\ngot  %s (%v)\nwant %s", tc.in, out.String(), err, tc.want)
+		}
+		if want := strings.Count(tc.want, `"Encounter/`); n != want {
+			t.Errorf("%s: %d replaced, want %d", tc.in, n, want)
+		}
+	}
+}
+
+// NDJSON has no fullUrls: a urn:uuid reference finds the one resource of
+// the batch with that id, and nothing when two resources of different
+// types have it. A fullUrl that matches wins.
+func TestPropagateUUIDFallback(t *testing.T) {
+	const id = "2b3c1f9e-0000-4000-8000-00000000000e"
+	enc := `{"resourceType":"Encounter","id":"` + id + `","reasonCode":[{"coding":[{"system":"http://snomed.info/sct","code":"370143000"}]}]}`
+	enc2 := `{"resourceType":"Encounter","id":"` + id + `","status":"finished","reasonCode":[{"coding":[{"system":"http://snomed.info/sct","code":"370143000"}]}]}`
+	other := `{"resourceType":"Observation","id":"` + id + `","status":"final"}`
+	claim := `{"resourceType":"Claim","id":"cl","item":[{"encounter":[{"reference":"urn:uuid:` + id + `"}]}]}`
+	for _, tc := range []struct {
+		name  string
+		lines []string
+		want  []record.Label
+	}{
+		{"one resource", []string{claim, enc}, []record.Label{record.MH}},
+		{"two versions of it", []string{enc, claim, enc2}, []record.Label{record.MH}},
+		{"two resources", []string{enc, claim, other}, nil},
+		{"upper case is another id", []string{strings.Replace(claim, "0e", "0E", 1), enc}, nil},
+	} {
+		rs := parseNDJSON(t, tc.lines...)
+		Propagate(rs)
+		if got := labelsOf(rs)["Claim/cl"]; !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s: Claim %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	// In a Bundle, the entry whose fullUrl it is, not the one with the id.
+	rs, err := ReadAll(strings.NewReader(`{"resourceType":"Bundle","type":"collection","entry":[
+{"fullUrl":"urn:uuid:`+id+`","resource":{"resourceType":"Observation","id":"o1","status":"final"}},
+{"fullUrl":"urn:uuid:2b3c1f9e-0000-4000-8000-0000000000aa","resource":`+enc+`},
+{"fullUrl":"urn:uuid:2b3c1f9e-0000-4000-8000-0000000000ab","resource":`+claim+`}]}`), "b.json", Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	Propagate(rs)
+	if got := labelsOf(rs)["Claim/cl"]; got != nil {
+		t.Errorf("Claim %v: the fullUrl names an unlabelled Observation", got)
+	}
+	for ref, want := range map[string]bool{"urn:uuid:" + id: true, "urn:uuid:x": false, "Encounter/" + id: false, "urn:oid:1.2.3": false} {
+		if got, ok := UUIDReference(ref); ok != want || ok && got != id {
+			t.Errorf("UUIDReference(%q) = %q, %v", ref, got, ok)
+		}
+	}
+}

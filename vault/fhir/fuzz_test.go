@@ -214,12 +214,13 @@ func mustTables(t *testing.T) *tables {
 
 // FuzzAddSecurityLabels checks what export does to any object the
 // validator accepts: the output is valid too, its meta.security gives the
-// labels asked for and every label it gave before, and a second pass adds
-// nothing.
+// labels asked for and every label it gave before, a second pass adds
+// nothing, and rewriting references keeps it valid.
 func FuzzAddSecurityLabels(f *testing.F) {
 	addSeeds(f)
 	for _, s := range []string{`{"resourceType":"Claim","id":"c"}`, `{"meta":{}}`, `{"meta":{"security":[]}}`,
-		`{"meta":{"security":{"code":"R"}}}`, `{"meta":null}`, `{"m\u0065ta":{"security":[{"system":"urn:oid:2.16.840.1.113883.5.4","code":"BH"}]}}`} {
+		`{"meta":{"security":{"code":"R"}}}`, `{"meta":null}`, `{"m\u0065ta":{"security":[{"system":"urn:oid:2.16.840.1.113883.5.4","code":"BH"}]}}`,
+		`{"a":{"reference":"urn:uuid:x"}}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -253,6 +254,10 @@ func FuzzAddSecurityLabels(f *testing.F) {
 		var again bytes.Buffer
 		if err := AddSecurityLabels(&again, out.Bytes(), ls); err != nil || !bytes.Equal(again.Bytes(), out.Bytes()) {
 			t.Fatalf("second pass over %q: %v, %q", out.Bytes(), err, again.Bytes())
+		}
+		var rel bytes.Buffer
+		if _, err := RewriteReferences(&rel, out.Bytes(), map[string]string{"urn:uuid:x": "Claim/\"y"}); err != nil || v.validate(rel.Bytes()) != nil {
+			t.Fatalf("rewriting %q gave %q (%v)", out.Bytes(), rel.Bytes(), err)
 		}
 	})
 }

@@ -22,7 +22,10 @@ var actorTypes = map[string]bool{
 //
 //  1. A resource inherits every label of each resource it references
 //     (resolved by fullUrl, such as "urn:uuid:...", or by "Type/id", from
-//     relative or absolute references, ignoring "/_history/v"). So an
+//     relative or absolute references, ignoring "/_history/v"; a
+//     "urn:uuid:X" that no fullUrl matches, as NDJSON has none, resolves
+//     as "Type/X" would when the resources whose id is X have one type,
+//     and to nothing when they have two: see UUIDReference). So an
 //     Encounter whose reason is depression labels the Claim whose item
 //     references that Encounter, and the ExplanationOfBenefit that
 //     references the Claim; a MedicationRequest whose reasonReference or
@@ -58,6 +61,18 @@ func Propagate(rs []*Resource) int {
 			if _, taken := byKey[k]; !taken {
 				byKey[k] = r
 			}
+		}
+	}
+	// A urn:uuid no fullUrl matches names the one Type/id with that id.
+	idType := map[string]string{} // id -> its type, "" when two types have it
+	for _, r := range rs {
+		if r == nil || !isUUID(r.ID) {
+			continue
+		}
+		if t, ok := idType[r.ID]; !ok {
+			idType[r.ID] = r.Type
+		} else if t != r.Type {
+			idType[r.ID] = ""
 		}
 	}
 	changed := map[*Resource]bool{}
@@ -102,7 +117,7 @@ func Propagate(rs []*Resource) int {
 			continue
 		}
 		for _, ref := range r.References {
-			t := resolve(byKey, ref)
+			t := resolve(byKey, idType, ref)
 			if t == nil || t == r || actorTypes[t.Type] {
 				continue
 			}
@@ -162,12 +177,16 @@ func canonicalOrRaw(sys string) string {
 	return sys
 }
 
-// resolve finds the resource a reference names within the batch.
-func resolve(byKey map[string]*Resource, ref string) *Resource {
+// resolve finds the resource a reference names within the batch; idType
+// gives the type of the resources with a UUID id ("" for two types).
+func resolve(byKey map[string]*Resource, idType map[string]string, ref string) *Resource {
 	if t, ok := byKey[ref]; ok {
 		return t
 	}
 	if strings.HasPrefix(ref, "urn:") {
+		if id, ok := UUIDReference(ref); ok && idType[id] != "" {
+			return byKey[idType[id]+"/"+id]
+		}
 		return nil
 	}
 	if typ, id, ok := splitRESTful(ref); ok {
@@ -225,6 +244,16 @@ func ReferenceKeys(ref string) (exact, fallback string) {
 		return ref, typ + "/" + id
 	}
 	return ref, ""
+}
+
+// UUIDReference reports whether ref is "urn:uuid:" and a UUID, and returns
+// the UUID. When no fullUrl matches such a reference (NDJSON has none, and
+// bulk exports still write them), it names the resource of the batch with
+// that id, as "Type/id" would, if all the resources with that id have one
+// type; if two types do, it names none: no guess.
+func UUIDReference(ref string) (id string, ok bool) {
+	id, ok = strings.CutPrefix(ref, "urn:uuid:")
+	return id, ok && isUUID(id)
 }
 
 // PassesLabels reports whether a resource of type typ passes its labels on
