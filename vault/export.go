@@ -1,6 +1,7 @@
 package vault
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"fmt"
 	"io"
@@ -83,8 +84,9 @@ func (v *Vault) logExport(ids []record.ID) error {
 // patients (a provider's vault holds one hospital's Organization from each
 // patient who shared it): a record with the bytes of one already written
 // under its fullUrl is left out and counted, and one with other bytes is
-// written without the fullUrl. The export is written to the ledger before
-// anything is decrypted.
+// written under a urn:uuid of its own (otherURL). A record stored without
+// a fullUrl gets ExportBase + "Type/id". The export is written to the
+// ledger before anything is decrypted.
 func (v *Vault) ExportFHIR(f Filter, format ExportFormat, w io.Writer) (*ExportStats, error) {
 	ms, err := v.List(f)
 	if err != nil {
@@ -161,8 +163,9 @@ func (v *Vault) ExportFHIR(f Filter, format ExportFormat, w io.Writer) (*ExportS
 				}
 				out = relinked.Bytes()
 			}
-			url := m.FHIR.FullURL
-			if format == ExportBundle && url != "" {
+			var url string
+			if format == ExportBundle {
+				url = cmp.Or(m.FHIR.FullURL, exportURL(m))
 				h := sha256.Sum256(out)
 				if prev, ok := written[url]; !ok {
 					written[url] = h
@@ -170,7 +173,8 @@ func (v *Vault) ExportFHIR(f Filter, format ExportFormat, w io.Writer) (*ExportS
 					st.Duplicates++
 					continue
 				} else {
-					url = ""
+					url = otherURL(m)
+					written[url] = h
 				}
 			}
 			if err := write(url, out); err != nil {
@@ -194,6 +198,38 @@ func (v *Vault) ExportFHIR(f Filter, format ExportFormat, w io.Writer) (*ExportS
 		}
 	}
 	return st, closeW()
+}
+
+// ExportBase is the service base of the fullUrls a Bundle export gives
+// resources the vault holds no fullUrl for (imported from NDJSON or as a
+// bare resource): ExportBase + "Type/id". A Bundle entry needs a fullUrl
+// (R4), and this one agrees with the resource's id, is the same at every
+// export (an export imported into the vault it came from adds it to a
+// record's fullUrls once, not once per export), and, being RESTful,
+// makes the relative "Type/id" references those resources make (as bulk
+// data exports write them) resolve to the other entries under it (R4
+// 2.36.4.1 resolves a relative reference against the base of the entry
+// that makes it). The .invalid domain (RFC 6761) never resolves: the URL
+// names no server.
+const ExportBase = "https://medvault.invalid/fhir/"
+
+// exportURL is the fullUrl a Bundle export gives record m, which has none.
+func exportURL(m *Meta) string {
+	if m.FHIR.ID == "" {
+		return otherURL(m) // cannot happen: the reader requires an id or a fullUrl
+	}
+	return ExportBase + m.FHIR.Type + "/" + m.FHIR.ID
+}
+
+// otherURL is the fullUrl of record m when the one it would have is taken
+// by a resource with other bytes (a provider's vault holds one resource
+// from each of two patients, changed in between): a urn:uuid made from
+// the record ID, the same at every export.
+func otherURL(m *Meta) string {
+	h := sha256.Sum256(append([]byte("medvault/export-fullurl/v1\x00"), m.ID[:]...))
+	h[6] = h[6]&0x0f | 0x80 // version 8 (RFC 9562: made here)
+	h[8] = h[8]&0x3f | 0x80 // the RFC 9562 variant
+	return fmt.Sprintf("urn:uuid:%x-%x-%x-%x-%x", h[0:4], h[4:6], h[6:8], h[8:10], h[10:16])
 }
 
 // relativeRefs maps the urn:uuid and urn:oid fullUrls of the exported

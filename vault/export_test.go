@@ -27,8 +27,9 @@ func receiveFHIR(t *testing.T, v *Vault, from identity.ID, typ, id, fullURL, raw
 // Two patients of one hospital share its Organization with the same
 // provider: the provider's export holds it once, since a Bundle may not
 // repeat a fullUrl without distinct meta.versionId (R4 bdl-7). A resource
-// that differs under a fullUrl already written keeps its content but not
-// the fullUrl.
+// that differs under a fullUrl already written keeps its content under a
+// urn:uuid of its own, the same at every export (it had no fullUrl once,
+// and a collection Bundle's entries need one).
 func TestExportSharedByTwoPatients(t *testing.T) {
 	v := newTestVault(t)
 	ada, _ := identity.Generate("ada", identity.Patient)
@@ -57,10 +58,19 @@ func TestExportSharedByTwoPatients(t *testing.T) {
 	}
 	seen := map[string]bool{}
 	for _, e := range b.Entry {
-		if e.FullURL != "" && seen[e.FullURL] {
-			t.Errorf("fullUrl %s appears twice (bdl-7)", e.FullURL)
+		if e.FullURL == "" || seen[e.FullURL] {
+			t.Errorf("fullUrl %q missing or seen twice (bdl-7)", e.FullURL)
 		}
 		seen[e.FullURL] = true
+	}
+	for _, e := range b.Entry {
+		if strings.Contains(string(e.Resource), "renamed") && (!strings.HasPrefix(e.FullURL, "urn:uuid:") || e.FullURL == url2) {
+			t.Errorf("the renamed Location's fullUrl is %s", e.FullURL)
+		}
+	}
+	var again bytes.Buffer
+	if _, err := v.ExportFHIR(Filter{}, ExportBundle, &again); err != nil || again.String() != out.String() {
+		t.Errorf("a second export differs (%v)", err)
 	}
 	if len(b.Entry) != 3 || st.Records != 3 || st.Duplicates != 1 {
 		t.Errorf("%d entries, %+v; want 3 records and 1 duplicate left out", len(b.Entry), st)
@@ -269,6 +279,40 @@ func TestExportNDJSONRelativeReferences(t *testing.T) {
 // exportedCoding is the meta.security coding export writes for l.
 func exportedCoding(l record.Label) string {
 	return `{"extension":[{"url":"http://hl7.org/fhir/uv/security-label-ds4p/StructureDefinition/extension-sec-label-classifier","valueReference":{"display":"medvault"}}],"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"` + string(l) + `"}`
+}
+
+// Every entry of an exported Bundle has a fullUrl (R4): a resource stored
+// without one (imported from NDJSON) gets ExportBase + Type/id, the same
+// at every export, so its relative references resolve to the other
+// entries under that base.
+func TestExportBundleFullURLs(t *testing.T) {
+	v := newTestVault(t)
+	const nd = `{"resourceType":"Encounter","id":"e1","status":"finished","reasonCode":[{"coding":[{"system":"http://hl7.org/fhir/sid/icd-10-cm","code":"F32.9"}]}]}
+{"resourceType":"Claim","id":"cl1","status":"active","item":[{"sequence":1,"encounter":[{"reference":"Encounter/e1"}]}]}
+`
+	if _, err := v.Import("a.ndjson", strings.NewReader(nd), nil); err != nil {
+		t.Fatal(err)
+	}
+	var out, again bytes.Buffer
+	if _, err := v.ExportFHIR(Filter{}, ExportBundle, &out); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.ExportFHIR(Filter{}, ExportBundle, &again); err != nil || again.String() != out.String() {
+		t.Errorf("two exports differ (%v)", err)
+	}
+	for _, want := range []string{`{"fullUrl":"https://medvault.invalid/fhir/Encounter/e1","resource":`, `{"fullUrl":"https://medvault.invalid/fhir/Claim/cl1","resource":`} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("no %s in\n%s", want, out.String())
+		}
+	}
+	// Imported into the vault it came from, the labelled resources are
+	// new versions (their bytes carry the labels now), once.
+	for i, want := range []int{2, 0} {
+		st, err := v.Import("export.json", bytes.NewReader(out.Bytes()), nil)
+		if err != nil || st.Added != 0 || st.Versions != want {
+			t.Errorf("import %d of the export: %+v, %v; want %d new versions", i+1, st, err, want)
+		}
+	}
 }
 
 // The 8 Synthea patients: every record imported from either export, into

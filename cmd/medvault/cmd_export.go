@@ -28,7 +28,8 @@ imports the export sees them. Codings already there are kept, never removed: a
 label you removed by hand that the resource's own meta.security gives stays
 (the command says how many records this concerns). NDJSON, which has no fullUrl, also
 turns references to exported resources by urn:uuid into Type/id, and compacts
-a resource that spans lines.
+a resource that spans lines. In a Bundle, a resource stored without a fullUrl
+gets https://medvault.invalid/fhir/Type/id.
 
 The export is written to the ledger before anything is decrypted.`,
 		Example: `  medvault export -o all.json

@@ -9,7 +9,8 @@
 //     StructureDefinitions: cardinality and required value sets;
 //
 // plus what neither checks: the Bundle invariants bdl-1..bdl-8, the rules
-// of R4's Bundle.entry.fullUrl, that urn: references resolve within the
+// of R4's Bundle.entry.fullUrl (one in every entry of a collection), that
+// urn: references resolve within the
 // Bundle (R4 2.36.4.1), and that AuditEvent ids differ between vaults.
 //
 //   node validate.js [-v] --input FILE... -- KIND:FILE...
@@ -234,6 +235,9 @@ function checkBundle(file, b, passThrough, complete) {
 		if (e.response && !["batch-response", "transaction-response", "history"].includes(b.type)) bad(at + ".response", "bdl-4: entry.response mandatory for batch-response/transaction-response/history, otherwise prohibited");
 		if (!e.resource && !e.request && !e.response) bad(at, "bdl-5: must be a resource unless there's a request or response");
 		const r = e.resource;
+		// R4 Bundle.entry.fullUrl "SHALL have a value" but on a create, an
+		// operation's or a search's or history's result.
+		if (e.fullUrl === undefined && r && ["collection", "document", "message"].includes(b.type)) bad(at + ".fullUrl", `no fullUrl: required in a ${b.type} Bundle`);
 		if (e.fullUrl !== undefined) {
 			const u = e.fullUrl;
 			if (typeof u !== "string" || u.includes("/_history/")) bad(at + ".fullUrl", `bdl-8: fullUrl cannot be a version specific reference: ${u}`);
