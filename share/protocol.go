@@ -95,13 +95,22 @@ type sharedMeta struct {
 	FileName string   `json:"file,omitempty"`
 	// Offset, when not zero, says the C frames carry the age payload from
 	// this byte on, resuming a transfer the provider asked to resume.
-	Offset int64 `json:"offset,omitempty"`
-	FHIR   *struct {
-		Type    string `json:"type"`
-		ID      string `json:"id"`
-		FullURL string `json:"full_url,omitempty"`
-		Version int    `json:"version"`
-	} `json:"fhir,omitempty"`
+	Offset int64           `json:"offset,omitempty"`
+	FHIR   *sharedFHIRMeta `json:"fhir,omitempty"`
+}
+
+// sharedFHIRMeta is what the provider learns of a FHIR record's identity and
+// version (vault.FHIRInfo).
+type sharedFHIRMeta struct {
+	Type    string `json:"type"`
+	ID      string `json:"id"`
+	FullURL string `json:"full_url,omitempty"`
+	Version int    `json:"version"`
+	// Updated and VersionID: the resource's meta.lastUpdated and
+	// meta.versionId, so the provider orders versions as the patient does
+	// (vault.FHIRInfo.Newer).
+	Updated   string `json:"updated,omitempty"`
+	VersionID string `json:"version_id,omitempty"`
 }
 
 // ServeConn answers one request on c from remote, the peer the connection
@@ -711,12 +720,7 @@ func sendRecord(c Framer, out *vault.Outgoing) (int64, error) {
 		sm.Date = m.Date.UTC().Format(time.RFC3339)
 	}
 	if m.FHIR != nil {
-		sm.FHIR = &struct {
-			Type    string `json:"type"`
-			ID      string `json:"id"`
-			FullURL string `json:"full_url,omitempty"`
-			Version int    `json:"version"`
-		}{m.FHIR.Type, m.FHIR.ID, m.FHIR.FullURL, m.FHIR.Version}
+		sm.FHIR = &sharedFHIRMeta{m.FHIR.Type, m.FHIR.ID, m.FHIR.FullURL, m.FHIR.Version, m.FHIR.Updated, m.FHIR.VersionID}
 	}
 	mb, err := json.Marshal(sm)
 	if err != nil {
@@ -1126,7 +1130,8 @@ func receiveRecord(v *vault.Vault, c Framer, g *Grant, mb []byte, res *FetchResu
 		}
 	}
 	if sm.FHIR != nil {
-		n.FHIR = &vault.FHIRInfo{Type: sm.FHIR.Type, ID: sm.FHIR.ID, FullURL: sm.FHIR.FullURL, Version: sm.FHIR.Version}
+		n.FHIR = &vault.FHIRInfo{Type: sm.FHIR.Type, ID: sm.FHIR.ID, FullURL: sm.FHIR.FullURL, Version: sm.FHIR.Version,
+			Updated: sm.FHIR.Updated, VersionID: sm.FHIR.VersionID}
 	}
 	// The vault reads the record's frames itself, in this goroutine. It
 	// decrypts what it stores as it arrives (age authenticates every

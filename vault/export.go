@@ -364,16 +364,18 @@ func seriesOf(m *Meta) series {
 // Superseded returns the records in ms that are older versions of a FHIR
 // resource ms also holds in a later version.
 func Superseded(ms []*Meta) map[record.ID]bool {
-	latest := map[series]int{}
+	latest := map[series]*Meta{}
 	for _, m := range ms {
 		if m.FHIR != nil {
 			k := seriesOf(m)
-			latest[k] = max(latest[k], m.FHIR.Version)
+			if l := latest[k]; l == nil || m.FHIR.Newer(l.FHIR) {
+				latest[k] = m
+			}
 		}
 	}
 	out := map[record.ID]bool{}
 	for _, m := range ms {
-		if m.FHIR != nil && m.FHIR.Version < latest[seriesOf(m)] {
+		if m.FHIR != nil && latest[seriesOf(m)] != m {
 			out[m.ID] = true
 		}
 	}

@@ -71,6 +71,8 @@ type importRow struct {
 	header   [32]byte // SHA-256 of the age header
 	chunks   uint32
 	size     int64
+	updated  string // meta.lastUpdated, RFC 3339 UTC, "" if none
+	verID    string // meta.versionId
 }
 
 // staged is a resource of the batch being read, before its row is written.
@@ -87,7 +89,8 @@ func (r *importRow) encode() []byte {
 		e = e.s(string(l))
 	}
 	return e.s(r.typ).s(r.fid).s(r.fullURL).s(r.title).s(r.status).s(string(r.category)).b(date).
-		bs(r.targets).bs(r.codes).b(r.digest[:]).b(r.header[:]).u(uint64(r.chunks)).u(uint64(r.size))
+		bs(r.targets).bs(r.codes).b(r.digest[:]).b(r.header[:]).u(uint64(r.chunks)).u(uint64(r.size)).
+		s(r.updated).s(r.verID)
 }
 
 func decodeRow(seq uint64, p []byte) (*importRow, error) {
@@ -109,6 +112,7 @@ func decodeRow(seq uint64, p []byte) (*importRow, error) {
 	copy(r.digest[:], d.b())
 	copy(r.header[:], d.b())
 	r.chunks, r.size = uint32(d.u()), int64(d.u())
+	r.updated, r.verID = d.s(), d.s()
 	return r, d.err()
 }
 
@@ -664,6 +668,10 @@ func (im *importer) admit(res *fhir.Resource) (*staged, error) {
 		}
 	}
 	s.typ, s.fid, s.fullURL, s.title, s.status, s.category, s.date = res.Type, res.ID, res.FullURL, res.Title, res.Status, res.Category, res.Date
+	s.verID = res.VersionID
+	if !res.Updated.IsZero() {
+		s.updated = res.Updated.Format(time.RFC3339Nano)
+	}
 	// Only Raw (until encrypted) and Labels are needed from here on.
 	res.Codes, res.CategoryCodes, res.Subject, res.Why, res.Code, res.Security, res.References = nil, nil, "", nil, nil, nil, nil
 	return s, nil
@@ -1656,7 +1664,8 @@ func (v *Vault) commitHidden(imp [16]byte, batch []*importRow, content [][]byte,
 			}
 			m := &Meta{ID: r.id, Title: r.title, Category: r.category, Labels: labels[i],
 				Date: r.date, Added: v.now().UTC(), Size: r.size, Source: SourceImport,
-				FHIR:   &FHIRInfo{Type: r.typ, ID: r.fid, FullURL: r.fullURL, FullURLs: r.aliases, Version: r.version, ContentKey: r.content[:]},
+				FHIR: &FHIRInfo{Type: r.typ, ID: r.fid, FullURL: r.fullURL, FullURLs: r.aliases, Version: r.version, ContentKey: r.content[:],
+					Updated: r.updated, VersionID: r.verID},
 				Status: r.status, ContentDigest: r.digest, HeaderDigest: r.header, Chunks: r.chunks}
 			if err := v.putMeta(tx, m, ledger.ActionImport); err != nil {
 				return err

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/medvault/medvault/vault/fhir"
@@ -64,6 +65,35 @@ type FHIRInfo struct {
 	// index without decrypting content.
 	ContentKey []byte `json:",omitempty"`
 	Version    int    // 1 for the first content seen under Type/ID, then 2, 3, ...
+	// Updated (meta.lastUpdated, RFC 3339, UTC) and VersionID
+	// (meta.versionId) are the source's own word on which version is the
+	// later (see Newer); empty when the resource did not say, or when it
+	// was imported by a build that did not keep them.
+	Updated   string `json:",omitempty"`
+	VersionID string `json:",omitempty"`
+}
+
+// Newer reports whether f is a later version of its resource than g: by
+// meta.lastUpdated when both have one and they differ; else by
+// meta.versionId when both are whole numbers and differ; else by the order
+// the vault received them (Version). A history Bundle lists the newest
+// version first, and a portal download may be older than the last one
+// imported: the order of arrival says nothing then.
+func (f *FHIRInfo) Newer(g *FHIRInfo) bool {
+	if tf, tg := parseUpdated(f.Updated), parseUpdated(g.Updated); !tf.IsZero() && !tg.IsZero() && !tf.Equal(tg) {
+		return tf.After(tg)
+	}
+	if vf, err := strconv.ParseUint(f.VersionID, 10, 63); err == nil {
+		if vg, err := strconv.ParseUint(g.VersionID, 10, 63); err == nil && vf != vg {
+			return vf > vg
+		}
+	}
+	return f.Version > g.Version
+}
+
+func parseUpdated(s string) time.Time {
+	t, _ := time.Parse(time.RFC3339Nano, s)
+	return t
 }
 
 // fullURLs returns every fullUrl under which references find the record.

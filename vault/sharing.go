@@ -135,7 +135,7 @@ func (v *Vault) supersededIn(tx *bbolt.Tx, m *Meta) (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		if om.FHIR != nil && seriesOf(om) == seriesOf(m) && om.FHIR.Version > m.FHIR.Version {
+		if om.FHIR != nil && seriesOf(om) == seriesOf(m) && om.FHIR.Newer(m.FHIR) {
 			return true, nil
 		}
 	}

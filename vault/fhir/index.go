@@ -143,6 +143,14 @@ func (ix *indexer) index(raw []byte, fullURL string) (*Resource, error) {
 	}
 
 	r.Security = codings(pathOf(v, "meta", "security"), nil)
+	if s, ok := pathOf(v, "meta", "lastUpdated").str(); ok {
+		if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+			r.Updated = t.UTC()
+		}
+	}
+	if s, ok := pathOf(v, "meta", "versionId").str(); ok && len(s) <= 64 {
+		r.VersionID = s
+	}
 	for _, f := range []string{"subject", "patient", "beneficiary"} {
 		if s := pathOf(v, f, "reference").string(); s != "" {
 			r.Subject = s

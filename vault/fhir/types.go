@@ -127,6 +127,12 @@ type Resource struct {
 	Security      []Coding // meta.security codings as found
 	References    []string // every Reference.reference, in order, without duplicates or "#local" ones
 
+	// Updated is meta.lastUpdated (zero if absent or not a valid instant)
+	// and VersionID meta.versionId ("" if absent): which of two versions
+	// of a resource is the later, whatever order they arrived in.
+	Updated   time.Time
+	VersionID string
+
 	Index  int   // 0-based entry index in the bundle, or ordinal in the NDJSON file
 	Line   int   // 1-based line where the resource starts; 0 when unknown
 	Offset int64 // byte offset of Raw in the file
