@@ -42,7 +42,7 @@ for _ in $(seq 100); do [ -S "$P/node.sock" ] && break; sleep 0.1; done
 
 times=() fkib=() nkib=()
 cp -a "$D" "$work/doctor.pristine"
-tok=$(MEDVAULT_HOME=$P "$mv" grant doc --scope imaging --expires 1h --purpose TREAT --json | awk -F'"' '/"token"/ {print $4}')
+tok=$(MEDVAULT_HOME=$P "$mv" grant doc --scope imaging --expires 1h --purpose TREAT --json 2>/dev/null | awk -F'"' '/"token"/ {print $4}')
 for r in $(seq "$runs"); do
 	# The provider's vault as it was before any fetch, so every run fetches
 	# the whole record.
@@ -118,7 +118,7 @@ lat=()
 for i in $(seq 11); do
 	printf 'HbA1c 6.%d %%\n' "$i" | MEDVAULT_HOME=$P "$mv" add - --category labs --title "small $i" >/dev/null 2>&1
 	start=$(date +%s%N)
-	tok=$(MEDVAULT_HOME=$P "$mv" grant doc --scope labs --expires "$((60 + 2 * i))m" --purpose TREAT --json | awk -F'"' '/"token"/ {print $4}')
+	tok=$(MEDVAULT_HOME=$P "$mv" grant doc --scope labs --expires "$((60 + 2 * i))m" --purpose TREAT --json 2>/dev/null | awk -F'"' '/"token"/ {print $4}')
 	MEDVAULT_HOME=$D "$mv" fetch "$tok" >"$work/fetch.out" 2>&1 || { cat "$work/fetch.out"; exit 1; }
 	end=$(date +%s%N)
 	lat+=($(( (end - start) / 1000 )))
