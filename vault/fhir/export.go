@@ -151,40 +151,19 @@ func memberAt(b []byte, at int, name string) (vs, ve int) {
 // unchanged. A reference written with escapes is compared unescaped.
 func RewriteReferences(w io.Writer, raw []byte, to map[string]string) (int, error) {
 	n, last := 0, 0
-	for i := 0; i < len(raw); {
-		if raw[i] != '"' {
-			i++
-			continue
+	var err error
+	eachReference(raw, func(start, end int, s string) {
+		r, ok := to[s]
+		if !ok || err != nil {
+			return
 		}
-		end := skipString(raw, i)
-		j := skipWS(raw, end)
-		if j >= len(raw) || raw[j] != ':' {
-			i = end // a string value
-			continue
-		}
-		name := raw[i+1 : end-1]
-		if !nameIs(name, bytes.IndexByte(name, '\\') >= 0, "reference") {
-			i = j + 1
-			continue
-		}
-		k := skipWS(raw, j+1)
-		if k >= len(raw) || raw[k] != '"' {
-			i = k
-			continue
-		}
-		vend := skipString(raw, k)
-		i = vend
-		s, ok := jval(raw[k:vend]).str()
-		if !ok {
-			continue
-		}
-		if r, ok := to[s]; ok {
-			if err := writeAll(w, raw[last:k], appendJSONString(nil, r)); err != nil {
-				return n, err
-			}
-			last = vend
+		if err = writeAll(w, raw[last:start], appendJSONString(nil, r)); err == nil {
+			last = end
 			n++
 		}
+	})
+	if err != nil {
+		return n, err
 	}
 	return n, writeAll(w, raw[last:])
 }

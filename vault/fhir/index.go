@@ -399,12 +399,30 @@ func References(raw []byte) []string { return collectRefs(raw) }
 // Local references ("#id"), conditional ones ("Patient?identifier=...")
 // and ones longer than maxURL are skipped: they cannot name another
 // resource of the batch.
-//
-// raw is validated JSON, so every string followed by ':' is a member
-// name; one linear pass finds the "reference" members at any depth.
 func collectRefs(raw []byte) []string {
 	var out []string
 	var seen map[string]bool
+	eachReference(raw, func(_, _ int, s string) {
+		if s == "" || s[0] == '#' || strings.ContainsRune(s, '?') || len(s) > maxURL {
+			return
+		}
+		if seen == nil {
+			seen = map[string]bool{}
+		}
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	})
+	return out
+}
+
+// eachReference calls fn, in order, with the value of every "reference"
+// member whose value is a string, at any depth of raw (validated JSON),
+// and where that string's token starts and ends in raw. raw being valid,
+// every string followed by ':' is a member name, so one linear pass finds
+// them all.
+func eachReference(raw []byte, fn func(start, end int, s string)) {
 	for i := 0; i < len(raw); {
 		if raw[i] != '"' {
 			i++
@@ -428,19 +446,10 @@ func collectRefs(raw []byte) []string {
 		}
 		vend := skipString(raw, k)
 		i = vend
-		s, ok := jval(raw[k:vend]).str()
-		if !ok || s == "" || s[0] == '#' || strings.ContainsRune(s, '?') || len(s) > maxURL {
-			continue
-		}
-		if seen == nil {
-			seen = map[string]bool{}
-		}
-		if !seen[s] {
-			seen[s] = true
-			out = append(out, s)
+		if s, ok := jval(raw[k:vend]).str(); ok {
+			fn(k, vend, s)
 		}
 	}
-	return out
 }
 
 // dateFields lists, per type, where the clinically relevant date lives,
