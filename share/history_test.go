@@ -1,9 +1,9 @@
 package share
 
 import (
+	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/medvault/medvault/vault"
 	"github.com/medvault/medvault/vault/identity"
@@ -39,22 +39,10 @@ func TestLatestVersionByItsMeta(t *testing.T) {
 	if strings.Join(latest, ",") != "Asthma (active),Pneumonia (resolved)" && strings.Join(latest, ",") != "Pneumonia (resolved),Asthma (active)" {
 		t.Errorf("latest versions (what export writes): %q", latest)
 	}
-	infos, err := RecordInfos(patient)
-	if err != nil {
-		t.Fatal(err)
-	}
-	provider := openVault(t, "Dr. Hopper", identity.Provider)
-	g, err := IssueGrant(patient.Owner(), GrantParams{Audience: provider.Owner().ID(), Vault: VaultID(patient.VaultID()),
-		Scope: Scope{EmergencySummary: true}, Purpose: "ETREAT", Expiry: time.Now().Add(time.Hour)}, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var summary []string
-	for _, id := range Select(g, infos).Items {
-		summary = append(summary, mustShow(t, patient, id).Title)
-	}
-	if strings.Join(summary, ",") != "Asthma (active)" {
-		t.Errorf("emergency summary: %q, want only the active asthma (pneumonia resolved in its later version)", summary)
+	// The summary names FHIR records by Type/id: only c2 (the asthma is
+	// active in its latest version; the pneumonia resolved in its).
+	if got := emergencySummary(t, patient); !slices.Equal(got, []string{"Condition/c2"}) {
+		t.Errorf("emergency summary: %q, want only the asthma", got)
 	}
 }
 
