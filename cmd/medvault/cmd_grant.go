@@ -448,14 +448,8 @@ for a provider whose node was offline the first time.
 			defer done()
 			var targets []*share.Issued
 			if all != "" {
-				// A contact's alias, or the provider's ID: grants to a
-				// contact since removed or re-keyed are revoked by ID.
-				var to identity.ID
-				if _, card, err := share.ResolveContact(v, all); err == nil {
-					to = card.ID()
-				} else if id, perr := identity.ParseID(all); perr == nil {
-					to = id
-				} else {
+				to, err := peerID(v, all)
+				if err != nil {
 					return withHint(err, "for a contact you removed or whose key you replaced, give the provider's ID as 'medvault grants' shows it")
 				}
 				gs, err := share.IssuedGrants(v)

@@ -319,14 +319,8 @@ func (a *app) resolveGrant(v *vault.Vault, s string) (g *share.Grant, byPatient 
 			return nil, false, usagef("grant ID prefix %q is ambiguous: give more digits", s)
 		}
 	}
-	// A contact's alias, or the patient's ID: records and grants from a
-	// patient since removed from the contacts are still theirs.
-	var patient identity.ID
-	if _, card, err := share.ResolveContact(v, s); err == nil {
-		patient = card.ID()
-	} else if id, perr := identity.ParseID(s); perr == nil {
-		patient = id
-	} else {
+	patient, err := peerID(v, s)
+	if err != nil {
 		if len(ls) < 8 && ls != "" && strings.Trim(ls, "0123456789abcdef") == "" {
 			return nil, false, usagef("no contact %q, and as a grant ID it is too short: give at least 8 hex digits", s)
 		}

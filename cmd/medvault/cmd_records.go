@@ -318,16 +318,26 @@ func fromFilter(v *vault.Vault, from string, f *vault.Filter) error {
 	if from == "" {
 		return nil
 	}
-	var id [32]byte
-	if _, card, err := share.ResolveContact(v, from); err == nil {
-		id = card.ID()
-	} else if pid, perr := identity.ParseID(from); perr == nil {
-		id = pid
-	} else {
+	id, err := peerID(v, from)
+	if err != nil {
 		return withHint(err, "for a patient who is no longer a contact, give their ID ('medvault show ID' names it)")
 	}
-	f.From = &id
+	f.From = (*[32]byte)(&id)
 	return nil
+}
+
+// peerID resolves a contact's alias, or else a medvault ID: a peer since
+// removed from the contacts, or re-keyed, keeps its records and grants,
+// found by ID. The error is the contact lookup's.
+func peerID(v *vault.Vault, s string) (identity.ID, error) {
+	_, card, err := share.ResolveContact(v, s)
+	if err == nil {
+		return card.ID(), nil
+	}
+	if id, perr := identity.ParseID(s); perr == nil {
+		return id, nil
+	}
+	return identity.ID{}, err
 }
 
 func (a *app) printRecords(ms []*vault.Meta) error {
