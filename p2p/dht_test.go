@@ -142,6 +142,13 @@ func TestDHTFallbackAfterBlackHole(t *testing.T) {
 			t.Fatal("the patient never entered the bootstrap node's routing table")
 		}
 	}
+	// And the provider has joined too: with an empty routing table its
+	// lookup ends at once ("routing: not found"), as it did once in CI.
+	for deadline := time.Now().Add(20 * time.Second); provider.dht.RoutingTable().Find(boot.ID()) == ""; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the bootstrap node never entered the provider's routing table")
+		}
+	}
 	stale := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", hole.Addr().(*net.TCPAddr).Port, patient.ID())
 	// As for a provider that has not met the patient since it moved (its
 	// DHT may have, refreshing its table).
