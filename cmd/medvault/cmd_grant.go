@@ -362,8 +362,14 @@ func newGrantsCommand(a *app) *cobra.Command {
 			var rows [][]string
 			for _, i := range gs {
 				g := i.Grant
+				state := i.State(now)
+				if _, _, ok := book.Find(g.Audience()); !ok && state == "active" {
+					// The node refuses it (no-contact) until a card
+					// with this key is pinned again.
+					state = "active, no contact"
+				}
 				rows = append(rows, []string{g.ID().String()[:12], name(g), truncate(scopeText(g), 40), string(g.Purpose()),
-					z.format(g.Expiry(), "2006-01-02 15:04"), i.State(now)})
+					z.format(g.Expiry(), "2006-01-02 15:04"), state})
 			}
 			a.printTable([]string{"GRANT", "CONTACT", "SCOPE", "PURPOSE", "EXPIRES" + z.title, "STATE"}, rows)
 			return nil
@@ -386,7 +392,11 @@ type grantJSON struct {
 	Issued   string   `json:"issued"`
 	Expires  string   `json:"expires"`
 	State    string   `json:"state"`
-	Token    string   `json:"token"`
+	// NoContact: a grant issued to a key that is no longer among the
+	// contacts (removed, or replaced by a card with another key): the node
+	// refuses it (no-contact) while it stays so.
+	NoContact bool   `json:"no_contact,omitempty"`
+	Token     string `json:"token"`
 }
 
 func newGrantJSON(i *share.Issued, book *share.Book, now time.Time, received bool) grantJSON {
@@ -403,6 +413,8 @@ func newGrantJSON(i *share.Issued, book *share.Book, now time.Time, received boo
 	}
 	if al, _, ok := book.Find(other); ok {
 		j.Contact = string(al)
+	} else if !received && j.State == "active" {
+		j.NoContact = true
 	}
 	for _, l := range g.Labels() {
 		j.Labels = append(j.Labels, string(l))

@@ -115,7 +115,7 @@ unless you compare safety numbers and give --replace.`,
 			fmt.Fprintf(a.stdout, "%s %s\n", al, pinActionText(res.Action))
 			if res.Action == share.PinReplaced && before != nil && before.ID() != c.ID() {
 				if active, err := share.ActiveGrantsTo(v, before.ID(), time.Now()); err == nil && len(active) > 0 {
-					fmt.Fprintf(a.stderr, "medvault: warning: %s issued to the old key %s; nobody can use them now, revoke them with: medvault revoke --all %s\n",
+					fmt.Fprintf(a.stderr, "medvault: warning: %s issued to the old key %s; your node refuses them while no contact has that key (pinning its card again would bring them back), so revoke them: medvault revoke --all %s\n",
 						count(len(active), "active grant was", "active grants were"), before.ID(), before.ID())
 				}
 			}
