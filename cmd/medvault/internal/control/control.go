@@ -449,31 +449,34 @@ func sameUser(conn net.Conn) bool {
 	return err == nil && cred != nil && int(cred.Uid) == os.Getuid()
 }
 
+// readHello reads a client's request frame, within wait, and returns its
+// payload; false when the client is another user or sends no request.
+// helloRead is called once the frame is read (or given up on): it frees the
+// slot Serve took for a connection still sending its request.
+func readHello(conn net.Conn, wait time.Duration, helloRead func()) ([]byte, bool) {
+	if !sameUser(conn) {
+		helloRead()
+		return nil, false
+	}
+	conn.SetReadDeadline(time.Now().Add(wait))
+	typ, p, err := readFrame(conn, nil)
+	helloRead()
+	return p, err == nil && typ == frameHello
+}
+
 // refuseStopping reads a client's request and answers that the node is
 // stopping.
 func refuseStopping(conn net.Conn, helloRead func()) {
-	if !sameUser(conn) {
-		helloRead()
-		return
-	}
-	conn.SetDeadline(time.Now().Add(2 * time.Second))
-	typ, _, err := readFrame(conn, nil)
-	helloRead()
-	if err == nil && typ == frameHello {
+	if _, ok := readHello(conn, 2*time.Second, helloRead); ok {
+		conn.SetWriteDeadline(time.Now().Add(2 * time.Second))
 		writeFrame(conn, frameStopping, nil)
 	}
 }
 
 func serveConn(conn net.Conn, h Handler, helloRead func()) {
 	defer conn.Close()
-	if !sameUser(conn) {
-		helloRead()
-		return
-	}
-	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	typ, p, err := readFrame(conn, nil)
-	helloRead()
-	if err != nil || typ != frameHello {
+	p, ok := readHello(conn, 10*time.Second, helloRead)
+	if !ok {
 		return
 	}
 	var req Request
