@@ -34,9 +34,10 @@ func chunkKey(id record.ID, i uint32) []byte {
 
 var errWriteFailed = errors.New("writing to the vault failed")
 
-// chunkWriter receives the age ciphertext stream and writes it to bbolt in
-// batches. Full batches are committed by a second goroutine while the next
-// batch fills, so encryption and disk writes overlap. Buffers are recycled
+// chunkWriter receives the age ciphertext stream, hashes it as it arrives
+// and writes it to bbolt in batches. Full batches are committed by a second
+// goroutine while the next batch fills, so encryption and disk writes
+// overlap. Buffers are recycled
 // only after the transaction that referenced them has committed.
 type chunkWriter struct {
 	v      *Vault
@@ -78,17 +79,7 @@ func (v *Vault) chunkWriterAt(id record.ID, first uint32, digest hash.Hash, chec
 func (w *chunkWriter) commitLoop() {
 	var err error
 	start := w.first
-	hashed := make(chan struct{})
 	for batch := range w.jobs {
-		// Hash while the batch is written: both only read the buffers, and
-		// hashing is as costly as encrypting, so neither the writer nor the
-		// committer should wait for it.
-		go func() {
-			for _, c := range batch {
-				w.digest.Write(c)
-			}
-			hashed <- struct{}{}
-		}()
 		if w.check != nil {
 			w.check.feed(batch)
 		}
@@ -106,7 +97,6 @@ func (w *chunkWriter) commitLoop() {
 		if err != nil {
 			w.failed.Store(true)
 		}
-		<-hashed
 		if w.check != nil {
 			w.check.wait()
 		}
@@ -141,6 +131,10 @@ func (w *chunkWriter) Write(p []byte) (int, error) {
 			w.cur = w.buf()
 		}
 		k := copy(w.cur[len(w.cur):cap(w.cur)], p)
+		// Hash on this goroutine, while the bytes are in the cache: with
+		// the hash on a third goroutine, the committer (the slower side)
+		// waited for a CPU after each fdatasync while two others held both.
+		w.digest.Write(w.cur[len(w.cur) : len(w.cur)+k])
 		w.cur = w.cur[:len(w.cur)+k]
 		p = p[k:]
 		if len(w.cur) == chunkSize {
@@ -225,12 +219,8 @@ func (w *chunkWriter) verdict(rest [][]byte, complete bool) error {
 	return w.check.endEarly()
 }
 
-// sum returns the digest of the whole stream; call after finish, with the
-// rest chunks it returned.
-func (w *chunkWriter) sum(rest [][]byte) (d [32]byte) {
-	for _, c := range rest {
-		w.digest.Write(c)
-	}
+// sum returns the digest of the whole stream; call after finish.
+func (w *chunkWriter) sum() (d [32]byte) {
 	copy(d[:], w.digest.Sum(nil))
 	return d
 }

@@ -143,9 +143,6 @@ func (v *Vault) suspend(cw *chunkWriter, id record.ID, stored int64, rs *receive
 	if err := cw.verdict(rest, false); err != nil {
 		return err
 	}
-	for _, c := range rest {
-		cw.digest.Write(c)
-	}
 	state, err := cw.digest.(encoding.BinaryMarshaler).MarshalBinary()
 	if err != nil {
 		return err

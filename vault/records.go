@@ -140,7 +140,7 @@ func (v *Vault) storeStream(id record.ID, r io.Reader, n NewRecord, to age.Recip
 	}
 	m := &Meta{ID: id, Title: n.Title, Category: n.Category, Labels: normLabels(n.Labels), Date: n.Date,
 		Added: v.now().UTC(), FileName: n.FileName, Size: size, Source: n.Source, FHIR: n.FHIR,
-		ContentDigest: cw.sum(rest), Chunks: first + uint32(len(rest))}
+		ContentDigest: cw.sum(), Chunks: first + uint32(len(rest))}
 	if cw.check != nil {
 		// A received age file: its size is what it decrypted to.
 		m.Size = cw.check.plain
