@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -48,6 +49,12 @@ type ExportStats struct {
 	// export keeps what the source wrote, so whoever imports it sees the
 	// label (docs/DESIGN.md, "Export").
 	SourceLabelled int
+	// SameID counts, in NDJSON, the resources written that share their
+	// type and id with another one written: resources of different servers
+	// (or, in a provider's vault, of different patients), which NDJSON,
+	// naming a resource by type and id only, cannot tell apart. A Bundle
+	// keeps them apart by their fullUrls.
+	SameID int
 }
 
 // logExport appends Export entries naming ids (at most ledger.MaxSubjects
@@ -129,6 +136,7 @@ func (v *Vault) ExportFHIR(f Filter, format ExportFormat, w io.Writer) (*ExportS
 		nw := fhir.NewNDJSONWriter(w)
 		write, closeW = func(_ string, raw []byte) error { return nw.WriteRaw(raw) }, nw.Close
 		relative = relativeRefs(sel)
+		st.SameID = sameIDs(sel)
 	default:
 		return nil, fmt.Errorf("unknown FHIR export format %q", format)
 	}
@@ -198,6 +206,24 @@ func (v *Vault) ExportFHIR(f Filter, format ExportFormat, w io.Writer) (*ExportS
 		}
 	}
 	return st, closeW()
+}
+
+// sameIDs counts the records of ms (one version of each resource) whose
+// type and id another record of ms has.
+func sameIDs(ms []*Meta) int {
+	n := map[[2]string]int{}
+	for _, m := range ms {
+		if m.FHIR.ID != "" {
+			n[[2]string{m.FHIR.Type, m.FHIR.ID}]++
+		}
+	}
+	same := 0
+	for _, c := range n {
+		if c > 1 {
+			same += c
+		}
+	}
+	return same
 }
 
 // ExportBase is the service base of the fullUrls a Bundle export gives
@@ -348,17 +374,53 @@ func uniqueName(name string, used map[string]bool) string {
 }
 
 // series names a FHIR resource across its versions: who shared it (for a
-// provider's vault), its type, and its id (or fullUrl when it has none).
+// provider's vault), the server it came from as far as its fullUrl says
+// (serverBase), its type, and its id (or fullUrl when it has none).
+//
+// An id is unique on one server only: Condition/1 from a hospital and
+// Condition/1 from a clinic are two resources, and neither may hide the
+// other as its older version. Versions with no known server (NDJSON, bare
+// resources, urn:uuid fullUrls) are one resource with each other and with
+// none that has one: a resource shown twice is a nuisance, one hidden
+// behind another server's resource of a later date is a danger.
 type series struct {
-	from, typ, id string
+	from, base, typ, id string
 }
 
 func seriesOf(m *Meta) series {
 	s := series{from: string(m.From[:]), typ: m.FHIR.Type, id: m.FHIR.ID}
 	if s.id == "" {
 		s.id = "url:" + m.FHIR.FullURL
+	} else {
+		s.base = serverBase(m.FHIR.FullURL, m.FHIR.Type, m.FHIR.ID)
 	}
 	return s
+}
+
+// serverBase returns the service base URL of a RESTful fullUrl,
+// "[base]/Type/id" with an http or https base (R4 2.36.4), with the scheme
+// and host in lower case and no trailing slash; "" for any other fullUrl
+// (urn:uuid, urn:oid, one that does not end in the resource's type and id)
+// and for ExportBase, which medvault gives resources that came with no
+// server.
+func serverBase(fullURL, typ, id string) string {
+	rest, ok := strings.CutSuffix(fullURL, "/"+typ+"/"+id)
+	if !ok {
+		return ""
+	}
+	u, err := url.Parse(rest)
+	if err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return ""
+	}
+	scheme := strings.ToLower(u.Scheme)
+	if scheme != "http" && scheme != "https" {
+		return ""
+	}
+	base := scheme + "://" + strings.ToLower(u.Host) + strings.TrimRight(u.EscapedPath(), "/")
+	if base+"/" == ExportBase {
+		return ""
+	}
+	return base
 }
 
 // Superseded returns the records in ms that are older versions of a FHIR

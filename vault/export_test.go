@@ -363,3 +363,24 @@ func labelCounts(m map[string][]record.Label) map[record.Label]int {
 	}
 	return out
 }
+
+func TestServerBase(t *testing.T) {
+	for _, c := range []struct{ url, want string }{
+		{"https://h.example/fhir/Condition/1", "https://h.example/fhir"},
+		{"HTTP://H.Example:8080/Fhir/R4/Condition/1", "http://h.example:8080/Fhir/R4"},
+		{"https://h.example/fhir//Condition/1", "https://h.example/fhir"},
+		{"https://h.example/Condition/1", "https://h.example"},
+		{"https://h.example/fhir/Condition/12", ""}, // another id
+		{"https://h.example/fhir/Observation/1", ""},
+		{"urn:uuid:0b0b0b0b-0000-4000-8000-000000000001", ""},
+		{"ftp://h.example/fhir/Condition/1", ""},
+		{"https://user@h.example/fhir/Condition/1", ""},
+		{"https:///fhir/Condition/1", ""},
+		{ExportBase + "Condition/1", ""},
+		{"", ""},
+	} {
+		if got := serverBase(c.url, "Condition", "1"); got != c.want {
+			t.Errorf("ServerBase(%q) = %q, want %q", c.url, got, c.want)
+		}
+	}
+}

@@ -554,6 +554,7 @@ func (im *importer) admit(res *fhir.Resource) (*staged, error) {
 		}
 	}
 	var known *record.ID
+	held := false // the vault holds a version of this type and id
 	err := v.view(func(tx *bbolt.Tx) error {
 		// Entries of records still hidden (another import running in this
 		// process, not yet committed) do not count: that import may yet
@@ -568,10 +569,14 @@ func (im *importer) admit(res *fhir.Resource) (*staged, error) {
 		if inFile {
 			return nil
 		}
-		// The first version in this file: number it after the vault's, and
-		// keep their labels (a label the patient added by hand must not
-		// fall off because the hospital re-exported the resource);
-		// numbering continues after removed versions.
+		// The first version in this file: number it after the vault's
+		// versions from the same server (an id is unique on one server
+		// only: seriesOf), and keep the labels of every version of its
+		// type and id (a label the patient added by hand must not fall
+		// off because the hospital re-exported the resource; labels stay
+		// on the side of caution where two servers' ids meet); numbering
+		// continues after removed versions.
+		base := serverBase(res.FullURL, res.Type, res.ID)
 		recs := tx.Bucket(bucketRecords)
 		for i := 0; i+indexEntry <= len(val); i += indexEntry {
 			id := record.ID(val[i : i+16])
@@ -586,8 +591,11 @@ func (im *importer) admit(res *fhir.Resource) (*staged, error) {
 				return err
 			}
 			if m.FHIR != nil {
-				s.version = max(s.version, m.FHIR.Version)
+				if serverBase(m.FHIR.FullURL, m.FHIR.Type, m.FHIR.ID) == base {
+					s.version = max(s.version, m.FHIR.Version)
+				}
 				s.base = append(s.base, m.Labels...)
+				held = true
 			}
 		}
 		s.base = normLabels(s.base)
@@ -621,7 +629,7 @@ func (im *importer) admit(res *fhir.Resource) (*staged, error) {
 		ks.first, ks.firstSeq = s.content, s.seq
 	}
 	s.version++
-	if !inFile && s.version > 1 {
+	if !inFile && held {
 		// A new version of a resource the vault holds: labels that
 		// propagation gives it reach those versions too.
 		im.cur.chain = append(im.cur.chain, s.seq)

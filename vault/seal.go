@@ -64,7 +64,9 @@ type FHIRInfo struct {
 	// de-duplication index lists it; sealed here so verify can check the
 	// index without decrypting content.
 	ContentKey []byte `json:",omitempty"`
-	Version    int    // 1 for the first content seen under Type/ID, then 2, 3, ...
+	// Version is 1 for the first content seen under Type/ID from its
+	// server (as far as FullURL names one: serverBase), then 2, 3, ...
+	Version int
 	// Updated (meta.lastUpdated, RFC 3339, UTC) and VersionID
 	// (meta.versionId) are the source's own word on which version is the
 	// later (see Newer); empty when the resource did not say, or when it

@@ -84,7 +84,7 @@ The export is written to the ledger before anything is decrypted.`,
 				return err
 			}
 			if a.jsonOut && out != "-" {
-				return printJSON(a.stdout, map[string]any{"v": 1, "records": st.Records, "skipped": st.Skipped, "older_versions": st.Older, "duplicates": st.Duplicates, "unresolved_references": st.Unresolved, "source_labels_kept": st.SourceLabelled, "output": out})
+				return printJSON(a.stdout, map[string]any{"v": 1, "records": st.Records, "skipped": st.Skipped, "older_versions": st.Older, "duplicates": st.Duplicates, "unresolved_references": st.Unresolved, "source_labels_kept": st.SourceLabelled, "same_id": st.SameID, "output": out})
 			}
 			msg := "Exported " + count(st.Records, "record")
 			if st.Skipped > 0 {
@@ -99,6 +99,9 @@ The export is written to the ledger before anything is decrypted.`,
 			a.say("%s.", msg)
 			if st.Unresolved > 0 {
 				a.say("medvault: note: %s in the export name resources it does not hold (left out by the selection, or not shared with you): an EHR links them only to resources it already has", count(st.Unresolved, "urn:uuid reference"))
+			}
+			if st.SameID > 0 {
+				a.say("medvault: warning: %s the type and id of another one exported, from another server or patient: NDJSON names a resource by type and id only, so whoever imports this file may take one for a version of the other; --format fhir keeps them apart by their fullUrls", count(st.SameID, "resource shares", "resources share"))
 			}
 			if st.SourceLabelled > 0 {
 				a.say("medvault: note: %s, in its own meta.security as imported, a sensitivity label you removed by hand: the export keeps what the source wrote, so whoever imports the export sees the label", count(st.SourceLabelled, "record has", "records have"))
