@@ -392,9 +392,18 @@ func seriesOf(m *Meta) series {
 	if s.id == "" {
 		s.id = "url:" + m.FHIR.FullURL
 	} else {
-		s.base = serverBase(m.FHIR.FullURL, m.FHIR.Type, m.FHIR.ID)
+		s.base = m.FHIR.Server()
 	}
 	return s
+}
+
+// Server returns the service base of the server the resource came from,
+// as far as its fullUrl names one (see serverBase); "" when it names none.
+func (f *FHIRInfo) Server() string {
+	if f.ID == "" {
+		return ""
+	}
+	return serverBase(f.FullURL, f.Type, f.ID)
 }
 
 // serverBase returns the service base URL of a RESTful fullUrl,

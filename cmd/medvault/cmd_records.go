@@ -206,6 +206,7 @@ type recordJSON struct {
 		Type    string `json:"type"`
 		ID      string `json:"id"`
 		Version int    `json:"version"`
+		Server  string `json:"server,omitempty"`
 	} `json:"fhir,omitempty"`
 	// From, Grant and SourceID are a shared record's provenance (provider
 	// side): the patient, the grant it arrived under (full ID) and its ID
@@ -232,7 +233,8 @@ func toJSON(m *vault.Meta) recordJSON {
 			Type    string `json:"type"`
 			ID      string `json:"id"`
 			Version int    `json:"version"`
-		}{m.FHIR.Type, m.FHIR.ID, m.FHIR.Version}
+			Server  string `json:"server,omitempty"`
+		}{m.FHIR.Type, m.FHIR.ID, m.FHIR.Version, m.FHIR.Server()}
 	}
 	if !m.From.IsZero() {
 		r.From = m.From.String()
@@ -431,6 +433,9 @@ record's ID in the patient's vault (source_id).`,
 			}
 			if m.FHIR != nil {
 				fmt.Fprintf(w, "FHIR:      %s/%s (version %d)\n", sanitize(m.FHIR.Type), sanitize(m.FHIR.ID), m.FHIR.Version)
+				if srv := m.FHIR.Server(); srv != "" {
+					fmt.Fprintf(w, "Server:    %s\n", sanitize(srv))
+				}
 			}
 			if !m.From.IsZero() {
 				who := m.From.String()
