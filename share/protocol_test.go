@@ -1134,3 +1134,24 @@ func TestFetchRateLimited(t *testing.T) {
 		t.Fatalf("fetch once rate-limited: %v, want ErrRateLimited", err)
 	}
 }
+
+// The push answer K is empty (PROTOCOL.md §8.2): a K carrying bytes is a
+// node that does not speak the protocol, and the push is not taken as
+// stored.
+func TestPushRefusesNonEmptyAck(t *testing.T) {
+	for _, ack := range [][]byte{nil, []byte("not empty")} {
+		a, b := net.Pipe()
+		go func() {
+			c := frame.NewConn(b, nil)
+			c.ReadFrame(maxRequest)
+			c.WriteFrame(frameOK, ack)
+			b.Close()
+		}()
+		a.SetDeadline(time.Now().Add(5 * time.Second))
+		err := PushGrant(frame.NewConn(a, nil), mustGrant(t, baseParams()))
+		a.Close()
+		if (err == nil) != (len(ack) == 0) {
+			t.Errorf("K with %d bytes: %v", len(ack), err)
+		}
+	}
+}

@@ -35,6 +35,9 @@ func push(c Framer, typ byte, b []byte) error {
 	}
 	switch t {
 	case frameOK:
+		if len(p) != 0 {
+			return fmt.Errorf("the provider's node answered with a malformed acknowledgement (%d bytes where none belong)", len(p))
+		}
 		return nil
 	case frameDenied:
 		return fmt.Errorf("the provider's node refused it: %s", sanitizeReason(p))
