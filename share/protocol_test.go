@@ -1155,3 +1155,51 @@ func TestPushRefusesNonEmptyAck(t *testing.T) {
 		}
 	}
 }
+
+// A pushed revocation is refused unknown-grant when the provider's inbox
+// has no such grant or it is not its issuer's (PROTOCOL.md 8.2), and
+// stored when it is.
+func TestPushRevocationReasons(t *testing.T) {
+	patient := openVault(t, "Ada", identity.Patient)
+	provider := openVault(t, "Dr. Hopper", identity.Provider)
+	other := openVault(t, "Eve", identity.Patient)
+	if _, err := SaveContact(provider, "ada", cardOf(t, patient), false); err != nil {
+		t.Fatal(err)
+	}
+	push := func(f func(Framer) error) error {
+		a, b := bufferedPipe(t)
+		defer b.Close()
+		go func() { ServePush(provider, frame.NewConn(a, nil), patient.Owner().ID()); a.Close() }()
+		return f(frame.NewConn(b, nil))
+	}
+	params := GrantParams{Audience: provider.Owner().ID(), Vault: VaultID(patient.VaultID()),
+		Scope: Scope{Categories: []record.Category{record.Labs}}, Purpose: "TREAT", Expiry: time.Now().Add(time.Hour)}
+	g, err := IssueGrant(patient.Owner(), params, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := push(func(c Framer) error { return PushGrant(c, g) }); err != nil {
+		t.Fatal(err)
+	}
+	params.Expiry = params.Expiry.Add(time.Minute)
+	notPushed, _ := IssueGrant(patient.Owner(), params, time.Now())
+	for _, c := range []struct {
+		name   string
+		signer Signer
+		grant  GrantID
+		want   string
+	}{
+		{"a grant the inbox lacks", patient.Owner(), notPushed.ID(), "unknown-grant"},
+		{"signed by another", other.Owner(), g.ID(), "unknown-grant"},
+		{"the issuer's", patient.Owner(), g.ID(), ""},
+	} {
+		r, err := Revoke(c.signer, c.grant, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = push(func(f Framer) error { return PushRevocation(f, r) })
+		if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("%s: %v, want %q", c.name, err, c.want)
+		}
+	}
+}

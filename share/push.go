@@ -2,6 +2,7 @@ package share
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -106,7 +107,14 @@ func ServePush(v *vault.Vault, c Framer, remote identity.ID) error {
 			return refuse("malformed", err)
 		}
 		if err := StoreRevocationNotice(v, r); err != nil {
-			return refuse("unknown-grant", err)
+			// Not a grant of the inbox, or not its issuer's revocation:
+			// unknown-grant. The vault failing to read or store is
+			// unavailable, so the patient knows to try again.
+			why := "unavailable"
+			if errors.Is(err, vault.ErrNotFound) || errors.Is(err, ErrGrantMismatch) || errors.Is(err, ErrWrongIssuer) {
+				why = "unknown-grant"
+			}
+			return refuse(why, err)
 		}
 	default:
 		return refuse("malformed", fmt.Errorf("%w: unexpected frame %q", ErrProtocol, typ))
