@@ -78,6 +78,13 @@ const (
 // provider.
 const unsentCut = "cut"
 
+// unsentHeld is the reason of the serve entry, outcome ok, that names the
+// admitted records the node did not send because the provider listed them
+// as held (its H frame): the decision's entry lists them, but nothing of
+// them was read or sent. A provider fetching again under a grant is
+// logged, and the log and 'medvault audit' say it received nothing again.
+const unsentHeld = vault.ServeHeld
+
 var errWithdrawn = errors.New("no longer covered by the grant")
 
 // ErrProtocol reports a peer that broke the protocol.
@@ -380,6 +387,10 @@ func serveConn(v *vault.Vault, c Framer, remote identity.ID, now func() time.Tim
 	if reason != ReasonAllowed {
 		return c.WriteFrame(frameDenied, []byte(visibleReason(reason)))
 	}
+	if err := logHeld(v, remote, g, adm.Allowed, have); err != nil {
+		unsentWhy = string(ReasonUnavailable)
+		return errors.Join(err, c.WriteFrame(frameDenied, []byte(ReasonUnavailable)))
+	}
 	sent := uint32(0)
 	for i, id := range adm.Allowed {
 		if have[id] {
@@ -547,14 +558,31 @@ func grantEnded(v *vault.Vault, g *Grant, now time.Time) (Reason, error) {
 	return ReasonAllowed, nil
 }
 
+// logHeld appends the entries (outcome ok, reason held) that name the
+// admitted records the provider holds, which are not sent again, in the
+// decision's order.
+func logHeld(v *vault.Vault, remote identity.ID, g *Grant, admitted []record.ID, have map[record.ID]bool) error {
+	var held []record.ID
+	for _, id := range admitted {
+		if have[id] {
+			held = append(held, id)
+		}
+	}
+	return logNotSent(v, remote, g, held, ledger.OutcomeOK, unsentHeld)
+}
+
 // logUnsent appends the entries that say the admitted records ids were not
 // sent, after all, and why: at most ledger.MaxSubjects to an entry.
 func logUnsent(v *vault.Vault, remote identity.ID, g *Grant, ids []record.ID, reason string) error {
+	return logNotSent(v, remote, g, ids, ledger.OutcomeFailed, reason)
+}
+
+func logNotSent(v *vault.Vault, remote identity.ID, g *Grant, ids []record.ID, outcome ledger.Outcome, reason string) error {
 	gid := g.ID()
 	for len(ids) > 0 {
 		n := min(len(ids), ledger.MaxSubjects)
 		e := vault.Event{Action: ledger.ActionServe, Actor: remote, Grant: gid[:], Purpose: string(g.Purpose()),
-			Outcome: ledger.OutcomeFailed, Reason: reason}
+			Outcome: outcome, Reason: reason}
 		for _, id := range ids[:n] {
 			e.Subjects = append(e.Subjects, bytes.Clone(id[:]))
 		}

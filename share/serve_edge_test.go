@@ -567,3 +567,59 @@ func TestCutAnswerLogsUnsent(t *testing.T) {
 		})
 	}
 }
+
+// A provider fetching again under a grant is sent nothing it holds, and
+// the patient's log says so: the decision's entry lists the admitted
+// records, and an ok entry with reason "held" names those not sent again,
+// so a record read once does not read as read twice (audit: 2 records, 2
+// requests). A third record added meanwhile is the only one sent.
+func TestFetchAgainLogsHeld(t *testing.T) {
+	patient, provider, g, ids := twoLabs(t)
+	if res, err := exchange(t, patient, provider, provider.Owner().ID(), g); err != nil || res.Records != 2 {
+		t.Fatalf("first fetch: %+v, %v", res, err)
+	}
+	third, err := patient.Add(strings.NewReader("LDL 2.9 mmol/L"), vault.NewRecord{Category: record.Labs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := patient.LedgerSize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := exchange(t, patient, provider, provider.Owner().ID(), g); err != nil || res.Records != 1 {
+		t.Fatalf("second fetch: %+v, %v", res, err)
+	}
+	var es []*ledger.Entry
+	patient.Entries(before, func(_ int64, e *ledger.Entry) error { es = append(es, e); return nil })
+	if len(es) != 2 || es[0].Outcome != ledger.OutcomeOK || es[0].Reason != "" || len(es[0].Subjects) != 3 {
+		t.Fatalf("second fetch logged %d entries, first %+v; want the decision over 3 records, then held", len(es), es[0])
+	}
+	held := es[1]
+	gid := g.ID()
+	if held.Action != ledger.ActionServe || held.Outcome != ledger.OutcomeOK || held.Reason != "held" || !bytes.Equal(held.Grant, gid[:]) ||
+		!bytes.Equal(held.Actor, provider.Owner().ID().Bytes()) || len(held.Subjects) != 2 {
+		t.Fatalf("held entry: %+v", held)
+	}
+	for _, s := range held.Subjects {
+		if !bytes.Equal(s, ids[0][:]) && !bytes.Equal(s, ids[1][:]) || bytes.Equal(s, third.ID[:]) {
+			t.Errorf("held names %x, want only the two records fetched before", s)
+		}
+	}
+	a, err := patient.Audit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a.Actors) != 1 || a.Actors[0].Records != 3 || a.Actors[0].Served != 2 {
+		t.Fatalf("audit: %+v; want 3 records sent in 2 requests", a.Actors)
+	}
+	// A third fetch: everything held, nothing sent, all of it said.
+	before, _ = patient.LedgerSize()
+	if res, err := exchange(t, patient, provider, provider.Owner().ID(), g); err != nil || res.Records != 0 {
+		t.Fatalf("third fetch: %+v, %v", res, err)
+	}
+	es = es[:0]
+	patient.Entries(before, func(_ int64, e *ledger.Entry) error { es = append(es, e); return nil })
+	if len(es) != 2 || es[1].Reason != "held" || len(es[1].Subjects) != 3 {
+		t.Fatalf("third fetch logged %d entries", len(es))
+	}
+}

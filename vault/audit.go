@@ -34,6 +34,11 @@ type ActorAudit struct {
 	Purposes []string
 }
 
+// ServeHeld is the reason of a serve entry, outcome ok, that names the
+// records a request admitted but the node did not send because the
+// provider already held them (share's unsentHeld).
+const ServeHeld = "held"
+
 // AuditDenialBurst is how many refusals from one actor within an hour
 // count as an anomaly.
 const AuditDenialBurst = 3
@@ -90,9 +95,11 @@ func (v *Vault) Audit() (*Audit, error) {
 		case e.Action == ledger.ActionServe:
 			// A failed entry names records the request admitted but the
 			// node did not send (withdrawn, damaged, the grant ended, the
-			// transfer was cut): the served entry before it counted them.
+			// transfer was cut), and an ok entry with reason "held" those
+			// it did not send again because the provider held them: the
+			// served entry before it counted them.
 			step := -1
-			if e.Outcome != ledger.OutcomeFailed {
+			if e.Outcome != ledger.OutcomeFailed && e.Reason != ServeHeld {
 				aa.Served++
 				step = 1
 			}
@@ -164,6 +171,9 @@ func (v *Vault) AuditEvents(fn func(fullURL string, event []byte) error) error {
 		}
 		if e.Reason != "" {
 			ev["outcomeDesc"] = e.Reason
+			if e.Action == ledger.ActionServe && e.Reason == ServeHeld {
+				ev["outcomeDesc"] = "held: not sent, the requester already held these records"
+			}
 		}
 		if e.Purpose != "" {
 			ev["purposeOfEvent"] = []any{map[string]any{"coding": []any{map[string]any{

@@ -26,7 +26,10 @@ func newLogCommand(a *app) *cobra.Command {
 change of the vault, oldest first. Actions: ` + actionList() + `.
 Outcomes: ok, denied, failed. A provider's request is a serve entry whatever
 its outcome: --outcome denied lists every refusal (deny is only a request
-refused before its action was known). --actor takes a medvault ID, a
+refused before its action was known). A serve entry lists the records the
+request was allowed; the records of the same request that were then not sent
+follow in serve entries with outcome failed and the reason, or ok and
+reason held (the provider already had them). --actor takes a medvault ID, a
 contact's alias, or "you".
 Run 'medvault verify' to check that nobody has rewritten it.`,
 		Example: `  medvault log --tail 20
