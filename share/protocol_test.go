@@ -1204,3 +1204,28 @@ func TestPushRevocationReasons(t *testing.T) {
 		}
 	}
 }
+
+// A push frame over the limit is answered malformed, as a fetch request
+// over its limit is, not dropped without a word.
+func TestPushOversizedAnswered(t *testing.T) {
+	patient := openVault(t, "Ada", identity.Patient)
+	provider := openVault(t, "Dr. Hopper", identity.Provider)
+	if _, err := SaveContact(provider, "ada", cardOf(t, patient), false); err != nil {
+		t.Fatal(err)
+	}
+	a, b := bufferedPipe(t)
+	defer b.Close()
+	done := make(chan error, 1)
+	go func() { done <- ServePush(provider, frame.NewConn(a, nil), patient.Owner().ID()); a.Close() }()
+	c := frame.NewConn(b, nil)
+	if err := c.WriteFrame(frameGrant, make([]byte, maxRequest+1)); err != nil {
+		t.Fatal(err)
+	}
+	typ, p, err := c.ReadFrame(maxMeta)
+	if err != nil || typ != frameDenied || string(p) != "malformed" {
+		t.Fatalf("answer: %q %q %v; want D malformed", typ, p, err)
+	}
+	if err := <-done; !errors.Is(err, frame.ErrTooLarge) {
+		t.Fatalf("ServePush: %v", err)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/medvault/medvault/ledger"
+	"github.com/medvault/medvault/p2p/frame"
 	"github.com/medvault/medvault/vault"
 	"github.com/medvault/medvault/vault/identity"
 )
@@ -86,6 +87,11 @@ func ServePush(v *vault.Vault, c Framer, remote identity.ID) error {
 		return refuse("not-a-contact", fmt.Errorf("%w: %s", ErrNotContact, remote))
 	}
 	typ, p, err := c.ReadFrame(maxRequest)
+	if errors.Is(err, frame.ErrTooLarge) {
+		// The header is read and the stream is whole: the pusher can
+		// still be told, as a fetch request over its limit is.
+		return refuse("malformed", fmt.Errorf("read push: %w", err))
+	}
 	if err != nil {
 		return err
 	}
