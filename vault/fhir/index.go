@@ -731,6 +731,25 @@ func isBidiControl(r rune) bool {
 	return (r >= 0x202A && r <= 0x202E) || (r >= 0x2066 && r <= 0x2069) || r == 0x200E || r == 0x200F || r == 0x061C
 }
 
+// clinicalStatusSystems are the code systems of the clinicalStatus value
+// sets of Condition and AllergyIntolerance (R4, required bindings).
+var clinicalStatusSystems = map[string]bool{
+	"http://terminology.hl7.org/CodeSystem/condition-clinical":          true,
+	"http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical": true,
+}
+
+// clinicalCoding picks the coding of a clinicalStatus to read: the first
+// of the FHIR code system the element is bound to (a server may send its
+// own local coding first, beside the required one), else the first.
+func clinicalCoding(cs []Coding) Coding {
+	for _, c := range cs {
+		if clinicalStatusSystems[strings.TrimSpace(c.System)] {
+			return c
+		}
+	}
+	return cs[0]
+}
+
 // resourceStatus reads clinicalStatus (Condition, AllergyIntolerance: a
 // CodeableConcept) or else status (a code), lower-cased; "" if neither. A
 // verificationStatus of entered-in-error or refuted comes first: such a
@@ -743,7 +762,7 @@ func resourceStatus(v getter) string {
 		}
 	}
 	if cs := codings(pathOf(v, "clinicalStatus", "coding"), nil); len(cs) > 0 {
-		return strings.ToLower(cs[0].Code)
+		return strings.ToLower(clinicalCoding(cs).Code)
 	}
 	s, _ := pathOf(v, "status").str()
 	if len(s) > 64 {

@@ -1,6 +1,9 @@
 package fhir
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 // TestCurrent: the emergency summary's "active medications" and "active
 // problems" are read from each type's own status value set; a status that
@@ -65,6 +68,28 @@ func TestCurrent(t *testing.T) {
 	for typ := range currentStatuses {
 		if !IsResourceType(typ) {
 			t.Errorf("currentStatuses lists unknown type %s", typ)
+		}
+	}
+}
+
+// clinicalStatus is read from its FHIR code system's coding, wherever it
+// stands among the codings: a server's own local coding first must not
+// make an active problem read as over (and leave it out of the emergency
+// summary).
+func TestClinicalStatusCoding(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{`{"resourceType":"Condition","id":"a","clinicalStatus":{"coding":[{"system":"urn:oid:1.2.840.114350","code":"A"},{"system":"http://terminology.hl7.org/CodeSystem/condition-clinical","code":"active"}]}}`, "active"},
+		{`{"resourceType":"AllergyIntolerance","id":"b","clinicalStatus":{"coding":[{"system":"local","code":"x"},{"system":"http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical","code":"Active"}]}}`, "active"},
+		{`{"resourceType":"Condition","id":"c","clinicalStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/condition-clinical","code":"resolved"},{"system":"local","code":"active"}]}}`, "resolved"},
+		{`{"resourceType":"Condition","id":"d","clinicalStatus":{"coding":[{"code":"active"}]}}`, "active"}, // no system: the only coding
+		{`{"resourceType":"Condition","id":"e","verificationStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/condition-ver-status","code":"refuted"}]},"clinicalStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/condition-clinical","code":"active"}]}}`, "refuted"},
+	} {
+		rs, err := ReadAll(strings.NewReader(c.in), "s.json", Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := rs[0].Status; got != c.want {
+			t.Errorf("%s: status %q, want %q", rs[0].Key(), got, c.want)
 		}
 	}
 }
