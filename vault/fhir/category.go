@@ -143,21 +143,27 @@ var reportCategories = map[string]record.Category{
 // IG's "Advance Directive Categories" value set (VSAC
 // 2.16.840.1.113883.11.20.9.69.4): a directive typed by one of them, with a
 // category such as US Core's clinical-note, was filed as a note.
-var advanceDirectiveCodes = map[string]bool{
-	"adr":      true, // consentscope: advanced care directive
-	"acd":      true, // consentcategorycodes: advance directive
-	"dnr":      true, // consentcategorycodes: do not resuscitate
-	"polst":    true, // consentcategorycodes: POLST
-	"hcd":      true, // consentcategorycodes: health care directive
-	"42348-3":  true, // LOINC: Advance directives
-	"75320-2":  true, // LOINC: Advance directive
-	"64298-3":  true, // LOINC: Power of attorney (healthcare agent)
-	"81334-5":  true, // LOINC: Patient Personal advance care plan
-	"86533-7":  true, // LOINC: Patient Living will
-	"92664-2":  true, // LOINC: Power of attorney and Living will
-	"93037-0":  true, // LOINC: Portable medical order form (POLST, MOLST and the like)
-	"100821-8": true, // LOINC: National POLST form: portable medical order panel
+var advanceDirectiveCodes = map[string]string{
+	"adr":      sysConsentScope,    // advanced care directive
+	"acd":      sysConsentCategory, // advance directive
+	"dnr":      sysConsentCategory, // do not resuscitate
+	"polst":    sysConsentCategory, // POLST
+	"hcd":      sysConsentCategory, // health care directive
+	"42348-3":  sysLOINC,           // Advance directives
+	"75320-2":  sysLOINC,           // Advance directive
+	"64298-3":  sysLOINC,           // Power of attorney (healthcare agent)
+	"81334-5":  sysLOINC,           // Patient Personal advance care plan
+	"86533-7":  sysLOINC,           // Patient Living will
+	"92664-2":  sysLOINC,           // Power of attorney and Living will
+	"93037-0":  sysLOINC,           // Portable medical order form (POLST, MOLST and the like)
+	"100821-8": sysLOINC,           // National POLST form: portable medical order panel
 }
+
+// The code systems of the consent codes above (R4).
+const (
+	sysConsentScope    = "http://terminology.hl7.org/CodeSystem/consentscope"
+	sysConsentCategory = "http://terminology.hl7.org/CodeSystem/consentcategorycodes"
+)
 
 // CategoryOf returns the medvault category of a resource of type typ with
 // the given category codings and clinical codings. An unknown but valid
@@ -208,9 +214,18 @@ func CategoryOf(typ string, categories, codes []Coding) record.Category {
 	return record.Other
 }
 
+// hasAdvanceDirective reports whether a coding of cs is one of
+// advanceDirectiveCodes in its own code system, or with no system (an
+// export that leaves it out): "acd" in a hospital's local system may mean
+// anything.
 func hasAdvanceDirective(cs []Coding) bool {
 	for _, c := range cs {
-		if advanceDirectiveCodes[strings.TrimSpace(c.Code)] {
+		sys, ok := advanceDirectiveCodes[strings.TrimSpace(c.Code)]
+		s := strings.TrimSpace(c.System)
+		if cs := canonicalSystem(s); cs != "" {
+			s = cs // LOINC by its OID
+		}
+		if ok && (s == "" || s == sys) {
 			return true
 		}
 	}

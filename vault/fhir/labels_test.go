@@ -429,6 +429,12 @@ func TestCategoryOf(t *testing.T) {
 		{"DocumentReference", clinicalNote, []Coding{{System: "http://loinc.org", Code: "93037-0"}}, record.AdvanceDirectives},  // portable medical order form
 		{"DocumentReference", clinicalNote, []Coding{{System: "http://loinc.org", Code: "11506-3"}}, record.Notes},              // progress note
 		{"Consent", []Coding{{System: "http://loinc.org", Code: "64298-3"}}, nil, record.AdvanceDirectives},
+		{"Consent", []Coding{{System: "urn:oid:2.16.840.1.113883.6.1", Code: "64298-3"}}, nil, record.AdvanceDirectives},
+		{"Consent", []Coding{{System: "http://terminology.hl7.org/CodeSystem/consentcategorycodes", Code: "dnr"}}, nil, record.AdvanceDirectives},
+		{"Consent", nil, []Coding{{System: "http://terminology.hl7.org/CodeSystem/consentscope", Code: "adr"}}, record.AdvanceDirectives},
+		// The same codes in another system are that system's: not a directive.
+		{"Consent", []Coding{{System: "urn:oid:1.2.3.4.5", Code: "acd"}}, nil, record.Other},
+		{"DocumentReference", nil, []Coding{{System: "http://snomed.info/sct", Code: "42348-3"}}, record.Notes},
 		{"DocumentReference", nil, nil, record.Notes},
 		{"Patient", nil, nil, record.Demographics},
 		{"ExplanationOfBenefit", nil, nil, record.Billing},
