@@ -2,6 +2,7 @@ package vault
 
 import (
 	"cmp"
+	"context"
 	"crypto/sha256"
 	"fmt"
 	"io"
@@ -291,8 +292,9 @@ func relativeRefs(ms []*Meta) map[string]string {
 // resources are named Type-id.json (with -vN for later versions); other
 // records keep their file name, made unique. The export is written to the
 // ledger before anything is decrypted. On failure, files already written
-// stay and are listed in the error.
-func (v *Vault) ExportToDir(f Filter, dir string) (*ExportStats, error) {
+// stay and are listed in the error. Once ctx is cancelled (whoever asked
+// for the export is gone) writing stops with ctx's error.
+func (v *Vault) ExportToDir(ctx context.Context, f Filter, dir string) (*ExportStats, error) {
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("export: %w", err)
 	}
@@ -316,7 +318,10 @@ func (v *Vault) ExportToDir(f Filter, dir string) (*ExportStats, error) {
 			if err != nil {
 				return err
 			}
-			err = v.decryptTo(tx, m, out)
+			err = ctx.Err()
+			if err == nil {
+				err = v.decryptTo(tx, m, ctxWriter{ctx, out})
+			}
 			if cerr := out.Close(); err == nil {
 				err = cerr
 			}
@@ -451,4 +456,17 @@ func Superseded(ms []*Meta) map[record.ID]bool {
 		}
 	}
 	return out
+}
+
+// ctxWriter writes to w until ctx is cancelled, and fails from then on.
+type ctxWriter struct {
+	ctx context.Context
+	w   io.Writer
+}
+
+func (c ctxWriter) Write(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.w.Write(p)
 }

@@ -70,11 +70,11 @@ The export is written to the ledger before anything is decrypted.`,
 			var st *vault.ExportStats
 			switch {
 			case fm == vault.ExportFiles:
-				st, err = v.ExportToDir(f, a.abs(out))
+				st, err = v.ExportToDir(a.context(), f, a.abs(out))
 			case out == "-":
 				st, err = v.ExportFHIR(f, fm, a.stdout)
 			default:
-				err = writeNewFile(a.abs(out), func(w io.Writer) error {
+				err = writeNewFile(a.context(), a.abs(out), func(w io.Writer) error {
 					var err error
 					st, err = v.ExportFHIR(f, fm, w)
 					return err

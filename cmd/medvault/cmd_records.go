@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -501,7 +502,7 @@ and after a failure no partial file is left behind.`,
 				}
 				return nil
 			}
-			return writeNewFile(a.abs(out), func(w io.Writer) error {
+			return writeNewFile(a.context(), a.abs(out), func(w io.Writer) error {
 				_, err := v.Get(id, w)
 				return err
 			})
@@ -513,9 +514,27 @@ and after a failure no partial file is left behind.`,
 
 // writeNewFile writes through fill into a temporary file beside path and
 // renames it into place only on success, so failures leave nothing behind.
-func writeNewFile(path string, fill func(io.Writer) error) error {
+// Once ctx is cancelled (the client of a command run by the node went
+// away) every write fails, and so does the whole: nothing is put in place
+// for a command nobody is waiting for any more.
+func writeNewFile(ctx context.Context, path string, fill func(io.Writer) error) error {
 	if _, err := os.Lstat(path); err == nil {
 		return withHint(usagef("%s already exists", path), "medvault never overwrites a file; choose another name")
+	}
+	if err := ctx.Err(); err != nil {
+		return errClientGone
+	}
+	userFill := fill
+	fill = func(w io.Writer) error {
+		if err := userFill(ctxWriter{ctx, w}); err != nil {
+			return err
+		}
+		// All written, but the file is not in place yet: a client that
+		// went away at the last write still leaves nothing.
+		if ctx.Err() != nil {
+			return errClientGone
+		}
+		return nil
 	}
 	if done, err := writeUnnamed(path, fill); done {
 		return err
@@ -560,6 +579,33 @@ func writeNewFile(path string, fill func(io.Writer) error) error {
 	os.Remove(tmp)
 	ok = true
 	return nil
+}
+
+// errClientGone is what a write fails with once the client of a command
+// run by the node went away (see app.context).
+var errClientGone = errors.New("the command's client went away: its output was discarded")
+
+// ctxWriter writes to w until ctx is cancelled, and fails from then on.
+type ctxWriter struct {
+	ctx context.Context
+	w   io.Writer
+}
+
+func (c ctxWriter) Write(p []byte) (int, error) {
+	if c.ctx.Err() != nil {
+		return 0, errClientGone
+	}
+	return c.w.Write(p)
+}
+
+// context is cancelled when the client of a command run by the node goes
+// away (killed, interrupted, or cut by a stopping node); never for a
+// command run in its own process, which dies with its caller.
+func (a *app) context() context.Context {
+	if a.remote != nil {
+		return a.remote.Context()
+	}
+	return context.Background()
 }
 
 // ttyGuard refuses to print binary content to a terminal. It holds back the

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -72,6 +73,22 @@ type Request struct {
 	// TZ is the client's TZ environment variable, "" when unset: times
 	// are shown in the caller's zone, not the node's.
 	TZ string `json:"tz,omitempty"`
+
+	// ctx is cancelled once the client's connection closes (or the
+	// node cuts it): see Context.
+	ctx context.Context
+}
+
+// Context returns a context that is cancelled when the client that sent
+// the request goes away (killed, interrupted) or the node cuts its
+// connection while stopping. A command that writes anywhere but to the
+// client's streams (get -o, export -o) must watch it: writing to stdout
+// fails by itself once the client is gone, writing to a file does not.
+func (r *Request) Context() context.Context {
+	if r.ctx == nil {
+		return context.Background()
+	}
+	return r.ctx
 }
 
 const (
@@ -493,6 +510,9 @@ func serveConn(conn net.Conn, h Handler, helloRead func()) {
 		return
 	}
 	conn.SetReadDeadline(time.Time{})
+	ctx, gone := context.WithCancel(context.Background())
+	defer gone()
+	req.ctx = ctx
 	running := make(chan struct{})
 	defer close(running)
 	go func() {
@@ -518,20 +538,25 @@ func serveConn(conn net.Conn, h Handler, helloRead func()) {
 		for {
 			typ, p, err := readFrame(conn, buf)
 			if err != nil {
+				// The client is gone (or the node cut it): the
+				// command ends as if it had never been asked for.
+				gone()
 				stdinW.CloseWithError(io.ErrUnexpectedEOF)
 				return
 			}
 			switch typ {
 			case frameStdin:
-				if _, err := stdinW.Write(p); err != nil {
-					return
-				}
+				// A write that fails (the command is done with its
+				// input) is dropped; reading goes on so that a client
+				// that goes away is still noticed.
+				stdinW.Write(p)
 			case frameEOF:
 				stdinW.Close()
 				// Keep reading so a client that goes away is noticed.
 			case frameStdinErr:
 				stdinW.CloseWithError(fmt.Errorf("reading standard input: %s", p))
 			default:
+				gone()
 				stdinW.CloseWithError(errors.New("unexpected control frame"))
 				return
 			}

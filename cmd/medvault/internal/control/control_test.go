@@ -506,3 +506,47 @@ func TestStoppingRefusesNewCommands(t *testing.T) {
 		t.Fatalf("the running command's client got %d", code)
 	}
 }
+
+// A command's context is cancelled when its client goes away (killed mid
+// command), even when the command writes nothing to the client and reads
+// no input (get -o FILE): it must not go on and finish for nobody.
+func TestClientGoneCancelsContext(t *testing.T) {
+	sock, ln := listenTemp(t)
+	started := make(chan struct{})
+	cancelled := make(chan bool, 1)
+	go Serve(ln, func(req *Request, stdin io.Reader, stdout, stderr io.Writer) int {
+		close(started)
+		select {
+		case <-req.Context().Done():
+			cancelled <- true
+		case <-time.After(5 * time.Second):
+			cancelled <- false
+		}
+		return 0
+	})
+	conn, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hello := fmt.Appendf(nil, `{"v":%d,"args":["get","x","-o","f"],"dir":"/"}`, Version)
+	if err := writeFrame(conn, frameHello, hello); err != nil {
+		t.Fatal(err)
+	}
+	if typ, _, err := readFrame(conn, nil); err != nil || typ != frameAck {
+		t.Fatalf("ack: %q, %v", typ, err)
+	}
+	writeFrame(conn, frameGo, nil)
+	writeFrame(conn, frameEOF, nil)
+	<-started
+	conn.Close()
+	if !<-cancelled {
+		t.Fatal("the command's context was not cancelled when its client went away")
+	}
+}
+
+// A request's context is never nil, even for one not read from a client.
+func TestRequestContextDefault(t *testing.T) {
+	if (&Request{}).Context().Err() != nil {
+		t.Fatal("a fresh request's context is cancelled")
+	}
+}
