@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 
 	"go.etcd.io/bbolt"
 
@@ -291,13 +292,33 @@ func relativeRefs(ms []*Meta) map[string]string {
 // not exist yet (it is created with mode 0700; files are 0600). FHIR
 // resources are named Type-id.json (with -vN for later versions); other
 // records keep their file name, made unique. The export is written to the
-// ledger before anything is decrypted. On failure, files already written
-// stay and are listed in the error. Once ctx is cancelled (whoever asked
-// for the export is gone) writing stops with ctx's error.
-func (v *Vault) ExportToDir(ctx context.Context, f Filter, dir string) (*ExportStats, error) {
+// ledger before anything is decrypted.
+//
+// The files are written into a hidden 0700 directory beside dir, renamed
+// to dir only once every record is written: an export that fails midway
+// (a full disk), or whose ctx is cancelled (whoever asked for it is gone),
+// removes what it wrote and leaves no decrypted record behind. (A process
+// killed midway leaves that hidden directory, as writing a named
+// temporary file would.)
+func (v *Vault) ExportToDir(ctx context.Context, f Filter, dir string) (st *ExportStats, err error) {
+	// dir itself is made at once, empty, so that an existing one is
+	// refused before anything is decrypted, and nothing else takes the
+	// name meanwhile; the finished export replaces it (rename replaces
+	// an empty directory, and fails on one that is not).
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("export: %w", err)
 	}
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), "."+filepath.Base(dir)+".medvault-*")
+	if err != nil {
+		os.Remove(dir)
+		return nil, fmt.Errorf("export to %s: %w", dir, err)
+	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(tmp)
+			os.Remove(dir) // only if still the empty placeholder
+		}
+	}()
 	ms, err := v.List(f)
 	if err != nil {
 		return nil, err
@@ -309,14 +330,14 @@ func (v *Vault) ExportToDir(ctx context.Context, f Filter, dir string) (*ExportS
 	if err := v.logExport(ids); err != nil {
 		return nil, err
 	}
-	st := &ExportStats{}
+	st = &ExportStats{}
 	used := map[string]bool{}
 	err = v.view(func(tx *bbolt.Tx) error {
 		for _, m := range ms {
 			name := uniqueName(exportName(m), used)
-			out, err := os.OpenFile(filepath.Join(dir, name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+			out, err := os.OpenFile(filepath.Join(tmp, name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 			if err != nil {
-				return err
+				return fmt.Errorf("export record %s to %s: %w", m.ID, dir, err)
 			}
 			err = ctx.Err()
 			if err == nil {
@@ -326,14 +347,24 @@ func (v *Vault) ExportToDir(ctx context.Context, f Filter, dir string) (*ExportS
 				err = cerr
 			}
 			if err != nil {
-				os.Remove(filepath.Join(dir, name))
-				return fmt.Errorf("export record %s (%d written to %s): %w", m.ID, st.Records, dir, err)
+				return fmt.Errorf("export record %s (%d written to %s, now removed: nothing was exported): %w", m.ID, st.Records, dir, err)
 			}
 			st.Records++
 		}
 		return nil
 	})
-	return st, err
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	// syscall's rename, not os.Rename, which refuses any existing
+	// directory as the target, even the empty one made above.
+	if err := syscall.Rename(tmp, dir); err != nil {
+		return nil, fmt.Errorf("export: %w", &os.LinkError{Op: "rename", Old: tmp, New: dir, Err: err})
+	}
+	return st, nil
 }
 
 // exportName is a safe file name for a record: no path separators, no

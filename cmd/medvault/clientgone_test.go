@@ -50,6 +50,7 @@ func TestOutputFileAbandonedByClient(t *testing.T) {
 	for _, args := range [][]string{
 		{"get", id, "-o", "record.bin"},
 		{"export", "-o", "bundle.json"},
+		{"export", "--format", "files", "-o", "exported"},
 	} {
 		work := t.TempDir()
 		abandon(t, sock, control.Request{V: control.Version, Args: args, Dir: work})

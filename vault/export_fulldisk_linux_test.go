@@ -1,0 +1,96 @@
+package vault
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+
+	"github.com/medvault/medvault/vault/record"
+)
+
+// An export to a directory that runs out of space midway leaves nothing:
+// not the records already written (decrypted health records left behind
+// by a command that reported failure), not its hidden working directory.
+func TestExportToDirFullDisk(t *testing.T) {
+	disk := smallDisk(t, "1200k")
+	v := newTestVault(t)
+	contents := map[string][]byte{}
+	for _, name := range []string{"first.bin", "second.bin"} {
+		b := make([]byte, 945<<10)
+		rand.Read(b)
+		contents[name] = b
+		if _, err := v.Add(bytes.NewReader(b), NewRecord{Title: name, FileName: name, Category: record.Imaging}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := filepath.Join(disk, "exp")
+	_, err := v.ExportToDir(context.Background(), Filter{}, dir)
+	if !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("export to a full disk: %v, want ENOSPC", err)
+	}
+	left, err := os.ReadDir(disk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range left {
+		t.Errorf("the failed export left %s", e.Name())
+		if e.IsDir() {
+			inside, _ := os.ReadDir(filepath.Join(disk, e.Name()))
+			for _, f := range inside {
+				t.Errorf("  holding %s", f.Name())
+			}
+		}
+	}
+
+	// With room, the same export is complete, and the name it took is
+	// the directory asked for, not a hidden one.
+	os.RemoveAll(dir)
+	room := t.TempDir()
+	dir = filepath.Join(room, "exp")
+	st, err := v.ExportToDir(context.Background(), Filter{}, dir)
+	if err != nil || st.Records != 2 {
+		t.Fatalf("export: %v, %+v", err, st)
+	}
+	for name, want := range contents {
+		got, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("export directory: %v, %v", fi.Mode(), err)
+	}
+	if entries, _ := os.ReadDir(room); len(entries) != 1 {
+		t.Fatalf("beside the export: %v", entries)
+	}
+	// An existing directory is refused, and kept as it was.
+	if _, err := v.ExportToDir(context.Background(), Filter{}, dir); !errors.Is(err, os.ErrExist) {
+		t.Fatalf("export to an existing directory: %v", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 2 {
+		t.Fatalf("the existing directory now holds %v", entries)
+	}
+}
+
+// An export whose context is cancelled (its client went away) stops and
+// leaves nothing.
+func TestExportToDirCancelled(t *testing.T) {
+	v := newTestVault(t)
+	if _, err := v.Add(bytes.NewReader([]byte("potassium 4.1")), NewRecord{Title: "k", Category: record.Labs}); err != nil {
+		t.Fatal(err)
+	}
+	room := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := v.ExportToDir(ctx, Filter{}, filepath.Join(room, "exp")); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled export: %v", err)
+	}
+	if entries, _ := os.ReadDir(room); len(entries) != 0 {
+		t.Fatalf("the cancelled export left %v", entries)
+	}
+}
