@@ -98,7 +98,7 @@ the old one.`,
 				if a.fromClient(name) {
 					label = name
 				} else if name != "-" {
-					if f, err = openRegular(a.abs(name)); err != nil {
+					if f, err = a.openArg(name); err != nil {
 						stopped(i)
 						return err
 					}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -112,7 +113,7 @@ Sensitivity labels: MH, SUD, SEX, HIV, STD, GDIS, SDV.`,
 			var size int64 // of a regular file; 0 when unknown
 			if args[0] != "-" {
 				if !a.fromClient(args[0]) {
-					f, err := openRegular(a.abs(args[0]))
+					f, err := a.openArg(args[0])
 					if err != nil {
 						return err
 					}
@@ -160,6 +161,24 @@ Sensitivity labels: MH, SUD, SEX, HIV, STD, GDIS, SDV.`,
 	f.BoolVar(&a.jsonOut, "json", false, "print JSON")
 	cmd.MarkFlagRequired("category")
 	return cmd
+}
+
+// openArg opens a file argument of add or import. In the node, a file
+// that turns out to be under /proc or /dev once opened (a symbolic link
+// changed after the client looked at it) is refused: there it would be
+// the node's own (its environment, its descriptors), not the caller's.
+// The client opens such files itself and sends their content (clientFile).
+func (a *app) openArg(name string) (*os.File, error) {
+	f, err := openRegular(a.abs(name))
+	if err != nil || a.remote == nil {
+		return f, err
+	}
+	if real, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(int(f.Fd()))); err == nil && procOrDev(real) {
+		f.Close()
+		return nil, withHint(usagef("%s leads to %s, which the node would read as its own", sanitize(name), sanitize(real)),
+			"give the file's own path, or run the command again")
+	}
+	return f, nil
 }
 
 // openRegular opens path for reading, refusing directories and other

@@ -197,14 +197,35 @@ func (a *app) clientFile(cmd *cobra.Command, args []string) (string, *os.File, e
 }
 
 // clientOnly reports whether path must be opened by this process rather
-// than by the node (see clientFile).
+// than by the node (see clientFile). A path is judged by where it leads,
+// not only by how it is spelled: a symbolic link to /proc/self/environ
+// opened by the node stored the node's environment, not the caller's.
+// A link that cannot be followed to the end (a pipe's /proc/self/fd/N
+// leads to "pipe:[...]") is opened here too: the node must not find out
+// what it means in its own process.
 func clientOnly(path string) bool {
-	clean := filepath.Clean(path)
-	if strings.HasPrefix(clean, "/dev/") || strings.HasPrefix(clean, "/proc/") {
+	if procOrDev(path) {
 		return true
+	}
+	// Relative to this process's working directory: the caller's.
+	real, err := filepath.EvalSymlinks(path)
+	if err == nil && procOrDev(real) {
+		return true
+	}
+	if err != nil {
+		if li, lerr := os.Lstat(path); lerr == nil && li.Mode()&os.ModeSymlink != 0 {
+			return true
+		}
 	}
 	st, err := os.Stat(path)
 	return err == nil && !st.Mode().IsRegular() && !st.IsDir()
+}
+
+// procOrDev reports whether path names something under /proc or /dev,
+// whose meaning depends on the process that opens it.
+func procOrDev(path string) bool {
+	clean := filepath.Clean(path)
+	return clean == "/proc" || clean == "/dev" || strings.HasPrefix(clean, "/dev/") || strings.HasPrefix(clean, "/proc/")
 }
 
 // removable asks the node to show the record rm names; when it cannot (no
