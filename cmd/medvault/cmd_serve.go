@@ -212,6 +212,12 @@ func (a *app) runInNode(v *vault.Vault, req *control.Request, stdin io.Reader, s
 		}
 		return a.getenv(k)
 	}
+	if err := req.PeerGroups(); err != nil {
+		// The node would open and create the command's files with
+		// groups its caller does not hold.
+		printError(stderr, withHint(err, "run the command without the node (stop 'medvault serve'), or from a shell with the node's groups"))
+		return exitFailure
+	}
 	cwd := req.Dir
 	switch {
 	case cwd == "":

@@ -15,7 +15,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	if os.Getenv("MEDVAULT_TEST_PROMPT_CHILD") == "1" {
+	if os.Getenv("MEDVAULT_TEST_PROMPT_CHILD") == "1" || os.Getenv("MEDVAULT_TEST_CLIENT_SOCK") != "" {
 		// A child of TestReadHiddenSignalRestores, which a signal ends:
 		// testscript.Main would first copy this 40 MiB binary into a
 		// temporary directory that only a normal exit removes, and every

@@ -10,6 +10,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -77,7 +80,22 @@ type Request struct {
 	// ctx is cancelled once the client's connection closes (or the
 	// node cuts it): see Context.
 	ctx context.Context
+	// peerErr says why the client's process does not hold the node's
+	// groups: see PeerGroups.
+	peerErr error
 }
+
+// ErrOtherGroups means the client's process holds other groups than the
+// node: see Request.PeerGroups.
+var ErrOtherGroups = errors.New("the command's process holds other groups than the node")
+
+// PeerGroups returns an error wrapping ErrOtherGroups when the client's
+// process has another effective group or other supplementary groups than
+// the node's. The node opens and creates the files a command names with
+// its own credentials: for a client started with fewer groups (sg, newgrp,
+// a service that dropped some), running the command in the node would read
+// or write files the client itself could not.
+func (r *Request) PeerGroups() error { return r.peerErr }
 
 // Context returns a context that is cancelled when the client that sent
 // the request goes away (killed, interrupted) or the node cuts its
@@ -466,6 +484,66 @@ func sameUser(conn net.Conn) bool {
 	return err == nil && cred != nil && int(cred.Uid) == os.Getuid()
 }
 
+// sameGroups returns nil when the process at the other end of conn has the
+// node's effective group and supplementary groups: SO_PEERCRED's gid, and
+// the "Groups:" line of /proc/PID/status for its pid (read now; a client
+// that is gone already runs nothing). Anything it cannot tell is a
+// difference.
+func sameGroups(conn net.Conn) error {
+	uc, ok := conn.(*net.UnixConn)
+	if !ok {
+		return fmt.Errorf("%w: not a local connection", ErrOtherGroups)
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrOtherGroups, err)
+	}
+	var cred *syscall.Ucred
+	cerr := raw.Control(func(fd uintptr) {
+		cred, err = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
+	})
+	if cerr != nil || err != nil || cred == nil {
+		return fmt.Errorf("%w: its credentials cannot be read", ErrOtherGroups)
+	}
+	if int(cred.Gid) != os.Getegid() {
+		return fmt.Errorf("%w: its group is %d, the node's %d", ErrOtherGroups, cred.Gid, os.Getegid())
+	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cred.Pid))
+	if err != nil {
+		return fmt.Errorf("%w: its groups cannot be read (%v)", ErrOtherGroups, err)
+	}
+	var peer []int
+	found := false
+	for _, line := range strings.Split(string(status), "\n") {
+		if rest, ok := strings.CutPrefix(line, "Groups:"); ok {
+			found = true
+			for _, f := range strings.Fields(rest) {
+				g, err := strconv.Atoi(f)
+				if err != nil {
+					return fmt.Errorf("%w: its groups cannot be read", ErrOtherGroups)
+				}
+				peer = append(peer, g)
+			}
+		}
+	}
+	own, err := os.Getgroups()
+	if !found || err != nil {
+		return fmt.Errorf("%w: its groups cannot be read", ErrOtherGroups)
+	}
+	if !sameSet(peer, own) {
+		return fmt.Errorf("%w: its supplementary groups are %v, the node's %v", ErrOtherGroups, sortedSet(peer), sortedSet(own))
+	}
+	return nil
+}
+
+func sortedSet(s []int) []int {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return slices.Compact(s)
+}
+
+func sameSet(a, b []int) bool { return slices.Equal(sortedSet(a), sortedSet(b)) }
+
 // readHello reads a client's request frame, within wait, and returns its
 // payload; false when the client is another user or sends no request.
 // helloRead is called once the frame is read (or given up on): it frees the
@@ -500,6 +578,7 @@ func serveConn(conn net.Conn, h Handler, helloRead func()) {
 	if err := json.Unmarshal(p, &req); err != nil || req.V != Version || len(req.Args) > 4096 {
 		return
 	}
+	req.peerErr = sameGroups(conn)
 	var mu sync.Mutex
 	if err := writeFrame(conn, frameAck, nil); err != nil {
 		return

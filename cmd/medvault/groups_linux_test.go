@@ -1,0 +1,78 @@
+package main
+
+import (
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/medvault/medvault/cmd/medvault/internal/control"
+)
+
+// The node opens and creates a command's files with its own groups: a
+// client of the same user started with other groups (sg, newgrp, a
+// service that dropped some) is refused, with a hint, rather than served
+// with groups it does not hold. A client with the node's groups is served.
+func TestNodeRefusesClientWithOtherGroups(t *testing.T) {
+	if sock := os.Getenv("MEDVAULT_TEST_CLIENT_SOCK"); sock != "" {
+		// The client, in a child process with the groups the parent gave it.
+		code, err := control.Call(sock, control.Request{Args: []string{"list"}, Dir: "/"}, nil, os.Stdout, os.Stderr)
+		if err != nil {
+			os.Stderr.WriteString(err.Error())
+			os.Exit(99)
+		}
+		os.Exit(code)
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to start a client with other groups")
+	}
+	v := openPatientVault(t)
+	node := &app{getenv: func(string) string { return "" }}
+	sock := filepath.Join(t.TempDir(), "node.sock")
+	ln, err := control.Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go control.NewServer(func(req *control.Request, stdin io.Reader, stdout, stderr io.Writer) int {
+		return node.runInNode(v, req, stdin, stdout, stderr)
+	}).Serve(ln)
+
+	own, err := os.Getgroups()
+	if err != nil {
+		t.Fatal(err)
+	}
+	same := make([]uint32, len(own))
+	for i, g := range own {
+		same[i] = uint32(g)
+	}
+	fewer := []uint32{}
+	if len(own) == 0 {
+		fewer = []uint32{4242} // none to drop: one more differs as well
+	}
+	client := func(groups []uint32) (int, string) {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestNodeRefusesClientWithOtherGroups$")
+		cmd.Env = append(os.Environ(), "MEDVAULT_TEST_CLIENT_SOCK="+sock)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{
+			Uid: uint32(os.Getuid()), Gid: uint32(os.Getegid()), Groups: groups}}
+		out, err := cmd.CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return code, string(out)
+	}
+	if code, out := client(same); code != 0 {
+		t.Fatalf("a client with the node's groups: exit %d: %s", code, out)
+	}
+	code, out := client(fewer)
+	if code != exitFailure || !strings.Contains(out, "holds other groups than the node") ||
+		!strings.Contains(out, "from a shell with the node's groups") {
+		t.Fatalf("a client with groups %v (the node's: %v): exit %d: %s", fewer, own, code, out)
+	}
+}
