@@ -1,7 +1,7 @@
 package main
 
 import (
-	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -219,7 +219,7 @@ func (a *app) passphrase(prompt string, confirm bool) ([]byte, error) {
 			clear(pass)
 			return nil, err
 		}
-		same := string(again) == string(pass)
+		same := bytes.Equal(again, pass)
 		clear(again)
 		if !same {
 			clear(pass)
@@ -255,20 +255,43 @@ func (o oneByte) Read(p []byte) (int, error) {
 	return o.r.Read(p)
 }
 
-func readPassphrase(r io.Reader) ([]byte, error) {
-	br := bufio.NewReaderSize(io.LimitReader(r, maxPassphrase+2), maxPassphrase+2)
-	line, err := br.ReadBytes('\n')
-	if err != nil && err != io.EOF {
-		return nil, fmt.Errorf("read passphrase: %w", err)
+func readPassphrase(r io.Reader) (pass []byte, err error) {
+	// One buffer, filled in place and wiped on every path: no bufio
+	// buffer, line copy or string left holding the passphrase for the
+	// collector to hand back unwiped (a node kept it in memory for as
+	// long as it ran). What follows the newline, read with it from a
+	// file, is wiped too.
+	buf := make([]byte, maxPassphrase+2)
+	defer clear(buf)
+	n, idle := 0, 0
+	for n < len(buf) {
+		k, rerr := r.Read(buf[n:])
+		n += k
+		if bytes.IndexByte(buf[n-k:n], '\n') >= 0 || rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return nil, fmt.Errorf("read passphrase: %w", rerr)
+		}
+		if k > 0 {
+			idle = 0
+		} else if idle++; idle >= 100 {
+			return nil, fmt.Errorf("read passphrase: %w", io.ErrNoProgress)
+		}
 	}
-	line = []byte(strings.TrimRight(string(line), "\r\n"))
+	line := buf[:n]
+	if i := bytes.IndexByte(line, '\n'); i >= 0 {
+		line = line[:i]
+	}
+	line = bytes.TrimRight(line, "\r")
 	if len(line) == 0 {
 		return nil, usagef("the passphrase source is empty")
 	}
 	if len(line) > maxPassphrase {
 		return nil, usagef("passphrase longer than %d bytes", maxPassphrase)
 	}
-	return line, nil
+	// The caller's copy, which it wipes (clear) when done.
+	return bytes.Clone(line), nil
 }
 
 // unlock decrypts the identity once per process, then lowers the memory

@@ -180,6 +180,7 @@ type fileV1 struct {
 // identity that would block the next 'init'; the temporary file it may
 // leave is removed by a later Save. On error no file is left behind.
 func (id *Identity) Save(path string, passphrase []byte, workFactor int) error {
+	// An unwipeable string copy, as in Decrypt: age's API takes a string.
 	r, err := age.NewScryptRecipient(string(passphrase))
 	if err != nil {
 		return fmt.Errorf("passphrase: %w", err)
@@ -305,6 +306,10 @@ func Load(path string, passphrase []byte, maxWorkFactor int) (*Identity, error) 
 
 // Decrypt opens an identity file's bytes. See Load.
 func Decrypt(data, passphrase []byte, maxWorkFactor int) (*Identity, error) {
+	// age takes the passphrase as a string: an immutable copy that
+	// cannot be wiped, held by si until the collector reuses its memory.
+	// The caller's []byte is wiped; this copy is the one left, and
+	// unavoidable with age's scrypt API.
 	si, err := age.NewScryptIdentity(string(passphrase))
 	if err != nil {
 		return nil, fmt.Errorf("passphrase: %w", err)
