@@ -9,12 +9,21 @@ import (
 	"time"
 )
 
-// lockFile takes an exclusive flock on path, polling until timeout. The lock
+// lockFile takes an exclusive flock on path, polling until timeout; it never
+// follows a symbolic link at path. The lock
 // lives in its own file, never replaced, so that compaction can swap the
 // database file underneath without another process locking a stale inode.
 // A process killed while holding the lock releases it at once (kernel flock).
 func lockFile(path string, timeout time.Duration) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	// O_NOFOLLOW: a symbolic link planted there would have medvault
+	// create, and lock, a file anywhere the link points (and two vaults
+	// could share one lock).
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+	if errors.Is(err, syscall.ELOOP) {
+		if li, lerr := os.Lstat(path); lerr == nil && li.Mode()&os.ModeSymlink != 0 {
+			return nil, fmt.Errorf("open lock file: %s is a symbolic link, not the vault's own lock file; medvault does not follow it (remove the link: medvault creates the file)", path)
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open lock file: %w", err)
 	}
