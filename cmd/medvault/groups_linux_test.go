@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -49,15 +50,12 @@ func TestNodeRefusesClientWithOtherGroups(t *testing.T) {
 	for i, g := range own {
 		same[i] = uint32(g)
 	}
-	fewer := []uint32{}
-	if len(own) == 0 {
-		fewer = []uint32{4242} // none to drop: one more differs as well
-	}
-	client := func(groups []uint32) (int, string) {
+	egid := uint32(os.Getegid())
+	client := func(gid uint32, groups []uint32) (int, string) {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestNodeRefusesClientWithOtherGroups$")
 		cmd.Env = append(os.Environ(), "MEDVAULT_TEST_CLIENT_SOCK="+sock)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{
-			Uid: uint32(os.Getuid()), Gid: uint32(os.Getegid()), Groups: groups}}
+			Uid: uint32(os.Getuid()), Gid: gid, Groups: groups}}
 		out, err := cmd.CombinedOutput()
 		code := 0
 		if ee, ok := err.(*exec.ExitError); ok {
@@ -67,12 +65,17 @@ func TestNodeRefusesClientWithOtherGroups(t *testing.T) {
 		}
 		return code, string(out)
 	}
-	if code, out := client(same); code != 0 {
+	if code, out := client(egid, same); code != 0 {
 		t.Fatalf("a client with the node's groups: exit %d: %s", code, out)
 	}
-	code, out := client(fewer)
-	if code != exitFailure || !strings.Contains(out, "holds other groups than the node") ||
+	// More groups than the node: the node can do less than the client.
+	if code, out := client(egid, append(slices.Clone(same), 4242)); code != 0 {
+		t.Fatalf("a client with one group more than the node: exit %d: %s", code, out)
+	}
+	// Another effective group and none of the node's: refused.
+	code, out := client(4242, []uint32{})
+	if code != exitFailure || !strings.Contains(out, "the command's process does not") ||
 		!strings.Contains(out, "from a shell with the node's groups") {
-		t.Fatalf("a client with groups %v (the node's: %v): exit %d: %s", fewer, own, code, out)
+		t.Fatalf("a client with group 4242 only (the node's: %d, %v): exit %d: %s", egid, own, code, out)
 	}
 }

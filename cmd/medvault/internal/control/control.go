@@ -85,13 +85,12 @@ type Request struct {
 	peerErr error
 }
 
-// ErrOtherGroups means the client's process holds other groups than the
-// node: see Request.PeerGroups.
-var ErrOtherGroups = errors.New("the command's process holds other groups than the node")
+// ErrOtherGroups means the node holds a group the client's process does
+// not: see Request.PeerGroups.
+var ErrOtherGroups = errors.New("the node holds groups the command's process does not")
 
-// PeerGroups returns an error wrapping ErrOtherGroups when the client's
-// process has another effective group or other supplementary groups than
-// the node's. The node opens and creates the files a command names with
+// PeerGroups returns an error wrapping ErrOtherGroups when the node holds
+// a group (effective or supplementary) the client's process does not. The node opens and creates the files a command names with
 // its own credentials: for a client started with fewer groups (sg, newgrp,
 // a service that dropped some), running the command in the node would read
 // or write files the client itself could not.
@@ -484,10 +483,13 @@ func sameUser(conn net.Conn) bool {
 	return err == nil && cred != nil && int(cred.Uid) == os.Getuid()
 }
 
-// sameGroups returns nil when the process at the other end of conn has the
-// node's effective group and supplementary groups: SO_PEERCRED's gid, and
-// the "Groups:" line of /proc/PID/status for its pid (read now; a client
-// that is gone already runs nothing). Anything it cannot tell is a
+// sameGroups returns nil when the node holds no group the process at the
+// other end of conn lacks: the node's effective group and each of its
+// supplementary groups must be the client's effective group (SO_PEERCRED's
+// gid) or among the client's supplementary groups (the "Groups:" line of
+// /proc/PID/status for its pid, read now; a client that is gone already
+// runs nothing). A client with more groups than the node is served: the
+// node can then do less than it, not more. Anything it cannot tell is a
 // difference.
 func sameGroups(conn net.Conn) error {
 	uc, ok := conn.(*net.UnixConn)
@@ -505,14 +507,11 @@ func sameGroups(conn net.Conn) error {
 	if cerr != nil || err != nil || cred == nil {
 		return fmt.Errorf("%w: its credentials cannot be read", ErrOtherGroups)
 	}
-	if int(cred.Gid) != os.Getegid() {
-		return fmt.Errorf("%w: its group is %d, the node's %d", ErrOtherGroups, cred.Gid, os.Getegid())
-	}
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cred.Pid))
 	if err != nil {
 		return fmt.Errorf("%w: its groups cannot be read (%v)", ErrOtherGroups, err)
 	}
-	var peer []int
+	peer := []int{int(cred.Gid)}
 	found := false
 	for _, line := range strings.Split(string(status), "\n") {
 		if rest, ok := strings.CutPrefix(line, "Groups:"); ok {
@@ -530,8 +529,15 @@ func sameGroups(conn net.Conn) error {
 	if !found || err != nil {
 		return fmt.Errorf("%w: its groups cannot be read", ErrOtherGroups)
 	}
-	if !sameSet(peer, own) {
-		return fmt.Errorf("%w: its supplementary groups are %v, the node's %v", ErrOtherGroups, sortedSet(peer), sortedSet(own))
+	own = append(own, os.Getegid())
+	var lacking []int
+	for _, g := range sortedSet(own) {
+		if !slices.Contains(peer, g) {
+			lacking = append(lacking, g)
+		}
+	}
+	if len(lacking) > 0 {
+		return fmt.Errorf("%w: the node holds group %v, the command's process does not", ErrOtherGroups, lacking)
 	}
 	return nil
 }
@@ -541,8 +547,6 @@ func sortedSet(s []int) []int {
 	slices.Sort(s)
 	return slices.Compact(s)
 }
-
-func sameSet(a, b []int) bool { return slices.Equal(sortedSet(a), sortedSet(b)) }
 
 // readHello reads a client's request frame, within wait, and returns its
 // payload; false when the client is another user or sends no request.
