@@ -519,7 +519,13 @@ func (v *Vault) shredWithin(wait time.Duration) error {
 // SetLabels adds and removes sensitivity labels by hand, on the record and
 // on every other version the vault holds of the same FHIR resource (a
 // diagnosis labelled MH in its second version is as sensitive in its
-// first); each change is a ledger entry. Labels it adds also reach, as an
+// first); each change is a ledger entry. Labels it adds reach every record
+// of the resource's type and id, as labels spread by type and id across
+// servers (erring toward withholding: docs/DESIGN.md); labels it removes
+// leave only the versions of the same series (seriesOf): another server's
+// resource with that type and id is another resource, and a removal the
+// patient judged for this one must not send that one under a grant
+// without the label. Labels it adds also reach, as an
 // import's propagation would, the imported records that reference the
 // resource, and the records that reference those (spreadAdded). It returns
 // the record's new metadata and what else changed.
@@ -543,7 +549,7 @@ func (v *Vault) SetLabels(id record.ID, add, remove []record.Label) (*Meta, Rela
 		// reached the records that reference it when it came, or was
 		// removed from them by hand since).
 		var gained []record.Label
-		relabel := func(m *Meta) (bool, error) {
+		relabel := func(m *Meta, remove []record.Label) (bool, error) {
 			for _, l := range add {
 				if !m.HasLabel(l) && !slices.Contains(gained, l) {
 					gained = append(gained, l)
@@ -561,7 +567,7 @@ func (v *Vault) SetLabels(id record.ID, add, remove []record.Label) (*Meta, Rela
 			m.Labels, m.HandRemoved = ls, hr
 			return true, v.putMeta(tx, m, ledger.ActionLabel)
 		}
-		if _, err := relabel(m); err != nil {
+		if _, err := relabel(m, remove); err != nil {
 			return err
 		}
 		for _, oid := range v.otherVersions(tx, m) {
@@ -569,12 +575,22 @@ func (v *Vault) SetLabels(id record.ID, add, remove []record.Label) (*Meta, Rela
 			if err != nil {
 				return err
 			}
-			changed, err := relabel(om)
+			// otherVersions is keyed by type and id: another server's
+			// resource gains what is added, but loses nothing.
+			same := om.FHIR != nil && seriesOf(om) == seriesOf(m)
+			rm := remove
+			if !same {
+				rm = nil
+			}
+			changed, err := relabel(om, rm)
 			if err != nil {
 				return err
 			}
-			if changed {
+			switch {
+			case changed && same:
 				others.Versions++
+			case changed:
+				others.SameID++
 			}
 		}
 		written, overrode, err := v.spreadAdded(tx, m, gained, nil)
@@ -589,7 +605,8 @@ func (v *Vault) SetLabels(id record.ID, add, remove []record.Label) (*Meta, Rela
 
 // Relabelled says what else a change of labels by hand changed.
 type Relabelled struct {
-	Versions  int // other versions of the same FHIR resource
+	Versions  int // other versions of the same FHIR resource (its series)
+	SameID    int // other servers' resources of its type and id, which gained a label added (removals do not reach them)
 	Referrers int // records that reference it (or reference those), which gained a label
 	Overrode  int // of those, records that gained a label the patient had removed from them by hand
 }

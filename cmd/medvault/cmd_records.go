@@ -859,6 +859,10 @@ visit labelled MH), as it does at import. Each change is a ledger entry.`,
 			if others.Versions > 0 {
 				a.say("Also changed on %s of this resource.", count(others.Versions, "other version"))
 			}
+			if others.SameID > 0 {
+				a.say("Also added to %s with this type and id from another server (labels spread by type and id; removals do not).",
+					count(others.SameID, "record"))
+			}
 			if others.Referrers > 0 {
 				a.say("Also added to %s that %s this resource (as an import would): see 'medvault log --action label'.",
 					count(others.Referrers, "record"), map[bool]string{true: "references", false: "reference"}[others.Referrers == 1])
