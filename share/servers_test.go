@@ -102,3 +102,61 @@ func TestHandRemovalStaysOnItsServer(t *testing.T) {
 		t.Errorf("the clinic's Condition/1 did not gain SUD: %v", dep.Labels)
 	}
 }
+
+// A MedicationRequest from the clinic that references "Medication/5"
+// (relative: it resolves against the base of its own entry, R4 2.36.4.1)
+// or "https://clinic.example/r4/Medication/5" names the clinic's
+// Medication/5, not the hospital's: MedicationUses counted it as a use of
+// the hospital's stopped buprenorphine, which the emergency summary then
+// listed as current. (The prescription still inherits the hospital's
+// Medication/5's SUD label: labels resolve references by type and id
+// across servers, a known limitation that errs toward withholding,
+// docs/DESIGN.md; this test does not rely on it either way.)
+func TestMedicationUseNamesItsServer(t *testing.T) {
+	hospital := `{"resourceType":"Bundle","type":"collection","entry":[
+{"fullUrl":"https://hospital.example/fhir/Medication/5","resource":{"resourceType":"Medication","id":"5","meta":{"security":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"OPIOIDUD"}]},"code":{"text":"Buprenorphine 8 MG"}}},
+{"fullUrl":"https://hospital.example/fhir/MedicationRequest/rxA","resource":{"resourceType":"MedicationRequest","id":"rxA","status":"stopped","intent":"order","subject":{"reference":"Patient/p"},"medicationReference":{"reference":"Medication/5","display":"Buprenorphine (hospital rx)"}}}]}`
+	clinic := func(fullURL, ref string) string {
+		return `{"resourceType":"Bundle","type":"collection","entry":[
+{"fullUrl":"` + fullURL + `","resource":{"resourceType":"MedicationRequest","id":"rxB","status":"active","intent":"order","subject":{"reference":"Patient/p"},"medicationReference":{"reference":"` + ref + `","display":"Metformin 500 MG"}}}]}`
+	}
+	for _, c := range []struct {
+		name, fullURL, ref string
+		uses               int // of the hospital's Medication/5
+	}{
+		{"relative", "https://clinic.example/r4/MedicationRequest/rxB", "Medication/5", 0},
+		{"relative-versioned", "https://clinic.example/r4/MedicationRequest/rxB", "Medication/5/_history/2", 0},
+		{"absolute", "https://clinic.example/r4/MedicationRequest/rxB", "https://clinic.example/r4/Medication/5", 0},
+		// The same server's prescription (an absolute reference spelled
+		// otherwise than the fullUrl) is a use.
+		{"absolute-same-server", "https://clinic.example/r4/MedicationRequest/rxB", "HTTPS://Hospital.Example/fhir/Medication/5", 1},
+		{"relative-same-server", "https://hospital.example/fhir/MedicationRequest/rxB", "Medication/5", 1},
+		// A referrer that names no server (NDJSON-like urn:uuid fullUrl)
+		// still counts: leaving a current medication out is worse.
+		{"relative-no-server", "urn:uuid:0b0b0b0b-0000-4000-8000-000000000002", "Medication/5", 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			patient := openVault(t, "Ada", identity.Patient)
+			importString(t, patient, "hospital.json", hospital)
+			importString(t, patient, "clinic.json", clinic(c.fullURL, c.ref))
+			if rx := findTitle(t, patient, "Metformin 500 MG"); len(rx.Labels) != 0 {
+				t.Logf("the clinic's prescription has labels %v (labels spread by type and id across servers)", rx.Labels)
+			}
+			bup := findTitle(t, patient, "Buprenorphine 8 MG")
+			uses, err := patient.MedicationUses(bup)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(uses) != c.uses {
+				t.Errorf("the hospital's buprenorphine, prescribed by the hospital (stopped) and referenced as %q from %s: uses %v, want %d", c.ref, c.fullURL, uses, c.uses)
+			}
+			got := grantTitles(t, patient, Scope{EmergencySummary: true}, record.SUD)
+			if !slices.Contains(got, "Metformin 500 MG") {
+				t.Errorf("emergency summary with SUD: %q, want the active prescription", got)
+			}
+			if current := c.uses > 0; slices.Contains(got, "Buprenorphine 8 MG") != current {
+				t.Errorf("emergency summary with SUD: %q; the buprenorphine is current: %v", got, current)
+			}
+		})
+	}
+}

@@ -7,12 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 
 	"filippo.io/age"
 	"go.etcd.io/bbolt"
 
 	"github.com/medvault/medvault/ledger"
+	"github.com/medvault/medvault/vault/fhir"
 	"github.com/medvault/medvault/vault/identity"
 	"github.com/medvault/medvault/vault/record"
 )
@@ -157,6 +159,14 @@ func (s *AdmitState) MedicationUses(m *Meta) ([][]record.Label, error) {
 // patient takes it: these records are what make it current. It returns nil
 // for any other record, and for every record until the vault's reference
 // index is built (IndexReferences; the next import builds it).
+//
+// A record found by the Medication's type and id counts unless the
+// reference and the Medication both name a server and the two differ
+// (refServer): the clinic's MedicationRequest that references
+// "Medication/5" (which resolves against the clinic's base, R4 2.36.4.1)
+// or "https://clinic.example/r4/Medication/5" does not make the hospital's
+// Medication/5 current. When either names no server it counts: leaving a
+// current medication out of an emergency summary is the worse error.
 func (v *Vault) MedicationUses(m *Meta) ([][]record.Label, error) {
 	var out [][]record.Label
 	err := v.view(func(tx *bbolt.Tx) error {
@@ -172,6 +182,11 @@ func (v *Vault) medicationUsesIn(tx *bbolt.Tx, m *Meta) ([][]record.Label, error
 		return nil, nil
 	}
 	rh := v.newRefHasher()
+	var plain []byte // the ref key of its Type/id
+	if m.FHIR.ID != "" {
+		plain = rh.key(m.FHIR.Type + "/" + m.FHIR.ID)
+	}
+	server := m.FHIR.Server()
 	seen := map[record.ID]bool{}
 	var out [][]record.Label
 	for _, h := range v.targetRefKeys(m) {
@@ -180,14 +195,23 @@ func (v *Vault) medicationUsesIn(tx *bbolt.Tx, m *Meta) ([][]record.Label, error
 			if seen[id] || len(exacts[i]) > 0 && len(v.holders(tx, exacts[i])) > 0 {
 				continue // counted, or the reference as written names another resource
 			}
-			seen[id] = true
 			rm, err := v.meta1(tx, id)
 			if err != nil {
 				return nil, err
 			}
 			if rm.FHIR == nil || rm.Category != record.Medications || !rm.Active() || rm.Voided() {
+				seen[id] = true
 				continue
 			}
+			// Not marked seen when it names another server this way: it
+			// may name m too, under another of m's keys.
+			if ok, err := v.mayNameServer(tx, rh, rm, server, h, plain, exacts[i]); err != nil || !ok {
+				if err != nil {
+					return nil, err
+				}
+				continue
+			}
+			seen[id] = true
 			sup, err := v.supersededIn(tx, rm)
 			if err != nil {
 				return nil, err
@@ -198,6 +222,59 @@ func (v *Vault) medicationUsesIn(tx *bbolt.Tx, m *Meta) ([][]record.Label, error
 		}
 	}
 	return out, nil
+}
+
+// mayNameServer reports whether the reference record rm makes, found in
+// the reference index under ref key h of a resource from server ("" if it
+// names none), may name that server: unless both name one and they differ
+// (see refServer). plain is the ref key of the resource's Type/id, exact
+// the ref key of the reference as written for a fallback entry (nil
+// otherwise). Only a fallback entry (an absolute or versioned reference
+// no record holds) needs the reference itself: rm's content is decrypted
+// in tx to find it (withContent, which wipes it).
+func (v *Vault) mayNameServer(tx *bbolt.Tx, rh *refHasher, rm *Meta, server string, h, plain, exact []byte) (bool, error) {
+	switch {
+	case server == "":
+		return true, nil
+	case exact == nil && !bytes.Equal(h, plain):
+		return true, nil // the resource's fullUrl, as written
+	case exact == nil:
+		// "Type/id", relative: against the referrer's own base.
+		s := rm.FHIR.Server()
+		return s == "" || s == server, nil
+	}
+	ok := false
+	err := v.withContent(tx, rm, func(content []byte) error {
+		for _, ref := range fhir.References(content) {
+			if e, _ := fhir.ReferenceKeys(ref); !ok && bytes.Equal(rh.key(e), exact) {
+				s := refServer(ref, rm)
+				ok = s == "" || s == server
+			}
+		}
+		return nil
+	})
+	return ok, err
+}
+
+// refServer returns the server a reference that record from makes names,
+// as serverBase gives it: for an absolute RESTful reference (http or https,
+// "/_history/v" ignored), the service base before its Type/id; for a
+// relative one, the referrer's own server, since a relative reference
+// resolves against the base of the entry that makes it (R4 2.36.4.1); ""
+// for any other (urn:uuid, urn:oid, another scheme).
+func refServer(ref string, from *Meta) string {
+	if !strings.Contains(ref, ":") {
+		return from.FHIR.Server() // an id has no ":", so a relative reference has none
+	}
+	_, fallback := fhir.ReferenceKeys(ref)
+	typ, id, ok := fhir.PlainKey(fallback)
+	if !ok {
+		return ""
+	}
+	if i := strings.Index(ref, "/_history/"); i >= 0 {
+		ref = ref[:i]
+	}
+	return serverBase(strings.TrimSuffix(ref, "/"), typ, id)
 }
 
 // Records returns the metadata of all the owner's own records.
