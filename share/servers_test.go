@@ -160,3 +160,84 @@ func TestMedicationUseNamesItsServer(t *testing.T) {
 		})
 	}
 }
+
+// A file that holds two servers' Condition/1 numbered the second after the
+// first (admit kept "seen in this file" by type and id only), not after
+// the vault's versions from its own server. With no lastUpdated or
+// versionId, the version number is the order of arrival (FHIRInfo.Newer),
+// so the clinic's newest version, numbered 2 after the hospital's 1, was
+// taken for older than its stored 3: the emergency summary, the export and
+// the provider's latest versions kept the hypertension the clinic had
+// resolved.
+func TestInFileNumberingPerServer(t *testing.T) {
+	patient := openVault(t, "Ada", identity.Patient)
+	clinic := func(status, text string) string {
+		return `{"fullUrl":"https://clinic.example/r4/Condition/1","resource":{"resourceType":"Condition","id":"1","clinicalStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/condition-clinical","code":"` + status + `"}]},"code":{"text":"` + text + `"}}}`
+	}
+	hospital := func(text string) string {
+		return `{"fullUrl":"https://hospital.example/fhir/Condition/1","resource":{"resourceType":"Condition","id":"1","clinicalStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/condition-clinical","code":"active"}]},"code":{"text":"` + text + `"}}}`
+	}
+	for i, text := range []string{"Hypertension (1)", "Hypertension (2)", "Hypertension (3)"} {
+		importString(t, patient, "clinic"+string(rune('a'+i))+".json", fhirBundle(clinic("active", text)))
+	}
+	// A download that holds the hospital's Condition/1 and then the
+	// clinic's latest version of its own, the hypertension resolved; then
+	// the hospital's again, changed.
+	importString(t, patient, "both.json", fhirBundle(
+		hospital("Asthma"),
+		clinic("resolved", "Hypertension (resolved)"),
+		hospital("Asthma, controlled")))
+	ms, err := patient.List(vault.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	versions := map[string]int{}
+	for _, m := range ms {
+		versions[m.Title] = m.FHIR.Version
+	}
+	want := map[string]int{"Hypertension (1)": 1, "Hypertension (2)": 2, "Hypertension (3)": 3, "Hypertension (resolved)": 4, "Asthma": 1, "Asthma, controlled": 2}
+	for title, v := range want {
+		if versions[title] != v {
+			t.Errorf("%s: version %d, want %d", title, versions[title], v)
+		}
+	}
+	if got := grantTitles(t, patient, Scope{EmergencySummary: true}); !slices.Equal(got, []string{"Asthma, controlled"}) {
+		t.Errorf("emergency summary: %q, want only the asthma (the clinic resolved the hypertension)", got)
+	}
+	var out strings.Builder
+	if _, err := patient.ExportFHIR(vault.Filter{}, vault.ExportBundle, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "Hypertension (resolved)") {
+		t.Error("the export leaves out the clinic's latest version (resolved) as an older one")
+	}
+	// The provider, sent the current versions under a problems grant,
+	// takes the same ones for the latest.
+	provider := openVault(t, "Dr. Hopper", identity.Provider)
+	if _, err := SaveContact(patient, "dr", cardOf(t, provider), false); err != nil {
+		t.Fatal(err)
+	}
+	g, err := IssueAndStore(patient, GrantParams{Audience: provider.Owner().ID(), Scope: Scope{Categories: []record.Category{record.Problems}},
+		Purpose: "TREAT", Expiry: time.Now().Add(time.Hour)}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := exchange(t, patient, provider, provider.Owner().ID(), g); err != nil {
+		t.Fatal(err)
+	}
+	pms, err := provider.List(vault.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	older := vault.Superseded(pms)
+	var latest []string
+	for _, m := range pms {
+		if !older[m.ID] {
+			latest = append(latest, m.Title)
+		}
+	}
+	slices.Sort(latest)
+	if !slices.Equal(latest, []string{"Asthma, controlled", "Hypertension (resolved)"}) {
+		t.Errorf("provider's latest versions: %q", latest)
+	}
+}

@@ -242,6 +242,7 @@ type importer struct {
 type tables struct {
 	dups   map[string]uint64 // -> seq of the version with that content
 	keys   map[string]keyState
+	vers   map[string]int // H(fhir key, server base) -> the series' last version number in this file
 	target map[string]targetOp
 	edges  [][]byte
 	codes  map[string][]record.Label
@@ -258,12 +259,14 @@ type tables struct {
 type refEntry struct{ key, val []byte }
 
 func newTables() *tables {
-	return &tables{dups: map[string]uint64{}, keys: map[string]keyState{}, target: map[string]targetOp{}, codes: map[string][]record.Label{}}
+	return &tables{dups: map[string]uint64{}, keys: map[string]keyState{}, vers: map[string]int{}, target: map[string]targetOp{}, codes: map[string][]record.Label{}}
 }
 
+// keyState is what the file holds of a type and id, whichever servers its
+// versions came from (labels chain along them all); version numbers are
+// kept per series apart (tables.vers).
 type keyState struct {
-	seq      uint64 // the last version's
-	version  int
+	seq      uint64   // the last version's
 	first    [32]byte // content of the first version
 	firstSeq uint64   // the first version's
 }
@@ -524,7 +527,7 @@ func (im *importer) admit(res *fhir.Resource) (*staged, error) {
 		}
 		if p != nil {
 			d := &dec{p: p}
-			ks, inFile = keyState{seq: d.u(), version: int(d.u()), first: [32]byte(append(d.b(), make([]byte, 32)...)), firstSeq: d.u()}, true
+			ks, inFile = keyState{seq: d.u(), first: [32]byte(append(d.b(), make([]byte, 32)...)), firstSeq: d.u()}, true
 			if err := d.err(); err != nil {
 				return nil, err
 			}
@@ -553,6 +556,19 @@ func (im *importer) admit(res *fhir.Resource) (*staged, error) {
 			return nil, nil
 		}
 	}
+	// Versions are numbered per series (seriesOf): after this file's last
+	// version from the same server, else after the vault's.
+	base := serverBase(res.FullURL, res.Type, res.ID)
+	vh := string(sc.hash('v', s.key, []byte(base)))
+	ver, verInFile := im.cur.vers[vh]
+	if !verInFile && im.prev != nil {
+		ver, verInFile = im.prev.vers[vh]
+	}
+	if !verInFile && inFile {
+		if p := sc.get(scVers, []byte(vh)); len(p) == 8 {
+			ver, verInFile = int(binary.BigEndian.Uint64(p)), true
+		}
+	}
 	var known *record.ID
 	held := false // the vault holds a version of this type and id
 	err := v.view(func(tx *bbolt.Tx) error {
@@ -566,17 +582,18 @@ func (im *importer) admit(res *fhir.Resource) (*staged, error) {
 				return nil
 			}
 		}
-		if inFile {
+		if verInFile {
 			return nil
 		}
-		// The first version in this file: number it after the vault's
-		// versions from the same server (an id is unique on one server
-		// only: seriesOf), and keep the labels of every version of its
-		// type and id (a label the patient added by hand must not fall
-		// off because the hospital re-exported the resource; labels stay
-		// on the side of caution where two servers' ids meet); numbering
-		// continues after removed versions.
-		base := serverBase(res.FullURL, res.Type, res.ID)
+		// The first version of its series in this file: number it after
+		// the vault's versions from the same server (an id is unique on
+		// one server only: seriesOf); numbering continues after removed
+		// versions. The first version of its type and id in this file
+		// also keeps the labels of every version of its type and id (a
+		// label the patient added by hand must not fall off because the
+		// hospital re-exported the resource; labels stay on the side of
+		// caution where two servers' ids meet); a later one has them
+		// through the file's earlier versions (chain).
 		recs := tx.Bucket(bucketRecords)
 		for i := 0; i+indexEntry <= len(val); i += indexEntry {
 			id := record.ID(val[i : i+16])
@@ -594,8 +611,10 @@ func (im *importer) admit(res *fhir.Resource) (*staged, error) {
 				if serverBase(m.FHIR.FullURL, m.FHIR.Type, m.FHIR.ID) == base {
 					s.version = max(s.version, m.FHIR.Version)
 				}
-				s.base = append(s.base, m.Labels...)
-				held = true
+				if !inFile {
+					s.base = append(s.base, m.Labels...)
+					held = true
+				}
 			}
 		}
 		s.base = normLabels(s.base)
@@ -622,11 +641,14 @@ func (im *importer) admit(res *fhir.Resource) (*staged, error) {
 	s.seq, s.id = im.seq, record.NewID()
 	im.seq++
 	if inFile {
-		s.version, s.prev = ks.version, ks.seq+1
+		s.prev = ks.seq + 1
 		im.cur.chain = append(im.cur.chain, ks.seq, s.seq)
 		im.cur.dups[dh] = s.seq
 	} else {
 		ks.first, ks.firstSeq = s.content, s.seq
+	}
+	if verInFile {
+		s.version = ver
 	}
 	s.version++
 	if !inFile && held {
@@ -634,7 +656,8 @@ func (im *importer) admit(res *fhir.Resource) (*staged, error) {
 		// propagation gives it reach those versions too.
 		im.cur.chain = append(im.cur.chain, s.seq)
 	}
-	im.cur.keys[kh] = keyState{s.seq, s.version, ks.first, ks.firstSeq}
+	im.cur.keys[kh] = keyState{s.seq, ks.first, ks.firstSeq}
+	im.cur.vers[vh] = s.version
 
 	// What label propagation needs: the keys references find it by, its
 	// references, its primary codes, and the codes its source labelled.
@@ -773,7 +796,15 @@ func (im *importer) writeTables(batch []*staged, t *tables) error {
 		if _, err := sc.maybeCommit(); err != nil {
 			return err
 		}
-		if err := sc.putSealed(scKeys, []byte(k), enc(nil).u(ks.seq).u(uint64(ks.version)).b(ks.first[:]).u(ks.firstSeq)); err != nil {
+		if err := sc.putSealed(scKeys, []byte(k), enc(nil).u(ks.seq).b(ks.first[:]).u(ks.firstSeq)); err != nil {
+			return err
+		}
+	}
+	for _, k := range sortedKeys(t.vers) {
+		if _, err := sc.maybeCommit(); err != nil {
+			return err
+		}
+		if err := sc.put(scVers, []byte(k), seqKey(uint64(t.vers[k]))); err != nil {
 			return err
 		}
 	}

@@ -1,6 +1,7 @@
 package vault
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -127,4 +128,57 @@ func TestCrossFileUnchangedEntryFullURL(t *testing.T) {
 	w := newTestVault(t)
 	importString(t, w, "bundle.json", bundle)
 	checkAllMH(t, w, "whole", "Encounter/e", "Claim/cl")
+}
+
+// Within one file, versions are numbered per series (seriesOf) as across
+// files: a server's second version of Condition/1 follows its own first,
+// not the other server's resource that the file brought between them,
+// also when import batches (importBatch) and so the scratch file's tables
+// lie between them.
+func TestInFileVersionsNumberedPerServer(t *testing.T) {
+	v := newTestVault(t)
+	cond := func(base, text string) string {
+		return `{"fullUrl":"` + base + `/Condition/1","resource":{"resourceType":"Condition","id":"1","code":{"text":"` + text + `"}}}`
+	}
+	importString(t, v, "clinic.json", `{"resourceType":"Bundle","type":"collection","entry":[`+cond("https://clinic.example/r4", "clinic 1")+`]}`)
+	var b strings.Builder
+	b.WriteString(`{"resourceType":"Bundle","type":"collection","entry":[`)
+	filler := func(from int) {
+		for i := from; i < from+importBatch+10; i++ {
+			fmt.Fprintf(&b, `{"resource":{"resourceType":"Observation","id":"o%d","status":"final","code":{"text":"x"}}},`, i)
+		}
+	}
+	b.WriteString(cond("https://hospital.example/fhir", "hospital 1") + ",")
+	filler(0)
+	b.WriteString(cond("https://clinic.example/r4", "clinic 2") + ",")
+	filler(importBatch + 10)
+	b.WriteString(cond("https://hospital.example/fhir", "hospital 2") + ",")
+	b.WriteString(cond("https://clinic.example/r4", "clinic 3") + ",")
+	b.WriteString(cond("", "no server 1") + ",")
+	b.WriteString(cond("https://hospital.example/fhir", "hospital 3"))
+	b.WriteString(`]}`)
+	st := importString(t, v, "both.json", b.String())
+	ms, err := v.List(Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	for _, m := range ms {
+		if m.FHIR.Type == "Condition" {
+			got[m.Title] = m.FHIR.Version
+		}
+	}
+	want := map[string]int{"clinic 1": 1, "hospital 1": 1, "clinic 2": 2, "hospital 2": 2, "clinic 3": 3, "hospital 3": 3}
+	for title, n := range want {
+		if got[title] != n {
+			t.Errorf("%s: version %d, want %d (all: %v)", title, got[title], n, got)
+		}
+	}
+	// "/Condition/1" names no server: a series of its own.
+	if got["no server 1"] != 1 {
+		t.Errorf("no server 1: version %d, want 1", got["no server 1"])
+	}
+	if st.Versions != 4 {
+		t.Errorf("import stats: %d new versions, want 4 (clinic 2, 3 and hospital 2, 3)", st.Versions)
+	}
 }

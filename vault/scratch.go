@@ -60,7 +60,8 @@ var (
 	scContent  = []byte("content") // seq -> the resource's age ciphertext (vault key)
 	scIndex    = []byte("index")   // vault index key || seq -> record ID || content key
 	scDups     = []byte("dups")    // H(fhir key, content) -> seq of the row with that content (a later version)
-	scKeys     = []byte("keys")    // H(fhir key) -> sealed last seq, version, first content and first seq in this file
+	scKeys     = []byte("keys")    // H(fhir key) -> sealed last seq, first content and first seq in this file
+	scVers     = []byte("vers")    // H(fhir key, server base) -> the last version number this file gave that series
 	scChain    = []byte("chain")   // seq -> nothing: one of several versions in this file, or a new version of a resource the vault holds
 	scByID     = []byte("byid")    // record ID -> seq: the commit order
 	scTarget   = []byte("target")  // ref key -> seq of the resource it resolves to, or ID of a vault record (an unchanged resource) || 1 if that is an actor, else 0
@@ -103,7 +104,7 @@ func newScratch(dir string) (*scratch, error) {
 		s.close()
 		return nil, err
 	}
-	for _, b := range [][]byte{scRows, scContent, scIndex, scDups, scKeys, scChain, scByID, scTarget, scEdges, scCodes, scLabels, scWork, scWorkNext, scRefs, scFulls, scVault, scHeld, scAlias, scUUIDs, scKnown} {
+	for _, b := range [][]byte{scRows, scContent, scIndex, scDups, scKeys, scVers, scChain, scByID, scTarget, scEdges, scCodes, scLabels, scWork, scWorkNext, scRefs, scFulls, scVault, scHeld, scAlias, scUUIDs, scKnown} {
 		if _, err := s.tx.CreateBucket(b); err != nil {
 			s.close()
 			return nil, fmt.Errorf("scratch file: %w", err)
