@@ -241,3 +241,73 @@ func TestInFileNumberingPerServer(t *testing.T) {
 		t.Errorf("provider's latest versions: %q", latest)
 	}
 }
+
+// Bulk data NDJSON names no fullUrl, and bulk exports still write
+// references as urn:uuid: "urn:uuid:X" names the resource with id X
+// (fhir.UUIDReference; within a file the import resolves it so). The
+// reference index keeps the reference as written, and MedicationUses
+// looked referrers up only under the Medication's own keys: the
+// Medication of an active prescription that names it so was not current
+// and was left out of the emergency summary. It is found in the same file
+// and, for these look-ups, in another.
+func TestNDJSONUUIDReferenceMakesMedicationCurrent(t *testing.T) {
+	const med = "5c3f1f2e-8e0a-4d7b-9b5e-0c2a6f1d9e11"
+	m := `{"resourceType":"Medication","id":"` + med + `","code":{"text":"Metformin 500 MG"}}` + "\n"
+	rx := `{"resourceType":"MedicationRequest","id":"rx1","status":"active","intent":"order","subject":{"reference":"Patient/p"},"medicationReference":{"reference":"urn:uuid:` + med + `"}}` + "\n"
+	for _, split := range []bool{false, true} {
+		patient := openVault(t, "Ada", identity.Patient)
+		if split {
+			importString(t, patient, "Medication.ndjson", m)
+			importString(t, patient, "MedicationRequest.ndjson", rx)
+		} else {
+			importString(t, patient, "all.ndjson", m+rx)
+		}
+		uses, err := patient.MedicationUses(findTitle(t, patient, "Metformin 500 MG"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(uses) != 1 {
+			t.Errorf("split %v: uses %v, want the active prescription", split, uses)
+		}
+		if got := emergencySummary(t, patient); !slices.Contains(got, "Medication/"+med) {
+			t.Errorf("split %v: emergency summary %q lacks the Medication of the active prescription", split, got)
+		}
+	}
+	// A urn:uuid that another resource holds as its fullUrl names that one.
+	patient := openVault(t, "Ada", identity.Patient)
+	importString(t, patient, "all.ndjson", m)
+	importString(t, patient, "other.json", `{"resourceType":"Bundle","type":"collection","entry":[
+{"fullUrl":"urn:uuid:`+med+`","resource":{"resourceType":"Medication","id":"other","code":{"text":"Aspirin"}}},
+{"fullUrl":"urn:uuid:0b0b0b0b-0000-4000-8000-000000000003","resource":`+strings.TrimSpace(rx)+`}]}`)
+	if uses, err := patient.MedicationUses(findTitle(t, patient, "Metformin 500 MG")); err != nil || len(uses) != 0 {
+		t.Errorf("a prescription of the Medication whose fullUrl is urn:uuid:%s counts for Medication/%s: uses %v, %v", med, med, uses, err)
+	}
+	if uses, err := patient.MedicationUses(findTitle(t, patient, "Aspirin")); err != nil || len(uses) != 1 {
+		t.Errorf("the Medication whose fullUrl the prescription names: uses %v, %v", uses, err)
+	}
+}
+
+// A label added by hand reaches, as an import's propagation would, the
+// records that reference the resource (SetLabels, spreadAdded), and so the
+// NDJSON prescription that names its Medication by urn:uuid in the same
+// file, as it does one that names it Medication/<id>: it did not, and a
+// medications grant without SUD shared the buprenorphine prescription.
+func TestNDJSONUUIDReferenceGetsLabelByHand(t *testing.T) {
+	const med = "5c3f1f2e-8e0a-4d7b-9b5e-0c2a6f1d9e11"
+	rx := `{"resourceType":"MedicationRequest","id":"rx1","status":"active","intent":"order","subject":{"reference":"Patient/p"},"medicationReference":{"reference":"urn:uuid:` + med + `","display":"Take as directed"}}` + "\n"
+	patient := openVault(t, "Ada", identity.Patient)
+	importString(t, patient, "bulk.ndjson", `{"resourceType":"Medication","id":"`+med+`","code":{"text":"Buprenorphine 8 MG"}}`+"\n"+rx)
+	_, others, err := patient.SetLabels(findTitle(t, patient, "Buprenorphine 8 MG").ID, []record.Label{record.SUD}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if others.Referrers != 1 {
+		t.Errorf("referrers relabelled: %d, want 1", others.Referrers)
+	}
+	if ls := findTitle(t, patient, "Take as directed").Labels; !slices.Contains(ls, record.SUD) {
+		t.Errorf("the prescription of the Medication labelled SUD by hand has labels %v", ls)
+	}
+	if got := grantTitles(t, patient, Scope{Categories: []record.Category{record.Medications}}); slices.Contains(got, "Take as directed") {
+		t.Errorf("a medications grant without SUD covers %q", got)
+	}
+}

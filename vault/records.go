@@ -688,7 +688,7 @@ func (v *Vault) spreadAdded(tx *bbolt.Tx, m *Meta, add []record.Label, unreadabl
 		if t.m.FHIR == nil || !fhir.PassesLabels(t.m.FHIR.Type) {
 			continue
 		}
-		for _, h := range v.targetRefKeys(t.m) {
+		for _, h := range v.referrerKeys(tx, t.m) {
 			ids, exacts := v.referrers(tx, rh, h)
 			for i, rid := range ids {
 				if len(exacts[i]) > 0 && len(v.holders(tx, exacts[i])) > 0 {

@@ -128,6 +128,40 @@ func (v *Vault) targetRefKeys(m *Meta) [][]byte {
 	return out
 }
 
+// referrerKeys returns the ref keys under which the reference index lists
+// the records that reference the resource m describes, for a look-up of
+// referrers (spreadAdded, medicationUsesIn): targetRefKeys, and for a
+// record whose id is a UUID, the ref key of "urn:uuid:<id>", unless a
+// record of another type or id holds it (as a fullUrl: the reference
+// names that one). Bulk-data NDJSON has no fullUrls and its references
+// are still written as "urn:uuid:<id>": an import resolves them within
+// the file to the resource with that id (resolveUUIDs), but the index
+// keeps them under the reference as written, where the resource's own
+// keys do not find them. Nothing stored changes (verify rebuilds the
+// index from content as before). Unlike an import's resolution, this
+// finds such referrers from any file, and does not check whether a
+// resource of another type has the same UUID as its id: it errs toward
+// withholding (a label added reaches them) and toward listing a
+// medication as current.
+func (v *Vault) referrerKeys(tx *bbolt.Tx, m *Meta) [][]byte {
+	out := v.targetRefKeys(m)
+	if _, ok := fhir.UUIDReference("urn:uuid:" + m.FHIR.ID); !ok {
+		return out
+	}
+	h := v.refKey("urn:uuid:" + m.FHIR.ID)
+	if slices.ContainsFunc(out, func(x []byte) bool { return bytes.Equal(x, h) }) {
+		return out
+	}
+	recs := tx.Bucket(bucketRecords)
+	for _, id := range v.holders(tx, h) {
+		hm, err := v.openMeta(id, recs.Get(id[:]))
+		if err != nil || hm.FHIR == nil || hm.FHIR.Type != m.FHIR.Type || hm.FHIR.ID != m.FHIR.ID {
+			return out // another resource's fullUrl (or one that does not open: no guess)
+		}
+	}
+	return append(out, h)
+}
+
 // holders returns the visible records that hold ref key h: the versions of
 // the resource whose "Type/id" it is and the records whose fullUrl it is.
 func (v *Vault) holders(tx *bbolt.Tx, h []byte) []record.ID {

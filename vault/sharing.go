@@ -189,7 +189,7 @@ func (v *Vault) medicationUsesIn(tx *bbolt.Tx, m *Meta) ([][]record.Label, error
 	server := m.FHIR.Server()
 	seen := map[record.ID]bool{}
 	var out [][]record.Label
-	for _, h := range v.targetRefKeys(m) {
+	for _, h := range v.referrerKeys(tx, m) {
 		ids, exacts := v.referrers(tx, rh, h)
 		for i, id := range ids {
 			if seen[id] || len(exacts[i]) > 0 && len(v.holders(tx, exacts[i])) > 0 {
