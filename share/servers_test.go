@@ -130,6 +130,7 @@ func TestMedicationUseNamesItsServer(t *testing.T) {
 		// The same server's prescription (an absolute reference spelled
 		// otherwise than the fullUrl) is a use.
 		{"absolute-same-server", "https://clinic.example/r4/MedicationRequest/rxB", "HTTPS://Hospital.Example/fhir/Medication/5", 1},
+		{"absolute-same-server-other-spelling", "https://clinic.example/r4/MedicationRequest/rxB", "http://hospital.example:80/%66hir/Medication/5", 1},
 		{"relative-same-server", "https://hospital.example/fhir/MedicationRequest/rxB", "Medication/5", 1},
 		// A referrer that names no server (NDJSON-like urn:uuid fullUrl)
 		// still counts: leaving a current medication out is worse.
@@ -309,5 +310,36 @@ func TestNDJSONUUIDReferenceGetsLabelByHand(t *testing.T) {
 	}
 	if got := grantTitles(t, patient, Scope{Categories: []record.Category{record.Medications}}); slices.Contains(got, "Take as directed") {
 		t.Errorf("a medications grant without SUD covers %q", got)
+	}
+}
+
+// One server's base spelled two equivalent ways (RFC 3986 6.2.3: a default
+// port is the same URI; 6.2.2.2: percent-encoded unreserved characters are
+// the characters; an IPv6 address has one canonical text form) or under
+// http and https gives one series: otherwise the hospital's older, active
+// version of a problem it later resolved stayed current, in the emergency
+// summary, and its versions were numbered as two resources'.
+func TestServerBaseEquivalentSpellingsAreOneSeries(t *testing.T) {
+	cond := func(fullURL, updated, clinical, text string) string {
+		return `{"resourceType":"Bundle","type":"collection","entry":[{"fullUrl":"` + fullURL + `","resource":{"resourceType":"Condition","id":"1","meta":{"lastUpdated":"` + updated + `"},"clinicalStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/condition-clinical","code":"` + clinical + `"}]},"code":{"text":"` + text + `"}}}]}`
+	}
+	for _, c := range []struct{ name, old, new, server string }{
+		{"default-port", "https://hospital.example:443/fhir/Condition/1", "https://hospital.example/fhir/Condition/1", "https://hospital.example/fhir"},
+		{"percent-encoded-unreserved", "https://hospital.example/%66hir/Condition/1", "https://hospital.example/fhir/Condition/1", "https://hospital.example/fhir"},
+		{"http-vs-https", "http://hospital.example/fhir/Condition/1", "https://hospital.example/fhir/Condition/1", "https://hospital.example/fhir"},
+		{"ipv6-spelling", "http://[2001:db8:0:0:0:0:0:1]/fhir/Condition/1", "http://[2001:db8::1]/fhir/Condition/1", "http://[2001:db8::1]/fhir"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			patient := openVault(t, "Ada", identity.Patient)
+			importString(t, patient, "old.json", cond(c.old, "2024-01-01T00:00:00Z", "active", "Pneumonia (active)"))
+			importString(t, patient, "new.json", cond(c.new, "2024-06-01T00:00:00Z", "resolved", "Pneumonia (resolved)"))
+			if got := grantTitles(t, patient, Scope{EmergencySummary: true}); len(got) != 0 {
+				t.Errorf("%s then %s: emergency summary lists %q; the pneumonia resolved in its later version", c.old, c.new, got)
+			}
+			m := findTitle(t, patient, "Pneumonia (resolved)")
+			if m.FHIR.Version != 2 || m.FHIR.Server() != c.server {
+				t.Errorf("the later version: version %d, server %q; want 2, %q", m.FHIR.Version, m.FHIR.Server(), c.server)
+			}
+		})
 	}
 }

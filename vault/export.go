@@ -6,10 +6,12 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -428,13 +430,15 @@ func seriesOf(m *Meta) series {
 	if s.id == "" {
 		s.id = "url:" + m.FHIR.FullURL
 	} else {
-		s.base = m.FHIR.Server()
+		s.base = serverKey(m.FHIR.Server())
 	}
 	return s
 }
 
 // Server returns the service base of the server the resource came from,
 // as far as its fullUrl names one (see serverBase); "" when it names none.
+// It is for display: two bases name one server when their serverKeys are
+// equal.
 func (f *FHIRInfo) Server() string {
 	if f.ID == "" {
 		return ""
@@ -443,29 +447,89 @@ func (f *FHIRInfo) Server() string {
 }
 
 // serverBase returns the service base URL of a RESTful fullUrl,
-// "[base]/Type/id" with an http or https base (R4 2.36.4), with the scheme
-// and host in lower case and no trailing slash; "" for any other fullUrl
-// (urn:uuid, urn:oid, one that does not end in the resource's type and id)
-// and for ExportBase, which medvault gives resources that came with no
-// server.
+// "[base]/Type/id" with an http or https base (R4 2.36.4), in the
+// normal form of RFC 3986 6.2.2-6.2.3: the scheme and host in lower case,
+// an IPv6 host as net/netip writes it ([2001:db8::1]), no default port
+// (443 for https, 80 for http) and no leading zeros in another,
+// percent-encoded unreserved characters decoded (%66hir is fhir) and the
+// hex digits of the others in upper case, no trailing slash. It is "" for
+// any other fullUrl (urn:uuid, urn:oid, one that does not end in the
+// resource's type and id) and for ExportBase, which medvault gives
+// resources that came with no server. The scheme stays as given: it is
+// what show and list --json display (FHIRInfo.Server), while series are
+// compared by serverKey, which leaves it out.
 func serverBase(fullURL, typ, id string) string {
 	rest, ok := strings.CutSuffix(fullURL, "/"+typ+"/"+id)
 	if !ok {
 		return ""
 	}
 	u, err := url.Parse(rest)
-	if err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+	if err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.ForceQuery {
 		return ""
 	}
 	scheme := strings.ToLower(u.Scheme)
 	if scheme != "http" && scheme != "https" {
 		return ""
 	}
-	base := scheme + "://" + strings.ToLower(u.Host) + strings.TrimRight(u.EscapedPath(), "/")
+	host := strings.ToLower(u.Hostname())
+	if a, err := netip.ParseAddr(host); err == nil && a.Is6() {
+		host = "[" + a.String() + "]"
+	} else if strings.Contains(host, ":") {
+		return "" // not an IPv6 address, though bracketed as one
+	}
+	if p := u.Port(); p != "" {
+		n, err := strconv.ParseUint(p, 10, 16)
+		if err != nil {
+			return ""
+		}
+		if !(scheme == "https" && n == 443 || scheme == "http" && n == 80) {
+			host += ":" + strconv.FormatUint(n, 10)
+		}
+	}
+	base := scheme + "://" + host + strings.TrimRight(normalPercent(u.EscapedPath()), "/")
 	if base+"/" == ExportBase {
 		return ""
 	}
 	return base
+}
+
+// serverKey returns what two service bases of serverBase are compared by:
+// the base without its scheme, so that http and https of one host and
+// path are one server (a portal moved to https, or linked either way,
+// still serves the same resources); "" for "".
+func serverKey(base string) string {
+	_, rest, _ := strings.Cut(base, "://")
+	return rest
+}
+
+// normalPercent decodes the percent-encoded unreserved characters of an
+// escaped URL path (RFC 3986 6.2.2.2: ALPHA, DIGIT, "-", ".", "_", "~")
+// and writes the hex digits of the other percent-encodings in upper case
+// (6.2.2.1).
+func normalPercent(p string) string {
+	if !strings.Contains(p, "%") {
+		return p
+	}
+	var b strings.Builder
+	for i := 0; i < len(p); i++ {
+		if p[i] != '%' || i+2 >= len(p) {
+			b.WriteByte(p[i])
+			continue
+		}
+		n, err := strconv.ParseUint(p[i+1:i+3], 16, 8)
+		if err != nil {
+			b.WriteByte(p[i])
+			continue
+		}
+		switch c := byte(n); {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '.', c == '_', c == '~':
+			b.WriteByte(c)
+		default:
+			b.WriteString(strings.ToUpper(p[i : i+3]))
+		}
+		i += 2
+	}
+	return b.String()
 }
 
 // Superseded returns the records in ms that are older versions of a FHIR

@@ -378,9 +378,47 @@ func TestServerBase(t *testing.T) {
 		{"https:///fhir/Condition/1", ""},
 		{ExportBase + "Condition/1", ""},
 		{"", ""},
+		// RFC 3986 6.2.2-6.2.3: equivalent spellings of one base give one
+		// form (review of 4750a67).
+		{"https://h.example:443/fhir/Condition/1", "https://h.example/fhir"},
+		{"http://h.example:80/fhir/Condition/1", "http://h.example/fhir"},
+		{"https://h.example:/fhir/Condition/1", "https://h.example/fhir"},
+		{"https://h.example:80/fhir/Condition/1", "https://h.example:80/fhir"},
+		{"http://h.example:08080/fhir/Condition/1", "http://h.example:8080/fhir"},
+		{"https://h.example:99999/fhir/Condition/1", ""},
+		{"https://h.example/%66hir/Condition/1", "https://h.example/fhir"},
+		{"https://h.example/%7Eab%2d%5F/Condition/1", "https://h.example/~ab-_"},
+		{"https://h.example/a%2fb/Condition/1", "https://h.example/a%2Fb"},
+		{"https://h.example/a%20b/Condition/1", "https://h.example/a%20b"},
+		{"http://[2001:db8:0:0:0:0:0:1]/fhir/Condition/1", "http://[2001:db8::1]/fhir"},
+		{"http://[2001:DB8::1]:8080/fhir/Condition/1", "http://[2001:db8::1]:8080/fhir"},
+		{"http://[::ffff:192.0.2.1]/fhir/Condition/1", "http://[::ffff:192.0.2.1]/fhir"},
+		{"http://192.0.2.1/fhir/Condition/1", "http://192.0.2.1/fhir"},
+		{"http://[not:an:address]/fhir/Condition/1", ""},
+		{"https://h.example/fhir/Condition/1?x=1", ""},
 	} {
 		if got := serverBase(c.url, "Condition", "1"); got != c.want {
 			t.Errorf("ServerBase(%q) = %q, want %q", c.url, got, c.want)
+		}
+	}
+	// Series compare serverKey: http and https of one host and path are
+	// one server; other hosts, ports or paths are not.
+	for _, c := range []struct {
+		a, b string
+		same bool
+	}{
+		{"http://h.example/fhir", "https://h.example/fhir", true},
+		{"http://h.example/fhir", "https://h.example:443/fhir", true},
+		{"http://h.example/fhir", "https://h.example/fhir/r4", false},
+		{"https://h.example:8443/fhir", "https://h.example/fhir", false},
+		{"https://h.example/fhir", "https://g.example/fhir", false},
+		{"", "https://h.example/fhir", false},
+		{"", "", true},
+	} {
+		ka := serverKey(serverBase(c.a+"/Condition/1", "Condition", "1"))
+		kb := serverKey(serverBase(c.b+"/Condition/1", "Condition", "1"))
+		if (ka == kb) != c.same {
+			t.Errorf("serverKey(%q) = %q, serverKey(%q) = %q: same %v, want %v", c.a, ka, c.b, kb, ka == kb, c.same)
 		}
 	}
 }

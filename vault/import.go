@@ -558,7 +558,7 @@ func (im *importer) admit(res *fhir.Resource) (*staged, error) {
 	}
 	// Versions are numbered per series (seriesOf): after this file's last
 	// version from the same server, else after the vault's.
-	base := serverBase(res.FullURL, res.Type, res.ID)
+	base := serverKey(serverBase(res.FullURL, res.Type, res.ID))
 	vh := string(sc.hash('v', s.key, []byte(base)))
 	ver, verInFile := im.cur.vers[vh]
 	if !verInFile && im.prev != nil {
@@ -608,7 +608,7 @@ func (im *importer) admit(res *fhir.Resource) (*staged, error) {
 				return err
 			}
 			if m.FHIR != nil {
-				if serverBase(m.FHIR.FullURL, m.FHIR.Type, m.FHIR.ID) == base {
+				if serverKey(serverBase(m.FHIR.FullURL, m.FHIR.Type, m.FHIR.ID)) == base {
 					s.version = max(s.version, m.FHIR.Version)
 				}
 				if !inFile {

@@ -186,7 +186,7 @@ func (v *Vault) medicationUsesIn(tx *bbolt.Tx, m *Meta) ([][]record.Label, error
 	if m.FHIR.ID != "" {
 		plain = rh.key(m.FHIR.Type + "/" + m.FHIR.ID)
 	}
-	server := m.FHIR.Server()
+	server := serverKey(m.FHIR.Server())
 	seen := map[record.ID]bool{}
 	var out [][]record.Label
 	for _, h := range v.referrerKeys(tx, m) {
@@ -225,11 +225,11 @@ func (v *Vault) medicationUsesIn(tx *bbolt.Tx, m *Meta) ([][]record.Label, error
 }
 
 // mayNameServer reports whether the reference record rm makes, found in
-// the reference index under ref key h of a resource from server ("" if it
-// names none), may name that server: unless both name one and they differ
-// (see refServer). plain is the ref key of the resource's Type/id, exact
-// the ref key of the reference as written for a fallback entry (nil
-// otherwise). Only a fallback entry (an absolute or versioned reference
+// the reference index under ref key h of a resource from server (its
+// serverKey, "" if it names none), may name that server: unless both
+// name one and they differ (see refServer). plain is the ref key of the
+// resource's Type/id, exact the ref key of the reference as written for a
+// fallback entry (nil otherwise). Only a fallback entry (an absolute or versioned reference
 // no record holds) needs the reference itself: rm's content is decrypted
 // in tx to find it (withContent, which wipes it).
 func (v *Vault) mayNameServer(tx *bbolt.Tx, rh *refHasher, rm *Meta, server string, h, plain, exact []byte) (bool, error) {
@@ -240,7 +240,7 @@ func (v *Vault) mayNameServer(tx *bbolt.Tx, rh *refHasher, rm *Meta, server stri
 		return true, nil // the resource's fullUrl, as written
 	case exact == nil:
 		// "Type/id", relative: against the referrer's own base.
-		s := rm.FHIR.Server()
+		s := serverKey(rm.FHIR.Server())
 		return s == "" || s == server, nil
 	}
 	ok := false
@@ -257,14 +257,14 @@ func (v *Vault) mayNameServer(tx *bbolt.Tx, rh *refHasher, rm *Meta, server stri
 }
 
 // refServer returns the server a reference that record from makes names,
-// as serverBase gives it: for an absolute RESTful reference (http or https,
+// as serverKey gives it: for an absolute RESTful reference (http or https,
 // "/_history/v" ignored), the service base before its Type/id; for a
 // relative one, the referrer's own server, since a relative reference
 // resolves against the base of the entry that makes it (R4 2.36.4.1); ""
 // for any other (urn:uuid, urn:oid, another scheme).
 func refServer(ref string, from *Meta) string {
 	if !strings.Contains(ref, ":") {
-		return from.FHIR.Server() // an id has no ":", so a relative reference has none
+		return serverKey(from.FHIR.Server()) // an id has no ":", so a relative reference has none
 	}
 	_, fallback := fhir.ReferenceKeys(ref)
 	typ, id, ok := fhir.PlainKey(fallback)
@@ -274,7 +274,7 @@ func refServer(ref string, from *Meta) string {
 	if i := strings.Index(ref, "/_history/"); i >= 0 {
 		ref = ref[:i]
 	}
-	return serverBase(strings.TrimSuffix(ref, "/"), typ, id)
+	return serverKey(serverBase(strings.TrimSuffix(ref, "/"), typ, id))
 }
 
 // Records returns the metadata of all the owner's own records.
