@@ -74,7 +74,12 @@ the old one.`,
 			// stopped says, when file i failed, what the files before it
 			// and after it became: each file is imported whole or not at
 			// all, and the import stops at the first that fails.
-			stopped := func(i int) {
+			// With --json, the summary of what was committed is printed
+			// even when a file fails: a script must know what is stored.
+			stopped := func(i int, err error) {
+				if a.jsonOut {
+					a.printImportJSON(all, &failedImport{args[i], err.Error()}, args[i+1:])
+				}
 				if len(all) > 0 {
 					a.say("%s imported; %s was not imported at all", count(len(all), "earlier file was", "earlier files were"), args[i])
 				}
@@ -99,7 +104,7 @@ the old one.`,
 					label = name
 				} else if name != "-" {
 					if f, err = a.openArg(name); err != nil {
-						stopped(i)
+						stopped(i, err)
 						return err
 					}
 					r, label = f, name
@@ -120,7 +125,7 @@ the old one.`,
 					}
 				}
 				if err != nil {
-					stopped(i)
+					stopped(i, err)
 					return err
 				}
 				all = append(all, st)
@@ -137,30 +142,7 @@ the old one.`,
 				}
 			}
 			if a.jsonOut {
-				type fileJSON struct {
-					File       string         `json:"file"`
-					Resources  int            `json:"resources"`
-					Added      int            `json:"added"`
-					Versions   int            `json:"versions"`
-					Unchanged  int            `json:"unchanged"`
-					Labelled   int            `json:"labelled"`
-					ByCategory map[string]int `json:"by_category"`
-					Relabelled int            `json:"relabelled"`
-					// Of those, records that gained a label removed from them by hand.
-					RelabelledHand int `json:"relabelled_hand,omitempty"`
-				}
-				out := struct {
-					V     int        `json:"v"`
-					Files []fileJSON `json:"files"`
-				}{V: 1}
-				for _, st := range all {
-					fj := fileJSON{st.File, st.Resources, st.Added, st.Versions, st.Unchanged, st.Labelled, map[string]int{}, st.Relabelled, st.RelabelledHand}
-					for c, n := range st.ByCategory {
-						fj.ByCategory[string(c)] = n
-					}
-					out.Files = append(out.Files, fj)
-				}
-				return printJSON(a.stdout, out)
+				return a.printImportJSON(all, nil, nil)
 			}
 			totals := map[record.Category]int{}
 			for _, st := range all {
@@ -184,6 +166,47 @@ the old one.`,
 	}
 	cmd.Flags().BoolVar(&a.jsonOut, "json", false, "print JSON")
 	return cmd
+}
+
+// failedImport is the file an import stopped at, and why.
+type failedImport struct {
+	File  string `json:"file"`
+	Error string `json:"error"`
+}
+
+// printImportJSON prints import's --json summary: the files imported
+// (stored, whatever happens after), and when a file failed, that file with
+// its error and the files not tried after it.
+func (a *app) printImportJSON(all []*vault.ImportStats, failed *failedImport, notTried []string) error {
+	type fileJSON struct {
+		File       string         `json:"file"`
+		Resources  int            `json:"resources"`
+		Added      int            `json:"added"`
+		Versions   int            `json:"versions"`
+		Unchanged  int            `json:"unchanged"`
+		Labelled   int            `json:"labelled"`
+		ByCategory map[string]int `json:"by_category"`
+		Relabelled int            `json:"relabelled"`
+		// Of those, records that gained a label removed from them by hand.
+		RelabelledHand int `json:"relabelled_hand,omitempty"`
+	}
+	out := struct {
+		V     int        `json:"v"`
+		Files []fileJSON `json:"files"`
+		// Failed: the file the import stopped at, not imported at all.
+		Failed *failedImport `json:"failed,omitempty"`
+		// NotTried: the files after it, given but not read (omitted
+		// when there are none).
+		NotTried []string `json:"not_tried,omitempty"`
+	}{V: 1, Files: []fileJSON{}, Failed: failed, NotTried: notTried}
+	for _, st := range all {
+		fj := fileJSON{st.File, st.Resources, st.Added, st.Versions, st.Unchanged, st.Labelled, map[string]int{}, st.Relabelled, st.RelabelledHand}
+		for c, n := range st.ByCategory {
+			fj.ByCategory[string(c)] = n
+		}
+		out.Files = append(out.Files, fj)
+	}
+	return printJSON(a.stdout, out)
 }
 
 // progressBar draws done/total as a bar of width cells and a percentage;
