@@ -476,7 +476,7 @@ for a provider whose node was offline the first time.
 			} else {
 				i, err := share.FindIssued(v, args[0])
 				if err != nil {
-					return err
+					return contactNotGrant(v, args[0], err)
 				}
 				targets = append(targets, i)
 			}
@@ -551,6 +551,38 @@ for a provider whose node was offline the first time.
 	cmd.Flags().StringVar(&all, "all", "", "revoke every grant issued to `CONTACT` (an alias, or a provider's ID)")
 	cmd.Flags().BoolVar(&a.jsonOut, "json", false, "print JSON")
 	return cmd
+}
+
+// contactNotGrant adds to err, revoke's failure to find the grant ID arg,
+// a hint when arg names a contact (or a peer ID) instead: how to revoke
+// all its grants, and its active grants' IDs.
+func contactNotGrant(v *vault.Vault, arg string, err error) error {
+	id, perr := peerID(v, arg)
+	if perr != nil {
+		return err
+	}
+	var hint string
+	switch al, _, cerr := share.ResolveContact(v, arg); {
+	case cerr != nil:
+		hint = fmt.Sprintf("%s is a provider's ID, not a grant ID: to revoke every grant to it, run 'medvault revoke --all %s'", sanitize(arg), sanitize(arg))
+	case string(al) != arg:
+		hint = fmt.Sprintf("%s is the ID of your contact %s, not a grant ID: to revoke every grant of theirs, run 'medvault revoke --all %s'", sanitize(arg), al, al)
+	default:
+		hint = fmt.Sprintf("%s is a contact, not a grant ID: to revoke every grant of theirs, run 'medvault revoke --all %s'", al, al)
+	}
+	active, aerr := share.ActiveGrantsTo(v, id, time.Now())
+	switch {
+	case aerr != nil:
+	case len(active) == 0:
+		hint += "; it has no active grant"
+	default:
+		var ids []string
+		for _, i := range active {
+			ids = append(ids, i.Grant.ID().String()[:12])
+		}
+		hint += fmt.Sprintf("; %s: %s", count(len(active), "active grant"), strings.Join(ids, ", "))
+	}
+	return withHint(err, hint)
 }
 
 // noRecordNote says why a new grant covers no record: sensitive records
