@@ -462,7 +462,7 @@ for a provider whose node was offline the first time.
 			if all != "" {
 				to, err := peerID(v, all)
 				if err != nil {
-					return withHint(err, "for a contact you removed or whose key you replaced, give the provider's ID as 'medvault grants' shows it")
+					return withHint(err, noContactHint(v, all))
 				}
 				gs, err := share.IssuedGrants(v)
 				if err != nil {
@@ -583,6 +583,28 @@ func contactNotGrant(v *vault.Vault, arg string, err error) error {
 		hint += fmt.Sprintf("; %s: %s", count(len(active), "active grant"), strings.Join(ids, ", "))
 	}
 	return withHint(err, hint)
+}
+
+// noContactHint is the hint for 'revoke --all' given what is neither a
+// contact nor a peer ID: the grants table shortens the IDs of providers
+// who are no longer contacts, so it points to where the full ID is, and
+// gives it when arg is the shortened form of one.
+func noContactHint(v *vault.Vault, arg string) string {
+	hint := "for a contact you removed or whose key you replaced, give the provider's full ID: 'medvault grants --json' shows it as \"audience\""
+	gs, err := share.IssuedGrants(v)
+	if err != nil {
+		return hint
+	}
+	var match []identity.ID
+	for _, i := range gs {
+		if id := i.Grant.Audience(); shortPeerID(id) == arg && !slices.Contains(match, id) {
+			match = append(match, id)
+		}
+	}
+	if len(match) == 1 {
+		return fmt.Sprintf("%s is a shortened ID; in full it is %s: run 'medvault revoke --all %s'", sanitize(arg), match[0], match[0])
+	}
+	return hint
 }
 
 // noRecordNote says why a new grant covers no record: sensitive records

@@ -383,6 +383,12 @@ func (a *app) contactName(v *vault.Vault, id identity.ID) string {
 	if al, _, ok := a.book.Find(id); ok {
 		return string(al)
 	}
+	return shortPeerID(id)
+}
+
+// shortPeerID is a peer ID as tables show it: its first 8 and last 6
+// characters.
+func shortPeerID(id identity.ID) string {
 	s := id.String()
 	return s[:8] + "…" + s[len(s)-6:]
 }
