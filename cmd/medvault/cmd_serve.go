@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 
@@ -66,8 +67,16 @@ passphrase and without waiting on the vault lock.`,
 			defer node.Close()
 			tcpPort, quicPort := node.Ports()
 			if (lastTCP != 0 && tcpPort != lastTCP) || (lastQUIC != 0 && quicPort != lastQUIC) {
-				a.say("medvault: warning: the ports of the last run (TCP %d, QUIC %d) were not free; this run uses TCP %d, QUIC %d: grants and cards given out before carry the old address, so send new ones",
-					lastTCP, lastQUIC, tcpPort, quicPort)
+				// A last port was not free only where it was asked for
+				// (a port 0 in --listen); elsewhere --listen named
+				// another port, or left the transport out.
+				why := fmt.Sprintf("the ports of the last run (%s) were not free; this run uses %s", portsText(lastTCP, lastQUIC), portsText(tcpPort, quicPort))
+				tcpTaken := tcpPort != lastTCP && slices.Compare(p2p.WithPorts(listen, lastTCP, 0), listen) != 0
+				quicTaken := quicPort != lastQUIC && slices.Compare(p2p.WithPorts(listen, 0, lastQUIC), listen) != 0
+				if !tcpTaken && !quicTaken {
+					why = fmt.Sprintf("this run's ports (%s) differ from the last run's (%s), as your --listen asked", portsText(tcpPort, quicPort), portsText(lastTCP, lastQUIC))
+				}
+				a.say("medvault: warning: %s: grants and cards given out before carry the old address, so send new ones", why)
 			}
 			if err := writePorts(v.Dir(), tcpPort, quicPort); err != nil {
 				a.say("medvault: warning: could not keep this run's ports for the next: %v", err)
@@ -111,6 +120,17 @@ passphrase and without waiting on the vault lock.`,
 	cmd.Flags().BoolVar(&a.dht, "dht", false, "run medvault's DHT even with no bootstrap node, so that other nodes can bootstrap from this one")
 	cmd.Flags().StringArrayVar(&listen, "listen", []string{"/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"}, "listen on `MULTIADDR` (repeatable; port 0: the last run's port while free, else any)")
 	return cmd
+}
+
+// portsText names a node's TCP and QUIC ports, as serve's warnings do.
+func portsText(tcpPort, quicPort int) string {
+	text := func(p int) string {
+		if p == 0 {
+			return "none"
+		}
+		return fmt.Sprint(p)
+	}
+	return "TCP " + text(tcpPort) + ", QUIC " + text(quicPort)
 }
 
 // shutdownGrace is how long a stopping node lets running commands finish.
