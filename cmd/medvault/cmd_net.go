@@ -156,7 +156,8 @@ and store them in your vault as they arrive: encrypted to you, with their
 provenance. Give the grant's token (as the patient sent it), the ID of a grant
 in your inbox, or the patient's contact alias (or their ID) to use their
 newest active grant (and the next, when the patient's node answers that it
-was revoked). A grant your vault knows has ended (you hold the patient's
+was revoked; a note names their other active grants, which you fetch by
+their IDs). A grant your vault knows has ended (you hold the patient's
 signed revocation, a receipt showed it refused as revoked, or it expired) is
 refused here (exit 17) without contacting the patient's node.
 
@@ -178,6 +179,9 @@ your signed request and returns a receipt, which is verified and kept.`,
 			g, byPatient, err := a.resolveGrant(v, args[0])
 			if err != nil {
 				return err
+			}
+			if byPatient {
+				a.noteOtherGrants(v, g, args[0])
 			}
 			fetch := func(g *share.Grant) (*share.FetchResult, error) {
 				addrs := g.Hints()
@@ -267,6 +271,27 @@ your signed request and returns a receipt, which is verified and kept.`,
 	}
 	cmd.Flags().BoolVar(&a.jsonOut, "json", false, "print JSON")
 	return cmd
+}
+
+// noteOtherGrants says, for a fetch given a patient (who), which uses only
+// their newest active grant g, what other active grants from them the
+// inbox holds, and how to fetch under each.
+func (a *app) noteOtherGrants(v *vault.Vault, g *share.Grant, who string) {
+	inbox, err := share.Inbox(v)
+	if err != nil {
+		return
+	}
+	now := time.Now()
+	var cmds []string
+	for _, i := range inbox {
+		if i.Grant.Issuer() == g.Issuer() && i.Grant.ID() != g.ID() && i.State(now) == "active" {
+			cmds = append(cmds, "medvault fetch "+i.Grant.ID().String()[:12])
+		}
+	}
+	if len(cmds) > 0 {
+		a.say("medvault: note: this fetch uses %s's newest active grant, %s; %s from %s: %s",
+			sanitize(who), g.ID().String()[:12], count(len(cmds), "other active grant"), sanitize(who), strings.Join(cmds, ", "))
+	}
 }
 
 // resolveGrant finds the grant a provider means: a pasted token (kept in
