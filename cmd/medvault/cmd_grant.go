@@ -52,7 +52,19 @@ active one) returns the active grant instead of issuing another (--json says
 		Example: `  medvault grant dr-hopper --scope labs,vitals --expires 1h --purpose TREAT --dry-run
   medvault grant dr-hopper --preset nurse --expires 8h
   medvault grant dr-hopper --scope notes --label MH --expires 7d --purpose TREAT --json`,
-		Args: exactArgs(1),
+		// 'grant ALIAS CATEGORY': the scope (or a preset) is a flag's value.
+		Args: exactArgsOr(1, func(_ *cobra.Command, args []string) error {
+			if len(args) != 2 {
+				return nil
+			}
+			example := "--scope " + sanitize(args[1]) + " --expires DURATION --purpose P"
+			if _, err := share.LookupPreset(args[1]); err == nil {
+				example = "--preset " + sanitize(args[1]) + " --expires DURATION"
+			}
+			flag, _, _ := strings.Cut(example, " ")
+			return withHint(usagef("unexpected argument %q: grant takes one CONTACT; what it covers goes with %s", sanitize(args[1]), flag),
+				fmt.Sprintf("as in: medvault grant %s %s", sanitize(args[0]), example))
+		}),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var p share.GrantParams
 			if preset != "" {

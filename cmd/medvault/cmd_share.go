@@ -68,7 +68,14 @@ unless you compare safety numbers and give --replace.`,
 		Short: "Pin a contact card under an alias",
 		Example: `  medvault contacts add "$(cat hopper.card)" --as dr-hopper
   medvault contacts add medvault-card-v1:... --as dr-hopper --replace`,
-		Args: exactArgs(1),
+		// 'contacts add CARD ALIAS': the alias is a flag's value.
+		Args: exactArgsOr(1, func(_ *cobra.Command, args []string) error {
+			if len(args) != 2 || alias != "" {
+				return nil
+			}
+			return withHint(usagef("unexpected argument %q: the alias goes with --as", sanitize(args[1])),
+				fmt.Sprintf("as in: medvault contacts add CARD --as %s", sanitize(args[1])))
+		}),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if alias == "" {
 				return usagef("give --as ALIAS, the short name you will use for this contact")

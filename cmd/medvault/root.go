@@ -40,12 +40,26 @@ func execute(a *app, args []string) int {
 	root.SetIn(a.stdin)
 	root.SetOut(a.stdout)
 	root.SetErr(a.stderr)
-	err := root.Execute()
+	c, err := root.ExecuteC()
 	if err != nil {
-		err = plainCobraError(err)
+		err = namedCommandHint(plainCobraError(err), root, c)
 		printError(a.stderr, err)
 	}
 	return exitCode(err)
+}
+
+// namedCommandHint puts the name of the command that failed, c, in place of
+// COMMAND in the hint of a usage error: 'medvault grant --help' is what
+// to run, not 'medvault COMMAND --help'.
+func namedCommandHint(err error, root, c *cobra.Command) error {
+	h := hintFor(err)
+	if !strings.Contains(h, "COMMAND") || c == nil {
+		return err
+	}
+	if c == root {
+		return withHint(err, "see 'medvault help'")
+	}
+	return withHint(err, "see '"+c.CommandPath()+" --help'")
 }
 
 // strictCompletion makes 'completion' refuse a shell it does not know, as
@@ -446,6 +460,20 @@ Passphrase: --passphrase-file FILE, $MEDVAULT_PASSPHRASE_FILE, --passphrase-fd N
 	)
 	root.SetVersionTemplate("{{.Name}} version {{buildVersion}}\n")
 	return root
+}
+
+// exactArgsOr is exactArgs(n) that, given more arguments, lets extra say
+// what an extra one is for: it returns the error to give, or nil for the
+// usual one.
+func exactArgsOr(n int, extra func(cmd *cobra.Command, args []string) error) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) > n {
+			if err := extra(cmd, args); err != nil {
+				return err
+			}
+		}
+		return exactArgs(n)(cmd, args)
+	}
 }
 
 // exactArgs is cobra.ExactArgs with a usage error.
