@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -801,6 +802,39 @@ func readLine(r io.Reader) (string, error) {
 	return string(b), nil
 }
 
+// flagsFirst returns label's command line, args being what followed
+// "label", with the flags (and their values) given after the record ID
+// moved before it, quoted for a shell: the command to run instead.
+func flagsFirst(cmd *cobra.Command, args []string) string {
+	var flags, rest []string
+	for i := 1; i < len(args); i++ {
+		s := args[i]
+		if s == "--" || !strings.HasPrefix(s, "--") {
+			rest = append(rest, s)
+			continue
+		}
+		flags = append(flags, s)
+		name, _, hasValue := strings.Cut(strings.TrimPrefix(s, "--"), "=")
+		if f := cmd.Flags().Lookup(name); f != nil && !hasValue && f.NoOptDefVal == "" && i+1 < len(args) {
+			i++
+			flags = append(flags, args[i])
+		}
+	}
+	words := slices.Concat([]string{"medvault", "label"}, flags, args[:1], rest)
+	for i, w := range words {
+		words[i] = shellQuote(sanitize(w))
+	}
+	return strings.Join(words, " ")
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_+=./:,@%") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
 func newLabelCommand(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "label ID +L|-L...",
@@ -828,7 +862,7 @@ visit labelled MH), as it does at import. Each change is a ledger entry.`,
 					continue
 				}
 				if strings.HasPrefix(s, "--") {
-					return usagef("%s: flags go before the record ID, as in: medvault label %s ID +L", s, s)
+					return usagef("%s: flags go before the record ID, as in: %s", s, flagsFirst(cmd, args))
 				}
 				if len(s) < 2 || (s[0] != '+' && s[0] != '-') {
 					return usagef("%q: write +LABEL to add or -LABEL to remove", s)
