@@ -158,7 +158,15 @@ func (a *app) demo(ctx context.Context, keep bool) (err error) {
 	a.note("token: %s…", g.Text()[:60])
 	if infos, err := share.RecordInfos(pv); err == nil {
 		sel := share.Select(g, infos)
-		a.note("it covers %d lab results; %d sensitive ones (labelled MH, SUD, SEX, HIV...) stay out: the grant names no label", len(sel.Items), len(sel.Withheld))
+		byID := map[record.ID][]record.Label{}
+		for _, i := range infos {
+			byID[i.ID] = i.Labels
+		}
+		var ls []string
+		for _, lc := range withheldLabels(sel, func(id record.ID) []record.Label { return byID[id] }, g.Labels()) {
+			ls = append(ls, fmt.Sprintf("%d labelled %s", lc.n, lc.label))
+		}
+		a.note("it covers %d lab results; %d sensitive ones (%s) stay out: the grant names no label", len(sel.Items), len(sel.Withheld), strings.Join(ls, ", "))
 	}
 
 	a.step("The doctor fetches over the network, straight from the patient's node")
