@@ -49,6 +49,11 @@ The export is written to the ledger before anything is decrypted.`,
 			if out == "" {
 				return usagef("give -o OUT (a new file, - for standard output, or a new directory for --format files)")
 			}
+			if a.jsonOut && out == "-" && fm != vault.ExportFiles {
+				// Both would go to standard output, one inside the other.
+				return withHint(usagef("--json and -o - cannot go together: the export itself goes to standard output"),
+					"write the export to a file (-o FILE) to get the --json summary, or leave out --json")
+			}
 			if fm == vault.ExportFiles {
 				// Decrypted records go into a new directory: never into one
 				// named "-", which everywhere else means standard output.
@@ -83,7 +88,7 @@ The export is written to the ledger before anything is decrypted.`,
 			if err != nil {
 				return err
 			}
-			if a.jsonOut && out != "-" {
+			if a.jsonOut {
 				return printJSON(a.stdout, map[string]any{"v": 1, "records": st.Records, "skipped": st.Skipped, "older_versions": st.Older, "duplicates": st.Duplicates, "unresolved_references": st.Unresolved, "source_labels_kept": st.SourceLabelled, "same_id": st.SameID, "output": out})
 			}
 			msg := "Exported " + count(st.Records, "record")
@@ -116,6 +121,6 @@ The export is written to the ledger before anything is decrypted.`,
 	f.StringVar(&label, "label", "", "only records with this `LABEL`")
 	f.StringVar(&since, "since", "", "only records dated on or after `DATE`")
 	f.StringVar(&from, "from", "", "only records shared by this `PATIENT` (contact alias or ID)")
-	f.BoolVar(&a.jsonOut, "json", false, "print a JSON summary (not with -o -)")
+	f.BoolVar(&a.jsonOut, "json", false, "print a JSON summary (not with -o -: refused, exit 2)")
 	return cmd
 }
