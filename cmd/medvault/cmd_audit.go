@@ -14,20 +14,28 @@ import (
 func newAuditCommand(a *app) *cobra.Command {
 	var format string
 	cmd := &cobra.Command{
-		Use:   "audit [--format text|json|fhir]",
+		Use:   "audit [--format text|json|fhir] [--json]",
 		Short: "Who accessed your records, what was refused, and what looks wrong",
 		Long: `Summarise your ledger: every person other than you who read your records
 (requests served, distinct records sent, purposes, first and last time), every refused
 request and why, and anomalies (a peer refused 3 or more times within an hour).
 --format fhir writes the accesses and refusals as a FHIR R4 Bundle of
-AuditEvent resources, for an EHR or a compliance tool. Run 'medvault verify'
-to check the ledger itself.`,
+AuditEvent resources, for an EHR or a compliance tool; --json is --format
+json. Run 'medvault verify' to check the ledger itself.`,
 		Example: `  medvault audit
+  medvault audit --json
   medvault audit --format fhir > audit-events.json`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if format != "text" && format != "json" && format != "fhir" {
 				return usagef("unknown --format %q (text, json or fhir)", format)
+			}
+			// --json is --format json, as every reporting command has it.
+			if a.jsonOut {
+				if cmd.Flags().Changed("format") && format != "json" {
+					return usagef("--json and --format %s ask for two forms: give one", format)
+				}
+				format = "json"
 			}
 			v, done, err := a.openVault()
 			if err != nil {
@@ -125,5 +133,6 @@ to check the ledger itself.`,
 		},
 	}
 	cmd.Flags().StringVar(&format, "format", "text", "text, json or fhir")
+	cmd.Flags().BoolVar(&a.jsonOut, "json", false, "print JSON (the same as --format json)")
 	return cmd
 }
