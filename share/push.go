@@ -42,10 +42,21 @@ func push(c Framer, typ byte, b []byte) error {
 		}
 		return nil
 	case frameDenied:
-		return fmt.Errorf("the provider's node refused it: %s", sanitizeReason(p))
+		return &PushRefusedError{Reason: sanitizeReason(p)}
 	}
 	return fmt.Errorf("%w: unexpected frame %q", ErrProtocol, t)
 }
+
+// PushRefusedError is a push the provider's node answered with a refusal;
+// Reason is its reason, as it gave it (printable ASCII, at most 64 bytes),
+// such as "not-a-contact".
+type PushRefusedError struct{ Reason string }
+
+func (e *PushRefusedError) Error() string { return "the provider's node refused it: " + e.Reason }
+
+// PushRefusedNotContact is the reason a provider's node gives for a push
+// from a peer that is not among its contacts.
+const PushRefusedNotContact = "not-a-contact"
 
 func sanitizeReason(p []byte) string {
 	if len(p) > 64 {
@@ -84,7 +95,7 @@ func ServePush(v *vault.Vault, c Framer, remote identity.ID) error {
 		return refuse("unavailable", err)
 	}
 	if _, _, ok := book.Find(remote); !ok {
-		return refuse("not-a-contact", fmt.Errorf("%w: %s", ErrNotContact, remote))
+		return refuse(PushRefusedNotContact, fmt.Errorf("%w: %s", ErrNotContact, remote))
 	}
 	typ, p, err := c.ReadFrame(maxRequest)
 	if errors.Is(err, frame.ErrTooLarge) {

@@ -167,9 +167,16 @@ active one) returns the active grant instead of issuing another (--json says
 			pushed := false
 			if push {
 				err := a.pushTo(cmd.Context(), v, card, func(c share.Framer) error { return share.PushGrant(c, g) })
-				if err != nil {
+				var refused *share.PushRefusedError
+				switch {
+				case errors.As(err, &refused) && refused.Reason == share.PushRefusedNotContact:
+					// Their node takes pushes from its contacts only.
+					a.say("medvault: warning: could not deliver the grant to %s's node: %v; send them the token instead, "+
+						"or have them add your card ('medvault id' shows it: they run 'medvault contacts add CARD --as ALIAS'), then push again",
+						al, err)
+				case err != nil:
 					a.say("medvault: warning: could not deliver the grant to %s's node: %v; send them the token instead", al, err)
-				} else {
+				default:
 					pushed = true
 					a.say("Delivered the grant to %s's node.", al)
 				}
