@@ -13,7 +13,25 @@ export MEDVAULT_INSECURE_TEST_SCRYPT_WORK_FACTOR=10
 printf 'walkthrough passphrase\n' > "$work/pass"
 export MEDVAULT_PASSPHRASE_FILE="$work/pass"
 
-run() { printf '\n$ medvault %s\n' "$*"; "$mv" "$@"; }
+# quote prints its argument as a shell would need it typed: in single
+# quotes unless it is only safe characters.
+quote() {
+	case $1 in
+	'' | *[!A-Za-z0-9_./:=+,@%-]*) printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")" ;;
+	*) printf '%s' "$1" ;;
+	esac
+}
+# run prints the command line, quoted, then runs it. The line goes to
+# standard error, so it shows even when the output is captured ($(run ...))
+# or thrown away (run ... >/dev/null).
+run() {
+	{
+		printf '\n$ medvault'
+		for a in "$@"; do printf ' %s' "$(quote "$a")"; done
+		printf '\n'
+	} >&2
+	"$mv" "$@"
+}
 
 run init --name "Ada Lovelace"
 printf 'HbA1c 6.1 %%; fasting glucose 5.9 mmol/L\n' > "$work/a1c.txt"
