@@ -845,7 +845,10 @@ HIV, STD, GDIS (genetics), SDV (violence). A grant never includes a labelled
 record unless it names the label. For a FHIR resource imported in several
 versions, the change applies to every version. A label added also reaches the
 imported records that reference the resource (a claim or a prescription for a
-visit labelled MH), as it does at import. Each change is a ledger entry.`,
+visit labelled MH), as it does at import. Each change is a ledger entry.
+Removing a label the record does not have keeps it off the record when labels
+are derived again (after an update of the code lists); a command that changes
+nothing is not logged.`,
 		Example: `  medvault label 3f9a2c +MH
   medvault label 3f9a2c -SUD +MH
   medvault --passphrase-file pass.txt label 3f9a2c -SUD   (flags go before the ID)`,
@@ -886,9 +889,36 @@ visit labelled MH), as it does at import. Each change is a ledger entry.`,
 			if err != nil {
 				return err
 			}
-			m, others, err := v.SetLabels(id, add, rm)
+			// Removing a label the record lacks keeps it off the record
+			// when labels are derived again (the patient says "this is
+			// not SUD" before a list change could say otherwise): said,
+			// so that "Removed: SUD" in show is no surprise. One already
+			// kept off changes nothing, and a command that changes nothing
+			// is not logged.
+			m, err := v.Show(id)
 			if err != nil {
 				return err
+			}
+			var keptOff []record.Label
+			rm = slices.DeleteFunc(rm, func(l record.Label) bool {
+				switch {
+				case m.HasLabel(l):
+				case slices.Contains(m.HandRemoved, l):
+					a.say("%s is not set on this record and is already kept off it: nothing to remove.", l)
+					return true
+				default:
+					keptOff = append(keptOff, l)
+				}
+				return false
+			})
+			var others vault.Relabelled
+			if len(add) == 0 && len(rm) == 0 {
+				a.say("Nothing changed.")
+			} else if m, others, err = v.SetLabels(id, add, rm); err != nil {
+				return err
+			}
+			for _, l := range keptOff {
+				a.say("%s was not set on this record; it is now kept off it when labels are derived again ('medvault label ID +%s' ends that).", l, l)
 			}
 			if others.Versions > 0 {
 				a.say("Also changed on %s of this resource.", count(others.Versions, "other version"))
