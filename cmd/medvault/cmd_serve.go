@@ -60,6 +60,18 @@ passphrase and without waiting on the vault lock.`,
 			node, err := a.startNode(cmd.Context(), v, p2p.WithPorts(listen, lastTCP, lastQUIC))
 			if err != nil && (lastTCP != 0 || lastQUIC != 0) {
 				node, err = a.startNode(cmd.Context(), v, listen)
+			} else if err == nil {
+				// libp2p fails only when no address listens: a last
+				// port taken on one transport left the node without it
+				// (no QUIC at all, saved as none). Start again with a
+				// new port there, keeping the other's.
+				t, q := node.Ports()
+				tcpLost := t == 0 && lastTCP != 0 && slices.Compare(p2p.WithPorts(listen, lastTCP, 0), listen) != 0
+				quicLost := q == 0 && lastQUIC != 0 && slices.Compare(p2p.WithPorts(listen, 0, lastQUIC), listen) != 0
+				if tcpLost || quicLost {
+					node.Close()
+					node, err = a.startNode(cmd.Context(), v, p2p.WithPorts(listen, t, q))
+				}
 			}
 			if err != nil {
 				return err

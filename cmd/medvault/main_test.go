@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,8 +44,22 @@ func TestScripts(t *testing.T) {
 			"perm":     cmdPerm,
 			"corrupt":  cmdCorrupt,
 			"boltflip": cmdBoltFlip,
+			"holdudp":  cmdHoldUDP,
 		},
 	})
+}
+
+// holdudp FILE binds 127.0.0.1 on the UDP port written in FILE, without
+// SO_REUSEPORT, until the script ends: a node asked for that port for QUIC
+// cannot have it.
+func cmdHoldUDP(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: holdudp FILE")
+	}
+	port := atoi(ts, strings.TrimSpace(ts.ReadFile(args[0])))
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+	ts.Check(err)
+	ts.Defer(func() { c.Close() })
 }
 
 // nogrep FILE TEXT... fails if any TEXT occurs in FILE's raw bytes.
