@@ -215,30 +215,8 @@ func TestInFileNumberingPerServer(t *testing.T) {
 	// The provider, sent the current versions under a problems grant,
 	// takes the same ones for the latest.
 	provider := openVault(t, "Dr. Hopper", identity.Provider)
-	if _, err := SaveContact(patient, "dr", cardOf(t, provider), false); err != nil {
-		t.Fatal(err)
-	}
-	g, err := IssueAndStore(patient, GrantParams{Audience: provider.Owner().ID(), Scope: Scope{Categories: []record.Category{record.Problems}},
-		Purpose: "TREAT", Expiry: time.Now().Add(time.Hour)}, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := exchange(t, patient, provider, provider.Owner().ID(), g); err != nil {
-		t.Fatal(err)
-	}
-	pms, err := provider.List(vault.Filter{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	older := vault.Superseded(pms)
-	var latest []string
-	for _, m := range pms {
-		if !older[m.ID] {
-			latest = append(latest, m.Title)
-		}
-	}
-	slices.Sort(latest)
-	if !slices.Equal(latest, []string{"Asthma, controlled", "Hypertension (resolved)"}) {
+	fetchCategory(t, patient, provider, record.Problems)
+	if latest := latestTitles(t, provider); !slices.Equal(latest, []string{"Asthma, controlled", "Hypertension (resolved)"}) {
 		t.Errorf("provider's latest versions: %q", latest)
 	}
 }
