@@ -267,6 +267,10 @@ func Open(dir string, id *identity.Identity, opts Options) (*Vault, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Best effort: output a process killed midway left in a named
+	// temporary file (see PartialsFile) is decrypted content; a failure
+	// here keeps the list for the next Open.
+	removePartials(dir)
 	db, err := openBolt(path, opts.LockTimeout)
 	if err != nil {
 		lock.Close()

@@ -79,7 +79,7 @@ The export is written to the ledger before anything is decrypted.`,
 			case out == "-":
 				st, err = v.ExportFHIR(f, fm, a.stdout)
 			default:
-				err = writeNewFile(a.context(), a.abs(out), func(w io.Writer) error {
+				err = writeNewFile(a.context(), v.CreatePartial, a.abs(out), func(w io.Writer) error {
 					var err error
 					st, err = v.ExportFHIR(f, fm, w)
 					return err

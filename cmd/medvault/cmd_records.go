@@ -522,7 +522,7 @@ and after a failure no partial file is left behind.`,
 				}
 				return nil
 			}
-			return writeNewFile(a.context(), a.abs(out), func(w io.Writer) error {
+			return writeNewFile(a.context(), v.CreatePartial, a.abs(out), func(w io.Writer) error {
 				_, err := v.Get(id, w)
 				return err
 			})
@@ -537,7 +537,7 @@ and after a failure no partial file is left behind.`,
 // Once ctx is cancelled (the client of a command run by the node went
 // away) every write fails, and so does the whole: nothing is put in place
 // for a command nobody is waiting for any more.
-func writeNewFile(ctx context.Context, path string, fill func(io.Writer) error) error {
+func writeNewFile(ctx context.Context, partial func(dir string) (*os.File, error), path string, fill func(io.Writer) error) error {
 	if _, err := os.Lstat(path); err == nil {
 		return withHint(usagef("%s already exists", path), "medvault never overwrites a file; choose another name")
 	}
@@ -559,7 +559,12 @@ func writeNewFile(ctx context.Context, path string, fill func(io.Writer) error) 
 	if done, err := writeUnnamed(path, fill); done {
 		return err
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".medvault-*")
+	// A named temporary file, which the vault notes (partial) so that the
+	// next open removes it if this process is killed before it is done.
+	if partial == nil {
+		partial = func(dir string) (*os.File, error) { return os.CreateTemp(dir, vault.PartialPrefix+"*") }
+	}
+	f, err := partial(filepath.Dir(path))
 	if err != nil {
 		// Name the file asked for, not the temporary one.
 		var pe *os.PathError

@@ -14,7 +14,7 @@ import (
 func TestWriteNewFileUnnamedWhileWriting(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "out.bin")
-	err := writeNewFile(context.Background(), path, func(w io.Writer) error {
+	err := writeNewFile(context.Background(), nil, path, func(w io.Writer) error {
 		if _, err := w.Write([]byte("part of a record")); err != nil {
 			return err
 		}
@@ -39,13 +39,13 @@ func TestWriteNewFileUnnamedWhileWriting(t *testing.T) {
 	}
 	// A failure leaves nothing; an existing file is never replaced.
 	failed := filepath.Join(dir, "failed.bin")
-	if err := writeNewFile(context.Background(), failed, func(io.Writer) error { return errors.New("stop") }); err == nil {
+	if err := writeNewFile(context.Background(), nil, failed, func(io.Writer) error { return errors.New("stop") }); err == nil {
 		t.Fatal("no error")
 	}
 	if _, err := os.Lstat(failed); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("failed write left %v", err)
 	}
-	if err := writeNewFile(context.Background(), path, func(io.Writer) error { return nil }); err == nil {
+	if err := writeNewFile(context.Background(), nil, path, func(io.Writer) error { return nil }); err == nil {
 		t.Fatal("an existing file was accepted")
 	}
 }

@@ -1,0 +1,83 @@
+package vault
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+)
+
+// PartialsFile lists, in the data directory, the named temporary files
+// that output written outside the vault (get -o, export -o) is being
+// written to where the file system cannot make unnamed files (O_TMPFILE:
+// NFS, FUSE, older overlayfs). Such a file holds decrypted content until
+// it is complete and linked into place; a process killed before that
+// leaves it behind, and the next Open removes it. One absolute path per
+// line; it holds directories and random names, never a record's name.
+const PartialsFile = "outputs.partial"
+
+// PartialPrefix begins the name of every such temporary file: "." so that
+// it is hidden, and nothing of the output's own name.
+const PartialPrefix = ".medvault-partial-"
+
+// CreatePartial creates a temporary file for output in dir, mode 0600,
+// named PartialPrefix and a random suffix, and notes it in the data
+// directory (synced before it is returned) so that the next Open removes
+// it if this process dies before removing or renaming it itself.
+func (v *Vault) CreatePartial(dir string) (*os.File, error) {
+	j, err := os.OpenFile(filepath.Join(v.dir, PartialsFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("note the partial output: %w", err)
+	}
+	defer j.Close()
+	f, err := os.CreateTemp(dir, PartialPrefix+"*")
+	if err != nil {
+		return nil, err
+	}
+	abs, err := filepath.Abs(f.Name())
+	if err == nil {
+		_, err = j.WriteString(abs + "\n")
+	}
+	if err == nil {
+		err = j.Sync()
+	}
+	if err == nil {
+		err = f.Chmod(0o600)
+	}
+	if err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, fmt.Errorf("note the partial output: %w", err)
+	}
+	return f, nil
+}
+
+// removePartials removes the partial outputs PartialsFile names that are
+// still there (a process died writing them), then the list. Only regular
+// files named PartialPrefix+suffix are removed: a line changed to name
+// another file names nothing this removes. Called with the vault lock
+// held, when no other process writes the list.
+func removePartials(dir string) error {
+	list := filepath.Join(dir, PartialsFile)
+	b, err := os.ReadFile(list)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		p := sc.Text()
+		if !filepath.IsAbs(p) || !strings.HasPrefix(filepath.Base(p), PartialPrefix) || filepath.Clean(p) != p {
+			continue
+		}
+		if st, err := os.Lstat(p); err == nil && st.Mode().IsRegular() {
+			os.Remove(p)
+		}
+	}
+	return os.Remove(list)
+}

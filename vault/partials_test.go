@@ -1,0 +1,72 @@
+package vault
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Output written where unnamed files cannot be made goes to a named
+// temporary file the vault notes: a process killed before it is done
+// leaves decrypted content behind, and the next Open removes it. Only
+// files of the partial name that the list names are removed.
+func TestPartialsRemovedAtNextOpen(t *testing.T) {
+	v := newTestVault(t)
+	out := t.TempDir()
+	f, err := v.CreatePartial(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString("HbA1c 6.1 %, decrypted"); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	name := filepath.Base(f.Name())
+	if !strings.HasPrefix(name, PartialPrefix) {
+		t.Fatalf("partial named %q", name)
+	}
+	if st, err := os.Stat(f.Name()); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("partial: %v %v", st, err)
+	}
+	list := filepath.Join(v.Dir(), PartialsFile)
+	if st, err := os.Stat(list); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("list: %v %v", st, err)
+	}
+	// Lines that name other files, or one of the partial name that is a
+	// symbolic link, are not acted on.
+	keep := filepath.Join(out, "keep.txt")
+	os.WriteFile(keep, []byte("mine"), 0o600)
+	link := filepath.Join(out, PartialPrefix+"link")
+	os.Symlink(keep, link)
+	j, err := os.OpenFile(list, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.WriteString(keep + "\n" + link + "\n" + "relative/" + PartialPrefix + "x\n" + out + "/../" + filepath.Base(out) + "/" + PartialPrefix + "y\n")
+	j.Close()
+	// The process dies: its partial stays, until the vault is opened again.
+	dir, id := v.Dir(), v.id
+	v.Close()
+	if _, err := os.Stat(f.Name()); err != nil {
+		t.Fatal("the partial is gone before the next open")
+	}
+	v2, err := Open(dir, id, Options{LockTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v2.Close()
+	if _, err := os.Lstat(f.Name()); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the partial outlived the next open: %v", err)
+	}
+	if _, err := os.Lstat(list); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the list outlived the next open: %v", err)
+	}
+	for _, p := range []string{keep, link} {
+		if _, err := os.Lstat(p); err != nil {
+			t.Errorf("%s was removed: %v", p, err)
+		}
+	}
+}
