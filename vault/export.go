@@ -307,10 +307,14 @@ func (v *Vault) ExportToDir(ctx context.Context, f Filter, dir string) (st *Expo
 	// refused before anything is decrypted, and nothing else takes the
 	// name meanwhile; the finished export replaces it (rename replaces
 	// an empty directory, and fails on one that is not).
+	// "out/" is "out": its hidden sibling must not be made inside it.
+	dir = filepath.Clean(dir)
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("export: %w", err)
 	}
-	tmp, err := os.MkdirTemp(filepath.Dir(dir), "."+filepath.Base(dir)+".medvault-*")
+	// Noted, as a partial output file is: a process killed before the
+	// rename leaves decrypted records in it, which the next Open removes.
+	tmp, err := v.createPartial(filepath.Dir(dir), true)
 	if err != nil {
 		os.Remove(dir)
 		return nil, fmt.Errorf("export to %s: %w", dir, err)

@@ -3,6 +3,7 @@ package vault
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -28,36 +29,58 @@ const PartialPrefix = ".medvault-partial-"
 // directory (synced before it is returned) so that the next Open removes
 // it if this process dies before removing or renaming it itself.
 func (v *Vault) CreatePartial(dir string) (*os.File, error) {
-	j, err := os.OpenFile(filepath.Join(v.dir, PartialsFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("note the partial output: %w", err)
-	}
-	defer j.Close()
-	f, err := os.CreateTemp(dir, PartialPrefix+"*")
+	name, err := v.createPartial(dir, false)
 	if err != nil {
 		return nil, err
 	}
-	abs, err := filepath.Abs(f.Name())
-	if err == nil {
+	f, err := os.OpenFile(name, os.O_WRONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		os.Remove(name)
+		return nil, err
+	}
+	return f, nil
+}
+
+// createPartial makes a file (mode 0600) or, with isDir, a directory (mode
+// 0700) named PartialPrefix and a random suffix in dir, noted in
+// PartialsFile, and returns its path.
+func (v *Vault) createPartial(dir string, isDir bool) (string, error) {
+	j, err := os.OpenFile(filepath.Join(v.dir, PartialsFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("note the partial output: %w", err)
+	}
+	defer j.Close()
+	var name string
+	if isDir {
+		name, err = os.MkdirTemp(dir, PartialPrefix+"*")
+	} else {
+		var f *os.File
+		if f, err = os.CreateTemp(dir, PartialPrefix+"*"); err == nil {
+			name = f.Name()
+			err = errors.Join(f.Chmod(0o600), f.Close())
+		}
+	}
+	if name == "" {
+		return "", err
+	}
+	abs, aerr := filepath.Abs(name)
+	if err == nil && aerr == nil {
 		_, err = j.WriteString(abs + "\n")
 	}
 	if err == nil {
 		err = j.Sync()
 	}
-	if err == nil {
-		err = f.Chmod(0o600)
+	if err != nil || aerr != nil {
+		os.RemoveAll(name)
+		return "", fmt.Errorf("note the partial output: %w", errors.Join(err, aerr))
 	}
-	if err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return nil, fmt.Errorf("note the partial output: %w", err)
-	}
-	return f, nil
+	return name, nil
 }
 
 // removePartials removes the partial outputs PartialsFile names that are
 // still there (a process died writing them), then the list. Only regular
-// files named PartialPrefix+suffix are removed: a line changed to name
+// files and directories (not symbolic links) named PartialPrefix+suffix
+// are removed: a line changed to name
 // another file names nothing this removes. Called with the vault lock
 // held, when no other process writes the list.
 func removePartials(dir string) error {
@@ -75,8 +98,12 @@ func removePartials(dir string) error {
 		if !filepath.IsAbs(p) || !strings.HasPrefix(filepath.Base(p), PartialPrefix) || filepath.Clean(p) != p {
 			continue
 		}
-		if st, err := os.Lstat(p); err == nil && st.Mode().IsRegular() {
+		switch st, err := os.Lstat(p); {
+		case err != nil:
+		case st.Mode().IsRegular():
 			os.Remove(p)
+		case st.IsDir(): // an export --format files (ExportToDir)
+			os.RemoveAll(p)
 		}
 	}
 	return os.Remove(list)

@@ -1,6 +1,7 @@
 package vault
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -24,6 +25,12 @@ func TestPartialsRemovedAtNextOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close()
+	// An export --format files in the making: a directory of them.
+	pd, err := v.createPartial(out, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(pd, "Condition-1.json"), []byte(`{"resourceType":"Condition"}`), 0o600)
 	name := filepath.Base(f.Name())
 	if !strings.HasPrefix(name, PartialPrefix) {
 		t.Fatalf("partial named %q", name)
@@ -58,8 +65,10 @@ func TestPartialsRemovedAtNextOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer v2.Close()
-	if _, err := os.Lstat(f.Name()); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("the partial outlived the next open: %v", err)
+	for _, p := range []string{f.Name(), pd} {
+		if _, err := os.Lstat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("partial %s outlived the next open: %v", p, err)
+		}
 	}
 	if _, err := os.Lstat(list); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the list outlived the next open: %v", err)
@@ -68,5 +77,25 @@ func TestPartialsRemovedAtNextOpen(t *testing.T) {
 		if _, err := os.Lstat(p); err != nil {
 			t.Errorf("%s was removed: %v", p, err)
 		}
+	}
+}
+
+// "exp/" names the directory "exp": the export is built beside it, not in
+// it (where the rename onto it could never succeed).
+func TestExportToDirTrailingSlash(t *testing.T) {
+	v := newTestVault(t)
+	if _, err := v.Add(strings.NewReader("HbA1c 6.1 %"), NewRecord{Category: "labs", FileName: "a.txt"}); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "exp")
+	st, err := v.ExportToDir(context.Background(), Filter{}, dir+"/")
+	if err != nil || st.Records != 1 {
+		t.Fatalf("%+v %v", st, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "a.txt")); err != nil || string(b) != "HbA1c 6.1 %" {
+		t.Fatalf("%q %v", b, err)
+	}
+	if es, _ := os.ReadDir(filepath.Dir(dir)); len(es) != 1 {
+		t.Errorf("beside the export: %v", es)
 	}
 }

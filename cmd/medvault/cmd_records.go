@@ -879,9 +879,14 @@ nothing is not logged.`,
 				if err != nil {
 					return usageError{err}
 				}
-				if s[0] == '+' {
+				if slices.Contains(add, l) && s[0] == '-' || slices.Contains(rm, l) && s[0] == '+' {
+					return usagef("%s is both added and removed: give +%s or -%s", l, l, l)
+				}
+				switch {
+				case slices.Contains(add, l) || slices.Contains(rm, l):
+				case s[0] == '+':
 					add = append(add, l)
-				} else {
+				default:
 					rm = append(rm, l)
 				}
 			}
@@ -904,10 +909,21 @@ nothing is not logged.`,
 			if err != nil {
 				return err
 			}
+			add = slices.DeleteFunc(add, func(l record.Label) bool {
+				if m.HasLabel(l) {
+					a.say("%s is already set on this record.", l)
+					return true
+				}
+				return false
+			})
 			var keptOff []record.Label
 			rm = slices.DeleteFunc(rm, func(l record.Label) bool {
 				switch {
 				case m.HasLabel(l):
+				case m.FHIR == nil:
+					// Nothing derives its labels: there is nothing to keep off.
+					a.say("%s is not set on this record: nothing to remove.", l)
+					return true
 				case slices.Contains(m.HandRemoved, l):
 					a.say("%s is not set on this record and is already kept off it: nothing to remove.", l)
 					return true
