@@ -28,6 +28,11 @@ func TestClientOnlyFollowsLinks(t *testing.T) {
 		"sub/up":       "../env",
 		"devdir":       "/dev",
 		"sub/relative": "../plain.txt",
+		// Links that pass through /proc or /dev to a regular file: which
+		// file depends on the process that opens them.
+		"cwdlink": "/proc/self/cwd/plain.txt",
+		"cwddir":  "/proc/self/cwd",
+		"fdlink":  "/dev/fd/0",
 	} {
 		if err := os.Symlink(target, link); err != nil {
 			t.Fatal(err)
@@ -47,6 +52,9 @@ func TestClientOnlyFollowsLinks(t *testing.T) {
 		"dangling":                true,
 		"/dev/stdin":              true,
 		filepath.Join(dir, "env"): true,
+		"cwdlink":                 true,
+		"cwddir/plain.txt":        true,
+		"fdlink":                  true,
 	} {
 		if got := clientOnly(path); got != want {
 			t.Errorf("clientOnly(%q) = %v, want %v", path, got, want)

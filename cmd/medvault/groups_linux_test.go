@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/medvault/medvault/cmd/medvault/internal/control"
 )
@@ -77,5 +78,68 @@ func TestNodeRefusesClientWithOtherGroups(t *testing.T) {
 	if code != exitFailure || !strings.Contains(out, "the command's process does not") ||
 		!strings.Contains(out, "from a shell with the node's groups") {
 		t.Fatalf("a client with group 4242 only (the node's: %d, %v): exit %d: %s", egid, own, code, out)
+	}
+}
+
+// A node in a PID namespace of its own (a container) sees its host-side
+// clients as pid 0 and cannot read their groups: a client with the node's
+// effective group is served (it was refused, "its groups cannot be read"),
+// one with another is refused and told why.
+func TestNodeInOtherPIDNamespace(t *testing.T) {
+	if sock := os.Getenv("MEDVAULT_TEST_NODE_SOCK"); sock != "" {
+		// The node, in its own PID namespace: serves until killed.
+		v := openPatientVault(t)
+		node := &app{getenv: func(string) string { return "" }}
+		ln, err := control.Listen(sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		control.NewServer(func(req *control.Request, stdin io.Reader, stdout, stderr io.Writer) int {
+			return node.runInNode(v, req, stdin, stdout, stderr)
+		}).Serve(ln)
+		return
+	}
+	if sock := os.Getenv("MEDVAULT_TEST_CLIENT_SOCK_NS"); sock != "" {
+		code, err := control.Call(sock, control.Request{Args: []string{"list"}, Dir: "/"}, nil, os.Stdout, os.Stderr)
+		if err != nil {
+			os.Stderr.WriteString(err.Error())
+			os.Exit(99)
+		}
+		os.Exit(code)
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to start a node in a PID namespace of its own")
+	}
+	sock := filepath.Join(t.TempDir(), "node.sock")
+	node := exec.Command(os.Args[0], "-test.run=^TestNodeInOtherPIDNamespace$")
+	node.Env = append(os.Environ(), "MEDVAULT_TEST_NODE_SOCK="+sock)
+	node.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID}
+	if err := node.Start(); err != nil {
+		t.Skipf("cannot start a process in a new PID namespace here: %v", err)
+	}
+	t.Cleanup(func() { node.Process.Kill(); node.Wait() })
+	for i := 0; !control.Running(sock); i++ {
+		if i > 100 {
+			t.Fatal("the node never listened")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	client := func(gid uint32) (int, string) {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestNodeInOtherPIDNamespace$")
+		cmd.Env = append(os.Environ(), "MEDVAULT_TEST_CLIENT_SOCK_NS="+sock)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(os.Getuid()), Gid: gid, Groups: []uint32{}}}
+		out, err := cmd.CombinedOutput()
+		if ee, ok := err.(*exec.ExitError); ok {
+			return ee.ExitCode(), string(out)
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return 0, string(out)
+	}
+	if code, out := client(uint32(os.Getegid())); code != 0 {
+		t.Fatalf("a client with the node's group: exit %d: %s", code, out)
+	}
+	if code, out := client(4242); code != exitFailure || !strings.Contains(out, "another PID namespace") {
+		t.Fatalf("a client with another group: exit %d: %s", code, out)
 	}
 }

@@ -218,7 +218,7 @@ func (a *app) clientFile(cmd *cobra.Command, args []string) (string, *os.File, e
 // leads to "pipe:[...]") is opened here too: the node must not find out
 // what it means in its own process.
 func clientOnly(path string) bool {
-	if procOrDev(path) {
+	if procOrDev(path) || viaProcOrDev(path) {
 		return true
 	}
 	// Relative to this process's working directory: the caller's.
@@ -233,6 +233,49 @@ func clientOnly(path string) bool {
 	}
 	st, err := os.Stat(path)
 	return err == nil && !st.Mode().IsRegular() && !st.IsDir()
+}
+
+// viaProcOrDev reports whether resolving path, relative to this process's
+// working directory, passes through /proc or /dev at any step: a link to
+// /proc/self/cwd/x.txt ends at a regular file, but which one depends on the
+// process that opens it. It follows at most 40 links (then true: the
+// client opens it).
+func viaProcOrDev(path string) bool {
+	p, err := filepath.Abs(path)
+	if err != nil {
+		return true
+	}
+	for links := 0; links <= 40; {
+		parts := strings.Split(strings.TrimPrefix(p, "/"), "/")
+		cur, next := "/", ""
+		for i, part := range parts {
+			c := filepath.Join(cur, part)
+			if procOrDev(c) {
+				return true
+			}
+			fi, err := os.Lstat(c)
+			if err != nil {
+				return false // the open fails either way
+			}
+			if fi.Mode()&os.ModeSymlink != 0 {
+				t, err := os.Readlink(c)
+				if err != nil {
+					return true
+				}
+				if !filepath.IsAbs(t) {
+					t = filepath.Join(cur, t)
+				}
+				next = filepath.Join(append([]string{t}, parts[i+1:]...)...)
+				break
+			}
+			cur = c
+		}
+		if next == "" {
+			return false
+		}
+		p, links = filepath.Clean(next), links+1
+	}
+	return true
 }
 
 // procOrDev reports whether path names something under /proc or /dev,

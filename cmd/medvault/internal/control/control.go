@@ -489,8 +489,9 @@ func sameUser(conn net.Conn) bool {
 // gid) or among the client's supplementary groups (the "Groups:" line of
 // /proc/PID/status for its pid, read now; a client that is gone already
 // runs nothing). A client with more groups than the node is served: the
-// node can then do less than it, not more. Anything it cannot tell is a
-// difference.
+// node can then do less than it, not more. A client in a PID namespace the
+// node cannot see (pid 0) is judged by its effective group alone. Anything
+// else it cannot tell is a difference.
 func sameGroups(conn net.Conn) error {
 	uc, ok := conn.(*net.UnixConn)
 	if !ok {
@@ -506,6 +507,16 @@ func sameGroups(conn net.Conn) error {
 	})
 	if cerr != nil || err != nil || cred == nil {
 		return fmt.Errorf("%w: its credentials cannot be read", ErrOtherGroups)
+	}
+	if cred.Pid == 0 {
+		// The client runs in a PID namespace the node cannot see (a node
+		// in a container, its client on the host): its supplementary
+		// groups cannot be read. Its effective group is the node's, or
+		// it is refused.
+		if int(cred.Gid) == os.Getegid() {
+			return nil
+		}
+		return fmt.Errorf("%w: its group is %d, the node's %d, and it runs where the node cannot see its other groups (another PID namespace)", ErrOtherGroups, cred.Gid, os.Getegid())
 	}
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cred.Pid))
 	if err != nil {
