@@ -71,6 +71,10 @@ passphrase and without waiting on the vault lock.`,
 				if tcpLost || quicLost {
 					node.Close()
 					node, err = a.startNode(cmd.Context(), v, p2p.WithPorts(listen, t, q))
+					if err != nil {
+						// The port kept was taken meanwhile: new ones.
+						node, err = a.startNode(cmd.Context(), v, listen)
+					}
 				}
 			}
 			if err != nil {
