@@ -59,6 +59,7 @@ const (
 	maxPartials   = 16                  // what a provider keeps per patient
 	maxMeta       = 64 << 10
 	maxReason     = 64 // the reason in a withheld frame
+	maxFullURLs   = 8  // fullUrls of a record kept from its metadata (the patient's vault keeps 8)
 	maxChunkFrame = 1 << 20
 	maxReceipt    = 1 << 20 // a leaf may hold up to ledger.MaxSubjects IDs
 	maxExtends    = (ledger.MaxProofHashes + 1) * ledger.HashSize
@@ -112,7 +113,12 @@ type sharedFHIRMeta struct {
 	Type    string `json:"type"`
 	ID      string `json:"id"`
 	FullURL string `json:"full_url,omitempty"`
-	Version int    `json:"version"`
+	// FullURLs are the other fullUrls the patient's vault holds the
+	// resource under (the same bytes from another server are stored once):
+	// the provider then keeps it the current resource of each server, as
+	// the patient's vault does. At most maxFullURLs are kept.
+	FullURLs []string `json:"full_urls,omitempty"`
+	Version  int      `json:"version"`
 	// Updated and VersionID: the resource's meta.lastUpdated and
 	// meta.versionId, so the provider orders versions as the patient does
 	// (vault.FHIRInfo.Newer).
@@ -748,7 +754,7 @@ func sendRecord(c Framer, out *vault.Outgoing) (int64, error) {
 		sm.Date = m.Date.UTC().Format(time.RFC3339)
 	}
 	if m.FHIR != nil {
-		sm.FHIR = &sharedFHIRMeta{m.FHIR.Type, m.FHIR.ID, m.FHIR.FullURL, m.FHIR.Version, m.FHIR.Updated, m.FHIR.VersionID}
+		sm.FHIR = &sharedFHIRMeta{m.FHIR.Type, m.FHIR.ID, m.FHIR.FullURL, m.FHIR.FullURLs, m.FHIR.Version, m.FHIR.Updated, m.FHIR.VersionID}
 	}
 	mb, err := json.Marshal(sm)
 	if err != nil {
@@ -1158,7 +1164,7 @@ func receiveRecord(v *vault.Vault, c Framer, g *Grant, mb []byte, res *FetchResu
 		}
 	}
 	if sm.FHIR != nil {
-		n.FHIR = &vault.FHIRInfo{Type: sm.FHIR.Type, ID: sm.FHIR.ID, FullURL: sm.FHIR.FullURL, Version: sm.FHIR.Version,
+		n.FHIR = &vault.FHIRInfo{Type: sm.FHIR.Type, ID: sm.FHIR.ID, FullURL: sm.FHIR.FullURL, FullURLs: sm.FHIR.FullURLs[:min(len(sm.FHIR.FullURLs), maxFullURLs)], Version: sm.FHIR.Version,
 			Updated: sm.FHIR.Updated, VersionID: sm.FHIR.VersionID}
 	}
 	// The vault reads the record's frames itself, in this goroutine. It

@@ -321,3 +321,60 @@ func TestServerBaseEquivalentSpellingsAreOneSeries(t *testing.T) {
 		})
 	}
 }
+
+// Two servers' byte-identical Medication/5 is stored once, the clinic's
+// fullUrl kept beside the hospital's: the clinic's active prescription,
+// whose relative reference names the clinic's Medication/5, still makes it
+// current (the server check once left it out of the emergency summary).
+func TestSharedRecordOfTwoServersStaysCurrent(t *testing.T) {
+	med := func(fullURL string) string {
+		return `{"fullUrl":"` + fullURL + `","resource":{"resourceType":"Medication","id":"5","code":{"coding":[{"system":"http://www.nlm.nih.gov/research/umls/rxnorm","code":"860975"}],"text":"Metformin 500 MG"}}}`
+	}
+	patient := openVault(t, "Ada", identity.Patient)
+	importString(t, patient, "hospital.json", fhirBundle(
+		med("https://hospital.example/fhir/Medication/5"),
+		`{"fullUrl":"https://hospital.example/fhir/MedicationRequest/rxA","resource":{"resourceType":"MedicationRequest","id":"rxA","status":"stopped","intent":"order","subject":{"reference":"Patient/p"},"medicationReference":{"reference":"Medication/5"}}}`))
+	importString(t, patient, "clinic.json", fhirBundle(
+		med("https://clinic.example/r4/Medication/5"),
+		`{"fullUrl":"https://clinic.example/r4/MedicationRequest/rxB","resource":{"resourceType":"MedicationRequest","id":"rxB","status":"active","intent":"order","subject":{"reference":"Patient/p"},"medicationReference":{"reference":"Medication/5"}}}`))
+	m := findTitle(t, patient, "Metformin 500 MG")
+	if len(m.FHIR.FullURLs) != 1 {
+		t.Fatalf("Medication/5: fullUrl %s, also %v; want the clinic's kept beside it", m.FHIR.FullURL, m.FHIR.FullURLs)
+	}
+	if uses, err := patient.MedicationUses(m); err != nil || len(uses) != 1 {
+		t.Errorf("MedicationUses: %v %v, want the clinic's active prescription", uses, err)
+	}
+	if got := emergencySummary(t, patient); !slices.Contains(got, "Medication/5") {
+		t.Errorf("emergency summary %q lacks the Medication of the clinic's active prescription", got)
+	}
+}
+
+// The same stored record is the clinic's Condition/1 too: the hospital's
+// later version supersedes it for the hospital only, and the clinic's
+// stays current until the clinic sends a later one.
+func TestSharedRecordOfTwoServersNotHidden(t *testing.T) {
+	cond := func(fullURL, status string) string {
+		return `{"fullUrl":"` + fullURL + `","resource":{"resourceType":"Condition","id":"1","clinicalStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/condition-clinical","code":"` + status + `"}]},"code":{"coding":[{"system":"http://snomed.info/sct","code":"195967001"}],"text":"Asthma (` + status + `)"}}}`
+	}
+	patient := openVault(t, "Ada", identity.Patient)
+	importString(t, patient, "hospital1.json", fhirBundle(cond("https://hospital.example/fhir/Condition/1", "active")))
+	importString(t, patient, "clinic1.json", fhirBundle(cond("https://clinic.example/r4/Condition/1", "active")))
+	importString(t, patient, "hospital2.json", fhirBundle(cond("https://hospital.example/fhir/Condition/1", "resolved")))
+	if got := latestTitles(t, patient); !slices.Equal(got, []string{"Asthma (active)", "Asthma (resolved)"}) {
+		t.Errorf("latest: %q, want the clinic's active one beside the hospital's resolved one", got)
+	}
+	if got := emergencySummary(t, patient); !slices.Equal(got, []string{"Condition/1"}) {
+		t.Errorf("emergency summary %q: want the clinic's active Condition/1", got)
+	}
+	// A provider granted problems keeps both current as well.
+	provider := openVault(t, "Dr. Hopper", identity.Provider)
+	fetchCategory(t, patient, provider, record.Problems)
+	if got := latestTitles(t, provider); !slices.Equal(got, []string{"Asthma (active)", "Asthma (resolved)"}) {
+		t.Errorf("provider's latest: %q", got)
+	}
+	// The clinic resolves it too: now nothing is current.
+	importString(t, patient, "clinic2.json", fhirBundle(cond("https://clinic.example/r4/Condition/1", "resolved")))
+	if got := emergencySummary(t, patient); len(got) != 0 {
+		t.Errorf("emergency summary %q after both servers resolved it", got)
+	}
+}

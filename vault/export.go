@@ -429,14 +429,48 @@ type series struct {
 	from, base, typ, id string
 }
 
-func seriesOf(m *Meta) series {
+// seriesOf returns the series m belongs to: one for each server its
+// fullUrls name (servers). The same bytes under one type and id from two
+// servers are stored once, the second server's fullUrl kept in FullURLs:
+// that record is the current resource of both until each server sends a
+// later version of its own.
+func seriesOf(m *Meta) []series {
 	s := series{from: string(m.From[:]), typ: m.FHIR.Type, id: m.FHIR.ID}
 	if s.id == "" {
 		s.id = "url:" + m.FHIR.FullURL
-	} else {
-		s.base = serverKey(m.FHIR.Server())
+		return []series{s}
 	}
-	return s
+	var out []series
+	for _, b := range m.FHIR.servers() {
+		s.base = b
+		out = append(out, s)
+	}
+	return out
+}
+
+// servers returns the serverKeys of the servers f's fullUrl and the
+// fullUrls later imports brought it under name, the fullUrl's first ("" for
+// one that names none), each once.
+func (f *FHIRInfo) servers() []string {
+	out := []string{serverKey(f.Server())}
+	for _, u := range f.FullURLs {
+		if k := serverKey(serverBase(u, f.Type, f.ID)); !slices.Contains(out, k) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// sameResource reports whether a and b are versions of one resource: they
+// share a series.
+func sameResource(a, b *Meta) bool {
+	sb := seriesOf(b)
+	for _, s := range seriesOf(a) {
+		if slices.Contains(sb, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // Server returns the service base of the server the resource came from,
@@ -538,19 +572,30 @@ func normalPercent(p string) string {
 
 // Superseded returns the records in ms that are older versions of a FHIR
 // resource ms also holds in a later version.
+//
+// A record of several series (seriesOf) is older only when each of them
+// holds a later version.
 func Superseded(ms []*Meta) map[record.ID]bool {
 	latest := map[series]*Meta{}
 	for _, m := range ms {
 		if m.FHIR != nil {
-			k := seriesOf(m)
-			if l := latest[k]; l == nil || m.FHIR.Newer(l.FHIR) {
-				latest[k] = m
+			for _, k := range seriesOf(m) {
+				if l := latest[k]; l == nil || m.FHIR.Newer(l.FHIR) {
+					latest[k] = m
+				}
 			}
 		}
 	}
 	out := map[record.ID]bool{}
 	for _, m := range ms {
-		if m.FHIR != nil && latest[seriesOf(m)] != m {
+		if m.FHIR == nil {
+			continue
+		}
+		older := true
+		for _, k := range seriesOf(m) {
+			older = older && latest[k] != m
+		}
+		if older {
 			out[m.ID] = true
 		}
 	}

@@ -608,7 +608,7 @@ func (im *importer) admit(res *fhir.Resource) (*staged, error) {
 				return err
 			}
 			if m.FHIR != nil {
-				if serverKey(serverBase(m.FHIR.FullURL, m.FHIR.Type, m.FHIR.ID)) == base {
+				if slices.Contains(m.FHIR.servers(), base) {
 					s.version = max(s.version, m.FHIR.Version)
 				}
 				if !inFile {

@@ -577,7 +577,7 @@ func (v *Vault) SetLabels(id record.ID, add, remove []record.Label) (*Meta, Rela
 			}
 			// otherVersions is keyed by type and id: another server's
 			// resource gains what is added, but loses nothing.
-			same := om.FHIR != nil && seriesOf(om) == seriesOf(m)
+			same := om.FHIR != nil && sameResource(om, m)
 			rm := remove
 			if !same {
 				rm = nil

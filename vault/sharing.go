@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 
@@ -132,16 +133,24 @@ func (v *Vault) supersededIn(tx *bbolt.Tx, m *Meta) (bool, error) {
 	if m.FHIR == nil {
 		return false, nil
 	}
+	// Superseded in every series it belongs to (see seriesOf).
+	keys := seriesOf(m)
+	later := make([]bool, len(keys))
 	for _, oid := range v.otherVersions(tx, m) {
 		om, err := v.meta1(tx, oid)
 		if err != nil {
 			return false, err
 		}
-		if om.FHIR != nil && seriesOf(om) == seriesOf(m) && om.FHIR.Newer(m.FHIR) {
-			return true, nil
+		if om.FHIR == nil || !om.FHIR.Newer(m.FHIR) {
+			continue
+		}
+		for _, ok := range seriesOf(om) {
+			if i := slices.Index(keys, ok); i >= 0 {
+				later[i] = true
+			}
 		}
 	}
-	return false, nil
+	return !slices.Contains(later, false), nil
 }
 
 // MedicationUses returns what makes the Medication resource m current (see
@@ -186,7 +195,7 @@ func (v *Vault) medicationUsesIn(tx *bbolt.Tx, m *Meta) ([][]record.Label, error
 	if m.FHIR.ID != "" {
 		plain = rh.key(m.FHIR.Type + "/" + m.FHIR.ID)
 	}
-	server := serverKey(m.FHIR.Server())
+	servers := m.FHIR.servers()
 	seen := map[record.ID]bool{}
 	var out [][]record.Label
 	for _, h := range v.referrerKeys(tx, m) {
@@ -205,7 +214,7 @@ func (v *Vault) medicationUsesIn(tx *bbolt.Tx, m *Meta) ([][]record.Label, error
 			}
 			// Not marked seen when it names another server this way: it
 			// may name m too, under another of m's keys.
-			if ok, err := v.mayNameServer(tx, rh, rm, server, h, plain, exacts[i]); err != nil || !ok {
+			if ok, err := v.mayNameServer(tx, rh, rm, servers, h, plain, exacts[i]); err != nil || !ok {
 				if err != nil {
 					return nil, err
 				}
@@ -232,23 +241,22 @@ func (v *Vault) medicationUsesIn(tx *bbolt.Tx, m *Meta) ([][]record.Label, error
 // fallback entry (nil otherwise). Only a fallback entry (an absolute or versioned reference
 // no record holds) needs the reference itself: rm's content is decrypted
 // in tx to find it (withContent, which wipes it).
-func (v *Vault) mayNameServer(tx *bbolt.Tx, rh *refHasher, rm *Meta, server string, h, plain, exact []byte) (bool, error) {
+func (v *Vault) mayNameServer(tx *bbolt.Tx, rh *refHasher, rm *Meta, servers []string, h, plain, exact []byte) (bool, error) {
 	switch {
-	case server == "":
+	case slices.Contains(servers, ""):
 		return true, nil
 	case exact == nil && !bytes.Equal(h, plain):
 		return true, nil // the resource's fullUrl, as written
 	case exact == nil:
-		// "Type/id", relative: against the referrer's own base.
-		s := serverKey(rm.FHIR.Server())
-		return s == "" || s == server, nil
+		// "Type/id", relative: against the referrer's own base (any of
+		// them, for a record two servers sent the same).
+		return mayMeet(rm.FHIR.servers(), servers), nil
 	}
 	ok := false
 	err := v.withContent(tx, rm, func(content []byte) error {
 		for _, ref := range fhir.References(content) {
 			if e, _ := fhir.ReferenceKeys(ref); !ok && bytes.Equal(rh.key(e), exact) {
-				s := refServer(ref, rm)
-				ok = s == "" || s == server
+				ok = mayMeet(refServers(ref, rm), servers)
 			}
 		}
 		return nil
@@ -256,25 +264,40 @@ func (v *Vault) mayNameServer(tx *bbolt.Tx, rh *refHasher, rm *Meta, server stri
 	return ok, err
 }
 
-// refServer returns the server a reference that record from makes names,
-// as serverKey gives it: for an absolute RESTful reference (http or https,
-// "/_history/v" ignored), the service base before its Type/id; for a
-// relative one, the referrer's own server, since a relative reference
+// mayMeet reports whether a reference naming one of the servers refs may
+// name a resource of one of the servers of: unless neither list names no
+// server ("") and they have none in common.
+func mayMeet(refs, of []string) bool {
+	if slices.Contains(refs, "") || slices.Contains(of, "") {
+		return true
+	}
+	for _, r := range refs {
+		if slices.Contains(of, r) {
+			return true
+		}
+	}
+	return false
+}
+
+// refServers returns the servers a reference that record from makes may
+// name, as serverKey gives them: for an absolute RESTful reference (http or
+// https, "/_history/v" ignored), the service base before its Type/id; for a
+// relative one, the referrer's own servers, since a relative reference
 // resolves against the base of the entry that makes it (R4 2.36.4.1); ""
 // for any other (urn:uuid, urn:oid, another scheme).
-func refServer(ref string, from *Meta) string {
+func refServers(ref string, from *Meta) []string {
 	if !strings.Contains(ref, ":") {
-		return serverKey(from.FHIR.Server()) // an id has no ":", so a relative reference has none
+		return from.FHIR.servers() // an id has no ":", so a relative reference has none
 	}
 	_, fallback := fhir.ReferenceKeys(ref)
 	typ, id, ok := fhir.PlainKey(fallback)
 	if !ok {
-		return ""
+		return []string{""}
 	}
 	if i := strings.Index(ref, "/_history/"); i >= 0 {
 		ref = ref[:i]
 	}
-	return serverKey(serverBase(strings.TrimSuffix(ref, "/"), typ, id))
+	return []string{serverKey(serverBase(strings.TrimSuffix(ref, "/"), typ, id))}
 }
 
 // Records returns the metadata of all the owner's own records.
