@@ -378,3 +378,72 @@ func TestSharedRecordOfTwoServersNotHidden(t *testing.T) {
 		t.Errorf("emergency summary %q after both servers resolved it", got)
 	}
 }
+
+// A urn:uuid fullUrl the same bytes came back under (a portal download
+// of the same server) names no server: it adds no series to the record.
+func aliasCond(fullURL, status, text string) string {
+	return `{"fullUrl":"` + fullURL + `","resource":{"resourceType":"Condition","id":"1","clinicalStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/condition-clinical","code":"` + status + `"}]},"code":{"coding":[{"system":"http://snomed.info/sct","code":"195967001"}],"text":"` + text + `"}}}`
+}
+
+// The hospital's Condition/1 came once more, unchanged, in a Bundle that
+// gives it a urn:uuid fullUrl (a portal download of the same server). The
+// hospital then resolves it: its first version must no longer be current.
+func TestUUIDAliasKeepsNoOldVersionCurrent(t *testing.T) {
+	patient := openVault(t, "Ada", identity.Patient)
+	importString(t, patient, "h1.json", fhirBundle(aliasCond("https://hospital.example/fhir/Condition/1", "active", "Asthma (active)")))
+	importString(t, patient, "portal.json", fhirBundle(aliasCond("urn:uuid:8f1c6a52-5e2c-4b8e-9d0c-1b7d2f0a9e31", "active", "Asthma (active)")))
+	m := findTitle(t, patient, "Asthma (active)")
+	t.Logf("fullUrl %s, also %v", m.FHIR.FullURL, m.FHIR.FullURLs)
+	importString(t, patient, "h2.json", fhirBundle(aliasCond("https://hospital.example/fhir/Condition/1", "resolved", "Asthma (resolved)")))
+	if got := latestTitles(t, patient); !slices.Equal(got, []string{"Asthma (resolved)"}) {
+		t.Errorf("latest: %q, want only the hospital's resolved version", got)
+	}
+	if got := emergencySummary(t, patient); len(got) != 0 {
+		t.Errorf("emergency summary %q: the hospital resolved its Condition/1", got)
+	}
+}
+
+// The hospital's insomnia came once more, unchanged, in a portal Bundle
+// under a urn:uuid fullUrl; a personal health record app's Bundle, also
+// under urn:uuid fullUrls, holds another Condition/1: a depression.
+// Removing MH by hand from the hospital's insomnia must leave the app's
+// depression its MH (as TestHandRemovalStaysOnItsServer requires for two
+// servers).
+func TestUUIDAliasSpreadsNoHandRemoval(t *testing.T) {
+	patient := openVault(t, "Ada", identity.Patient)
+	ins := `"resource":{"resourceType":"Condition","id":"1","clinicalStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/condition-clinical","code":"active"}]},"code":{"coding":[{"system":"http://hl7.org/fhir/sid/icd-10-cm","code":"F51.01"}],"text":"Primary insomnia"}}`
+	importString(t, patient, "hospital.json", fhirBundle(`{"fullUrl":"https://hospital.example/fhir/Condition/1",`+ins+`}`))
+	importString(t, patient, "portal.json", fhirBundle(`{"fullUrl":"urn:uuid:3b8f0d2e-6a41-4c77-9e55-0f6f3c1d2a10",`+ins+`}`))
+	importString(t, patient, "phr.json", fhirBundle(`{"fullUrl":"urn:uuid:c2a7e9b4-1f3d-4e8a-8b6c-5d9e0a7f4b21","resource":{"resourceType":"Condition","id":"1","clinicalStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/condition-clinical","code":"active"}]},"code":{"coding":[{"system":"http://hl7.org/fhir/sid/icd-10-cm","code":"F32.9"}],"text":"Major depressive disorder"}}}`))
+	in := findTitle(t, patient, "Primary insomnia")
+	dep := findTitle(t, patient, "Major depressive disorder")
+	t.Logf("insomnia %s also %v labels %v; depression %s labels %v", in.FHIR.FullURL, in.FHIR.FullURLs, in.Labels, dep.FHIR.FullURL, dep.Labels)
+	if !slices.Contains(dep.Labels, record.MH) {
+		t.Fatalf("the depression is not MH: %v", dep.Labels)
+	}
+	if _, _, err := patient.SetLabels(in.ID, nil, []record.Label{record.MH}); err != nil {
+		t.Fatal(err)
+	}
+	if dep = mustShow(t, patient, dep.ID); !slices.Contains(dep.Labels, record.MH) {
+		t.Errorf("the app's depression lost MH when the hospital's insomnia had it removed: labels %v, hand-removed %v", dep.Labels, dep.HandRemoved)
+	}
+	if got := grantTitles(t, patient, Scope{Categories: []record.Category{record.Problems}}); slices.Contains(got, "Major depressive disorder") {
+		t.Errorf("a problems grant without MH covers %q", got)
+	}
+}
+
+func TestUUIDAliasMakesNoMedicationCurrent(t *testing.T) {
+	bup := `"resource":{"resourceType":"Medication","id":"5","meta":{"security":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"OPIOIDUD"}]},"code":{"text":"Buprenorphine 8 MG"}}`
+	patient := openVault(t, "Ada", identity.Patient)
+	importString(t, patient, "hospital.json", fhirBundle(`{"fullUrl":"https://hospital.example/fhir/Medication/5",`+bup+`}`,
+		`{"fullUrl":"https://hospital.example/fhir/MedicationRequest/rxA","resource":{"resourceType":"MedicationRequest","id":"rxA","status":"stopped","intent":"order","subject":{"reference":"Patient/p"},"medicationReference":{"reference":"Medication/5"}}}`))
+	importString(t, patient, "portal.json", fhirBundle(`{"fullUrl":"urn:uuid:3b8f0d2e-6a41-4c77-9e55-0f6f3c1d2a10",`+bup+`}`))
+	importString(t, patient, "clinic.json", fhirBundle(`{"fullUrl":"https://clinic.example/r4/MedicationRequest/rxB","resource":{"resourceType":"MedicationRequest","id":"rxB","status":"active","intent":"order","subject":{"reference":"Patient/p"},"medicationReference":{"reference":"Medication/5","display":"Metformin 500 MG"}}}`))
+	b := findTitle(t, patient, "Buprenorphine 8 MG")
+	uses, err := patient.MedicationUses(b)
+	got := grantTitles(t, patient, Scope{EmergencySummary: true}, record.SUD)
+	t.Logf("fullUrls %s %v; uses %v %v", b.FHIR.FullURL, b.FHIR.FullURLs, uses, err)
+	if len(uses) != 0 || slices.Contains(got, "Buprenorphine 8 MG") {
+		t.Errorf("the clinic's relative Medication/5 counted as a use of the hospital's stopped buprenorphine: uses %v, emergency summary %q", uses, got)
+	}
+}

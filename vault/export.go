@@ -450,11 +450,14 @@ func seriesOf(m *Meta) []series {
 
 // servers returns the serverKeys of the servers f's fullUrl and the
 // fullUrls later imports brought it under name, the fullUrl's first ("" for
-// one that names none), each once.
+// one that names none), each once. An alias that names no server (a
+// urn:uuid fullUrl the same bytes came back under, in a portal download
+// say) adds nothing: it would make the record the current resource of no
+// server, which no later version from a server ever replaces.
 func (f *FHIRInfo) servers() []string {
 	out := []string{serverKey(f.Server())}
 	for _, u := range f.FullURLs {
-		if k := serverKey(serverBase(u, f.Type, f.ID)); !slices.Contains(out, k) {
+		if k := serverKey(serverBase(u, f.Type, f.ID)); k != "" && !slices.Contains(out, k) {
 			out = append(out, k)
 		}
 	}

@@ -1,8 +1,6 @@
 package vault
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -92,19 +90,53 @@ func removePartials(dir string) error {
 	if err != nil {
 		return err
 	}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		p := sc.Text()
+	// A partial that could not be removed now (a file system mounted
+	// read-only, an NFS server away) keeps its line for the next Open.
+	var kept []string
+	for _, p := range strings.Split(string(b), "\n") {
 		if !filepath.IsAbs(p) || !strings.HasPrefix(filepath.Base(p), PartialPrefix) || filepath.Clean(p) != p {
 			continue
 		}
-		switch st, err := os.Lstat(p); {
+		st, err := os.Lstat(p)
+		switch {
+		case os.IsNotExist(err):
 		case err != nil:
+			kept = append(kept, p)
 		case st.Mode().IsRegular():
-			os.Remove(p)
+			if err := os.Remove(p); err != nil && !os.IsNotExist(err) {
+				kept = append(kept, p)
+			}
 		case st.IsDir(): // an export --format files (ExportToDir)
-			os.RemoveAll(p)
+			if err := os.RemoveAll(p); err != nil {
+				kept = append(kept, p)
+			}
 		}
 	}
-	return os.Remove(list)
+	if len(kept) == 0 {
+		return os.Remove(list)
+	}
+	return writeFileAtomic(list, []byte(strings.Join(kept, "\n")+"\n"))
+}
+
+// writeFileAtomic replaces path with data (mode 0600) through a synced
+// temporary file renamed over it.
+func writeFileAtomic(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -97,5 +98,46 @@ func TestExportToDirTrailingSlash(t *testing.T) {
 	}
 	if es, _ := os.ReadDir(filepath.Dir(dir)); len(es) != 1 {
 		t.Errorf("beside the export: %v", es)
+	}
+}
+
+// A partial that cannot be removed at the next open (its file system read
+// only, its server away) keeps its line, and goes at a later open.
+func TestPartialKeptWhenNotRemovable(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for chattr +i (a directory nothing can be removed from)")
+	}
+	v := newTestVault(t)
+	out := t.TempDir()
+	f, err := v.CreatePartial(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("decrypted")
+	f.Close()
+	dir, id := v.Dir(), v.id
+	v.Close()
+	if err := exec.Command("chattr", "+i", out).Run(); err != nil {
+		t.Skipf("cannot make a directory immutable here: %v", err)
+	}
+	v2, err := Open(dir, id, Options{LockTimeout: 100 * time.Millisecond})
+	exec.Command("chattr", "-i", out).Run()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2.Close()
+	if _, err := os.Stat(filepath.Join(dir, PartialsFile)); err != nil {
+		t.Fatalf("the list went though its partial could not be removed: %v", err)
+	}
+	v3, err := Open(dir, id, Options{LockTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v3.Close()
+	if _, err := os.Lstat(f.Name()); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the partial outlived a later open: %v", err)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, PartialsFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the list outlived a later open: %v", err)
 	}
 }

@@ -33,6 +33,7 @@ func TestClientOnlyFollowsLinks(t *testing.T) {
 		"cwdlink": "/proc/self/cwd/plain.txt",
 		"cwddir":  "/proc/self/cwd",
 		"fdlink":  "/dev/fd/0",
+		"cwdsub":  "/proc/self/cwd/sub",
 	} {
 		if err := os.Symlink(target, link); err != nil {
 			t.Fatal(err)
@@ -55,6 +56,10 @@ func TestClientOnlyFollowsLinks(t *testing.T) {
 		"cwdlink":                 true,
 		"cwddir/plain.txt":        true,
 		"fdlink":                  true,
+		// ".." after a link is its target's parent: /proc/self/cwd.
+		"cwdsub/../plain.txt":                          true,
+		filepath.Join(dir, "cwdsub") + "/../plain.txt": true,
+		"sub/../plain.txt":                             false,
 	} {
 		if got := clientOnly(path); got != want {
 			t.Errorf("clientOnly(%q) = %v, want %v", path, got, want)

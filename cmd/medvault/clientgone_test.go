@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"io"
@@ -32,6 +33,16 @@ func TestOutputFileAbandonedByClient(t *testing.T) {
 		t.Fatalf("add: exit %d: %s", code, errb.String())
 	}
 	id := strings.TrimSpace(out.String())
+	// export -o writes FHIR resources only: one as large as the scan, so
+	// that the export too is still writing when its client goes away (an
+	// export of nothing finished first under the race detector).
+	binary := `{"resourceType":"Binary","id":"scan","contentType":"application/octet-stream","data":"` +
+		base64.StdEncoding.EncodeToString(content) + `"}`
+	out.Reset()
+	if code := node.runInNode(v, &control.Request{Args: []string{"import", "-"}, Dir: "/"},
+		strings.NewReader(binary), &out, &errb); code != 0 {
+		t.Fatalf("import: exit %d: %s", code, errb.String())
+	}
 
 	sock := filepath.Join(t.TempDir(), "node.sock")
 	ln, err := control.Listen(sock)

@@ -110,21 +110,28 @@ func TestNodeInOtherPIDNamespace(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to start a node in a PID namespace of its own")
 	}
-	sock := filepath.Join(t.TempDir(), "node.sock")
-	node := exec.Command(os.Args[0], "-test.run=^TestNodeInOtherPIDNamespace$")
-	node.Env = append(os.Environ(), "MEDVAULT_TEST_NODE_SOCK="+sock)
-	node.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID}
-	if err := node.Start(); err != nil {
-		t.Skipf("cannot start a process in a new PID namespace here: %v", err)
-	}
-	t.Cleanup(func() { node.Process.Kill(); node.Wait() })
-	for i := 0; !control.Running(sock); i++ {
-		if i > 100 {
-			t.Fatal("the node never listened")
+	egid := uint32(os.Getegid())
+	// startNode starts a node in a PID namespace of its own, with egid and
+	// the supplementary groups given.
+	startNode := func(groups []uint32) string {
+		sock := filepath.Join(t.TempDir(), "node.sock")
+		node := exec.Command(os.Args[0], "-test.run=^TestNodeInOtherPIDNamespace$")
+		node.Env = append(os.Environ(), "MEDVAULT_TEST_NODE_SOCK="+sock)
+		node.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID,
+			Credential: &syscall.Credential{Uid: uint32(os.Getuid()), Gid: egid, Groups: groups}}
+		if err := node.Start(); err != nil {
+			t.Skipf("cannot start a process in a new PID namespace here: %v", err)
 		}
-		time.Sleep(50 * time.Millisecond)
+		t.Cleanup(func() { node.Process.Kill(); node.Wait() })
+		for i := 0; !control.Running(sock); i++ {
+			if i > 100 {
+				t.Fatal("the node never listened")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		return sock
 	}
-	client := func(gid uint32) (int, string) {
+	client := func(sock string, gid uint32) (int, string) {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestNodeInOtherPIDNamespace$")
 		cmd.Env = append(os.Environ(), "MEDVAULT_TEST_CLIENT_SOCK_NS="+sock)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(os.Getuid()), Gid: gid, Groups: []uint32{}}}
@@ -136,10 +143,17 @@ func TestNodeInOtherPIDNamespace(t *testing.T) {
 		}
 		return 0, string(out)
 	}
-	if code, out := client(uint32(os.Getegid())); code != 0 {
-		t.Fatalf("a client with the node's group: exit %d: %s", code, out)
+	sock := startNode([]uint32{})
+	if code, out := client(sock, egid); code != 0 {
+		t.Fatalf("a client with the node's only group: exit %d: %s", code, out)
 	}
-	if code, out := client(4242); code != exitFailure || !strings.Contains(out, "another PID namespace") {
+	if code, out := client(sock, 4242); code != exitFailure || !strings.Contains(out, "another PID namespace") {
 		t.Fatalf("a client with another group: exit %d: %s", code, out)
+	}
+	// A node with a supplementary group the client's groups cannot be
+	// checked for: refused.
+	sock = startNode([]uint32{4242})
+	if code, out := client(sock, egid); code != exitFailure || !strings.Contains(out, "holds group 4242") {
+		t.Fatalf("a client of a node with group 4242 it may lack: exit %d: %s", code, out)
 	}
 }

@@ -238,44 +238,55 @@ func clientOnly(path string) bool {
 // viaProcOrDev reports whether resolving path, relative to this process's
 // working directory, passes through /proc or /dev at any step: a link to
 // /proc/self/cwd/x.txt ends at a regular file, but which one depends on the
-// process that opens it. It follows at most 40 links (then true: the
-// client opens it).
+// process that opens it. It resolves as the kernel does, one component at
+// a time, ".." against the directory reached so far (not the text: in
+// L/../x, L's target's parent), and follows at most 40 links (then true:
+// the client opens it).
 func viaProcOrDev(path string) bool {
-	p, err := filepath.Abs(path)
-	if err != nil {
-		return true
+	if !strings.HasPrefix(path, "/") {
+		wd, err := os.Getwd()
+		if err != nil {
+			return true
+		}
+		path = wd + "/" + path
 	}
-	for links := 0; links <= 40; {
-		parts := strings.Split(strings.TrimPrefix(p, "/"), "/")
-		cur, next := "/", ""
-		for i, part := range parts {
-			c := filepath.Join(cur, part)
-			if procOrDev(c) {
-				return true
-			}
-			fi, err := os.Lstat(c)
-			if err != nil {
-				return false // the open fails either way
-			}
-			if fi.Mode()&os.ModeSymlink != 0 {
-				t, err := os.Readlink(c)
-				if err != nil {
-					return true
-				}
-				if !filepath.IsAbs(t) {
-					t = filepath.Join(cur, t)
-				}
-				next = filepath.Join(append([]string{t}, parts[i+1:]...)...)
-				break
-			}
+	rest := strings.Split(path, "/")
+	cur := "/" // resolved: no links, no "..", under neither /proc nor /dev
+	for links := 0; len(rest) > 0; {
+		part := rest[0]
+		rest = rest[1:]
+		switch part {
+		case "", ".":
+			continue
+		case "..":
+			cur = filepath.Dir(cur)
+			continue
+		}
+		c := filepath.Join(cur, part)
+		if procOrDev(c) {
+			return true
+		}
+		fi, err := os.Lstat(c)
+		if err != nil {
+			return false // the open fails either way
+		}
+		if fi.Mode()&os.ModeSymlink == 0 {
 			cur = c
+			continue
 		}
-		if next == "" {
-			return false
+		if links++; links > 40 {
+			return true
 		}
-		p, links = filepath.Clean(next), links+1
+		t, err := os.Readlink(c)
+		if err != nil {
+			return true
+		}
+		if strings.HasPrefix(t, "/") {
+			cur = "/"
+		}
+		rest = append(strings.Split(t, "/"), rest...)
 	}
-	return true
+	return false
 }
 
 // procOrDev reports whether path names something under /proc or /dev,

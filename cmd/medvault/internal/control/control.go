@@ -490,7 +490,8 @@ func sameUser(conn net.Conn) bool {
 // /proc/PID/status for its pid, read now; a client that is gone already
 // runs nothing). A client with more groups than the node is served: the
 // node can then do less than it, not more. A client in a PID namespace the
-// node cannot see (pid 0) is judged by its effective group alone. Anything
+// node cannot see (pid 0) is served only when the node holds no group but
+// the client's effective group. Anything
 // else it cannot tell is a difference.
 func sameGroups(conn net.Conn) error {
 	uc, ok := conn.(*net.UnixConn)
@@ -510,13 +511,18 @@ func sameGroups(conn net.Conn) error {
 	}
 	if cred.Pid == 0 {
 		// The client runs in a PID namespace the node cannot see (a node
-		// in a container, its client on the host): its supplementary
-		// groups cannot be read. Its effective group is the node's, or
-		// it is refused.
-		if int(cred.Gid) == os.Getegid() {
-			return nil
+		// in a container, its client on the host): only its effective
+		// group is known. The node may hold that group and no other.
+		own, err := os.Getgroups()
+		if err != nil {
+			return fmt.Errorf("%w: the node's groups cannot be read", ErrOtherGroups)
 		}
-		return fmt.Errorf("%w: its group is %d, the node's %d, and it runs where the node cannot see its other groups (another PID namespace)", ErrOtherGroups, cred.Gid, os.Getegid())
+		for _, g := range append(own, os.Getegid()) {
+			if g != int(cred.Gid) {
+				return fmt.Errorf("%w: the node holds group %d, and the command runs where the node can see only its group, %d (another PID namespace)", ErrOtherGroups, g, cred.Gid)
+			}
+		}
+		return nil
 	}
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cred.Pid))
 	if err != nil {
