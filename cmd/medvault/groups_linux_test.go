@@ -19,15 +19,7 @@ import (
 // service that dropped some) is refused, with a hint, rather than served
 // with groups it does not hold. A client with the node's groups is served.
 func TestNodeRefusesClientWithOtherGroups(t *testing.T) {
-	if sock := os.Getenv("MEDVAULT_TEST_CLIENT_SOCK"); sock != "" {
-		// The client, in a child process with the groups the parent gave it.
-		code, err := control.Call(sock, control.Request{Args: []string{"list"}, Dir: "/"}, nil, os.Stdout, os.Stderr)
-		if err != nil {
-			os.Stderr.WriteString(err.Error())
-			os.Exit(99)
-		}
-		os.Exit(code)
-	}
+	asClient()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to start a client with other groups")
 	}
@@ -52,20 +44,7 @@ func TestNodeRefusesClientWithOtherGroups(t *testing.T) {
 		same[i] = uint32(g)
 	}
 	egid := uint32(os.Getegid())
-	client := func(gid uint32, groups []uint32) (int, string) {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestNodeRefusesClientWithOtherGroups$")
-		cmd.Env = append(os.Environ(), "MEDVAULT_TEST_CLIENT_SOCK="+sock)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{
-			Uid: uint32(os.Getuid()), Gid: gid, Groups: groups}}
-		out, err := cmd.CombinedOutput()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		return code, string(out)
-	}
+	client := func(gid uint32, groups []uint32) (int, string) { return runClient(t, sock, gid, groups) }
 	if code, out := client(egid, same); code != 0 {
 		t.Fatalf("a client with the node's groups: exit %d: %s", code, out)
 	}
@@ -99,14 +78,7 @@ func TestNodeInOtherPIDNamespace(t *testing.T) {
 		}).Serve(ln)
 		return
 	}
-	if sock := os.Getenv("MEDVAULT_TEST_CLIENT_SOCK_NS"); sock != "" {
-		code, err := control.Call(sock, control.Request{Args: []string{"list"}, Dir: "/"}, nil, os.Stdout, os.Stderr)
-		if err != nil {
-			os.Stderr.WriteString(err.Error())
-			os.Exit(99)
-		}
-		os.Exit(code)
-	}
+	asClient()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to start a node in a PID namespace of its own")
 	}
@@ -131,18 +103,7 @@ func TestNodeInOtherPIDNamespace(t *testing.T) {
 		}
 		return sock
 	}
-	client := func(sock string, gid uint32) (int, string) {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestNodeInOtherPIDNamespace$")
-		cmd.Env = append(os.Environ(), "MEDVAULT_TEST_CLIENT_SOCK_NS="+sock)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(os.Getuid()), Gid: gid, Groups: []uint32{}}}
-		out, err := cmd.CombinedOutput()
-		if ee, ok := err.(*exec.ExitError); ok {
-			return ee.ExitCode(), string(out)
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		return 0, string(out)
-	}
+	client := func(sock string, gid uint32) (int, string) { return runClient(t, sock, gid, []uint32{}) }
 	sock := startNode([]uint32{})
 	if code, out := client(sock, egid); code != 0 {
 		t.Fatalf("a client with the node's only group: exit %d: %s", code, out)
@@ -156,4 +117,37 @@ func TestNodeInOtherPIDNamespace(t *testing.T) {
 	if code, out := client(sock, egid); code != exitFailure || !strings.Contains(out, "holds group 4242") {
 		t.Fatalf("a client of a node with group 4242 it may lack: exit %d: %s", code, out)
 	}
+}
+
+// asClient, in a child process runClient started, runs 'list' through the
+// node at MEDVAULT_TEST_CLIENT_SOCK and exits with its exit code; in any
+// other process it returns at once.
+func asClient() {
+	sock := os.Getenv("MEDVAULT_TEST_CLIENT_SOCK")
+	if sock == "" {
+		return
+	}
+	code, err := control.Call(sock, control.Request{Args: []string{"list"}, Dir: "/"}, nil, os.Stdout, os.Stderr)
+	if err != nil {
+		os.Stderr.WriteString(err.Error())
+		os.Exit(99)
+	}
+	os.Exit(code)
+}
+
+// runClient runs the running test again in a child process with the user's
+// uid and the group and supplementary groups given, as a client of the
+// node at sock (asClient), and returns its exit code and output.
+func runClient(t *testing.T, sock string, gid uint32, groups []uint32) (int, string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$")
+	cmd.Env = append(os.Environ(), "MEDVAULT_TEST_CLIENT_SOCK="+sock)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(os.Getuid()), Gid: gid, Groups: groups}}
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode(), string(out)
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return 0, string(out)
 }
