@@ -443,3 +443,16 @@ func TestServeConcurrentReplay(t *testing.T) {
 		t.Fatalf("removed record: %s", d.Reason)
 	}
 }
+
+// WithheldLabels counts the withheld records per label, in the labels'
+// order, leaving out the labels the grant names.
+func TestWithheldLabels(t *testing.T) {
+	a, b, c := record.ID{1}, record.ID{2}, record.ID{3}
+	labels := map[record.ID][]record.Label{a: {record.MH}, b: {record.MH, record.SUD}, c: {record.HIV, record.SUD}}
+	sel := Selection{Withheld: []Denial{{ID: a}, {ID: b}, {ID: c}}}
+	got := sel.WithheldLabels(func(id record.ID) []record.Label { return labels[id] }, []record.Label{record.HIV})
+	want := []LabelCount{{record.MH, 2}, {record.SUD, 2}}
+	if !slices.Equal(got, want) {
+		t.Errorf("%v, want %v", got, want)
+	}
+}

@@ -360,6 +360,33 @@ type Selection struct {
 	Withheld []Denial
 }
 
+// LabelCount is how many records carry a label.
+type LabelCount struct {
+	Label record.Label
+	N     int
+}
+
+// WithheldLabels counts, per label in record.Labels order, the withheld
+// records that carry it, leaving out the labels in named (the grant's:
+// those did not keep them out). labels gives a record's labels.
+func (s Selection) WithheldLabels(labels func(record.ID) []record.Label, named []record.Label) []LabelCount {
+	by := map[record.Label]int{}
+	for _, d := range s.Withheld {
+		for _, l := range labels(d.ID) {
+			if !slices.Contains(named, l) {
+				by[l]++
+			}
+		}
+	}
+	var out []LabelCount
+	for _, l := range record.Labels() {
+		if by[l] > 0 {
+			out = append(out, LabelCount{l, by[l]})
+		}
+	}
+	return out
+}
+
 // Select returns exactly the records among recs that g covers, applying the
 // same per-item rule as Decide. It does not check times, revocation or
 // signatures: it answers "what would this grant share?". When an ID occurs

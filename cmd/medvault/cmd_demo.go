@@ -163,8 +163,8 @@ func (a *app) demo(ctx context.Context, keep bool) (err error) {
 			byID[i.ID] = i.Labels
 		}
 		var ls []string
-		for _, lc := range withheldLabels(sel, func(id record.ID) []record.Label { return byID[id] }, g.Labels()) {
-			ls = append(ls, fmt.Sprintf("%d labelled %s", lc.n, lc.label))
+		for _, lc := range sel.WithheldLabels(func(id record.ID) []record.Label { return byID[id] }, g.Labels()) {
+			ls = append(ls, fmt.Sprintf("%d labelled %s", lc.N, lc.Label))
 		}
 		a.note("it covers %d lab results; %d sensitive ones (%s) stay out: the grant names no label", len(sel.Items), len(sel.Withheld), strings.Join(ls, ", "))
 	}

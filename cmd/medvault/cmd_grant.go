@@ -308,41 +308,13 @@ func (a *app) dryRun(v *vault.Vault, al share.Alias, card *share.Card, p share.G
 			verb = "is"
 		}
 		fmt.Fprintf(w, "\nWithheld: %s in scope %s NOT included:", count(len(sel.Withheld), "sensitive record"), verb)
-		for _, lc := range withheldLabels(sel, func(id record.ID) []record.Label { return byID[id].Labels }, p.Labels) {
-			fmt.Fprintf(w, " %d labelled %s;", lc.n, lc.label)
+		for _, lc := range sel.WithheldLabels(func(id record.ID) []record.Label { return byID[id].Labels }, p.Labels) {
+			fmt.Fprintf(w, " %d labelled %s;", lc.N, lc.Label)
 		}
 		fmt.Fprintf(w, " name a label with --label to include it.\n")
 	}
 	fmt.Fprintf(w, "\n%s\n", notRecallable)
 	return nil
-}
-
-// labelCount is how many withheld records carry a label.
-type labelCount struct {
-	label record.Label
-	n     int
-}
-
-// withheldLabels counts, per label in record.Labels order, the records a
-// selection withholds that carry it, leaving out the labels the grant
-// names (named): those are what kept them out. labels gives a record's
-// labels.
-func withheldLabels(sel share.Selection, labels func(record.ID) []record.Label, named []record.Label) []labelCount {
-	by := map[record.Label]int{}
-	for _, d := range sel.Withheld {
-		for _, l := range labels(d.ID) {
-			if !slices.Contains(named, l) {
-				by[l]++
-			}
-		}
-	}
-	var out []labelCount
-	for _, l := range record.Labels() {
-		if by[l] > 0 {
-			out = append(out, labelCount{l, by[l]})
-		}
-	}
-	return out
 }
 
 func purposeInfo(p share.Purpose) string {
