@@ -580,9 +580,11 @@ func normalPercent(p string) string {
 // holds a later version.
 func Superseded(ms []*Meta) map[record.ID]bool {
 	latest := map[series]*Meta{}
-	for _, m := range ms {
+	keys := make([][]series, len(ms)) // seriesOf parses fullUrls: once per record
+	for i, m := range ms {
 		if m.FHIR != nil {
-			for _, k := range seriesOf(m) {
+			keys[i] = seriesOf(m)
+			for _, k := range keys[i] {
 				if l := latest[k]; l == nil || m.FHIR.Newer(l.FHIR) {
 					latest[k] = m
 				}
@@ -590,12 +592,12 @@ func Superseded(ms []*Meta) map[record.ID]bool {
 		}
 	}
 	out := map[record.ID]bool{}
-	for _, m := range ms {
+	for i, m := range ms {
 		if m.FHIR == nil {
 			continue
 		}
 		older := true
-		for _, k := range seriesOf(m) {
+		for _, k := range keys[i] {
 			older = older && latest[k] != m
 		}
 		if older {
