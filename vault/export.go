@@ -487,6 +487,24 @@ func (f *FHIRInfo) Server() string {
 	return serverBase(f.FullURL, f.Type, f.ID)
 }
 
+// Servers returns, for display, the service bases of every server the
+// resource came from: Server's first ("" when its fullUrl names none),
+// then those of the fullUrls later imports brought the same bytes under
+// (see seriesOf), each server once.
+func (f *FHIRInfo) Servers() []string {
+	out, keys := []string{f.Server()}, []string{serverKey(f.Server())}
+	if f.ID == "" {
+		return out
+	}
+	for _, u := range f.FullURLs {
+		b := serverBase(u, f.Type, f.ID)
+		if k := serverKey(b); k != "" && !slices.Contains(keys, k) {
+			out, keys = append(out, b), append(keys, k)
+		}
+	}
+	return out
+}
+
 // serverBase returns the service base URL of a RESTful fullUrl,
 // "[base]/Type/id" with an http or https base (R4 2.36.4), in the
 // normal form of RFC 3986 6.2.2-6.2.3: the scheme and host in lower case,

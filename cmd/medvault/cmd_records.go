@@ -228,6 +228,8 @@ type recordJSON struct {
 		ID      string `json:"id"`
 		Version int    `json:"version"`
 		Server  string `json:"server,omitempty"`
+		// Also are the other servers that sent the same bytes.
+		Also []string `json:"also_from,omitempty"`
 	} `json:"fhir,omitempty"`
 	// From, Grant and SourceID are a shared record's provenance (provider
 	// side): the patient, the grant it arrived under (full ID) and its ID
@@ -250,12 +252,15 @@ func toJSON(m *vault.Meta) recordJSON {
 		r.Date = m.Date.UTC().Format("2006-01-02")
 	}
 	if m.FHIR != nil {
+		servers := m.FHIR.Servers()
 		r.FHIR = &struct {
 			Type    string `json:"type"`
 			ID      string `json:"id"`
 			Version int    `json:"version"`
 			Server  string `json:"server,omitempty"`
-		}{m.FHIR.Type, m.FHIR.ID, m.FHIR.Version, m.FHIR.Server()}
+			// Also are the other servers that sent the same bytes.
+			Also []string `json:"also_from,omitempty"`
+		}{m.FHIR.Type, m.FHIR.ID, m.FHIR.Version, servers[0], servers[1:]}
 	}
 	if !m.From.IsZero() {
 		r.From = m.From.String()
@@ -454,8 +459,9 @@ record's ID in the patient's vault (source_id).`,
 			}
 			if m.FHIR != nil {
 				fmt.Fprintf(w, "FHIR:      %s/%s (version %d)\n", sanitize(m.FHIR.Type), sanitize(m.FHIR.ID), m.FHIR.Version)
-				if srv := m.FHIR.Server(); srv != "" {
-					fmt.Fprintf(w, "Server:    %s\n", sanitize(srv))
+				if srv := slices.DeleteFunc(m.FHIR.Servers(), func(s string) bool { return s == "" }); len(srv) > 0 {
+					// Two servers that sent the same bytes share one record.
+					fmt.Fprintf(w, "Server:    %s\n", sanitize(strings.Join(srv, ", ")))
 				}
 			}
 			if !m.From.IsZero() {
