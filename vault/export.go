@@ -314,7 +314,7 @@ func (v *Vault) ExportToDir(ctx context.Context, f Filter, dir string) (st *Expo
 	}
 	// Noted, as a partial output file is: a process killed before the
 	// rename leaves decrypted records in it, which the next Open removes.
-	tmp, err := v.createPartial(filepath.Dir(dir), true)
+	tmp, err := v.partialDir(filepath.Dir(dir))
 	if err != nil {
 		os.Remove(dir)
 		return nil, fmt.Errorf("export to %s: %w", dir, err)
@@ -448,18 +448,16 @@ func seriesOf(m *Meta) []series {
 	return out
 }
 
-// servers returns the serverKeys of the servers f's fullUrl and the
-// fullUrls later imports brought it under name, the fullUrl's first ("" for
-// one that names none), each once. An alias that names no server (a
-// urn:uuid fullUrl the same bytes came back under, in a portal download
-// say) adds nothing: it would make the record the current resource of no
-// server, which no later version from a server ever replaces.
+// servers returns the serverKeys of Servers: the series the record belongs
+// to. An alias that names no server (a urn:uuid fullUrl the same bytes
+// came back under, in a portal download say) adds none: it would make the
+// record the current resource of no server, which no later version from a
+// server ever replaces.
 func (f *FHIRInfo) servers() []string {
-	out := []string{serverKey(f.Server())}
-	for _, u := range f.FullURLs {
-		if k := serverKey(serverBase(u, f.Type, f.ID)); k != "" && !slices.Contains(out, k) {
-			out = append(out, k)
-		}
+	bs := f.Servers()
+	out := make([]string, len(bs))
+	for i, b := range bs {
+		out[i] = serverKey(b)
 	}
 	return out
 }
@@ -492,7 +490,8 @@ func (f *FHIRInfo) Server() string {
 // then those of the fullUrls later imports brought the same bytes under
 // (see seriesOf), each server once.
 func (f *FHIRInfo) Servers() []string {
-	out, keys := []string{f.Server()}, []string{serverKey(f.Server())}
+	first := f.Server()
+	out, keys := []string{first}, []string{serverKey(first)}
 	if f.ID == "" {
 		return out
 	}

@@ -1,7 +1,6 @@
 package vault
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -27,52 +26,60 @@ const PartialPrefix = ".medvault-partial-"
 // directory (synced before it is returned) so that the next Open removes
 // it if this process dies before removing or renaming it itself.
 func (v *Vault) CreatePartial(dir string) (*os.File, error) {
-	name, err := v.createPartial(dir, false)
+	var f *os.File
+	err := v.notePartial(func() (string, error) {
+		var err error
+		if f, err = os.CreateTemp(dir, PartialPrefix+"*"); err != nil {
+			return "", err
+		}
+		return f.Name(), nil // CreateTemp makes it 0600
+	})
 	if err != nil {
-		return nil, err
-	}
-	f, err := os.OpenFile(name, os.O_WRONLY|syscall.O_NOFOLLOW, 0)
-	if err != nil {
-		os.Remove(name)
+		if f != nil {
+			f.Close()
+		}
 		return nil, err
 	}
 	return f, nil
 }
 
-// createPartial makes a file (mode 0600) or, with isDir, a directory (mode
-// 0700) named PartialPrefix and a random suffix in dir, noted in
-// PartialsFile, and returns its path.
-func (v *Vault) createPartial(dir string, isDir bool) (string, error) {
+// partialDir is CreatePartial for a directory (mode 0700): an export
+// --format files in the making. It returns its path.
+func (v *Vault) partialDir(dir string) (string, error) {
+	var name string
+	err := v.notePartial(func() (string, error) {
+		var err error
+		name, err = os.MkdirTemp(dir, PartialPrefix+"*")
+		return name, err
+	})
+	return name, err
+}
+
+// notePartial runs create, which makes a partial output and returns its
+// path, and notes that path in PartialsFile, synced; if that fails, what
+// create made is removed.
+func (v *Vault) notePartial(create func() (string, error)) error {
 	j, err := os.OpenFile(filepath.Join(v.dir, PartialsFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
-		return "", fmt.Errorf("note the partial output: %w", err)
+		return fmt.Errorf("note the partial output: %w", err)
 	}
 	defer j.Close()
-	var name string
-	if isDir {
-		name, err = os.MkdirTemp(dir, PartialPrefix+"*")
-	} else {
-		var f *os.File
-		if f, err = os.CreateTemp(dir, PartialPrefix+"*"); err == nil {
-			name = f.Name()
-			err = errors.Join(f.Chmod(0o600), f.Close())
-		}
+	name, err := create()
+	if err != nil {
+		return err
 	}
-	if name == "" {
-		return "", err
-	}
-	abs, aerr := filepath.Abs(name)
-	if err == nil && aerr == nil {
+	abs, err := filepath.Abs(name)
+	if err == nil {
 		_, err = j.WriteString(abs + "\n")
 	}
 	if err == nil {
 		err = j.Sync()
 	}
-	if err != nil || aerr != nil {
+	if err != nil {
 		os.RemoveAll(name)
-		return "", fmt.Errorf("note the partial output: %w", errors.Join(err, aerr))
+		return fmt.Errorf("note the partial output: %w", err)
 	}
-	return name, nil
+	return nil
 }
 
 // removePartials removes the partial outputs PartialsFile names that are

@@ -27,7 +27,7 @@ func TestPartialsRemovedAtNextOpen(t *testing.T) {
 	}
 	f.Close()
 	// An export --format files in the making: a directory of them.
-	pd, err := v.createPartial(out, true)
+	pd, err := v.partialDir(out)
 	if err != nil {
 		t.Fatal(err)
 	}
