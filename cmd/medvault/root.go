@@ -221,16 +221,6 @@ func clientOnly(path string) bool {
 	if procOrDev(path) || viaProcOrDev(path) {
 		return true
 	}
-	// Relative to this process's working directory: the caller's.
-	real, err := filepath.EvalSymlinks(path)
-	if err == nil && procOrDev(real) {
-		return true
-	}
-	if err != nil {
-		if li, lerr := os.Lstat(path); lerr == nil && li.Mode()&os.ModeSymlink != 0 {
-			return true
-		}
-	}
 	st, err := os.Stat(path)
 	return err == nil && !st.Mode().IsRegular() && !st.IsDir()
 }
@@ -241,7 +231,7 @@ func clientOnly(path string) bool {
 // process that opens it. It resolves as the kernel does, one component at
 // a time, ".." against the directory reached so far (not the text: in
 // L/../x, L's target's parent), and follows at most 40 links (then true:
-// the client opens it).
+// the client opens it). A link that leads nowhere is true as well.
 func viaProcOrDev(path string) bool {
 	if !strings.HasPrefix(path, "/") {
 		wd, err := os.Getwd()
@@ -268,7 +258,10 @@ func viaProcOrDev(path string) bool {
 		}
 		fi, err := os.Lstat(c)
 		if err != nil {
-			return false // the open fails either way
+			// Missing: the open fails either way, but where a link led
+			// here (a dangling link, or one into a pipe's
+			// /proc/self/fd/N) what it means is the caller's to find.
+			return links > 0
 		}
 		if fi.Mode()&os.ModeSymlink == 0 {
 			cur = c
