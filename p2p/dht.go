@@ -127,14 +127,15 @@ func (n *Node) BootstrapConnected() int {
 // connect connects to id at addrs; when that fails (or there are none) and
 // the node runs the DHT, it asks the DHT for id's current addresses: a
 // patient whose node moved since the grant was issued is found again. The
-// addresses given get half the time left, so that one that black-holes
-// (an address on a network the peer left) leaves time for the lookup.
+// addresses known for id (those given and any the peerstore holds) get
+// half the time left, so that one that black-holes (an address on a network
+// the peer left) leaves time for the lookup.
 func (n *Node) connect(ctx context.Context, id peer.ID, addrs []ma.Multiaddr) error {
 	if n.dht == nil {
 		return n.h.Connect(ctx, peer.AddrInfo{ID: id, Addrs: addrs})
 	}
 	var err error
-	if len(addrs) > 0 {
+	if len(addrs) > 0 || len(n.h.Peerstore().Addrs(id)) > 0 {
 		dctx := ctx
 		if dl, ok := ctx.Deadline(); ok {
 			var cancel context.CancelFunc
@@ -145,6 +146,14 @@ func (n *Node) connect(ctx context.Context, id peer.ID, addrs []ma.Multiaddr) er
 		if err == nil || errors.Is(ctx.Err(), context.Canceled) {
 			return err
 		}
+		// Every address known for id failed. When the routing table
+		// still holds id (the DHT met it before it moved), kad-dht seeds
+		// the lookup with id itself and dials it at those same
+		// addresses; it then reports id not found, or found at those
+		// addresses, though the peers it would have asked know where id
+		// is now. kad-dht drops a peer it cannot dial from its table
+		// anyway; this does it before the lookup, not during it.
+		n.dht.RoutingTable().RemovePeer(id)
 	}
 	lctx, cancel := context.WithTimeout(ctx, n.timeouts.Dial)
 	defer cancel()
