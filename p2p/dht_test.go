@@ -23,6 +23,11 @@ func TestFindPeerThroughDHT(t *testing.T) {
 	if patient.BootstrapConnected() != 1 {
 		t.Fatal("the patient's node did not join through its bootstrap peer")
 	}
+	// The bootstrap node names only peers of its routing table, which
+	// kad-dht enters after checking them (over 3 s on a loaded machine).
+	waitFor(t, "the patient to enter the bootstrap node's routing table", func() bool {
+		return boot.dht.RoutingTable().Find(patient.ID()) != ""
+	})
 	patient.Handle(ProtocolShare, func(ctx context.Context, s *Stream) {
 		s.WriteFrame('K', []byte("found"))
 	})
@@ -90,8 +95,12 @@ func TestDHTNamesOnlyOptedInPeers(t *testing.T) {
 	if ai, err := stranger.dht.FindPeer(fctx, quiet.ID()); err == nil && len(ai.Addrs) > 0 {
 		t.Fatalf("the DHT gave out the addresses of a node that did not opt in: %v", ai.Addrs)
 	}
-	// One that opted in is found.
+	// One that opted in is found, once the hub has checked it and put it
+	// in its routing table (over 3 s on a loaded machine once).
 	joined := newTestNode(t, func(c *Config) { c.Bootstrap = hubAddr })
+	waitFor(t, "the joined node to enter the hub's routing table", func() bool {
+		return hub.dht.RoutingTable().Find(joined.ID()) != ""
+	})
 	if ai, err := stranger.dht.FindPeer(ctx, joined.ID()); err != nil || len(ai.Addrs) == 0 {
 		t.Fatalf("a node that joined the DHT was not found: %v %v", ai, err)
 	}
