@@ -530,6 +530,9 @@ func serverBase(fullURL, typ, id string) string {
 		return ""
 	}
 	host := strings.ToLower(u.Hostname())
+	if host == "" {
+		return "" // "http://:8080/...": a port and no host
+	}
 	if a, err := netip.ParseAddr(host); err == nil && a.Is6() {
 		host = "[" + a.String() + "]"
 	} else if strings.Contains(host, ":") {

@@ -396,6 +396,7 @@ func TestServerBase(t *testing.T) {
 		{"http://192.0.2.1/fhir/Condition/1", "http://192.0.2.1/fhir"},
 		{"http://[not:an:address]/fhir/Condition/1", ""},
 		{"https://h.example/fhir/Condition/1?x=1", ""},
+		{"http://:8080/fhir/Condition/1", ""}, // a port, no host (FuzzServerBase)
 	} {
 		if got := serverBase(c.url, "Condition", "1"); got != c.want {
 			t.Errorf("ServerBase(%q) = %q, want %q", c.url, got, c.want)
@@ -421,4 +422,36 @@ func TestServerBase(t *testing.T) {
 			t.Errorf("serverKey(%q) = %q, serverKey(%q) = %q: same %v, want %v", c.a, ka, c.b, kb, ka == kb, c.same)
 		}
 	}
+}
+
+// serverBase takes any fullUrl without panicking, and its result is a
+// fixed point: a base it returns, given back as a fullUrl's base, comes out
+// unchanged (else one server's resources would fall into two series once a
+// resource named its server in the normal form), and it never names
+// medvault's own export base.
+func FuzzServerBase(f *testing.F) {
+	for _, u := range []string{
+		"HTTP://H.Example:8080/Fhir/R4/Condition/1",
+		"https://h.example/%7Eab%2d%5F/Condition/1",
+		"http://[2001:DB8::1]:8080/fhir/Condition/1",
+		"https://h.example/a%2fb/Condition/1",
+		"https://h.example/fhir//Condition/1",
+		"http://h.example:08080/fhir/Condition/1",
+		ExportBase + "Condition/1",
+		"urn:uuid:0b0b0b0b-0000-4000-8000-000000000001",
+	} {
+		f.Add(u)
+	}
+	f.Fuzz(func(t *testing.T, u string) {
+		b := serverBase(u, "Condition", "1")
+		if b == "" {
+			return
+		}
+		if again := serverBase(b+"/Condition/1", "Condition", "1"); again != b {
+			t.Fatalf("serverBase(%q) = %q, but serverBase(%q/Condition/1) = %q", u, b, b, again)
+		}
+		if b+"/" == ExportBase || serverKey(b) == "" {
+			t.Fatalf("serverBase(%q) = %q", u, b)
+		}
+	})
 }
