@@ -46,6 +46,12 @@ type Limits struct {
 	// once before ConnRatePerIP applies. Default 64, so 50 providers behind
 	// one NAT can all connect at the same moment.
 	ConnBurstPerIP int
+	// MaxStrangerStreams caps the inbound streams open at once from peers
+	// the node does not know (Config.Known), all together. Default 64.
+	MaxStrangerStreams int
+	// MaxStreamsPerStranger caps the inbound streams open at once from one
+	// peer the node does not know. Default 4.
+	MaxStreamsPerStranger int
 }
 
 func (l Limits) withDefaults() Limits {
@@ -72,6 +78,12 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.ConnBurstPerIP <= 0 {
 		l.ConnBurstPerIP = 64
+	}
+	if l.MaxStrangerStreams <= 0 {
+		l.MaxStrangerStreams = 64
+	}
+	if l.MaxStreamsPerStranger <= 0 {
+		l.MaxStreamsPerStranger = 4
 	}
 	return l
 }
@@ -110,7 +122,7 @@ func (t Timeouts) withDefaults() Timeouts {
 // newResourceManager builds the resource manager for l (after defaults).
 // Every figure is fixed from l rather than scaled from the machine's memory
 // (libp2p's AutoScale), so a node behaves the same on every machine.
-func newResourceManager(l Limits) (network.ResourceManager, error) {
+func newResourceManager(l Limits) (managerState, error) {
 	conns := l.MaxInboundConns + l.MaxOutboundConns
 	fds := conns + 64
 
@@ -118,14 +130,21 @@ func newResourceManager(l Limits) (network.ResourceManager, error) {
 	libp2p.SetDefaultServiceLimits(&scaling) // identify's own limits
 	base := scaling.Scale(l.MaxMemory, fds)
 
+	// A yamux stream reserves its receive window (256 KiB) from its
+	// connection, hence its peer and the node, the moment it opens, before
+	// its protocol is negotiated (which libp2p allows 10 s), and neither the
+	// transient nor a protocol scope sees that memory. Inbound streams are
+	// capped so that their windows alone take at most half the memory.
+	streamsIn := int(max(l.MaxMemory/2/yamuxWindow, 1))
 	lim := func(n int) rcmgr.LimitVal { return rcmgr.LimitVal(n) }
 	partial := rcmgr.PartialLimitConfig{
 		System: rcmgr.ResourceLimits{
-			ConnsInbound:  lim(l.MaxInboundConns),
-			ConnsOutbound: lim(l.MaxOutboundConns),
-			Conns:         lim(conns),
-			FD:            lim(fds),
-			Memory:        rcmgr.LimitVal64(l.MaxMemory),
+			ConnsInbound:   lim(l.MaxInboundConns),
+			ConnsOutbound:  lim(l.MaxOutboundConns),
+			Conns:          lim(conns),
+			StreamsInbound: lim(streamsIn),
+			FD:             lim(fds),
+			Memory:         rcmgr.LimitVal64(l.MaxMemory),
 		},
 		// Transient: connections in their handshake and streams whose protocol
 		// is not negotiated yet. 50 providers connecting at once each have a
@@ -134,11 +153,22 @@ func newResourceManager(l Limits) (network.ResourceManager, error) {
 			ConnsInbound:    lim(l.MaxInboundConns),
 			ConnsOutbound:   lim(l.MaxOutboundConns),
 			Conns:           lim(conns),
-			StreamsInbound:  lim(4 * l.MaxInboundConns),
+			StreamsInbound:  lim(min(4*l.MaxInboundConns, streamsIn)),
 			StreamsOutbound: lim(4 * l.MaxOutboundConns),
 			Streams:         lim(4 * conns),
 			FD:              lim(fds),
 			Memory:          rcmgr.LimitVal64(l.MaxMemory / 4),
+		},
+		// One peer, every protocol and streams not negotiated yet: without
+		// this, libp2p's default lets one peer hold 288 inbound streams and
+		// 96 MiB, and three throwaway keys took 216 MiB of 256 and kept
+		// everyone else out. A peer needs at most MaxStreamsPerPeer on each
+		// of a few protocols; one fetch's yamux window grows to 16 MiB.
+		PeerDefault: rcmgr.ResourceLimits{
+			StreamsInbound:  lim(4 * l.MaxStreamsPerPeer),
+			StreamsOutbound: lim(16 * l.MaxStreamsPerPeer),
+			Streams:         lim(20 * l.MaxStreamsPerPeer),
+			Memory:          rcmgr.LimitVal64(min(l.MaxMemory/8, 32<<20)),
 		},
 		// Every protocol without libp2p's own service limits, that is every
 		// medvault protocol registered with Handle.
@@ -175,7 +205,7 @@ func newResourceManager(l Limits) (network.ResourceManager, error) {
 			GracePeriod: time.Minute,
 		},
 	}
-	return rcmgr.NewResourceManager(limiter,
+	rm, err := rcmgr.NewResourceManager(limiter,
 		rcmgr.WithMetricsDisabled(),
 		rcmgr.WithConnRateLimiters(connRate),
 		rcmgr.WithLimitPerSubnet(
@@ -188,7 +218,19 @@ func newResourceManager(l Limits) (network.ResourceManager, error) {
 			[]rcmgr.NetworkPrefixLimit{{Network: netip.MustParsePrefix("127.0.0.0/8"), ConnCount: l.MaxInboundConns + l.MaxOutboundConns}},
 			[]rcmgr.NetworkPrefixLimit{{Network: netip.MustParsePrefix("::1/128"), ConnCount: l.MaxInboundConns + l.MaxOutboundConns}}),
 	)
+	if err != nil {
+		return nil, err
+	}
+	st, ok := rm.(managerState)
+	if !ok {
+		_ = rm.Close()
+		return nil, fmt.Errorf("libp2p's resource manager (%T) does not report its state", rm)
+	}
+	return st, nil
 }
+
+// yamuxWindow is the receive window a yamux stream reserves when it opens.
+const yamuxWindow = 256 << 10
 
 // gater admits only peers whose ID is a canonical Ed25519 peer ID: medvault
 // identities are Ed25519 keys, so an RSA or secp256k1 peer is not one of ours

@@ -74,6 +74,13 @@ type Config struct {
 	// Bootstrap lists nodes to join the DHT through, each a multiaddr
 	// ending in /p2p/<peer ID>.
 	Bootstrap []string
+	// Known, if set, reports whether a peer is one of the node's own (for
+	// medvault, a pinned contact). Inbound streams from any other peer that
+	// is neither a bootstrap peer nor in the DHT's routing table share
+	// Limits.MaxStrangerStreams and Limits.MaxStreamsPerStranger. It is
+	// called as each inbound stream opens and must be fast. Nil: every
+	// peer gets the per-peer limits alone.
+	Known func(peer.ID) bool
 }
 
 // Handler serves one inbound stream. ctx ends when the stream's lifetime
@@ -100,6 +107,18 @@ type Node struct {
 
 	dht       *dht.IpfsDHT // nil unless Config.DHT or Config.Bootstrap
 	bootstrap []peer.AddrInfo
+	gate      *strangerGate
+}
+
+// knownPeer reports whether p is a bootstrap peer or in the DHT's routing
+// table: peers the node deals with for its own lookups, not strangers.
+func (n *Node) knownPeer(p peer.ID) bool {
+	for _, b := range n.bootstrap {
+		if b.ID == p {
+			return true
+		}
+	}
+	return n.dht != nil && n.dht.RoutingTable().Find(p) != ""
 }
 
 // NewNode starts a node listening on cfg.Listen. ctx bounds only the start-up;
@@ -133,10 +152,11 @@ func NewNode(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	limits := cfg.Limits.withDefaults()
 	timeouts := cfg.Timeouts.withDefaults()
-	rm, err := newResourceManager(limits)
+	base, err := newResourceManager(limits)
 	if err != nil {
 		return nil, fmt.Errorf("new node: resource manager: %w", err)
 	}
+	rm := newStrangerGate(base, limits)
 	cm, err := connmgr.NewConnManager(limits.MaxInboundConns*3/4, limits.MaxInboundConns)
 	if err != nil {
 		_ = rm.Close()
@@ -189,12 +209,16 @@ func NewNode(ctx context.Context, cfg Config) (*Node, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	nctx, cancel := context.WithCancel(context.Background())
-	n := &Node{h: h, timeouts: timeouts, log: log, ctx: nctx, cancel: cancel, bootstrap: boot}
+	n := &Node{h: h, timeouts: timeouts, log: log, ctx: nctx, cancel: cancel, bootstrap: boot, gate: rm}
 	if cfg.DHT || len(boot) > 0 {
 		if err := n.startDHT(ctx, len(listen) > 0); err != nil {
 			n.Close()
 			return nil, fmt.Errorf("new node: %w", err)
 		}
+	}
+	if cfg.Known != nil {
+		known := func(p peer.ID) bool { return cfg.Known(p) || n.knownPeer(p) }
+		rm.known.Store(&known)
 	}
 	return n, nil
 }

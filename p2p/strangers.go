@@ -1,0 +1,96 @@
+package p2p
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
+)
+
+// strangerGate wraps the resource manager so that inbound streams from
+// peers the node does not know (strangers: not Config.Known, not in the
+// DHT's routing table, not a bootstrap peer) share a small budget of their
+// own, MaxStrangerStreams in all and MaxStreamsPerStranger each. Anyone can
+// make keys, and each key is a new peer to libp2p's per-peer limits: without
+// this, throwaway keys opening streams and never negotiating a protocol
+// could hold every inbound stream the node accepts and keep its contacts
+// out. A stream over the budget is refused as soon as it opens, before its
+// protocol is read.
+type strangerGate struct {
+	managerState
+	max, perPeer int
+	known        atomic.Pointer[func(peer.ID) bool] // nil: every peer is known
+
+	mu    sync.Mutex
+	total int
+	peers map[peer.ID]int
+}
+
+// managerState is what libp2p's resource manager implements: the gate
+// passes on both (tests and libp2p's own tools read its state).
+type managerState interface {
+	network.ResourceManager
+	rcmgr.ResourceManagerState
+}
+
+func newStrangerGate(rm managerState, l Limits) *strangerGate {
+	return &strangerGate{managerState: rm, max: l.MaxStrangerStreams, perPeer: l.MaxStreamsPerStranger, peers: map[peer.ID]int{}}
+}
+
+func (g *strangerGate) isKnown(p peer.ID) bool {
+	k := g.known.Load()
+	return k == nil || (*k)(p)
+}
+
+// OpenStream implements network.ResourceManager.
+func (g *strangerGate) OpenStream(p peer.ID, dir network.Direction) (network.StreamManagementScope, error) {
+	if dir != network.DirInbound || g.isKnown(p) {
+		return g.managerState.OpenStream(p, dir)
+	}
+	g.mu.Lock()
+	if g.total >= g.max || g.peers[p] >= g.perPeer {
+		g.mu.Unlock()
+		return nil, fmt.Errorf("inbound stream from a peer this node does not know: %w", network.ErrResourceLimitExceeded)
+	}
+	g.total++
+	g.peers[p]++
+	g.mu.Unlock()
+	s, err := g.managerState.OpenStream(p, dir)
+	if err != nil {
+		g.release(p)
+		return nil, err
+	}
+	return &strangerStream{StreamManagementScope: s, release: func() { g.release(p) }}, nil
+}
+
+func (g *strangerGate) release(p peer.ID) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.total--
+	if g.peers[p]--; g.peers[p] <= 0 {
+		delete(g.peers, p)
+	}
+}
+
+// strangerStreams returns how many inbound streams strangers hold now.
+func (g *strangerGate) strangerStreams() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.total
+}
+
+// strangerStream gives a stranger's stream slot back when libp2p is done
+// with the stream.
+type strangerStream struct {
+	network.StreamManagementScope
+	once    sync.Once
+	release func()
+}
+
+func (s *strangerStream) Done() {
+	s.StreamManagementScope.Done()
+	s.once.Do(s.release)
+}
