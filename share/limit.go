@@ -1,6 +1,7 @@
 package share
 
 import (
+	"fmt"
 	"sync"
 	"time"
 
@@ -17,9 +18,12 @@ const ReasonRateLimited Reason = "rate-limited"
 // peer may be refused (and each refusal logged) DenialBurst times, with the
 // allowance refilled at DenialRate; past that its requests are refused at
 // once, without a decision, and only the first such refusal in each window
-// is written to the ledger (reason "rate-limited"). Served requests cost
-// nothing. New peer IDs need new connections, which the p2p resource
-// manager rate-limits per IP address. The zero value is not usable: call
+// is written to the ledger (reason "rate-limited"). Served requests have an
+// allowance of their own, ServedBurst regaining one every ServedRefill: each
+// one logs the records it admitted, so a grantee fetching in a loop would
+// otherwise grow the patient's ledger by kilobytes a request, without end.
+// New peer IDs need new connections, which the p2p resource manager
+// rate-limits per IP address. The zero value is not usable: call
 // NewLimiter.
 type Limiter struct {
 	rate      time.Duration // one refusal of allowance regained per rate
@@ -31,23 +35,27 @@ type Limiter struct {
 	contactsMu sync.Mutex
 	contacts   map[identity.ID]bool // pinned IDs, as of loaded
 	loaded     time.Time
+	gen        uint64 // v.ObjectsGeneration(vault.KindContact) at loaded
 }
 
-// contactsTTL is how long the limiter trusts its copy of the pinned IDs: a
-// contact pinned while the node runs counts as one within this time, and
-// streams from throwaway keys cost at most one reload per period.
+// contactsTTL is how long the limiter trusts its copy of the pinned IDs
+// while this process has changed no contact: streams from throwaway keys
+// cost at most one reload per period.
 const contactsTTL = time.Second
 
-// isContact reports whether id is pinned in v's contact book.
+// isContact reports whether id is pinned in v's contact book. A contact
+// pinned or removed through this process (the node, which runs every
+// command while it holds the vault) counts at once.
 func (l *Limiter) isContact(v *vault.Vault, id identity.ID) (bool, error) {
 	l.contactsMu.Lock()
 	defer l.contactsMu.Unlock()
-	if l.contacts == nil || time.Since(l.loaded) > contactsTTL {
+	gen := v.ObjectsGeneration(vault.KindContact)
+	if l.contacts == nil || gen != l.gen || time.Since(l.loaded) > contactsTTL {
 		ids, err := contactIDs(v)
 		if err != nil {
 			return false, err
 		}
-		l.contacts, l.loaded = ids, time.Now()
+		l.contacts, l.loaded, l.gen = ids, time.Now(), gen
 	}
 	return l.contacts[id], nil
 }
@@ -55,8 +63,18 @@ func (l *Limiter) isContact(v *vault.Vault, id identity.ID) (bool, error) {
 type allowance struct {
 	tokens     float64
 	last       time.Time
-	suppressed bool // a rate-limited refusal was logged in this window
+	suppressed bool    // a rate-limited refusal was logged in this window
+	served     float64 // served requests left
 }
+
+// A peer may be served ServedBurst requests at once, regaining one every
+// ServedRefill: a provider's script can fetch twice a minute for ever, and
+// a grantee fetching in a loop adds at most ~2,900 requests' entries a day
+// to the patient's ledger instead of one per round trip.
+const (
+	ServedBurst  = 30
+	ServedRefill = 30 * time.Second
+)
 
 // NewLimiter allows burst refusals per peer, regaining one per rate.
 func NewLimiter(burst int, rate time.Duration) *Limiter {
@@ -71,12 +89,13 @@ func (l *Limiter) take(id identity.ID, now time.Time, cost float64) (ok, firstSu
 		if len(l.peers) > 100_000 { // forget everyone rather than grow without bound
 			clear(l.peers)
 		}
-		a = &allowance{tokens: l.burst, last: now}
+		a = &allowance{tokens: l.burst, last: now, served: ServedBurst}
 		l.peers[id] = a
 	}
 	a.tokens = min(l.burst, a.tokens+float64(now.Sub(a.last))/float64(l.rate))
+	a.served = min(ServedBurst, a.served+float64(now.Sub(a.last))/float64(ServedRefill))
 	a.last = now
-	if a.tokens >= 1 {
+	if a.tokens >= 1 && a.served >= 1 {
 		a.tokens -= cost
 		if a.tokens >= 1 {
 			a.suppressed = false
@@ -86,6 +105,15 @@ func (l *Limiter) take(id identity.ID, now time.Time, cost float64) (ok, firstSu
 	first := !a.suppressed
 	a.suppressed = true
 	return false, first
+}
+
+// spendServed takes one of id's served requests.
+func (l *Limiter) spendServed(id identity.ID) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if a := l.peers[id]; a != nil {
+		a.served = max(0, a.served-1)
+	}
 }
 
 // ReasonBusy refuses a request from a peer that is not a contact while
@@ -151,10 +179,36 @@ func (l *Limiter) ServeConn(v *vault.Vault, c Framer, remote identity.ID, now fu
 		return &Served{Reason: ReasonRateLimited}, c.WriteFrame(frameDenied, []byte(ReasonRateLimited))
 	}
 	sv, err := ServeConn(v, c, remote, now)
-	if sv != nil && sv.Reason != ReasonAllowed && sv.Reason != "" || err != nil {
+	switch {
+	case sv != nil && sv.Reason == ReasonAllowed:
+		l.spendServed(remote)
+	case sv != nil && sv.Reason != "" || err != nil:
 		l.take(remote, now(), 1)
 	}
 	return sv, err
+}
+
+// IsContact reports whether id is pinned in v's contact book, from a copy
+// of the pinned IDs at most a second old: cheap enough to ask for every
+// stream a peer opens.
+func (l *Limiter) IsContact(v *vault.Vault, id identity.ID) (bool, error) {
+	return l.isContact(v, id)
+}
+
+// ServePush is ServePush for a peer the limiter knows to be a contact; a
+// stranger's push is refused from the cached contact IDs, without reading
+// the contact book (which costs time growing with the square of its size).
+func (l *Limiter) ServePush(v *vault.Vault, c Framer, remote identity.ID) error {
+	contact, err := l.isContact(v, remote)
+	if err != nil {
+		c.WriteFrame(frameDenied, []byte("unavailable"))
+		return err
+	}
+	if !contact {
+		c.WriteFrame(frameDenied, []byte(PushRefusedNotContact))
+		return fmt.Errorf("%w: %s", ErrNotContact, remote)
+	}
+	return ServePush(v, c, remote)
 }
 
 // RequestTimeout bounds the request phase of a stream (the request, have

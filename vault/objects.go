@@ -121,7 +121,7 @@ func (v *Vault) PutObject(kind Kind, key string, value []byte, ev *Event) error 
 	if len(value) > maxObject || len(key) > 1024 {
 		return fmt.Errorf("%s object too large", kind)
 	}
-	return v.update(func(tx *bbolt.Tx) error {
+	err := v.update(func(tx *bbolt.Tx) error {
 		b, err := objectBucket(tx, kind)
 		if err != nil {
 			return err
@@ -135,6 +135,29 @@ func (v *Vault) PutObject(kind Kind, key string, value []byte, ev *Event) error 
 		}
 		return v.logEvent(tx, ev)
 	})
+	if err == nil {
+		v.objectsChanged(kind)
+	}
+	return err
+}
+
+// ObjectsGeneration returns a number that changes whenever this Vault
+// (this process) writes or deletes an object of kind: a cache of objects
+// of that kind is current while it stays the same. Other processes cannot
+// write while this one holds the vault open.
+func (v *Vault) ObjectsGeneration(kind Kind) uint64 {
+	v.genMu.Lock()
+	defer v.genMu.Unlock()
+	return v.gen[kind]
+}
+
+func (v *Vault) objectsChanged(kind Kind) {
+	v.genMu.Lock()
+	defer v.genMu.Unlock()
+	if v.gen == nil {
+		v.gen = map[Kind]uint64{}
+	}
+	v.gen[kind]++
 }
 
 // UpdateObject replaces the value under key with what fn makes of the
@@ -143,7 +166,14 @@ func (v *Vault) PutObject(kind Kind, key string, value []byte, ev *Event) error 
 // interleave. When it writes, it appends ev (if not nil) to the ledger in
 // the same transaction.
 func (v *Vault) UpdateObject(kind Kind, key string, ev *Event, fn func(old []byte, found bool) (value []byte, write bool, err error)) error {
+	wrote := false
+	defer func() {
+		if wrote {
+			v.objectsChanged(kind)
+		}
+	}()
 	return v.update(func(tx *bbolt.Tx) error {
+		wrote = false
 		b, err := objectBucket(tx, kind)
 		if err != nil {
 			return err
@@ -171,7 +201,11 @@ func (v *Vault) UpdateObject(kind Kind, key string, ev *Event, fn func(old []byt
 		if ev != nil {
 			ev = tagEvent(ev, kind, bkey, key, value)
 		}
-		return v.logEvent(tx, ev)
+		if err := v.logEvent(tx, ev); err != nil {
+			return err
+		}
+		wrote = true
+		return nil
 	})
 }
 
@@ -233,6 +267,7 @@ func (v *Vault) Objects(kind Kind) ([]Object, error) {
 // DeleteObject removes key and appends ev to the ledger in the same
 // transaction. It returns ErrNotFound when there is nothing to delete.
 func (v *Vault) DeleteObject(kind Kind, key string, ev *Event) error {
+	defer v.objectsChanged(kind) // at worst a cache reloads for nothing
 	return v.update(func(tx *bbolt.Tx) error {
 		b, err := objectBucket(tx, kind)
 		if err != nil {

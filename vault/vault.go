@@ -94,6 +94,10 @@ type Vault struct {
 	// fetching holds a *sync.Mutex per patient (identity.ID): see
 	// Receiving.
 	fetching sync.Map
+	// gen counts this process's writes of objects, per kind
+	// (ObjectsGeneration).
+	genMu sync.Mutex
+	gen   map[Kind]uint64
 	// labels is held for reading by each import and for writing by a
 	// change of labels by hand: an import reads the labels of the records
 	// its resources reference before it makes its own records visible, so

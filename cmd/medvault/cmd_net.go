@@ -12,6 +12,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/spf13/cobra"
 
@@ -31,13 +32,27 @@ func quietLibp2p() {
 // share and push protocols from v.
 func (a *app) startNode(ctx context.Context, v *vault.Vault, listen []string) (*p2p.Node, error) {
 	quietLibp2p()
-	n, err := p2p.NewNode(ctx, p2p.Config{Key: v.Owner().NetworkKey(), Listen: listen, DHT: a.dht, Bootstrap: a.bootstrapPeers()})
-	if err != nil {
-		return nil, err
-	}
 	// Each peer may be refused 20 times, regaining one every 3 s; past that
 	// its requests are refused without a decision or a ledger entry each.
 	limiter := share.NewLimiter(20, 3*time.Second)
+	// Contacts are the node's own peers; anyone else's streams share a
+	// small budget (p2p.Limits.MaxStrangerStreams).
+	known := func(p peer.ID) bool {
+		pub, err := p2p.PublicKeyFromID(p)
+		if err != nil {
+			return false
+		}
+		id, err := identity.IDFromPublicKey(pub)
+		if err != nil {
+			return false
+		}
+		ok, err := limiter.IsContact(v, id)
+		return err == nil && ok
+	}
+	n, err := p2p.NewNode(ctx, p2p.Config{Key: v.Owner().NetworkKey(), Listen: listen, DHT: a.dht, Bootstrap: a.bootstrapPeers(), Known: known})
+	if err != nil {
+		return nil, err
+	}
 	a.pushNotes = &throttle{report: func(n int) {
 		a.say("refused %s from peers that are not contacts in the last minute (not shown one by one)", count(n, "more push", "more pushes"))
 	}}
@@ -81,7 +96,7 @@ func (a *app) startNode(ctx context.Context, v *vault.Vault, listen []string) (*
 		if err != nil {
 			return
 		}
-		if err := share.ServePush(v, s, remote); err != nil {
+		if err := limiter.ServePush(v, s, remote); err != nil {
 			if errors.Is(err, share.ErrNotContact) {
 				// Anyone can make keys: a flood of them must not
 				// flood this terminal.
