@@ -80,10 +80,11 @@ var (
 	// card (the patient removed it, or pinned another key for you), so
 	// no grant to you can be served.
 	ErrNoContact = errors.New("the patient no longer holds your contact card (removed, or replaced by one with another key)")
-	// ErrRateLimited means the patient's node refused the request without
-	// deciding it, because this peer was refused too often recently (see
-	// Limiter): a temporary state, not a verdict on the grant.
-	ErrRateLimited = errors.New("too many refused requests from you recently; retry in a minute")
+	// ErrRateLimited means the node refused the request without deciding
+	// it, because this peer was refused too often recently, or served (or
+	// pushed grants) more often than its allowance (see Limiter): a
+	// temporary state, not a verdict on the grant.
+	ErrRateLimited = errors.New("too many requests from you recently; retry in a minute")
 
 	// ErrKeyChanged means a contact (alias) is pinned to another key than
 	// the card presented. The CLI warns loudly and requires --replace.

@@ -195,9 +195,12 @@ func (l *Limiter) IsContact(v *vault.Vault, id identity.ID) (bool, error) {
 	return l.isContact(v, id)
 }
 
-// ServePush is ServePush for a peer the limiter knows to be a contact; a
-// stranger's push is refused from the cached contact IDs, without reading
-// the contact book (which costs time growing with the square of its size).
+// ServePush is ServePush under the limiter. A stranger's push is refused
+// from the cached contact IDs, without reading the contact book (which
+// costs time growing with the square of its size). A contact's pushed
+// grants draw on its served allowance (ServedBurst, ServedRefill), each a
+// grant in the inbox and a ledger entry: past it they are refused
+// rate-limited. Revocation notices are never limited.
 func (l *Limiter) ServePush(v *vault.Vault, c Framer, remote identity.ID) error {
 	contact, err := l.isContact(v, remote)
 	if err != nil {
@@ -208,7 +211,13 @@ func (l *Limiter) ServePush(v *vault.Vault, c Framer, remote identity.ID) error 
 		c.WriteFrame(frameDenied, []byte(PushRefusedNotContact))
 		return fmt.Errorf("%w: %s", ErrNotContact, remote)
 	}
-	return ServePush(v, c, remote)
+	return servePush(v, c, remote, func() bool {
+		ok, _ := l.take(remote, time.Now(), 0)
+		if ok {
+			l.spendServed(remote)
+		}
+		return ok
+	})
 }
 
 // RequestTimeout bounds the request phase of a stream (the request, have

@@ -1206,6 +1206,60 @@ func TestLimiterPushStranger(t *testing.T) {
 	}
 }
 
+// A contact's pushed grants draw on its served allowance: past
+// ServedBurst new grants they are refused rate-limited, and nothing more
+// reaches the inbox or the ledger; a revocation notice still is taken.
+func TestLimiterBoundsPushedGrants(t *testing.T) {
+	provider := openVault(t, "Dr. Hopper", identity.Provider)
+	patient := openVault(t, "Ada", identity.Patient)
+	if _, err := SaveContact(provider, "ada", cardOf(t, patient), false); err != nil {
+		t.Fatal(err)
+	}
+	l := NewLimiter(20, 3*time.Second)
+	push := func(typ byte, body []byte) (byte, string, error) {
+		a, b := net.Pipe()
+		defer b.Close()
+		errc := make(chan error, 1)
+		go func() {
+			errc <- l.ServePush(provider, frame.NewConn(a, nil), patient.Owner().ID())
+			a.Close()
+		}()
+		c := frame.NewConn(b, nil)
+		c.WriteFrame(typ, body)
+		rt, p, _ := c.ReadFrame(64)
+		return rt, string(p), <-errc
+	}
+	var last *Grant
+	for i := range ServedBurst + 3 {
+		g, err := IssueAndStore(patient, GrantParams{Audience: provider.Owner().ID(), Scope: Scope{Categories: []record.Category{record.Labs}},
+			Purpose: "TREAT", Expiry: time.Now().Add(time.Duration(i+1) * time.Hour)}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		typ, why, err := push(frameGrant, g.Bytes())
+		switch {
+		case i < ServedBurst && (typ != frameOK || err != nil):
+			t.Fatalf("grant %d: %q %q %v", i, typ, why, err)
+		case i >= ServedBurst && (typ != frameDenied || why != string(ReasonRateLimited) || !errors.Is(err, ErrRateLimited)):
+			t.Fatalf("grant %d past the allowance: %q %q %v", i, typ, why, err)
+		}
+		if i == 0 {
+			last = g
+		}
+	}
+	if in, _ := Inbox(provider); len(in) != ServedBurst {
+		t.Fatalf("inbox holds %d grants, want %d", len(in), ServedBurst)
+	}
+	issued, _ := FindIssued(patient, last.ID().String())
+	r, _, err := RevokeAndStore(patient, issued, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if typ, why, err := push(frameRevocation, r.Bytes()); typ != frameOK || err != nil {
+		t.Fatalf("revocation notice past the allowance: %q %q %v", typ, why, err)
+	}
+}
+
 // The push answer K is empty (PROTOCOL.md §8.2): a K carrying bytes is a
 // node that does not speak the protocol, and the push is not taken as
 // stored.

@@ -82,6 +82,12 @@ func sanitizeReason(p []byte) string {
 // is nothing to wait for, and a stranger cannot hold a handler (and its
 // frame buffer) for the request timeout by sending nothing.
 func ServePush(v *vault.Vault, c Framer, remote identity.ID) error {
+	return servePush(v, c, remote, nil)
+}
+
+// servePush is ServePush; a grant is stored only if allowGrant (when not
+// nil) allows it, else refused rate-limited.
+func servePush(v *vault.Vault, c Framer, remote identity.ID, allowGrant func() bool) error {
 	// The frame must arrive within RequestTimeout, however slowly it
 	// trickles.
 	defer requestPhase(c)()
@@ -114,6 +120,9 @@ func ServePush(v *vault.Vault, c Framer, remote identity.ID) error {
 		}
 		if g.Audience() != v.Owner().ID() || g.Issuer() != remote {
 			return refuse(string(ReasonWrongAudience), ErrWrongAudience)
+		}
+		if allowGrant != nil && !allowGrant() {
+			return refuse(string(ReasonRateLimited), fmt.Errorf("%w: grants pushed by %s", ErrRateLimited, remote))
 		}
 		if err := StoreInbox(v, g); err != nil {
 			return refuse("unavailable", err)

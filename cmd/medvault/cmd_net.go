@@ -105,6 +105,12 @@ func (a *app) startNode(ctx context.Context, v *vault.Vault, listen []string) (*
 				}
 				return
 			}
+			if errors.Is(err, share.ErrRateLimited) {
+				if missed, ok := a.pushNotes.allow(time.Now()); ok {
+					a.say("refused a grant pushed by %s: it pushed %d or more in a short time (one more is taken every %s)%s", a.contactName(v, remote), share.ServedBurst, share.ServedRefill, missedNote(missed))
+				}
+				return
+			}
 			a.say("push from %s refused: %v", a.contactName(v, remote), err)
 		} else {
 			a.say("received a grant or revocation notice from %s ('medvault inbox')", a.contactName(v, remote))
