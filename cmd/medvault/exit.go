@@ -140,7 +140,7 @@ func hintFor(err error) string {
 	case errors.Is(err, share.ErrLifetimeTooLong):
 		return lifetimeHint("")
 	case errors.Is(err, share.ErrRateLimited):
-		return "the patient's node refuses requests from you for a while after many refusals (expired or revoked grants, say); wait a minute, then fetch with a grant that is active ('medvault inbox')"
+		return "the patient's node refuses requests from you for a while after many refusals (expired or revoked grants, say), or after many fetches in a short time (it serves 30, then one every 30 s); wait a minute, then fetch with a grant that is active ('medvault inbox')"
 	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
 		return "the disk (or your quota) is full: free some space and retry; a failed write leaves what was stored before as it was ('medvault verify' checks)"
 	case errors.Is(err, identity.ErrNewerFormat), errors.Is(err, vault.ErrNewerFormat):
