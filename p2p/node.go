@@ -75,11 +75,11 @@ type Config struct {
 	// ending in /p2p/<peer ID>.
 	Bootstrap []string
 	// Known, if set, reports whether a peer is one of the node's own (for
-	// medvault, a pinned contact). Inbound streams from any other peer that
-	// is neither a bootstrap peer nor in the DHT's routing table share
-	// Limits.MaxStrangerStreams and Limits.MaxStreamsPerStranger. It is
-	// called as each inbound stream opens and must be fast. Nil: every
-	// peer gets the per-peer limits alone.
+	// medvault, a pinned contact). Inbound streams from any other peer
+	// share Limits.MaxStrangerStreams and Limits.MaxStreamsPerStranger
+	// until their protocol is negotiated. It is called as each inbound
+	// stream opens and must be fast. Nil: every peer gets the per-peer
+	// limits alone.
 	Known func(peer.ID) bool
 }
 
@@ -108,17 +108,6 @@ type Node struct {
 	dht       *dht.IpfsDHT // nil unless Config.DHT or Config.Bootstrap
 	bootstrap []peer.AddrInfo
 	gate      *strangerGate
-}
-
-// knownPeer reports whether p is a bootstrap peer or in the DHT's routing
-// table: peers the node deals with for its own lookups, not strangers.
-func (n *Node) knownPeer(p peer.ID) bool {
-	for _, b := range n.bootstrap {
-		if b.ID == p {
-			return true
-		}
-	}
-	return n.dht != nil && n.dht.RoutingTable().Find(p) != ""
 }
 
 // NewNode starts a node listening on cfg.Listen. ctx bounds only the start-up;
@@ -157,6 +146,9 @@ func NewNode(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("new node: resource manager: %w", err)
 	}
 	rm := newStrangerGate(base, limits)
+	if cfg.Known != nil {
+		rm.known.Store(&cfg.Known)
+	}
 	cm, err := connmgr.NewConnManager(limits.MaxInboundConns*3/4, limits.MaxInboundConns)
 	if err != nil {
 		_ = rm.Close()
@@ -215,10 +207,6 @@ func NewNode(ctx context.Context, cfg Config) (*Node, error) {
 			n.Close()
 			return nil, fmt.Errorf("new node: %w", err)
 		}
-	}
-	if cfg.Known != nil {
-		known := func(p peer.ID) bool { return cfg.Known(p) || n.knownPeer(p) }
-		rm.known.Store(&known)
 	}
 	return n, nil
 }

@@ -7,18 +7,24 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 )
 
 // strangerGate wraps the resource manager so that inbound streams from
-// peers the node does not know (strangers: not Config.Known, not in the
-// DHT's routing table, not a bootstrap peer) share a small budget of their
-// own, MaxStrangerStreams in all and MaxStreamsPerStranger each. Anyone can
-// make keys, and each key is a new peer to libp2p's per-peer limits: without
-// this, throwaway keys opening streams and never negotiating a protocol
-// could hold every inbound stream the node accepts and keep its contacts
-// out. A stream over the budget is refused as soon as it opens, before its
-// protocol is read.
+// peers the node does not know (strangers: not Config.Known) share a small
+// budget of their own until their protocol is negotiated,
+// MaxStrangerStreams in all and MaxStreamsPerStranger each. libp2p holds a
+// stream up to 10 s for its negotiation, its 256 KiB receive window
+// reserved all the while, and anyone can make keys, each a new peer to the
+// per-peer limits: without this, throwaway keys opening streams they never
+// use could hold every inbound stream the node accepts and keep its
+// contacts out. A stream over the budget is refused as it opens. Once its
+// protocol is negotiated a stream leaves the budget: the per-protocol
+// limits bound it from there, and the protocols bound strangers further
+// (share answers 16 at once, push refuses them unread), so a DHT node's
+// lookups from strangers, whose streams stay open between requests, do not
+// use the budget up.
 type strangerGate struct {
 	managerState
 	max, perPeer int
@@ -82,12 +88,20 @@ func (g *strangerGate) strangerStreams() int {
 	return g.total
 }
 
-// strangerStream gives a stranger's stream slot back when libp2p is done
-// with the stream.
+// strangerStream gives a stranger's stream slot back once its protocol is
+// set, or when libp2p is done with the stream, whichever comes first.
 type strangerStream struct {
 	network.StreamManagementScope
 	once    sync.Once
 	release func()
+}
+
+func (s *strangerStream) SetProtocol(proto protocol.ID) error {
+	err := s.StreamManagementScope.SetProtocol(proto)
+	if err == nil {
+		s.once.Do(s.release)
+	}
+	return err
 }
 
 func (s *strangerStream) Done() {

@@ -117,3 +117,101 @@ func TestPerPeerStreamLimits(t *testing.T) {
 		}
 	}
 }
+
+// Keys that join the node's DHT as servers enter its routing table, but
+// stay strangers: their un-negotiated streams share the same budget, and a
+// contact is still served (a review found them exempt, and 39 such keys
+// kept a contact out).
+func TestRoutingTableKeysStayStrangers(t *testing.T) {
+	var contactID peer.ID
+	victim := newTestNode(t, func(c *Config) {
+		c.DHT = true
+		c.Known = func(p peer.ID) bool { return p == contactID }
+	})
+	victim.Handle(testProto, echo)
+	contact := newTestNode(t, dialOnly)
+	contactID = contact.ID()
+	addrs := addrsFor(t, victim, "tcp")
+	var keys []*Node
+	for range 24 {
+		keys = append(keys, newTestNode(t, func(c *Config) { c.Bootstrap = addrs })) // listens: a DHT server
+	}
+	var in []*Node
+	waitFor(t, "16 keys to enter the victim's routing table", func() bool {
+		in = in[:0]
+		for _, k := range keys {
+			if victim.dht.RoutingTable().Find(k.ID()) != "" {
+				in = append(in, k)
+			}
+		}
+		return len(in) >= 16
+	})
+	for _, k := range in {
+		for range 300 {
+			s, err := k.h.Network().NewStream(context.Background(), victim.ID())
+			if err != nil {
+				break
+			}
+			t.Cleanup(func() { s.Reset() })
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	streams, _ := inboundStreams(victim)
+	for i := range 10 {
+		if err := tryEcho(contact, addrs); err != nil {
+			t.Fatalf("%d keys in the routing table holding %d streams: contact, try %d: %v", len(in), streams, i, err)
+		}
+	}
+}
+
+// A stream leaves the strangers' budget once its protocol is negotiated:
+// a stranger holds more open streams than MaxStreamsPerStranger, and a DHT
+// node serves lookups from more strangers than MaxStrangerStreams, whose
+// streams kad-dht keeps open between requests (a review found the 65th
+// client of a hub refused).
+func TestNegotiatedStreamsLeaveStrangersBudget(t *testing.T) {
+	hub := newTestNode(t, func(c *Config) {
+		c.DHT = true
+		c.Known = func(peer.ID) bool { return false }
+	})
+	hold := make(chan struct{})
+	defer close(hold)
+	hub.Handle(testProto, func(ctx context.Context, s *Stream) {
+		s.WriteFrame(1, nil)
+		select {
+		case <-hold:
+		case <-ctx.Done():
+		}
+	})
+	hubAddr := addrsFor(t, hub, "tcp")
+	l := Limits{}.withDefaults()
+
+	stranger := newTestNode(t, dialOnly)
+	for i := range l.MaxStreamsPerStranger + 2 {
+		s, err := stranger.Dial(context.Background(), hubAddr, testProto)
+		if err != nil {
+			t.Fatalf("stream %d: %v", i, err)
+		}
+		defer s.Close()
+		if _, _, err := s.ReadFrame(16); err != nil {
+			t.Fatalf("stream %d: %v", i, err)
+		}
+	}
+	if n := hub.gate.strangerStreams(); n != 0 {
+		t.Errorf("negotiated streams still hold %d strangers' slots", n)
+	}
+
+	patient := newTestNode(t, func(c *Config) { c.Bootstrap = hubAddr })
+	waitFor(t, "the patient to enter the hub's routing table", func() bool {
+		return hub.dht.RoutingTable().Find(patient.ID()) != ""
+	})
+	for i := range l.MaxStrangerStreams + 6 {
+		c := newTestNode(t, dialOnly, func(c *Config) { c.Bootstrap = hubAddr })
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ai, err := c.dht.FindPeer(ctx, patient.ID())
+		cancel()
+		if err != nil || len(ai.Addrs) == 0 {
+			t.Fatalf("DHT client %d: lookup through the hub: %v (strangers' slots held: %d)", i, err, hub.gate.strangerStreams())
+		}
+	}
+}

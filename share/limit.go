@@ -81,7 +81,11 @@ func NewLimiter(burst int, rate time.Duration) *Limiter {
 	return &Limiter{rate: rate, burst: float64(burst), peers: map[identity.ID]*allowance{}}
 }
 
-func (l *Limiter) take(id identity.ID, now time.Time, cost float64) (ok, firstSuppressed bool) {
+// take charges id cost refusal tokens if it has one left, and, with serve,
+// takes one of its served requests too (given back by refundServed if the
+// request is not served): a request is admitted only while both last, and
+// requests running at once each hold their own.
+func (l *Limiter) take(id identity.ID, now time.Time, cost float64, serve bool) (ok, firstSuppressed bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	a := l.peers[id]
@@ -95,8 +99,11 @@ func (l *Limiter) take(id identity.ID, now time.Time, cost float64) (ok, firstSu
 	a.tokens = min(l.burst, a.tokens+float64(now.Sub(a.last))/float64(l.rate))
 	a.served = min(ServedBurst, a.served+float64(now.Sub(a.last))/float64(ServedRefill))
 	a.last = now
-	if a.tokens >= 1 && a.served >= 1 {
+	if a.tokens >= 1 && (!serve || a.served >= 1) {
 		a.tokens -= cost
+		if serve {
+			a.served--
+		}
 		if a.tokens >= 1 {
 			a.suppressed = false
 		}
@@ -107,12 +114,13 @@ func (l *Limiter) take(id identity.ID, now time.Time, cost float64) (ok, firstSu
 	return false, first
 }
 
-// spendServed takes one of id's served requests.
-func (l *Limiter) spendServed(id identity.ID) {
+// refundServed gives back the served request take held for a request that
+// was not served.
+func (l *Limiter) refundServed(id identity.ID) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if a := l.peers[id]; a != nil {
-		a.served = max(0, a.served-1)
+		a.served = min(ServedBurst, a.served+1)
 	}
 }
 
@@ -160,7 +168,7 @@ func (l *Limiter) ServeConn(v *vault.Vault, c Framer, remote identity.ID, now fu
 		}
 		defer l.leaveStranger()
 	}
-	if ok, first := l.take(remote, now(), 0); !ok {
+	if ok, first := l.take(remote, now(), 0, true); !ok {
 		defer requestPhase(c)()
 		// Read the request (bounded, undecided) so the exchange keeps its
 		// order, then refuse.
@@ -179,11 +187,11 @@ func (l *Limiter) ServeConn(v *vault.Vault, c Framer, remote identity.ID, now fu
 		return &Served{Reason: ReasonRateLimited}, c.WriteFrame(frameDenied, []byte(ReasonRateLimited))
 	}
 	sv, err := ServeConn(v, c, remote, now)
-	switch {
-	case sv != nil && sv.Reason == ReasonAllowed:
-		l.spendServed(remote)
-	case sv != nil && sv.Reason != "" || err != nil:
-		l.take(remote, now(), 1)
+	if sv == nil || sv.Reason != ReasonAllowed {
+		l.refundServed(remote)
+	}
+	if sv != nil && sv.Reason != ReasonAllowed && sv.Reason != "" || err != nil {
+		l.take(remote, now(), 1, false)
 	}
 	return sv, err
 }
@@ -212,10 +220,7 @@ func (l *Limiter) ServePush(v *vault.Vault, c Framer, remote identity.ID) error 
 		return fmt.Errorf("%w: %s", ErrNotContact, remote)
 	}
 	return servePush(v, c, remote, func() bool {
-		ok, _ := l.take(remote, time.Now(), 0)
-		if ok {
-			l.spendServed(remote)
-		}
+		ok, _ := l.take(remote, time.Now(), 0, true)
 		return ok
 	})
 }

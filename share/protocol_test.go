@@ -920,7 +920,7 @@ func TestLimiterBoundsDenials(t *testing.T) {
 		t.Fatalf("12 refused requests added %d ledger entries, want 5 + 1 rate-limited", got)
 	}
 	// An hour later the peer has its allowance back.
-	if ok, _ := l.take(stranger.Owner().ID(), now.Add(time.Hour), 0); !ok {
+	if ok, _ := l.take(stranger.Owner().ID(), now.Add(time.Hour), 0, false); !ok {
 		t.Fatal("allowance not refilled")
 	}
 }
@@ -1182,6 +1182,31 @@ func TestLimiterBoundsServedRequests(t *testing.T) {
 	if sv, _ := fetch(); sv.Reason != ReasonRateLimited {
 		t.Fatalf("a second fetch after one refill: %v", sv.Reason)
 	}
+	// Requests running at once each take their own: after one refill,
+	// one of eight concurrent fetches is served (the review that found
+	// the allowance spent only after serving saw all eight).
+	now = now.Add(ServedRefill)
+	results := make(chan servedOrErr, 8)
+	for range 8 {
+		go func() {
+			sv, err := fetch()
+			results <- servedOrErr{sv, err}
+		}()
+	}
+	served := 0
+	for range 8 {
+		if r := <-results; r.sv != nil && r.sv.Reason == ReasonAllowed {
+			served++
+		}
+	}
+	if served != 1 {
+		t.Fatalf("8 concurrent fetches after one refill: %d served, want 1", served)
+	}
+}
+
+type servedOrErr struct {
+	sv  *Served
+	err error
 }
 
 // A stranger's push is refused from the limiter's cached contact IDs, with

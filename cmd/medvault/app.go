@@ -32,12 +32,13 @@ type app struct {
 	// confirmed an rm (asked before it was sent to a node that was not
 	// there after all).
 	removeConfirmed bool
-	// pushNotes throttles the node's notes of strangers' refused pushes
+	// pushNotes throttles the node's notes of strangers' refused pushes,
+	// pushLimited those of contacts' pushes refused as too many
 	// (startNode); stopped with the node.
-	pushNotes      *throttle
-	stdin          io.Reader
-	stdout, stderr io.Writer
-	getenv         func(string) string
+	pushNotes, pushLimited *throttle
+	stdin                  io.Reader
+	stdout, stderr         io.Writer
+	getenv                 func(string) string
 
 	passphraseFile string
 	passphraseFD   int

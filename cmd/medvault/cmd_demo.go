@@ -137,6 +137,7 @@ func (a *app) demo(ctx context.Context, keep bool) (err error) {
 	}
 	defer node.Close()
 	defer na.pushNotes.stop()
+	defer na.pushLimited.stop()
 	for _, addr := range node.Addrs() {
 		a.note("listening on %s", addr)
 	}

@@ -174,6 +174,9 @@ active one) returns the active grant instead of issuing another (--json says
 					a.say("medvault: warning: could not deliver the grant to %s's node: %v; send them the token instead, "+
 						"or have them add your card ('medvault id' shows it: they run 'medvault contacts add CARD --as ALIAS'), then push again",
 						al, err)
+				case errors.As(err, &refused) && refused.Reason == string(share.ReasonRateLimited):
+					a.say("medvault: warning: could not deliver the grant to %s's node: %v (it takes %d grants from you at once, then one every %s); send them the token instead, or push again later",
+						al, err, share.ServedBurst, share.ServedRefill)
 				case err != nil:
 					a.say("medvault: warning: could not deliver the grant to %s's node: %v; send them the token instead", al, err)
 				default:

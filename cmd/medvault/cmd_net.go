@@ -56,6 +56,9 @@ func (a *app) startNode(ctx context.Context, v *vault.Vault, listen []string) (*
 	a.pushNotes = &throttle{report: func(n int) {
 		a.say("refused %s from peers that are not contacts in the last minute (not shown one by one)", count(n, "more push", "more pushes"))
 	}}
+	a.pushLimited = &throttle{report: func(n int) {
+		a.say("refused %s from contacts pushing too many in the last minute (not shown one by one)", count(n, "more pushed grant", "more pushed grants"))
+	}}
 	n.Handle(p2p.ProtocolShare, func(ctx context.Context, s *p2p.Stream) {
 		remote, err := identity.IDFromPublicKey(s.RemoteKey())
 		if err != nil {
@@ -106,8 +109,8 @@ func (a *app) startNode(ctx context.Context, v *vault.Vault, listen []string) (*
 				return
 			}
 			if errors.Is(err, share.ErrRateLimited) {
-				if missed, ok := a.pushNotes.allow(time.Now()); ok {
-					a.say("refused a grant pushed by %s: it pushed %d or more in a short time (one more is taken every %s)%s", a.contactName(v, remote), share.ServedBurst, share.ServedRefill, missedNote(missed))
+				if missed, ok := a.pushLimited.allow(time.Now()); ok {
+					a.say("refused a grant pushed by %s: %d or more in a short time (one more is taken every %s)%s", a.contactName(v, remote), share.ServedBurst, share.ServedRefill, missedNote(missed))
 				}
 				return
 			}

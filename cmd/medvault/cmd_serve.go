@@ -128,6 +128,7 @@ passphrase and without waiting on the vault lock.`,
 			ln.Close()
 			signal.Stop(sig)
 			a.pushNotes.stop()
+			a.pushLimited.stop()
 			a.say("medvault node stopped")
 			return nil
 		},
