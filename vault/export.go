@@ -4,8 +4,10 @@ import (
 	"cmp"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/netip"
 	"net/url"
 	"os"
@@ -13,7 +15,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"go.etcd.io/bbolt"
 
@@ -299,30 +300,29 @@ func relativeRefs(ms []*Meta) map[string]string {
 // The files are written into a hidden 0700 directory beside dir, renamed
 // to dir only once every record is written: an export that fails midway
 // (a full disk), or whose ctx is cancelled (whoever asked for it is gone),
-// removes what it wrote and leaves no decrypted record behind. (A process
-// killed midway leaves that hidden directory, as writing a named
-// temporary file would.)
+// removes what it wrote and leaves no decrypted record behind, and nothing
+// at dir. A process killed midway leaves the hidden directory, noted in
+// the vault's data directory, which the next Open removes; dir is never
+// made before the rename, so a retry finds the name free.
 func (v *Vault) ExportToDir(ctx context.Context, f Filter, dir string) (st *ExportStats, err error) {
-	// dir itself is made at once, empty, so that an existing one is
-	// refused before anything is decrypted, and nothing else takes the
-	// name meanwhile; the finished export replaces it (rename replaces
-	// an empty directory, and fails on one that is not).
 	// "out/" is "out": its hidden sibling must not be made inside it.
 	dir = filepath.Clean(dir)
-	if err := os.Mkdir(dir, 0o700); err != nil {
+	// Refused before anything is decrypted; the rename at the end
+	// refuses it too, should something take the name meanwhile.
+	if _, err := os.Lstat(dir); err == nil {
+		return nil, fmt.Errorf("export: %w", &os.PathError{Op: "mkdir", Path: dir, Err: fs.ErrExist})
+	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("export: %w", err)
 	}
 	// Noted, as a partial output file is: a process killed before the
 	// rename leaves decrypted records in it, which the next Open removes.
 	tmp, err := v.partialDir(filepath.Dir(dir))
 	if err != nil {
-		os.Remove(dir)
 		return nil, fmt.Errorf("export to %s: %w", dir, err)
 	}
 	defer func() {
 		if err != nil {
 			os.RemoveAll(tmp)
-			os.Remove(dir) // only if still the empty placeholder
 		}
 	}()
 	ms, err := v.List(f)
@@ -365,10 +365,8 @@ func (v *Vault) ExportToDir(ctx context.Context, f Filter, dir string) (st *Expo
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	// syscall's rename, not os.Rename, which refuses any existing
-	// directory as the target, even the empty one made above.
-	if err := syscall.Rename(tmp, dir); err != nil {
-		return nil, fmt.Errorf("export: %w", &os.LinkError{Op: "rename", Old: tmp, New: dir, Err: err})
+	if err := renameNoReplace(tmp, dir); err != nil {
+		return nil, fmt.Errorf("export: %w", err)
 	}
 	return st, nil
 }
@@ -638,4 +636,15 @@ func (c ctxWriter) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return c.w.Write(p)
+}
+
+// renameChecked renames old to new unless new exists (a check, then the
+// rename: where the file system cannot do both in one step).
+func renameChecked(old, new string) error {
+	if _, err := os.Lstat(new); err == nil {
+		return &os.LinkError{Op: "rename", Old: old, New: new, Err: fs.ErrExist}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return os.Rename(old, new)
 }

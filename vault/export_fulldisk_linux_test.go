@@ -94,3 +94,43 @@ func TestExportToDirCancelled(t *testing.T) {
 		t.Fatalf("the cancelled export left %v", entries)
 	}
 }
+
+// probeCtx reports, each time the export checks it, whether dir exists.
+type probeCtx struct {
+	context.Context
+	dir  string
+	seen *bool
+}
+
+func (c probeCtx) Err() error {
+	if _, err := os.Lstat(c.dir); err == nil {
+		*c.seen = true
+	}
+	return c.Context.Err()
+}
+
+// The export's directory appears only when the export is complete: a
+// process killed midway leaves nothing at it (the hidden directory beside
+// it is noted and removed at the next Open), so a retry finds the name
+// free. (A review killed exports and found an empty placeholder left at
+// the name for good, and the retry refused.)
+func TestExportToDirAppearsWhole(t *testing.T) {
+	v := newTestVault(t)
+	for _, s := range []string{"potassium 4.1", "sodium 140", "HbA1c 6.1"} {
+		if _, err := v.Add(bytes.NewReader([]byte(s)), NewRecord{Title: s, Category: record.Labs}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := filepath.Join(t.TempDir(), "exp")
+	seen := false
+	st, err := v.ExportToDir(probeCtx{context.Background(), dir, &seen}, Filter{}, dir)
+	if err != nil || st.Records != 3 {
+		t.Fatalf("export: %v %v", st, err)
+	}
+	if seen {
+		t.Fatal("the export directory existed while records were still being written")
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 3 {
+		t.Fatalf("export holds %v", entries)
+	}
+}
