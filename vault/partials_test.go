@@ -141,3 +141,20 @@ func TestPartialKeptWhenNotRemovable(t *testing.T) {
 		t.Errorf("the list outlived a later open: %v", err)
 	}
 }
+
+// A temporary identity file an init killed midway left (the crash review
+// found one after an init killed and run again within a minute) is removed
+// when the vault opens, however new: the identity it would have become
+// exists.
+func TestOpenRemovesIdentityTemps(t *testing.T) {
+	v := newTestVault(t)
+	tmp := filepath.Join(v.dir, ".identity-123.tmp")
+	if err := os.WriteFile(tmp, []byte("age-encryption.org/v1 ..."), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	v.Close()
+	reopen(t, v)
+	if _, err := os.Lstat(tmp); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("after Open, the temporary identity file: %v", err)
+	}
+}

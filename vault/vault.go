@@ -275,6 +275,9 @@ func Open(dir string, id *identity.Identity, opts Options) (*Vault, error) {
 	// temporary file (see PartialsFile) is decrypted content; a failure
 	// here keeps the list for the next Open.
 	removePartials(dir)
+	// And a temporary identity file an init killed midway left (the
+	// identity this vault is opened with exists).
+	identity.RemoveTemps(dir)
 	db, err := openBolt(path, opts.LockTimeout)
 	if err != nil {
 		lock.Close()

@@ -275,10 +275,21 @@ func linkOrRename(tmp, path string) error {
 
 // removeStale removes temporary identity files that killed Saves left in
 // dir.
-func removeStale(dir string) {
+func removeStale(dir string) { removeTemps(dir, staleAfter) }
+
+// RemoveTemps removes every temporary identity file in dir, the data
+// directory of an identity file that exists: Save is how an identity file
+// is made, so any such file is left by a Save that was killed (an init
+// killed and run again within a minute leaves one removeStale spares), or
+// belongs to one that will find the identity file there and fail. Each is
+// a complete identity, sealed with the passphrase given to that init, that
+// nothing uses.
+func RemoveTemps(dir string) { removeTemps(dir, 0) }
+
+func removeTemps(dir string, olderThan time.Duration) {
 	ms, _ := filepath.Glob(filepath.Join(dir, tmpPrefix+"*"+tmpSuffix))
 	for _, m := range ms {
-		if fi, err := os.Lstat(m); err == nil && fi.Mode().IsRegular() && time.Since(fi.ModTime()) > staleAfter {
+		if fi, err := os.Lstat(m); err == nil && fi.Mode().IsRegular() && time.Since(fi.ModTime()) > olderThan {
 			os.Remove(m)
 		}
 	}
