@@ -23,7 +23,10 @@
 //   - No frame larger than the reader's limit (at most frame.MaxPayload) is
 //     read or allocated. Frame buffers are accounted in the libp2p resource
 //     manager, whose limits are fixed figures (Limits), not scaled from the
-//     machine.
+//     machine: per node, per peer and per protocol. With Config.Known, peers
+//     it does not name (strangers) share a small budget of streams until
+//     their protocol is negotiated, so throwaway keys cannot keep known
+//     peers out.
 //   - Every stream operation has a deadline: an idle timeout measured on
 //     progress, and an end of life. A peer that stops reading or sending is
 //     reset within the idle timeout and its goroutine and buffers are freed.
