@@ -94,14 +94,7 @@ func TestSameIDFromTwoServers(t *testing.T) {
 	}
 	want := []string{"Asthma, controlled", "Diabetes", "Migraine, rare"}
 	// Versions are numbered per server.
-	ms, err := patient.List(vault.Filter{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	versions := map[string]int{}
-	for _, m := range ms {
-		versions[m.Title] = m.FHIR.Version
-	}
+	versions := versionsByTitle(t, patient)
 	if w := map[string]int{"Asthma": 1, "Diabetes": 1, "Asthma, controlled": 2, "Migraine": 1, "Migraine, rare": 2, "Migraine, first": 3}; !maps.Equal(versions, w) {
 		t.Errorf("versions: %v, want %v", versions, w)
 	}

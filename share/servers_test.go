@@ -188,14 +188,7 @@ func TestInFileNumberingPerServer(t *testing.T) {
 		hospital("Asthma"),
 		clinic("resolved", "Hypertension (resolved)"),
 		hospital("Asthma, controlled")))
-	ms, err := patient.List(vault.Filter{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	versions := map[string]int{}
-	for _, m := range ms {
-		versions[m.Title] = m.FHIR.Version
-	}
+	versions := versionsByTitle(t, patient)
 	want := map[string]int{"Hypertension (1)": 1, "Hypertension (2)": 2, "Hypertension (3)": 3, "Hypertension (resolved)": 4, "Asthma": 1, "Asthma, controlled": 2}
 	for title, v := range want {
 		if versions[title] != v {
@@ -446,4 +439,18 @@ func TestUUIDAliasMakesNoMedicationCurrent(t *testing.T) {
 	if len(uses) != 0 || slices.Contains(got, "Buprenorphine 8 MG") {
 		t.Errorf("the clinic's relative Medication/5 counted as a use of the hospital's stopped buprenorphine: uses %v, emergency summary %q", uses, got)
 	}
+}
+
+// versionsByTitle maps each record's title in v to its FHIR version number.
+func versionsByTitle(t *testing.T, v *vault.Vault) map[string]int {
+	t.Helper()
+	ms, err := v.List(vault.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	versions := map[string]int{}
+	for _, m := range ms {
+		versions[m.Title] = m.FHIR.Version
+	}
+	return versions
 }
