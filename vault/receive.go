@@ -149,6 +149,9 @@ func (v *Vault) suspend(cw *chunkWriter, id record.ID, stored int64, rs *receive
 	}
 	return v.update(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucketChunks)
+		if err := cw.unmark(b); err != nil {
+			return err
+		}
 		for i, c := range rest {
 			if err := b.Put(chunkKey(id, first+uint32(i)), c); err != nil {
 				return err

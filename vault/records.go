@@ -152,6 +152,9 @@ func (v *Vault) storeStream(id record.ID, r io.Reader, n NewRecord, to age.Recip
 	}
 	err = v.update(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucketChunks)
+		if err := cw.unmark(b); err != nil {
+			return err
+		}
 		for i, c := range rest {
 			if err := b.Put(chunkKey(id, first+uint32(i)), c); err != nil {
 				return err
