@@ -55,6 +55,48 @@ func markKey(id record.ID, after uint32, j byte) []byte {
 	return append(chunkKey(id, after), j)
 }
 
+// batchMark says where a record's batch marks are: after chunk `after`,
+// if set.
+type batchMark struct {
+	set   bool
+	after uint32
+}
+
+// drop deletes the marks, inside the transaction that writes what follows
+// them.
+func (m batchMark) drop(b *bbolt.Bucket, id record.ID) error {
+	if !m.set {
+		return nil
+	}
+	for j := range byte(batchMarks) {
+		if err := b.Delete(markKey(id, m.after, j)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// putBatch writes batch as chunks start, start+1, ... of id, with marks
+// after its last chunk in place of prev's. It returns where the marks are
+// once the transaction commits.
+func putBatch(b *bbolt.Bucket, id record.ID, start uint32, batch [][]byte, prev batchMark) (batchMark, error) {
+	if err := prev.drop(b, id); err != nil {
+		return prev, err
+	}
+	for i, c := range batch {
+		if err := b.Put(chunkKey(id, start+uint32(i)), c); err != nil {
+			return prev, err
+		}
+	}
+	last := start + uint32(len(batch)) - 1
+	for j := range byte(batchMarks) {
+		if err := b.Put(markKey(id, last, j), nil); err != nil {
+			return prev, err
+		}
+	}
+	return batchMark{set: true, after: last}, nil
+}
+
 var errWriteFailed = errors.New("writing to the vault failed")
 
 // chunkWriter receives the age ciphertext stream, hashes it as it arrives
@@ -78,11 +120,10 @@ type chunkWriter struct {
 	free   chan []byte
 	failed atomic.Bool // set by the committer after a failed transaction
 	err    error
-	// marked says whether marks follow chunk markAt (see batchMarks). The
-	// committer sets it; after finish, the caller's last transaction reads
-	// it.
-	marked bool
-	markAt uint32
+	// marks are the last committed batch's (see batchMarks). The
+	// committer sets them; after finish, the caller's last transaction
+	// drops them.
+	marks batchMark
 }
 
 func (v *Vault) newChunkWriter(id record.ID) *chunkWriter {
@@ -112,26 +153,13 @@ func (w *chunkWriter) commitLoop() {
 			w.check.feed(batch)
 		}
 		if err == nil {
-			err = w.v.update(func(tx *bbolt.Tx) error {
-				b := tx.Bucket(bucketChunks)
-				if err := w.unmark(b); err != nil {
-					return err
-				}
-				for i, c := range batch {
-					if err := b.Put(chunkKey(w.id, start+uint32(i)), c); err != nil {
-						return err
-					}
-				}
-				last := start + uint32(len(batch)) - 1
-				for j := range byte(batchMarks) {
-					if err := b.Put(markKey(w.id, last, j), nil); err != nil {
-						return err
-					}
-				}
-				return nil
+			var marks batchMark
+			err = w.v.update(func(tx *bbolt.Tx) (err error) {
+				marks, err = putBatch(tx.Bucket(bucketChunks), w.id, start, batch, w.marks)
+				return err
 			})
 			if err == nil {
-				w.marked, w.markAt = true, start+uint32(len(batch))-1
+				w.marks = marks
 			}
 		}
 		if err != nil {
@@ -257,20 +285,6 @@ func (w *chunkWriter) verdict(rest [][]byte, complete bool) error {
 		return w.check.end()
 	}
 	return w.check.endEarly()
-}
-
-// unmark deletes the marks the last batch left, inside the transaction
-// that writes the chunks after them.
-func (w *chunkWriter) unmark(b *bbolt.Bucket) error {
-	if !w.marked {
-		return nil
-	}
-	for j := range byte(batchMarks) {
-		if err := b.Delete(markKey(w.id, w.markAt, j)); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // sum returns the digest of the whole stream; call after finish.

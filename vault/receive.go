@@ -149,7 +149,7 @@ func (v *Vault) suspend(cw *chunkWriter, id record.ID, stored int64, rs *receive
 	}
 	return v.update(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucketChunks)
-		if err := cw.unmark(b); err != nil {
+		if err := cw.marks.drop(b, id); err != nil {
 			return err
 		}
 		for i, c := range rest {

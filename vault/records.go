@@ -152,7 +152,7 @@ func (v *Vault) storeStream(id record.ID, r io.Reader, n NewRecord, to age.Recip
 	}
 	err = v.update(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucketChunks)
-		if err := cw.unmark(b); err != nil {
+		if err := cw.marks.drop(b, id); err != nil {
 			return err
 		}
 		for i, c := range rest {
