@@ -124,17 +124,21 @@ type chunkWriter struct {
 	// committer sets them; after finish, the caller's last transaction
 	// drops them.
 	marks batchMark
+	// expect is how many bytes this writer expects to write, 0 if not
+	// known: the committer reserves room for them ahead (see reserve).
+	expect int64
 }
 
-func (v *Vault) newChunkWriter(id record.ID) *chunkWriter {
-	return v.chunkWriterAt(id, 0, sha256.New(), nil)
+func (v *Vault) newChunkWriter(id record.ID, expect int64) *chunkWriter {
+	return v.chunkWriterAt(id, 0, sha256.New(), nil, expect)
 }
 
 // chunkWriterAt continues a record whose first chunks are stored: new
 // chunks start at index first, and digest holds the hash of the stored ones.
-// check, if set, is given every chunk (see ageCheck).
-func (v *Vault) chunkWriterAt(id record.ID, first uint32, digest hash.Hash, check *ageCheck) *chunkWriter {
-	w := &chunkWriter{v: v, id: id, digest: digest, check: check, next: first, first: first,
+// check, if set, is given every chunk (see ageCheck). expect is how many
+// bytes are expected, 0 if not known.
+func (v *Vault) chunkWriterAt(id record.ID, first uint32, digest hash.Hash, check *ageCheck, expect int64) *chunkWriter {
+	w := &chunkWriter{v: v, id: id, digest: digest, check: check, next: first, first: first, expect: expect,
 		// Unbuffered: a full batch waits for the committer rather than
 		// in a queue. The committer is the slower side, so a queued batch
 		// bought no speed, only 8 MiB more memory for the GC to work
@@ -147,10 +151,16 @@ func (v *Vault) chunkWriterAt(id record.ID, first uint32, digest hash.Hash, chec
 
 func (w *chunkWriter) commitLoop() {
 	var err error
+	var reserved int64 // the end of the blocks reserve allocated
 	start := w.first
 	for batch := range w.jobs {
 		if w.check != nil {
 			w.check.feed(batch)
+		}
+		if left := w.expect - int64(start-w.first)*chunkSize; err == nil && w.expect > 0 && left > 0 {
+			if reserved, err = w.v.reserve(left, reserved); errors.Is(err, errNoPrealloc) {
+				w.expect, err = 0, nil
+			}
 		}
 		if err == nil {
 			var marks batchMark

@@ -32,6 +32,17 @@ func smallDisk(t *testing.T, size string) string {
 	return dir
 }
 
+// vaultOnSmallDisk creates and opens a vault in a directory on a new
+// tmpfs of the given size (see smallDisk).
+func vaultOnSmallDisk(t *testing.T, size string) *Vault {
+	t.Helper()
+	dir := filepath.Join(smallDisk(t, size), "vault")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return newVaultIn(t, dir)
+}
+
 // TestFullDisk adds a record with less and less free space left on the disk,
 // so that each step runs out of space at a different point of an add (the
 // pending mark, a batch of chunks, the final transaction, the clean-up).

@@ -25,7 +25,13 @@ func mustIdentity(tb testing.TB) *identity.Identity {
 
 func newTestVault(tb testing.TB) *Vault {
 	tb.Helper()
-	dir := tb.TempDir()
+	return newVaultIn(tb, tb.TempDir())
+}
+
+// newVaultIn creates a vault of the test identity in dir and opens it,
+// until the test ends.
+func newVaultIn(tb testing.TB, dir string) *Vault {
+	tb.Helper()
 	id := mustIdentity(tb)
 	if err := Create(dir, id, Options{}); err != nil {
 		tb.Fatal(err)

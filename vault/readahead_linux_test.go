@@ -128,20 +128,8 @@ func TestAdviseWholeUndoesRandom(t *testing.T) {
 // its map: the map must be advised MADV_RANDOM again, or every later
 // lookup in a long-running node would fault in a whole readahead window.
 func TestFailedCompactionRestoresRandom(t *testing.T) {
-	disk := smallDisk(t, "16m")
-	dir := filepath.Join(disk, "vault")
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	id := mustIdentity(t)
-	if err := Create(dir, id, Options{}); err != nil {
-		t.Fatal(err)
-	}
-	v, err := Open(dir, id, Options{LockTimeout: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v.Close()
+	v := vaultOnSmallDisk(t, "16m")
+	dir, disk := v.dir, filepath.Dir(v.dir)
 	if _, err := v.Add(newRandReader(3<<20), NewRecord{Category: "imaging"}); err != nil {
 		t.Fatal(err)
 	}

@@ -78,6 +78,9 @@ func (v *Vault) AddCiphertext(r io.Reader, n NewRecord, rc Received) (*Meta, err
 		return nil, err
 	}
 	n.Source = SourceFetch
+	if n.SizeHint == 0 {
+		n.SizeHint = rc.Size
+	}
 	rs := &receiveState{keep: rc.KeepPartial, from: rc.From, source: rc.SourceID}
 	var id record.ID
 	if rc.Resume != nil {

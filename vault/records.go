@@ -27,6 +27,11 @@ type NewRecord struct {
 	FileName string
 	Source   Source
 	FHIR     *FHIRInfo
+	// SizeHint, if above zero, is the content's size as far as the caller
+	// knows (a regular file's, a size a peer stated): the vault file is
+	// extended ahead of the writes, a step at a time (see reserve). It
+	// bounds nothing: a longer or shorter stream is stored as it comes.
+	SizeHint int64
 }
 
 const maxTitle = 1024
@@ -88,16 +93,20 @@ func (v *Vault) addContent(id record.ID, r io.Reader, n NewRecord) (*Meta, error
 func (v *Vault) storeStream(id record.ID, r io.Reader, n NewRecord, to age.Recipient, act ledger.Action, fix func(*Meta) error, rs *receiveState) (*Meta, error) {
 	var cw *chunkWriter
 	var stored int64
+	var expect int64 // bytes of the age file, if the size is known
+	if n.SizeHint > 0 {
+		expect = cipherSize(n.SizeHint)
+	}
 	switch {
 	case rs == nil:
-		cw = v.newChunkWriter(id)
+		cw = v.newChunkWriter(id, expect)
 	case rs.resume == nil:
-		cw = v.chunkWriterAt(id, 0, sha256.New(), v.newAgeCheck(nil))
+		cw = v.chunkWriterAt(id, 0, sha256.New(), v.newAgeCheck(nil), expect)
 	default:
 		// The check reads the stored start again: it came over another
 		// connection, and the vault file may have changed since.
 		p := rs.resume
-		cw = v.chunkWriterAt(id, p.Chunks, p.digest, v.newAgeCheck(&shortTxReader{v: v, id: id, want: p.Chunks}))
+		cw = v.chunkWriterAt(id, p.Chunks, p.digest, v.newAgeCheck(&shortTxReader{v: v, id: id, want: p.Chunks}), max(0, expect-p.Stored))
 		stored = p.Stored
 	}
 	var dst io.WriteCloser = nopCloser{cw}

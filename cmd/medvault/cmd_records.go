@@ -139,6 +139,7 @@ Sensitivity labels: MH, SUD, SEX, HIV, STD, GDIS, SDV.`,
 			if err := v.CheckRoom(size); err != nil {
 				return fmt.Errorf("add: %w", err)
 			}
+			n.SizeHint = size
 			m, err := v.Add(in, n)
 			if err != nil {
 				return err
