@@ -5,7 +5,6 @@ import (
 	"crypto/cipher"
 	"crypto/hkdf"
 	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -244,11 +243,7 @@ func (s *streamCheck) payload(p []byte) error {
 // open authenticates and decrypts chunk c into s.plain, then hands the
 // plaintext to out or wipes it.
 func (s *streamCheck) open(c []byte, last bool) error {
-	var nonce [chacha20poly1305.NonceSize]byte
-	binary.BigEndian.PutUint64(nonce[3:11], s.chunks)
-	if last {
-		nonce[11] = 1
-	}
+	nonce := chunkNonce(s.chunks, last)
 	if need := len(c) - chacha20poly1305.Overhead; need > cap(s.plain) {
 		// Past the size hint: a buffer Close can wipe, not one Open
 		// would allocate on its own.

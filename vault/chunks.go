@@ -113,7 +113,6 @@ type chunkWriter struct {
 	batch  [][]byte
 	digest hash.Hash
 	check  *ageCheck // nil unless the stream is a received age file
-	size   int64
 
 	jobs   chan [][]byte
 	done   chan error
@@ -199,38 +198,54 @@ func (w *chunkWriter) buf() []byte {
 }
 
 func (w *chunkWriter) Write(p []byte) (int, error) {
-	if w.err != nil {
-		return 0, w.err
-	}
 	n := len(p)
-	w.size += int64(n)
 	for len(p) > 0 {
-		if w.cur == nil {
-			w.cur = w.buf()
+		if w.err != nil {
+			return 0, w.err
 		}
-		k := copy(w.cur[len(w.cur):cap(w.cur)], p)
-		// Hash on this goroutine, while the bytes are in the cache: with
-		// the hash on a third goroutine, the committer (the slower side)
-		// waited for a CPU after each fdatasync while two others held both.
-		w.digest.Write(w.cur[len(w.cur) : len(w.cur)+k])
-		w.cur = w.cur[:len(w.cur)+k]
+		k := copy(w.space(), p)
+		if err := w.filled(k); err != nil {
+			return 0, err
+		}
 		p = p[k:]
-		if len(w.cur) == chunkSize {
-			if w.check != nil && w.check.failed.Load() {
-				// Stop taking a record known to be damaged.
-				w.err = ErrDamaged
-				return 0, w.err
-			}
-			w.batch = append(w.batch, w.cur)
-			w.cur = nil
-			if len(w.batch)*chunkSize >= batchSize {
-				if err := w.flush(); err != nil {
-					return 0, err
-				}
-			}
-		}
 	}
 	return n, nil
+}
+
+// space returns the unwritten rest of the chunk being filled, never empty
+// (unless the writer failed), for a caller that writes the stream in place
+// (encryptInto); filled then takes what it wrote.
+func (w *chunkWriter) space() []byte {
+	if w.cur == nil {
+		w.cur = w.buf()
+	}
+	return w.cur[len(w.cur):cap(w.cur)]
+}
+
+// filled takes the first k bytes of space() as the stream's next bytes.
+func (w *chunkWriter) filled(k int) error {
+	if w.err != nil {
+		return w.err
+	}
+	// Hash on this goroutine, while the bytes are in the cache: with the
+	// hash on a third goroutine, the committer waited for a CPU after
+	// each fdatasync while two others held both.
+	w.digest.Write(w.cur[len(w.cur) : len(w.cur)+k])
+	w.cur = w.cur[:len(w.cur)+k]
+	if len(w.cur) < chunkSize {
+		return nil
+	}
+	if w.check != nil && w.check.failed.Load() {
+		// Stop taking a record known to be damaged.
+		w.err = ErrDamaged
+		return w.err
+	}
+	w.batch = append(w.batch, w.cur)
+	w.cur = nil
+	if len(w.batch)*chunkSize >= batchSize {
+		return w.flush()
+	}
+	return nil
 }
 
 // flush hands the current batch to the committer, failing early if an

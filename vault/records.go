@@ -109,19 +109,15 @@ func (v *Vault) storeStream(id record.ID, r io.Reader, n NewRecord, to age.Recip
 		cw = v.chunkWriterAt(id, p.Chunks, p.digest, v.newAgeCheck(&shortTxReader{v: v, id: id, want: p.Chunks}), max(0, expect-p.Stored))
 		stored = p.Stored
 	}
-	var dst io.WriteCloser = nopCloser{cw}
-	if to != nil {
-		enc, err := age.Encrypt(cw, to)
-		if err != nil {
-			return nil, errors.Join(err, cw.abort())
-		}
-		dst = enc
-	}
-	// Read in large blocks: io.Copy would read a file 32 KiB at a time.
 	src := &readErrs{r: r}
-	size, err := io.CopyBuffer(dst, src, make([]byte, copyBufSize))
-	if err == nil {
-		err = dst.Close()
+	var size int64
+	var err error
+	if to != nil {
+		size, err = encryptInto(cw, src, to)
+	} else {
+		// A received age file, stored as it comes. Read in large blocks:
+		// io.Copy would read a file 32 KiB at a time.
+		size, err = io.CopyBuffer(cw, src, make([]byte, copyBufSize))
 	}
 	if err != nil && rs != nil && src.err != nil && rs.keep != nil && rs.keep(src.err) && !cw.failed.Load() && !cw.check.failed.Load() {
 		// The peer went away: keep what arrived so a later fetch resumes.
@@ -210,10 +206,6 @@ func (r *readErrs) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
-
-type nopCloser struct{ io.Writer }
-
-func (nopCloser) Close() error { return nil }
 
 // putMeta seals and stores m and appends the ledger entry that commits to
 // the record's new state.
