@@ -42,8 +42,13 @@ var errNoPrealloc = errors.New("the file system does not allocate blocks ahead")
 func (v *Vault) reserve(left, to int64) (int64, error) {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
+	return reserveIn(v.db, left, to)
+}
+
+// reserveIn is reserve for a bbolt file of its own (BenchmarkStoreFloor).
+func reserveIn(db *bbolt.DB, left, to int64) (int64, error) {
 	var used int64
-	if err := v.db.View(func(tx *bbolt.Tx) error {
+	if err := db.View(func(tx *bbolt.Tx) error {
 		used = tx.Size()
 		return nil
 	}); err != nil {
@@ -56,7 +61,7 @@ func (v *Vault) reserve(left, to int64) (int64, error) {
 	if to-used >= room(min(left, batchSize)) {
 		return to, nil
 	}
-	f, err := os.OpenFile(v.db.Path(), os.O_RDWR, 0)
+	f, err := os.OpenFile(db.Path(), os.O_RDWR, 0)
 	if err != nil {
 		return to, err
 	}
