@@ -43,9 +43,9 @@ func TestBatchesDoNotRewriteChunks(t *testing.T) {
 	// (each page of a value carries a 16-byte header, and two chunks share
 	// a leaf), the record's metadata and ledger entry, branch pages and
 	// the freelist. Without marks, each batch after the first rewrote the
-	// previous one's last three or four chunks: 1.11x here.
+	// previous one's last three or four chunks: 1.14x here, against 1.02x.
 	written := pageAlloc() - before
-	if ratio := float64(written) / float64(size); ratio > 1.03 {
+	if ratio := float64(written) / float64(size); ratio > 1.06 {
 		t.Errorf("bbolt wrote %d bytes of pages for %d bytes of content (%.3fx): chunks were written twice", written, size, ratio)
 	}
 	if n := batchMarksIn(t, v.db); n != 0 {
