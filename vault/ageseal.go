@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
-	"errors"
 	"io"
 
 	"filippo.io/age"
@@ -76,12 +75,11 @@ func encryptInto(w sealSink, src io.Reader, to age.Recipient) (int64, error) {
 	var total int64
 	ahead := 0
 	for {
-		n, err := io.ReadFull(src, buf[ahead:])
-		n += ahead
-		more := err == nil
-		if !more && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		n, more, err := readBlock(src, buf[ahead:])
+		if err != nil {
 			return total, err
 		}
+		n += ahead
 		data := buf[:n]
 		if more {
 			data = buf[:sealBlock]
@@ -110,6 +108,25 @@ func encryptInto(w sealSink, src io.Reader, to age.Recipient) (int64, error) {
 		}
 		buf[0], ahead = buf[sealBlock], 1
 	}
+}
+
+// readBlock fills b from src unless src ends first; more reports that it
+// did not. Only io.EOF itself ends the input, as for io.Copy: a source that
+// breaks off with io.ErrUnexpectedEOF, or an error that wraps io.EOF (a
+// client's stream closed with an error, say), fails the add rather than
+// storing what arrived as the whole record.
+func readBlock(src io.Reader, b []byte) (n int, more bool, err error) {
+	for n < len(b) {
+		k, err := src.Read(b[n:])
+		n += k
+		if err == io.EOF {
+			return n, false, nil
+		}
+		if err != nil {
+			return n, false, err
+		}
+	}
+	return n, true, nil
 }
 
 // chunkNonce is the ChaCha20-Poly1305 nonce of age payload chunk i: the
