@@ -3,6 +3,7 @@ package vault
 import (
 	"errors"
 	"os"
+	"path/filepath"
 
 	"go.etcd.io/bbolt"
 )
@@ -36,9 +37,11 @@ var errNoPrealloc = errors.New("the file system does not allocate blocks ahead")
 // transfer cut) leaves the rest of its step at the end of the file, as a
 // failed add leaves its free pages, until the file is compacted.
 //
-// It returns an error wrapping syscall.ENOSPC if the disk cannot hold
-// what it reserves (the record then fails before its bytes are written),
-// and errNoPrealloc where the file system cannot allocate ahead.
+// Allocating ahead is an optimisation and never fails a record: it takes
+// no more than the disk's free space beyond RoomReserve (a size hint may be
+// wrong), and if fallocate fails anyway it gives back what the call took
+// and returns errNoPrealloc, as where the file system cannot allocate
+// ahead; the record is then written as bbolt grows the file.
 func (v *Vault) reserve(left, to int64) (int64, error) {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
@@ -47,30 +50,58 @@ func (v *Vault) reserve(left, to int64) (int64, error) {
 
 // reserveIn is reserve for a bbolt file of its own (BenchmarkStoreFloor).
 func reserveIn(db *bbolt.DB, left, to int64) (int64, error) {
-	var used int64
-	if err := db.View(func(tx *bbolt.Tx) error {
-		used = tx.Size()
-		return nil
-	}); err != nil {
-		return to, err
-	}
 	// Content takes a 16-byte page header per value and a leaf per two
 	// values: under 1/64 more. The MiB covers branch pages, the
-	// freelist, metadata and ledger pages.
-	room := func(n int64) int64 { return n + n/64 + 1<<20 }
-	if to-used >= room(min(left, batchSize)) {
+	// freelist, metadata and ledger pages. (left is cut to a step first:
+	// a hint near MaxInt64 would overflow.)
+	room := func(n int64) int64 { n = min(n, preallocStep); return n + n/64 + 1<<20 }
+	need := room(min(left, batchSize))
+	// A write transaction, rolled back, so that no commit moves the mark
+	// or the file's end while the file is grown or given back.
+	tx, err := db.Begin(true)
+	if err != nil {
+		return to, err
+	}
+	defer tx.Rollback()
+	used := tx.Size()
+	if to-used >= need {
 		return to, nil
+	}
+	n := min(room(left), preallocStep)
+	if free, ok := freeBytes(filepath.Dir(db.Path())); ok && n > free-RoomReserve {
+		if free-RoomReserve < need {
+			return to, nil // the disk is nearly full: bbolt grows the file as it writes
+		}
+		n = free - RoomReserve
 	}
 	f, err := os.OpenFile(db.Path(), os.O_RDWR, 0)
 	if err != nil {
 		return to, err
 	}
 	defer f.Close()
-	end := used + min(room(left), preallocStep)
-	if err := fallocate(f, used, end-used); err != nil {
-		return to, err
+	if err := growOrUndo(f, used, n); err != nil {
+		return to, errNoPrealloc
 	}
-	return end, f.Sync()
+	return used + n, f.Sync()
+}
+
+// growOrUndo allocates blocks for n bytes of f from off on. If that fails
+// it truncates f back to its size before: ext4 keeps the blocks a failed
+// fallocate took and extends the file over them, which left a disk that
+// had room for the record with none at all. The caller holds bbolt's
+// writer lock, so nothing past that size is in use.
+func growOrUndo(f *os.File, off, n int64) error {
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	err = fallocate(f, off, n)
+	if err != nil && !errors.Is(err, errNoPrealloc) {
+		if now, serr := f.Stat(); serr == nil && now.Size() > st.Size() {
+			f.Truncate(st.Size())
+		}
+	}
+	return err
 }
 
 // cipherSize bounds the age file a plaintext of n bytes becomes: a 16-byte

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -63,8 +64,10 @@ func TestReserveAllocatesAhead(t *testing.T) {
 		t.Errorf("reserving what is there allocated %d bytes more", again-allocated)
 	}
 	// A large record gets a step, not its whole size.
-	if to, err = v.reserve(1<<40, 0); err != nil || to != used+preallocStep {
-		t.Errorf("reserving 1 TiB: blocks to %d past the mark, want a step (%d): %v", to-used, preallocStep, err)
+	for _, left := range []int64{1 << 40, math.MaxInt64} {
+		if to, err = v.reserve(left, 0); err != nil || to != used+preallocStep {
+			t.Errorf("reserving %d bytes: blocks to %d past the mark, want a step (%d): %v", left, to-used, preallocStep, err)
+		}
 	}
 }
 
@@ -100,28 +103,50 @@ func TestSizeHint(t *testing.T) {
 	}
 }
 
-// A record whose size the disk cannot hold fails when its room is
-// reserved, before its first batch is written, and leaves the vault as it
-// was.
+// Allocating ahead never fails a record: a hint far above the content, on a
+// disk with less free space than the hint, takes nothing the record needs;
+// a record too large for the disk fails with ENOSPC as it did before, and
+// the vault stays usable.
 func TestSizeHintOnFullDisk(t *testing.T) {
-	v := vaultOnSmallDisk(t, "16m")
-	before, _, _ := fileAndMark(t, v)
+	v := vaultOnSmallDisk(t, "24m")
+	// More than a batch, so that the committer reserves.
+	if _, err := v.Add(newRandReader(batchSize+(2<<20)), NewRecord{Category: record.Imaging, SizeHint: 1 << 40}); err != nil {
+		t.Fatalf("a record that fits, with an absurd size hint: %v", err)
+	}
 	size := int64(24 << 20)
-	_, err := v.Add(newRandReader(size), NewRecord{Category: record.Imaging, SizeHint: size})
-	if !errors.Is(err, syscall.ENOSPC) {
+	if _, err := v.Add(newRandReader(size), NewRecord{Category: record.Imaging, SizeHint: size}); !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("a record larger than the disk, with its size: %v", err)
 	}
-	after, _, _ := fileAndMark(t, v)
-	if after > before+batchSize {
-		t.Errorf("the failed add grew the vault file from %d to %d bytes", before, after)
-	}
-	if ms, err := v.List(Filter{}); err != nil || len(ms) != 0 {
+	if ms, err := v.List(Filter{}); err != nil || len(ms) != 1 {
 		t.Fatalf("after the failed add: %d records, %v", len(ms), err)
-	}
-	if _, err := v.Add(bytes.NewReader([]byte("small")), NewRecord{Category: record.Labs}); err != nil {
-		t.Fatalf("a small record after the failed add: %v", err)
 	}
 	if rep, err := v.Verify(true); err != nil {
 		t.Fatalf("verify: %v %v", err, rep.Problems)
+	}
+}
+
+// On ext4 a fallocate that runs out of space keeps what it allocated and
+// extends the file over it; growOrUndo gives that back, so a refused
+// allocation leaves the disk's free space as it was.
+func TestGrowOrUndoGivesBack(t *testing.T) {
+	disk := smallExt4(t, 64)
+	f, err := os.OpenFile(filepath.Join(disk, "file"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(make([]byte, 1<<20)); err != nil {
+		t.Fatal(err)
+	}
+	f.Sync()
+	free, _ := freeBytes(disk)
+	if err := growOrUndo(f, 1<<20, free+(8<<20)); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("allocating more than the disk holds: %v", err)
+	}
+	f.Sync()
+	st, _ := f.Stat()
+	after, _ := freeBytes(disk)
+	if st.Size() != 1<<20 || after < free-(1<<20) {
+		t.Errorf("after the refused allocation: file of %d bytes (was %d), %d bytes free (were %d)", st.Size(), 1<<20, after, free)
 	}
 }
