@@ -72,14 +72,21 @@ var testVerifyBetween func()
 
 func (v *Vault) Verify(full bool) (*VerifyReport, error) {
 	rep := &VerifyReport{}
+	if full {
+		// The checks below walk the B+tree and would loop, or crash,
+		// on a damaged one.
+		ok, err := v.checkStructureNow(rep)
+		if err != nil {
+			return rep, err
+		}
+		if !ok {
+			return rep, problemsFound(len(rep.Problems))
+		}
+	}
 	// Check in a read transaction, so a running node keeps serving while
 	// content is re-hashed; only then advance the verified-through marker.
+	upgrade := false
 	err := v.view(func(tx *bbolt.Tx) error {
-		if full && !checkStructure(tx, rep) {
-			// The checks below walk the B+tree and would loop, or
-			// crash, on a damaged one.
-			return nil
-		}
 		lr, err := v.ledger.log.Verify(tx, full)
 		if err != nil {
 			rep.Problems = append(rep.Problems, Problem{What: "ledger", Detail: err.Error()})
@@ -91,10 +98,8 @@ func (v *Vault) Verify(full bool) (*VerifyReport, error) {
 			// be taken as checked. (An incremental pass would check
 			// only the records the entries name: a ledger emptied
 			// with its mark would name none.)
-			full = true
-			if !checkStructure(tx, rep) {
-				return nil
-			}
+			upgrade = true
+			return nil
 		}
 		rep.Ledger, rep.Full = lr, full
 		v.verifyRecords(tx, lr, full, rep)
@@ -102,6 +107,9 @@ func (v *Vault) Verify(full bool) (*VerifyReport, error) {
 	})
 	if err != nil {
 		return rep, err
+	}
+	if upgrade {
+		return v.Verify(true)
 	}
 	if len(rep.Problems) > 0 {
 		return rep, problemsFound(len(rep.Problems))
@@ -282,6 +290,24 @@ func (v *Vault) verifyRecords(tx *bbolt.Tx, lr *ledger.Report, full bool, rep *V
 			check(id, sealed)
 		}
 	}
+}
+
+// checkStructureNow runs checkStructure in a write transaction that it
+// rolls back. bbolt's Check reads the database's freelist, which commits
+// change, without a lock: a full verify in the node while an add committed
+// reported pages as freed twice, then crashed the process (a concurrent map
+// read and write). The writer lock keeps commits out while the pages are
+// checked; readers go on. (It must not run inside another transaction of
+// this goroutine: a commit that remaps the file waits for that one.)
+func (v *Vault) checkStructureNow(rep *VerifyReport) (bool, error) {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	tx, err := v.db.Begin(true)
+	if err != nil {
+		return false, err
+	}
+	defer tx.Rollback()
+	return checkStructure(tx, rep), nil
 }
 
 // checkStructure runs bbolt's own check of the file's pages (every page
