@@ -1209,20 +1209,29 @@ type servedOrErr struct {
 	err error
 }
 
+// servePushPipe runs l.ServePush for v over one end of a pipe, as a push
+// from `from`, and returns the other end and ServePush's result; the pipe
+// closes when the test ends.
+func servePushPipe(t *testing.T, l *Limiter, v *vault.Vault, from identity.ID) (*frame.Conn, <-chan error) {
+	t.Helper()
+	a, b := net.Pipe()
+	t.Cleanup(func() { b.Close() })
+	errc := make(chan error, 1)
+	go func() {
+		errc <- l.ServePush(v, frame.NewConn(a, nil), from)
+		a.Close()
+	}()
+	return frame.NewConn(b, nil), errc
+}
+
 // A stranger's push is refused from the limiter's cached contact IDs, with
 // the same answer as ServePush's.
 func TestLimiterPushStranger(t *testing.T) {
 	provider := openVault(t, "Dr. Hopper", identity.Provider)
 	stranger := openVault(t, "Eve", identity.Patient)
 	l := NewLimiter(20, 3*time.Second)
-	a, b := net.Pipe()
-	defer b.Close()
-	errc := make(chan error, 1)
-	go func() {
-		errc <- l.ServePush(provider, frame.NewConn(a, nil), stranger.Owner().ID())
-		a.Close()
-	}()
-	typ, p, err := frame.NewConn(b, nil).ReadFrame(64)
+	c, errc := servePushPipe(t, l, provider, stranger.Owner().ID())
+	typ, p, err := c.ReadFrame(64)
 	if err != nil || typ != frameDenied || string(p) != PushRefusedNotContact {
 		t.Fatalf("answer %q %q %v", typ, p, err)
 	}
@@ -1242,14 +1251,7 @@ func TestLimiterBoundsPushedGrants(t *testing.T) {
 	}
 	l := NewLimiter(20, 3*time.Second)
 	push := func(typ byte, body []byte) (byte, string, error) {
-		a, b := net.Pipe()
-		defer b.Close()
-		errc := make(chan error, 1)
-		go func() {
-			errc <- l.ServePush(provider, frame.NewConn(a, nil), patient.Owner().ID())
-			a.Close()
-		}()
-		c := frame.NewConn(b, nil)
+		c, errc := servePushPipe(t, l, provider, patient.Owner().ID())
 		c.WriteFrame(typ, body)
 		rt, p, _ := c.ReadFrame(64)
 		return rt, string(p), <-errc
