@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"math"
 	"sync/atomic"
 
 	"go.etcd.io/bbolt"
@@ -51,20 +52,44 @@ func chunkKey(id record.ID, i uint32) []byte {
 // add are deleted by key prefix, marks included.
 const batchMarks = 4
 
+// batchFences empty values follow a record's chunks while it is written,
+// under fences: the record's ID, 0xffffffff, 0xff and the fence's number, so
+// they sort after every chunk and mark of the record and before the next
+// record's first chunk.
+//
+// They do for the next record what marks do for the batch before. Record
+// IDs are random, so a new record's keys mostly land just before another
+// record's first chunks, in the leaf that holds them: without fences every
+// batch wrote that record's first one or two chunks again (1.086x the bytes
+// for 5 batches, TestBatchesBeforeAnotherRecord). bbolt leaves the last
+// three keys of a run of small ones together with the large value after
+// them, so with two fences or more the leaf holding the next record's first
+// chunk starts with a fence, which sorts after every key the record's later
+// batches write: they land in the leaf before, among marks and fences.
+//
+// The first batch transaction writes them; the last (or a suspended
+// transfer's) deletes them with the marks.
+const batchFences = 4
+
 func markKey(id record.ID, after uint32, j byte) []byte {
 	return append(chunkKey(id, after), j)
 }
 
-// batchMark says where a record's batch marks are: after chunk `after`,
-// if set.
-type batchMark struct {
-	set   bool
-	after uint32
+func fenceKey(id record.ID, j byte) []byte {
+	return append(chunkKey(id, math.MaxUint32), 0xff, j)
 }
 
-// drop deletes the marks, inside the transaction that writes what follows
-// them.
-func (m batchMark) drop(b *bbolt.Bucket, id record.ID) error {
+// batchMark says where a record's batch marks are (after chunk `after`, if
+// set) and whether its fences are written.
+type batchMark struct {
+	set    bool
+	after  uint32
+	fenced bool
+}
+
+// dropMarks deletes the marks, inside the transaction that writes what
+// follows them.
+func (m batchMark) dropMarks(b *bbolt.Bucket, id record.ID) error {
 	if !m.set {
 		return nil
 	}
@@ -76,11 +101,25 @@ func (m batchMark) drop(b *bbolt.Bucket, id record.ID) error {
 	return nil
 }
 
+// drop deletes the marks and the fences, inside the transaction that
+// writes the record's last chunks (or keeps it as a partial).
+func (m batchMark) drop(b *bbolt.Bucket, id record.ID) error {
+	if err := m.dropMarks(b, id); err != nil || !m.fenced {
+		return err
+	}
+	for j := range byte(batchFences) {
+		if err := b.Delete(fenceKey(id, j)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // putBatch writes batch as chunks start, start+1, ... of id, with marks
-// after its last chunk in place of prev's. It returns where the marks are
-// once the transaction commits.
+// after its last chunk in place of prev's, and the record's fences if prev
+// has none. It returns where the marks are once the transaction commits.
 func putBatch(b *bbolt.Bucket, id record.ID, start uint32, batch [][]byte, prev batchMark) (batchMark, error) {
-	if err := prev.drop(b, id); err != nil {
+	if err := prev.dropMarks(b, id); err != nil {
 		return prev, err
 	}
 	for i, c := range batch {
@@ -94,7 +133,14 @@ func putBatch(b *bbolt.Bucket, id record.ID, start uint32, batch [][]byte, prev 
 			return prev, err
 		}
 	}
-	return batchMark{set: true, after: last}, nil
+	if !prev.fenced {
+		for j := range byte(batchFences) {
+			if err := b.Put(fenceKey(id, j), nil); err != nil {
+				return prev, err
+			}
+		}
+	}
+	return batchMark{set: true, after: last, fenced: true}, nil
 }
 
 var errWriteFailed = errors.New("writing to the vault failed")

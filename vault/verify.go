@@ -350,10 +350,11 @@ func (v *Vault) checkStrayChunks(tx *bbolt.Tx, rep *VerifyReport) {
 		if recs.Get(id[:]) == nil && pend.Get(id[:]) == nil {
 			rep.Problems = append(rep.Problems, Problem{"chunk", id, "stored for no record (inserted outside medvault)"})
 		}
-		// Skip to the next record's chunks.
-		next := append(bytes.Clone(id[:]), 0xff, 0xff, 0xff, 0xff)
-		k, _ = c.Seek(next)
-		if k != nil && bytes.Equal(k, next) {
+		// Skip to the next record's chunks, past this one's last chunk
+		// and an unfinished add's fences (see batchFences). What else a
+		// record's keys hold is the content check's to find.
+		k, _ = c.Seek(append(bytes.Clone(id[:]), 0xff, 0xff, 0xff, 0xff))
+		for k != nil && bytes.HasPrefix(k, id[:]) {
 			k, _ = c.Next()
 		}
 	}
