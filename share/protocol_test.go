@@ -1287,6 +1287,62 @@ func TestLimiterBoundsPushedGrants(t *testing.T) {
 	}
 }
 
+// A grant is revoked once: a notice for a grant whose revocation is already
+// kept changes nothing, so a contact re-signing its revocation with other
+// times cannot make the provider's node write without end (each notice
+// stored was a write and a ledger entry). The first notice is the one kept.
+func TestPushRevocationStoredOnce(t *testing.T) {
+	provider := openVault(t, "Dr. Hopper", identity.Provider)
+	patient := openVault(t, "Ada", identity.Patient)
+	if _, err := SaveContact(provider, "ada", cardOf(t, patient), false); err != nil {
+		t.Fatal(err)
+	}
+	l := NewLimiter(20, 3*time.Second)
+	push := func(typ byte, body []byte) (byte, string, error) {
+		c, errc := servePushPipe(t, l, provider, patient.Owner().ID())
+		c.WriteFrame(typ, body)
+		rt, p, _ := c.ReadFrame(64)
+		return rt, string(p), <-errc
+	}
+	g, err := IssueAndStore(patient, GrantParams{Audience: provider.Owner().ID(), Scope: Scope{Categories: []record.Category{record.Labs}},
+		Purpose: "TREAT", Expiry: time.Now().Add(time.Hour)}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if typ, why, err := push(frameGrant, g.Bytes()); typ != frameOK || err != nil {
+		t.Fatalf("grant: %q %q %v", typ, why, err)
+	}
+	size := func() int64 {
+		n, err := provider.LedgerSize()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before := size()
+	base := time.Now()
+	var first *Revocation
+	for i := range 20 {
+		r, err := Revoke(patient.Owner(), g.ID(), base.Add(time.Duration(i)*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			first = r
+		}
+		if typ, why, err := push(frameRevocation, r.Bytes()); typ != frameOK || err != nil {
+			t.Fatalf("notice %d: %q %q %v", i, typ, why, err)
+		}
+	}
+	if d := size() - before; d != 1 {
+		t.Errorf("%d ledger entries for 20 notices revoking one grant, want 1", d)
+	}
+	kept, err := provider.GetObject(vault.KindRevoked, g.ID().String())
+	if err != nil || !bytes.Equal(kept, first.Bytes()) {
+		t.Errorf("kept notice is not the first (%v)", err)
+	}
+}
+
 // The push answer K is empty (PROTOCOL.md §8.2): a K carrying bytes is a
 // node that does not speak the protocol, and the push is not taken as
 // stored.

@@ -164,7 +164,9 @@ func StoreInbox(v *vault.Vault, g *Grant) error {
 }
 
 // StoreRevocationNotice records that the patient revoked a grant in the
-// provider's inbox.
+// provider's inbox. A grant is revoked once: the first notice is kept, and
+// a later one for the same grant (signed at another time) changes nothing,
+// so a contact cannot make the provider's node write, and log, without end.
 func StoreRevocationNotice(v *vault.Vault, r *Revocation) error {
 	gb, err := v.GetObject(vault.KindInbox, r.Grant().String())
 	if err != nil {
@@ -179,8 +181,8 @@ func StoreRevocationNotice(v *vault.Vault, r *Revocation) error {
 	}
 	gid := r.Grant()
 	ev := &vault.Event{Action: ledger.ActionKeep, Actor: r.Issuer(), Subjects: [][]byte{gid[:]}}
-	return v.UpdateObject(vault.KindRevoked, gid.String(), ev, func(old []byte, found bool) ([]byte, bool, error) {
-		return r.Bytes(), !found || !bytes.Equal(old, r.Bytes()), nil
+	return v.UpdateObject(vault.KindRevoked, gid.String(), ev, func(_ []byte, found bool) ([]byte, bool, error) {
+		return r.Bytes(), !found, nil
 	})
 }
 
