@@ -2,6 +2,7 @@ package p2p
 
 import (
 	"io"
+	"sync"
 	"time"
 
 	pb "github.com/libp2p/go-libp2p-kad-dht/pb"
@@ -35,6 +36,8 @@ const kadBucketSize = 20
 // serves; anything else ends the stream.
 func (n *Node) serveKad(s network.Stream) {
 	from := s.Conn().RemotePeer()
+	n.kad.admit(s)
+	defer n.kad.leave(s)
 	r := msgio.NewVarintReaderSize(s, maxKadRequest)
 	w := msgio.NewVarintWriter(s)
 	// Each request gets the idle timeout, but never past the stream's
@@ -78,7 +81,72 @@ func (n *Node) serveKad(s network.Stream) {
 			_ = s.Reset()
 			return
 		}
+		n.kad.touch(s)
 	}
+}
+
+// kadStreams keeps the DHT streams a node serves at once below the
+// protocol's stream limit, and makes room for a new one by ending the one
+// that has gone longest without a request. kad-dht keeps a stream to each
+// peer open between requests, for up to the stream's life, and anyone can
+// make keys: without this, 16 throwaway keys opening 8 streams each (the
+// per-peer limit) and pinging each once held 126 of the 128 streams for
+// an hour, and nobody else could look anyone up through the node. Now a
+// stranger can make others' idle streams end sooner, not keep anyone out:
+// a kad-dht client whose stream was ended opens another.
+type kadStreams struct {
+	max  int
+	mu   sync.Mutex
+	live map[network.Stream]time.Time // when each last opened or was answered
+}
+
+// newKadStreams caps the streams served at three quarters of the
+// protocol's limit (Limits.MaxInboundStreams): the rest is room for
+// streams being negotiated, so a new one reaches serveKad and is
+// admitted rather than refused by the resource manager.
+func newKadStreams(protocolLimit int) *kadStreams {
+	return &kadStreams{max: max(protocolLimit*3/4, 1), live: map[network.Stream]time.Time{}}
+}
+
+func (k *kadStreams) admit(s network.Stream) {
+	k.mu.Lock()
+	var oldest network.Stream
+	if len(k.live) >= k.max {
+		var at time.Time
+		for o, t := range k.live {
+			if oldest == nil || t.Before(at) {
+				oldest, at = o, t
+			}
+		}
+		delete(k.live, oldest)
+	}
+	k.live[s] = time.Now()
+	k.mu.Unlock()
+	if oldest != nil {
+		// Its handler's read fails, and the handler returns.
+		_ = oldest.Reset()
+	}
+}
+
+func (k *kadStreams) touch(s network.Stream) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if _, ok := k.live[s]; ok {
+		k.live[s] = time.Now()
+	}
+}
+
+func (k *kadStreams) leave(s network.Stream) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	delete(k.live, s)
+}
+
+// open returns how many DHT streams are being served.
+func (k *kadStreams) open() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return len(k.live)
 }
 
 // findNode answers FIND_NODE: the peers of the routing table closest to the

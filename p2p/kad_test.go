@@ -57,3 +57,66 @@ func TestKadStreamLifeBounded(t *testing.T) {
 		t.Fatalf("a peer pinging every 200 ms held a DHT stream for %v; the stream's life is 1 s", held.Round(time.Millisecond))
 	}
 }
+
+// Strangers holding DHT streams open cannot keep others from the DHT: a
+// stream over the node's own cap pushes out the one idle longest. (A review
+// held 126 of the protocol's 128 streams with 16 throwaway keys, each
+// stream pinged once, and a fresh client's lookup through the hub failed
+// for the streams' whole life.)
+func TestKadStreamsHeldByStrangers(t *testing.T) {
+	hub := newTestNode(t, func(c *Config) { c.DHT = true })
+	hubAddr := addrsFor(t, hub, "tcp")
+	patient := newTestNode(t, func(c *Config) { c.Bootstrap = hubAddr })
+	waitFor(t, "the patient to enter the hub's routing table", func() bool {
+		return hub.dht.RoutingTable().Find(patient.ID()) != ""
+	})
+	a, err := ma.NewMultiaddr(hubAddr[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	ai, err := peer.AddrInfoFromP2pAddr(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := Limits{}.withDefaults()
+	ping, _ := proto.Marshal(pb.NewMessage(pb.Message_PING, nil, 0))
+	held := 0
+	for range l.MaxInboundStreams/l.MaxStreamsPerPeer + 1 {
+		k := newTestNode(t, dialOnly)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := k.h.Connect(ctx, *ai); err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		for range l.MaxStreamsPerPeer {
+			s, err := k.h.NewStream(ctx, hub.ID(), kadProtocol)
+			if err != nil {
+				break
+			}
+			t.Cleanup(func() { s.Reset() })
+			w, r := msgio.NewVarintWriter(s), msgio.NewVarintReaderSize(s, 4<<10)
+			if w.WriteMsg(ping) != nil {
+				continue
+			}
+			if _, err := r.ReadMsg(); err == nil {
+				held++
+			}
+		}
+		cancel()
+	}
+	if held < hub.kad.max {
+		t.Fatalf("strangers held only %d DHT streams, the cap is %d: this test no longer fills it", held, hub.kad.max)
+	}
+	for i := range 3 {
+		c := newTestNode(t, dialOnly, func(c *Config) { c.Bootstrap = hubAddr })
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		found, err := c.dht.FindPeer(ctx, patient.ID())
+		cancel()
+		if err != nil || len(found.Addrs) == 0 {
+			t.Fatalf("client %d: lookup through a hub whose DHT streams strangers hold (%d answered a ping): %v", i, held, err)
+		}
+	}
+	if n := hub.kad.open(); n > hub.kad.max {
+		t.Errorf("%d DHT streams open, the cap is %d", n, hub.kad.max)
+	}
+}

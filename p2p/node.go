@@ -108,6 +108,7 @@ type Node struct {
 	dht       *dht.IpfsDHT // nil unless Config.DHT or Config.Bootstrap
 	bootstrap []peer.AddrInfo
 	gate      *strangerGate
+	kad       *kadStreams // the DHT streams served (see serveKad)
 }
 
 // NewNode starts a node listening on cfg.Listen. ctx bounds only the start-up;
@@ -201,7 +202,8 @@ func NewNode(ctx context.Context, cfg Config) (*Node, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	nctx, cancel := context.WithCancel(context.Background())
-	n := &Node{h: h, timeouts: timeouts, log: log, ctx: nctx, cancel: cancel, bootstrap: boot, gate: rm}
+	n := &Node{h: h, timeouts: timeouts, log: log, ctx: nctx, cancel: cancel, bootstrap: boot, gate: rm,
+		kad: newKadStreams(limits.MaxInboundStreams)}
 	if cfg.DHT || len(boot) > 0 {
 		if err := n.startDHT(ctx, len(listen) > 0); err != nil {
 			n.Close()
