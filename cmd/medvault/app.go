@@ -32,6 +32,10 @@ type app struct {
 	// confirmed an rm (asked before it was sent to a node that was not
 	// there after all).
 	removeConfirmed bool
+	// preopened holds the file clientFile opened for a node that was not
+	// there after all, by its argument: the command, run here, reads it
+	// rather than opening it again (see openArg).
+	preopened map[string]*os.File
 	// pushNotes throttles the node's notes of strangers' refused pushes,
 	// pushLimited those of contacts' pushes refused as too many
 	// (startNode); stopped with the node.

@@ -171,6 +171,10 @@ Sensitivity labels: MH, SUD, SEX, HIV, STD, GDIS, SDV.`,
 // the node's own (its environment, its descriptors), not the caller's.
 // The client opens such files itself and sends their content (clientFile).
 func (a *app) openArg(name string) (*os.File, error) {
+	if f := a.preopened[name]; f != nil {
+		delete(a.preopened, name)
+		return f, nil
+	}
 	f, err := openRegular(a.abs(name))
 	if err != nil || a.remote == nil {
 		return f, err

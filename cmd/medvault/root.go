@@ -369,12 +369,18 @@ func (a *app) forward(args []string) (code int, ok bool) {
 	if !req.StdinTTY {
 		in = a.stdin
 	}
-	if name, f, err := a.clientFile(cmd, args); err != nil {
+	name, pre, err := a.clientFile(cmd, args)
+	if err != nil {
 		printError(a.stderr, err)
 		return exitCode(err), true
-	} else if f != nil {
-		defer f.Close()
-		req.StdinArg, req.StdinTTY, in = name, false, f
+	}
+	if pre != nil {
+		defer func() {
+			if a.preopened[name] != pre {
+				pre.Close()
+			}
+		}()
+		req.StdinArg, req.StdinTTY, in = name, false, pre
 	}
 	if passFD(args) == "0" && a.getenv("MEDVAULT_PASSPHRASE_FILE") == "" && !hasFlag(args, "--passphrase-file") &&
 		control.Running(filepath.Join(dir, nodeSocket)) {
@@ -387,6 +393,13 @@ func (a *app) forward(args []string) (code int, ok bool) {
 	}
 	code, err = control.Call(filepath.Join(dir, nodeSocket), req, in, a.stdout, a.stderr)
 	if errors.Is(err, control.ErrNoNode) {
+		if pre != nil {
+			// The command runs here: it reads the file already open.
+			// Opening a named pipe again would wait for a second
+			// writer, and what the first one wrote would be lost with
+			// the descriptor closed.
+			a.preopened = map[string]*os.File{name: pre}
+		}
 		return 0, false
 	}
 	if errors.Is(err, control.ErrForeignNode) {
