@@ -32,6 +32,11 @@ var (
 	// import that did not end in time; nothing was changed. It is
 	// ErrLocked too (errors.Is).
 	ErrImportRunning error = kindError{"an import is running: labels are changed by hand once it ends", ErrLocked}
+	// ErrFileDamaged means the vault file cannot be opened at all: it is
+	// empty, shorter than the pages its metadata says it holds, or its
+	// structure is broken where opening reads it. verify cannot check such
+	// a file either. It is ErrTampered too (errors.Is).
+	ErrFileDamaged error = kindError{"the vault file is damaged", ErrTampered}
 	// ErrInvalid means the caller's input was refused (an unknown
 	// category, a title too long): nothing was changed.
 	ErrInvalid = errors.New("invalid input")

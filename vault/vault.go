@@ -5,8 +5,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -145,6 +147,47 @@ func boltOptions(timeout time.Duration) *bbolt.Options {
 	}
 }
 
+// openStored opens the existing vault file at path. bbolt maps the file
+// and trusts its metadata: a file cut short made it read past the end of
+// the mapping (SIGBUS, a crash of the whole process, on the freelist at
+// open or on any page later), and an empty file it silently started over
+// as a new database. Both are refused as ErrFileDamaged: the file must
+// reach every page its metadata counts, and a fault or panic while bbolt
+// reads it opening becomes that error too.
+func openStored(path string, timeout time.Duration) (db *bbolt.DB, err error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if st.Size() == 0 {
+		return nil, fmt.Errorf("%w: %s is empty", ErrFileDamaged, path)
+	}
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			db, err = nil, fmt.Errorf("%w: %s could not be read (%v): it may be cut short", ErrFileDamaged, path, r)
+		}
+	}()
+	if db, err = openBolt(path, timeout); err != nil {
+		if errors.Is(err, bbolt.ErrTimeout) || errors.As(err, new(*fs.PathError)) {
+			return nil, err
+		}
+		// What bbolt found wrong with the file ("file size too small",
+		// a bad meta page).
+		return nil, fmt.Errorf("%w: %s: %w", ErrFileDamaged, path, err)
+	}
+	var pages int64
+	_ = db.View(func(tx *bbolt.Tx) error { pages = tx.Size(); return nil })
+	if st, err = os.Stat(path); err == nil && st.Size() < pages {
+		err = fmt.Errorf("%w: %s is %d bytes, but its pages reach %d: it was cut short", ErrFileDamaged, path, st.Size(), pages)
+	}
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
 func openBolt(path string, timeout time.Duration) (*bbolt.DB, error) {
 	db, err := bbolt.Open(path, 0o600, boltOptions(timeout))
 	if err != nil {
@@ -278,14 +321,14 @@ func Open(dir string, id *identity.Identity, opts Options) (*Vault, error) {
 	// And a temporary identity file an init killed midway left (the
 	// identity this vault is opened with exists).
 	identity.RemoveTemps(dir)
-	db, err := openBolt(path, opts.LockTimeout)
+	db, err := openStored(path, opts.LockTimeout)
 	if err != nil {
 		lock.Close()
 		switch {
 		case errors.Is(err, bbolt.ErrTimeout):
 			return nil, ErrLocked
 		case errors.Is(err, bbolt.ErrInvalid), errors.Is(err, bbolt.ErrChecksum), errors.Is(err, bbolt.ErrVersionMismatch):
-			return nil, fmt.Errorf("open vault: %w: %w", ErrTampered, err)
+			return nil, fmt.Errorf("open vault: %w: %w", ErrFileDamaged, err)
 		}
 		return nil, fmt.Errorf("open vault: %w", err)
 	}
@@ -319,7 +362,7 @@ func (v *Vault) load(rederiving func(done, total int)) error {
 	err := v.view(func(tx *bbolt.Tx) error {
 		m := tx.Bucket(bucketMeta)
 		if m == nil {
-			return fmt.Errorf("%w: meta bucket missing", ErrTampered)
+			return fmt.Errorf("%w: meta bucket missing", ErrFileDamaged)
 		}
 		f := m.Get(keyFormat)
 		if len(f) != 4 {

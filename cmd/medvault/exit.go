@@ -40,7 +40,8 @@ const exitCodesHelp = `Exit codes (stable; scripts may rely on them):
   10  not found (record, contact, grant)
   11  wrong passphrase, or decryption failed
   12  vault busy: another medvault process holds it, or its node does not answer
-  13  integrity failure: tampering detected (see 'medvault verify')
+  13  integrity failure: tampering detected (see 'medvault verify'), or a
+      vault file medvault cannot open (cut short, emptied)
   17  access denied: expired, revoked, out of scope, wrong audience, a
       grant the patient's node does not hold, or too many refusals of late
       (the patient's node refuses you for a minute)
@@ -131,6 +132,8 @@ func hintFor(err error) string {
 		return "nothing was changed; check the passphrase (and the file given by --passphrase-file)"
 	case errors.Is(err, vault.ErrNoVault):
 		return "run 'medvault init' first, or set MEDVAULT_HOME to the data directory of an existing vault"
+	case errors.Is(err, vault.ErrFileDamaged):
+		return "medvault cannot open this file, so 'medvault verify' cannot check it either: keep it aside and restore vault.db from a backup"
 	case errors.Is(err, vault.ErrTampered):
 		return "run 'medvault verify' for a full integrity report"
 	case errors.Is(err, share.ErrUnknownGrant):

@@ -1,0 +1,73 @@
+package vault
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/medvault/medvault/vault/record"
+)
+
+// A vault file cut short is refused as damaged, whatever the cut: bbolt
+// read past the end of its mapping and the process died of SIGBUS (exit 2,
+// a goroutine dump), on the freelist as it opened or on a page later. An
+// empty file is refused too, and left as it is: bbolt would have started
+// it over as a new database.
+func TestOpenTruncatedFile(t *testing.T) {
+	v := newTestVault(t)
+	for i := range 3 {
+		if _, err := v.Add(newRandReader(int64(i+1)*300<<10), NewRecord{Category: record.Imaging}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The file may go on past its last page, over blocks allocated ahead
+	// (see reserve): cuts there lose nothing, and the vault opens.
+	var pages int
+	v.db.View(func(tx *bbolt.Tx) error { pages = int(tx.Size()); return nil })
+	v.Close()
+	whole, err := os.ReadFile(filepath.Join(v.dir, DBFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cut := range []int{0, 4 << 10, 8 << 10, 16 << 10, 64 << 10, pages / 2, pages - 4<<10} {
+		dir := t.TempDir()
+		for _, f := range []string{IdentityFile} {
+			if b, err := os.ReadFile(filepath.Join(v.dir, f)); err == nil {
+				os.WriteFile(filepath.Join(dir, f), b, 0o600)
+			}
+		}
+		path := filepath.Join(dir, DBFile)
+		if err := os.WriteFile(path, whole[:cut], 0o600); err != nil {
+			t.Fatal(err)
+		}
+		nv, err := Open(dir, v.id, Options{})
+		if err == nil {
+			nv.Close()
+			t.Errorf("cut at %d of %d bytes: opened", cut, len(whole))
+			continue
+		}
+		if !errors.Is(err, ErrFileDamaged) || !errors.Is(err, ErrTampered) {
+			t.Errorf("cut at %d of %d bytes: %v, want ErrFileDamaged", cut, len(whole), err)
+		}
+		if got, _ := os.ReadFile(path); !bytes.Equal(got, whole[:cut]) {
+			t.Errorf("cut at %d bytes: opening changed the file (%d bytes now)", cut, len(got))
+		}
+	}
+	// Cut past the last page: nothing is lost.
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, DBFile), whole[:pages], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	nv, err := Open(dir, v.id, Options{})
+	if err != nil {
+		t.Fatalf("cut after the last page: %v", err)
+	}
+	defer nv.Close()
+	if rep, err := nv.Verify(true); err != nil {
+		t.Fatalf("cut after the last page: verify: %v %v", err, rep.Problems)
+	}
+}
