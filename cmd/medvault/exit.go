@@ -82,7 +82,7 @@ func exitCode(err error) int {
 		return exitCancelled
 	case errors.Is(err, vault.ErrNotFound):
 		return exitNotFound
-	case errors.Is(err, identity.ErrWrongPassphrase), errors.Is(err, vault.ErrDecrypt):
+	case errors.Is(err, identity.ErrWrongPassphrase), errors.Is(err, identity.ErrCorrupt), errors.Is(err, vault.ErrDecrypt):
 		return exitDecrypt
 	case errors.Is(err, vault.ErrLocked):
 		return exitBusy
@@ -130,6 +130,8 @@ func hintFor(err error) string {
 		return "another medvault command is using the vault; wait for it to finish (or stop 'medvault serve') and retry"
 	case errors.Is(err, identity.ErrWrongPassphrase):
 		return "nothing was changed; check the passphrase (and the file given by --passphrase-file)"
+	case errors.Is(err, identity.ErrCorrupt):
+		return "nothing was changed; identity.age holds your keys and cannot be read: restore it from a backup (without it the vault cannot be opened)"
 	case errors.Is(err, vault.ErrNoVault):
 		return "run 'medvault init' first, or set MEDVAULT_HOME to the data directory of an existing vault"
 	case errors.Is(err, vault.ErrFileDamaged):
