@@ -20,6 +20,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/medvault/medvault/p2p/frame"
 )
@@ -790,5 +791,26 @@ func TestDuplicateListenAddrs(t *testing.T) {
 	})
 	if got := len(n.Addrs()); got != 2 {
 		t.Fatalf("listening on %d addresses, want 2: %q", got, n.Addrs())
+	}
+}
+
+// A node cannot listen on a TCP port another node holds: with libp2p's
+// SO_REUSEPORT both bound it, and the kernel split the first node's
+// incoming connections between the two (a review found serve starting a
+// second node on a running one's port, from its node.ports file).
+func TestListenPortTaken(t *testing.T) {
+	first := newTestNode(t)
+	a, err := ma.NewMultiaddr(addrsFor(t, first, "tcp")[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, err := a.ValueForProtocol(ma.P_TCP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := NewNode(context.Background(), Config{Key: newKey(t), Listen: []string{"/ip4/127.0.0.1/tcp/" + port}})
+	if err == nil {
+		n.Close()
+		t.Fatalf("a second node listens on TCP port %s, which the first holds", port)
 	}
 }
