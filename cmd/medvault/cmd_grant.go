@@ -32,7 +32,8 @@ the label with --label. Every use of the grant is written to your ledger.
 --scope takes categories and derived scopes, comma-separated
 (` + categoryList() + `, emergency-summary).
 
-Presets:
+Presets (a preset brings its purpose; --scope given with one adds to its
+scope, and --purpose replaces its purpose):
 ` + presetHelp() + `
 Purposes of use:
 ` + purposeHelp() + `
