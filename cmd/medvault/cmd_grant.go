@@ -537,7 +537,12 @@ for a provider whose node was offline the first time.
 				}
 				al, card, ok := book.Find(i.Grant.Audience())
 				switch {
-				case !ok || len(card.Hints()) == 0 || already && !now.Before(i.Grant.Expiry()):
+				case already && !now.Before(i.Grant.Expiry()):
+					// Expired: nobody can use it, nothing to tell.
+				case !ok:
+					a.say("Not telling the provider's node: %s is no longer among your contacts, so medvault does not know where it is; the revocation holds anyway.", i.Grant.Audience())
+				case len(card.Hints()) == 0:
+					a.say("Not telling %s's node: its card gives no address to reach it; the revocation holds anyway.", al)
 				case unreached[i.Grant.Audience()]:
 					a.say("Not telling %s's node: it could not be reached a moment ago; the revocation holds anyway (revoke again later to tell it).", al)
 				default:
