@@ -200,10 +200,14 @@ func (a *app) demo(ctx context.Context, keep bool) (err error) {
 	if err != nil {
 		return err
 	}
-	if len(got) > 5 {
-		got = got[len(got)-5:]
+	more := len(got) - 5
+	if more > 0 {
+		got = got[more:]
 	}
 	a.printRecords(got)
+	if more > 0 {
+		a.note("(%d more of the doctor's records not shown)", more)
+	}
 
 	a.step("The patient revokes the grant")
 	issued, err := share.FindIssued(pv, g.ID().String())

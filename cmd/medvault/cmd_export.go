@@ -119,7 +119,7 @@ The export is written to the ledger before anything is decrypted.`,
 	f.StringVarP(&out, "output", "o", "", "write to `OUT`")
 	f.StringVar(&category, "category", "", "only this `CATEGORY`")
 	f.StringVar(&label, "label", "", "only records with this `LABEL`")
-	f.StringVar(&since, "since", "", "only records dated on or after `DATE`")
+	f.StringVar(&since, "since", "", "only records dated on or after `DATE` (undated ones: added on or after it)")
 	f.StringVar(&from, "from", "", "only records shared by this `PATIENT` (contact alias or ID)")
 	f.BoolVar(&a.jsonOut, "json", false, "print a JSON summary (not with -o -: refused, exit 2)")
 	return cmd

@@ -338,7 +338,7 @@ func newListCommand(a *app) *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&category, "category", "", "only this `CATEGORY`")
 	f.StringVar(&label, "label", "", "only records carrying this sensitivity `LABEL`")
-	f.StringVar(&since, "since", "", "only records dated on or after `DATE`")
+	f.StringVar(&since, "since", "", "only records dated on or after `DATE` (undated ones: added on or after it)")
 	f.StringVar(&from, "from", "", "only records shared by this `PATIENT` (contact alias or ID)")
 	f.BoolVar(&a.jsonOut, "json", false, "print JSON")
 	return cmd
@@ -463,7 +463,11 @@ record's ID in the patient's vault (source_id).`,
 				fmt.Fprintf(w, "File:      %s\n", sanitize(m.FileName))
 			}
 			if m.FHIR != nil {
-				fmt.Fprintf(w, "FHIR:      %s/%s (version %d)\n", sanitize(m.FHIR.Type), sanitize(m.FHIR.ID), m.FHIR.Version)
+				ref := sanitize(m.FHIR.Type) + "/" + sanitize(m.FHIR.ID)
+				if m.FHIR.ID == "" {
+					ref = sanitize(m.FHIR.Type) + " (no id)"
+				}
+				fmt.Fprintf(w, "FHIR:      %s (version %d)\n", ref, m.FHIR.Version)
 				if srv := slices.DeleteFunc(m.FHIR.Servers(), func(s string) bool { return s == "" }); len(srv) > 0 {
 					// Two servers that sent the same bytes share one record.
 					fmt.Fprintf(w, "Server:    %s\n", sanitize(strings.Join(srv, ", ")))
@@ -502,9 +506,11 @@ func newGetCommand(a *app) *cobra.Command {
 		Use:   "get ID [-o FILE]",
 		Short: "Decrypt a record's content",
 		Long: `Decrypt a record's content to standard output or to a new file. The read is
-written to the ledger before any content is decrypted. Binary content is not
-printed to a terminal; give -o FILE. An existing file is never overwritten,
-and after a failure no partial file is left behind.`,
+written to the ledger before any content is decrypted, so a read that then
+fails or is refused (binary content for a terminal) is in the ledger too:
+the entry says decryption began, not that the content was shown. Binary
+content is not printed to a terminal; give -o FILE. An existing file is
+never overwritten, and after a failure no partial file is left behind.`,
 		Example: `  medvault get 3f9a2c -o knee-mri.pdf
   medvault get 3f9a2c | less`,
 		Args: exactArgs(1),

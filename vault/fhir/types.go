@@ -45,7 +45,8 @@ type ParseError struct {
 func (e *ParseError) Error() string {
 	s := "fhir: " + strconv.Quote(e.File)
 	if e.Index >= 0 {
-		s += ": entry " + strconv.Itoa(e.Index)
+		// Counted from 1 for people, as lines are.
+		s += ": entry " + strconv.Itoa(e.Index+1)
 	}
 	switch {
 	case e.Line > 0:
