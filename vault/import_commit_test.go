@@ -3,6 +3,7 @@ package vault
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -59,5 +60,37 @@ func TestDeletedCommitMarkRollsNothingBack(t *testing.T) {
 	rep, err := v.Verify(true)
 	if !errors.Is(err, ErrTampered) || len(rep.Problems) != 1 || !strings.Contains(rep.Problems[0].Detail, "commit mark") {
 		t.Fatalf("verify: %v %v", err, rep.Problems)
+	}
+}
+
+// An incremental verify checks the commit marks of the imports its range
+// committed, as it checks the grants and revocations there: it passed over
+// a deleted mark, and moved its marker past the import (a review found it).
+func TestIncrementalVerifyFindsDeletedCommitMark(t *testing.T) {
+	v := newTestVault(t)
+	if _, err := v.Add(strings.NewReader("x"), NewRecord{Category: "labs"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Import("tiny.json", strings.NewReader(tinyBundle), nil); err != nil {
+		t.Fatal(err)
+	}
+	err := v.db.Update(func(tx *bbolt.Tx) error {
+		c := tx.Bucket(bucketPending).Cursor()
+		for k, _ := c.Seek(commitMarkPrefix); k != nil && bytes.HasPrefix(k, commitMarkPrefix); k, _ = c.Seek(commitMarkPrefix) {
+			if err := c.Delete(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := v.Verify(false)
+	if !errors.Is(err, ErrTampered) || !strings.Contains(fmt.Sprint(rep.Problems), "commit mark") {
+		t.Fatalf("incremental verify after the import's commit mark was deleted: %v %v", err, rep.Problems)
 	}
 }

@@ -278,9 +278,11 @@ func (v *Vault) verifyRecords(tx *bbolt.Tx, lr *ledger.Report, full bool, rep *V
 		return
 	}
 	// Grants and revocations recorded in the range: a deleted revocation
-	// would bring its grant back to life.
+	// would bring its grant back to life. And the commit marks of the
+	// imports committed in it.
 	v.checkObjects(tx, objects, false, rep)
 	v.checkKept(tx, kept, false, rep)
+	v.checkCommitMarks(tx, imports, rep)
 	for id, le := range sortedEntries(last) {
 		sealed := recs.Get(id[:])
 		switch {
