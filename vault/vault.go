@@ -333,7 +333,7 @@ func Open(dir string, id *identity.Identity, opts Options) (*Vault, error) {
 		return nil, fmt.Errorf("open vault: %w", err)
 	}
 	v := &Vault{dir: dir, db: db, lock: lock, id: id, now: opts.Now}
-	if err := v.load(opts.Rederiving); err != nil {
+	if err := v.loadGuarded(opts.Rederiving); err != nil {
 		v.Close()
 		return nil, err
 	}
@@ -352,6 +352,20 @@ func (v *Vault) initKeys() error {
 	}
 	v.ledger, err = newLedgerLog(v.id, v.now)
 	return err
+}
+
+// loadGuarded is load on a file that may be damaged: bbolt trusts its
+// pages, and a fault or a panic while it reads a damaged one (an element
+// pointing past its page, a page of the wrong type) is ErrFileDamaged, not
+// a crash of the whole process.
+func (v *Vault) loadGuarded(rederiving func(done, total int)) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %s could not be read (%v)", ErrFileDamaged, filepath.Join(v.dir, DBFile), r)
+		}
+	}()
+	return v.load(rederiving)
 }
 
 func (v *Vault) load(rederiving func(done, total int)) error {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"runtime/debug"
 	"slices"
 
 	"go.etcd.io/bbolt"
@@ -70,8 +71,22 @@ type VerifyReport struct {
 // marker's advance, where a running node may append.
 var testVerifyBetween func()
 
-func (v *Vault) Verify(full bool) (*VerifyReport, error) {
-	rep := &VerifyReport{}
+func (v *Vault) Verify(full bool) (rep *VerifyReport, err error) {
+	// checkPages keeps a full verify's walks within the file; an
+	// incremental one, or a page damaged in a way only reading its keys
+	// shows, may still fault or panic in bbolt: that is damage to report,
+	// not a crash.
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			if rep == nil {
+				rep = &VerifyReport{}
+			}
+			rep.Problems = append(rep.Problems, Problem{What: "vault", Detail: fmt.Sprintf("the database file's structure is damaged: reading it failed (%v)", r)})
+			err = fmt.Errorf("%w: %v", ErrFileDamaged, r)
+		}
+	}()
+	rep = &VerifyReport{}
 	if full {
 		// The checks below walk the B+tree and would loop, or crash,
 		// on a damaged one.
@@ -86,7 +101,7 @@ func (v *Vault) Verify(full bool) (*VerifyReport, error) {
 	// Check in a read transaction, so a running node keeps serving while
 	// content is re-hashed; only then advance the verified-through marker.
 	upgrade := false
-	err := v.view(func(tx *bbolt.Tx) error {
+	err = v.view(func(tx *bbolt.Tx) error {
 		lr, err := v.ledger.log.Verify(tx, full)
 		if err != nil {
 			rep.Problems = append(rep.Problems, Problem{What: "ledger", Detail: err.Error()})
@@ -309,6 +324,10 @@ func (v *Vault) checkStructureNow(rep *VerifyReport) (bool, error) {
 		return false, err
 	}
 	defer tx.Rollback()
+	if err := checkPages(tx); err != nil {
+		rep.Problems = append(rep.Problems, Problem{What: "vault", Detail: "the database file's structure is damaged: " + err.Error()})
+		return false, nil
+	}
 	return checkStructure(tx, rep), nil
 }
 
