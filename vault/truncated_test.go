@@ -9,6 +9,7 @@ import (
 
 	"go.etcd.io/bbolt"
 
+	"github.com/medvault/medvault/vault/identity"
 	"github.com/medvault/medvault/vault/record"
 )
 
@@ -69,5 +70,37 @@ func TestOpenTruncatedFile(t *testing.T) {
 	defer nv.Close()
 	if rep, err := nv.Verify(true); err != nil {
 		t.Fatalf("cut after the last page: verify: %v %v", err, rep.Problems)
+	}
+}
+
+// The stored owner changed (or deleted) is tampering, not someone else's
+// vault, when the ledger's checkpoints are signed by the identity opening
+// it; another identity is still told the vault is not its own.
+func TestOwnerChanged(t *testing.T) {
+	v := newTestVault(t)
+	dir, id := v.dir, v.id
+	v.Close()
+	for _, change := range []func(b *bbolt.Bucket) error{
+		func(b *bbolt.Bucket) error { return b.Put(keyOwner, make([]byte, 32)) },
+		func(b *bbolt.Bucket) error { return b.Delete(keyOwner) },
+	} {
+		db, err := bbolt.Open(filepath.Join(dir, DBFile), 0o600, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Update(func(tx *bbolt.Tx) error { return change(tx.Bucket(bucketMeta)) }); err != nil {
+			t.Fatal(err)
+		}
+		db.Close()
+		if _, err := Open(dir, id, Options{}); !errors.Is(err, ErrTampered) {
+			t.Errorf("owner changed: %v, want an integrity failure", err)
+		}
+		other, err := identity.Generate("Eve", identity.Patient)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Open(dir, other, Options{}); !errors.Is(err, ErrWrongOwner) {
+			t.Errorf("another identity: %v, want ErrWrongOwner", err)
+		}
 	}
 }

@@ -391,6 +391,11 @@ func (v *Vault) load(rederiving func(done, total int)) error {
 		}
 		owner := v.id.ID()
 		if got := m.Get(keyOwner); string(got) != string(owner[:]) {
+			// Someone else's vault, unless its ledger's checkpoints
+			// are signed by this identity: then the value was changed.
+			if _, err := v.ledger.log.Latest(tx); err == nil {
+				return fmt.Errorf("%w: the vault's owner was changed: its ledger is signed by this identity", ErrTampered)
+			}
 			return ErrWrongOwner
 		}
 		vid := m.Get(keyVaultID)
