@@ -110,6 +110,9 @@ func TestCutTransferDropsMarks(t *testing.T) {
 // any, decides how the next one's first chunks share leaves: with a
 // record's last chunk (an odd number of chunks before) or not.
 func TestBatchesBeforeAnotherRecord(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes three records of 72 MiB (23 s under the race detector); TestBatchesDoNotRewriteChunks covers fences in -short")
+	}
 	for _, tc := range []struct {
 		name   string
 		before int64 // size of a record sorting just before, 0 for none
