@@ -1240,22 +1240,31 @@ func TestLimiterPushStranger(t *testing.T) {
 	}
 }
 
-// A contact's pushed grants draw on its served allowance: past
-// ServedBurst new grants they are refused rate-limited, and nothing more
-// reaches the inbox or the ledger; a revocation notice still is taken.
-func TestLimiterBoundsPushedGrants(t *testing.T) {
-	provider := openVault(t, "Dr. Hopper", identity.Provider)
-	patient := openVault(t, "Ada", identity.Patient)
+// contactPusher returns a provider's vault, a patient's vault that is its
+// contact, and push, which pushes one frame from the patient to the
+// provider under a limiter and returns the answer and ServePush's result.
+func contactPusher(t *testing.T) (provider, patient *vault.Vault, push func(typ byte, body []byte) (byte, string, error)) {
+	t.Helper()
+	provider = openVault(t, "Dr. Hopper", identity.Provider)
+	patient = openVault(t, "Ada", identity.Patient)
 	if _, err := SaveContact(provider, "ada", cardOf(t, patient), false); err != nil {
 		t.Fatal(err)
 	}
 	l := NewLimiter(20, 3*time.Second)
-	push := func(typ byte, body []byte) (byte, string, error) {
+	push = func(typ byte, body []byte) (byte, string, error) {
 		c, errc := servePushPipe(t, l, provider, patient.Owner().ID())
 		c.WriteFrame(typ, body)
 		rt, p, _ := c.ReadFrame(64)
 		return rt, string(p), <-errc
 	}
+	return provider, patient, push
+}
+
+// A contact's pushed grants draw on its served allowance: past
+// ServedBurst new grants they are refused rate-limited, and nothing more
+// reaches the inbox or the ledger; a revocation notice still is taken.
+func TestLimiterBoundsPushedGrants(t *testing.T) {
+	provider, patient, push := contactPusher(t)
 	var last *Grant
 	for i := range ServedBurst + 3 {
 		g, err := IssueAndStore(patient, GrantParams{Audience: provider.Owner().ID(), Scope: Scope{Categories: []record.Category{record.Labs}},
@@ -1292,18 +1301,7 @@ func TestLimiterBoundsPushedGrants(t *testing.T) {
 // times cannot make the provider's node write without end (each notice
 // stored was a write and a ledger entry). The first notice is the one kept.
 func TestPushRevocationStoredOnce(t *testing.T) {
-	provider := openVault(t, "Dr. Hopper", identity.Provider)
-	patient := openVault(t, "Ada", identity.Patient)
-	if _, err := SaveContact(provider, "ada", cardOf(t, patient), false); err != nil {
-		t.Fatal(err)
-	}
-	l := NewLimiter(20, 3*time.Second)
-	push := func(typ byte, body []byte) (byte, string, error) {
-		c, errc := servePushPipe(t, l, provider, patient.Owner().ID())
-		c.WriteFrame(typ, body)
-		rt, p, _ := c.ReadFrame(64)
-		return rt, string(p), <-errc
-	}
+	provider, patient, push := contactPusher(t)
 	g, err := IssueAndStore(patient, GrantParams{Audience: provider.Owner().ID(), Scope: Scope{Categories: []record.Category{record.Labs}},
 		Purpose: "TREAT", Expiry: time.Now().Add(time.Hour)}, time.Now())
 	if err != nil {
