@@ -26,6 +26,21 @@ import (
 // shell. The bytes read are wiped from every buffer but the one returned.
 // A SIGTERM, SIGHUP or SIGQUIT while it reads restores the terminal before
 // the signal ends the process.
+// endingSignals returns the signals readHidden catches: SIGTERM, SIGHUP
+// and SIGQUIT, but not one the process was started ignoring (nohup ignores
+// SIGHUP). Caught, such a signal would end the process only once
+// readHidden gave it back its first disposition, ignored: the prompt then
+// went on reading with the terminal no longer raw, echoing what was typed.
+func endingSignals() []os.Signal {
+	var out []os.Signal
+	for _, s := range []os.Signal{syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT} {
+		if !signal.Ignored(s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 func readHidden(tty *os.File, prompt string) (pass []byte, err error) {
 	fd := int(tty.Fd())
 	// A signal that ends the process while the terminal is raw (kill,
@@ -33,7 +48,7 @@ func readHidden(tty *os.File, prompt string) (pass []byte, err error) {
 	// terminal back first, then let the signal do what it does. Caught
 	// from before the terminal goes raw, so none slips in between.
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
+	signal.Notify(sigs, endingSignals()...)
 	state, err := term.MakeRaw(fd)
 	if err != nil {
 		signal.Stop(sigs)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"strings"
 	"syscall"
 	"testing"
@@ -162,6 +163,12 @@ func TestReadHiddenSignalRestores(t *testing.T) {
 		os.Exit(0) // not reached: the parent ends this process first
 	}
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGHUP} {
+		if signal.Ignored(sig) {
+			// Inherited by the child (under nohup, say), which then
+			// leaves it alone (TestPromptLeavesIgnoredSignals).
+			t.Logf("%v: ignored by this process; not tested", sig)
+			continue
+		}
 		_, terminal := openPTY(t)
 		cmd := exec.Command(os.Args[0], "-test.run=^TestReadHiddenSignalRestores$")
 		cmd.Env = append(os.Environ(), "MEDVAULT_TEST_PROMPT_CHILD=1")
@@ -186,5 +193,52 @@ func TestReadHiddenSignalRestores(t *testing.T) {
 		if !echoOn(t, terminal) {
 			t.Errorf("%v: the terminal was left raw", sig)
 		}
+	}
+}
+
+// A signal the process was started ignoring (SIGHUP under nohup) stays
+// ignored during the prompt: caught, it gave the terminal back, and the
+// prompt went on reading with echo on, since the signal, re-raised, was
+// ignored again. (A CI run started under nohup hung on the test above.)
+func TestPromptLeavesIgnoredSignals(t *testing.T) {
+	signal.Ignore(syscall.SIGHUP) // inherited by the child
+	defer signal.Reset(syscall.SIGHUP)
+	_, terminal := openPTY(t)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestReadHiddenSignalRestores$")
+	cmd.Env = append(os.Environ(), "MEDVAULT_TEST_PROMPT_CHILD=1")
+	cmd.ExtraFiles = []*os.File{terminal}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	deadline := time.Now().Add(10 * time.Second)
+	for echoOn(t, terminal) {
+		if time.Now().After(deadline) {
+			t.Fatal("the child never made the terminal raw")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGHUP)
+	time.Sleep(300 * time.Millisecond)
+	if echoOn(t, terminal) {
+		t.Error("an ignored SIGHUP gave the terminal back while the prompt went on reading")
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		t.Fatal("the child did not end on SIGTERM")
+	}
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGTERM {
+		t.Errorf("the child ended with %v, not by SIGTERM", err)
+	}
+	if !echoOn(t, terminal) {
+		t.Error("the terminal was left raw")
 	}
 }
