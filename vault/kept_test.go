@@ -133,6 +133,12 @@ func setFormat(t *testing.T, dir string, ver uint32) {
 	}
 	defer db.Close()
 	db.Update(func(tx *bbolt.Tx) error {
+		if ver == 1 {
+			// As a format 1 build left it: format 3 wrote the rules.
+			if err := tx.Bucket(bucketMeta).Delete(keyLabelRules); err != nil {
+				return err
+			}
+		}
 		return tx.Bucket(bucketMeta).Put(keyFormat, binary.BigEndian.AppendUint32(nil, ver))
 	})
 }

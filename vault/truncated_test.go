@@ -104,3 +104,24 @@ func TestOwnerChanged(t *testing.T) {
 		}
 	}
 }
+
+// A format number put back to 1 on a vault that holds label rules (format
+// 3 writes them, format 1 never did) is tampering: Open migrated it forward
+// again without a word (a review found it). (setFormat, which stands for
+// a real format 1 vault, removes them.)
+func TestFormatPutBackToOne(t *testing.T) {
+	v := newTestVault(t)
+	dir, id := v.dir, v.id
+	v.Close()
+	db, err := bbolt.Open(filepath.Join(dir, DBFile), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyFormat, []byte{0, 0, 0, 1}) }); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if _, err := Open(dir, id, Options{}); !errors.Is(err, ErrTampered) {
+		t.Fatalf("format put back to 1: %v, want an integrity failure", err)
+	}
+}

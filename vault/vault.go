@@ -385,6 +385,12 @@ func (v *Vault) load(rederiving func(done, total int)) error {
 		if ver := binary.BigEndian.Uint32(f); ver > FormatVersion {
 			return fmt.Errorf("%w (format v%d, this build reads v%d)", ErrNewerFormat, ver, FormatVersion)
 		} else if ver == 1 {
+			if m.Get(keyLabelRules) != nil {
+				// Format 1 never wrote them, and nothing brings a vault
+				// back to 1: the number was put back outside medvault,
+				// so that Open would adopt kept objects again.
+				return fmt.Errorf("%w: the vault says format v1, but holds label rules, which format v1 does not write (format number changed outside medvault)", ErrTampered)
+			}
 			adopt = true
 		} else if ver != formatKept && ver != FormatVersion {
 			return fmt.Errorf("%w: unknown format version %d", ErrTampered, ver)
