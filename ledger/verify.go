@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math/bits"
 	"runtime"
+	"runtime/debug"
 	"sync"
 
 	"go.etcd.io/bbolt"
@@ -279,6 +280,7 @@ type rangeResult struct {
 
 type verifyJob struct {
 	start   int64
+	fault   error    // reading the job's values faulted (see guarded)
 	ents    [][]byte // stored entry values (valid for the transaction)
 	hs      [][]byte // stored hash values
 	aligned bool
@@ -303,7 +305,9 @@ func (l *Log) verifyRange(b *buckets, start, end, n int64, stack []Hash) (*range
 	order := make(chan *verifyJob, 2*workers)
 	var prodErr error
 	go func() {
-		prodErr = produce(b, start, end, n, work, order)
+		if err := guarded(func() { prodErr = produce(b, start, end, n, work, order) }); err != nil {
+			prodErr = err
+		}
 		close(work)
 		close(order)
 	}()
@@ -314,7 +318,7 @@ func (l *Log) verifyRange(b *buckets, start, end, n int64, stack []Hash) (*range
 			defer wg.Done()
 			buf := leafBuf(512)
 			for j := range work {
-				buf = l.runJob(j, buf)
+				j.fault = guarded(func() { buf = l.runJob(j, buf) })
 				close(j.done)
 			}
 		}()
@@ -322,6 +326,9 @@ func (l *Log) verifyRange(b *buckets, start, end, n int64, stack []Hash) (*range
 	var stackErr error
 	for j := range order {
 		<-j.done
+		if j.fault != nil && stackErr == nil {
+			stackErr = j.fault
+		}
 		if stackErr != nil {
 			continue // drain
 		}
@@ -365,6 +372,22 @@ func (l *Log) verifyRange(b *buckets, start, end, n int64, stack []Hash) (*range
 	}
 	res.root = foldStack(stack)
 	return res, nil
+}
+
+// guarded runs f, which reads the ledger's values where bbolt maps them,
+// on a goroutine of the verify's own: a fault or a panic while it reads a
+// damaged file (a value pointing past the map) is ErrTampered, not the end
+// of the whole process, which the caller's guard (on its own goroutine)
+// could not catch.
+func guarded(f func()) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			err = tampered("file", -1, fmt.Sprintf("reading the ledger failed (%v): the database file is damaged", r))
+		}
+	}()
+	f()
+	return nil
 }
 
 // produce walks the entries and hashes buckets over [start, end) in step,
