@@ -44,16 +44,16 @@ func checkPagesIn(f *os.File, size int64, pages uint64) error {
 		return fmt.Errorf("the file holds %d pages, fewer than its two meta pages", pages)
 	}
 	w := &pageWalker{f: f, size: size, pages: pages, seen: map[uint64]bool{}}
-	root, freelist, err := w.meta()
+	m, err := w.meta()
 	if err != nil {
 		return err
 	}
-	if freelist != noFreelist {
-		if err := w.freelist(freelist); err != nil {
+	if m.freelist != noFreelist {
+		if err := w.freelist(m.freelist); err != nil {
 			return err
 		}
 	}
-	return w.walk(root, 0)
+	return w.walk(m.root, 0)
 }
 
 const (
@@ -88,31 +88,82 @@ func (w *pageWalker) read(off, n int64) ([]byte, error) {
 	return b, nil
 }
 
-// meta returns the root page and freelist page of the newest valid meta
-// page, the one the transaction reads.
-func (w *pageWalker) meta() (root, freelist uint64, err error) {
-	var best uint64
+// metaPage is what checkPages and checkFileForOpen read of a meta page.
+type metaPage struct {
+	pageSize, root, freelist, pgid uint64
+}
+
+// meta returns the newest valid meta page (checksum), the one bbolt opens
+// and the transaction reads.
+func (w *pageWalker) meta() (metaPage, error) {
+	var best metaPage
+	var bestTx uint64
 	found := false
 	for id := range int64(2) {
 		b, err := w.read(id*w.size, metaSumTo+8)
 		if err != nil {
-			return 0, 0, err
+			return metaPage{}, err
 		}
 		h := fnv.New64a()
 		h.Write(b[metaSumFrom:metaSumTo])
 		if h.Sum64() != binary.LittleEndian.Uint64(b[metaSumTo:]) {
 			continue
 		}
-		if txid := binary.LittleEndian.Uint64(b[pageHeader+48:]); !found || txid > best {
-			best, found = txid, true
-			root = binary.LittleEndian.Uint64(b[pageHeader+16:])
-			freelist = binary.LittleEndian.Uint64(b[pageHeader+32:])
+		if txid := binary.LittleEndian.Uint64(b[pageHeader+48:]); !found || txid > bestTx {
+			bestTx, found = txid, true
+			best = metaPage{
+				pageSize: uint64(binary.LittleEndian.Uint32(b[pageHeader+8:])),
+				root:     binary.LittleEndian.Uint64(b[pageHeader+16:]),
+				freelist: binary.LittleEndian.Uint64(b[pageHeader+32:]),
+				pgid:     binary.LittleEndian.Uint64(b[pageHeader+40:]),
+			}
 		}
 	}
 	if !found {
-		return 0, 0, errors.New("no meta page is valid")
+		return metaPage{}, errors.New("no meta page is valid")
 	}
-	return root, freelist, nil
+	return best, nil
+}
+
+// checkFileForOpen reads what bbolt.Open reads of the file at path, its
+// meta pages and its freelist, from the file itself. It refuses a file
+// whose newest valid meta page counts more pages than the file holds, or
+// whose freelist does not lie within them: opening, bbolt would read past
+// the end of its map, and a fault recovered there left bbolt's descriptor,
+// lock and map behind (a second Open in the process then said "in use").
+// A file with no valid meta page at any page size is left to bbolt, which
+// refuses it itself.
+func checkFileForOpen(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	for _, ps := range []int64{int64(os.Getpagesize()), 4096, 16384, 65536} {
+		if st.Size() < 2*ps {
+			continue
+		}
+		w := &pageWalker{f: f, size: ps, pages: uint64(st.Size() / ps), seen: map[uint64]bool{}}
+		m, err := w.meta()
+		if err != nil || m.pageSize != uint64(ps) {
+			continue
+		}
+		if m.pgid > w.pages {
+			return fmt.Errorf("%w: %s is %d bytes, but its pages reach %d: it was cut short", ErrFileDamaged, path, st.Size(), m.pgid*uint64(ps))
+		}
+		w.pages = m.pgid
+		if m.freelist != noFreelist {
+			if err := w.freelist(m.freelist); err != nil {
+				return fmt.Errorf("%w: %s: %w", ErrFileDamaged, path, err)
+			}
+		}
+		return nil
+	}
+	return nil
 }
 
 // header reads page id's header and checks that it names id, ends within

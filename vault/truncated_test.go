@@ -45,14 +45,22 @@ func TestOpenTruncatedFile(t *testing.T) {
 		if err := os.WriteFile(path, whole[:cut], 0o600); err != nil {
 			t.Fatal(err)
 		}
-		nv, err := Open(dir, v.id, Options{})
-		if err == nil {
-			nv.Close()
-			t.Errorf("cut at %d of %d bytes: opened", cut, len(whole))
-			continue
+		// Twice: a refused open must leave nothing behind (bbolt's
+		// descriptor and lock were, and the second said "in use").
+		fds := openFiles(t)
+		for range 2 {
+			nv, err := Open(dir, v.id, Options{})
+			if err == nil {
+				nv.Close()
+				t.Errorf("cut at %d of %d bytes: opened", cut, len(whole))
+				break
+			}
+			if !errors.Is(err, ErrFileDamaged) || !errors.Is(err, ErrTampered) {
+				t.Errorf("cut at %d of %d bytes: %v, want ErrFileDamaged", cut, len(whole), err)
+			}
 		}
-		if !errors.Is(err, ErrFileDamaged) || !errors.Is(err, ErrTampered) {
-			t.Errorf("cut at %d of %d bytes: %v, want ErrFileDamaged", cut, len(whole), err)
+		if n := openFiles(t); n != fds {
+			t.Errorf("cut at %d bytes: %d descriptors open after refusing it, %d before", cut, n, fds)
 		}
 		if got, _ := os.ReadFile(path); !bytes.Equal(got, whole[:cut]) {
 			t.Errorf("cut at %d bytes: opening changed the file (%d bytes now)", cut, len(got))
@@ -124,4 +132,14 @@ func TestFormatPutBackToOne(t *testing.T) {
 	if _, err := Open(dir, id, Options{}); !errors.Is(err, ErrTampered) {
 		t.Fatalf("format put back to 1: %v, want an integrity failure", err)
 	}
+}
+
+// openFiles counts this process's open descriptors.
+func openFiles(t *testing.T) int {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("needs /proc/self/fd")
+	}
+	return len(fds)
 }

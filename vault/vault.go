@@ -162,6 +162,9 @@ func openStored(path string, timeout time.Duration) (db *bbolt.DB, err error) {
 	if st.Size() == 0 {
 		return nil, fmt.Errorf("%w: %s is empty", ErrFileDamaged, path)
 	}
+	if err := checkFileForOpen(path); err != nil {
+		return nil, err
+	}
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
