@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/medvault/medvault/vault/identity"
 	"github.com/medvault/medvault/vault/record"
 )
 
@@ -64,14 +65,8 @@ func TestDamagedPageReported(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			pageSize := v.db.Info().PageSize
+			file, pageSize := closedFile(t, v)
 			dir, id := v.dir, v.id
-			v.Close()
-			path := filepath.Join(dir, DBFile)
-			file, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatal(err)
-			}
 			key := chunkKey(m.ID, 0)
 			if tc.key != nil {
 				key = tc.key(m.ID)
@@ -79,20 +74,7 @@ func TestDamagedPageReported(t *testing.T) {
 			for _, e := range leafElements(t, file, pageSize, key) {
 				file[tc.at(e)] ^= tc.xor
 			}
-			if err := os.WriteFile(path, file, 0o600); err != nil {
-				t.Fatal(err)
-			}
-			nv, err := Open(dir, id, Options{})
-			if err != nil {
-				if !errors.Is(err, ErrTampered) {
-					t.Fatalf("open: %v, want an integrity failure", err)
-				}
-				return
-			}
-			defer nv.Close()
-			if rep, err := nv.Verify(true); !errors.Is(err, ErrTampered) {
-				t.Fatalf("verify: %v %v, want an integrity failure", err, rep.Problems)
-			}
+			wantDamageReported(t, dir, id, file, true)
 		})
 	}
 }
@@ -155,14 +137,8 @@ func TestIncrementalVerifyDamagedLedgerPage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pageSize := v.db.Info().PageSize
+	file, pageSize := closedFile(t, v)
 	dir, id := v.dir, v.id
-	v.Close()
-	path := filepath.Join(dir, DBFile)
-	file, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// The last entries, under their index as the ledger keys them (uint64
 	// big-endian): their elements' value sizes grow by 64 MiB. Stored
 	// hashes and checkpoints share those keys; the sealed entries are the
@@ -179,7 +155,26 @@ func TestIncrementalVerifyDamagedLedgerPage(t *testing.T) {
 	if flipped == 0 {
 		t.Fatal("found no ledger entry to damage")
 	}
-	if err := os.WriteFile(path, file, 0o600); err != nil {
+	wantDamageReported(t, dir, id, file, false)
+}
+
+// closedFile closes v and returns its file's bytes and bbolt's page size.
+func closedFile(t *testing.T, v *Vault) ([]byte, int) {
+	t.Helper()
+	pageSize := v.db.Info().PageSize
+	v.Close()
+	file, err := os.ReadFile(filepath.Join(v.dir, DBFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return file, pageSize
+}
+
+// wantDamageReported writes file as the vault file in dir, and wants Open,
+// or else a verify (full or incremental), to report an integrity failure.
+func wantDamageReported(t *testing.T, dir string, id *identity.Identity, file []byte, full bool) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, DBFile), file, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	nv, err := Open(dir, id, Options{})
@@ -190,8 +185,7 @@ func TestIncrementalVerifyDamagedLedgerPage(t *testing.T) {
 		return
 	}
 	defer nv.Close()
-	rep, err := nv.Verify(false)
-	if !errors.Is(err, ErrTampered) {
-		t.Fatalf("incremental verify: %v %v, want an integrity failure", err, rep.Problems)
+	if rep, err := nv.Verify(full); !errors.Is(err, ErrTampered) {
+		t.Fatalf("verify (full %v): %v %v, want an integrity failure", full, err, rep.Problems)
 	}
 }

@@ -169,21 +169,7 @@ func TestReadHiddenSignalRestores(t *testing.T) {
 			t.Logf("%v: ignored by this process; not tested", sig)
 			continue
 		}
-		_, terminal := openPTY(t)
-		cmd := exec.Command(os.Args[0], "-test.run=^TestReadHiddenSignalRestores$")
-		cmd.Env = append(os.Environ(), "MEDVAULT_TEST_PROMPT_CHILD=1")
-		cmd.ExtraFiles = []*os.File{terminal}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		deadline := time.Now().Add(10 * time.Second)
-		for echoOn(t, terminal) {
-			if time.Now().After(deadline) {
-				cmd.Process.Kill()
-				t.Fatal("the child never made the terminal raw")
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		cmd, terminal := startPromptChild(t)
 		cmd.Process.Signal(sig)
 		err := cmd.Wait()
 		var ee *exec.ExitError
@@ -196,13 +182,10 @@ func TestReadHiddenSignalRestores(t *testing.T) {
 	}
 }
 
-// A signal the process was started ignoring (SIGHUP under nohup) stays
-// ignored during the prompt: caught, it gave the terminal back, and the
-// prompt went on reading with echo on, since the signal, re-raised, was
-// ignored again. (A CI run started under nohup hung on the test above.)
-func TestPromptLeavesIgnoredSignals(t *testing.T) {
-	signal.Ignore(syscall.SIGHUP) // inherited by the child
-	defer signal.Reset(syscall.SIGHUP)
+// startPromptChild starts this test binary as a child sitting in
+// readHidden on a new pty, and returns once it has made the terminal raw.
+func startPromptChild(t *testing.T) (*exec.Cmd, *os.File) {
+	t.Helper()
 	_, terminal := openPTY(t)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestReadHiddenSignalRestores$")
 	cmd.Env = append(os.Environ(), "MEDVAULT_TEST_PROMPT_CHILD=1")
@@ -210,14 +193,26 @@ func TestPromptLeavesIgnoredSignals(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer cmd.Process.Kill()
 	deadline := time.Now().Add(10 * time.Second)
 	for echoOn(t, terminal) {
 		if time.Now().After(deadline) {
+			cmd.Process.Kill()
 			t.Fatal("the child never made the terminal raw")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	return cmd, terminal
+}
+
+// A signal the process was started ignoring (SIGHUP under nohup) stays
+// ignored during the prompt: caught, it gave the terminal back, and the
+// prompt went on reading with echo on, since the signal, re-raised, was
+// ignored again. (A CI run started under nohup hung on the test above.)
+func TestPromptLeavesIgnoredSignals(t *testing.T) {
+	signal.Ignore(syscall.SIGHUP) // inherited by the child
+	defer signal.Reset(syscall.SIGHUP)
+	cmd, terminal := startPromptChild(t)
+	defer cmd.Process.Kill()
 	cmd.Process.Signal(syscall.SIGHUP)
 	time.Sleep(300 * time.Millisecond)
 	if echoOn(t, terminal) {
