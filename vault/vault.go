@@ -152,8 +152,9 @@ func boltOptions(timeout time.Duration) *bbolt.Options {
 // the mapping (SIGBUS, a crash of the whole process, on the freelist at
 // open or on any page later), and an empty file it silently started over
 // as a new database. Both are refused as ErrFileDamaged: the file must
-// reach every page its metadata counts, and a fault or panic while bbolt
-// reads it opening becomes that error too.
+// reach every page its metadata counts (checkFileForOpen, before bbolt
+// reads it), and a fault or panic while bbolt opens it becomes that error
+// too.
 func openStored(path string, timeout time.Duration) (db *bbolt.DB, err error) {
 	st, err := os.Stat(path)
 	if err != nil {
@@ -178,15 +179,6 @@ func openStored(path string, timeout time.Duration) (db *bbolt.DB, err error) {
 		// What bbolt found wrong with the file ("file size too small",
 		// a bad meta page).
 		return nil, fmt.Errorf("%w: %s: %w", ErrFileDamaged, path, err)
-	}
-	var pages int64
-	_ = db.View(func(tx *bbolt.Tx) error { pages = tx.Size(); return nil })
-	if st, err = os.Stat(path); err == nil && st.Size() < pages {
-		err = fmt.Errorf("%w: %s is %d bytes, but its pages reach %d: it was cut short", ErrFileDamaged, path, st.Size(), pages)
-	}
-	if err != nil {
-		db.Close()
-		return nil, err
 	}
 	return db, nil
 }
