@@ -5,11 +5,12 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/control"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
+	"github.com/libp2p/go-libp2p/p2p/protocol/identify"
 	"github.com/libp2p/go-libp2p/x/rate"
 	ma "github.com/multiformats/go-multiaddr"
 )
@@ -127,7 +128,7 @@ func newResourceManager(l Limits) (managerState, error) {
 	fds := conns + 64
 
 	scaling := rcmgr.DefaultLimits
-	libp2p.SetDefaultServiceLimits(&scaling) // identify's own limits
+	addIdentifyLimits(&scaling)
 	base := scaling.Scale(l.MaxMemory, fds)
 
 	// A yamux stream reserves its receive window (256 KiB) from its
@@ -266,4 +267,24 @@ func checkListenAddr(s string) (ma.Multiaddr, error) {
 		return nil, fmt.Errorf("listen address %q: want /ip4|ip6/ADDR/tcp/PORT or /ip4|ip6/ADDR/udp/PORT/quic-v1: %w", s, ErrBadAddress)
 	}
 	return a, nil
+}
+
+// addIdentifyLimits adds identify's limits to config: the ones libp2p.New's
+// SetDefaultServiceLimits sets for it. Identify is the only libp2p service a
+// node runs.
+func addIdentifyLimits(config *rcmgr.ScalingLimitConfig) {
+	config.AddServiceLimit(identify.ServiceName,
+		rcmgr.BaseLimit{StreamsInbound: 64, StreamsOutbound: 64, Streams: 128, Memory: 4 << 20},
+		rcmgr.BaseLimitIncrease{StreamsInbound: 64, StreamsOutbound: 64, Streams: 128, Memory: 4 << 20})
+	config.AddServicePeerLimit(identify.ServiceName,
+		rcmgr.BaseLimit{StreamsInbound: 16, StreamsOutbound: 16, Streams: 32, Memory: 1 << 20},
+		rcmgr.BaseLimitIncrease{})
+	for _, id := range [...]protocol.ID{identify.ID, identify.IDPush} {
+		config.AddProtocolLimit(id,
+			rcmgr.BaseLimit{StreamsInbound: 64, StreamsOutbound: 64, Streams: 128, Memory: 4 << 20},
+			rcmgr.BaseLimitIncrease{StreamsInbound: 64, StreamsOutbound: 64, Streams: 128, Memory: 4 << 20})
+		config.AddProtocolPeerLimit(id,
+			rcmgr.BaseLimit{StreamsInbound: 16, StreamsOutbound: 16, Streams: 32, Memory: 32 * (256<<20 + 16<<10)},
+			rcmgr.BaseLimitIncrease{})
+	}
 }

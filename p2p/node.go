@@ -14,7 +14,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/libp2p/go-libp2p"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
@@ -24,12 +23,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/sec"
 	"github.com/libp2p/go-libp2p/gologshim"
 	"github.com/libp2p/go-libp2p/p2p/host/peerstore/pstoremem"
-	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
-	"github.com/libp2p/go-libp2p/p2p/security/noise"
-	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
-	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
-	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
 	msmux "github.com/multiformats/go-multistream"
 )
@@ -163,43 +157,16 @@ func NewNode(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("new node: peerstore: %w", err)
 	}
 
-	opts := []libp2p.Option{
-		libp2p.Identity(sk),
-		libp2p.Peerstore(ps),
-		// Without SO_REUSEPORT: with it, a second node (another vault's
-		// serve) could listen on a port this one holds, and the kernel
-		// would split this node's incoming connections between the two.
-		// medvault does no hole punching, which is what dialling from the
-		// listening port is for.
-		libp2p.Transport(tcp.NewTCPTransport, tcp.DisableReuseport()),
-		libp2p.Transport(quic.NewTransport),
-		// TLS first: on TCP it moved 0.96 GB/s against Noise's 0.74 here.
-		libp2p.Security(libp2ptls.ID, libp2ptls.New),
-		libp2p.Security(noise.ID, noise.New),
-		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
-		libp2p.ResourceManager(rm),
-		libp2p.ConnectionManager(cm),
-		libp2p.ConnectionGater(gater{}),
-		libp2p.UserAgent(userAgent),
-		libp2p.DisableRelay(),
-		libp2p.Ping(false),
-		libp2p.DisableMetrics(),
-		libp2p.DisableIdentifyAddressDiscovery(),
-		libp2p.WithDialTimeout(timeouts.Dial),
-	}
-	if len(listen) == 0 {
-		opts = append(opts, libp2p.NoListenAddrs)
-	} else {
-		opts = append(opts, libp2p.ListenAddrs(listen...))
-	}
-	h, err := libp2p.New(opts...)
-	if err != nil {
-		// libp2p.New does not close what it was given when start-up fails (a
-		// listen address in use, say); these Close calls are idempotent.
-		// (libp2p still leaks two swarm goroutines in that case.)
-		_ = cm.Close()
-		_ = rm.Close()
-		_ = ps.Close()
+	h, err := newHost(hostConfig{
+		key:         sk,
+		peerstore:   ps,
+		rcmgr:       rm,
+		connmgr:     cm,
+		gater:       gater{},
+		listen:      listen,
+		dialTimeout: timeouts.Dial,
+	})
+	if err != nil { // newHost has closed cm, rm and ps
 		return nil, fmt.Errorf("new node: %w", err)
 	}
 	log := cfg.Logger

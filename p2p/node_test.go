@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -808,9 +809,37 @@ func TestListenPortTaken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	before := goroutines()
 	n, err := NewNode(context.Background(), Config{Key: newKey(t), Listen: []string{"/ip4/127.0.0.1/tcp/" + port}})
 	if err == nil {
 		n.Close()
 		t.Fatalf("a second node listens on TCP port %s, which the first holds", port)
 	}
+	// What the failed start built is closed: its goroutines end.
+	var left []string
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		left = left[:0]
+		for id, stack := range goroutines() {
+			if _, ok := before[id]; !ok && !strings.Contains(stack, "TestListenPortTaken") {
+				left = append(left, stack)
+			}
+		}
+		if len(left) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if len(left) > 0 {
+		t.Fatalf("%d goroutines left by a failed start:\n%s", len(left), strings.Join(left, "\n\n"))
+	}
+}
+
+// goroutines returns the stacks of the running goroutines by ID.
+func goroutines() map[string]string {
+	buf := make([]byte, 1<<22)
+	out := map[string]string{}
+	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+		id, _, _ := strings.Cut(strings.TrimPrefix(g, "goroutine "), " ")
+		out[id] = g
+	}
+	return out
 }

@@ -46,3 +46,39 @@ func hasPrefixAny(s string, ps []string) bool {
 	}
 	return false
 }
+
+// TestStartupImports fails when the binary links what p2p's newHost exists to
+// leave out: the root go-libp2p package (libp2p.New) and, through it, fx and
+// the transports medvault does not run. Their package initialisers ran in
+// every command and took about 2 ms of each start-up (README, "Performance").
+func TestStartupImports(t *testing.T) {
+	if _, err := exec.Command("go", "version").Output(); err != nil {
+		t.Skip("the go command is not on PATH")
+	}
+	out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", ".").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	// Each is unwanted with the packages under it, except the root
+	// package, whose subpackages newHost uses.
+	unwanted := []string{
+		"github.com/libp2p/go-libp2p/config",
+		"go.uber.org/fx",
+		"github.com/pion",
+		"github.com/quic-go/webtransport-go",
+		"github.com/libp2p/go-libp2p/p2p/transport/webrtc",
+		"github.com/libp2p/go-libp2p/p2p/transport/websocket",
+		"github.com/libp2p/go-libp2p/p2p/transport/webtransport",
+		"github.com/libp2p/go-libp2p/p2p/host/autorelay",
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		if dep == "github.com/libp2p/go-libp2p" {
+			t.Errorf("medvault links %s", dep)
+		}
+		for _, u := range unwanted {
+			if dep == u || strings.HasPrefix(dep, u+"/") {
+				t.Errorf("medvault links %s", dep)
+			}
+		}
+	}
+}
