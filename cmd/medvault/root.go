@@ -327,11 +327,8 @@ func withFlag(args []string, flag string) []string {
 // forward runs args in the node when one is running and the command uses
 // the vault. ok is false when the command must run here.
 func (a *app) forward(args []string) (code int, ok bool) {
-	root := newRootCommand(a)
-	cmd, _, err := root.Find(args)
-	if err != nil || localOnly[cmd.Name()] || (cmd.Parent() != nil && localOnly[cmd.Parent().Name()] && cmd.Parent() != root) {
-		return 0, false
-	}
+	// Help is printed here (and before the command tree is built: --help
+	// is what a start-up budget is measured on).
 	for _, s := range args {
 		if s == "--" {
 			break
@@ -339,6 +336,11 @@ func (a *app) forward(args []string) (code int, ok bool) {
 		if s == "-h" || s == "--help" {
 			return 0, false
 		}
+	}
+	root := newRootCommand(a)
+	cmd, _, err := root.Find(args)
+	if err != nil || localOnly[cmd.Name()] || (cmd.Parent() != nil && localOnly[cmd.Parent().Name()] && cmd.Parent() != root) {
+		return 0, false
 	}
 	dir, err := a.dataDir()
 	if err != nil || checkDataDir(dir) != nil {
