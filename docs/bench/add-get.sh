@@ -2,7 +2,7 @@
 # Prints medvault add/get throughput and peak anonymous memory (RssAnon)
 # side by side with the age CLI on the same file, medians of RUNS runs, what
 # bbolt alone takes to store as many bytes the way add does (the ceiling for
-# add), and the start-up time of `medvault --help`. As root it also times
+# add), and the start-up time of `medvault --help` (startup.sh). As root it also times
 # get and age -d cold, with nothing in the page cache (as after a reboot).
 #
 #   bash docs/bench/add-get.sh [SIZE_MIB] [RUNS]     (defaults: 1024 3)
@@ -94,12 +94,5 @@ done
 t=$(echo "$floor" | tr ' ' '\n' | grep . | median)
 printf '%-28s %10s %10s   (bbolt alone: the ceiling for add)\n' "bbolt-store" "$t" "$(mbps "$t")"
 
-# Start-up: median of 21 runs of --help, timed with bash's clock: forking
-# date around each run added ~2 ms to what was measured. Like every command
-# above, it starts after the writes before it are on disk (sync): right
-# after this script's gigabytes, writeback took ~3 ms from each run.
-sync
-for _ in $(seq 21); do
-	s=$EPOCHREALTIME; "$mv" --help >/dev/null; e=$EPOCHREALTIME
-	echo "$s $e" | awk '{printf "%d\n", ($2 - $1) * 1e6}'
-done | median | awk '{printf "medvault --help: %.1f ms (goal < 10 ms)\n", $1/1000}'
+# Start-up, side by side with the BRIEF's reference (startup.sh).
+bash docs/bench/startup.sh 21
