@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/connmgr"
@@ -16,6 +17,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
+	"github.com/libp2p/go-libp2p/core/pnet"
 	"github.com/libp2p/go-libp2p/core/sec"
 	basichost "github.com/libp2p/go-libp2p/p2p/host/basic"
 	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
@@ -65,6 +67,13 @@ func newHost(cfg hostConfig) (host.Host, error) {
 			_ = c.Close()
 		}
 		return nil, err
+	}
+	if pnet.ForcePrivateNetwork {
+		// LIBP2P_FORCE_PNET=1 asks every libp2p program to join only a
+		// private network, which medvault does not support: refuse to start
+		// (as libp2p.New does) rather than leave QUIC, which the upgrader's
+		// check does not cover, talking to the open network.
+		return fail(pnet.ErrNotInPrivateNetwork)
 	}
 	id, err := peer.IDFromPrivateKey(cfg.key)
 	if err != nil {
@@ -154,12 +163,20 @@ func newHost(cfg hostConfig) (host.Host, error) {
 // listener and connection).
 type quicHost struct {
 	*basichost.BasicHost
-	quic *quicreuse.ConnManager
+	quic      *quicreuse.ConnManager
+	closeOnce sync.Once
+	closeErr  error
 }
 
+// Close closes the host, then the QUIC connection manager. Calls after the
+// first return the first's result (the manager's own Close panics when
+// called twice).
 func (h *quicHost) Close() error {
-	err := h.BasicHost.Close()
-	return errors.Join(err, h.quic.Close())
+	h.closeOnce.Do(func() {
+		err := h.BasicHost.Close()
+		h.closeErr = errors.Join(err, h.quic.Close())
+	})
+	return h.closeErr
 }
 
 // newQUICConnManager makes the connection manager QUIC listeners and dials

@@ -20,6 +20,7 @@ import (
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/pnet"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	ma "github.com/multiformats/go-multiaddr"
 
@@ -809,27 +810,88 @@ func TestListenPortTaken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	before := goroutines()
 	n, err := NewNode(context.Background(), Config{Key: newKey(t), Listen: []string{"/ip4/127.0.0.1/tcp/" + port}})
 	if err == nil {
 		n.Close()
 		t.Fatalf("a second node listens on TCP port %s, which the first holds", port)
 	}
-	// What the failed start built is closed: its goroutines end.
-	var left []string
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		left = left[:0]
-		for id, stack := range goroutines() {
-			if _, ok := before[id]; !ok && !strings.Contains(stack, "TestListenPortTaken") {
-				left = append(left, stack)
+}
+
+// TestFailedStartLeaksNothing checks that what a node builds before it
+// fails to listen is closed: its goroutines end. (libp2p.New, which
+// newHost replaced, left two of the swarm's behind.) The port is held by a
+// plain listener: a node holding it would start goroutines of its own
+// while the test counts.
+func TestFailedStartLeaksNothing(t *testing.T) {
+	for _, proto := range []string{"tcp", "udp"} {
+		t.Run(proto, func(t *testing.T) {
+			var addr string
+			if proto == "tcp" {
+				l, err := net.Listen("tcp4", "127.0.0.1:0")
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer l.Close()
+				addr = fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", l.Addr().(*net.TCPAddr).Port)
+			} else {
+				c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				addr = fmt.Sprintf("/ip4/127.0.0.1/udp/%d/quic-v1", c.LocalAddr().(*net.UDPAddr).Port)
 			}
-		}
-		if len(left) == 0 || time.Now().After(deadline) {
-			break
-		}
+			key := newKey(t)
+			before := goroutines()
+			n, err := NewNode(context.Background(), Config{Key: key, Listen: []string{addr}})
+			if err == nil {
+				n.Close()
+				t.Fatalf("a node listens on %s, which is taken", addr)
+			}
+			var left []string
+			for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+				left = left[:0]
+				for id, stack := range goroutines() {
+					if _, ok := before[id]; !ok && !strings.Contains(stack, "TestFailedStartLeaksNothing") {
+						left = append(left, stack)
+					}
+				}
+				if len(left) == 0 || time.Now().After(deadline) {
+					break
+				}
+			}
+			if len(left) > 0 {
+				t.Fatalf("%d goroutines left by a failed start:\n%s", len(left), strings.Join(left, "\n\n"))
+			}
+		})
 	}
-	if len(left) > 0 {
-		t.Fatalf("%d goroutines left by a failed start:\n%s", len(left), strings.Join(left, "\n\n"))
+}
+
+// TestForcedPrivateNetworkRefused: with LIBP2P_FORCE_PNET=1, which asks
+// libp2p programs to join only a private network, a node refuses to start
+// (medvault has no private network key) instead of talking QUIC to the
+// open network, which the upgrader's own check does not cover.
+func TestForcedPrivateNetworkRefused(t *testing.T) {
+	pnet.ForcePrivateNetwork = true
+	defer func() { pnet.ForcePrivateNetwork = false }()
+	n, err := NewNode(context.Background(), Config{Key: newKey(t), Listen: []string{"/ip4/127.0.0.1/udp/0/quic-v1"}})
+	if err == nil {
+		n.Close()
+		t.Fatal("a node started with a private network forced and no key")
+	}
+	if !errors.Is(err, pnet.ErrNotInPrivateNetwork) {
+		t.Fatalf("err = %v, want pnet.ErrNotInPrivateNetwork", err)
+	}
+}
+
+// TestCloseTwice: a second Close of the host is harmless.
+func TestCloseTwice(t *testing.T) {
+	n := newTestNode(t)
+	if err := n.h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.h.Close(); err != nil {
+		t.Fatal(err)
 	}
 }
 
