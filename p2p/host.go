@@ -51,8 +51,8 @@ type hostConfig struct {
 // It does the wiring that libp2p.New does with go.uber.org/fx, by hand and
 // for these parts only. The root go-libp2p package links every transport
 // libp2p has (WebRTC, WebSocket, WebTransport) and fx's reflection, and their
-// package initialisers ran in every medvault command, --help included: 2 of
-// its 12.5 ms. TestStartupImports (cmd/medvault) fails if the binary links
+// package initialisers ran in every medvault command, --help included: 2.1 of
+// its 12.6 ms. TestStartupImports (cmd/medvault) fails if the binary links
 // them again. libp2p.New also started an AutoNAT client, which asked peers
 // offering AutoNAT to dial the node's public addresses back; medvault has no
 // use for the answer.

@@ -327,8 +327,8 @@ func withFlag(args []string, flag string) []string {
 // forward runs args in the node when one is running and the command uses
 // the vault. ok is false when the command must run here.
 func (a *app) forward(args []string) (code int, ok bool) {
-	// Help is printed here (and before the command tree is built: --help
-	// is what a start-up budget is measured on).
+	// Help is never forwarded: look for it before building the command
+	// tree, which --help (the start-up budget's measure) then builds once.
 	for _, s := range args {
 		if s == "--" {
 			break
